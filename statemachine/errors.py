@@ -1,0 +1,168 @@
+"""The one exception tree of smrun.
+
+Every error smrun raises on purpose derives from :class:`SmrunError`. The command line catches only
+this root (plus ``KeyboardInterrupt``) and maps classes to exit codes via ``exit_code``::
+
+    SmrunError                      exit 1 unless a subclass says otherwise
+    ├── UsageError                  exit 2: bad command line
+    ├── DefinitionError             exit 2: a plan, itinerary, template or seed file is invalid
+    │   ├── SchemaError             .problems: every (file, line, path, message) found
+    │   └── TemplateError           missing template, undefined variable, sandbox violation, bad YAML out
+    ├── PreflightError              exit 3: checks against the clusters refused the plan (.problems)
+    ├── ClusterError                a cluster request failed; .status, .reason (never the request body)
+    │   ├── TransientClusterError   429, 5xx, connection errors: retried with backoff
+    │   │   └── ClusterUnreachable  exit 3 when it persists before anything was applied
+    │   └── PermanentClusterError   4xx that retrying cannot fix
+    │       ├── NotFound            404
+    │       ├── Conflict            409 (AlreadyExists or stale resourceVersion)
+    │       ├── OwnershipConflict   a same-named object exists that this run did not create
+    │       ├── Forbidden           401/403
+    │       ├── Invalid             422
+    │       └── Gone                410 (watch resourceVersion too old: re-list)
+    ├── ReadinessFailed             a state's ``failed`` condition held (for ``failedFor``)
+    ├── ReadinessTimeout            a wait did not hold within its timeout; names the false clause
+    ├── Canceled                    the VM's migration was canceled
+    └── LockHeld                    exit 2: another smrun run holds this plan's lock
+
+``transient`` is a class attribute, so the decision to retry is made from the type, never from a
+message string. Messages are short and never contain manifest bodies (a Secret could leak).
+"""
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+
+class SmrunError(Exception):
+    """Root of every error smrun raises on purpose."""
+
+    exit_code: int = 1
+    transient: bool = False
+
+
+class UsageError(SmrunError):
+    """The command line was used wrongly."""
+
+    exit_code = 2
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One finding about an input file: where it is and what is wrong."""
+
+    file: str
+    path: str
+    message: str
+    line: int | None = None
+
+    def __str__(self) -> str:
+        where = f"{self.file}:{self.line}" if self.line else self.file
+        return f"{where}: {self.path}: {self.message}" if self.path else f"{where}: {self.message}"
+
+
+class DefinitionError(SmrunError):
+    """A plan, itinerary, template or seed file is invalid. Nothing was applied."""
+
+    exit_code = 2
+
+    def __init__(self, message: str, problems: Sequence[Problem] = ()) -> None:
+        super().__init__(message)
+        self.problems: tuple[Problem, ...] = tuple(problems)
+
+    def __str__(self) -> str:
+        if self.problems:
+            return "\n".join(str(p) for p in self.problems)
+        return super().__str__()
+
+
+class SchemaError(DefinitionError):
+    """A document does not satisfy its JSON Schema or the semantic checks after it."""
+
+
+class TemplateError(DefinitionError):
+    """A template is missing, uses an undefined variable, breaks the sandbox, or renders bad YAML."""
+
+
+class PreflightError(SmrunError):
+    """Checks against the clusters refused the plan. Nothing was applied."""
+
+    exit_code = 3
+
+    def __init__(self, message: str, problems: Sequence[str] = ()) -> None:
+        super().__init__(message)
+        self.problems: tuple[str, ...] = tuple(problems)
+
+    def __str__(self) -> str:
+        head = super().__str__()
+        return "\n".join([head, *(f"  - {p}" for p in self.problems)]) if self.problems else head
+
+
+class ClusterError(SmrunError):
+    """A request to a cluster failed."""
+
+    def __init__(self, message: str, *, status: int | None = None, reason: str = "",
+                 retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.reason = reason
+        self.retry_after = retry_after
+
+
+class TransientClusterError(ClusterError):
+    """Worth retrying: throttling (429), server errors (5xx), dropped connections."""
+
+    transient = True
+
+
+class ClusterUnreachable(TransientClusterError):
+    """The cluster could not be reached at all."""
+
+    exit_code = 3
+
+
+class PermanentClusterError(ClusterError):
+    """A 4xx answer that retrying cannot fix."""
+
+
+class NotFound(PermanentClusterError):
+    """404."""
+
+
+class Conflict(PermanentClusterError):
+    """409: the object already exists, or the write was based on a stale resourceVersion."""
+
+
+class OwnershipConflict(PermanentClusterError):
+    """An object with the name smrun wants exists and was not created by this plan: never overwritten."""
+
+
+class Forbidden(PermanentClusterError):
+    """401 or 403."""
+
+    exit_code = 3
+
+
+class Invalid(PermanentClusterError):
+    """422: the server rejected the object."""
+
+
+class Gone(PermanentClusterError):
+    """410: a watch resourceVersion is too old; the caller must re-list."""
+
+
+class ReadinessFailed(SmrunError):
+    """A state's ``failed`` condition held."""
+
+
+class ReadinessTimeout(SmrunError):
+    """A wait did not hold within its timeout. The message names the false clause and what was seen."""
+
+
+class Canceled(SmrunError):
+    """The migration of a VM was canceled by the user."""
+
+
+class LockHeld(SmrunError):
+    """Another smrun process is running this plan."""
+
+    exit_code = 2

@@ -1,0 +1,104 @@
+"""The seam between smrun and a Kubernetes cluster.
+
+``Cluster`` is the small interface the engine and preflight use; ``statemachine.k8s.client`` is
+its only implementation and the only module in smrun that imports the ``kubernetes`` library
+(imported lazily, so ``smrun validate`` and ``smrun render`` never load it). Nothing here talks to
+a cluster. Objects are plain ``dict`` (JSON as the API server returns it).
+"""
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any, Literal, Protocol
+
+Obj = dict[str, Any]
+PatchType = Literal["merge", "json"]
+EventType = Literal["ADDED", "MODIFIED", "DELETED"]
+
+
+@dataclass(frozen=True, order=True)
+class ObjectRef:
+    """Identifies one object on one cluster. ``namespace`` is ``""`` for cluster-scoped kinds."""
+
+    api_version: str
+    kind: str
+    namespace: str
+    name: str
+
+    @classmethod
+    def of(cls, obj: Mapping[str, Any], *, default_namespace: str = "") -> ObjectRef:
+        meta = obj.get("metadata") or {}
+        return cls(str(obj.get("apiVersion", "")), str(obj.get("kind", "")),
+                   str(meta.get("namespace") or default_namespace), str(meta.get("name", "")))
+
+    @property
+    def group(self) -> str:
+        return self.api_version.split("/")[0] if "/" in self.api_version else ""
+
+    def __str__(self) -> str:
+        where = f"{self.namespace}/" if self.namespace else ""
+        return f"{self.kind} {where}{self.name}"
+
+
+@dataclass(frozen=True)
+class ResourceKey:
+    """What one shared watch covers: a kind in a namespace (``""`` = all namespaces)."""
+
+    api_version: str
+    kind: str
+    namespace: str = ""
+
+
+class Subscription(Protocol):
+    def close(self) -> None: ...
+
+
+WatchHandler = Callable[[EventType, Obj], None]
+
+
+class Cluster(Protocol):
+    """One Kubernetes cluster as smrun sees it.
+
+    Errors are raised as ``statemachine.errors.ClusterError`` subclasses (transient or permanent);
+    implementations retry transient errors themselves a bounded number of times before raising.
+    """
+
+    name: str
+
+    def get(self, ref: ObjectRef) -> Obj | None:
+        """The object, or ``None`` if it does not exist. Served from the watch cache when one covers it."""
+        ...
+
+    def list(self, api_version: str, kind: str, *, namespace: str = "",
+             label_selector: str = "") -> list[Obj]: ...
+
+    def create(self, manifest: Mapping[str, Any], *, dry_run: bool = False) -> Obj:
+        """Create; raises ``Conflict`` if it exists."""
+        ...
+
+    def patch(self, ref: ObjectRef, patch: Any, *, patch_type: PatchType = "merge",
+              subresource: str = "") -> Obj: ...
+
+    def delete(self, ref: ObjectRef) -> bool:
+        """Request deletion (background propagation). False if it was already gone."""
+        ...
+
+    def watch(self, key: ResourceKey, handler: WatchHandler) -> Subscription:
+        """Share one list+watch per ``key``; ``handler`` is called (from a watch thread) with every
+        event after an initial ADDED for each existing object. Re-watches from the last
+        resourceVersion when a stream ends, re-lists on 410."""
+        ...
+
+    def served(self, api_version: str, kind: str) -> bool:
+        """Whether the cluster serves this kind (discovery)."""
+        ...
+
+    def can_i(self, verb: str, api_version: str, kind: str, namespace: str = "") -> bool:
+        """SelfSubjectAccessReview for the current user."""
+        ...
+
+    def close(self) -> None: ...
+
+
+def iter_refs(objs: Iterable[Mapping[str, Any]]) -> list[ObjectRef]:
+    return [ObjectRef.of(o) for o in objs]

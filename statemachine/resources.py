@@ -1,0 +1,32 @@
+"""Locate the data shipped with smrun: built-in itineraries, templates and JSON Schemas.
+
+This is the only module that knows where that data lives. In a wheel the three top-level folders
+are mapped into the package (``statemachine/itineraries`` ...); in a source checkout or an editable
+install they sit beside the package, so we fall back to ``<repo>/<kind>``. It does not read or
+parse any file.
+"""
+from __future__ import annotations
+
+from importlib import resources as _resources
+from pathlib import Path
+from typing import Literal
+
+from statemachine.errors import SmrunError
+
+Kind = Literal["itineraries", "templates", "schemas"]
+
+
+class DataNotFound(SmrunError):
+    """smrun's packaged data is missing: the installation is broken."""
+
+
+def data_dir(kind: Kind) -> Path:
+    """Return the directory holding the packaged ``kind`` files."""
+    packaged = Path(str(_resources.files("statemachine") / kind))
+    if packaged.is_dir():
+        return packaged
+    # Editable installs and checkouts: the folders are at the repository root, next to the package.
+    checkout = Path(__file__).resolve().parent.parent / kind
+    if checkout.is_dir():
+        return checkout
+    raise DataNotFound(f"smrun data folder {kind!r} not found; reinstall smrun")
