@@ -1,0 +1,172 @@
+"""The registry of kinds the simulated API server serves.
+
+One :class:`Kind` per served resource, with the names discovery needs (plural, singular, short
+names, list kind) and the two facts the store needs (namespaced, status subresource). Lookups by
+``(apiVersion, kind)`` and by ``(group, version, plural)``. This module holds data only: it does
+not validate objects (see ``openapi.py``) nor decide who may touch them (see ``auth.py``).
+"""
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+VERBS_ALL = ("create", "delete", "deletecollection", "get", "list", "patch", "update", "watch")
+
+
+@dataclass(frozen=True)
+class Kind:
+    """One served resource type."""
+
+    group: str
+    version: str
+    kind: str
+    plural: str
+    singular: str
+    namespaced: bool
+    status_subresource: bool = False
+    short_names: tuple[str, ...] = ()
+    list_kind: str = ""
+    verbs: tuple[str, ...] = VERBS_ALL
+    #: Whether the kind is a custom resource (answers 415 to strategic merge patch).
+    custom: bool = True
+
+    @property
+    def api_version(self) -> str:
+        return f"{self.group}/{self.version}" if self.group else self.version
+
+    @property
+    def group_version(self) -> str:
+        return self.api_version
+
+    @property
+    def qualified_resource(self) -> str:
+        """``virtualmachines.kubevirt.io`` or ``configmaps``: the name used in error messages."""
+        return f"{self.plural}.{self.group}" if self.group else self.plural
+
+    def list_kind_name(self) -> str:
+        return self.list_kind or f"{self.kind}List"
+
+
+def _k(group: str, version: str, kind: str, plural: str, *, namespaced: bool = True,
+       status: bool = False, short: tuple[str, ...] = (), custom: bool = True,
+       verbs: tuple[str, ...] = VERBS_ALL) -> Kind:
+    return Kind(group=group, version=version, kind=kind, plural=plural, singular=kind.lower(),
+                namespaced=namespaced, status_subresource=status, short_names=short,
+                list_kind=f"{kind}List", verbs=verbs, custom=custom)
+
+
+KINDS: tuple[Kind, ...] = (
+    # core v1
+    _k("", "v1", "Namespace", "namespaces", namespaced=False, status=True, short=("ns",), custom=False),
+    _k("", "v1", "ConfigMap", "configmaps", short=("cm",), custom=False),
+    _k("", "v1", "Secret", "secrets", custom=False),
+    _k("", "v1", "PersistentVolumeClaim", "persistentvolumeclaims", status=True, short=("pvc",),
+       custom=False),
+    _k("", "v1", "Pod", "pods", status=True, short=("po",), custom=False),
+    _k("", "v1", "Event", "events", short=("ev",), custom=False),
+    _k("", "v1", "Service", "services", status=True, short=("svc",), custom=False),
+    _k("", "v1", "ServiceAccount", "serviceaccounts", short=("sa",), custom=False),
+    # batch
+    _k("batch", "v1", "Job", "jobs", status=True, custom=False),
+    # rbac
+    _k("rbac.authorization.k8s.io", "v1", "Role", "roles", custom=False),
+    _k("rbac.authorization.k8s.io", "v1", "ClusterRole", "clusterroles", namespaced=False,
+       custom=False),
+    _k("rbac.authorization.k8s.io", "v1", "RoleBinding", "rolebindings", custom=False),
+    _k("rbac.authorization.k8s.io", "v1", "ClusterRoleBinding", "clusterrolebindings",
+       namespaced=False, custom=False),
+    # authorization: create-only, answered from RBAC, never stored
+    _k("authorization.k8s.io", "v1", "SelfSubjectAccessReview", "selfsubjectaccessreviews",
+       namespaced=False, custom=False, verbs=("create",)),
+    # storage
+    _k("storage.k8s.io", "v1", "StorageClass", "storageclasses", namespaced=False, short=("sc",),
+       custom=False),
+    # kubevirt
+    _k("kubevirt.io", "v1", "VirtualMachine", "virtualmachines", status=True, short=("vm", "vms")),
+    _k("kubevirt.io", "v1", "VirtualMachineInstance", "virtualmachineinstances", status=True,
+       short=("vmi", "vmis")),
+    _k("kubevirt.io", "v1", "VirtualMachineInstanceMigration", "virtualmachineinstancemigrations",
+       status=True, short=("vmim", "vmims")),
+    _k("kubevirt.io", "v1", "KubeVirt", "kubevirts", status=True, short=("kv", "kvs")),
+    # instancetypes
+    _k("instancetype.kubevirt.io", "v1beta1", "VirtualMachineInstancetype",
+       "virtualmachineinstancetypes", short=("vminstancetype", "vminstancetypes", "vmf", "vmfs")),
+    _k("instancetype.kubevirt.io", "v1beta1", "VirtualMachinePreference",
+       "virtualmachinepreferences", short=("vmpref", "vmprefs", "vmp", "vmps")),
+    _k("instancetype.kubevirt.io", "v1beta1", "VirtualMachineClusterInstancetype",
+       "virtualmachineclusterinstancetypes", namespaced=False,
+       short=("vmclusterinstancetype", "vmclusterinstancetypes", "vmcf", "vmcfs")),
+    _k("instancetype.kubevirt.io", "v1beta1", "VirtualMachineClusterPreference",
+       "virtualmachineclusterpreferences", namespaced=False,
+       short=("vmcp", "vmcps", "vmclusterpref", "vmclusterprefs")),
+    # CDI
+    _k("cdi.kubevirt.io", "v1beta1", "DataVolume", "datavolumes", status=True, short=("dv", "dvs")),
+    _k("cdi.kubevirt.io", "v1beta1", "StorageProfile", "storageprofiles", namespaced=False,
+       status=True),
+    # export
+    _k("export.kubevirt.io", "v1beta1", "VirtualMachineExport", "virtualmachineexports",
+       status=True, short=("vmexport", "vmexports")),
+    # backup (warm-migration.md §4)
+    _k("backup.kubevirt.io", "v1alpha1", "VirtualMachineBackup", "virtualmachinebackups",
+       status=True, short=("vmbackup", "vmbackups")),
+    _k("backup.kubevirt.io", "v1alpha1", "VirtualMachineBackupTracker",
+       "virtualmachinebackuptrackers", status=True, short=("vmbackuptracker", "vmbackuptrackers")),
+    # networking
+    _k("k8s.cni.cncf.io", "v1", "NetworkAttachmentDefinition", "network-attachment-definitions",
+       short=("net-attach-def",)),
+    _k("multicluster.x-k8s.io", "v1alpha1", "ServiceExport", "serviceexports", status=True,
+       short=("svcex",)),
+)
+
+
+@dataclass(frozen=True)
+class KindRegistry:
+    """Indexes over a tuple of kinds. ``KindRegistry.default()`` serves :data:`KINDS`."""
+
+    kinds: tuple[Kind, ...]
+    _by_gvk: dict[tuple[str, str], Kind] = field(default_factory=dict, repr=False, compare=False)
+    _by_gvr: dict[tuple[str, str, str], Kind] = field(default_factory=dict, repr=False,
+                                                     compare=False)
+
+    def __post_init__(self) -> None:
+        for k in self.kinds:
+            self._by_gvk[(k.api_version, k.kind)] = k
+            self._by_gvr[(k.group, k.version, k.plural)] = k
+
+    @classmethod
+    def default(cls) -> KindRegistry:
+        return _DEFAULT
+
+    def __iter__(self) -> Iterator[Kind]:
+        return iter(self.kinds)
+
+    def by_kind(self, api_version: str, kind: str) -> Kind | None:
+        """The kind for ``apiVersion``/``kind`` as written in a manifest, or ``None``."""
+        return self._by_gvk.get((api_version, kind))
+
+    def by_resource(self, group: str, version: str, plural: str) -> Kind | None:
+        """The kind served at ``/apis/<group>/<version>/<plural>`` (group ``""`` = core), or ``None``."""
+        return self._by_gvr.get((group, version, plural))
+
+    def group_versions(self) -> dict[str, list[str]]:
+        """``{group: [versions]}`` in registry order; the core group is ``""``."""
+        out: dict[str, list[str]] = {}
+        for k in self.kinds:
+            versions = out.setdefault(k.group, [])
+            if k.version not in versions:
+                versions.append(k.version)
+        return out
+
+    def in_group_version(self, group: str, version: str) -> list[Kind]:
+        return [k for k in self.kinds if k.group == group and k.version == version]
+
+
+_DEFAULT = KindRegistry(KINDS)
+
+
+def lookup(api_version: str, kind: str) -> Kind:
+    """The default registry's kind for ``apiVersion``/``kind``; ``KeyError`` if it is not served."""
+    found = _DEFAULT.by_kind(api_version, kind)
+    if found is None:
+        raise KeyError(f"{api_version} {kind} is not served by the simulator")
+    return found

@@ -1,0 +1,528 @@
+"""The in-memory object store of one simulated cluster.
+
+Everything the API server and the simulated controllers read or write goes through one
+:class:`Store`. It keeps what etcd plus the generic apiserver registry would: objects by kind,
+namespace and name; one global ``resourceVersion`` counter that bumps by exactly one per committed
+write (so event *n* in the history has resourceVersion *n*); ``uid``, ``creationTimestamp``,
+``generation`` (bumped only when something outside ``metadata``/``status`` changes); the
+status-subresource rules; finalizers and ``deletionTimestamp``; ``generateName``; owner-reference
+garbage collection; and a bounded event history for watches (older → ``Gone``/410).
+
+Contract for callers (the HTTP layer and the controllers):
+
+- ``kind`` arguments are a :class:`~statemachine.sim.kinds.Kind` or a string: ``"VirtualMachine"``
+  (kind names are unique in the registry) or ``"kubevirt.io/v1/VirtualMachine"``.
+- Every read returns a deep copy: mutate it freely, then write it back.
+- Errors are ``statemachine.errors`` classes with ``status`` and ``reason`` set as the apiserver
+  would answer (``NotFound`` 404, ``Conflict`` 409 ``AlreadyExists``/``Conflict``, ``Invalid`` 422,
+  ``Gone`` 410, ``PermanentClusterError`` 400/405/415); their message is the upstream message.
+- A write that changes nothing does not bump the resourceVersion and emits no event.
+- ``subscribe(callback)``: the callback gets every :class:`StoreEvent` synchronously, in commit order,
+  while the store lock is held. It must be quick and must NOT write to the store (queue work for
+  another thread instead; ``controller.Runner`` does exactly that).
+
+What it does not do: admission validation (``openapi.py``), authorization (``auth.py``), defaulting
+of kind-specific fields (controllers own that), server-side apply field ownership (apply is a merge).
+"""
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import threading
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from statemachine.errors import Conflict, Gone, Invalid, NotFound, PermanentClusterError
+from statemachine.sim import patches, selectors
+from statemachine.sim.kinds import Kind, KindRegistry
+
+Obj = dict[str, Any]
+EventType = Literal["ADDED", "MODIFIED", "DELETED"]
+PatchType = Literal["merge", "json", "strategic", "apply"]
+Key = tuple[str, str]  # (namespace, name); namespace "" for cluster-scoped kinds
+
+DEFAULT_HISTORY = 10_000
+
+
+def clone(obj: Any) -> Any:
+    """A deep copy of a JSON value (a JSON round trip is faster than ``copy.deepcopy``)."""
+    return json.loads(json.dumps(obj))
+
+
+def now_rfc3339() -> str:
+    return _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+@dataclass(frozen=True)
+class StoreEvent:
+    """One committed change. ``obj`` is the stored snapshot: treat it as read-only."""
+
+    type: EventType
+    kind: Kind
+    obj: Obj
+    resource_version: int
+
+
+def _not_found(kind: Kind, name: str) -> NotFound:
+    return NotFound(f'{kind.qualified_resource} "{name}" not found', status=404, reason="NotFound")
+
+
+def _conflict(kind: Kind, name: str) -> Conflict:
+    return Conflict(f'Operation cannot be fulfilled on {kind.qualified_resource} "{name}": the '
+                    "object has been modified; please apply your changes to the latest version "
+                    "and try again", status=409, reason="Conflict")
+
+
+def _invalid(kind: Kind, name: str, detail: str) -> Invalid:
+    group = f".{kind.group}" if kind.group else ""
+    return Invalid(f'{kind.kind}{group} "{name}" is invalid: {detail}', status=422,
+                   reason="Invalid")
+
+
+def _spec_part(obj: Obj) -> Obj:
+    """What ``generation`` tracks: everything except metadata and status."""
+    return {k: v for k, v in obj.items() if k not in ("metadata", "status", "apiVersion", "kind")}
+
+
+class Store:
+    """Thread-safe object store of one cluster. See the module docstring for the contract."""
+
+    def __init__(self, registry: KindRegistry | None = None, *,
+                 history: int = DEFAULT_HISTORY) -> None:
+        self.registry = registry or KindRegistry.default()
+        self._by_name = {k.kind: k for k in self.registry}
+        self._lock = threading.RLock()
+        self._cond = threading.Condition(self._lock)
+        self._objects: dict[Kind, dict[Key, Obj]] = {k: {} for k in self.registry}
+        self._owned: dict[str, set[tuple[Kind, Key]]] = {}  # owner uid -> dependents
+        self._rv = 0
+        self._history: list[StoreEvent] = []
+        self._history_limit = history
+        self._first_rv = 1  # resourceVersion of self._history[0]
+        self._subscribers: list[Callable[[StoreEvent], None]] = []
+        self.closed = False
+
+    # ----------------------------------------------------------------- lookup helpers
+    def kind(self, kind: Kind | str) -> Kind:
+        """Resolve a kind argument (see the module docstring); ``KeyError`` if not served."""
+        if isinstance(kind, Kind):
+            return kind
+        if "/" in kind:
+            api_version, _, name = kind.rpartition("/")
+            found = self.registry.by_kind(api_version, name)
+        else:
+            found = self._by_name.get(kind)
+        if found is None:
+            raise KeyError(f"kind {kind!r} is not served by the simulator")
+        return found
+
+    @property
+    def resource_version(self) -> int:
+        """The current global resourceVersion (that of the last committed write)."""
+        return self._rv
+
+    def _key(self, kind: Kind, namespace: str | None, name: str) -> Key:
+        return ((namespace or "") if kind.namespaced else "", name)
+
+    # ----------------------------------------------------------------- subscriptions
+    def subscribe(self, callback: Callable[[StoreEvent], None]) -> Callable[[], None]:
+        """Call ``callback(event)`` after every commit; returns a function that unsubscribes."""
+        with self._lock:
+            self._subscribers.append(callback)
+
+        def unsubscribe() -> None:
+            with self._lock:
+                if callback in self._subscribers:
+                    self._subscribers.remove(callback)
+        return unsubscribe
+
+    def _commit(self, etype: EventType, kind: Kind, obj: Obj | None, key: Key) -> Obj:
+        """Bump the RV, store (or drop) the snapshot, record and publish the event. Lock held."""
+        assert obj is not None
+        self._rv += 1
+        obj["metadata"]["resourceVersion"] = str(self._rv)
+        table = self._objects[kind]
+        old = table.get(key)
+        if old is not None:
+            self._unindex_owners(kind, key, old)
+        if etype == "DELETED":
+            table.pop(key, None)
+        else:
+            table[key] = obj
+            self._index_owners(kind, key, obj)
+        event = StoreEvent(etype, kind, obj, self._rv)
+        self._history.append(event)
+        if len(self._history) > 2 * self._history_limit:
+            drop = len(self._history) - self._history_limit
+            del self._history[:drop]
+            self._first_rv += drop
+        for cb in list(self._subscribers):
+            cb(event)
+        self._cond.notify_all()
+        return obj
+
+    def _index_owners(self, kind: Kind, key: Key, obj: Obj) -> None:
+        for ref in obj["metadata"].get("ownerReferences") or []:
+            uid = ref.get("uid")
+            if uid:
+                self._owned.setdefault(uid, set()).add((kind, key))
+
+    def _unindex_owners(self, kind: Kind, key: Key, obj: Obj) -> None:
+        for ref in obj["metadata"].get("ownerReferences") or []:
+            deps = self._owned.get(ref.get("uid", ""))
+            if deps is not None:
+                deps.discard((kind, key))
+                if not deps:
+                    self._owned.pop(ref["uid"], None)
+
+    # ----------------------------------------------------------------- reads
+    def get(self, kind: Kind | str, namespace: str | None, name: str) -> Obj:
+        """A copy of the object; raises ``NotFound``."""
+        k = self.kind(kind)
+        with self._lock:
+            obj = self._objects[k].get(self._key(k, namespace, name))
+            if obj is None:
+                raise _not_found(k, name)
+            return clone(obj)  # type: ignore[no-any-return]
+
+    def try_get(self, kind: Kind | str, namespace: str | None, name: str) -> Obj | None:
+        """Like :meth:`get` but ``None`` when absent."""
+        try:
+            return self.get(kind, namespace, name)
+        except NotFound:
+            return None
+
+    def list_rv(self, kind: Kind | str, namespace: str | None = None, *,
+                label_selector: str | None = None,
+                field_selector: str | None = None) -> tuple[list[Obj], int]:
+        """Copies of the matching objects (sorted by namespace, name) and the RV they were read at.
+
+        ``namespace`` ``None`` or ``""`` means all namespaces.
+        """
+        k = self.kind(kind)
+        match = selectors.combine(selectors.label_matcher(label_selector),
+                                  selectors.field_matcher(field_selector))
+        pinned = selectors.name_of_field_selector(field_selector)
+        with self._lock:
+            table = self._objects[k]
+            if pinned is not None and namespace and k.namespaced:
+                one = table.get((namespace, pinned))
+                candidates = [one] if one is not None else []
+            else:
+                candidates = [o for (ns, _), o in table.items()
+                              if not namespace or not k.namespaced or ns == namespace]
+            items = [o for o in candidates if match is None or match(o)]
+            out = clone(items)
+            rv = self._rv
+        out.sort(key=lambda o: (o["metadata"].get("namespace", ""), o["metadata"]["name"]))
+        return out, rv
+
+    def list(self, kind: Kind | str, namespace: str | None = None, *,
+             label_selector: str | None = None, field_selector: str | None = None) -> list[Obj]:
+        """Copies of the matching objects; see :meth:`list_rv`."""
+        return self.list_rv(kind, namespace, label_selector=label_selector,
+                            field_selector=field_selector)[0]
+
+    def count(self, kind: Kind | str) -> int:
+        with self._lock:
+            return len(self._objects[self.kind(kind)])
+
+    # ----------------------------------------------------------------- writes
+    def create(self, kind: Kind | str, obj: Obj, *, namespace: str | None = None,
+               keep_status: bool = False, dry_run: bool = False) -> Obj:
+        """Create ``obj``; returns a copy of what was stored.
+
+        ``namespace`` overrides ``metadata.namespace`` (the HTTP layer passes the URL's).
+        The server-set fields (uid, creationTimestamp, resourceVersion, generation, apiVersion,
+        kind) are filled in; ``generateName`` is honoured. A kind with a status subresource drops
+        the ``status`` of the body, as the apiserver does, unless ``keep_status`` (for seeding
+        and controllers). Raises ``Conflict`` (AlreadyExists) or ``NotFound`` (namespace).
+        """
+        k = self.kind(kind)
+        new = clone(obj)
+        meta = new.setdefault("metadata", {})
+        if not isinstance(meta, dict):
+            raise _invalid(k, "", "metadata: must be an object")
+        new["apiVersion"], new["kind"] = k.api_version, k.kind
+        if k.namespaced:
+            ns = namespace or meta.get("namespace") or "default"
+            meta["namespace"] = ns
+        else:
+            meta.pop("namespace", None)
+            ns = ""
+        with self._lock:
+            if not meta.get("name"):
+                prefix = meta.get("generateName")
+                if not prefix:
+                    raise _invalid(k, "", "metadata.name: Required value: name or generateName "
+                                          "is required")
+                meta["name"] = prefix + uuid.uuid4().hex[:5]
+            name = meta["name"]
+            if k.namespaced and (self.registry.by_kind("v1", "Namespace") is not None):
+                ns_kind = self._by_name["Namespace"]
+                if ("", ns) not in self._objects[ns_kind]:
+                    raise NotFound(f'namespaces "{ns}" not found', status=404, reason="NotFound")
+            key = (ns, name)
+            if key in self._objects[k]:
+                raise Conflict(f'{k.qualified_resource} "{name}" already exists', status=409,
+                               reason="AlreadyExists")
+            if k.status_subresource and not keep_status:
+                new.pop("status", None)
+            if k.kind == "Namespace":
+                new.setdefault("status", {"phase": "Active"})
+            meta["uid"] = str(uuid.uuid4())
+            meta["creationTimestamp"] = now_rfc3339()
+            meta["generation"] = 1
+            for server_set in ("deletionTimestamp", "deletionGracePeriodSeconds"):
+                meta.pop(server_set, None)
+            if dry_run:
+                meta["resourceVersion"] = str(self._rv)
+                return clone(new)  # type: ignore[no-any-return]
+            return clone(self._commit("ADDED", k, new, key))  # type: ignore[no-any-return]
+
+    def _write(self, k: Kind, old: Obj, body: Obj, subresource: str | None,
+               dry_run: bool = False) -> Obj:
+        """Turn ``body`` into the next version of ``old`` and commit it. Lock held."""
+        meta_old = old["metadata"]
+        name = meta_old["name"]
+        if subresource not in (None, "", "status"):
+            raise PermanentClusterError(f"subresource {subresource!r} is not served",
+                                        status=404, reason="NotFound")
+        if subresource == "status" and not k.status_subresource:
+            raise _not_found(k, name)
+        body_meta = body.get("metadata") or {}
+        if body_meta.get("name", name) != name:
+            raise _invalid(k, name, "metadata.name: Invalid value: the name of the object does "
+                                    "not match the name on the URL")
+        if subresource == "status":
+            new = clone(old)
+            if "status" in body:
+                new["status"] = clone(body["status"])
+            else:
+                new.pop("status", None)
+        else:
+            new = clone(body)
+            new["apiVersion"], new["kind"] = k.api_version, k.kind
+            if k.status_subresource:
+                if "status" in old:
+                    new["status"] = clone(old["status"])
+                else:
+                    new.pop("status", None)
+            meta = new.setdefault("metadata", {})
+            for server_set in ("uid", "creationTimestamp", "deletionTimestamp",
+                               "deletionGracePeriodSeconds", "namespace", "name"):
+                if server_set in meta_old:
+                    meta[server_set] = meta_old[server_set]
+                else:
+                    meta.pop(server_set, None)
+            if meta_old.get("deletionTimestamp"):
+                added = set(meta.get("finalizers") or []) - set(meta_old.get("finalizers") or [])
+                if added:
+                    raise PermanentClusterError(
+                        f'{k.qualified_resource} "{name}" is forbidden: no new finalizers can '
+                        "be added if the object is being deleted", status=403, reason="Forbidden")
+        meta = new["metadata"]
+        meta["generation"] = meta_old.get("generation", 1)
+        if _spec_part(new) != _spec_part(old):
+            meta["generation"] = meta_old.get("generation", 1) + 1
+        meta["resourceVersion"] = meta_old["resourceVersion"]
+        if new == old:
+            return clone(old)  # type: ignore[no-any-return]  # no-op: no RV bump, no event
+        key = self._key(k, meta_old.get("namespace"), name)
+        if dry_run:
+            return new
+        if meta.get("deletionTimestamp") and not meta.get("finalizers"):
+            committed = self._commit("DELETED", k, new, key)
+            self._collect_garbage(meta["uid"])
+            return clone(committed)  # type: ignore[no-any-return]
+        return clone(self._commit("MODIFIED", k, new, key))  # type: ignore[no-any-return]
+
+    def _current(self, k: Kind, namespace: str | None, name: str) -> Obj:
+        obj = self._objects[k].get(self._key(k, namespace, name))
+        if obj is None:
+            raise _not_found(k, name)
+        return obj
+
+    def replace(self, kind: Kind | str, obj: Obj, *, namespace: str | None = None,
+                subresource: str | None = None, dry_run: bool = False) -> Obj:
+        """PUT semantics: replace the object (or only its status with ``subresource="status"``).
+
+        If ``metadata.resourceVersion`` is set and is not the current one → ``Conflict`` 409.
+        An empty resourceVersion means an unconditional update (as upstream allows for most kinds).
+        """
+        k = self.kind(kind)
+        meta = obj.get("metadata") or {}
+        ns = namespace if namespace is not None else meta.get("namespace")
+        name = meta.get("name", "")
+        with self._lock:
+            old = self._current(k, ns, name)
+            rv = meta.get("resourceVersion")
+            if rv and str(rv) != old["metadata"]["resourceVersion"]:
+                raise _conflict(k, name)
+            return self._write(k, old, obj, subresource, dry_run)
+
+    def patch(self, kind: Kind | str, namespace: str | None, name: str, patch: Any,
+              patch_type: PatchType = "merge", subresource: str | None = None, *,
+              dry_run: bool = False) -> Obj:
+        """Apply a patch: ``merge`` (RFC 7386), ``json`` (RFC 6902), ``strategic`` (415 for
+        custom resources; a merge for built-in kinds) or ``apply`` (server-side apply, simplified:
+        creates the object if missing, else merges). A ``metadata.resourceVersion`` in a merge
+        patch is a precondition (409 if stale).
+        """
+        k = self.kind(kind)
+        if patch_type == "strategic" and k.custom:
+            raise PermanentClusterError(
+                "the body of the request was in an unknown format - accepted media types "
+                "include: application/json-patch+json, application/merge-patch+json, "
+                "application/apply-patch+yaml", status=415, reason="UnsupportedMediaType")
+        with self._lock:
+            existing = self._objects[k].get(self._key(k, namespace, name))
+            if existing is None:
+                if patch_type == "apply" and not subresource and isinstance(patch, dict):
+                    body = clone(patch)
+                    body.setdefault("metadata", {})["name"] = name
+                    return self.create(k, body, namespace=namespace, dry_run=dry_run)
+                raise _not_found(k, name)
+            if patch_type == "json":
+                new = patches.json_patch(existing, patch)
+            else:
+                if not isinstance(patch, dict):
+                    raise PermanentClusterError("a merge patch body must be a JSON object",
+                                                status=400, reason="BadRequest")
+                precondition = (patch.get("metadata") or {}).get("resourceVersion")
+                if precondition and str(precondition) != existing["metadata"]["resourceVersion"]:
+                    raise _conflict(k, name)
+                new = patches.merge_patch(existing, patch)
+            if not isinstance(new, dict):
+                raise _invalid(k, name, "the patched object is not a JSON object")
+            return self._write(k, existing, new, subresource, dry_run)
+
+    def update_status(self, kind: Kind | str, namespace: str | None, name: str,
+                      status: Obj) -> Obj:
+        """Controller helper: set ``.status`` to ``status`` (whole replacement, no RV check).
+
+        Works for kinds without a status subresource too. A no-op emits nothing.
+        """
+        k = self.kind(kind)
+        with self._lock:
+            old = self._current(k, namespace, name)
+            body = dict(old)
+            body["status"] = status
+            return self._write(k, old, body, "status" if k.status_subresource else None)
+
+    def mutate(self, kind: Kind | str, namespace: str | None, name: str,
+               change: Callable[[Obj], None]) -> Obj:
+        """Controller helper: read-modify-write atomically. ``change`` edits a copy in place
+        (spec, metadata and status alike); the result is committed as one write (or none if
+        nothing changed)."""
+        k = self.kind(kind)
+        with self._lock:
+            old = self._current(k, namespace, name)
+            body = clone(old)
+            change(body)
+            new = self._write(k, old, body, None)
+            if k.status_subresource and body.get("status") != new.get("status"):
+                cur = self._current(k, namespace, name)
+                new = self._write(k, cur, body, "status")
+            return new
+
+    def delete(self, kind: Kind | str, namespace: str | None, name: str, *,
+               dry_run: bool = False) -> Obj:
+        """Delete; returns the object as of the delete.
+
+        With finalizers: sets ``deletionTimestamp`` (MODIFIED) and the object stays until
+        its finalizers are removed (then DELETED). Without: removed now (DELETED). Dependents
+        (``ownerReferences`` naming it) are deleted in turn. Deleting a Namespace deletes what is in it.
+        """
+        k = self.kind(kind)
+        with self._lock:
+            old = self._current(k, namespace, name)
+            if dry_run:
+                return clone(old)  # type: ignore[no-any-return]
+            if old["metadata"].get("finalizers"):
+                if old["metadata"].get("deletionTimestamp"):
+                    return clone(old)  # type: ignore[no-any-return]
+                new = clone(old)
+                new["metadata"]["deletionTimestamp"] = now_rfc3339()
+                new["metadata"]["deletionGracePeriodSeconds"] = 0
+                return clone(self._commit("MODIFIED", k, new, self._key(  # type: ignore[no-any-return]
+                    k, namespace, name)))
+            gone = clone(old)
+            committed = self._commit("DELETED", k, gone, self._key(k, namespace, name))
+            self._collect_garbage(old["metadata"]["uid"])
+            if k.kind == "Namespace":
+                self._empty_namespace(name)
+            return clone(committed)  # type: ignore[no-any-return]
+
+    def _collect_garbage(self, owner_uid: str) -> None:
+        """Background cascading deletion of the dependents of a removed owner. Lock held."""
+        for dep_kind, (ns, dep_name) in sorted(self._owned.pop(owner_uid, set()),
+                                               key=lambda d: (d[0].plural, d[1])):
+            if (ns, dep_name) in self._objects[dep_kind]:
+                self.delete(dep_kind, ns, dep_name)
+
+    def _empty_namespace(self, namespace: str) -> None:
+        for k, table in self._objects.items():
+            if k.namespaced:
+                for ns, name in [key for key in table if key[0] == namespace]:
+                    if (ns, name) in table:
+                        self.delete(k, ns, name)
+
+    def remove_finalizer(self, kind: Kind | str, namespace: str | None, name: str,
+                         finalizer: str) -> Obj | None:
+        """Remove one finalizer; if the object is being deleted and none remain, it is removed.
+
+        Returns the object after the write, or ``None`` if it was absent."""
+        k = self.kind(kind)
+        with self._lock:
+            old = self._objects[k].get(self._key(k, namespace, name))
+            if old is None:
+                return None
+            body = clone(old)
+            fins = [f for f in body["metadata"].get("finalizers") or [] if f != finalizer]
+            if fins:
+                body["metadata"]["finalizers"] = fins
+            else:
+                body["metadata"].pop("finalizers", None)
+            return self._write(k, old, body, None)
+
+    def add_finalizer(self, kind: Kind | str, namespace: str | None, name: str,
+                      finalizer: str) -> Obj:
+        """Add one finalizer (idempotent)."""
+        k = self.kind(kind)
+        with self._lock:
+            old = self._current(k, namespace, name)
+            body = clone(old)
+            fins = body["metadata"].setdefault("finalizers", [])
+            if finalizer not in fins:
+                fins.append(finalizer)
+            return self._write(k, old, body, None)
+
+    # ----------------------------------------------------------------- watch support
+    def events_since(self, resource_version: int) -> list[StoreEvent]:
+        """Every event with a resourceVersion above ``resource_version``.
+
+        Raises ``Gone`` (410 Expired) if that version is older than the retained history.
+        """
+        with self._lock:
+            if resource_version < self._first_rv - 1:
+                raise Gone(f"too old resource version: {resource_version} ({self._first_rv - 1})",
+                           status=410, reason="Expired")
+            start = max(0, resource_version - self._first_rv + 1)
+            return self._history[start:]
+
+    def wait_for_change(self, after_rv: int, timeout: float) -> bool:
+        """Block until the RV exceeds ``after_rv``, the store closes, or ``timeout`` passes.
+        Returns whether there is something new."""
+        with self._cond:
+            if self._rv <= after_rv and not self.closed:
+                self._cond.wait(timeout)
+            return self._rv > after_rv
+
+    def close(self) -> None:
+        """Wake every waiting watcher so it can end (used on shutdown)."""
+        with self._cond:
+            self.closed = True
+            self._cond.notify_all()
