@@ -1,0 +1,342 @@
+"""The ``smrun`` command line: parse arguments, call the library, print, map errors to exit codes.
+
+Commands (product.md §5)::
+
+    smrun PLAN                          same as `smrun run PLAN`
+    smrun run PLAN [--output text|json] [--state-dir DIR] [--max-in-flight N] [--vm NAME ...]
+    smrun validate PLAN [--offline]     static checks, render (simulated plans), then cluster preflight
+    smrun render PLAN [--vm NAME ...] [--show-secrets]
+    smrun graph TYPE|FILE [--plan PLAN --vm NAME]
+    smrun status PLAN [--output text|json] [--state-dir DIR]
+    smrun cancel PLAN [--vm NAME ...] [--state-dir DIR]
+    smrun itineraries
+    smrun sim serve ...                 delegated to statemachine.sim.serve.main
+
+Exit codes come from ``SmrunError.exit_code`` (0 ok, 1 a VM failed, 2 invalid input, 3 preflight
+refused or cluster unreachable; 130 interrupted). Errors print as one line each on stderr, with a
+traceback only under ``--debug``.
+
+Only this module configures logging. Heavy modules are imported inside the command that needs
+them: ``smrun --help``, ``validate --offline``, ``render`` of a simulated plan, ``graph`` and
+``itineraries`` never import the ``kubernetes`` client (a test checks ``sys.modules``).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import traceback
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import IO, Any
+
+from statemachine import __version__
+from statemachine.errors import SmrunError, UsageError
+
+COMMANDS = ("run", "validate", "render", "graph", "status", "cancel", "itineraries", "sim")
+EXIT_INTERRUPTED = 130
+
+
+class EngineUnavailable(SmrunError):
+    """The engine (``statemachine.engine``) is not installed in this build."""
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line with ``argv`` (default ``sys.argv[1:]``); return the exit code."""
+    args_list = _insert_default_command(list(sys.argv[1:] if argv is None else argv))
+    debug = "--debug" in args_list
+    try:
+        parser = _parser()
+        positional = [a for a in args_list if not a.startswith("-")]
+        if positional[:1] == ["sim"]:
+            # The simulator parses its own options; `--debug` before `sim` is ours.
+            return _sim(args_list[args_list.index("sim") + 1:])
+        args = parser.parse_args(args_list)
+        _configure_logging(debug)
+        handler: Callable[[argparse.Namespace], int] = args.handler
+        return handler(args)
+    except KeyboardInterrupt:
+        print("smrun: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except SmrunError as exc:
+        if debug:
+            traceback.print_exc()
+        _print_error(exc)
+        return exc.exit_code
+    except _ArgparseExit as exc:
+        return exc.code
+    except Exception as exc:  # a bug: one line unless --debug, never a bare traceback
+        if debug:
+            traceback.print_exc()
+        else:
+            print(f"smrun: internal error: {type(exc).__name__}: {exc} (run with --debug for details)",
+                  file=sys.stderr)
+        return 1
+
+
+def _print_error(exc: SmrunError) -> None:
+    for line in str(exc).splitlines() or [type(exc).__name__]:
+        print(line, file=sys.stderr)
+
+
+class _ArgparseExit(Exception):
+    def __init__(self, code: int) -> None:
+        super().__init__(code)
+        self.code = code
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that returns exit codes instead of calling ``sys.exit`` (usage errors exit 2)."""
+
+    def exit(self, status: int = 0, message: str | None = None) -> Any:  # type: ignore[override]
+        if message:
+            print(message, file=sys.stderr, end="")
+        raise _ArgparseExit(status)
+
+    def error(self, message: str) -> Any:  # type: ignore[override]
+        raise UsageError(f"{self.prog}: {message} (see `{self.prog} --help`)")
+
+
+def _insert_default_command(argv: list[str]) -> list[str]:
+    """``smrun [opts] PLAN ...`` means ``smrun [opts] run PLAN ...``."""
+    for i, arg in enumerate(argv):
+        if arg.startswith("-"):
+            continue
+        if arg not in COMMANDS:
+            return [*argv[:i], "run", *argv[i:]]
+        break
+    return argv
+
+
+def _parser() -> argparse.ArgumentParser:
+    common = _Parser(add_help=False)
+    # SUPPRESS: a subcommand's default must not reset a --debug given before the command.
+    common.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                        help="show tracebacks and debug logs")
+
+    parser = _Parser(prog="smrun", parents=[common],
+                     description="Migrate KubeVirt VMs between clusters with declarative state machines.",
+                     epilog="`smrun PLAN` is the same as `smrun run PLAN`.")
+    parser.add_argument("--version", action="version", version=f"smrun {__version__}")
+    parser.set_defaults(handler=lambda _args: _usage(parser))
+    sub = parser.add_subparsers(title="commands", metavar="COMMAND", parser_class=_Parser)
+
+    def command(name: str, handler: Callable[[argparse.Namespace], int], help_text: str,
+                plan: bool = True) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, parents=[common], help=help_text, description=help_text)
+        if plan:
+            p.add_argument("plan", type=Path, metavar="PLAN", help="the plan file")
+        p.set_defaults(handler=handler)
+        return p
+
+    p = command("run", _cmd_run, "migrate the plan's VMs (resumes an interrupted run)")
+    p.add_argument("--output", choices=("text", "json"), default="text",
+                   help="text: a live progress table; json: one event per line")
+    p.add_argument("--state-dir", type=Path, default=Path(".smrun"), help="journal directory (default .smrun)")
+    p.add_argument("--max-in-flight", type=_positive_int, default=None, metavar="N",
+                   help="VMs migrated at once (default: the plan's settings.maxInFlight)")
+    p.add_argument("--vm", action="append", metavar="NAME", help="only this VM (repeatable; NAME or NS/NAME)")
+
+    p = command("validate", _cmd_validate,
+                "check the plan, its itinerary and templates; then preflight against the clusters")
+    p.add_argument("--offline", action="store_true", help="static checks only: do not contact the clusters")
+
+    p = command("render", _cmd_render, "print every manifest each state would apply (multi-document YAML)")
+    p.add_argument("--vm", action="append", metavar="NAME", help="only this VM (repeatable; NAME or NS/NAME)")
+    p.add_argument("--show-secrets", action="store_true", help="print Secret data instead of masking it")
+
+    p = command("graph", _cmd_graph, "draw an itinerary as a Mermaid stateDiagram-v2", plan=False)
+    p.add_argument("itinerary", metavar="TYPE|FILE", help="a built-in itinerary name (cold, warm, live) or a file")
+    p.add_argument("--plan", type=Path, help="mark the states a plan's predicates switch off (needs --vm)")
+    p.add_argument("--vm", metavar="NAME", help="the VM of --plan whose predicates are used")
+
+    p = command("status", _cmd_status, "per-VM state from the journal")
+    p.add_argument("--output", choices=("text", "json"), default="text")
+    p.add_argument("--state-dir", type=Path, default=Path(".smrun"))
+
+    p = command("cancel", _cmd_cancel, "cancel the migration of the plan's VMs (or only --vm)")
+    p.add_argument("--vm", action="append", metavar="NAME", help="only this VM (repeatable)")
+    p.add_argument("--state-dir", type=Path, default=Path(".smrun"))
+
+    command("itineraries", _cmd_itineraries, "list the built-in itineraries", plan=False)
+    # `sim serve` is parsed by the simulator itself (see main); this entry is for --help only.
+    sub.add_parser("sim", help="simulated clusters: `smrun sim serve --help`", add_help=False)
+    return parser
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be at least 1")
+    return value
+
+
+def _usage(parser: argparse.ArgumentParser) -> int:
+    parser.print_help(sys.stderr)
+    return 2
+
+
+def _configure_logging(debug: bool) -> None:
+    logging.basicConfig(level=logging.DEBUG if debug else logging.WARNING,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s" if debug
+                        else "smrun: %(levelname)s: %(message)s", stream=sys.stderr)
+    # transitions logs every callback at INFO; only useful when debugging the engine itself.
+    logging.getLogger("transitions").setLevel(logging.DEBUG if debug else logging.WARNING)
+
+
+# -- commands ----------------------------------------------------------------------------------
+
+def _load(plan_path: Path) -> tuple[Any, Any]:
+    from statemachine.plan import load_plan
+    from statemachine.providers import itinerary_for_plan
+
+    plan = load_plan(plan_path)
+    return plan, itinerary_for_plan(plan)
+
+
+def _engine() -> Any:
+    try:
+        import statemachine.engine as engine
+    except ImportError as exc:
+        raise EngineUnavailable(f"the smrun engine is not available in this build ({exc})") from exc
+    for name in ("run", "status", "cancel", "preflight"):
+        if not hasattr(engine, name):
+            raise EngineUnavailable(f"the smrun engine is not available in this build "
+                                    f"(statemachine.engine has no {name}())")
+    return engine
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    plan, itinerary = _load(args.plan)
+    _check_vms(plan, args.vm)
+    code: int = _engine().run(plan, itinerary, state_dir=args.state_dir, max_in_flight=args.max_in_flight,
+                              vms=args.vm, output=args.output, stream=sys.stdout)
+    return code
+
+
+def _cmd_validate(args: argparse.Namespace) -> int:
+    from statemachine.render import render_plan, seed_reads
+
+    plan, itinerary = _load(args.plan)
+    rendered = 0
+    if plan.simulation is not None:
+        # Simulated plans render completely offline: reads come from the seed file.
+        rendered = len(render_plan(plan, itinerary, seed_reads(plan)))
+    print(f"{plan.path}: plan {plan.name!r} is valid ({len(plan.vms)} VMs, itinerary "
+          f"{itinerary.name!r}" + (f", {rendered} manifests rendered" if plan.simulation else "") + ")")
+    if args.offline:
+        return 0
+    try:
+        engine = _engine()
+    except EngineUnavailable as exc:
+        print(f"smrun: cluster checks skipped: {exc}", file=sys.stderr)
+        return 0
+    code: int = engine.preflight(plan, itinerary, stream=sys.stdout)
+    return code
+
+
+def _cmd_render(args: argparse.Namespace) -> int:
+    from statemachine.render import format_manifests, render_plan, seed_reads
+
+    plan, itinerary = _load(args.plan)
+    _check_vms(plan, args.vm)
+    if plan.simulation is None:
+        raise UsageError(f"{plan.path}: spec.simulation: `smrun render` resolves reads offline from a "
+                         "simulation seed; this plan has none (use `smrun validate` against the clusters)")
+    manifests = render_plan(plan, itinerary, seed_reads(plan), vms=args.vm)
+    sys.stdout.write(format_manifests(manifests, show_secrets=args.show_secrets))
+    return 0
+
+
+def _cmd_graph(args: argparse.Namespace) -> int:
+    from statemachine.graph import mermaid
+    from statemachine.itinerary import load_itinerary
+    from statemachine.providers import builtin_itinerary_path
+
+    source = Path(args.itinerary)
+    path = source if (source.suffix in (".yaml", ".yml") or "/" in args.itinerary) else \
+        builtin_itinerary_path(args.itinerary)
+    itinerary = load_itinerary(path)
+    skipped: set[str] = set()
+    if args.plan is not None or args.vm is not None:
+        if args.plan is None or args.vm is None:
+            raise UsageError("smrun graph: --plan and --vm go together")
+        from statemachine.plan import load_plan
+        from statemachine.render import disabled_states, seed_reads
+
+        plan = load_plan(args.plan)
+        _check_vms(plan, [args.vm])
+        reads = seed_reads(plan) if plan.simulation is not None else None
+        skipped = disabled_states(plan, itinerary, plan.vm(args.vm), reads)
+    sys.stdout.write(mermaid(itinerary, skipped=skipped))
+    return 0
+
+
+def _cmd_status(args: argparse.Namespace) -> int:
+    from statemachine.plan import load_plan
+
+    plan = load_plan(args.plan)
+    rows: list[dict[str, Any]] = _engine().status(plan, state_dir=args.state_dir)
+    if args.output == "json":
+        for row in rows:
+            print(json.dumps(row, sort_keys=True, default=str))
+        return 0
+    _print_table(rows, sys.stdout)
+    return 0
+
+
+def _cmd_cancel(args: argparse.Namespace) -> int:
+    from statemachine.plan import load_plan
+
+    plan = load_plan(args.plan)
+    _check_vms(plan, args.vm)
+    code: int = _engine().cancel(plan, state_dir=args.state_dir, vms=args.vm)
+    return code
+
+
+def _cmd_itineraries(_args: argparse.Namespace) -> int:
+    from statemachine.itinerary import load_itinerary
+    from statemachine.providers import builtin_itinerary_names, builtin_itinerary_path
+
+    rows = []
+    for name in builtin_itinerary_names():
+        itinerary = load_itinerary(builtin_itinerary_path(name))
+        rows.append({"NAME": name, "TYPE": str(getattr(itinerary, "migration_type", "")),
+                     "DESCRIPTION": str(getattr(itinerary, "description", "") or "")})
+    _print_table(rows, sys.stdout)
+    return 0
+
+
+def _sim(argv: list[str]) -> int:
+    if argv[:1] != ["serve"]:
+        raise UsageError("smrun sim: the only subcommand is `serve` (see `smrun sim serve --help`)")
+    try:
+        from statemachine.sim.serve import main as serve_main
+    except ImportError as exc:
+        raise EngineUnavailable(f"the simulator is not available in this build ({exc})") from exc
+    code: int = serve_main(argv[1:])
+    return code
+
+
+def _check_vms(plan: Any, names: Sequence[str] | None) -> None:
+    for name in names or ():
+        try:
+            plan.vm(name)
+        except KeyError:
+            known = ", ".join(vm.ref for vm in plan.vms)
+            raise UsageError(f"{plan.path}: --vm {name}: no such VM in the plan (known: {known})") from None
+
+
+def _print_table(rows: Sequence[dict[str, Any]], out: IO[str]) -> None:
+    if not rows:
+        print("(none)", file=out)
+        return
+    columns = list(rows[0])
+    widths = {c: max(len(str(c)), *(len(str(r.get(c, ""))) for r in rows)) for c in columns}
+    print("  ".join(str(c).upper().ljust(widths[c]) for c in columns).rstrip(), file=out)
+    for row in rows:
+        print("  ".join(str(row.get(c, "")).ljust(widths[c]) for c in columns).rstrip(), file=out)
