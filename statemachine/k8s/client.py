@@ -1,0 +1,481 @@
+"""The ``Cluster`` implementation over the official ``kubernetes`` client (``DynamicClient``).
+
+This is the only module of smrun that imports ``kubernetes``, and it does so lazily (inside
+:func:`connect` and the methods), so importing it is cheap. One :class:`KubeCluster` holds one
+``ApiClient`` and one ``DynamicClient`` for one cluster and is safe to share between threads.
+
+Decisions (see ../shared/specs/simulated-apiserver.md §3 for the client traps they avoid):
+
+- Discovery is cached in a file under the caller's ``cache_dir`` (per run), named after the cluster
+  and a hash of the server URL; never the library's shared file in the temp dir, which a reused port
+  would serve stale.
+- Every PATCH passes an explicit content type (merge-patch or json-patch): ``DynamicClient.patch``
+  defaults to strategic merge, which custom resources reject with 415.
+- Responses are parsed as plain JSON (``serialize=False``), not wrapped in ``ResourceInstance``.
+- Every failure goes through ``errormap.translate``; transient ones are retried by ``retry.call``.
+- A create retried after a transient failure may have succeeded the first time; a 409 on such a
+  retry is resolved by reading the object and comparing smrun's manifest-hash annotation / labels
+  (see :func:`_is_same_object`), so an object is never created twice and never adopted by mistake.
+
+It does not decide what to create, adopt or wait for: that is the engine's job.
+"""
+from __future__ import annotations
+
+import builtins
+import copy
+import hashlib
+import json
+import logging
+import os
+import threading
+from collections import Counter
+from collections.abc import Callable, Iterator, Mapping
+from pathlib import Path
+from typing import Any, TypeVar
+
+from statemachine.errors import (
+    ClusterError,
+    Conflict,
+    DefinitionError,
+    Invalid,
+    NotFound,
+    PermanentClusterError,
+)
+from statemachine.k8s import ObjectRef, Obj, PatchType, ResourceKey, Subscription, WatchHandler
+from statemachine.k8s import retry as _retry
+from statemachine.k8s.errormap import from_status, translate
+from statemachine.k8s.informer import Informer, StreamHandle
+
+logger = logging.getLogger("statemachine.k8s")
+
+T = TypeVar("T")
+
+MANIFEST_HASH = "smrun.io/manifest-hash"
+"""Annotation the engine stamps on every object it creates (SHA-256 of the rendered manifest)."""
+
+_PATCH_CONTENT_TYPES: dict[str, str] = {
+    "merge": "application/merge-patch+json",
+    "json": "application/json-patch+json",
+}
+
+_POOL_SIZE = 64
+"""urllib3 connections kept per cluster: one per open watch plus the engine's concurrent requests.
+The library default (5 x CPUs) makes urllib3 discard connections and warn under load."""
+
+
+def _load_kube_config(kubeconfig: Path | None, context: str | None) -> Any:
+    """A ``kubernetes.client.Configuration`` for ``context`` of ``kubeconfig`` (one clear error)."""
+    from kubernetes import client as k8s_client
+    from kubernetes import config as k8s_config
+
+    if kubeconfig is None:
+        env = os.environ.get("KUBECONFIG", "")
+        first = env.split(os.pathsep)[0] if env else ""
+        kubeconfig = Path(first) if first else Path.home() / ".kube" / "config"
+    kubeconfig = kubeconfig.expanduser()
+    if not kubeconfig.is_file():
+        raise DefinitionError(f"{kubeconfig}: kubeconfig file not found")
+    cfg = k8s_client.Configuration()
+    try:
+        k8s_config.load_kube_config(  # type: ignore[no-untyped-call]
+            config_file=str(kubeconfig), context=context, client_configuration=cfg,
+            persist_config=False)
+    except k8s_config.ConfigException as exc:
+        # ConfigException texts name the context or field; they carry no secrets.
+        first_line = (str(exc).strip().splitlines() or ["invalid kubeconfig"])[0]
+        where = f" (context {context!r})" if context else ""
+        raise DefinitionError(f"{kubeconfig}{where}: {first_line}") from None
+    return cfg
+
+
+def connect(*, name: str, kubeconfig: Path | str | None = None, context: str | None = None,
+            cache_dir: Path, retry_policy: _retry.RetryPolicy | None = None,
+            watch_timeout: tuple[int, int] = (240, 300)) -> KubeCluster:
+    """Connect to one cluster from a kubeconfig (default ``$KUBECONFIG``, then ``~/.kube/config``).
+
+    ``cache_dir`` receives the discovery cache (create one per run). Raises ``DefinitionError``
+    for a missing file or context, ``ClusterUnreachable`` when the server does not answer.
+    """
+    from kubernetes import client as k8s_client
+    from kubernetes.dynamic import DynamicClient
+
+    cfg = _load_kube_config(Path(kubeconfig) if kubeconfig is not None else None, context)
+    cfg.connection_pool_maxsize = _POOL_SIZE
+    api_client = k8s_client.ApiClient(cfg)
+    cache_dir = Path(cache_dir)
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    host_hash = hashlib.sha256(str(cfg.host).encode()).hexdigest()[:12]
+    cache_file = cache_dir / f"discovery-{name}-{host_hash}.json"
+    policy = retry_policy or _retry.RetryPolicy()
+
+    def make_dynamic() -> Any:
+        # The constructor already talks to the server (/version, /apis).
+        try:
+            return DynamicClient(  # type: ignore[no-untyped-call]
+                api_client, cache_file=str(cache_file))
+        except Exception as exc:
+            raise _translated(exc, name) from exc
+
+    try:
+        dyn = _retry.call(make_dynamic, policy=policy, verb="discover", what=f"cluster {name}")
+    except BaseException:
+        api_client.close()  # type: ignore[no-untyped-call]
+        raise
+    return KubeCluster(name, api_client, dyn, retry_policy=policy, watch_timeout=watch_timeout)
+
+
+def _translated(exc: BaseException, cluster: str) -> BaseException:
+    mapped = translate(exc, cluster=cluster)
+    return mapped if mapped is not None else exc
+
+
+def _is_same_object(existing: Mapping[str, Any], manifest: Mapping[str, Any]) -> bool:
+    """Whether ``existing`` is the object ``manifest`` would have created (after a lost reply).
+
+    Judged by smrun's manifest-hash annotation when the manifest has one, else by every smrun.io/
+    label; a manifest with neither cannot be told apart from someone else's object: not ours.
+    """
+    want_meta = manifest.get("metadata") or {}
+    have_meta = existing.get("metadata") or {}
+    want_hash = (want_meta.get("annotations") or {}).get(MANIFEST_HASH)
+    if want_hash:
+        return bool((have_meta.get("annotations") or {}).get(MANIFEST_HASH) == want_hash)
+    want_labels = {k: v for k, v in (want_meta.get("labels") or {}).items()
+                   if k.startswith("smrun.io/")}
+    have_labels = have_meta.get("labels") or {}
+    return bool(want_labels) and all(have_labels.get(k) == v for k, v in want_labels.items())
+
+
+class _Subscription:
+    def __init__(self, close: Callable[[], None]) -> None:
+        self._close = close
+        self._closed = False
+
+    def close(self) -> None:
+        if not self._closed:
+            self._closed = True
+            self._close()
+
+
+class KubeCluster:
+    """One cluster, reached through one ``ApiClient``/``DynamicClient`` (implements ``Cluster``)."""
+
+    def __init__(self, name: str, api_client: Any, dyn: Any, *,
+                 retry_policy: _retry.RetryPolicy | None = None,
+                 watch_timeout: tuple[int, int] = (240, 300)) -> None:
+        self.name = name
+        self._api = api_client
+        self._dyn = dyn
+        self._policy = retry_policy or _retry.RetryPolicy()
+        self._watch_timeout = watch_timeout
+        self._kinds: dict[tuple[str, str], Any] = {}
+        self._kinds_lock = threading.Lock()
+        self._stats: Counter[str] = Counter()
+        self._stats_lock = threading.Lock()
+        self._informers: dict[ResourceKey, Informer] = {}
+        self._informers_lock = threading.Lock()
+        self._closed = False
+
+    def __repr__(self) -> str:
+        return f"KubeCluster({self.name!r})"
+
+    # ----------------------------------------------------------------- plumbing
+
+    def stats(self) -> dict[str, int]:
+        """HTTP requests sent so far, by verb (retries included; a watch counts once per request)."""
+        with self._stats_lock:
+            return dict(self._stats)
+
+    def _count(self, verb: str) -> None:
+        with self._stats_lock:
+            self._stats[verb] += 1
+
+    def _request(self, verb: str, what: str, fn: Callable[[], T]) -> T:
+        """``fn`` with counting, error translation and retries."""
+        def attempt() -> T:
+            self._count(verb)
+            try:
+                return fn()
+            except ClusterError:
+                raise
+            except Exception as exc:
+                mapped = translate(exc, cluster=self.name)
+                if mapped is None:
+                    raise
+                raise mapped from exc
+        return _retry.call(attempt, policy=self._policy, verb=verb, what=what)
+
+    def _resource(self, api_version: str, kind: str) -> Any:
+        """The discovered resource for (apiVersion, kind), cached; ``NotFound`` if not served."""
+        key = (api_version, kind)
+        found = self._kinds.get(key)
+        if found is not None:
+            return found
+        from kubernetes.dynamic.exceptions import ResourceNotFoundError, ResourceNotUniqueError
+
+        def lookup() -> Any:
+            try:
+                return self._dyn.resources.get(api_version=api_version, kind=kind)
+            except ResourceNotFoundError:
+                raise NotFound(f"{kind} ({api_version}) is not served by cluster {self.name}",
+                               status=404, reason="NotFound") from None
+            except ResourceNotUniqueError:
+                raise PermanentClusterError(
+                    f"{kind} ({api_version}) is ambiguous on cluster {self.name}") from None
+
+        # The discoverer is not thread-safe and one lookup may fetch and rewrite the cache file.
+        with self._kinds_lock:
+            found = self._kinds.get(key)
+            if found is None:
+                found = self._request("discover", f"{kind} ({api_version})", lookup)
+                self._kinds[key] = found
+        return found
+
+    @staticmethod
+    def _json(resp: Any) -> Any:
+        data = resp.data
+        return json.loads(data) if data else {}
+
+    def _path(self, resource: Any, namespace: str, name: str = "") -> str:
+        ns = namespace if resource.namespaced else None
+        return str(resource.path(name=name or None, namespace=ns or None))
+
+    # ------------------------------------------------------------ Cluster API
+
+    def get(self, ref: ObjectRef) -> Obj | None:
+        """The object or ``None``; served from a synced shared watch when one covers ``ref``."""
+        for key in (ResourceKey(ref.api_version, ref.kind, ref.namespace),
+                    ResourceKey(ref.api_version, ref.kind, "")):
+            informer = self._informers.get(key)
+            if informer is not None and informer.synced:
+                cached = informer.cached(ref.namespace, ref.name)
+                return copy.deepcopy(cached) if cached is not None else None
+        return self.fetch(ref)
+
+    def fetch(self, ref: ObjectRef) -> Obj | None:
+        """The object read from the API server (never from a watch cache), or ``None``."""
+        resource = self._resource(ref.api_version, ref.kind)
+        path = self._path(resource, ref.namespace, ref.name)
+        try:
+            obj: Obj = self._request("get", str(ref), lambda: self._json(
+                self._dyn.request("get", path, serialize=False)))
+        except NotFound:
+            return None
+        return obj
+
+    def list(self, api_version: str, kind: str, *, namespace: str = "",
+             label_selector: str = "") -> list[Obj]:
+        return self.list_with_version(api_version, kind, namespace=namespace,
+                                      label_selector=label_selector)[0]
+
+    def list_with_version(self, api_version: str, kind: str, *, namespace: str = "",
+                          label_selector: str = "") -> tuple[builtins.list[Obj], str]:
+        """Items (with apiVersion and kind filled in) and the list's resourceVersion."""
+        resource = self._resource(api_version, kind)
+        path = self._path(resource, namespace)
+        where = f"{kind} list" + (f" in {namespace}" if namespace else "")
+        body: Obj = self._request("list", where, lambda: self._json(self._dyn.request(
+            "get", path, label_selector=label_selector or None, serialize=False)))
+        items: builtins.list[Obj] = builtins.list(body.get("items") or [])
+        for item in items:  # real API servers omit these on list items
+            item.setdefault("apiVersion", api_version)
+            item.setdefault("kind", kind)
+        return items, str((body.get("metadata") or {}).get("resourceVersion") or "")
+
+    def create(self, manifest: Mapping[str, Any], *, dry_run: bool = False) -> Obj:
+        """Create the object; ``Conflict`` if it already exists (and is not this very create)."""
+        ref = ObjectRef.of(manifest)
+        resource = self._resource(ref.api_version, ref.kind)
+        if resource.namespaced and not ref.namespace:
+            raise Invalid(f"{ref}: metadata.namespace is required for a namespaced kind")
+        if not ref.name and not (manifest.get("metadata") or {}).get("generateName"):
+            raise Invalid(f"{ref.kind}: metadata.name is required")
+        path = self._path(resource, ref.namespace)
+        body = dict(manifest)
+        tries = 0
+
+        def attempt() -> Obj:
+            nonlocal tries
+            tries += 1
+            try:
+                created: Obj = self._json(self._dyn.request(
+                    "post", path, body=body, dry_run="All" if dry_run else None, serialize=False))
+                return created
+            except Exception as exc:
+                mapped = translate(exc, cluster=self.name)
+                if isinstance(mapped, Conflict) and tries > 1 and ref.name and not dry_run:
+                    # An earlier try may have been applied before its answer was lost.
+                    existing = self.fetch(ref)
+                    if existing is not None and _is_same_object(existing, manifest):
+                        logger.info("create %s: already created by an earlier try", ref)
+                        return existing
+                raise
+
+        return self._request("create", str(ref), attempt)
+
+    def patch(self, ref: ObjectRef, patch: Any, *, patch_type: PatchType = "merge",
+              subresource: str = "") -> Obj:
+        content_type = _PATCH_CONTENT_TYPES.get(patch_type)
+        if content_type is None:
+            raise ValueError(f"unsupported patch type {patch_type!r} (merge or json)")
+        resource = self._resource(ref.api_version, ref.kind)
+        path = self._path(resource, ref.namespace, ref.name)
+        if subresource:
+            path = f"{path}/{subresource}"
+        patched: Obj = self._request("patch", str(ref), lambda: self._json(self._dyn.request(
+            "patch", path, body=patch, content_type=content_type, serialize=False)))
+        return patched
+
+    def delete(self, ref: ObjectRef) -> bool:
+        """Request deletion with background propagation; ``False`` if it was already gone."""
+        resource = self._resource(ref.api_version, ref.kind)
+        path = self._path(resource, ref.namespace, ref.name)
+        try:
+            self._request("delete", str(ref), lambda: self._dyn.request(
+                "delete", path, body={"propagationPolicy": "Background"},
+                propagation_policy="Background", serialize=False))
+        except NotFound:
+            return False
+        return True
+
+    def served(self, api_version: str, kind: str) -> bool:
+        try:
+            self._resource(api_version, kind)
+        except NotFound:
+            return False
+        return True
+
+    def can_i(self, verb: str, api_version: str, kind: str, namespace: str = "",
+              *, subresource: str = "", name: str = "") -> bool:
+        """SelfSubjectAccessReview for the current user; ``False`` if the kind is not served."""
+        try:
+            resource = self._resource(api_version, kind)
+        except NotFound:
+            return False
+        attrs: dict[str, str] = {"verb": verb, "group": resource.group or "",
+                                 "resource": resource.name}
+        if namespace and resource.namespaced:
+            attrs["namespace"] = namespace
+        if subresource:
+            attrs["subresource"] = subresource
+        if name:
+            attrs["name"] = name
+        review = {"apiVersion": "authorization.k8s.io/v1", "kind": "SelfSubjectAccessReview",
+                  "spec": {"resourceAttributes": attrs}}
+        answer: Obj = self._request("can_i", f"{verb} {resource.name}", lambda: self._json(
+            self._dyn.request("post", "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews",
+                              body=review, serialize=False)))
+        return bool((answer.get("status") or {}).get("allowed"))
+
+    # ----------------------------------------------------------------- watches
+
+    def watch(self, key: ResourceKey, handler: WatchHandler) -> Subscription:
+        """Subscribe ``handler`` to the shared list+watch of ``key`` (started on first use)."""
+        if self._closed:
+            raise RuntimeError(f"cluster {self.name} is closed")
+        resource = self._resource(key.api_version, key.kind)
+        # Never hold the registry lock while taking an informer's dispatch lock (a handler running
+        # under the latter may call watch()): subscribe outside it and retry if the informer was
+        # retired in between.
+        while True:
+            with self._informers_lock:
+                informer = self._informers.get(key)
+                if informer is None:
+                    informer = self._new_informer(resource, key)
+                    self._informers[key] = informer
+                    informer.start()
+            if informer.subscribe(handler):
+                break
+            with self._informers_lock:
+                if self._informers.get(key) is informer:
+                    del self._informers[key]
+
+        def unsubscribe() -> None:
+            if informer.unsubscribe(handler) == 0 and informer.retire_if_idle():
+                with self._informers_lock:
+                    if self._informers.get(key) is informer:
+                        del self._informers[key]
+        return _Subscription(unsubscribe)
+
+    def _new_informer(self, resource: Any, key: ResourceKey) -> Informer:
+        return Informer(
+            key, name=f"{self.name}:{key.kind}:{key.namespace or '*'}",
+            lister=lambda: self.list_with_version(key.api_version, key.kind,
+                                                  namespace=key.namespace),
+            streamer=lambda rv, timeout, handle: self._watch_stream(
+                resource, key, rv, timeout, handle),
+            timeout_range=self._watch_timeout)
+
+    def informer(self, key: ResourceKey) -> Informer | None:
+        """The running shared watch for ``key``, if any (for waiting on its first sync)."""
+        return self._informers.get(key)
+
+    def _watch_stream(self, resource: Any, key: ResourceKey, rv: str, timeout: int,
+                      handle: StreamHandle) -> Iterator[Obj]:
+        """Raw watch events from ``rv``; ERROR events are raised (``Gone`` for 410)."""
+        path = self._path(resource, key.namespace)
+        def open_stream() -> Any:
+            return self._dyn.request(
+                "get", path, watch=True, resource_version=rv or None, timeout_seconds=timeout,
+                allow_watch_bookmarks=True, serialize=False,
+                # connect timeout; read timeout only as a backstop for a silent dead stream.
+                _request_timeout=(10, timeout + 30))
+
+        # No retry here: the informer loop backs off and re-watches on its own.
+        self._count("watch")
+        try:
+            resp = open_stream()
+        except Exception as exc:
+            raise _translated(exc, self.name) from exc
+        handle.attach(resp)
+        complete = False
+        try:
+            for line in _lines(resp):
+                event = json.loads(line)
+                if event.get("type") == "ERROR":
+                    raise from_status(event.get("object") or {})
+                yield event
+            complete = True
+        except ClusterError:
+            raise
+        except Exception as exc:
+            if handle.stopping:
+                return
+            raise _translated(exc, self.name) from exc
+        finally:
+            handle.detach()
+            if not complete:  # never hand a half-read stream back to the pool
+                resp.close()
+            resp.release_conn()
+
+    def close(self) -> None:
+        """Stop every shared watch and close the connection pool."""
+        self._closed = True
+        with self._informers_lock:
+            informers = list(self._informers.values())
+            self._informers.clear()
+        for informer in informers:
+            informer.stop()
+        for informer in informers:
+            informer.join(timeout=5)
+        self._api.close()
+
+
+def _lines(resp: Any) -> Iterator[bytes]:
+    """Newline-delimited lines of a streaming response, yielded as soon as each line is complete."""
+    if getattr(resp, "chunked", False):
+        chunks: Iterator[bytes] = resp.stream(amt=None, decode_content=False)
+    else:  # close-delimited: read1 returns what is there instead of waiting for the end
+        chunks = iter(lambda: bytes(resp.read1(65536)), b"")
+    buffer = b""
+    for chunk in chunks:
+        buffer += chunk
+        while b"\n" in buffer:
+            line, buffer = buffer.split(b"\n", 1)
+            if line.strip():
+                yield line
+    if buffer.strip():
+        yield buffer
+
+
+__all__ = ["KubeCluster", "MANIFEST_HASH", "connect"]
