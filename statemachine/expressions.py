@@ -1,0 +1,413 @@
+"""The one sandboxed Jinja2 setup for templates and expressions, with smrun's helpers and filters.
+
+Itineraries and templates may come from other people, so everything is rendered in
+``jinja2.sandbox.ImmutableSandboxedEnvironment``: no access to ``__dunder__`` attributes, no
+mutation of lists/dicts, and the only files a template can reach are the ones on its loader's
+search path (the itinerary's template folder, then the built-in one). Touching an unsafe attribute
+raises at once instead of quietly yielding undefined.
+
+Two undefined policies, decided here once:
+
+* **Templates** (``render_text``, ``render_string``, ``render_value``) use ``StrictUndefined``:
+  an undefined variable *or* missing field is an error naming the template file and line.
+* **Expressions** (``evaluate``: readiness conditions, predicates, ``forEach``, ``outputs``,
+  ``progress``, ``when``) are strict for *variables* (a typo like ``objct`` is an error) but
+  lenient for *fields*: ``object.status.phase`` on an object with no status is undefined, which is
+  falsy, equal to nothing, compares false and chains (``object.a.b.c``). ``evaluate`` returns
+  ``None`` for an undefined result.
+
+Expressions are compiled once and cached. This module renders and evaluates; it does not parse the
+rendered YAML (``render.py`` does) and knows nothing about itineraries.
+"""
+from __future__ import annotations
+
+import base64
+import copy
+import datetime as _dt
+import hashlib
+import json
+import re
+from collections.abc import Callable, Mapping, Sequence
+from functools import lru_cache
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+import yaml
+from jinja2 import (ChainableUndefined, FileSystemLoader, StrictUndefined, TemplateError as
+                    JinjaError, TemplateNotFound, TemplateSyntaxError, Undefined, UndefinedError,
+                    pass_context)
+from jinja2.runtime import Context
+from jinja2.sandbox import ImmutableSandboxedEnvironment, SecurityError
+from jinja2.utils import missing
+
+from statemachine.errors import TemplateError
+from statemachine.resources import data_dir
+
+__all__ = [
+    "make_environment", "render_text", "render_string", "render_value", "evaluate",
+    "compile_expression", "compile_template", "is_undefined", "SERVER_FIELDS",
+]
+
+# Fields a live object carries that must not be sent back when creating a copy elsewhere.
+SERVER_FIELDS = ("uid", "resourceVersion", "creationTimestamp", "managedFields", "ownerReferences",
+                 "generation", "selfLink", "deletionTimestamp", "deletionGracePeriodSeconds")
+
+
+class _FieldUndefined(ChainableUndefined):
+    """Undefined for expressions: strict for variables, lenient (chainable, falsy) for fields."""
+
+    __slots__ = ()
+
+    def __new__(cls, hint: str | None = None, obj: Any = missing, name: str | None = None,
+                exc: type[Exception] = UndefinedError) -> Any:
+        if obj is missing and hint is None and name is not None:
+            # An undefined *variable*: a typo in an expression must not silently be false forever.
+            return StrictUndefined(hint, obj, name, exc)
+        return super().__new__(cls)
+
+    def _self(self, *args: Any, **kwargs: Any) -> _FieldUndefined:
+        return self
+
+    def _false(self, other: Any) -> bool:
+        return False
+
+    # A missing field compares false and absorbs arithmetic, so `object.status.x > 0` is just false.
+    __lt__ = __le__ = __gt__ = __ge__ = _false
+    __add__ = __radd__ = __sub__ = __rsub__ = __mul__ = __rmul__ = _self
+    __truediv__ = __rtruediv__ = __floordiv__ = __rfloordiv__ = __mod__ = __rmod__ = _self
+    __neg__ = __pos__ = _self
+
+
+class _Environment(ImmutableSandboxedEnvironment):
+    """The sandbox, failing loudly on unsafe attribute access instead of returning undefined."""
+
+    def unsafe_undefined(self, obj: Any, attribute: str) -> Undefined:
+        raise SecurityError(f"access to attribute {attribute!r} of {type(obj).__name__!r} object "
+                            "is not allowed in smrun templates")
+
+
+# ---------------------------------------------------------------------------------------------
+# helpers and filters
+
+def is_undefined(value: Any) -> bool:
+    """True for Jinja's undefined values (missing fields in expressions)."""
+    return isinstance(value, Undefined)
+
+
+def _plain(value: Any) -> Any:
+    return None if isinstance(value, Undefined) else value
+
+
+def _conditions(obj: Any) -> list[Mapping[str, Any]]:
+    obj = _plain(obj)
+    if not isinstance(obj, Mapping):
+        return []
+    status = obj.get("status")
+    conds = status.get("conditions") if isinstance(status, Mapping) else None
+    return [c for c in conds if isinstance(c, Mapping)] if isinstance(conds, list) else []
+
+
+def condition(obj: Any, type_: str) -> Mapping[str, Any] | None:
+    """The condition of ``type_`` in ``obj.status.conditions``, or ``None``."""
+    for cond in _conditions(obj):
+        if str(cond.get("type", "")).casefold() == str(type_).casefold():
+            return cond
+    return None
+
+
+def condition_is(obj: Any, type_: str, status: str = "True") -> bool:
+    """kubectl wait semantics: the condition exists and its status matches (case-insensitive)."""
+    cond = condition(obj, type_)
+    return cond is not None and str(cond.get("status", "")).casefold() == str(status).casefold()
+
+
+def condition_true(obj: Any, type_: str) -> bool:
+    """The condition of ``type_`` exists with status ``True``."""
+    return condition_is(obj, type_, "True")
+
+
+def jsonpath_text(value: Any) -> str:
+    """A value as ``kubectl get -o jsonpath`` prints it (for the ``jsonpath=`` shorthand)."""
+    value = _plain(value)
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (dict, list)):
+        return json.dumps(value, separators=(",", ":"))
+    return str(value)
+
+
+@pass_context
+def storage_for(ctx: Context, storage_class: Any) -> Mapping[str, Any] | None:
+    """The plan's storage map destination for a source storage class (``None``: unmapped)."""
+    storage_class = _plain(storage_class)
+    for entry in _map_entries(ctx, "storage"):
+        if entry.get("source") == storage_class:
+            dest = entry.get("destination")
+            return dest if isinstance(dest, Mapping) else {"storageClass": dest}
+    return None
+
+
+@pass_context
+def network_for(ctx: Context, network: Any) -> Mapping[str, Any] | None:
+    """The plan's network map destination for a VM network entry (or a network name)."""
+    network = _plain(network)
+    vm = _plain(ctx.get("vm"))
+    vm_ns = vm.get("namespace") if isinstance(vm, Mapping) else None
+    wanted_pod = isinstance(network, Mapping) and "pod" in network
+    name: Any = network
+    if isinstance(network, Mapping):
+        multus = network.get("multus")
+        name = multus.get("networkName") if isinstance(multus, Mapping) else None
+    for entry in _map_entries(ctx, "network"):
+        source = entry.get("source")
+        if not isinstance(source, Mapping):
+            source = {"name": source}
+        if wanted_pod and source.get("type") == "pod":
+            return _dest(entry)
+        src_name = source.get("name")
+        if name and src_name and (src_name == name or (vm_ns and "/" not in str(name)
+                                                       and src_name == f"{vm_ns}/{name}")):
+            return _dest(entry)
+    return None
+
+
+def _dest(entry: Mapping[str, Any]) -> Mapping[str, Any] | None:
+    dest = entry.get("destination")
+    return dest if isinstance(dest, Mapping) else None
+
+
+def _map_entries(ctx: Context, kind: str) -> list[Mapping[str, Any]]:
+    plan = _plain(ctx.get("plan"))
+    mapping = plan.get("map") if isinstance(plan, Mapping) else None
+    entries = mapping.get(kind) if isinstance(mapping, Mapping) else None
+    return [e for e in entries if isinstance(e, Mapping)] if isinstance(entries, list) else []
+
+
+def dns_name(text: Any) -> str:
+    """Lower-case DNS-1123 label of at most 63 characters; hash-suffixed when shortened."""
+    raw = str(_plain(text) or "")
+    name = re.sub(r"[^a-z0-9-]+", "-", raw.lower()).strip("-") or "x"
+    if len(name) <= 63 and name == raw:
+        return name
+    if len(name) > 63:
+        digest = hashlib.sha256(raw.encode()).hexdigest()[:8]
+        name = f"{name[:54].rstrip('-')}-{digest}"
+    return name
+
+
+def now() -> str:
+    """The current time, RFC 3339 in UTC (``2026-11-26T00:25:00Z``)."""
+    return _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def tojson(value: Any) -> str:
+    """JSON (valid YAML) for any value; unlike Jinja's built-in it does not HTML-escape."""
+    return json.dumps(_plain(value), ensure_ascii=False, sort_keys=False)
+
+
+def toyaml(value: Any) -> str:
+    """Block YAML for a value, without the trailing newline (combine with ``indent``)."""
+    text: str = yaml.safe_dump(_plain(value), default_flow_style=False, sort_keys=False,
+                               allow_unicode=True)
+    return text.removesuffix("\n").removesuffix("\n...")
+
+
+def b64encode(value: Any) -> str:
+    data = value if isinstance(value, bytes) else str(_plain(value) or "").encode()
+    return base64.b64encode(data).decode("ascii")
+
+
+def b64decode(value: Any) -> str:
+    return base64.b64decode(str(_plain(value) or "")).decode("utf-8", errors="replace")
+
+
+def strip_server_fields(obj: Any) -> Any:
+    """A deep copy of ``obj`` without ``status`` and the server-set metadata fields."""
+    obj = _plain(obj)
+    if not isinstance(obj, Mapping):
+        return obj
+    out = copy.deepcopy(dict(obj))
+    out.pop("status", None)
+    meta = out.get("metadata")
+    if isinstance(meta, dict):
+        for key in SERVER_FIELDS:
+            meta.pop(key, None)
+    return out
+
+
+_GLOBALS: dict[str, Callable[..., Any]] = {
+    "condition": condition, "condition_true": condition_true, "condition_is": condition_is,
+    "jsonpath_text": jsonpath_text, "storage_for": storage_for, "network_for": network_for,
+    "dns_name": dns_name, "now": now,
+}
+_FILTERS: dict[str, Callable[..., Any]] = {
+    "tojson": tojson, "toyaml": toyaml, "b64encode": b64encode, "b64decode": b64decode,
+    "strip_server_fields": strip_server_fields, "dns_name": dns_name,
+}
+
+
+# ---------------------------------------------------------------------------------------------
+# environments
+
+def make_environment(template_dirs: Sequence[Path | str] = (), *,
+                     expressions: bool = False) -> ImmutableSandboxedEnvironment:
+    """A new sandboxed environment. ``template_dirs`` is the search path (first wins), followed
+    by the built-in templates folder; ``expressions=True`` gives the lenient-field undefined."""
+    dirs = [str(d) for d in template_dirs]
+    builtin = str(data_dir("templates"))
+    if builtin not in dirs:
+        dirs.append(builtin)
+    env = _Environment(
+        loader=FileSystemLoader(dirs),
+        undefined=_FieldUndefined if expressions else StrictUndefined,
+        autoescape=False,
+        keep_trailing_newline=True,
+        # Decision: YAML-friendly block handling, so `{% if %}` lines leave no blank lines.
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    env.globals.update(_GLOBALS)
+    env.filters.update(_FILTERS)
+    return env
+
+
+@lru_cache(maxsize=32)
+def _template_env(template_dir: str | None) -> ImmutableSandboxedEnvironment:
+    return make_environment([template_dir] if template_dir else [])
+
+
+@lru_cache(maxsize=1)
+def _expression_env() -> ImmutableSandboxedEnvironment:
+    return make_environment(expressions=True)
+
+
+@lru_cache(maxsize=4096)
+def _compiled(expr: str) -> Any:
+    return _expression_env().compile_expression(expr, undefined_to_none=False)
+
+
+@lru_cache(maxsize=4096)
+def _compiled_string(source: str) -> Any:
+    return _template_env(None).from_string(source)
+
+
+def compile_expression(expr: str, *, where: str = "") -> None:
+    """Raise :class:`TemplateError` unless ``expr`` is a valid expression (result cached)."""
+    try:
+        _compiled(expr)
+    except TemplateSyntaxError as exc:
+        raise _error(where, f"expression {expr!r} does not compile: {exc.message}") from None
+
+
+def compile_template(source: str, *, where: str = "") -> None:
+    """Raise :class:`TemplateError` unless ``source`` is a valid template string."""
+    try:
+        _compiled_string(source)
+    except TemplateSyntaxError as exc:
+        raise _error(where, f"template {source!r} does not compile: {exc.message}") from None
+
+
+def evaluate(expr: str, ctx: Mapping[str, Any], *, where: str = "") -> Any:
+    """Evaluate the expression ``expr`` over ``ctx``; an undefined result is ``None``.
+
+    ``where`` (like ``live.yaml:57: spec.states[3].readiness.ready``) prefixes error messages.
+    """
+    try:
+        result = _compiled(expr)(**ctx)
+    except TemplateSyntaxError as exc:
+        raise _error(where, f"expression {expr!r} does not compile: {exc.message}") from None
+    except SecurityError as exc:
+        raise _error(where, f"sandbox violation in {expr!r}: {exc}") from None
+    except UndefinedError as exc:
+        raise _error(where, f"{expr!r}: {exc.message}") from None
+    except (JinjaError, ArithmeticError, TypeError, ValueError, LookupError) as exc:
+        raise _error(where, f"{expr!r} failed: {type(exc).__name__}: {exc}") from None
+    return _deep_plain(result)
+
+
+def _deep_plain(value: Any) -> Any:
+    if isinstance(value, Undefined):
+        return None
+    if isinstance(value, list):
+        return [_deep_plain(v) for v in value]
+    if isinstance(value, tuple):
+        return [_deep_plain(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _deep_plain(v) for k, v in value.items()}
+    return value
+
+
+def render_text(template_name: str, ctx: Mapping[str, Any], *,
+                template_dir: Path | str | None = None) -> str:
+    """Render the template file ``template_name`` (searched in ``template_dir``, then the
+    built-in templates) with ``ctx``. Errors name the template file and line."""
+    env = _template_env(str(template_dir) if template_dir else None)
+    try:
+        template = env.get_template(template_name)
+    except TemplateNotFound as exc:
+        searched = ", ".join(getattr(env.loader, "searchpath", []))
+        raise _error("", f"template {exc.name or template_name!r} not found "
+                         f"(searched {searched})") from None
+    except TemplateSyntaxError as exc:
+        where = f"{exc.filename or template_name}:{exc.lineno}"
+        raise _error(where, f"syntax error: {exc.message}") from None
+    try:
+        return template.render(dict(ctx))
+    except TemplateNotFound as exc:
+        raise _error(_where(exc, template.filename or template_name),
+                     f"template {exc.name!r} not found") from None
+    except TemplateSyntaxError as exc:
+        raise _error(f"{exc.filename or exc.name}:{exc.lineno}",
+                     f"syntax error: {exc.message}") from None
+    except SecurityError as exc:
+        raise _error(_where(exc, template.filename or template_name),
+                     f"sandbox violation: {exc}") from None
+    except UndefinedError as exc:
+        raise _error(_where(exc, template.filename or template_name),
+                     f"undefined: {exc.message}") from None
+    except (JinjaError, ArithmeticError, TypeError, ValueError, LookupError) as exc:
+        raise _error(_where(exc, template.filename or template_name),
+                     f"{type(exc).__name__}: {exc}") from None
+
+
+def render_string(source: str, ctx: Mapping[str, Any], *, where: str = "") -> str:
+    """Render one template string (a REF field, a message) with strict undefined."""
+    try:
+        return str(_compiled_string(source).render(dict(ctx)))
+    except TemplateSyntaxError as exc:
+        raise _error(where, f"template {source!r} does not compile: {exc.message}") from None
+    except SecurityError as exc:
+        raise _error(where, f"sandbox violation in {source!r}: {exc}") from None
+    except UndefinedError as exc:
+        raise _error(where, f"{source!r}: undefined: {exc.message}") from None
+    except (JinjaError, ArithmeticError, TypeError, ValueError, LookupError) as exc:
+        raise _error(where, f"{source!r} failed: {type(exc).__name__}: {exc}") from None
+
+
+def render_value(value: Any, ctx: Mapping[str, Any], *, where: str = "") -> Any:
+    """Render every string inside a YAML value (mappings, lists) as a template; keys stay."""
+    if isinstance(value, str):
+        return render_string(value, ctx, where=where) if ("{" in value) else value
+    if isinstance(value, Mapping):
+        return {k: render_value(v, ctx, where=where) for k, v in value.items()}
+    if isinstance(value, list):
+        return [render_value(v, ctx, where=where) for v in value]
+    return value
+
+
+def _where(exc: BaseException, filename: str) -> str:
+    """``file:line`` of the innermost template frame in ``exc``'s traceback."""
+    line: int | None = None
+    tb: TracebackType | None = exc.__traceback__
+    while tb is not None:
+        if tb.tb_frame.f_code.co_filename == filename:
+            line = tb.tb_lineno
+        tb = tb.tb_next
+    return f"{filename}:{line}" if line else filename
+
+
+def _error(where: str, message: str) -> TemplateError:
+    return TemplateError(f"{where}: {message}" if where else message)

@@ -1,0 +1,510 @@
+"""Load an itinerary file into frozen dataclasses, after the JSON Schema and the semantic checks.
+
+``load_itinerary("live")`` reads the built-in ``itineraries/live.yaml``; any other argument that
+looks like a path is read as a file. Loading: YAML (:mod:`statemachine.yamlsource`) -> JSON Schema
+(:mod:`statemachine.schema`) -> dataclasses -> the semantic checks listed at the end of
+docs/itinerary.md (names, templates, outputs, reachability, loops, expressions that compile). All
+problems found are raised together in one :class:`SchemaError`.
+
+The dataclasses are the engine's only view of an itinerary: after loading nobody touches the raw
+dicts. This module does not evaluate expressions or render templates (only compiles them to find
+syntax errors); the flow graph helpers (:func:`flow_edges`) are shared with ``graph.py``.
+"""
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any, Literal
+
+from statemachine.errors import Problem, SchemaError
+from statemachine.expressions import render_string
+from statemachine.resources import data_dir
+from statemachine.schema import problems as schema_problems
+from statemachine.yamlsource import DocPath, SourceDoc, format_path, load
+
+__all__ = [
+    "Itinerary", "StateSpec", "ReadSpec", "CheckSpec", "SetupSpec", "CommitSpec", "Action",
+    "RefSpec", "ReadinessSpec", "Condition", "RetrySpec", "NextSpec", "When", "Edge",
+    "load_itinerary", "builtin_itineraries", "parse_duration", "parse_condition", "flow_edges",
+    "BUILTIN_PREDICATES", "TERMINAL_STATES",
+]
+
+BUILTIN_PREDICATES = ("HasPreHook", "HasPostHook", "Intercluster")
+TERMINAL_STATES = ("Completed", "Failed", "Canceled")
+ClusterName = Literal["source", "target"]
+ActionKind = Literal["apply", "ensure", "patch", "delete", "delete_created", "wait"]
+_ACTION_KEYS = ("apply", "ensure", "patch", "delete", "wait")
+
+
+# ---------------------------------------------------------------------------------------------
+# the model
+
+@dataclass(frozen=True)
+class RefSpec:
+    """An object reference whose strings are templates (``namespace`` None: cluster-scoped)."""
+
+    api_version: str
+    kind: str
+    name: str
+    namespace: str | None = None
+    cluster: ClusterName | None = None
+
+    def render(self, ctx: Mapping[str, Any], *, where: str = "") -> RefSpec:
+        """This reference with ``name`` and ``namespace`` rendered over ``ctx``."""
+        ns = render_string(self.namespace, ctx, where=where) if self.namespace else None
+        return RefSpec(self.api_version, self.kind, render_string(self.name, ctx, where=where),
+                       ns or None, self.cluster)
+
+
+@dataclass(frozen=True)
+class Condition:
+    """A readiness condition: the source text and the Jinja2 expression it stands for.
+
+    ``kind`` records the form written: ``expression``, ``condition`` (``condition=T[=S]``, with
+    ``condition_type``/``condition_status``), ``jsonpath``, ``delete`` or ``exists``.
+    """
+
+    source: str
+    expression: str
+    kind: Literal["expression", "condition", "jsonpath", "delete", "exists"] = "expression"
+    condition_type: str | None = None
+    condition_status: str | None = None
+    where: str = ""
+
+
+@dataclass(frozen=True)
+class ReadinessSpec:
+    object: RefSpec | None = None
+    ready: Condition | None = None
+    failed: Condition | None = None
+    failed_for: float | None = None
+    progress: str | None = None
+    timeout: float | None = None
+
+
+@dataclass(frozen=True)
+class Action:
+    """One action. Which fields are set depends on ``kind`` (see docs/itinerary.md, Actions)."""
+
+    kind: ActionKind
+    template: str | None = None          # apply, ensure; patch with {template: file}
+    object: RefSpec | None = None        # patch, delete
+    patch_type: Literal["merge", "json"] | None = None
+    patch: Any = None                    # patch VALUE (strings are templates)
+    seconds: float | None = None         # wait: 30s
+    seconds_expr: str | None = None      # wait: {seconds: EXPR}
+    until: str | None = None             # wait: {until: EXPR}
+    when: str | None = None
+    cluster: ClusterName | None = None
+    where: str = ""
+
+
+@dataclass(frozen=True)
+class RetrySpec:
+    limit: int
+    backoff: float = 10.0
+    recreate: bool = True
+
+
+@dataclass(frozen=True)
+class NextSpec:
+    to: str
+    when: str | None = None
+
+
+@dataclass(frozen=True)
+class When:
+    """``all``: every predicate true; ``any``: when non-empty, at least one true."""
+
+    all: tuple[str, ...] = ()
+    any: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class StateSpec:
+    name: str
+    description: str = ""
+    step: str | None = None
+    when: When | None = None
+    cluster: ClusterName = "target"
+    for_each: str | None = None
+    actions: tuple[Action, ...] = ()
+    readiness: ReadinessSpec | None = None
+    timeout: float | None = None
+    retry: RetrySpec | None = None
+    outputs: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+    undo: tuple[Action, ...] = ()
+    next: tuple[NextSpec, ...] = ()
+    where: str = ""
+
+    @property
+    def terminal(self) -> bool:
+        return self.name in TERMINAL_STATES
+
+
+@dataclass(frozen=True)
+class ReadSpec:
+    name: str
+    object: RefSpec
+    cluster: ClusterName = "target"
+    for_each: str | None = None
+    optional: bool = False
+    when: str | None = None
+
+
+@dataclass(frozen=True)
+class CheckSpec:
+    name: str
+    check: str
+    message: str
+    severity: Literal["block", "warn"] = "block"
+    for_each: str | None = None
+    block_if: str | None = None
+    when: str | None = None
+
+
+@dataclass(frozen=True)
+class SetupSpec:
+    reads: tuple[ReadSpec, ...] = ()
+    states: tuple[StateSpec, ...] = ()
+
+
+@dataclass(frozen=True)
+class CommitSpec:
+    after: str
+    object: RefSpec
+    condition: Condition
+    cluster: ClusterName = "target"
+
+
+@dataclass(frozen=True)
+class Itinerary:
+    name: str
+    migration_type: Literal["cold", "warm", "live"]
+    states: tuple[StateSpec, ...]
+    file: Path
+    template_dir: Path
+    description: str = ""
+    pipeline: tuple[str, ...] = ()
+    predicates: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+    reads: tuple[ReadSpec, ...] = ()
+    preflight: tuple[CheckSpec, ...] = ()
+    setup: SetupSpec = SetupSpec()
+    commit: CommitSpec | None = None
+
+    @property
+    def state_names(self) -> tuple[str, ...]:
+        return tuple(s.name for s in self.states)
+
+    def state(self, name: str) -> StateSpec:
+        for s in self.states:
+            if s.name == name:
+                return s
+        raise KeyError(name)
+
+    @property
+    def predicate_names(self) -> tuple[str, ...]:
+        return tuple(dict.fromkeys([*BUILTIN_PREDICATES, *self.predicates]))
+
+
+# ---------------------------------------------------------------------------------------------
+# small parsers
+
+_DURATION = re.compile(r"^(?=\d)(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?$")
+
+
+def parse_duration(value: Any) -> float:
+    """``30s``, ``10m``, ``1h30m`` or an integer number of seconds -> seconds."""
+    if isinstance(value, bool):
+        raise ValueError(f"not a duration: {value!r}")
+    if isinstance(value, (int, float)):
+        return float(value)
+    match = _DURATION.match(str(value).strip())
+    if not match:
+        raise ValueError(f"not a duration: {value!r} (use 30s, 10m, 1h30m or seconds)")
+    h, m, s = (int(g) if g else 0 for g in match.groups())
+    return float(h * 3600 + m * 60 + s)
+
+
+_COND = re.compile(r"^condition=([A-Za-z0-9][A-Za-z0-9._/-]*)(?:=(.*))?$")
+_JSONPATH = re.compile(r"^jsonpath=\{(\.[^}]*)\}(?:=(.*))?$")
+_SEGMENT = re.compile(r"\.([^.\[\]]+)|\[(\d+)\]|\['([^']*)'\]")
+_IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+def parse_condition(text: str, *, where: str = "") -> Condition:
+    """Turn a condition (expression or kubectl-style shorthand) into a :class:`Condition`."""
+    stripped = text.strip()
+    if stripped == "delete":
+        return Condition(text, "object is none", "delete", where=where)
+    if stripped == "exists":
+        return Condition(text, "object is not none", "exists", where=where)
+    if stripped.startswith("condition="):
+        match = _COND.match(stripped)
+        if not match:
+            raise ValueError(f"bad shorthand {text!r}: use condition=Type or condition=Type=Status")
+        ctype, status = match.group(1), (match.group(2) or "True").strip()
+        return Condition(text, f"condition_is(object, {ctype!r}, {status!r})", "condition",
+                         ctype, status, where)
+    if stripped.startswith("jsonpath="):
+        match = _JSONPATH.match(stripped)
+        if not match:
+            raise ValueError(f"bad shorthand {text!r}: use jsonpath={{.status.phase}}=Value")
+        access = _jsonpath_access(match.group(1), text)
+        value = match.group(2)
+        expr = (f"jsonpath_text({access}) == {value.strip()!r}" if value is not None
+                else f"jsonpath_text({access}) != ''")
+        return Condition(text, expr, "jsonpath", where=where)
+    return Condition(text, text, "expression", where=where)
+
+
+def _jsonpath_access(path: str, text: str) -> str:
+    pos, out = 0, "object"
+    while pos < len(path):
+        match = _SEGMENT.match(path, pos)
+        if not match:
+            raise ValueError(f"bad jsonpath in {text!r} at {path[pos:]!r}")
+        name, index, quoted = match.groups()
+        key = name if name is not None else quoted
+        if index is not None:
+            out += f"[{index}]"
+        elif key is not None and _IDENT.match(key):
+            out += f".{key}"
+        else:
+            out += f"[{key!r}]"
+        pos = match.end()
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# the flow graph (shared with graph.py)
+
+@dataclass(frozen=True)
+class Edge:
+    source: str
+    target: str
+    kind: Literal["linear", "skip", "next"]
+    label: str | None = None
+
+
+def flow_edges(states: tuple[StateSpec, ...], *, skips: bool = True) -> list[Edge]:
+    """Every possible transition. ``linear``: to the next listed state; ``skip``: further on,
+    past states that have a ``when`` (included only with ``skips``); ``next``: explicit."""
+    edges: list[Edge] = []
+    for i, state in enumerate(states):
+        if state.name == "Completed":
+            continue
+        for entry in state.next:
+            edges.append(Edge(state.name, entry.to, "next", entry.when))
+        if any(entry.when is None for entry in state.next):
+            continue  # an unconditional `next` always wins: no fall-through
+        for j in range(i + 1, len(states)):
+            edges.append(Edge(state.name, states[j].name, "linear" if j == i + 1 else "skip"))
+            if states[j].when is None or not skips:
+                break
+    return edges
+
+
+def start_states(states: tuple[StateSpec, ...]) -> list[str]:
+    out = []
+    for state in states:
+        out.append(state.name)
+        if state.when is None:
+            break
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# loading
+
+def load_itinerary(path_or_name: str | Path) -> Itinerary:
+    """Load, validate and check an itinerary file, or a built-in one by name (``live``)."""
+    path = _resolve(path_or_name)
+    doc = load(path)
+    found = schema_problems(doc, "itinerary")
+    if found:
+        raise SchemaError(str(found[0]), found)
+    builder = _Builder(doc, path)
+    itinerary = builder.build()
+    from statemachine.itinerary_checks import check  # the semantic checks, kept apart for size
+
+    problems = builder.problems + check(itinerary, doc)
+    if problems:
+        problems.sort(key=lambda p: (p.line or 0, p.path))
+        raise SchemaError(str(problems[0]), problems)
+    return itinerary
+
+
+def builtin_itineraries() -> list[tuple[str, str, Path]]:
+    """``(name, description, path)`` of every built-in itinerary, sorted by name."""
+    out = []
+    for path in sorted(data_dir("itineraries").glob("*.yaml")):
+        try:
+            meta = (load(path).data or {}).get("metadata") or {}
+            description = str(meta.get("description", ""))
+        except (SchemaError, AttributeError):
+            description = "(invalid file)"
+        out.append((path.stem, description, path))
+    return out
+
+
+def _resolve(path_or_name: str | Path) -> Path:
+    text = str(path_or_name)
+    if isinstance(path_or_name, Path) or "/" in text or text.endswith((".yaml", ".yml")):
+        return Path(path_or_name)
+    candidate = data_dir("itineraries") / f"{text}.yaml"
+    if not candidate.is_file():
+        names = ", ".join(n for n, _, _ in builtin_itineraries()) or "none"
+        raise SchemaError(f"unknown itinerary {text!r} (built-in: {names})",
+                          [Problem(text, "", f"unknown itinerary (built-in: {names})")])
+    return candidate
+
+
+class _Builder:
+    """Raw (schema-valid) document -> dataclasses; records problems the schema cannot see."""
+
+    def __init__(self, doc: SourceDoc, path: Path) -> None:
+        self.doc = doc
+        self.path = path
+        self.problems: list[Problem] = []
+
+    def where(self, path: DocPath) -> str:
+        line = self.doc.line(path)
+        return f"{self.doc.file}:{line}: {format_path(path)}" if line else \
+            f"{self.doc.file}: {format_path(path)}"
+
+    def fail(self, path: DocPath, message: str) -> None:
+        self.problems.append(self.doc.problem(path, message))
+
+    def build(self) -> Itinerary:
+        raw: dict[str, Any] = self.doc.data
+        spec: dict[str, Any] = raw["spec"]
+        meta = raw["metadata"]
+        sp: DocPath = ("spec",)
+        setup_raw = spec.get("setup") or {}
+        templates = spec.get("templates")
+        template_dir = ((self.path.parent / templates).resolve() if templates
+                        else data_dir("templates"))
+        if templates and not template_dir.is_dir():
+            self.fail((*sp, "templates"), f"template folder {str(template_dir)!r} does not exist")
+        return Itinerary(
+            name=meta["name"],
+            description=meta.get("description", ""),
+            migration_type=spec["migrationType"],
+            file=self.path,
+            template_dir=template_dir,
+            pipeline=tuple(spec.get("pipeline") or ()),
+            predicates=MappingProxyType(dict(spec.get("predicates") or {})),
+            reads=tuple(self.read(r, (*sp, "reads", i)) for i, r in enumerate(spec.get("reads") or [])),
+            preflight=tuple(self.check(c, (*sp, "preflight", i))
+                            for i, c in enumerate(spec.get("preflight") or [])),
+            setup=SetupSpec(
+                reads=tuple(self.read(r, (*sp, "setup", "reads", i))
+                            for i, r in enumerate(setup_raw.get("reads") or [])),
+                states=tuple(self.state(s, (*sp, "setup", "states", i))
+                             for i, s in enumerate(setup_raw.get("states") or []))),
+            commit=self.commit(spec["commit"], (*sp, "commit")) if spec.get("commit") else None,
+            states=tuple(self.state(s, (*sp, "states", i)) for i, s in enumerate(spec["states"])),
+        )
+
+    def ref(self, raw: dict[str, Any]) -> RefSpec:
+        return RefSpec(raw["apiVersion"], raw["kind"], raw["name"], raw.get("namespace"),
+                       raw.get("cluster"))
+
+    def read(self, raw: dict[str, Any], path: DocPath) -> ReadSpec:
+        obj = self.ref(raw["object"])
+        return ReadSpec(raw["name"], obj, raw.get("cluster") or obj.cluster or "target",
+                        raw.get("forEach"), bool(raw.get("optional", False)), raw.get("when"))
+
+    def check(self, raw: dict[str, Any], path: DocPath) -> CheckSpec:
+        return CheckSpec(raw["name"], raw["check"], raw["message"], raw.get("severity", "block"),
+                         raw.get("forEach"), raw.get("blockIf"), raw.get("when"))
+
+    def commit(self, raw: dict[str, Any], path: DocPath) -> CommitSpec:
+        obj = self.ref(raw["object"])
+        return CommitSpec(raw["after"], obj, self.condition(raw["condition"], (*path, "condition")),
+                          raw.get("cluster") or obj.cluster or "target")
+
+    def condition(self, text: str, path: DocPath) -> Condition:
+        try:
+            return parse_condition(text, where=self.where(path))
+        except ValueError as exc:
+            self.fail(path, str(exc))
+            return Condition(text, "false", where=self.where(path))
+
+    def duration(self, value: Any, path: DocPath) -> float | None:
+        if value is None:
+            return None
+        try:
+            return parse_duration(value)
+        except ValueError as exc:  # the schema catches these first; kept for direct callers
+            self.fail(path, str(exc))
+            return None
+
+    def state(self, raw: dict[str, Any], path: DocPath) -> StateSpec:
+        when_raw = raw.get("when")
+        readiness = raw.get("readiness")
+        retry = raw.get("retry")
+        return StateSpec(
+            name=raw["name"],
+            description=raw.get("description", ""),
+            step=raw.get("step"),
+            when=When(tuple(when_raw.get("all") or ()), tuple(when_raw.get("any") or ()))
+            if when_raw else None,
+            cluster=raw.get("cluster", "target"),
+            for_each=raw.get("forEach"),
+            actions=tuple(self.action(a, (*path, "actions", i))
+                          for i, a in enumerate(raw.get("actions") or [])),
+            readiness=self.readiness(readiness, (*path, "readiness")) if readiness is not None
+            else None,
+            timeout=self.duration(raw.get("timeout"), (*path, "timeout")),
+            retry=RetrySpec(retry["limit"], self.duration(retry.get("backoff", 10),
+                                                          (*path, "retry", "backoff")) or 0.0,
+                            bool(retry.get("recreate", True))) if retry else None,
+            outputs=MappingProxyType(dict(raw.get("outputs") or {})),
+            undo=tuple(self.action(a, (*path, "undo", i)) for i, a in enumerate(raw.get("undo") or [])),
+            next=tuple(NextSpec(n["to"], n.get("when")) for n in raw.get("next") or []),
+            where=self.where(path),
+        )
+
+    def readiness(self, raw: dict[str, Any], path: DocPath) -> ReadinessSpec:
+        return ReadinessSpec(
+            object=self.ref(raw["object"]) if raw.get("object") else None,
+            ready=self.condition(raw["ready"], (*path, "ready")) if "ready" in raw else None,
+            failed=self.condition(raw["failed"], (*path, "failed")) if "failed" in raw else None,
+            failed_for=self.duration(raw.get("failedFor"), (*path, "failedFor")),
+            progress=raw.get("progress"),
+            timeout=self.duration(raw.get("timeout"), (*path, "timeout")),
+        )
+
+    def action(self, raw: dict[str, Any], path: DocPath) -> Action:
+        keys = [k for k in _ACTION_KEYS if k in raw]
+        common = {"when": raw.get("when"), "cluster": raw.get("cluster"), "where": self.where(path)}
+        if len(keys) != 1:
+            self.fail(path, "an action needs exactly one of apply, ensure, patch, delete, wait"
+                      + (f" (found {', '.join(keys)})" if keys else ""))
+            return Action("wait", seconds=0.0, **common)
+        key = keys[0]
+        value = raw[key]
+        if key in ("apply", "ensure"):
+            template = value["template"] if isinstance(value, dict) else value
+            return Action(key, template=template, **common)
+        if key == "patch":
+            body = value["patch"]
+            if isinstance(body, dict) and set(body) == {"template"} and isinstance(body["template"], str):
+                return Action("patch", template=body["template"], object=self.ref(value["object"]),
+                              patch_type=value.get("type", "merge"), **common)
+            return Action("patch", object=self.ref(value["object"]),
+                          patch_type=value.get("type", "merge"), patch=body, **common)
+        if key == "delete":
+            if value == "created":
+                return Action("delete_created", **common)
+            return Action("delete", object=self.ref(value), **common)
+        if isinstance(value, dict):
+            return Action("wait", seconds_expr=value.get("seconds"), until=value.get("until"),
+                          **common)
+        return Action("wait", seconds=self.duration(value, (*path, "wait")), **common)
+

@@ -1,0 +1,279 @@
+"""The semantic checks an itinerary must pass beyond its JSON Schema (docs/itinerary.md, last part).
+
+``check(itinerary, doc)`` returns every problem found, each located in the source file: state
+names unique, ``Completed`` present and last, ``when``/``next``/``commit.after`` naming existing
+predicates and states, templates present (and syntactically valid), output names unique, every
+state reachable from the first, every loop with an exit, every expression and template string
+compiling. It reads template files but renders nothing and evaluates no expression.
+"""
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+from jinja2 import TemplateNotFound, TemplateSyntaxError
+
+from statemachine.errors import Problem, TemplateError
+from statemachine.expressions import compile_expression, compile_template, make_environment
+from statemachine.itinerary import (TERMINAL_STATES, Action, Itinerary, RefSpec, StateSpec,
+                                    flow_edges, start_states)
+from statemachine.yamlsource import DocPath, SourceDoc
+
+__all__ = ["check"]
+
+
+def check(itinerary: Itinerary, doc: SourceDoc) -> list[Problem]:
+    """Every semantic problem of ``itinerary`` (loaded from ``doc``)."""
+    return list(_Checker(itinerary, doc).run())
+
+
+class _Checker:
+    def __init__(self, itinerary: Itinerary, doc: SourceDoc) -> None:
+        self.it = itinerary
+        self.doc = doc
+        self.env = make_environment([itinerary.template_dir])
+        self.raw: dict[str, Any] = doc.data["spec"]
+
+    def p(self, path: DocPath, message: str) -> Problem:
+        return self.doc.problem(path, message)
+
+    def run(self) -> Iterator[Problem]:
+        sp: DocPath = ("spec",)
+        yield from self.names(self.it.states, (*sp, "states"), main=True)
+        yield from self.names(self.it.setup.states, (*sp, "setup", "states"), main=False)
+        yield from self.flow(self.it.states, (*sp, "states"), main=True)
+        yield from self.flow(self.it.setup.states, (*sp, "setup", "states"), main=False)
+        yield from self.outputs()
+        for name, expr in self.it.predicates.items():
+            yield from self.expr(expr, (*sp, "predicates", name))
+        for i, read in enumerate(self.it.reads):
+            yield from self.read(i, read.for_each, read.when, read.object, (*sp, "reads", i))
+        for i, read in enumerate(self.it.setup.reads):
+            yield from self.read(i, read.for_each, read.when, read.object,
+                                 (*sp, "setup", "reads", i))
+        for i, chk in enumerate(self.it.preflight):
+            path = (*sp, "preflight", i)
+            yield from self.expr(chk.check, (*path, "check"))
+            yield from self.expr(chk.for_each, (*path, "forEach"))
+            yield from self.expr(chk.block_if, (*path, "blockIf"))
+            yield from self.expr(chk.when, (*path, "when"))
+            yield from self.template_string(chk.message, (*path, "message"))
+        if self.it.commit is not None:
+            path = (*sp, "commit")
+            if self.it.commit.after not in self.it.state_names:
+                yield self.p((*path, "after"), f"unknown state {self.it.commit.after!r}")
+            yield from self.ref(self.it.commit.object, (*path, "object"))
+            yield from self.expr(self.it.commit.condition.expression, (*path, "condition"))
+        for i, state in enumerate(self.it.states):
+            yield from self.state(state, (*sp, "states", i))
+        for i, state in enumerate(self.it.setup.states):
+            yield from self.state(state, (*sp, "setup", "states", i))
+
+    # -- names and flow ------------------------------------------------------------------------
+
+    def names(self, states: tuple[StateSpec, ...], path: DocPath, *, main: bool) -> Iterator[Problem]:
+        seen: set[str] = set()
+        for i, state in enumerate(states):
+            if state.name in seen:
+                yield self.p((*path, i, "name"), f"duplicate state name {state.name!r}")
+            seen.add(state.name)
+            if state.name in ("Failed", "Canceled"):
+                yield self.p((*path, i, "name"),
+                             f"{state.name!r} is an implicit terminal state; do not list it")
+        if not main:
+            return
+        if not states or states[-1].name != "Completed":
+            where = (*path, len(states) - 1, "name") if states else path
+            yield self.p(where, "the last state must be 'Completed'"
+                         + (" (it is listed earlier)" if "Completed" in seen else ""))
+        elif states[-1].when is not None:
+            yield self.p((*path, len(states) - 1, "when"), "'Completed' cannot have a 'when'")
+
+    def flow(self, states: tuple[StateSpec, ...], path: DocPath, *, main: bool) -> Iterator[Problem]:
+        names = [s.name for s in states]
+        index = {n: i for i, n in reversed(list(enumerate(names)))}
+        for i, state in enumerate(states):
+            for j, entry in enumerate(state.next):
+                if entry.to not in index:
+                    hint = " (terminal states other than Completed are implicit)" \
+                        if entry.to in TERMINAL_STATES else ""
+                    yield self.p((*path, i, "next", j, "to"), f"unknown state {entry.to!r}{hint}")
+            if state.when:
+                for kind, preds in (("all", state.when.all), ("any", state.when.any)):
+                    for k, pred in enumerate(preds):
+                        if pred not in self.it.predicate_names:
+                            yield self.p((*path, i, "when", kind, k),
+                                         f"unknown predicate {pred!r} (known: "
+                                         f"{', '.join(self.it.predicate_names)})")
+        if not main or not states:
+            return
+        edges = [e for e in flow_edges(states) if e.target in index]
+        succ: dict[str, list[str]] = {n: [] for n in names}
+        for e in edges:
+            succ[e.source].append(e.target)
+        reached = set(start_states(states))
+        todo = list(reached)
+        while todo:
+            for nxt in succ[todo.pop()]:
+                if nxt not in reached:
+                    reached.add(nxt)
+                    todo.append(nxt)
+        for i, state in enumerate(states):
+            if state.name not in reached and index.get(state.name) == i:
+                yield self.p((*path, i, "name"),
+                             f"state {state.name!r} is unreachable from the first state")
+        yield from self.loops(states, succ, path, index)
+
+    def loops(self, states: tuple[StateSpec, ...], succ: dict[str, list[str]], path: DocPath,
+              index: dict[str, int]) -> Iterator[Problem]:
+        for component in _strongly_connected(list(succ), succ):
+            members = set(component)
+            cyclic = len(component) > 1 or component[0] in succ[component[0]]
+            if not cyclic:
+                continue
+            if any(t not in members for n in component for t in succ[n]):
+                continue
+            ordered = sorted(component, key=lambda n: index[n])
+            cycle = " -> ".join([*ordered, ordered[0]])
+            yield self.p((*path, index[ordered[0]], "name"),
+                         f"loop {cycle} has no exit (every 'next' stays inside it)")
+
+    def outputs(self) -> Iterator[Problem]:
+        seen: dict[str, str] = {}
+        for section, states in (("states", self.it.states),
+                                ("setup", self.it.setup.states)):
+            base: DocPath = ("spec", "states") if section == "states" else ("spec", "setup", "states")
+            for i, state in enumerate(states):
+                for name in state.outputs:
+                    if name in seen:
+                        yield self.p((*base, i, "outputs", name),
+                                     f"output {name!r} is already defined by state {seen[name]!r}")
+                    else:
+                        seen[name] = state.name
+
+    # -- per state -----------------------------------------------------------------------------
+
+    def state(self, state: StateSpec, path: DocPath) -> Iterator[Problem]:
+        if self.it.pipeline and state.step and state.step not in self.it.pipeline:
+            yield self.p((*path, "step"), f"step {state.step!r} is not in spec.pipeline "
+                         f"({', '.join(self.it.pipeline)})")
+        yield from self.expr(state.for_each, (*path, "forEach"))
+        for i, action in enumerate(state.actions):
+            yield from self.action(action, (*path, "actions", i))
+        for i, action in enumerate(state.undo):
+            yield from self.action(action, (*path, "undo", i))
+        r = state.readiness
+        if r is not None:
+            rp = (*path, "readiness")
+            if r.object is not None:
+                yield from self.ref(r.object, (*rp, "object"))
+            if r.ready is not None:
+                yield from self.expr(r.ready.expression, (*rp, "ready"))
+            if r.failed is not None:
+                yield from self.expr(r.failed.expression, (*rp, "failed"))
+            yield from self.expr(r.progress, (*rp, "progress"))
+            if r.object is None and not any(a.kind in ("apply", "ensure") for a in state.actions):
+                yield self.p(rp, "readiness needs an 'object' when the state has no apply/ensure "
+                             "action (nothing to watch)")
+        for name, expr in state.outputs.items():
+            yield from self.expr(expr, (*path, "outputs", name))
+        for i, entry in enumerate(state.next):
+            yield from self.expr(entry.when, (*path, "next", i, "when"))
+
+    def action(self, action: Action, path: DocPath) -> Iterator[Problem]:
+        yield from self.expr(action.when, (*path, "when"))
+        key = "delete" if action.kind == "delete_created" else action.kind
+        if action.template is not None:
+            sub = (*path, key) if action.kind != "patch" else (*path, "patch", "patch", "template")
+            yield from self.template_file(action.template, sub)
+        if action.object is not None:
+            sub = (*path, key) if action.kind == "delete" else (*path, key, "object")
+            yield from self.ref(action.object, sub)
+        if action.patch is not None:
+            yield from self.value_strings(action.patch, (*path, "patch", "patch"))
+        yield from self.expr(action.seconds_expr, (*path, "wait", "seconds"))
+        yield from self.expr(action.until, (*path, "wait", "until"))
+
+    def read(self, i: int, for_each: str | None, when: str | None, obj: RefSpec,
+             path: DocPath) -> Iterator[Problem]:
+        yield from self.expr(for_each, (*path, "forEach"))
+        yield from self.expr(when, (*path, "when"))
+        yield from self.ref(obj, (*path, "object"))
+
+    # -- leaves --------------------------------------------------------------------------------
+
+    def expr(self, expr: str | None, path: DocPath) -> Iterator[Problem]:
+        if expr is None:
+            return
+        try:
+            compile_expression(expr)
+        except TemplateError as exc:
+            yield self.p(path, str(exc))
+
+    def template_string(self, source: str | None, path: DocPath) -> Iterator[Problem]:
+        if source is None or "{" not in source:
+            return
+        try:
+            compile_template(source)
+        except TemplateError as exc:
+            yield self.p(path, str(exc))
+
+    def ref(self, ref: RefSpec, path: DocPath) -> Iterator[Problem]:
+        yield from self.template_string(ref.name, (*path, "name"))
+        yield from self.template_string(ref.namespace, (*path, "namespace"))
+
+    def value_strings(self, value: Any, path: DocPath) -> Iterator[Problem]:
+        if isinstance(value, str):
+            yield from self.template_string(value, path)
+        elif isinstance(value, dict):
+            for k, v in value.items():
+                yield from self.value_strings(v, (*path, k))
+        elif isinstance(value, list):
+            for i, v in enumerate(value):
+                yield from self.value_strings(v, (*path, i))
+
+    def template_file(self, name: str, path: DocPath) -> Iterator[Problem]:
+        try:
+            self.env.get_template(name)
+        except TemplateNotFound as exc:
+            missing = exc.name if exc.name and exc.name != name else None
+            yield self.p(path, f"template {name!r} not found in {self.it.template_dir}"
+                         + (f" (it includes missing {missing!r})" if missing else ""))
+        except TemplateSyntaxError as exc:
+            yield self.p(path, f"template {name!r} has a syntax error at "
+                         f"{exc.filename or name}:{exc.lineno}: {exc.message}")
+
+
+def _strongly_connected(nodes: list[str], succ: dict[str, list[str]]) -> list[list[str]]:
+    """Tarjan's algorithm (recursive; itineraries have tens of states)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    out: list[list[str]] = []
+
+    def visit(node: str) -> None:
+        index[node] = low[node] = len(index)
+        stack.append(node)
+        on_stack.add(node)
+        for nxt in succ[node]:
+            if nxt not in index:
+                visit(nxt)
+                low[node] = min(low[node], low[nxt])
+            elif nxt in on_stack:
+                low[node] = min(low[node], index[nxt])
+        if low[node] == index[node]:
+            component = []
+            while True:
+                top = stack.pop()
+                on_stack.discard(top)
+                component.append(top)
+                if top == node:
+                    break
+            out.append(component)
+
+    for node in nodes:
+        if node not in index:
+            visit(node)
+    return out
+

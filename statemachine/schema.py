@@ -1,0 +1,96 @@
+"""Validate a loaded YAML document against one of smrun's packaged JSON Schemas.
+
+Every violation is collected (``iter_errors``), not just the first, and reported as a
+:class:`~statemachine.errors.Problem` with the file, the line (from :mod:`statemachine.yamlsource`)
+and a path like ``spec.states[3].readiness.ready``. For ``oneOf``/``anyOf`` failures the most
+relevant sub-error is reported instead of jsonschema's "is not valid under any of the given
+schemas". This module knows nothing about what the documents mean; semantic checks live with the
+loaders (``itinerary.py``, ``plan.py``).
+"""
+from __future__ import annotations
+
+import json
+from functools import lru_cache
+import difflib
+from typing import Any
+
+from jsonschema import Draft202012Validator
+from jsonschema.exceptions import ValidationError, best_match
+
+from statemachine.errors import Problem, SchemaError
+from statemachine.resources import data_dir
+from statemachine.yamlsource import DocPath, SourceDoc
+
+
+@lru_cache(maxsize=None)
+def load_schema(name: str) -> dict[str, Any]:
+    """The packaged schema ``schemas/<name>.schema.json`` (``name`` like ``itinerary``)."""
+    path = data_dir("schemas") / f"{name}.schema.json"
+    schema: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
+    return schema
+
+
+@lru_cache(maxsize=None)
+def _validator(name: str) -> Draft202012Validator:
+    schema = load_schema(name)
+    Draft202012Validator.check_schema(schema)
+    return Draft202012Validator(schema, format_checker=Draft202012Validator.FORMAT_CHECKER)
+
+
+def problems(doc: SourceDoc, schema_name: str) -> list[Problem]:
+    """Every schema violation of ``doc``, sorted by line."""
+    found: list[Problem] = []
+    for error in _validator(schema_name).iter_errors(doc.data):
+        error = _most_relevant(error)
+        path: DocPath = tuple(error.absolute_path)
+        message = _message(error)
+        if error.validator == "additionalProperties" and isinstance(error.instance, dict):
+            # Point at the unexpected key itself, one problem per key: that is the typo to fix.
+            allowed = set(error.schema.get("properties", {}))
+            patterns = error.schema.get("patternProperties", {})
+            extras = [k for k in error.instance if k not in allowed and not patterns]
+            for key in extras or [None]:
+                if key is None:
+                    found.append(doc.problem(path, message))
+                else:
+                    found.append(doc.problem((*path, key), f"unknown field {key!r}"
+                                             + _suggest(key, allowed)))
+            continue
+        found.append(doc.problem(path, message))
+    found.sort(key=lambda p: (p.line or 0, p.path))
+    return found
+
+
+def validate_document(doc: SourceDoc, schema_name: str) -> None:
+    """Raise :class:`SchemaError` listing every violation of ``doc`` against ``schema_name``."""
+    found = problems(doc, schema_name)
+    if found:
+        raise SchemaError(str(found[0]), found)
+
+
+def _most_relevant(error: ValidationError) -> ValidationError:
+    # oneOf/anyOf: descend to the sub-error that best explains the failure.
+    while error.context:
+        deeper = best_match(error.context)
+        if deeper is None:
+            break
+        error = deeper
+    return error
+
+
+def _message(error: ValidationError) -> str:
+    # Custom wording for our own pattern-based definitions (the raw regex helps nobody).
+    title = error.schema.get("title") if isinstance(error.schema, dict) else None
+    if error.validator in ("pattern", "type", "oneOf", "anyOf") and title:
+        return f"{error.instance!r} is not {title}"
+    if error.validator == "required" and isinstance(error.validator_value, list):
+        return error.message.replace("is a required property", "is required")
+    return error.message
+
+
+def _suggest(key: str, allowed: set[str]) -> str:
+    close = difflib.get_close_matches(key, sorted(allowed), n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+__all__ = ["load_schema", "problems", "validate_document"]
