@@ -1,0 +1,235 @@
+"""The itinerary's actions over a :class:`~statemachine.k8s.Cluster`, as cooperative generators.
+
+``apply`` creates and, on a name clash, adopts only an object carrying this plan's and VM's labels
+(never overwrites anything else: :class:`OwnershipConflict`); ``ensure`` accepts an existing object
+(warning when its content differs) and never counts it as created; ``patch``; ``delete`` and wait
+until gone; ``delete: created`` from the journal, newest first; ``wait`` timers. Every create is
+announced in the journal (``intent``, fsync'ed) before the request, so a kill -9 at any point leaves
+enough to adopt or clean up. Transient cluster errors are retried here with backoff, bounded by the
+state's deadline, and logged. This module does not choose states or evaluate readiness.
+"""
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import logging
+import random
+import re
+from collections.abc import Callable, Generator, Mapping
+from datetime import datetime, timezone
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from statemachine.engine.flow import ActionT, RefT, StateT
+from statemachine.engine.journal import ref_to_json
+from statemachine.engine.scheduler import Wait
+from statemachine.errors import (
+    Conflict,
+    OwnershipConflict,
+    ReadinessTimeout,
+    TransientClusterError,
+)
+from statemachine.k8s import ObjectRef
+
+if TYPE_CHECKING:
+    from statemachine.engine.runtime import Runtime, VmModel
+
+logger = logging.getLogger("statemachine.engine")
+T = TypeVar("T")
+Gen = Generator[Wait, None, T]
+
+OWNER_LABELS = ("smrun.io/plan", "smrun.io/vm", "smrun.io/vm-namespace")
+_LABEL_BAD = re.compile(r"[^A-Za-z0-9_.-]")
+
+
+def label_value(text: str) -> str:
+    """A valid label value: allowed characters only, alphanumeric ends, at most 63 characters
+    (shortened ones get a hash suffix so two long names stay distinct)."""
+    value = _LABEL_BAD.sub("-", text).strip("-_.")
+    if len(value) > 63:
+        digest = hashlib.sha256(text.encode()).hexdigest()[:8]
+        value = value[:54].rstrip("-_.") + "-" + digest
+    return value
+
+
+def manifest_hash(manifest: Mapping[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(manifest, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def stamp(manifest: Mapping[str, Any], labels: Mapping[str, str]) -> dict[str, Any]:
+    """A copy of ``manifest`` with smrun's labels and the manifest-hash annotation."""
+    out = copy.deepcopy(dict(manifest))
+    meta = out.setdefault("metadata", {})
+    digest = manifest_hash(manifest)
+    meta["labels"] = {**(meta.get("labels") or {}), **labels}
+    meta["annotations"] = {**(meta.get("annotations") or {}), "smrun.io/manifest-hash": digest}
+    return out
+
+
+def is_ours(obj: Mapping[str, Any] | None, labels: Mapping[str, str]) -> bool:
+    have = ((obj or {}).get("metadata") or {}).get("labels") or {}
+    return all(have.get(k) == labels.get(k) for k in OWNER_LABELS if k in labels) and \
+        all(k in have for k in OWNER_LABELS if k in labels)
+
+
+def obj_key(cluster: str, ref: ObjectRef) -> tuple[str, str, str, str]:
+    return (cluster, ref.kind, ref.namespace, ref.name)
+
+
+# -- retries ------------------------------------------------------------------------------------
+def retrying(rt: Runtime, vm: VmModel, what: str, fn: Callable[[], T], deadline: float) -> Gen[T]:
+    """Call ``fn``; on a transient cluster error wait (exponential backoff with jitter, honouring
+    Retry-After) and call again, until ``deadline``. The engine thread is never blocked by the wait."""
+    attempt = 0
+    while True:
+        try:
+            return fn()
+        except TransientClusterError as e:
+            attempt += 1
+            delay = e.retry_after if e.retry_after else min(rt.backoff_max, rt.backoff_base * 2 ** attempt)
+            delay = delay * (0.5 + random.random() / 2)
+            if rt.clock() + delay > deadline:
+                raise
+            logger.warning("%s: %s: %s failed (%s); retry %d in %.2fs", vm.key or "setup", vm.state_name,
+                           what, e, attempt, delay)
+            rt.emit(vm, "retry", message=f"{what}: {e}", attempt=attempt)
+            yield Wait(until=rt.clock() + delay)
+
+
+# -- helpers ------------------------------------------------------------------------------------
+def render_ref(rt: Runtime, ref: RefT, ctx: Mapping[str, Any]) -> ObjectRef:
+    r = rt.lang.render_value({"apiVersion": ref.api_version, "kind": ref.kind,
+                              "namespace": ref.namespace or "", "name": ref.name}, ctx)
+    return ObjectRef(str(r["apiVersion"]), str(r["kind"]), str(r["namespace"] or ""), str(r["name"]))
+
+
+def action_cluster(state: StateT, action: ActionT) -> str:
+    if action.cluster:
+        return action.cluster
+    if action.ref is not None and action.ref.cluster:
+        return action.ref.cluster
+    return state.cluster
+
+
+def _content(obj: Mapping[str, Any]) -> Any:
+    return {k: v for k, v in obj.items() if k not in ("metadata", "status", "apiVersion", "kind")}
+
+
+# -- actions ------------------------------------------------------------------------------------
+def create(rt: Runtime, vm: VmModel, state: StateT, action: ActionT, ctx: Mapping[str, Any],
+           deadline: float) -> Gen[list[tuple[str, ObjectRef]]]:
+    """``apply`` / ``ensure``: returns the (cluster, ref) of every object of the template."""
+    cluster_name = action_cluster(state, action)
+    cluster = rt.clusters[cluster_name]
+    assert action.template is not None
+    out: list[tuple[str, ObjectRef]] = []
+    for doc in rt.lang.render_manifests(action.template, ctx):
+        labels = vm.labels(state.name)
+        manifest = stamp(doc, labels)
+        ref = ObjectRef.of(manifest)
+        rt.ensure_watch(cluster_name, ref)
+        vm.log("intent", state=state.name, cluster=cluster_name, ref=ref_to_json(ref),
+               action=action.kind, hash=manifest["metadata"]["annotations"]["smrun.io/manifest-hash"])
+        ours = yield from _create_one(rt, vm, cluster_name, cluster, manifest, ref, action.kind,
+                                      labels, deadline)
+        vm.log("created", state=state.name, cluster=cluster_name, ref=ref_to_json(ref), ours=ours)
+        out.append((cluster_name, ref))
+    return out
+
+
+def _create_one(rt: Runtime, vm: VmModel, cluster_name: str, cluster: Any,
+                manifest: dict[str, Any], ref: ObjectRef, kind: str, labels: Mapping[str, str],
+                deadline: float) -> Gen[bool]:
+    while True:
+        try:
+            yield from retrying(rt, vm, f"create {ref}", lambda: cluster.create(manifest), deadline)
+            logger.info("%s: %s: created %s on %s", vm.key or "setup", vm.state_name, ref, cluster_name)
+            return True
+        except Conflict:
+            pass
+        existing = yield from retrying(rt, vm, f"get {ref}", lambda: cluster.get(ref), deadline)
+        if existing is None:
+            # Deleted between our create and get (or a cache that lags): try again shortly.
+            yield Wait(until=rt.clock() + 0.05)
+            continue
+        if is_ours(existing, labels):
+            logger.info("%s: %s: adopted %s on %s", vm.key or "setup", vm.state_name, ref, cluster_name)
+            return True
+        if kind == "ensure":
+            if _content(existing) != _content(manifest):
+                logger.warning("%s: %s: %s exists on %s with different content; using it as is",
+                               vm.key or "setup", vm.state_name, ref, cluster_name)
+            return False
+        raise OwnershipConflict(f"{ref} already exists on {cluster_name} and was not created by "
+                                f"this plan for this VM; not overwriting it")
+
+
+def patch(rt: Runtime, vm: VmModel, state: StateT, action: ActionT, ctx: Mapping[str, Any],
+          deadline: float) -> Gen[None]:
+    assert action.ref is not None
+    cluster_name = action_cluster(state, action)
+    cluster = rt.clusters[cluster_name]
+    ref = render_ref(rt, action.ref, ctx)
+    if isinstance(action.patch, Mapping) and set(action.patch) == {"template"}:
+        docs = rt.lang.render_manifests(str(action.patch["template"]), ctx)
+        body: Any = docs[0] if len(docs) == 1 else docs
+    else:
+        body = rt.lang.render_value(action.patch, ctx)
+    yield from retrying(rt, vm, f"patch {ref}",
+                        lambda: cluster.patch(ref, body, patch_type=action.patch_type), deadline)
+    logger.info("%s: %s: patched %s on %s", vm.key or "setup", vm.state_name, ref, cluster_name)
+
+
+def delete_and_wait(rt: Runtime, vm: VmModel, cluster_name: str, ref: ObjectRef,
+                    deadline: float) -> Gen[None]:
+    cluster = rt.clusters[cluster_name]
+    rt.ensure_watch(cluster_name, ref)
+    yield from retrying(rt, vm, f"delete {ref}", lambda: cluster.delete(ref), deadline)
+    key = obj_key(cluster_name, ref)
+    while True:
+        obj = yield from retrying(rt, vm, f"get {ref}", lambda: cluster.get(ref), deadline)
+        if obj is None:
+            return
+        if rt.clock() >= deadline:
+            raise ReadinessTimeout(f"{vm.state_name}: timed out waiting for {ref} on {cluster_name} "
+                                   "to be deleted")
+        vm.waiting_for = f"{ref} to be deleted"
+        yield Wait((key,), deadline)
+
+
+def delete_created(rt: Runtime, vm: VmModel, state_name: str, deadline: float) -> Gen[None]:
+    """Delete what ``state_name`` created (journal order, newest first) and wait until gone."""
+    for c in reversed([c for c in vm.record.created if c.state == state_name]):
+        if not c.confirmed:
+            # Only the intent was journaled: delete it only if the live object is ours.
+            obj = yield from retrying(rt, vm, f"get {c.ref}",
+                                      lambda: rt.clusters[c.cluster].get(c.ref), deadline)
+            if obj is not None and not is_ours(obj, vm.labels(state_name)):
+                vm.log("deleted", state=state_name, cluster=c.cluster, ref=ref_to_json(c.ref))
+                continue
+        yield from delete_and_wait(rt, vm, c.cluster, c.ref, deadline)
+        vm.log("deleted", state=state_name, cluster=c.cluster, ref=ref_to_json(c.ref))
+
+
+def wait_timer(rt: Runtime, vm: VmModel, action: ActionT, ctx: Mapping[str, Any]) -> Gen[None]:
+    if action.until is not None:
+        while True:
+            value = rt.lang.evaluate(action.until, ctx)
+            if value in (None, "", "none"):
+                return
+            when = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+            if when.tzinfo is None:
+                when = when.replace(tzinfo=timezone.utc)
+            left = (when - datetime.now(timezone.utc)).total_seconds()
+            if left <= 0:
+                return
+            vm.waiting_for = f"until {value}"
+            # Re-evaluated on every wake (resync), so a changed plan value is seen.
+            yield Wait(until=rt.clock() + min(left, rt.resync))
+    seconds = action.seconds
+    if isinstance(seconds, str):
+        seconds = rt.lang.evaluate(seconds, ctx)
+    end = rt.clock() + float(seconds or 0)
+    vm.waiting_for = f"timer {float(seconds or 0):g}s"
+    while rt.clock() < end:
+        yield Wait(until=end)

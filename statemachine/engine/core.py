@@ -1,0 +1,307 @@
+"""The :class:`Engine`: runs a plan's VMs through an itinerary over two clusters.
+
+It replays the journal (resume; rerun of failed/canceled VMs only), runs the plan-level setup
+states once, then starts at most ``max_in_flight`` VMs at a time on one scheduler loop, notices
+cancel requests (the state directory's cancel file, one ``stat`` per resync tick) and reports
+progress events. Library users build it with injected clusters::
+
+    engine = Engine(plan, itinerary, source=src, target=dst, journal=Journal(path))
+    result = engine.run()
+
+It does not connect to clusters, run preflight checks or render output (see ``statemachine.engine``).
+"""
+from __future__ import annotations
+
+import logging
+import time
+from collections import deque
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from statemachine.engine import runner
+from statemachine.engine.flow import Flow, ReadT
+from statemachine.engine.journal import SETUP_KEY, Journal, VmRecord, new_run_id, read_cancel
+from statemachine.engine.lang import DefaultLanguage, Language
+from statemachine.engine.runtime import Runtime, VmModel
+from statemachine.engine.scheduler import Scheduler, Task
+from statemachine.errors import Canceled, SmrunError
+from statemachine.k8s import Cluster, ObjectRef
+
+logger = logging.getLogger("statemachine.engine")
+
+ContextBuilder = Callable[[Any, Any, Mapping[str, Any]], dict[str, Any]]
+PredicateEvaluator = Callable[[Flow, Mapping[str, Any]], dict[str, bool]]
+
+
+@dataclass(frozen=True)
+class VmResult:
+    vm: str
+    phase: str           # Completed | Failed | Canceled | Pending (not run: filtered or interrupted)
+    message: str = ""
+
+
+@dataclass(frozen=True)
+class RunResult:
+    run_id: str
+    vms: tuple[VmResult, ...] = field(default_factory=tuple)
+
+    def count(self, phase: str) -> int:
+        return sum(1 for v in self.vms if v.phase == phase)
+
+    @property
+    def exit_code(self) -> int:
+        return 0 if all(v.phase == "Completed" for v in self.vms) else 1
+
+
+def vm_key(vm: Any) -> str:
+    return f"{vm.namespace}/{vm.name}"
+
+
+def _strip_secret(obj: Any) -> Any:
+    if isinstance(obj, list):
+        return [_strip_secret(o) for o in obj]
+    if isinstance(obj, dict) and obj.get("kind") == "Secret":
+        return {k: v for k, v in obj.items() if k not in ("data", "stringData")}
+    return obj
+
+
+class Engine:
+    """Runs ``plan`` through ``flow`` (an itinerary adapted by :mod:`statemachine.engine.adapt`)."""
+
+    def __init__(self, plan: Any, flow: Flow, *, source: Cluster, target: Cluster, journal: Journal,
+                 on_event: Callable[[dict[str, Any]], None] | Iterable[Callable[[dict[str, Any]], None]]
+                 | None = None,
+                 max_in_flight: int | None = None, vms: list[str] | None = None,
+                 lang: Language | None = None, context: ContextBuilder | None = None,
+                 predicates: PredicateEvaluator | None = None, resync: float = 2.0,
+                 step_timeout: float | None = None, clock: Callable[[], float] = time.monotonic) -> None:
+        self.plan = plan
+        self.flow = flow
+        self.journal = journal
+        self.lang = lang or DefaultLanguage()
+        self.context_builder = context
+        self.predicates = predicates
+        self.clusters: dict[str, Cluster] = {"source": source, "target": target}
+        settings = getattr(plan, "settings", None)
+        self.max_in_flight = max(1, int(max_in_flight or getattr(settings, "max_in_flight", 10) or 10))
+        self.selected = vms
+        if callable(on_event):
+            self.sinks: list[Callable[[dict[str, Any]], None]] = [on_event]
+        else:
+            self.sinks = list(on_event or [])
+        self.scheduler = Scheduler(resync=resync, clock=clock)
+        self.step_timeout = float(step_timeout or getattr(settings, "step_timeout", 1800.0) or 1800.0)
+        self._cancel_mtime: float | None = None
+        self._models: dict[str, VmModel] = {}
+        self._tasks: dict[str, Task] = {}
+        self._queue: deque[VmModel] = deque()
+        self._results: dict[str, VmResult] = {}
+        self._in_flight = 0
+        self.max_seen_in_flight = 0
+
+    def subscribe(self, callback: Callable[[dict[str, Any]], None]) -> None:
+        self.sinks.append(callback)
+
+    def _emit(self, event: dict[str, Any]) -> None:
+        for sink in self.sinks:
+            try:
+                sink(event)
+            except Exception:  # noqa: BLE001 - a broken subscriber must not stop the run
+                logger.exception("progress subscriber failed")
+
+    # -- run ------------------------------------------------------------------------------------------
+    def run(self) -> RunResult:
+        replay = self.journal.read()
+        run_id = replay.run_id or new_run_id()
+        self.rt = rt = Runtime(plan_name=self.plan.name, run_id=run_id, flow=self.flow,
+                               clusters=self.clusters, journal=self.journal, lang=self.lang,
+                               scheduler=self.scheduler, step_timeout=self.step_timeout,
+                               emit=self._emit)
+        vms = [v for v in self.plan.vms
+               if not self.selected or v.name in self.selected or vm_key(v) in self.selected]
+        self.journal.append("run_started", run=run_id, vms=[vm_key(v) for v in vms])
+        rt.emit(None, "run_started", run=run_id, vms=len(vms))
+        for v in vms:
+            key = vm_key(v)
+            rec = replay.vms.get(key) or VmRecord(key)
+            if rec.terminal == "Completed":
+                self._results[key] = VmResult(key, "Completed", "completed in an earlier run")
+                continue
+            model = VmModel(rt, key, v, rec)
+            if rec.terminal in ("Failed", "Canceled"):
+                model.log("vm_reset", previous=rec.terminal)  # rerun: start this VM afresh
+            self._models[key] = model
+            self._queue.append(model)
+        cancel_dir = self.journal.dir
+        self._cancel_mtime = _mtime(cancel_dir / "cancel.json")
+        self.scheduler.tick_hooks.append(lambda: self._check_cancel(cancel_dir))
+        setup_rec = replay.vms.get(SETUP_KEY)
+        try:
+            if self.flow.setup_states and self._queue and \
+                    not (setup_rec is not None and setup_rec.terminal == "Completed"):
+                self._start_setup(setup_rec or VmRecord(SETUP_KEY))
+            else:
+                self._fill()
+            self.scheduler.run()
+        finally:
+            rt.close_watches()
+        for key, model in self._models.items():
+            self._results.setdefault(key, VmResult(key, model.record.terminal or "Pending",
+                                                   model.record.message))
+        result = RunResult(run_id, tuple(self._results[vm_key(v)] for v in vms
+                                         if vm_key(v) in self._results))
+        counts = {p.lower(): result.count(p) for p in ("Completed", "Failed", "Canceled")}
+        self.journal.append("run_finished", run=run_id, **counts)
+        rt.emit(None, "run_finished", message=", ".join(f"{v} {k}" for k, v in counts.items()),
+                total=len(result.vms), **counts)
+        return result
+
+    def cancel(self, vms: list[str] | None = None) -> None:
+        """Cancel VMs (None: all) from any thread."""
+        self.scheduler.call_soon(lambda: self._cancel(None if vms is None else set(vms)))
+
+    # -- internals ------------------------------------------------------------------------------------
+    def _start_setup(self, rec: VmRecord) -> None:
+        model = VmModel(self.rt, SETUP_KEY, None, rec)
+        self.rt.add(model)
+        model.base_context = self._context(None)
+
+        def done(task: Task, error: BaseException | None) -> None:
+            self.rt.remove(model)
+            if model.record.terminal == "Completed":
+                self._fill()
+                return
+            why = f"setup failed: {model.record.message or error}"
+            while self._queue:
+                vm = self._queue.popleft()
+                vm.log("vm_terminal", phase="Failed", message=why)
+                self.rt.emit(vm, "vm_failed", message=why)
+                self._results[vm.key] = VmResult(vm.key, "Failed", why)
+
+        self.scheduler.spawn("setup", self._prepared(model, setup=True), done)
+
+    def _fill(self) -> None:
+        while self._queue and self._in_flight < self.max_in_flight:
+            model = self._queue.popleft()
+            self._in_flight += 1
+            self.max_seen_in_flight = max(self.max_seen_in_flight, self._in_flight)
+            self.rt.add(model)
+            self._tasks[model.key] = self.scheduler.spawn(model.key, self._prepared(model), self._done)
+
+    def _done(self, task: Task, error: BaseException | None) -> None:
+        self._in_flight -= 1
+        model = self._models[task.name]
+        if isinstance(error, Canceled) and model.record.terminal is None:
+            model.log("vm_terminal", phase="Canceled", message="canceled before it started")
+            self.rt.emit(model, "vm_canceled", message="canceled before it started")
+        elif error is not None and model.record.terminal is None:
+            msg = f"internal error: {type(error).__name__}: {error}"
+            model.log("vm_terminal", phase="Failed", message=msg)
+            self.rt.emit(model, "vm_failed", message=msg)
+        self._results[model.key] = VmResult(model.key, model.record.terminal or "Failed",
+                                            model.record.message)
+        self.rt.remove(model)
+        self._tasks.pop(model.key, None)
+        self._fill()
+
+    def _prepared(self, model: VmModel, *, setup: bool = False) -> runner.Gen:
+        """Resolve reads and freeze predicates (or restore them from the journal), then run."""
+        rt = self.rt
+        model.started_at = time.monotonic()
+        if not setup:
+            rt.emit(model, "vm_started")
+        model.base_context = self._context(model.vm)
+        rec = model.record
+        reads_specs = self.flow.setup_reads if setup else self.flow.reads
+        try:
+            if rec.predicates is None:
+                reads = yield from self._read_all(model, reads_specs, None)
+                model.reads = reads
+                preds = {} if setup else self._predicates(model)
+                model.log("vm_started", predicates=preds,
+                          reads={k: _strip_secret(v) for k, v in reads.items()})
+            else:
+                # Resume: reads and predicates as frozen at start; Secrets (not journaled) re-read.
+                model.reads = yield from self._read_all(model, reads_specs, rec.reads or {})
+        except SmrunError as e:
+            runner.finish(rt, model, "Failed", str(e))
+            return
+        yield from runner.vm_flow(rt, model, setup=setup)
+
+    def _read_all(self, model: VmModel, specs: tuple[ReadT, ...],
+                  journaled: dict[str, Any] | None) -> runner.Gen:
+        out: dict[str, Any] = {}
+        deadline = self.rt.clock() + self.step_timeout
+        for spec in specs:
+            if journaled is not None and spec.name in journaled and spec.ref.kind != "Secret":
+                out[spec.name] = journaled[spec.name]
+                continue
+            ctx = model.context()
+            ctx["reads"] = out
+            items = [None] if spec.for_each is None else list(self.lang.evaluate(spec.for_each, ctx) or [])
+            values = []
+            for item in items:
+                ref = runner.render_ref(self.rt, spec.ref, {**ctx, "item": item})
+                cluster = self.clusters[spec.cluster]
+                obj = yield from runner.retrying(self.rt, model, f"get {ref}",
+                                                 lambda c=cluster, r=ref: c.get(r), deadline)
+                if obj is None and not spec.optional:
+                    raise SmrunError(f"read {spec.name}: {ref} not found on {spec.cluster}")
+                values.append(obj)
+            out[spec.name] = values if spec.for_each is not None else values[0]
+        return out
+
+    def _context(self, vm: Any) -> dict[str, Any]:
+        run = {"id": self.rt.run_id, "plan": self.plan.name}
+        if self.context_builder is not None:
+            ctx = dict(self.context_builder(self.plan, vm, run))
+        else:
+            ctx = {"plan": {"name": self.plan.name}, "run": run}
+            if vm is not None:
+                ctx["vm"] = {"name": vm.name, "namespace": vm.namespace}
+        ctx.setdefault("run", run)
+        if isinstance(ctx["run"], dict):
+            ctx["run"].setdefault("labels", {})
+        return ctx
+
+    def _predicates(self, model: VmModel) -> dict[str, bool]:
+        if self.predicates is None:
+            return {name: bool(self.lang.evaluate(expr, model.context()))
+                    for name, expr in self.flow.predicates.items()}
+        return dict(self.predicates(self.flow, model.context()))
+
+    def _check_cancel(self, directory: Path) -> None:
+        mtime = _mtime(directory / "cancel.json")
+        if mtime is None or mtime == self._cancel_mtime:
+            return
+        self._cancel_mtime = mtime
+        self._cancel(read_cancel(directory))
+
+    def _cancel(self, which: set[str] | None) -> None:
+        def wanted(key: str) -> bool:
+            return which is None or key in which or key.split("/", 1)[-1] in which
+
+        for model in list(self._queue):
+            if wanted(model.key):
+                self._queue.remove(model)
+                model.log("vm_terminal", phase="Canceled", message="canceled before it started")
+                self.rt.emit(model, "vm_canceled", message="canceled before it started")
+                self._results[model.key] = VmResult(model.key, "Canceled", "canceled before it started")
+        for key, task in list(self._tasks.items()):
+            model = self._models[key]
+            if wanted(key) and model.cancelable and not model.ignore_cancel:
+                model.cancelable = False
+                logger.warning("%s: cancel requested", key)
+                self.scheduler.throw(task, Canceled("canceled by user"))
+
+
+def _mtime(path: Path) -> float | None:
+    try:
+        return path.stat().st_mtime_ns / 1e9
+    except FileNotFoundError:
+        return None
+
+
+__all__ = ["Engine", "RunResult", "VmResult", "ObjectRef"]

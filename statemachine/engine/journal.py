@@ -1,0 +1,249 @@
+"""The durable record of one plan's run: an append-only JSON-lines journal, a lock, a cancel file.
+
+Layout under the state directory (default ``.smrun/``)::
+
+    <state_dir>/<plan>/journal.jsonl   one JSON object per line, fsync'ed before the action it announces
+    <state_dir>/<plan>/lock            fcntl.flock'ed by the running ``smrun run`` (holder pid inside)
+    <state_dir>/<plan>/cancel.json     cancel requests written by ``smrun cancel`` (read by the engine)
+
+Every entry has ``ts`` (RFC 3339 UTC) and ``type``; VM entries have ``vm`` (``namespace/name``, or
+``""`` for the plan-level setup states). The entry types and their fields are documented in
+docs/engine.md; :func:`replay` folds them into one :class:`VmRecord` per VM, which is all the
+engine needs to resume. This module does not talk to clusters and does not decide what to do next.
+"""
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import time
+import uuid
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import IO, Any
+
+from statemachine.errors import LockHeld, SmrunError
+from statemachine.k8s import ObjectRef
+
+TERMINAL = ("Completed", "Failed", "Canceled")
+SETUP_KEY = ""  # the "VM" name under which plan-level setup states are journaled
+
+
+class JournalCorrupt(SmrunError):
+    """A journal line is not JSON (other than a torn last line, which is ignored)."""
+
+
+def utc_now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def ref_to_json(ref: ObjectRef) -> dict[str, str]:
+    return {"apiVersion": ref.api_version, "kind": ref.kind, "namespace": ref.namespace, "name": ref.name}
+
+
+def ref_from_json(data: Mapping[str, Any]) -> ObjectRef:
+    return ObjectRef(str(data["apiVersion"]), str(data["kind"]), str(data.get("namespace", "")),
+                     str(data["name"]))
+
+
+@dataclass(frozen=True)
+class CreatedObject:
+    """An object a state created (or is about to create): deleted by ``delete: created`` and undo."""
+
+    cluster: str
+    ref: ObjectRef
+    state: str
+    confirmed: bool  # False: only the intent was journaled (the create may or may not have happened)
+
+
+@dataclass
+class VmRecord:
+    """What the journal says about one VM (mutable while replaying, then handed to the engine)."""
+
+    vm: str
+    predicates: dict[str, bool] | None = None
+    reads: dict[str, Any] | None = None      # reads as fetched at start (Secret data left out)
+    state: str | None = None                 # the last state entered
+    state_done: bool = False                 # whether ``state`` completed (or was skipped)
+    entered: list[str] = field(default_factory=list)     # states entered, in order, without repeats
+    outputs: dict[str, Any] = field(default_factory=dict)
+    created: list[CreatedObject] = field(default_factory=list)
+    undoing: str | None = None               # "failed" or "canceled" once undo started
+    undo_message: str = ""
+    undone: list[str] = field(default_factory=list)      # states whose undo finished
+    terminal: str | None = None              # Completed | Failed | Canceled
+    message: str = ""
+    visits: dict[str, int] = field(default_factory=dict)
+
+
+def _apply_entry(rec: VmRecord, e: Mapping[str, Any]) -> None:
+    kind = e["type"]
+    if kind == "vm_started":
+        fresh = VmRecord(rec.vm)
+        fresh.predicates = dict(e.get("predicates") or {})
+        fresh.reads = dict(e.get("reads") or {})
+        rec.__dict__.update(fresh.__dict__)
+    elif kind == "state_entered":
+        rec.state, rec.state_done = e["state"], False
+        rec.visits[e["state"]] = rec.visits.get(e["state"], 0) + 1
+        if e["state"] not in rec.entered:
+            rec.entered.append(e["state"])
+    elif kind in ("state_completed", "state_skipped"):
+        rec.state, rec.state_done = e["state"], True
+    elif kind == "intent":
+        rec.created.append(CreatedObject(e["cluster"], ref_from_json(e["ref"]), e["state"], False))
+    elif kind == "created":
+        ref = ref_from_json(e["ref"])
+        rec.created = [c for c in rec.created if not (c.cluster == e["cluster"] and c.ref == ref)]
+        if e.get("ours", True):
+            rec.created.append(CreatedObject(e["cluster"], ref, e["state"], True))
+    elif kind == "deleted":
+        ref = ref_from_json(e["ref"])
+        rec.created = [c for c in rec.created if not (c.cluster == e["cluster"] and c.ref == ref)]
+    elif kind == "outputs":
+        rec.outputs.update(e.get("values") or {})
+    elif kind == "undo_started":
+        rec.undoing, rec.undo_message = e["reason"], e.get("message", "")
+    elif kind == "undo_state_done":
+        rec.undone.append(e["state"])
+    elif kind == "vm_terminal":
+        rec.terminal, rec.message = e["phase"], e.get("message", "")
+    elif kind == "vm_reset":
+        rec.__dict__.update(VmRecord(rec.vm).__dict__)
+
+
+@dataclass
+class Replay:
+    run_id: str | None
+    vms: dict[str, VmRecord]
+
+
+def read_entries(path: Path) -> Iterator[dict[str, Any]]:
+    """Yield the journal's entries. A torn last line (the process died mid-write) is skipped."""
+    if not path.exists():
+        return
+    lines = path.read_bytes().split(b"\n")
+    for i, line in enumerate(lines):
+        if not line.strip():
+            continue
+        try:
+            yield json.loads(line)
+        except json.JSONDecodeError:
+            if i >= len(lines) - 2:  # last (possibly unterminated) line: a torn write
+                return
+            raise JournalCorrupt(f"{path}:{i + 1}: not a JSON line") from None
+
+
+def replay(entries: Iterable[Mapping[str, Any]]) -> Replay:
+    """Fold journal entries into per-VM records."""
+    out = Replay(None, {})
+    for e in entries:
+        if e.get("type") == "run_started" and out.run_id is None:
+            out.run_id = e.get("run")
+        if "vm" in e:
+            rec = out.vms.setdefault(e["vm"], VmRecord(e["vm"]))
+            _apply_entry(rec, e)
+    return out
+
+
+class Journal:
+    """Appends entries durably. One per running plan; the engine thread is its only writer."""
+
+    def __init__(self, directory: Path, *, fsync: bool = True) -> None:
+        self.dir = directory
+        self.path = directory / "journal.jsonl"
+        self.fsync = fsync
+        self._fh: IO[bytes] | None = None
+        self._lock_fh: IO[str] | None = None
+
+    @classmethod
+    def for_plan(cls, state_dir: Path, plan_name: str, **kw: Any) -> Journal:
+        return cls(Path(state_dir) / plan_name, **kw)
+
+    # -- lock -----------------------------------------------------------------------------------
+    def lock(self) -> None:
+        """Take the plan's lock or raise :class:`LockHeld` naming the holder."""
+        self.dir.mkdir(parents=True, exist_ok=True)
+        fh = open(self.dir / "lock", "a+", encoding="utf-8")
+        try:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            fh.seek(0)
+            holder = fh.read().strip() or "another process"
+            fh.close()
+            raise LockHeld(f"plan is already running (lock {self.dir / 'lock'} held by pid {holder}); "
+                           "wait for it to finish or use 'smrun cancel'") from None
+        fh.seek(0)
+        fh.truncate()
+        fh.write(str(os.getpid()))
+        fh.flush()
+        self._lock_fh = fh
+
+    def unlock(self) -> None:
+        if self._lock_fh is not None:
+            fcntl.flock(self._lock_fh.fileno(), fcntl.LOCK_UN)
+            self._lock_fh.close()
+            self._lock_fh = None
+
+    # -- entries --------------------------------------------------------------------------------
+    def read(self) -> Replay:
+        return replay(read_entries(self.path))
+
+    def reset(self) -> None:
+        """Start a fresh journal (simulation plans: each run has its own clusters)."""
+        if self.path.exists():
+            self.path.unlink()
+        cancel = self.dir / "cancel.json"
+        if cancel.exists():
+            cancel.unlink()
+
+    def append(self, type_: str, **fields: Any) -> dict[str, Any]:
+        entry: dict[str, Any] = {"ts": utc_now(), "type": type_, **fields}
+        if self._fh is None:
+            self.dir.mkdir(parents=True, exist_ok=True)
+            self._fh = open(self.path, "ab")
+        self._fh.write(json.dumps(entry, separators=(",", ":"), default=str).encode() + b"\n")
+        self._fh.flush()
+        if self.fsync:
+            # Durable before the action it announces: this is what makes kill -9 safe.
+            os.fsync(self._fh.fileno())
+        return entry
+
+    def close(self) -> None:
+        if self._fh is not None:
+            self._fh.close()
+            self._fh = None
+        self.unlock()
+
+
+def new_run_id() -> str:
+    return time.strftime("%Y%m%d%H%M%S", time.gmtime()) + "-" + uuid.uuid4().hex[:6]
+
+
+# -- cancel requests ----------------------------------------------------------------------------
+def request_cancel(directory: Path, vms: list[str] | None) -> None:
+    """Record a cancel request (``vms`` None = every VM). Atomic replace so the reader never sees half."""
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / "cancel.json"
+    current = read_cancel(directory)
+    if vms is None or current is None:
+        data: dict[str, Any] = {"all": True, "vms": []}
+    else:
+        data = {"all": False, "vms": sorted(current | set(vms))}
+    tmp = directory / "cancel.json.tmp"
+    tmp.write_text(json.dumps(data), encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def read_cancel(directory: Path) -> set[str] | None:
+    """The VMs asked to cancel; ``None`` means every VM (or no file: check ``exists`` first)."""
+    path = directory / "cancel.json"
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (FileNotFoundError, json.JSONDecodeError):
+        return set()
+    if data.get("all"):
+        return None
+    return set(data.get("vms") or [])

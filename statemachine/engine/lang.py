@@ -1,0 +1,101 @@
+"""The engine's seam to the itinerary language: templates, expressions and readiness verdicts.
+
+:class:`Language` is what the engine calls; :class:`DefaultLanguage` implements it with smrun's
+own sandboxed ``statemachine.expressions`` and pure ``statemachine.readiness`` modules (imported
+lazily). Tests may inject a smaller implementation. Nothing here touches a cluster.
+"""
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, Literal, Protocol
+
+from statemachine.engine.flow import ReadinessT
+
+Status = Literal["ready", "pending", "failed"]
+
+
+class Language(Protocol):
+    def evaluate(self, expr: str, ctx: Mapping[str, Any]) -> Any:
+        """Evaluate an expression (predicates, forEach, outputs, next.when, wait seconds)."""
+        ...
+
+    def render_manifests(self, template: str, ctx: Mapping[str, Any]) -> list[dict[str, Any]]:
+        """Render a template file into its YAML documents."""
+        ...
+
+    def render_value(self, value: Any, ctx: Mapping[str, Any]) -> Any:
+        """Render every string inside a YAML value."""
+        ...
+
+    def readiness(self, obj: Mapping[str, Any] | None, readiness: ReadinessT,
+                  ctx: Mapping[str, Any]) -> tuple[Status, str]:
+        """``failed`` checked before ``ready``; returns (status, message)."""
+        ...
+
+    def explain(self, clause: str, condition: str, obj: Mapping[str, Any] | None,
+                ctx: Mapping[str, Any]) -> str:
+        """``ready: <condition> was false (<path> = <value>, ...)``."""
+        ...
+
+    def progress(self, obj: Mapping[str, Any] | None, readiness: ReadinessT,
+                 ctx: Mapping[str, Any]) -> str: ...
+
+    def holds(self, condition: str, obj: Mapping[str, Any] | None, ctx: Mapping[str, Any]) -> bool:
+        """Whether a condition (expression or kubectl-style shorthand) holds for ``obj``."""
+        ...
+
+
+class DefaultLanguage:
+    """smrun's language: ``statemachine.expressions`` + ``statemachine.readiness``."""
+
+    def __init__(self, template_dir: Any = None) -> None:
+        self.template_dir = template_dir
+
+    def evaluate(self, expr: str, ctx: Mapping[str, Any]) -> Any:
+        from statemachine import expressions
+        return expressions.evaluate(expr, dict(ctx))
+
+    def render_manifests(self, template: str, ctx: Mapping[str, Any]) -> list[dict[str, Any]]:
+        import yaml
+
+        from statemachine import expressions
+        from statemachine.errors import TemplateError
+        text = expressions.render_text(template, dict(ctx), template_dir=self.template_dir)
+        try:
+            docs = [d for d in yaml.safe_load_all(text) if d is not None]
+        except yaml.YAMLError as e:
+            raise TemplateError(f"{template}: rendered output is not YAML: {e}") from None
+        for d in docs:
+            if not isinstance(d, dict) or not d.get("apiVersion") or not d.get("kind") \
+                    or not (d.get("metadata") or {}).get("name"):
+                raise TemplateError(f"{template}: every document needs apiVersion, kind and metadata.name")
+        return docs
+
+    def render_value(self, value: Any, ctx: Mapping[str, Any]) -> Any:
+        from statemachine import expressions
+        return expressions.render_value(value, dict(ctx))
+
+    def readiness(self, obj: Mapping[str, Any] | None, readiness: ReadinessT,
+                  ctx: Mapping[str, Any]) -> tuple[Status, str]:
+        from statemachine import readiness as rd
+        verdict = rd.evaluate(obj, readiness.spec, dict(ctx))
+        return verdict.status, verdict.message
+
+    def explain(self, clause: str, condition: str, obj: Mapping[str, Any] | None,
+                ctx: Mapping[str, Any]) -> str:
+        from statemachine import readiness as rd
+        text = str(rd.explain(condition, obj, dict(ctx)))
+        return text if text.startswith(f"{clause}:") else f"{clause}: {text}"
+
+    def progress(self, obj: Mapping[str, Any] | None, readiness: ReadinessT,
+                 ctx: Mapping[str, Any]) -> str:
+        from statemachine import readiness as rd
+        if not readiness.progress:
+            return ""
+        return str(rd.progress(obj, readiness.spec, dict(ctx)) or "")
+
+    def holds(self, condition: str, obj: Mapping[str, Any] | None, ctx: Mapping[str, Any]) -> bool:
+        from statemachine import readiness as rd
+        check = getattr(rd, "holds", None) or getattr(rd, "condition_holds")
+        return bool(check(condition, obj, dict(ctx)))
+

@@ -1,0 +1,310 @@
+"""One VM's migration as a generator the scheduler drives: states, readiness, outputs, flow, undo.
+
+The execution semantics of docs/itinerary.md live here: a state whose ``when`` is false is skipped;
+a state runs its actions (per ``forEach`` item), waits for readiness (``failed`` first, with the
+``failedFor`` dwell; a timeout names the false clause), records outputs, then the first ``next``
+entry whose ``when`` holds wins, else the next listed state. On failure or cancel, undo runs the
+entered states' ``undo`` lists in reverse order — unless the commit object says the hand-off
+happened: then a cancel finishes the migration and a failure ends without undo, saying why.
+Every step is journaled before it acts, so re-running the generator from a journal record resumes.
+"""
+from __future__ import annotations
+
+import logging
+from collections.abc import Generator, Mapping
+from typing import Any
+
+from statemachine.engine import actions
+from statemachine.engine.actions import obj_key, render_ref, retrying
+from statemachine.engine.flow import ActionT, StateT
+from statemachine.engine.runtime import Runtime, VmModel
+from statemachine.engine.scheduler import Wait
+from statemachine.errors import (
+    Canceled,
+    ClusterError,
+    ReadinessFailed,
+    ReadinessTimeout,
+    SmrunError,
+)
+from statemachine.k8s import ObjectRef
+
+logger = logging.getLogger("statemachine.engine")
+Gen = Generator[Wait, None, Any]
+
+
+def fmt_duration(seconds: float) -> str:
+    seconds = float(seconds)
+    if seconds >= 3600 and seconds % 3600 == 0:
+        return f"{int(seconds // 3600)}h"
+    if seconds >= 60 and seconds % 60 == 0:
+        return f"{int(seconds // 60)}m"
+    return f"{seconds:g}s"
+
+
+def enabled(state: StateT, predicates: Mapping[str, bool]) -> bool:
+    if not all(predicates.get(p, False) for p in state.when_all):
+        return False
+    return not state.when_any or any(predicates.get(p, False) for p in state.when_any)
+
+
+# -- whole VM -------------------------------------------------------------------------------------
+def vm_flow(rt: Runtime, vm: VmModel, *, setup: bool = False) -> Gen:
+    """Run a VM (or the setup) to a terminal state; the terminal phase is journaled."""
+    rec = vm.record
+    if rec.undoing:  # killed during undo: finish it
+        yield from end(rt, vm, rec.undoing, rec.undo_message, setup=setup)
+        return
+    try:
+        yield from run_states(rt, vm, setup=setup)
+    except Canceled as e:
+        yield from end(rt, vm, "canceled", str(e) or "canceled", setup=setup)
+        return
+    except SmrunError as e:
+        yield from end(rt, vm, "failed", str(e), setup=setup)
+        return
+    finish(rt, vm, "Completed", "")
+
+
+def finish(rt: Runtime, vm: VmModel, phase: str, message: str) -> None:
+    vm.log("vm_terminal", phase=phase, message=message)
+    getattr(vm, f"enter_{phase}")()
+    event = {"Completed": "vm_succeeded", "Failed": "vm_failed", "Canceled": "vm_canceled"}[phase]
+    level = logging.INFO if phase == "Completed" else logging.WARNING
+    logger.log(level, "%s: %s%s", vm.key or "setup", phase, f": {message}" if message else "")
+    rt.emit(vm, event, message=message)
+
+
+def run_states(rt: Runtime, vm: VmModel, *, setup: bool) -> Gen:
+    states = rt.flow.setup_states if setup else rt.flow.states
+    names = [s.name for s in states]
+    rec = vm.record
+    if rec.state is None or rec.state not in names:
+        idx = 0
+    elif rec.state_done:
+        idx = choose_next(rt, vm, states, names.index(rec.state))
+    else:
+        idx = names.index(rec.state)  # resume: re-enter and re-observe (apply adopts)
+    predicates = rec.predicates or {}
+    while idx < len(states):
+        spec = states[idx]
+        if spec.name == "Completed":
+            return
+        if not enabled(spec, predicates):
+            vm.log("state_skipped", state=spec.name)
+            idx += 1
+            continue
+        yield from execute_state(rt, vm, spec)
+        vm.log("state_completed", state=spec.name)
+        rt.emit(vm, "state_completed")
+        idx = choose_next(rt, vm, states, idx)
+
+
+def choose_next(rt: Runtime, vm: VmModel, states: tuple[StateT, ...], idx: int) -> int:
+    spec = states[idx]
+    names = [s.name for s in states]
+    ctx = vm.context()
+    for n in spec.next:
+        if n.when is None or rt.lang.evaluate(n.when, ctx):
+            return names.index(n.to)
+    return idx + 1
+
+
+# -- one state ------------------------------------------------------------------------------------
+def execute_state(rt: Runtime, vm: VmModel, spec: StateT) -> Gen:
+    attempts = 0
+    while True:
+        vm.enter(spec.name)
+        deadline = rt.clock() + (spec.timeout or rt.step_timeout)
+        try:
+            yield from run_state_once(rt, vm, spec, deadline)
+            return
+        except ReadinessFailed:
+            if spec.retry is None or attempts >= spec.retry.limit:
+                raise
+            attempts += 1
+            logger.warning("%s: %s failed; retry %d of %d", vm.key, spec.name, attempts, spec.retry.limit)
+            if spec.retry.recreate:
+                yield from actions.delete_created(rt, vm, spec.name, rt.clock() + rt.step_timeout)
+            yield Wait(until=rt.clock() + spec.retry.backoff)
+
+
+def _items(rt: Runtime, vm: VmModel, spec: StateT) -> list[dict[str, Any]]:
+    if spec.for_each is None:
+        return [vm.context()]
+    items = rt.lang.evaluate(spec.for_each, vm.context()) or []
+    return [vm.context(item=item, index=i) for i, item in enumerate(list(items))]
+
+
+def run_action(rt: Runtime, vm: VmModel, spec: StateT, action: ActionT, ctx: Mapping[str, Any],
+               deadline: float) -> Generator[Wait, None, list[tuple[str, ObjectRef]]]:
+    if action.when is not None and not rt.lang.evaluate(action.when, ctx):
+        return []
+    if action.kind in ("apply", "ensure"):
+        return (yield from actions.create(rt, vm, spec, action, ctx, deadline))
+    if action.kind == "patch":
+        yield from actions.patch(rt, vm, spec, action, ctx, deadline)
+    elif action.kind == "delete":
+        assert action.ref is not None
+        ref = render_ref(rt, action.ref, ctx)
+        yield from actions.delete_and_wait(rt, vm, actions.action_cluster(spec, action), ref, deadline)
+    elif action.kind == "delete_created":
+        yield from actions.delete_created(rt, vm, spec.name, deadline)
+    elif action.kind == "wait":
+        yield from actions.wait_timer(rt, vm, action, ctx)
+    return []
+
+
+def run_state_once(rt: Runtime, vm: VmModel, spec: StateT, deadline: float) -> Gen:
+    ctxs = _items(rt, vm, spec)
+    targets: list[tuple[str, ObjectRef] | None] = []
+    for ctx in ctxs:
+        first: tuple[str, ObjectRef] | None = None
+        for action in spec.actions:
+            made = yield from run_action(rt, vm, spec, action, ctx, deadline)
+            if first is None and made:
+                first = made[0]
+        if spec.readiness is not None and spec.readiness.object is not None:
+            ref = render_ref(rt, spec.readiness.object, ctx)
+            first = (spec.readiness.object.cluster or spec.cluster, ref)
+        targets.append(first)
+    objs: list[Any] = [None] * len(ctxs)
+    if spec.readiness is not None and (spec.readiness.ready or spec.readiness.failed):
+        objs = yield from wait_ready(rt, vm, spec, ctxs, targets, deadline)
+    elif spec.outputs:
+        for i, t in enumerate(targets):
+            if t is not None:
+                objs[i] = yield from retrying(rt, vm, f"get {t[1]}",
+                                              lambda t=t: rt.clusters[t[0]].get(t[1]), deadline)
+    if spec.outputs:
+        values: dict[str, Any] = {}
+        for name, expr in spec.outputs.items():
+            per_item = [rt.lang.evaluate(expr, {**ctx, "object": obj}) for ctx, obj in zip(ctxs, objs)]
+            values[name] = per_item if spec.for_each is not None else per_item[0]
+        vm.log("outputs", state=spec.name, values=values)
+
+
+def wait_ready(rt: Runtime, vm: VmModel, spec: StateT, ctxs: list[dict[str, Any]],
+               targets: list[tuple[str, ObjectRef] | None], deadline: float) -> Gen:
+    rd = spec.readiness
+    assert rd is not None
+    if rd.timeout:
+        deadline = min(deadline, rt.clock() + rd.timeout)
+    timeout = rd.timeout or spec.timeout or rt.step_timeout
+    for t in targets:
+        if t is None:
+            raise ReadinessFailed(f"{spec.name}: readiness has no object (no 'object' and no apply)")
+        rt.ensure_watch(*t)
+    first_failed: dict[int, float] = {}
+    last_note = None
+    while True:
+        now = rt.clock()
+        objs: list[Any] = []
+        pending: list[tuple[int, Any]] = []
+        wake = deadline
+        for i, (ctx, t) in enumerate(zip(ctxs, targets)):
+            assert t is not None
+            obj = yield from retrying(rt, vm, f"get {t[1]}", lambda t=t: rt.clusters[t[0]].get(t[1]),
+                                      deadline)
+            objs.append(obj)
+            status, message = rt.lang.readiness(obj, rd, {**ctx, "object": obj})
+            if status == "failed":
+                since = first_failed.setdefault(i, now)
+                if not rd.failed_for or now - since >= rd.failed_for:
+                    where = f" [{i}]" if spec.for_each is not None else ""
+                    raise ReadinessFailed(f"{spec.name}{where}: failed: {message or rd.failed}")
+                wake = min(wake, since + rd.failed_for)
+                pending.append((i, obj))
+            else:
+                first_failed.pop(i, None)
+                if status != "ready":
+                    pending.append((i, obj))
+        if not pending:
+            return objs
+        i, obj = pending[0]
+        ctx = {**ctxs[i], "object": obj}
+        if now >= deadline:
+            clause = rt.lang.explain("ready", rd.ready or "", obj, ctx) if rd.ready else \
+                f"failed: {rd.failed} did not clear"
+            raise ReadinessTimeout(f"{spec.name}: timed out after {fmt_duration(timeout)}: {clause}")
+        vm.waiting_for = f"{targets[i][1]}" + (f" ({len(pending)}/{len(ctxs)} pending)"  # type: ignore[index]
+                                               if len(ctxs) > 1 else "")
+        try:
+            vm.progress = rt.lang.progress(obj, rd, ctx) if rd.progress else ""
+        except SmrunError:
+            vm.progress = ""
+        note = (vm.waiting_for, vm.progress)
+        if note != last_note:
+            last_note = note
+            rt.emit(vm, "state_waiting", message=f"waiting for {vm.waiting_for}",
+                    waiting_for=vm.waiting_for, progress=vm.progress)
+        keys = tuple(obj_key(t[0], t[1]) for t in targets if t is not None)
+        yield Wait(keys, wake)
+
+
+# -- failure, cancel, undo ------------------------------------------------------------------------
+def _committed(rt: Runtime, vm: VmModel) -> bool | None:
+    """True/False: whether the hand-off happened; None: the commit object could not be read."""
+    commit = rt.flow.commit
+    if commit is None or commit.after not in vm.record.entered:
+        return False
+    try:
+        ctx = vm.context()
+        ref = render_ref(rt, commit.object, ctx)
+        obj = rt.clusters[commit.cluster].get(ref)
+        return bool(rt.lang.holds(commit.condition, obj, {**ctx, "object": obj}))
+    except (ClusterError, SmrunError) as e:
+        logger.warning("%s: commit object could not be read: %s", vm.key, e)
+        return None
+
+
+def end(rt: Runtime, vm: VmModel, reason: str, message: str, *, setup: bool) -> Gen:
+    """Fail or cancel a VM: undo in reverse order, subject to the commit rule."""
+    vm.cancelable = False
+    phase = "Canceled" if reason == "canceled" else "Failed"
+    if not vm.record.undoing and not setup:
+        committed = _committed(rt, vm)
+        if committed is None:
+            finish(rt, vm, phase, f"{message}; the commit object could not be read, so nothing was "
+                                  "undone: check the VM on both clusters")
+            return
+        if committed and reason == "canceled":
+            rt.emit(vm, "state_waiting", message="cancel requested after the hand-off: finishing the "
+                                                 "migration instead of undoing it")
+            vm.ignore_cancel = True
+            try:
+                yield from run_states(rt, vm, setup=setup)
+            except SmrunError as e:
+                finish(rt, vm, "Failed", f"{e}; the hand-off already happened, so nothing was undone")
+                return
+            finish(rt, vm, "Completed", "canceled after the hand-off: the migration was finished")
+            return
+        if committed:
+            finish(rt, vm, phase, f"{message}; the hand-off already happened (commit condition holds), "
+                                  "so nothing was undone")
+            return
+    if not vm.record.undoing:
+        vm.log("undo_started", reason=reason, message=message)
+    states = rt.flow.setup_states if setup else rt.flow.states
+    by_name = {s.name: s for s in states}
+    problems: list[str] = []
+    for name in reversed(list(vm.record.entered)):
+        if name in vm.record.undone or name not in by_name:
+            continue
+        spec = by_name[name]
+        if spec.undo:
+            rt.emit(vm, "state_waiting", message=f"undo {name}")
+        for action in spec.undo:
+            deadline = rt.clock() + (spec.timeout or rt.step_timeout)
+            try:
+                if action.kind == "delete_created":
+                    yield from actions.delete_created(rt, vm, name, deadline)
+                else:
+                    for ctx in _items(rt, vm, spec) if spec.for_each else [vm.context()]:
+                        yield from run_action(rt, vm, spec, action, ctx, deadline)
+            except SmrunError as e:
+                # Keep undoing the rest: one stuck object must not orphan everything else.
+                problems.append(f"undo {name}: {e}")
+                logger.error("%s: undo %s: %s", vm.key, name, e)
+        vm.log("undo_state_done", state=name)
+    text = message + ("; undo problems: " + "; ".join(problems) if problems else "")
+    finish(rt, vm, phase, text)

@@ -1,0 +1,195 @@
+"""One loop thread that runs many cooperative tasks, woken by watch events and timers.
+
+Each VM's migration is a generator (a *task*) that yields :class:`Wait` when it needs the world to
+change: an object to change on a cluster, a deadline, or both. The loop keeps a timer heap and an
+index of waiters by object; watch handlers (called on the informers' threads) only put the changed
+object's key on a queue, so the loop wakes exactly the tasks waiting on it, within milliseconds.
+A periodic resync wakes every waiting task as a safety net (a lost watch event only delays a VM
+by one resync period). There is no thread per VM and no polling loop per VM.
+
+This module knows nothing about itineraries, clusters or journals.
+"""
+from __future__ import annotations
+
+import heapq
+import itertools
+import logging
+import queue
+import time
+from collections.abc import Callable, Generator, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+logger = logging.getLogger(__name__)
+
+# (cluster name, kind, namespace, name): apiVersion is left out on purpose, so "v1" and "core/v1"
+# spellings of one object cannot miss each other.
+ObjKey = tuple[str, str, str, str]
+
+
+@dataclass(frozen=True)
+class Wait:
+    """What a task waits for: any change of ``objects``, or the monotonic time ``until``."""
+
+    objects: tuple[ObjKey, ...] = ()
+    until: float | None = None
+
+
+TaskGen = Generator[Wait, None, None]
+
+
+@dataclass(eq=False)
+class Task:
+    name: str
+    gen: TaskGen
+    on_done: Callable[[Task, BaseException | None], None]
+    wait: Wait | None = None
+    token: int = 0
+    done: bool = False
+    pending_throw: BaseException | None = None
+    data: dict[str, Any] = field(default_factory=dict)
+
+
+class Scheduler:
+    """Runs tasks on the calling thread (:meth:`run`) until :meth:`stop` or no task is left."""
+
+    def __init__(self, *, resync: float = 5.0, clock: Callable[[], float] = time.monotonic) -> None:
+        self.resync = resync
+        self.clock = clock
+        self._queue: queue.SimpleQueue[tuple[str, Any]] = queue.SimpleQueue()
+        self._timers: list[tuple[float, int, Task, int]] = []
+        self._seq = itertools.count()
+        self._waiters: dict[ObjKey, set[Task]] = {}
+        self._ready: list[Task] = []
+        self._tasks: set[Task] = set()
+        self._stopped = False
+        self.tick_hooks: list[Callable[[], None]] = []   # called on every resync tick (cancel file...)
+        self.idle_hooks: list[Callable[[], None]] = []   # called after each batch of steps
+
+    # -- called from any thread ------------------------------------------------------------------
+    def notify(self, key: ObjKey) -> None:
+        """An object changed (thread-safe; called by watch handlers)."""
+        self._queue.put(("obj", key))
+
+    def call_soon(self, fn: Callable[[], None]) -> None:
+        self._queue.put(("call", fn))
+
+    def stop(self) -> None:
+        self._queue.put(("stop", None))
+
+    # -- called on the loop thread -----------------------------------------------------------------
+    def spawn(self, name: str, gen: TaskGen,
+              on_done: Callable[[Task, BaseException | None], None]) -> Task:
+        task = Task(name, gen, on_done)
+        self._tasks.add(task)
+        self._ready.append(task)
+        return task
+
+    def throw(self, task: Task, exc: BaseException) -> None:
+        """Raise ``exc`` inside the task at its current wait (used for cancel)."""
+        if task.done:
+            return
+        task.pending_throw = exc
+        self._wake(task)
+
+    def wake_all(self) -> None:
+        for task in list(self._tasks):
+            if task.wait is not None:
+                self._wake(task)
+
+    @property
+    def tasks(self) -> Iterable[Task]:
+        return tuple(self._tasks)
+
+    def run(self) -> None:
+        next_resync = self.clock() + self.resync
+        while not self._stopped and (self._tasks or self._ready):
+            self._run_ready()
+            if self._stopped or not self._tasks:
+                break
+            now = self.clock()
+            timeout = next_resync - now
+            if self._timers:
+                timeout = min(timeout, self._timers[0][0] - now)
+            self._drain(max(timeout, 0.0))
+            now = self.clock()
+            while self._timers and self._timers[0][0] <= now:
+                _, _, task, token = heapq.heappop(self._timers)
+                if token == task.token and not task.done:
+                    self._wake(task)
+            if now >= next_resync:
+                next_resync = now + self.resync
+                for hook in self.tick_hooks:
+                    hook()
+                self.wake_all()
+
+    # -- internals ---------------------------------------------------------------------------------
+    def _drain(self, timeout: float) -> None:
+        try:
+            item = self._queue.get(timeout=timeout) if timeout > 0 else self._queue.get_nowait()
+        except queue.Empty:
+            return
+        while True:
+            kind, payload = item
+            if kind == "obj":
+                for task in tuple(self._waiters.get(payload, ())):
+                    self._wake(task)
+            elif kind == "call":
+                payload()
+            elif kind == "stop":
+                self._stopped = True
+            try:
+                item = self._queue.get_nowait()
+            except queue.Empty:
+                return
+
+    def _wake(self, task: Task) -> None:
+        if task.wait is None:
+            if task.pending_throw is not None and task not in self._ready:
+                self._ready.append(task)
+            return
+        for key in task.wait.objects:
+            waiters = self._waiters.get(key)
+            if waiters is not None:
+                waiters.discard(task)
+                if not waiters:
+                    del self._waiters[key]
+        task.wait = None
+        task.token += 1
+        self._ready.append(task)
+
+    def _run_ready(self) -> None:
+        while self._ready:
+            batch, self._ready = self._ready, []
+            for task in batch:
+                if not task.done and task.wait is None:
+                    self._step(task)
+            for hook in self.idle_hooks:
+                hook()
+
+    def _step(self, task: Task) -> None:
+        try:
+            if task.pending_throw is not None:
+                exc, task.pending_throw = task.pending_throw, None
+                wait = task.gen.throw(exc)
+            else:
+                wait = next(task.gen)
+        except StopIteration:
+            self._finish(task, None)
+            return
+        except Exception as e:  # noqa: BLE001 - a task's bug must not stop every other VM
+            logger.exception("task %s crashed", task.name)
+            self._finish(task, e)
+            return
+        task.wait = wait
+        for key in wait.objects:
+            self._waiters.setdefault(key, set()).add(task)
+        if wait.until is not None:
+            heapq.heappush(self._timers, (wait.until, next(self._seq), task, task.token))
+        if not wait.objects and wait.until is None:
+            self._wake(task)  # a bare yield: just let others run
+
+    def _finish(self, task: Task, error: BaseException | None) -> None:
+        task.done = True
+        self._tasks.discard(task)
+        task.on_done(task, error)

@@ -1,0 +1,194 @@
+"""In-memory stand-ins for unit tests of the engine core only (the e2e tests use the simulator).
+
+``FakeCluster`` implements the ``Cluster`` protocol over a dict with synchronous watch callbacks
+and a tiny Job "controller" (a created Job completes after ``job_seconds``, or fails when it has
+the ``sim.smrun.io/fail`` annotation). ``FakeLanguage`` is a plain Jinja2 evaluator with templates
+given as strings, so the core can be tested before (and independently of) the real language.
+"""
+from __future__ import annotations
+
+import copy
+import threading
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import jinja2
+import jinja2.sandbox
+import yaml
+
+from statemachine.engine.flow import ReadinessT
+from statemachine.errors import Conflict, TransientClusterError
+from statemachine.k8s import ObjectRef, ResourceKey
+
+
+@dataclass
+class _Sub:
+    cluster: FakeCluster
+    key: ResourceKey
+    handler: Any
+
+    def close(self) -> None:
+        self.cluster.subs.remove(self)
+
+
+class FakeCluster:
+    def __init__(self, name: str, *, job_seconds: float = 0.05, fail_creates: int = 0,
+                 forbidden: set[tuple[str, str]] | None = None) -> None:
+        self.name = name
+        self.objects: dict[tuple[str, str, str], dict[str, Any]] = {}
+        self.subs: list[_Sub] = []
+        self.job_seconds = job_seconds
+        self.fail_creates = fail_creates
+        self.forbidden = forbidden or set()
+        self.calls: list[tuple[str, str]] = []
+        self.created_total: dict[tuple[str, str, str], int] = {}
+        self.lock = threading.RLock()
+        self.timers: list[threading.Timer] = []
+
+    def _k(self, ref: ObjectRef) -> tuple[str, str, str]:
+        return (ref.kind, ref.namespace, ref.name)
+
+    def _notify(self, event: str, obj: dict[str, Any]) -> None:
+        for sub in list(self.subs):
+            if sub.key.kind == obj.get("kind"):
+                sub.handler(event, copy.deepcopy(obj))
+
+    def get(self, ref: ObjectRef) -> dict[str, Any] | None:
+        self.calls.append(("get", ref.kind))
+        with self.lock:
+            obj = self.objects.get(self._k(ref))
+            return copy.deepcopy(obj) if obj else None
+
+    def list(self, api_version: str, kind: str, *, namespace: str = "",
+             label_selector: str = "") -> list[dict[str, Any]]:
+        with self.lock:
+            return [copy.deepcopy(o) for (k, ns, _), o in self.objects.items()
+                    if k == kind and (not namespace or ns == namespace)]
+
+    def create(self, manifest: Mapping[str, Any], *, dry_run: bool = False) -> dict[str, Any]:
+        self.calls.append(("create", str(manifest.get("kind"))))
+        if self.fail_creates:
+            self.fail_creates -= 1
+            raise TransientClusterError("injected 500", status=500)
+        ref = ObjectRef.of(manifest)
+        with self.lock:
+            if self._k(ref) in self.objects:
+                raise Conflict(f"{ref} already exists", status=409)
+            obj = copy.deepcopy(dict(manifest))
+            self.objects[self._k(ref)] = obj
+            self.created_total[self._k(ref)] = self.created_total.get(self._k(ref), 0) + 1
+        self._notify("ADDED", obj)
+        if obj.get("kind") == "Job":
+            failing = (obj["metadata"].get("annotations") or {}).get("sim.smrun.io/fail") == "true"
+            t = threading.Timer(self.job_seconds, self._finish_job, (ref, failing))
+            t.daemon = True
+            self.timers.append(t)
+            t.start()
+        return copy.deepcopy(obj)
+
+    def _finish_job(self, ref: ObjectRef, failing: bool) -> None:
+        cond = {"type": "Failed" if failing else "Complete", "status": "True"}
+        with self.lock:
+            obj = self.objects.get(self._k(ref))
+            if obj is None:
+                return
+            obj["status"] = {"conditions": [cond], "succeeded": 0 if failing else 1}
+            snapshot = copy.deepcopy(obj)
+        self._notify("MODIFIED", snapshot)
+
+    def patch(self, ref: ObjectRef, patch: Any, *, patch_type: str = "merge",
+              subresource: str = "") -> dict[str, Any]:
+        with self.lock:
+            obj = self.objects[self._k(ref)]
+            _merge(obj, patch)
+            snapshot = copy.deepcopy(obj)
+        self._notify("MODIFIED", snapshot)
+        return snapshot
+
+    def delete(self, ref: ObjectRef) -> bool:
+        self.calls.append(("delete", ref.kind))
+        with self.lock:
+            obj = self.objects.pop(self._k(ref), None)
+        if obj is None:
+            return False
+        self._notify("DELETED", obj)
+        return True
+
+    def watch(self, key: ResourceKey, handler: Any) -> _Sub:
+        sub = _Sub(self, key, handler)
+        self.subs.append(sub)
+        return sub
+
+    def served(self, api_version: str, kind: str) -> bool:
+        return True
+
+    def can_i(self, verb: str, api_version: str, kind: str, namespace: str = "") -> bool:
+        return (verb, kind) not in self.forbidden
+
+    def close(self) -> None:
+        for t in self.timers:
+            t.cancel()
+
+    def count(self, kind: str) -> int:
+        return sum(1 for (k, _, _) in self.objects if k == kind)
+
+
+def _merge(dst: dict[str, Any], patch: Mapping[str, Any]) -> None:
+    for k, v in patch.items():
+        if v is None:
+            dst.pop(k, None)
+        elif isinstance(v, Mapping) and isinstance(dst.get(k), dict):
+            _merge(dst[k], v)
+        else:
+            dst[k] = copy.deepcopy(v)
+
+
+class FakeLanguage:
+    """Jinja2 expressions; ``condition=X`` shorthand only; templates from a dict."""
+
+    def __init__(self, templates: Mapping[str, str]) -> None:
+        self.env = jinja2.sandbox.ImmutableSandboxedEnvironment(
+            loader=jinja2.DictLoader(dict(templates)), undefined=jinja2.ChainableUndefined)
+        self.env.filters["tojson"] = lambda v: __import__("json").dumps(v)
+
+    def evaluate(self, expr: str, ctx: Mapping[str, Any]) -> Any:
+        value = self.env.compile_expression(expr)(**ctx)
+        return None if isinstance(value, jinja2.Undefined) else value
+
+    def render_manifests(self, template: str, ctx: Mapping[str, Any]) -> list[dict[str, Any]]:
+        text = self.env.get_template(template).render(**ctx)
+        return [d for d in yaml.safe_load_all(text) if d]
+
+    def render_value(self, value: Any, ctx: Mapping[str, Any]) -> Any:
+        if isinstance(value, str):
+            return self.env.from_string(value).render(**ctx)
+        if isinstance(value, Mapping):
+            return {k: self.render_value(v, ctx) for k, v in value.items()}
+        if isinstance(value, list):
+            return [self.render_value(v, ctx) for v in value]
+        return value
+
+    def holds(self, condition: str, obj: Any, ctx: Mapping[str, Any]) -> bool:
+        if condition.startswith("condition="):
+            want = condition.split("=", 1)[1]
+            conds = ((obj or {}).get("status") or {}).get("conditions") or []
+            return any(c.get("type") == want and c.get("status") == "True" for c in conds)
+        if condition == "delete":
+            return obj is None
+        return bool(self.evaluate(condition, {**ctx, "object": obj}))
+
+    def readiness(self, obj: Any, readiness: ReadinessT, ctx: Mapping[str, Any]) -> tuple[str, str]:
+        if readiness.failed and self.holds(readiness.failed, obj, ctx):
+            return "failed", f"failed: {readiness.failed} holds"
+        if readiness.ready and self.holds(readiness.ready, obj, ctx):
+            return "ready", "ready"
+        return "pending", f"ready: {readiness.ready} was false"
+
+    def explain(self, clause: str, condition: str, obj: Any, ctx: Mapping[str, Any]) -> str:
+        phase = ((obj or {}).get("status") or {}).get("phase")
+        return f"{clause}: {condition} was false (object.status.phase = {phase!r})"
+
+    def progress(self, obj: Any, readiness: ReadinessT, ctx: Mapping[str, Any]) -> str:
+        return str(self.evaluate(readiness.progress, {**ctx, "object": obj}) or "") \
+            if readiness.progress else ""

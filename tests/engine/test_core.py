@@ -1,0 +1,184 @@
+"""Engine core (scheduler, journal, actions, undo, resume) against in-memory fake clusters."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from statemachine.engine.core import Engine
+from statemachine.engine.flow import ActionT, Flow, ReadinessT, StateT
+from statemachine.engine.journal import Journal, read_entries, request_cancel
+from statemachine.errors import LockHeld
+from .fakes import FakeCluster, FakeLanguage
+
+TEMPLATES = {
+    "cm.yaml": """apiVersion: v1
+kind: ConfigMap
+metadata: {name: "{{ vm.name }}-cfg", namespace: "{{ vm.namespace }}"}
+data: {vm: "{{ vm.name }}"}
+""",
+    "job.yaml": """apiVersion: batch/v1
+kind: Job
+metadata:
+  name: "{{ vm.name }}-job"
+  namespace: "{{ vm.namespace }}"
+  {% if vm.name.startswith('bad') %}annotations: {"sim.smrun.io/fail": "true"}{% endif %}
+spec: {template: {spec: {containers: [{name: c, image: busybox}], restartPolicy: Never}}}
+""",
+    "result.yaml": """apiVersion: v1
+kind: ConfigMap
+metadata: {name: "{{ vm.name }}-result", namespace: "{{ vm.namespace }}"}
+data: {job: "{{ outputs.jobName }}"}
+""",
+}
+
+
+def make_flow(*, ready: str = "condition=Complete", timeout: float | None = None) -> Flow:
+    undo = (ActionT("delete_created"),)
+    return Flow("test", (
+        StateT("MakeConfig", step="Prepare", actions=(ActionT("apply", template="cm.yaml"),), undo=undo),
+        StateT("RunJob", step="Work", actions=(ActionT("apply", template="job.yaml"),),
+               readiness=ReadinessT(ready=ready, failed="condition=Failed", timeout=timeout),
+               outputs={"jobName": "object.metadata.name"}, undo=undo),
+        StateT("UseOutput", step="Work", actions=(ActionT("apply", template="result.yaml"),), undo=undo),
+        StateT("Completed"),
+    ))
+
+
+@dataclass(frozen=True)
+class VM:
+    name: str
+    namespace: str = "shop"
+
+
+@dataclass
+class Plan:
+    name: str
+    vms: tuple[VM, ...]
+    settings: Any = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def engine(tmp_path: Path, plan: Plan, flow: Flow, cluster: FakeCluster, **kw: Any) -> Engine:
+    events: list[dict[str, Any]] = kw.pop("events", [])
+    return Engine(plan, flow, source=cluster, target=cluster,
+                  journal=Journal(tmp_path / plan.name), lang=FakeLanguage(TEMPLATES),
+                  on_event=events.append, resync=0.2, **kw)
+
+
+def test_twenty_vms_with_max_in_flight_five_all_complete(tmp_path: Path) -> None:
+    cluster = FakeCluster("c", job_seconds=0.02)
+    plan = Plan("p20", tuple(VM(f"vm-{i}") for i in range(20)))
+    events: list[dict[str, Any]] = []
+    result = engine(tmp_path, plan, make_flow(), cluster, events=events, max_in_flight=5).run()
+    assert result.exit_code == 0 and result.count("Completed") == 20
+    in_flight = peak = 0
+    for e in events:
+        in_flight += {"vm_started": 1, "vm_succeeded": -1, "vm_failed": -1}.get(e["event"], 0)
+        peak = max(peak, in_flight)
+    assert peak == 5
+    assert cluster.objects[("ConfigMap", "shop", "vm-3-result")]["data"]["job"] == "vm-3-job"
+    assert events[-1]["event"] == "run_finished" and events[-1]["completed"] == 20
+    labels = cluster.objects[("Job", "shop", "vm-0-job")]["metadata"]["labels"]
+    assert labels["smrun.io/plan"] == "p20" and labels["smrun.io/vm"] == "vm-0"
+    assert labels["smrun.io/state"] == "RunJob" and labels["smrun.io/vm-namespace"] == "shop"
+
+
+def test_failed_job_runs_undo_and_fails_the_vm(tmp_path: Path) -> None:
+    cluster = FakeCluster("c", job_seconds=0.02)
+    plan = Plan("pf", (VM("bad-1"), VM("good-1")))
+    result = engine(tmp_path, plan, make_flow(), cluster).run()
+    phases = {v.vm: v.phase for v in result.vms}
+    assert phases == {"shop/bad-1": "Failed", "shop/good-1": "Completed"}
+    assert result.exit_code == 1
+    assert "RunJob: failed" in [v for v in result.vms if v.phase == "Failed"][0].message
+    remaining = {name for (_, _, name) in cluster.objects}
+    assert not any(n.startswith("bad-1") for n in remaining)
+
+
+def test_wait_that_never_holds_times_out_naming_the_clause(tmp_path: Path) -> None:
+    cluster = FakeCluster("c", job_seconds=0.01)
+    flow = make_flow(ready="object.status.phase == 'Succeeded'", timeout=0.3)
+    result = engine(tmp_path, Plan("pt", (VM("vm-1"),)), flow, cluster).run()
+    (vm,) = result.vms
+    assert vm.phase == "Failed"
+    assert "RunJob: timed out after 0.3s: ready: object.status.phase == 'Succeeded' was false" in vm.message
+    assert cluster.objects == {}
+
+
+def test_cancel_during_a_wait_runs_undo_and_ends_canceled(tmp_path: Path) -> None:
+    cluster = FakeCluster("c", job_seconds=60)
+    plan = Plan("pc", (VM("vm-1"),))
+    events: list[dict[str, Any]] = []
+
+    def on_event(e: dict[str, Any]) -> None:
+        events.append(e)
+        if e["event"] == "state_waiting":
+            request_cancel(tmp_path / "pc", None)
+
+    eng = engine(tmp_path, plan, make_flow(), cluster, events=events)
+    eng.subscribe(on_event)
+    result = eng.run()
+    assert [v.phase for v in result.vms] == ["Canceled"]
+    assert cluster.objects == {}
+    assert any(e["event"] == "vm_canceled" for e in events)
+
+
+def test_resume_after_a_stop_mid_wait_creates_nothing_twice(tmp_path: Path) -> None:
+    cluster = FakeCluster("c", job_seconds=0.3)
+    plan = Plan("pr", tuple(VM(f"vm-{i}") for i in range(3)))
+    first = engine(tmp_path, plan, make_flow(), cluster)
+
+    def stop_when_waiting(e: dict[str, Any]) -> None:
+        if e["event"] == "state_waiting":
+            first.scheduler.stop()  # like a kill: no terminal entries get written
+
+    first.subscribe(stop_when_waiting)
+    first.run()
+    result = engine(tmp_path, plan, make_flow(), cluster).run()
+    assert result.count("Completed") == 3
+    assert set(cluster.created_total.values()) == {1}
+    # run id is stable across resume
+    runs = {e["run"] for e in read_entries(tmp_path / "pr" / "journal.jsonl") if e["type"] == "run_started"}
+    assert len(runs) == 1
+
+
+def test_rerun_of_a_finished_plan_reruns_only_failed_vms(tmp_path: Path) -> None:
+    cluster = FakeCluster("c", job_seconds=0.01)
+    plan = Plan("pp", (VM("bad-1"), VM("good-1")))
+    engine(tmp_path, plan, make_flow(), cluster).run()
+    events: list[dict[str, Any]] = []
+    result = engine(tmp_path, plan, make_flow(), cluster, events=events).run()
+    started = [e["vm"] for e in events if e["event"] == "vm_started"]
+    assert started == ["shop/bad-1"]
+    assert {v.vm: v.phase for v in result.vms}["shop/good-1"] == "Completed"
+
+
+def test_transient_create_errors_are_retried(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    cluster = FakeCluster("c", job_seconds=0.01, fail_creates=2)
+    result = engine(tmp_path, Plan("pe", (VM("vm-1"),)), make_flow(), cluster).run()
+    assert result.exit_code == 0
+    assert "retry 1" in caplog.text
+
+
+def test_an_object_that_is_not_ours_is_never_overwritten(tmp_path: Path) -> None:
+    cluster = FakeCluster("c", job_seconds=0.01)
+    foreign = {"apiVersion": "v1", "kind": "ConfigMap",
+               "metadata": {"name": "vm-1-cfg", "namespace": "shop"}, "data": {"owner": "someone"}}
+    cluster.create(foreign)
+    result = engine(tmp_path, Plan("po", (VM("vm-1"),)), make_flow(), cluster).run()
+    assert result.vms[0].phase == "Failed" and "not overwriting" in result.vms[0].message
+    assert cluster.objects[("ConfigMap", "shop", "vm-1-cfg")]["data"] == {"owner": "someone"}
+
+
+def test_a_second_run_of_the_same_plan_refuses(tmp_path: Path) -> None:
+    first = Journal(tmp_path / "plan")
+    first.lock()
+    try:
+        with pytest.raises(LockHeld, match="already running"):
+            Journal(tmp_path / "plan").lock()
+    finally:
+        first.close()
+    Journal(tmp_path / "plan").lock()  # released: a later run may take it
