@@ -63,6 +63,8 @@ class StoreEvent:
     kind: Kind
     obj: Obj
     resource_version: int
+    #: The previous snapshot (``None`` for ADDED); watches use it for selector transitions.
+    old: Obj | None = None
 
 
 def _not_found(kind: Kind, name: str) -> NotFound:
@@ -152,7 +154,7 @@ class Store:
         else:
             table[key] = obj
             self._index_owners(kind, key, obj)
-        event = StoreEvent(etype, kind, obj, self._rv)
+        event = StoreEvent(etype, kind, obj, self._rv, old)
         self._history.append(event)
         if len(self._history) > 2 * self._history_limit:
             drop = len(self._history) - self._history_limit

@@ -1,0 +1,459 @@
+"""The HTTP side of one simulated cluster: the Kubernetes REST protocol over a :class:`Store`.
+
+Stdlib ``ThreadingHTTPServer`` on 127.0.0.1, HTTP/1.1 keep-alive, ``TCP_NODELAY`` on every
+accepted socket (without it each response stalls ~40 ms on Nagle + delayed ACK). Serves discovery,
+the OpenAPI v3 stub, CRUD, patches, status subresources, watches, bearer-token authentication and
+RBAC, SelfSubjectAccessReview, optional admission validation (``openapi.Validator``), fault
+injection (``faults.FaultInjector``) and a request log. Responses are always JSON (a client asking
+for a Table gets a plain list, which kubectl prints as NAME/AGE). Errors are metav1.Status bodies
+with upstream reasons and messages.
+
+Not served: protobuf, Table, pagination (``limit`` is ignored; everything is returned), aggregated
+discovery, ``/proxy``, ``/exec``, subresources other than ``status``.
+"""
+from __future__ import annotations
+
+import json
+import select
+import socket
+import threading
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import yaml
+
+from statemachine.errors import ClusterError, PermanentClusterError
+from statemachine.sim import auth, discovery, openapi, watch
+from statemachine.sim.faults import FaultInjector
+from statemachine.sim.kinds import Kind
+from statemachine.sim.requestlog import RequestLog
+from statemachine.sim.store import PatchType, Store
+
+PATCH_TYPES: dict[str, PatchType] = {
+    "application/merge-patch+json": "merge",
+    "application/json-patch+json": "json",
+    "application/strategic-merge-patch+json": "strategic",
+    "application/apply-patch+yaml": "apply",
+    "application/apply-patch+json": "apply",
+}
+
+
+def status_body(code: int, reason: str, message: str,
+                details: dict[str, Any] | None = None) -> dict[str, Any]:
+    body: dict[str, Any] = {"kind": "Status", "apiVersion": "v1", "metadata": {},
+                            "status": "Failure", "message": message, "reason": reason,
+                            "code": code}
+    if details:
+        body["details"] = details
+    return body
+
+
+def _error(status: int, reason: str, message: str) -> PermanentClusterError:
+    return PermanentClusterError(message, status=status, reason=reason)
+
+
+@dataclass(frozen=True)
+class Route:
+    """A parsed resource URL."""
+
+    kind: Kind
+    namespace: str
+    name: str
+    subresource: str
+
+
+class ApiServer:
+    """One simulated cluster's API server. ``start()`` binds a random loopback port."""
+
+    def __init__(self, name: str, store: Store, *, tokens: dict[str, str],
+                 validator: openapi.Validator | None = None,
+                 faults: FaultInjector | None = None, request_log: RequestLog | None = None,
+                 host: str = "127.0.0.1", port: int = 0) -> None:
+        self.name = name
+        self.store = store
+        self.tokens = tokens  # token -> user
+        self.validator = validator
+        self.faults = faults
+        self.request_log = request_log
+        self.stopping = threading.Event()
+        self._conns: set[socket.socket] = set()
+        self._conns_lock = threading.Lock()
+        api = self
+
+        class _Server(ThreadingHTTPServer):
+            daemon_threads = True
+            allow_reuse_address = True
+
+            def get_request(self) -> tuple[socket.socket, Any]:
+                sock, addr = super().get_request()
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                with api._conns_lock:
+                    api._conns.add(sock)
+                return sock, addr
+
+            def shutdown_request(self, request: Any) -> None:
+                with api._conns_lock:
+                    api._conns.discard(request)
+                super().shutdown_request(request)
+
+        class _Handler(Handler):
+            server_api = api
+
+        self._httpd = _Server((host, port), _Handler)
+        self.port: int = self._httpd.server_address[1]
+        self.url = f"http://{host}:{self.port}"
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._httpd.serve_forever,
+                                        kwargs={"poll_interval": 0.1},
+                                        name=f"sim-apiserver-{self.name}", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Stop accepting, end every watch and close every open connection."""
+        self.stopping.set()
+        self._httpd.shutdown()
+        self._httpd.server_close()
+        with self._conns_lock:
+            conns = list(self._conns)
+        for sock in conns:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+
+
+class Handler(BaseHTTPRequestHandler):
+    """Per-connection request handler; all state lives on ``server_api``."""
+
+    server_api: ApiServer
+    protocol_version = "HTTP/1.1"
+    server_version = "smrun-sim"
+    user = ""
+    status_sent = 0
+
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
+        """Silence the stdlib's stderr access log; ``RequestLog`` is the log."""
+
+    # ------------------------------------------------------------------ plumbing
+    def _send_json(self, code: int, body: Any, headers: dict[str, str] | None = None) -> None:
+        data = json.dumps(body, separators=(",", ":")).encode()
+        self.send_response(code)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        for k, v in (headers or {}).items():
+            self.send_header(k, v)
+        self.end_headers()
+        self.wfile.write(data)
+        self.status_sent = code
+
+    def _send_error(self, exc: ClusterError, route: Route | None) -> None:
+        code = exc.status or 500
+        details = None
+        if route is not None:
+            details = {"name": route.name, "group": route.kind.group, "kind": route.kind.plural}
+            if not route.name:
+                details.pop("name")
+        headers = {"Retry-After": str(int(exc.retry_after))} if exc.retry_after else None
+        self._send_json(code, status_body(code, exc.reason or "InternalError", str(exc), details),
+                        headers)
+
+    def _read_body(self) -> bytes:
+        length = int(self.headers.get("Content-Length") or 0)
+        return self.rfile.read(length) if length > 0 else b""
+
+    def _json_body(self, raw: bytes, *, yaml_ok: bool = False) -> Any:
+        if not raw.strip():
+            return None
+        try:
+            return yaml.safe_load(raw) if yaml_ok else json.loads(raw)
+        except (ValueError, yaml.YAMLError) as exc:
+            raise _error(400, "BadRequest", f"the request body is not valid: {exc}") from exc
+
+    def _disconnected(self) -> bool:
+        try:
+            readable, _, _ = select.select([self.connection], [], [], 0)
+            return bool(readable) and self.connection.recv(1, socket.MSG_PEEK) == b""
+        except (OSError, ValueError):
+            return True
+
+    # ------------------------------------------------------------------ entry points
+    def do_GET(self) -> None:
+        self._handle("GET")
+
+    def do_POST(self) -> None:
+        self._handle("POST")
+
+    def do_PUT(self) -> None:
+        self._handle("PUT")
+
+    def do_PATCH(self) -> None:
+        self._handle("PATCH")
+
+    def do_DELETE(self) -> None:
+        self._handle("DELETE")
+
+    def _handle(self, method: str) -> None:
+        api = self.server_api
+        url = urlsplit(self.path)
+        query = {k: v[-1] for k, v in parse_qs(url.query, keep_blank_values=True).items()}
+        is_watch = query.get("watch") in ("true", "1")
+        raw = self._read_body() if method in ("POST", "PUT", "PATCH", "DELETE") else b""
+        self.user, self.status_sent = "", 0
+        route: Route | None = None
+        try:
+            fault = api.faults.pick() if api.faults is not None and not is_watch else None
+            if fault == "drop":
+                self.close_connection = True
+                self.connection.shutdown(socket.SHUT_RDWR)
+                return
+            if fault == "500":
+                raise ClusterError("Internal error occurred: injected fault", status=500,
+                                   reason="InternalError")
+            if fault == "429":
+                raise ClusterError("Too many requests, please try again later.", status=429,
+                                   reason="TooManyRequests", retry_after=1)
+            self._authenticate()
+            if self._discovery(method, url.path):
+                return
+            route = self._route(url.path)
+            self._serve(method, route, query, raw, is_watch)
+        except ClusterError as exc:
+            self._send_error(exc, route)
+        except (BrokenPipeError, ConnectionResetError):
+            self.close_connection = True
+        finally:
+            if api.request_log is not None:
+                api.request_log.record(cluster=api.name, method=method, path=url.path,
+                                       user=self.user, status=self.status_sent)
+
+    def _authenticate(self) -> None:
+        header = self.headers.get("Authorization") or ""
+        token = header[7:].strip() if header.lower().startswith("bearer ") else ""
+        user = self.server_api.tokens.get(token) if token else None
+        if user is None:
+            raise ClusterError("Unauthorized", status=401, reason="Unauthorized")
+        self.user = user
+
+    def _discovery(self, method: str, path: str) -> bool:
+        """Serve discovery and OpenAPI documents; ``False`` if ``path`` is not one."""
+        api = self.server_api
+        reg = api.store.registry
+        parts = [p for p in path.split("/") if p]
+        doc: Any = None
+        if parts and parts[0] == "openapi":
+            if method != "GET":
+                return False
+            if parts == ["openapi", "v3"]:
+                doc = openapi.v3_root(reg)
+            elif parts[:3] == ["openapi", "v3", "api"] and len(parts) == 4:
+                doc = openapi.v3_group_version(reg, "", parts[3])
+            elif parts[:3] == ["openapi", "v3", "apis"] and len(parts) == 5:
+                doc = openapi.v3_group_version(reg, parts[3], parts[4])
+            if doc is None:
+                raise _error(404, "NotFound", "the server could not find the requested resource")
+        elif method != "GET":
+            return False
+        elif parts == ["version"]:
+            doc = discovery.VERSION
+        elif parts == ["api"]:
+            doc = discovery.api_versions(f"127.0.0.1:{api.port}")
+        elif parts == ["apis"]:
+            doc = discovery.api_group_list(reg)
+        elif parts in (["healthz"], ["readyz"], ["livez"]):
+            body = b"ok"
+            self.send_response(200)
+            self.send_header("Content-Type", "text/plain")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+            self.status_sent = 200
+            return True
+        elif len(parts) == 2 and parts[0] == "api":
+            doc = discovery.resource_list(reg, "", parts[1])
+        elif len(parts) == 2 and parts[0] == "apis":
+            doc = discovery.api_group(reg, parts[1])
+        elif len(parts) == 3 and parts[0] == "apis":
+            doc = discovery.resource_list(reg, parts[1], parts[2])
+        else:
+            return False
+        if doc is None:
+            raise _error(404, "NotFound", "the server could not find the requested resource")
+        self._send_json(200, doc)
+        return True
+
+    def _route(self, path: str) -> Route:
+        parts = [p for p in path.split("/") if p]
+        not_found = _error(404, "NotFound", "the server could not find the requested resource")
+        if len(parts) >= 3 and parts[0] == "api":
+            group, version, rest = "", parts[1], parts[2:]
+        elif len(parts) >= 4 and parts[0] == "apis":
+            group, version, rest = parts[1], parts[2], parts[3:]
+        else:
+            raise not_found
+        reg = self.server_api.store.registry
+        namespace = ""
+        if len(rest) >= 3 and rest[0] == "namespaces":
+            candidate = reg.by_resource(group, version, rest[2])
+            if candidate is not None and candidate.namespaced:
+                namespace, rest = rest[1], rest[2:]
+        kind = reg.by_resource(group, version, rest[0])
+        if kind is None or len(rest) > 3:
+            raise not_found
+        name = rest[1] if len(rest) > 1 else ""
+        sub = rest[2] if len(rest) > 2 else ""
+        if sub and not (sub == "status" and kind.status_subresource):
+            raise not_found
+        return Route(kind, namespace, name, sub)
+
+    # ------------------------------------------------------------------ resources
+    def _authorize(self, verb: str, route: Route) -> None:
+        a = auth.Attributes(self.user, verb, route.kind.group, route.kind.plural,
+                            route.namespace, route.name, route.subresource)
+        if not auth.allowed(self.server_api.store, a):
+            raise auth.forbidden(route.kind, a)
+
+    def _admit(self, route: Route, obj: Any) -> None:
+        validator = self.server_api.validator
+        if validator is None or route.subresource or not isinstance(obj, dict):
+            return
+        problems = validator.problems(route.kind, obj)
+        if problems:
+            group = f".{route.kind.group}" if route.kind.group else ""
+            name = (obj.get("metadata") or {}).get("name") or route.name
+            raise PermanentClusterError(
+                f'{route.kind.kind}{group} "{name}" is invalid: ' + ", ".join(problems),
+                status=422, reason="Invalid")
+
+    def _serve(self, method: str, route: Route, query: dict[str, str], raw: bytes,
+               is_watch: bool) -> None:
+        store = self.server_api.store
+        k, ns, name = route.kind, route.namespace, route.name
+        dry_run = query.get("dryRun") == "All"
+        if method == "GET" and not name:
+            verb = "watch" if is_watch else "list"
+            self._authorize(verb, route)
+            if is_watch:
+                self._watch(route, query)
+                return
+            items, rv = store.list_rv(k, ns, label_selector=query.get("labelSelector"),
+                                      field_selector=query.get("fieldSelector"))
+            self._send_json(200, {"apiVersion": k.api_version, "kind": k.list_kind_name(),
+                                  "metadata": {"resourceVersion": str(rv)}, "items": items})
+            return
+        if method == "GET":
+            self._authorize("get", route)
+            self._send_json(200, store.get(k, ns, name))
+            return
+        if method == "POST" and not name:
+            self._authorize("create", route)
+            body = self._json_body(raw)
+            if not isinstance(body, dict):
+                raise _error(400, "BadRequest", "the request body must be a JSON object")
+            if k.kind == "SelfSubjectAccessReview":
+                self._send_json(201, self._access_review(body))
+                return
+            self._check_identity(route, body)
+            body.setdefault("apiVersion", k.api_version)
+            body.setdefault("kind", k.kind)
+            self._admit(route, body)
+            self._send_json(201, store.create(k, body, namespace=ns or None, dry_run=dry_run))
+            return
+        if method == "PUT" and name:
+            self._authorize("update", route)
+            body = self._json_body(raw)
+            if not isinstance(body, dict):
+                raise _error(400, "BadRequest", "the request body must be a JSON object")
+            self._check_identity(route, body)
+            self._admit(route, body)
+            self._send_json(200, store.replace(k, body, namespace=ns, dry_run=dry_run,
+                                               subresource=route.subresource or None))
+            return
+        if method == "PATCH" and name:
+            self._authorize("patch", route)
+            ctype = (self.headers.get("Content-Type") or "").split(";")[0].strip()
+            ptype = PATCH_TYPES.get(ctype)
+            if ptype is None:
+                raise _error(415, "UnsupportedMediaType",
+                             f"the body of the request was in an unknown format - accepted "
+                             f"media types include: {', '.join(list(PATCH_TYPES)[:4])}")
+            patch = self._json_body(raw, yaml_ok=ptype == "apply")
+            sub = route.subresource or None
+            if self.server_api.validator is not None and not sub:
+                self._admit(route, store.patch(k, ns, name, patch, ptype, dry_run=True))
+            self._send_json(200, store.patch(k, ns, name, patch, ptype, sub, dry_run=dry_run))
+            return
+        if method == "DELETE" and name and not route.subresource:
+            self._authorize("delete", route)
+            self._json_body(raw)  # DeleteOptions: accepted, propagation is always background
+            self._send_json(200, store.delete(k, ns, name, dry_run=dry_run))
+            return
+        if method == "DELETE" and not name:
+            self._authorize("deletecollection", route)
+            items = store.list(k, ns, label_selector=query.get("labelSelector"),
+                               field_selector=query.get("fieldSelector"))
+            done = [store.delete(k, o["metadata"].get("namespace"), o["metadata"]["name"],
+                                 dry_run=dry_run) for o in items]
+            self._send_json(200, {"apiVersion": k.api_version, "kind": k.list_kind_name(),
+                                  "metadata": {"resourceVersion": str(store.resource_version)},
+                                  "items": done})
+            return
+        raise _error(405, "MethodNotAllowed",
+                     f"the server does not allow this method on the requested resource")
+
+    def _check_identity(self, route: Route, body: dict[str, Any]) -> None:
+        k = route.kind
+        if body.get("kind") not in (None, k.kind) or \
+                body.get("apiVersion") not in (None, k.api_version):
+            raise _error(400, "BadRequest",
+                         f"the API version in the data ({body.get('apiVersion')}) does not match "
+                         f"the expected API version ({k.api_version})")
+        body_ns = (body.get("metadata") or {}).get("namespace")
+        if k.namespaced and body_ns and route.namespace and body_ns != route.namespace:
+            raise _error(400, "BadRequest", "the namespace of the provided object does not "
+                                            "match the namespace sent on the request")
+
+    def _access_review(self, body: dict[str, Any]) -> dict[str, Any]:
+        attrs = (body.get("spec") or {}).get("resourceAttributes") or {}
+        a = auth.Attributes(self.user, attrs.get("verb", ""), attrs.get("group", ""),
+                            attrs.get("resource", ""), attrs.get("namespace", ""),
+                            attrs.get("name", ""), attrs.get("subresource", ""))
+        ok = auth.allowed(self.server_api.store, a)
+        out = dict(body)
+        out["apiVersion"], out["kind"] = "authorization.k8s.io/v1", "SelfSubjectAccessReview"
+        out.setdefault("metadata", {})
+        out["status"] = {"allowed": ok} if ok else {"allowed": False, "reason": ""}
+        return out
+
+    def _watch(self, route: Route, query: dict[str, str]) -> None:
+        try:
+            timeout = float(query.get("timeoutSeconds") or watch.DEFAULT_TIMEOUT)
+        except ValueError:
+            timeout = watch.DEFAULT_TIMEOUT
+        req = watch.WatchRequest(route.kind, route.namespace, query.get("labelSelector"),
+                                 query.get("fieldSelector"), query.get("resourceVersion"),
+                                 timeout, query.get("allowWatchBookmarks") == "true")
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Transfer-Encoding", "chunked")
+        self.end_headers()
+        self.wfile.flush()
+        self.status_sent = 200
+        self.close_connection = True
+
+        def send(data: bytes) -> None:
+            self.wfile.write(b"%x\r\n%s\r\n" % (len(data), data))
+            self.wfile.flush()
+
+        try:
+            watch.stream(self.server_api.store, req, send, self._disconnected,
+                         self.server_api.stopping)
+            self.wfile.write(b"0\r\n\r\n")
+            self.wfile.flush()
+        except OSError:
+            pass

@@ -1,0 +1,74 @@
+"""Seed files of the simulated clusters: ``{source: [objects], target: [objects]}``.
+
+:func:`load_seed` reads a YAML/JSON file (or takes an already parsed mapping) and checks its
+shape: two known cluster keys, each a list of objects with ``apiVersion``, ``kind`` (a kind the
+simulator serves) and ``metadata.name``. Problems raise ``DefinitionError`` with one line naming
+the file and the field. It does not create anything (``cluster.py`` does).
+"""
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from statemachine.errors import DefinitionError, Problem
+from statemachine.sim.kinds import KindRegistry
+
+CLUSTERS = ("source", "target")
+Seed = dict[str, list[dict[str, Any]]]
+
+
+def _fail(where: str, path: str, message: str) -> DefinitionError:
+    return DefinitionError(f"{where}: {path}: {message}", [Problem(where, path, message)])
+
+
+def load_seed(seed: str | Path | Mapping[str, Any] | None,
+              registry: KindRegistry | None = None) -> Seed:
+    """The validated seed (``{"source": [...], "target": [...]}``; missing keys are empty)."""
+    registry = registry or KindRegistry.default()
+    if seed is None:
+        return {c: [] for c in CLUSTERS}
+    if isinstance(seed, (str, Path)):
+        where = str(seed)
+        try:
+            data: Any = yaml.safe_load(Path(seed).read_text(encoding="utf-8"))
+        except OSError as exc:
+            raise _fail(where, "", f"cannot read seed file: {exc.strerror or exc}") from exc
+        except yaml.YAMLError as exc:
+            mark = getattr(exc, "problem_mark", None)
+            line = f" at line {mark.line + 1}" if mark is not None else ""
+            raise _fail(where, "", f"not valid YAML{line}") from exc
+    else:
+        where, data = "<seed>", seed
+    if data is None:
+        data = {}
+    if not isinstance(data, Mapping):
+        raise _fail(where, "", "a seed file must be a mapping {source: [...], target: [...]}")
+    out: Seed = {}
+    for key in data:
+        if key not in CLUSTERS:
+            raise _fail(where, str(key), "unknown cluster (expected source or target)")
+    for cluster in CLUSTERS:
+        objects = data.get(cluster) or []
+        if not isinstance(objects, list):
+            raise _fail(where, cluster, "must be a list of objects")
+        for i, obj in enumerate(objects):
+            path = f"{cluster}[{i}]"
+            if not isinstance(obj, Mapping):
+                raise _fail(where, path, "must be an object")
+            api_version, kind = obj.get("apiVersion"), obj.get("kind")
+            if not isinstance(api_version, str) or not api_version:
+                raise _fail(where, f"{path}.apiVersion", "required")
+            if not isinstance(kind, str) or not kind:
+                raise _fail(where, f"{path}.kind", "required")
+            if registry.by_kind(api_version, kind) is None:
+                raise _fail(where, f"{path}.kind",
+                            f"{api_version} {kind} is not served by the simulator")
+            meta = obj.get("metadata")
+            if not isinstance(meta, Mapping) or not isinstance(meta.get("name"), str) \
+                    or not meta.get("name"):
+                raise _fail(where, f"{path}.metadata.name", "required")
+        out[cluster] = [dict(o) for o in objects]
+    return out
