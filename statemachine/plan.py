@@ -17,14 +17,14 @@ Decisions recorded here:
   offline); the cluster layer reports it when it connects.
 - Hook playbooks are read at load time, so a missing playbook is a plan error and templates (which
   cannot read files: they are sandboxed) get the text.
-- Durations are stored as seconds (``float``).
+- Durations are written as in itineraries (``30s``, ``10m``, ``1h30m`` or a number of seconds,
+  parsed by ``itinerary.parse_duration``) and stored as seconds (``float``).
 
 This module does not pick or load the itinerary, and does not talk to a cluster.
 """
 from __future__ import annotations
 
 import os
-import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -34,29 +34,13 @@ from typing import Any, Literal
 from statemachine import schema as _schema
 from statemachine import yamlsource
 from statemachine.errors import Problem, SchemaError
+from statemachine.itinerary import parse_duration
 from statemachine.yamlsource import DocPath, SourceDoc
 
 MigrationType = Literal["cold", "warm", "live"]
 
 __all__ = ["ClusterRef", "Hook", "NetworkMapping", "Plan", "Settings", "Simulation", "StorageMapping",
-           "VM", "VMHook", "load_plan", "parse_duration"]
-
-_DURATION = re.compile(r"([0-9]+(?:\.[0-9]+)?)(ms|s|m|h)")
-_UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
-
-
-def parse_duration(text: str) -> float:
-    """``"1h30m"`` -> ``5400.0`` seconds. Raises ``ValueError`` for anything else."""
-    pos, total = 0, 0.0
-    for match in _DURATION.finditer(text):
-        if match.start() != pos:
-            break
-        total += float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
-        pos = match.end()
-    if pos != len(text) or not text:
-        raise ValueError(f"{text!r} is not a duration such as 90s, 30m or 1h30m")
-    return total
-
+           "VM", "VMHook", "load_plan"]
 
 @dataclass(frozen=True)
 class ClusterRef:
@@ -373,7 +357,7 @@ class _Builder:
             self.fail((*at, "source", "name"), "required when type is multus")
         return NetworkMapping(src.get("type"), src.get("name"), dst["type"], dst.get("name"))
 
-    def _duration(self, raw: str | None, at: DocPath) -> float | None:
+    def _duration(self, raw: str | int | None, at: DocPath) -> float | None:
         if raw is None:
             return None
         try:

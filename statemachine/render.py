@@ -1,0 +1,370 @@
+"""Render what a plan would apply, state by state, without touching a cluster.
+
+For each VM of a plan (and once for the itinerary's ``setup``): resolve the itinerary's ``reads``
+from a :class:`ReadSource`, evaluate the predicates, then render every enabled state's ``apply``
+and ``ensure`` templates (``forEach`` expanded) into :class:`RenderedManifest` records. Patches and
+deletes are recorded too (action ``patch``/``delete``) so ``smrun render`` can show them; they are
+not manifests and are printed as comments.
+
+Decisions recorded here:
+
+- **Outputs are unknown before a run.** ``outputs`` is a mapping that answers any name it does not
+  know with the visible placeholder ``<output:NAME>`` (:class:`PendingOutputs`), so a template
+  that uses ``outputs.connectURL`` renders and shows where the value will go.
+- ``when`` of an action is evaluated like the engine does; with placeholders an output-dependent
+  ``when`` is truthy, so ``render`` shows the manifest (showing too much beats hiding a template
+  error).
+- **Offline reads.** :class:`SeedReads` answers reads from a simulation seed file
+  (``{source: [objects], target: [objects]}``); this is how ``smrun render`` works for a
+  simulated plan with no cluster. A required read that the seed lacks is a definition error.
+- Every rendered document must have ``apiVersion``, ``kind`` and ``metadata.name``
+  (``TemplateError`` naming the template otherwise). Labels are *not* stamped here: the engine
+  stamps them when it applies.
+- **Secrets never print.** :func:`format_manifests` masks every value under a Secret's ``data``
+  and ``stringData`` unless ``show_secrets``; the in-memory manifests stay intact (tests validate
+  them against the OpenAPI schemas).
+
+It does not apply anything, evaluate readiness, or import the ``kubernetes`` client.
+"""
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import yaml
+
+from statemachine.context import DEFAULT_RUN_ID, setup_context, vm_context, with_item
+from statemachine.errors import DefinitionError, Problem, TemplateError
+from statemachine.expressions import evaluate, render_text, render_value
+from statemachine.itinerary import Action, Itinerary, ReadSpec, RefSpec, StateSpec
+from statemachine.plan import VM, Plan
+
+__all__ = ["MASK", "PendingOutputs", "ReadSource", "RenderedManifest", "SeedReads",
+           "disabled_states", "format_manifests", "mask_secrets", "render_plan", "render_setup",
+           "render_vm", "resolve_reads", "seed_reads"]
+
+MASK = "<masked>"
+
+
+class ReadSource(Protocol):
+    """Where ``reads`` come from: a live cluster (engine) or a seed file (``SeedReads``)."""
+
+    def get(self, cluster: str, api_version: str, kind: str, namespace: str,
+            name: str) -> dict[str, Any] | None:
+        """The object, or ``None`` if it does not exist. ``namespace`` is ``""`` when cluster-scoped."""
+        ...
+
+
+@dataclass(frozen=True)
+class RenderedManifest:
+    """One thing a state would do. ``manifest`` is the rendered object for ``apply``/``ensure``;
+    for ``patch`` it is ``{object: REF, type, patch}``, for ``delete`` ``{object: REF}``."""
+
+    state: str
+    cluster: str
+    action: str
+    manifest: dict[str, Any]
+    vm: str | None = None
+    """``namespace/name`` of the VM, ``None`` for setup states."""
+    index: int | None = None
+    """The ``forEach`` index, ``None`` outside ``forEach``."""
+    template: str | None = None
+
+
+class PendingOutputs(dict[str, Any]):
+    """Outputs of states that have not run: unknown names render as ``<output:NAME>``."""
+
+    def __missing__(self, key: str) -> str:
+        return f"<output:{key}>"
+
+
+class SeedReads:
+    """A :class:`ReadSource` over the objects of a simulation seed file."""
+
+    def __init__(self, objects: Mapping[str, Sequence[Mapping[str, Any]]], file: str = "<seed>") -> None:
+        self.file = file
+        self._index: dict[tuple[str, str, str, str, str], dict[str, Any]] = {}
+        for cluster, items in objects.items():
+            for obj in items:
+                meta = obj.get("metadata") or {}
+                key = (cluster, str(obj.get("apiVersion", "")), str(obj.get("kind", "")),
+                       str(meta.get("namespace") or ""), str(meta.get("name", "")))
+                self._index[key] = dict(obj)
+
+    @classmethod
+    def from_file(cls, path: Path) -> SeedReads:
+        """Load a seed file; a malformed one is a :class:`DefinitionError` naming the file."""
+        file = str(path)
+        try:
+            data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError) as exc:
+            raise DefinitionError(f"{file}: cannot read seed file: {exc}") from None
+        except yaml.YAMLError as exc:
+            mark = getattr(exc, "problem_mark", None)
+            line = mark.line + 1 if mark is not None else None
+            raise DefinitionError("bad seed", [Problem(file, "", f"invalid YAML: {exc}", line)]) from None
+        if data is None:
+            data = {}
+        if not isinstance(data, dict) or set(data) - {"source", "target"}:
+            raise DefinitionError("bad seed", [Problem(file, "", "a seed is a mapping with the keys "
+                                                       "'source' and 'target' (lists of objects)")])
+        objects: dict[str, list[Mapping[str, Any]]] = {}
+        for cluster in ("source", "target"):
+            items = data.get(cluster) or []
+            if not isinstance(items, list) or not all(isinstance(o, dict) for o in items):
+                raise DefinitionError("bad seed", [Problem(file, cluster, "must be a list of objects")])
+            objects[cluster] = items
+        return cls(objects, file)
+
+    def get(self, cluster: str, api_version: str, kind: str, namespace: str,
+            name: str) -> dict[str, Any] | None:
+        found = self._index.get((cluster, api_version, kind, namespace, name))
+        if found is None and namespace == "default":
+            # Seeds may leave namespaced objects' namespace out; the API server defaults it.
+            found = self._index.get((cluster, api_version, kind, "", name))
+        return found
+
+
+def seed_reads(plan: Plan) -> SeedReads:
+    """The offline read source of a simulated plan."""
+    if plan.simulation is None:
+        raise DefinitionError(f"{plan.path}: spec.simulation: required to read objects offline")
+    return SeedReads.from_file(plan.simulation.seed)
+
+
+# -- reads --------------------------------------------------------------------------------------
+
+def _read_one(source: ReadSource, spec: ReadSpec, ctx: Mapping[str, Any], where: str) -> Any:
+    ref = spec.object.render(ctx, where=where)
+    cluster = ref.cluster or spec.cluster
+    obj = source.get(cluster, ref.api_version, ref.kind, ref.namespace or "", ref.name)
+    if obj is None and not spec.optional:
+        at = f"{ref.namespace}/{ref.name}" if ref.namespace else ref.name
+        origin = getattr(source, "file", None)
+        found_in = f" in {origin}" if origin else ""
+        raise DefinitionError(f"{where}: read {spec.name}: {ref.kind} {at} not found on the "
+                              f"{cluster} cluster{found_in}")
+    return obj
+
+
+def resolve_reads(specs: Iterable[ReadSpec], ctx: Mapping[str, Any], source: ReadSource, *,
+                  where: str = "") -> dict[str, Any]:
+    """Resolve ``reads`` in order; each read sees the ones before it (``reads.sourceVM``...)."""
+    reads: dict[str, Any] = {}
+    for spec in specs:
+        local = {**ctx, "reads": reads}
+        label = f"{where}reads.{spec.name}"
+        if spec.when is not None and not evaluate(spec.when, local, where=label):
+            reads[spec.name] = None
+            continue
+        if spec.for_each is None:
+            reads[spec.name] = _read_one(source, spec, local, label)
+            continue
+        items = _items(evaluate(spec.for_each, local, where=f"{label}.forEach"), label)
+        reads[spec.name] = [_read_one(source, spec, with_item(local, item, i), label)
+                            for i, item in enumerate(items)]
+    return reads
+
+
+def _items(value: Any, where: str) -> list[Any]:
+    if value is None:
+        return []
+    if isinstance(value, Mapping) or isinstance(value, (str, bytes)) or not isinstance(value, Iterable):
+        raise TemplateError(f"{where}: forEach must give a list, not {type(value).__name__}")
+    return list(value)
+
+
+# -- predicates ---------------------------------------------------------------------------------
+
+def _predicates(itinerary: Itinerary, ctx: Mapping[str, Any]) -> dict[str, bool]:
+    from statemachine.predicates import evaluate_all
+
+    return dict(evaluate_all(itinerary, ctx))
+
+
+def _enabled(state: StateSpec, predicates: Mapping[str, bool]) -> bool:
+    from statemachine.predicates import state_enabled
+
+    return bool(state_enabled(state, predicates))
+
+
+def disabled_states(plan: Plan, itinerary: Itinerary, vm: VM,
+                    source: ReadSource | None = None) -> set[str]:
+    """Names of the states the VM's predicates switch off (for ``smrun graph --plan --vm``).
+
+    Without a read source the reads are empty: predicates over reads then see missing fields.
+    """
+    ctx = vm_context(plan, vm)
+    reads = resolve_reads(itinerary.reads, ctx, source, where=_where(itinerary)) if source else {}
+    predicates = _predicates(itinerary, {**ctx, "reads": reads})
+    return {s.name for s in itinerary.states if not _enabled(s, predicates)}
+
+
+# -- rendering ----------------------------------------------------------------------------------
+
+def _where(itinerary: Itinerary) -> str:
+    return f"{itinerary.file}: "
+
+
+def _render_state(itinerary: Itinerary, state: StateSpec, ctx: Mapping[str, Any],
+                  vm: str | None) -> list[RenderedManifest]:
+    if state.for_each is None:
+        contexts: list[tuple[int | None, Mapping[str, Any]]] = [(None, ctx)]
+    else:
+        where = f"{state.where}.forEach" if state.where else f"{state.name}.forEach"
+        items = _items(evaluate(state.for_each, ctx, where=where), where)
+        contexts = [(i, with_item(ctx, item, i)) for i, item in enumerate(items)]
+    out: list[RenderedManifest] = []
+    for index, local in contexts:
+        for action in state.actions:
+            out.extend(_render_action(itinerary, state, action, local, vm, index))
+    return out
+
+
+def _render_action(itinerary: Itinerary, state: StateSpec, action: Action, ctx: Mapping[str, Any],
+                   vm: str | None, index: int | None) -> list[RenderedManifest]:
+    if action.when is not None and not evaluate(action.when, ctx, where=f"{action.where}.when"):
+        return []
+    cluster = action.cluster or state.cluster
+    if action.kind in ("apply", "ensure") and action.template:
+        return [RenderedManifest(state.name, cluster, action.kind, doc, vm, index, action.template)
+                for doc in render_documents(action.template, ctx, template_dir=itinerary.template_dir)]
+    if action.kind == "patch" and action.object is not None:
+        ref = _ref_value(action.object.render(ctx, where=action.where))
+        if action.template:
+            text = render_text(action.template, ctx, template_dir=itinerary.template_dir)
+            body = _parse_yaml(text, action.template)
+        else:
+            body = render_value(action.patch, ctx, where=action.where)
+        return [RenderedManifest(state.name, action.object.cluster or cluster, "patch",
+                                 {"object": ref, "type": action.patch_type or "merge", "patch": body},
+                                 vm, index, action.template)]
+    if action.kind == "delete" and action.object is not None:
+        ref = _ref_value(action.object.render(ctx, where=action.where))
+        return [RenderedManifest(state.name, action.object.cluster or cluster, "delete",
+                                 {"object": ref}, vm, index)]
+    return []  # waits and `delete: created` have nothing to show
+
+
+def _ref_value(ref: RefSpec) -> dict[str, Any]:
+    out = {"apiVersion": ref.api_version, "kind": ref.kind, "name": ref.name}
+    if ref.namespace:
+        out["namespace"] = ref.namespace
+    return out
+
+
+def _parse_yaml(text: str, template: str) -> Any:
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise TemplateError(f"{template}: rendered invalid YAML: {_short(exc)}") from None
+
+
+def _short(exc: yaml.YAMLError) -> str:
+    return " ".join(str(exc).split())[:300]
+
+
+def render_documents(template: str, ctx: Mapping[str, Any], *,
+                     template_dir: Path | str | None = None) -> list[dict[str, Any]]:
+    """Render ``template`` and parse its YAML documents; each must be a Kubernetes object."""
+    text = render_text(template, ctx, template_dir=template_dir)
+    try:
+        docs = [d for d in yaml.safe_load_all(text) if d is not None]
+    except yaml.YAMLError as exc:
+        raise TemplateError(f"{template}: rendered invalid YAML: {_short(exc)}") from None
+    for i, doc in enumerate(docs):
+        where = f"{template}: document {i + 1}" if len(docs) > 1 else template
+        if not isinstance(doc, dict):
+            raise TemplateError(f"{where}: rendered a {type(doc).__name__}, not a Kubernetes object")
+        missing = [f for f in ("apiVersion", "kind") if not doc.get(f)]
+        meta = doc.get("metadata")
+        if not isinstance(meta, dict) or not meta.get("name"):
+            missing.append("metadata.name")
+        if missing:
+            raise TemplateError(f"{where}: rendered object has no {', '.join(missing)}")
+    return docs
+
+
+def render_setup(plan: Plan, itinerary: Itinerary, source: ReadSource, *,
+                 run_id: str = DEFAULT_RUN_ID) -> list[RenderedManifest]:
+    """What ``spec.setup`` would do, once for the plan."""
+    if not itinerary.setup.states:
+        return []
+    ctx = setup_context(plan, outputs=PendingOutputs(), run_id=run_id)
+    reads = resolve_reads(itinerary.setup.reads, ctx, source, where=_where(itinerary) + "setup.")
+    ctx = {**ctx, "reads": reads}
+    out: list[RenderedManifest] = []
+    for state in itinerary.setup.states:
+        out.extend(_render_state(itinerary, state, ctx, None))
+    return out
+
+
+def render_vm(plan: Plan, itinerary: Itinerary, vm: VM, source: ReadSource, *,
+              run_id: str = DEFAULT_RUN_ID) -> list[RenderedManifest]:
+    """What every enabled state would do for ``vm``, in itinerary order."""
+    ctx = vm_context(plan, vm, run_id=run_id)
+    reads = resolve_reads(itinerary.reads, ctx, source, where=_where(itinerary))
+    predicates = _predicates(itinerary, {**ctx, "reads": reads})
+    ctx = vm_context(plan, vm, reads=reads, outputs=PendingOutputs(), predicates=predicates,
+                     run_id=run_id)
+    out: list[RenderedManifest] = []
+    for state in itinerary.states:
+        if _enabled(state, predicates):
+            out.extend(_render_state(itinerary, state, ctx, vm.ref))
+    return out
+
+
+def render_plan(plan: Plan, itinerary: Itinerary, source: ReadSource, *,
+                vms: Sequence[str] | None = None, run_id: str = DEFAULT_RUN_ID) -> list[RenderedManifest]:
+    """Setup (once) then every selected VM (``vms``: names or ``namespace/name``; default all)."""
+    selected = [plan.vm(name) for name in vms] if vms else list(plan.vms)
+    out = render_setup(plan, itinerary, source, run_id=run_id)
+    for vm in selected:
+        out.extend(render_vm(plan, itinerary, vm, source, run_id=run_id))
+    return out
+
+
+# -- output -------------------------------------------------------------------------------------
+
+def mask_secrets(manifest: Mapping[str, Any]) -> dict[str, Any]:
+    """A copy of ``manifest`` whose Secret ``data``/``stringData`` values are replaced by ``MASK``."""
+    out = dict(manifest)
+    if out.get("kind") == "Secret" and str(out.get("apiVersion")) == "v1":
+        for field in ("data", "stringData"):
+            value = out.get(field)
+            if isinstance(value, Mapping):
+                out[field] = {k: MASK for k in value}
+            elif value is not None:
+                out[field] = MASK
+    return out
+
+
+def format_manifests(manifests: Iterable[RenderedManifest], *, show_secrets: bool = False) -> str:
+    """Multi-document YAML; each document is preceded by a comment naming VM, state and action.
+
+    Patches and deletes are shown as comments only, so every document is a whole object.
+    """
+    parts: list[str] = []
+    pending: list[str] = []
+    for m in manifests:
+        head = f"# {m.vm or 'setup'}: {m.state}"
+        head += f"[{m.index}]" if m.index is not None else ""
+        head += f" ({m.action} on {m.cluster}"
+        head += f", {m.template})" if m.template else ")"
+        if m.action in ("apply", "ensure"):
+            body = m.manifest if show_secrets else mask_secrets(m.manifest)
+            text = yaml.safe_dump(body, sort_keys=False, default_flow_style=False, allow_unicode=True)
+            parts.append("\n".join([*pending, head, text.rstrip("\n")]) + "\n")
+            pending = []
+        else:
+            shown = m.manifest
+            if not show_secrets and m.action == "patch" and shown["object"].get("kind") == "Secret":
+                shown = {**shown, "patch": MASK}  # a patch of a Secret carries secret values
+            detail = yaml.safe_dump(shown, sort_keys=False, default_flow_style=True,
+                                    width=100000).strip()
+            pending.extend([head, *(f"#   {line}" for line in detail.splitlines())])
+    if pending:
+        parts.append("\n".join(pending) + "\n")
+    return "---\n".join(parts)
