@@ -1,0 +1,82 @@
+"""Draw an itinerary as a Mermaid ``stateDiagram-v2`` (``smrun graph``).
+
+Every state is drawn with its linear edge to the next listed state and its ``next`` edges
+labelled with their ``when``; ``[*]`` marks the start and the end (``Completed``). States skipped
+by predicates (``skipped``) get ``class <State> skipped`` and a note saying so, with the bypass
+edge that the run takes around them. Our own text output: transitions' diagram support needs
+graphviz and knows nothing of predicates. It draws; it does not validate (load first).
+"""
+from __future__ import annotations
+
+import re
+
+from statemachine.itinerary import Itinerary, StateSpec, flow_edges
+
+__all__ = ["mermaid"]
+
+_SKIPPED_STYLE = "fill:#f4f4f4,stroke:#9e9e9e,stroke-dasharray:5 5,color:#9e9e9e"
+
+
+def mermaid(itinerary: Itinerary, skipped: frozenset[str] = frozenset()) -> str:
+    """The Mermaid source of ``itinerary``'s state diagram; ``skipped`` states are marked."""
+    states = itinerary.states
+    lines = ["stateDiagram-v2"]
+    title = itinerary.description or itinerary.name
+    lines.append(f"    %% {itinerary.name}: {_label(title, 200)}")
+    for state in states:
+        text = _describe(state)
+        if text:
+            lines.append(f"    {state.name} : {text}")
+    first = next((s.name for s in states if s.name not in skipped), states[0].name)
+    lines.append(f"    [*] --> {states[0].name}")
+    if first != states[0].name:
+        lines.append(f"    [*] --> {first} : skip")
+    conditional = {s.name for s in states if s.next}
+    for edge in flow_edges(states):
+        if edge.kind == "next":
+            label = f" : {_label(edge.label)}" if edge.label else ""
+            lines.append(f"    {edge.source} --> {edge.target}{label}")
+        elif edge.kind == "linear":
+            label = " : otherwise" if edge.source in conditional else ""
+            lines.append(f"    {edge.source} --> {edge.target}{label}")
+        elif edge.source not in skipped and _bypasses(states, edge.source, edge.target, skipped):
+            lines.append(f"    {edge.source} --> {edge.target} : skip")
+    if states[-1].name == "Completed":
+        lines.append("    Completed --> [*]")
+    marked = [s.name for s in states if s.name in skipped]
+    if marked:
+        lines.append(f"    classDef skipped {_SKIPPED_STYLE}")
+        for name in marked:
+            lines.append(f"    class {name} skipped")
+            lines.append(f"    note right of {name} : skipped by predicates")
+    return "\n".join(lines) + "\n"
+
+
+def _bypasses(states: tuple[StateSpec, ...], source: str, target: str,
+              skipped: frozenset[str]) -> bool:
+    names = [s.name for s in states]
+    i, j = names.index(source), names.index(target)
+    return all(n in skipped for n in names[i + 1:j])
+
+
+def _describe(state: StateSpec) -> str:
+    parts = []
+    if state.description:
+        parts.append(state.description)
+    if state.when is not None:
+        if state.when.all:
+            parts.append("when " + " and ".join(state.when.all))
+        if state.when.any:
+            parts.append("when any of " + ", ".join(state.when.any))
+    if state.step:
+        parts.append(f"step {state.step}")
+    if state.cluster == "source":
+        parts.append("on source")
+    return _label("; ".join(parts).replace(";", ","), 120)
+
+
+def _label(text: str | None, limit: int = 60) -> str:
+    # Mermaid ends a statement at ';' or a newline and treats '#' as an entity start.
+    clean = re.sub(r"\s+", " ", text or "").replace(";", ",").replace("#", "")
+    clean = clean.replace(":", "\u2236") if clean.count(":") else clean
+    return clean if len(clean) <= limit else clean[: limit - 3] + "..."
