@@ -261,7 +261,7 @@ def _cmd_graph(args: argparse.Namespace) -> int:
     path = source if (source.suffix in (".yaml", ".yml") or "/" in args.itinerary) else \
         builtin_itinerary_path(args.itinerary)
     itinerary = load_itinerary(path)
-    skipped: set[str] = set()
+    skipped: frozenset[str] = frozenset()
     if args.plan is not None or args.vm is not None:
         if args.plan is None or args.vm is None:
             raise UsageError("smrun graph: --plan and --vm go together")
@@ -271,7 +271,7 @@ def _cmd_graph(args: argparse.Namespace) -> int:
         plan = load_plan(args.plan)
         _check_vms(plan, [args.vm])
         reads = seed_reads(plan) if plan.simulation is not None else None
-        skipped = disabled_states(plan, itinerary, plan.vm(args.vm), reads)
+        skipped = frozenset(disabled_states(plan, itinerary, plan.vm(args.vm), reads))
     sys.stdout.write(mermaid(itinerary, skipped=skipped))
     return 0
 

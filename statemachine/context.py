@@ -14,7 +14,8 @@ Decisions recorded here:
   [{source: {type, name}, destination: {type, name}}]}``). No callables are put in the context.
 - **Settings** keep the plan's camelCase names, with defaults applied; durations are **seconds**
   (numbers), so ``wait: {seconds: "settings.precopyInterval"}`` and
-  ``activeDeadlineSeconds: {{ settings.stepTimeout }}`` work without parsing.
+  ``activeDeadlineSeconds: {{ settings.stepTimeout }}`` work without parsing -- except
+  ``exportTTL``, a Kubernetes duration string (``12h``) that goes into a VirtualMachineExport.
 - Optional fields are present with ``none`` (``vm.cutover``, ``hook.playbook``...), so strict
   templates can test them (``{% if vm.cutover %}``) instead of failing on an undefined name.
 - ``vm.key`` is ``dns_name("<namespace>-<name>")``.
@@ -60,6 +61,9 @@ def settings_context(settings: Settings) -> dict[str, Any]:
         "maxConsecutiveRoundFailures": settings.max_consecutive_round_failures,
         "autoCutoverDeltaBytes": settings.auto_cutover_delta_bytes,
         "cutoverMethod": settings.cutover_method,
+        "exportTTL": settings.export_ttl,  # a Kubernetes duration string, not seconds
+        "importRestartLimit": settings.import_restart_limit,
+        "submariner": settings.submariner,
     }
 
 

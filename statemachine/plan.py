@@ -148,6 +148,12 @@ class Settings:
     """Warm: cut over early once a round's dirty bytes are at or below this."""
     cutover_method: str = "restartPaused"
     """Warm: ``restartPaused`` (manifest-only) or ``pause`` (pause subresource)."""
+    export_ttl: str = "12h"
+    """Cold: lifetime of a VirtualMachineExport, as a Kubernetes duration string."""
+    import_restart_limit: int = 5
+    """Cold: importer pod restarts before a DataVolume import counts as failed."""
+    submariner: bool = False
+    """Live: the clusters are connected by Submariner, so migration services are exported."""
 
     raw: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
     """The settings as written in the plan (camelCase), before defaults."""
@@ -311,6 +317,10 @@ class _Builder:
             max_consecutive_round_failures=raw.get("maxConsecutiveRoundFailures"),
             auto_cutover_delta_bytes=raw.get("autoCutoverDeltaBytes"),
             cutover_method=raw.get("cutoverMethod", defaults.cutover_method),
+            # Kept as a Kubernetes duration string: templates put it into VirtualMachineExport.
+            export_ttl=_go_duration(raw.get("exportTTL", defaults.export_ttl)),
+            import_restart_limit=raw.get("importRestartLimit", defaults.import_restart_limit),
+            submariner=raw.get("submariner", defaults.submariner),
             raw=dict(raw))
 
     def _vms(self, raw: Sequence[Mapping[str, Any]], hooks: Mapping[str, Hook],
@@ -381,6 +391,10 @@ class _Builder:
             if value in first:
                 self.fail((*at, i), f"duplicate {what} {value!r} (also {yamlsource.format_path((*at, first[value]))})")
             first.setdefault(value, i)
+
+
+def _go_duration(value: str | int) -> str:
+    return f"{value}s" if isinstance(value, int) else value
 
 
 def _migration_type(spec: Mapping[str, Any]) -> MigrationType:

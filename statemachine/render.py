@@ -91,7 +91,64 @@ class SeedReads:
                 meta = obj.get("metadata") or {}
                 key = (cluster, str(obj.get("apiVersion", "")), str(obj.get("kind", "")),
                        str(meta.get("namespace") or ""), str(meta.get("name", "")))
-                self._index[key] = dict(obj)
+                self._index[key] = dict(obj)  # later objects replace earlier ones
+
+    @classmethod
+    def from_file(cls, path: Path) -> SeedReads:
+        """The objects a simulated cluster starts with: the simulator's defaults (KubeVirt CR,
+        CA ConfigMaps, storage classes), replaced by the seed file's objects of the same identity.
+
+        A malformed seed is a :class:`DefinitionError` naming the file and field.
+        """
+        from statemachine.sim.seed import CLUSTERS, load_seed
+
+        seed = load_seed(path)
+        objects: dict[str, list[Mapping[str, Any]]] = {}
+        for cluster in CLUSTERS:
+            objects[cluster] = [*_simulator_defaults(cluster), *seed.get(cluster, [])]
+        return cls(objects, str(path))
+
+    def get(self, cluster: str, api_version: str, kind: str, namespace: str,
+            name: str) -> dict[str, Any] | None:
+        """The object, or ``None`` if it does not exist. ``namespace`` is ``""`` when cluster-scoped."""
+        ...
+
+
+@dataclass(frozen=True)
+class RenderedManifest:
+    """One thing a state would do. ``manifest`` is the rendered object for ``apply``/``ensure``;
+    for ``patch`` it is ``{object: REF, type, patch}``, for ``delete`` ``{object: REF}``."""
+
+    state: str
+    cluster: str
+    action: str
+    manifest: dict[str, Any]
+    vm: str | None = None
+    """``namespace/name`` of the VM, ``None`` for setup states."""
+    index: int | None = None
+    """The ``forEach`` index, ``None`` outside ``forEach``."""
+    template: str | None = None
+
+
+class PendingOutputs(dict[str, Any]):
+    """Outputs of states that have not run: unknown names render as ``<output:NAME>``."""
+
+    def __missing__(self, key: str) -> str:
+        return f"<output:{key}>"
+
+
+class SeedReads:
+    """A :class:`ReadSource` over the objects of a simulation seed file."""
+
+    def __init__(self, objects: Mapping[str, Sequence[Mapping[str, Any]]], file: str = "<seed>") -> None:
+        self.file = file
+        self._index: dict[tuple[str, str, str, str, str], dict[str, Any]] = {}
+        for cluster, items in objects.items():
+            for obj in items:
+                meta = obj.get("metadata") or {}
+                key = (cluster, str(obj.get("apiVersion", "")), str(obj.get("kind", "")),
+                       str(meta.get("namespace") or ""), str(meta.get("name", "")))
+                self._index[key] = dict(obj)  # later objects replace earlier ones
 
     @classmethod
     def from_file(cls, path: Path) -> SeedReads:
@@ -125,6 +182,14 @@ class SeedReads:
             # Seeds may leave namespaced objects' namespace out; the API server defaults it.
             found = self._index.get((cluster, api_version, kind, "", name))
         return found
+
+
+def _simulator_defaults(cluster: str) -> list[Mapping[str, Any]]:
+    try:
+        from statemachine.sim.defaults import base_objects
+    except ImportError:  # a build without the simulator's defaults: the seed alone
+        return []
+    return list(base_objects(cluster))
 
 
 def seed_reads(plan: Plan) -> SeedReads:
