@@ -5,6 +5,8 @@
 - ``kubectl``: ``kubectl(*args, context="source", check=True, timeout=30)`` runs /usr/bin/kubectl
   against ``sim`` with its own cache dir and returns the ``CompletedProcess`` (text mode).
 - ``make_sim``: a factory for tests that need options (seed, openapi_dir, fault_rate, ...).
+- ``dynamic_client``: ``dynamic_client(sim, cluster="source", user="admin")`` builds a
+  ``kubernetes`` DynamicClient from the sim's kubeconfig with a per-test discovery cache file.
 """
 from __future__ import annotations
 
@@ -67,3 +69,16 @@ def kubectl(sim: SimulatedClusters, tmp_path: Path) -> Callable[..., subprocess.
     def run(*args: str, **kw: Any) -> subprocess.CompletedProcess[str]:
         return run_kubectl(sim, cache, *args, **kw)
     return run
+
+
+@pytest.fixture
+def dynamic_client(tmp_path: Path) -> Callable[..., Any]:
+    from kubernetes import config
+    from kubernetes.dynamic import DynamicClient
+
+    def make(sim: SimulatedClusters, cluster: str = "source", user: str = "admin") -> Any:
+        api = config.new_client_from_config(config_file=str(sim.kubeconfig_path),
+                                            context=sim.context_name(cluster, user))
+        cache = tmp_path / f"discovery-{cluster}-{user}-{id(sim)}.json"
+        return DynamicClient(api, cache_file=str(cache))
+    return make

@@ -20,6 +20,7 @@ of a seeded binding, each with its own bearer token per cluster.
 """
 from __future__ import annotations
 
+import base64
 import importlib
 import importlib.util
 import secrets
@@ -41,6 +42,7 @@ from statemachine.sim.openapi import Validator
 from statemachine.sim.requestlog import RequestLog
 from statemachine.sim.seed import CLUSTERS, load_seed
 from statemachine.sim.store import Obj, Store
+from statemachine.sim.tls import ServerCert, make_cert
 
 
 def _default_objects(cluster: str) -> list[Obj]:
@@ -63,7 +65,7 @@ class SimulatedClusters:
                  tick: float = DEFAULT_TICK, openapi_dir: str | Path | None = None,
                  fault_rate: float = 0.0, request_log: str | Path | None = None,
                  kubeconfig_out: str | Path | None = None, controllers: bool = True,
-                 fault_seed: int | None = None) -> None:
+                 fault_seed: int | None = None, tls: bool = True) -> None:
         self._seed = load_seed(seed)  # validate before anything starts
         self.tick = tick
         self.openapi_dir = openapi_dir
@@ -72,6 +74,8 @@ class SimulatedClusters:
         self.request_log_path = Path(request_log) if request_log else None
         self._kubeconfig_out = Path(kubeconfig_out) if kubeconfig_out else None
         self._with_controllers = controllers
+        self._tls = tls
+        self.cert: ServerCert | None = None
         self.network = SimNetwork()
         self.contexts: dict[str, ClusterContext] = {}
         self.servers: dict[str, ApiServer] = {}
@@ -94,6 +98,9 @@ class SimulatedClusters:
         validator = Validator(self.openapi_dir) if self.openapi_dir else None
         faults = FaultInjector(self.fault_rate, seed=self.fault_seed) if self.fault_rate else None
         self._log = RequestLog(self.request_log_path) if self.request_log_path else None
+        self._tmpdir = tempfile.mkdtemp(prefix="smrun-sim-")
+        self.cert = make_cert(Path(self._tmpdir)) if self._tls else None
+        ssl_context = self.cert.server_context() if self.cert is not None else None
         for name in CLUSTERS:
             store = Store()
             ctx = ClusterContext(name, store, self.network, self.contexts, self.tick)
@@ -102,7 +109,8 @@ class SimulatedClusters:
             users = self._populate(name, store)
             self._tokens[name] = {u: f"sim-{name}-{u}-{secrets.token_hex(12)}" for u in users}
             server = ApiServer(name, store, tokens={t: u for u, t in self._tokens[name].items()},
-                               validator=validator, faults=faults, request_log=self._log)
+                               validator=validator, faults=faults, request_log=self._log,
+                               ssl_context=ssl_context)
             self.servers[name] = server
         for name, ctx in self.contexts.items():
             self.runners[name] = Runner(ctx, load_controllers() if self._with_controllers else [])
@@ -155,11 +163,15 @@ class SimulatedClusters:
             path = self._kubeconfig_out
             path.parent.mkdir(parents=True, exist_ok=True)
         else:
-            self._tmpdir = tempfile.mkdtemp(prefix="smrun-sim-")
+            assert self._tmpdir is not None
             path = Path(self._tmpdir) / "kubeconfig"
         clusters, users, contexts = [], [], []
         for name in CLUSTERS:
-            clusters.append({"name": name, "cluster": {"server": self.url(name)}})
+            entry_cluster: dict[str, Any] = {"server": self.url(name)}
+            if self.cert is not None:
+                entry_cluster["certificate-authority-data"] = base64.b64encode(
+                    self.cert.pem()).decode()
+            clusters.append({"name": name, "cluster": entry_cluster})
             for user, token in self._tokens[name].items():
                 entry = name if user == auth.ADMIN else f"{name}-{user}"
                 users.append({"name": entry, "user": {"token": token}})
@@ -174,6 +186,11 @@ class SimulatedClusters:
     # ------------------------------------------------------------------ accessors
     def url(self, cluster: str) -> str:
         return self.servers[cluster].url
+
+    @property
+    def ca_path(self) -> Path | None:
+        """The PEM file clients verify the servers with (``None`` when serving plain http)."""
+        return self.cert.cert_path if self.cert is not None else None
 
     def store(self, cluster: str) -> Store:
         return self.contexts[cluster].store

@@ -78,6 +78,8 @@ KINDS: tuple[Kind, ...] = (
     # authorization: create-only, answered from RBAC, never stored
     _k("authorization.k8s.io", "v1", "SelfSubjectAccessReview", "selfsubjectaccessreviews",
        namespaced=False, custom=False, verbs=("create",)),
+    _k("authentication.k8s.io", "v1", "SelfSubjectReview", "selfsubjectreviews",
+       namespaced=False, custom=False, verbs=("create",)),
     # storage
     _k("storage.k8s.io", "v1", "StorageClass", "storageclasses", namespaced=False, short=("sc",),
        custom=False),
