@@ -1,0 +1,154 @@
+"""smrun's execution engine: runs a plan's VMs through an itinerary over two clusters.
+
+Command-line entry points (called by ``statemachine.cli``; each returns an exit code or rows):
+
+- :func:`run` — lock the plan, connect, preflight, run (resume/rerun from the journal), report;
+- :func:`status` — per-VM state from the journal;
+- :func:`cancel` — ask the running ``smrun run`` to cancel VMs (undo, then Canceled);
+- :func:`preflight` — the cluster checks of ``smrun validate``.
+
+Library use: :class:`Engine` with injected clusters (see docs/engine.md). Inside the package:
+``core`` (Engine), ``runner`` (one VM's flow), ``actions``, ``scheduler`` (the loop), ``journal``,
+``runtime`` (the only ``transitions`` importer), ``connect``, ``preflight``, ``progress``.
+"""
+from __future__ import annotations
+
+import fcntl
+import logging
+from pathlib import Path
+from typing import IO, Any
+
+from statemachine.engine.core import Engine, RunResult, VmResult
+from statemachine.engine.journal import Journal, request_cancel
+from statemachine.errors import PreflightError
+
+__all__ = ["Engine", "Journal", "RunResult", "VmResult", "cancel", "preflight", "run", "status"]
+
+logger = logging.getLogger("statemachine.engine")
+
+
+def _print_findings(findings: Any, stream: IO[str]) -> None:
+    for w in findings.warnings:
+        stream.write(f"warning: {w}\n")
+    if findings.rules:
+        stream.write("Role rules that would close the permission gaps:\n")
+        stream.write("\n".join(findings.rules) + "\n")
+    stream.flush()
+
+
+def _refuse(findings: Any) -> None:
+    raise PreflightError("preflight refused the plan; nothing was applied", findings.problems)
+
+
+def run(plan: Any, itinerary: Any, *, state_dir: Path, max_in_flight: int | None = None,
+        vms: list[str] | None = None, output: str = "text", stream: IO[str] | None = None,
+        resync: float | None = None) -> int:
+    """Run (or resume) ``plan``; returns 0 when every VM completed, 1 otherwise.
+
+    Raises ``LockHeld`` (exit 2) when another run holds the plan, ``PreflightError`` or
+    ``ClusterUnreachable`` (exit 3) before anything is applied.
+    """
+    import os
+    import sys
+
+    from statemachine.engine import adapt
+    from statemachine.engine.connect import connect_plan
+    from statemachine.engine.preflight import run_checks
+    from statemachine.engine.progress import renderer_for
+
+    stream = stream or sys.stdout
+    journal = Journal.for_plan(Path(state_dir), plan.name)
+    journal.lock()
+    try:
+        if plan.simulation is not None:
+            journal.reset()  # fresh simulated clusters every run: the journal belongs to this run
+        elif (journal.dir / "cancel.json").exists():
+            (journal.dir / "cancel.json").unlink()  # a stale request must not cancel this run
+        with connect_plan(plan, cache_dir=journal.dir / "cache") as conn:
+            clusters = {"source": conn.source, "target": conn.target}
+            replay = journal.read()
+            selected = [v for v in plan.vms if not vms or v.name in vms or f"{v.namespace}/{v.name}" in vms]
+            fresh = [v for v in selected
+                     if (rec := replay.vms.get(f"{v.namespace}/{v.name}")) is None
+                     or rec.predicates is None or rec.terminal in ("Failed", "Canceled")]
+            setup_rec = replay.vms.get("")
+            setup_fresh = setup_rec is None or setup_rec.terminal != "Completed"
+            if fresh or setup_fresh:
+                findings = run_checks(plan, itinerary, clusters, vms=fresh, setup=setup_fresh,
+                                      servers=conn.servers)
+                _print_findings(findings, sys.stderr if output == "json" else stream)
+                if findings.blocking:
+                    _refuse(findings)
+            env_resync = os.environ.get("SMRUN_RESYNC_SECONDS")
+            engine = Engine(plan, itinerary, source=conn.source, target=conn.target, journal=journal,
+                            on_event=renderer_for(output, stream), max_in_flight=max_in_flight,
+                            vms=vms, context=adapt.context_builder(conn.servers),
+                            resync=resync or (float(env_resync) if env_resync else 2.0))
+            return engine.run().exit_code
+    finally:
+        journal.close()
+
+
+def preflight(plan: Any, itinerary: Any, *, stream: IO[str]) -> int:
+    """Cluster checks for ``smrun validate``: 0 when nothing blocks; raises PreflightError (3)."""
+    from statemachine.engine.connect import connect_plan
+    from statemachine.engine.preflight import run_checks
+
+    with connect_plan(plan) as conn:
+        findings = run_checks(plan, itinerary, {"source": conn.source, "target": conn.target},
+                              servers=conn.servers)
+    _print_findings(findings, stream)
+    if findings.blocking:
+        _refuse(findings)
+    stream.write(f"preflight: {len(plan.vms)} VMs: clusters reachable, kinds served, reads resolved, "
+                 "permissions sufficient\n")
+    return 0
+
+
+def _running(directory: Path) -> bool:
+    lock = directory / "lock"
+    if not lock.exists():
+        return False
+    with open(lock, "a+", encoding="utf-8") as fh:
+        try:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+        return False
+
+
+def status(plan: Any, *, state_dir: Path) -> list[dict[str, Any]]:
+    """One row per VM of the plan: ``vm``, ``phase``, ``state``, ``message``, ``outputs``."""
+    journal = Journal.for_plan(Path(state_dir), plan.name)
+    replay = journal.read()
+    running = _running(journal.dir)
+    rows = []
+    for v in plan.vms:
+        key = f"{v.namespace}/{v.name}"
+        rec = replay.vms.get(key)
+        if rec is None or rec.predicates is None:
+            phase, state, message, outputs = "Pending", "", "", {}
+        else:
+            phase = rec.terminal or ("Running" if running else "Interrupted")
+            if rec.undoing and not rec.terminal:
+                phase = "Canceling" if rec.undoing == "canceled" else "Failing"
+            state, message, outputs = rec.state or "", rec.message, rec.outputs
+        rows.append({"vm": key, "phase": phase, "state": state, "message": message,
+                     "outputs": outputs, "run": replay.run_id})
+    return rows
+
+
+def cancel(plan: Any, *, state_dir: Path, vms: list[str] | None = None) -> int:
+    """Ask the running ``smrun run`` of ``plan`` to cancel ``vms`` (default: all). 0 if sent."""
+    directory = Path(state_dir) / plan.name
+    if not _running(directory):
+        print(f"smrun: no 'smrun run' of plan {plan.name} is in progress (state dir {state_dir}); "
+              "nothing to cancel")
+        return 1
+    request_cancel(directory, vms or None)
+    which = "all VMs" if not vms else ", ".join(vms)
+    print(f"cancel requested for {which} of plan {plan.name}; the running smrun undoes them")
+    return 0
+
+

@@ -68,21 +68,29 @@ def _strip_secret(obj: Any) -> Any:
 
 
 class Engine:
-    """Runs ``plan`` through ``flow`` (an itinerary adapted by :mod:`statemachine.engine.adapt`)."""
+    """Runs ``plan``'s VMs through ``itinerary`` (a loaded ``Itinerary``, or an engine ``Flow``).
 
-    def __init__(self, plan: Any, flow: Flow, *, source: Cluster, target: Cluster, journal: Journal,
+    ``source``/``target`` are any :class:`~statemachine.k8s.Cluster`; ``journal`` is where the run
+    is recorded (and what it resumes from); ``on_event`` receives every progress event (dicts as
+    in docs/engine.md). ``lang``, ``context`` and ``predicates`` default to smrun's own.
+    """
+
+    def __init__(self, plan: Any, itinerary: Any, *, source: Cluster, target: Cluster, journal: Journal,
                  on_event: Callable[[dict[str, Any]], None] | Iterable[Callable[[dict[str, Any]], None]]
                  | None = None,
                  max_in_flight: int | None = None, vms: list[str] | None = None,
                  lang: Language | None = None, context: ContextBuilder | None = None,
                  predicates: PredicateEvaluator | None = None, resync: float = 2.0,
                  step_timeout: float | None = None, clock: Callable[[], float] = time.monotonic) -> None:
+        from statemachine.engine import adapt
         self.plan = plan
-        self.flow = flow
+        self.flow = itinerary if isinstance(itinerary, Flow) else adapt.flow_from_itinerary(itinerary)
         self.journal = journal
-        self.lang = lang or DefaultLanguage()
-        self.context_builder = context
-        self.predicates = predicates
+        self.lang = lang or DefaultLanguage(getattr(itinerary, "template_dir", None))
+        real_plan = _is_real_plan(plan)
+        self.context_builder = context or (adapt.context_builder() if real_plan else None)
+        self.labels_fn = adapt.labels_builder(plan) if real_plan else None
+        self.predicates = predicates or (adapt.predicate_evaluator() if real_plan else None)
         self.clusters: dict[str, Cluster] = {"source": source, "target": target}
         settings = getattr(plan, "settings", None)
         self.max_in_flight = max(1, int(max_in_flight or getattr(settings, "max_in_flight", 10) or 10))
@@ -118,7 +126,7 @@ class Engine:
         self.rt = rt = Runtime(plan_name=self.plan.name, run_id=run_id, flow=self.flow,
                                clusters=self.clusters, journal=self.journal, lang=self.lang,
                                scheduler=self.scheduler, step_timeout=self.step_timeout,
-                               emit=self._emit)
+                               emit=self._emit, labels_fn=self.labels_fn)
         vms = [v for v in self.plan.vms
                if not self.selected or v.name in self.selected or vm_key(v) in self.selected]
         self.journal.append("run_started", run=run_id, vms=[vm_key(v) for v in vms])
@@ -295,6 +303,14 @@ class Engine:
                 model.cancelable = False
                 logger.warning("%s: cancel requested", key)
                 self.scheduler.throw(task, Canceled("canceled by user"))
+
+
+def _is_real_plan(plan: Any) -> bool:
+    try:
+        from statemachine.plan import Plan
+    except ImportError:  # pragma: no cover
+        return False
+    return isinstance(plan, Plan)
 
 
 def _mtime(path: Path) -> float | None:

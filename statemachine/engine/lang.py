@@ -77,25 +77,40 @@ class DefaultLanguage:
 
     def readiness(self, obj: Mapping[str, Any] | None, readiness: ReadinessT,
                   ctx: Mapping[str, Any]) -> tuple[Status, str]:
-        from statemachine import readiness as rd
+        try:
+            from statemachine import readiness as rd
+        except ImportError:  # pragma: no cover - the language module not installed yet
+            return self._readiness(obj, readiness.spec, ctx)
         verdict = rd.evaluate(obj, readiness.spec, dict(ctx))
         return verdict.status, verdict.message
 
+    def _readiness(self, obj: Mapping[str, Any] | None, spec: Any,
+                   ctx: Mapping[str, Any]) -> tuple[Status, str]:
+        from statemachine import expressions
+        full = {**ctx, "object": obj}
+        if spec.failed is not None and expressions.evaluate(spec.failed.expression, full):
+            return "failed", f"failed: {spec.failed.source} holds"
+        if spec.ready is None or expressions.evaluate(spec.ready.expression, full):
+            return "ready", "ready"
+        return "pending", f"ready: {spec.ready.source} was false"
+
     def explain(self, clause: str, condition: str, obj: Mapping[str, Any] | None,
                 ctx: Mapping[str, Any]) -> str:
-        from statemachine import readiness as rd
-        text = str(rd.explain(condition, obj, dict(ctx)))
-        return text if text.startswith(f"{clause}:") else f"{clause}: {text}"
+        from statemachine.itinerary import parse_condition
+        try:
+            from statemachine import readiness as rd
+        except ImportError:  # pragma: no cover
+            return f"{clause}: {condition} was false"
+        return str(rd.explain(parse_condition(condition), obj, dict(ctx), clause=clause))
 
     def progress(self, obj: Mapping[str, Any] | None, readiness: ReadinessT,
                  ctx: Mapping[str, Any]) -> str:
-        from statemachine import readiness as rd
+        from statemachine import expressions
         if not readiness.progress:
             return ""
-        return str(rd.progress(obj, readiness.spec, dict(ctx)) or "")
+        return str(expressions.evaluate(readiness.progress, {**ctx, "object": obj}) or "")
 
     def holds(self, condition: str, obj: Mapping[str, Any] | None, ctx: Mapping[str, Any]) -> bool:
-        from statemachine import readiness as rd
-        check = getattr(rd, "holds", None) or getattr(rd, "condition_holds")
-        return bool(check(condition, obj, dict(ctx)))
-
+        from statemachine import expressions
+        from statemachine.itinerary import parse_condition
+        return bool(expressions.evaluate(parse_condition(condition).expression, {**ctx, "object": obj}))

@@ -53,6 +53,8 @@ class VmModel:
         return getattr(self, "state", "Pending")
 
     def labels(self, state: str) -> dict[str, str]:
+        if self.rt.labels_fn is not None:
+            return self.rt.labels_fn(self.vm, state, self.rt.run_id)
         labels = {"smrun.io/plan": label_value(self.rt.plan_name),
                   "smrun.io/state": label_value(state),
                   "smrun.io/run": label_value(self.rt.run_id)}
@@ -85,7 +87,9 @@ class Runtime:
 
     def __init__(self, *, plan_name: str, run_id: str, flow: Flow, clusters: Mapping[str, Cluster],
                  journal: Journal, lang: Language, scheduler: Scheduler, step_timeout: float,
-                 emit: EventSink, backoff_base: float = 0.2, backoff_max: float = 10.0) -> None:
+                 emit: EventSink, backoff_base: float = 0.2, backoff_max: float = 10.0,
+                 labels_fn: Callable[[Any, str, str], dict[str, str]] | None = None) -> None:
+        self.labels_fn = labels_fn
         self.plan_name = plan_name
         self.run_id = run_id
         self.flow = flow

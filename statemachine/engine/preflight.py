@@ -1,0 +1,191 @@
+"""Checks against the clusters before anything is applied (``smrun validate``, start of ``smrun run``).
+
+For the VMs about to start it resolves ``reads`` on the live clusters, renders every enabled
+state (outputs of earlier states are placeholders), then checks: every kind used is served; the
+itinerary's ``spec.preflight`` rules (block / warn / blockIf); and RBAC — every (cluster, verb,
+kind, namespace) the run will use, each asked with a SelfSubjectAccessReview (``Cluster.can_i``),
+all gaps listed at once together with Role rules that would close them. It applies nothing.
+"""
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from statemachine.errors import ClusterError, SmrunError
+from statemachine.k8s import Cluster, ObjectRef
+
+Need = tuple[str, str, str, str]  # (cluster, apiVersion, kind, namespace)
+
+_WATCHED = ("get", "list", "watch")
+
+
+@dataclass
+class Findings:
+    problems: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    rules: list[str] = field(default_factory=list)
+
+    @property
+    def blocking(self) -> bool:
+        return bool(self.problems)
+
+
+class ClusterReads:
+    """``render.ReadSource`` over live clusters."""
+
+    def __init__(self, clusters: Mapping[str, Cluster]) -> None:
+        self.clusters = clusters
+
+    def get(self, cluster: str, api_version: str, kind: str, namespace: str,
+            name: str) -> dict[str, Any] | None:
+        return self.clusters[cluster].get(ObjectRef(api_version, kind, namespace or "", name))
+
+
+def plural(kind: str) -> str:
+    low = kind.lower()
+    if low.endswith("y") and low[-2:-1] not in "aeiou":
+        return low[:-1] + "ies"
+    if low.endswith(("s", "x", "ch", "sh")):
+        return low + "es"
+    return low + "s"
+
+
+def _group(api_version: str) -> str:
+    return api_version.split("/")[0] if "/" in api_version else ""
+
+
+def _has_delete_created(state: Any) -> bool:
+    acts = (*state.actions, *state.undo)
+    return any(a.kind == "delete_created" for a in acts) or bool(state.retry and state.retry.recreate)
+
+
+def needed_permissions(itinerary: Any, rendered: Iterable[Any], refs: Iterable[tuple[Need, str]]
+                       ) -> dict[Need, set[str]]:
+    """Verbs per (cluster, apiVersion, kind, namespace) from rendered manifests and extra refs."""
+    states = {s.name: s for s in (*itinerary.states, *itinerary.setup.states)}
+    needs: dict[Need, set[str]] = defaultdict(set)
+    for m in rendered:
+        if m.action in ("apply", "ensure"):
+            meta = m.manifest.get("metadata") or {}
+            key = (m.cluster, m.manifest["apiVersion"], m.manifest["kind"], meta.get("namespace") or "")
+            needs[key] |= {"create", *_WATCHED}
+            state = states.get(m.state)
+            if state is not None and _has_delete_created(state):
+                needs[key].add("delete")
+        else:
+            ref = m.manifest["object"]
+            key = (m.cluster, ref["apiVersion"], ref["kind"], ref.get("namespace") or "")
+            needs[key] |= {"patch", "get"} if m.action == "patch" else {"delete", *_WATCHED}
+    for key, verb in refs:
+        needs[key] |= {*_WATCHED} if verb == "watch" else {verb}
+    return needs
+
+
+def role_rules(missing: Mapping[tuple[str, str], dict[tuple[str, str], set[str]]]) -> list[str]:
+    """YAML Role rules, per (cluster, namespace), that grant the missing verbs."""
+    out: list[str] = []
+    for (cluster, ns), by_res in sorted(missing.items()):
+        kind = f"Role in namespace {ns}" if ns else "ClusterRole"
+        out.append(f"# {cluster} cluster: {kind}")
+        out.append("rules:")
+        for (group, resource), verbs in sorted(by_res.items()):
+            out.append(f"- apiGroups: [\"{group}\"]")
+            out.append(f"  resources: [\"{resource}\"]")
+            out.append(f"  verbs: [{', '.join(repr(v).replace(chr(39), chr(34)) for v in sorted(verbs))}]")
+    return out
+
+
+def check_rbac(clusters: Mapping[str, Cluster], needs: Mapping[Need, set[str]], findings: Findings) -> None:
+    missing: dict[tuple[str, str], dict[tuple[str, str], set[str]]] = defaultdict(lambda: defaultdict(set))
+    for (cluster, api_version, kind, ns), verbs in sorted(needs.items()):
+        for verb in sorted(verbs):
+            try:
+                allowed = clusters[cluster].can_i(verb, api_version, kind, ns)
+            except ClusterError as e:
+                findings.problems.append(f"{cluster}: cannot check permission to {verb} {kind}: {e}")
+                continue
+            if not allowed:
+                where = f" in namespace {ns}" if ns else " (cluster-wide)"
+                findings.problems.append(f"{cluster}: missing permission: {verb} {api_version} {kind}{where}")
+                missing[(cluster, ns)][(_group(api_version), plural(kind))].add(verb)
+    if missing:
+        findings.rules = role_rules(missing)
+
+
+def check_kinds(clusters: Mapping[str, Cluster], needs: Iterable[Need], findings: Findings) -> None:
+    seen: set[tuple[str, str, str]] = set()
+    for cluster, api_version, kind, _ in needs:
+        if (cluster, api_version, kind) in seen:
+            continue
+        seen.add((cluster, api_version, kind))
+        if not clusters[cluster].served(api_version, kind):
+            findings.problems.append(f"{cluster}: the cluster does not serve {api_version} {kind}")
+
+
+def run_checks(plan: Any, itinerary: Any, clusters: Mapping[str, Cluster], *,
+               vms: Iterable[Any] | None = None, setup: bool = True,
+               servers: Mapping[str, str] | None = None) -> Findings:
+    """All preflight findings for ``vms`` (default: every VM of the plan)."""
+    from statemachine import context, expressions, render
+
+    findings = Findings()
+    source = ClusterReads(clusters)
+    rendered: list[Any] = []
+    refs: list[tuple[Need, str]] = []
+    if setup:
+        try:
+            rendered += render.render_setup(plan, itinerary, source)
+        except SmrunError as e:
+            findings.problems.append(f"setup: {e}")
+    for vm in list(plan.vms if vms is None else vms):
+        who = f"{vm.namespace}/{vm.name}"
+        try:
+            rendered += render.render_vm(plan, itinerary, vm, source)
+            ctx = context.vm_context(plan, vm, outputs=render.PendingOutputs(), servers=servers)
+            reads = render.resolve_reads(itinerary.reads, ctx, source)
+            ctx = {**ctx, "reads": reads}
+            for r in itinerary.reads:
+                ref = r.object.render(ctx) if r.for_each is None else r.object
+                refs.append(((ref.cluster or r.cluster, ref.api_version, ref.kind, ref.namespace or ""), "get"))
+            for state in itinerary.states:
+                obj = state.readiness.object if state.readiness is not None else None
+                if obj is not None:
+                    try:
+                        ref = obj.render(ctx)
+                    except SmrunError:
+                        continue
+                    refs.append(((ref.cluster or state.cluster, ref.api_version, ref.kind,
+                                  ref.namespace or ""), "watch"))
+            if itinerary.commit is not None:
+                c = itinerary.commit
+                refs.append(((c.cluster, c.object.api_version, c.object.kind,
+                              c.object.render(ctx).namespace or ""), "get"))
+            _checks(itinerary, ctx, who, findings, expressions)
+        except ClusterError:
+            raise
+        except SmrunError as e:
+            findings.problems.append(f"{who}: {e}")
+    needs = needed_permissions(itinerary, rendered, refs)
+    check_kinds(clusters, needs, findings)
+    check_rbac(clusters, needs, findings)
+    return findings
+
+
+def _checks(itinerary: Any, ctx: Mapping[str, Any], who: str, findings: Findings, expressions: Any) -> None:
+    for check in itinerary.preflight:
+        if check.when is not None and not expressions.evaluate(check.when, ctx):
+            continue
+        items: list[Any] = [None]
+        if check.for_each is not None:
+            items = list(expressions.evaluate(check.for_each, ctx) or [])
+        for i, item in enumerate(items):
+            local = dict(ctx) if check.for_each is None else {**ctx, "item": item, "index": i}
+            if expressions.evaluate(check.check, local):
+                continue
+            text = expressions.render_string(check.message, local) if check.message else "check failed"
+            line = f"{who}: {check.name}: {text}"
+            blocks = check.severity == "block" or (
+                check.block_if is not None and bool(expressions.evaluate(check.block_if, local)))
+            (findings.problems if blocks else findings.warnings).append(line)

@@ -1,0 +1,112 @@
+"""Progress renderers for the engine's events (product.md §5).
+
+Events are dicts: ``ts``, ``event`` (``run_started``, ``vm_started``, ``state_entered``,
+``state_waiting``, ``state_completed``, ``retry``, ``vm_succeeded``, ``vm_failed``,
+``vm_canceled``, ``run_finished``), ``plan``, ``vm`` (``namespace/name``; absent for run events,
+``""`` for setup), ``state``, ``message`` and event-specific fields (``step``, ``waiting_for``,
+``progress``, ``elapsed``, ``attempt``; counts on ``run_finished``). Three renderers:
+:class:`JsonLines` (``--output json``), :class:`LiveTable` (a terminal) and :class:`PlainLines`.
+They only write to their stream; they never raise into the engine.
+"""
+from __future__ import annotations
+
+import json
+import time
+from typing import IO, Any
+
+_TERMINAL_EVENTS = {"vm_succeeded": "Completed", "vm_failed": "Failed", "vm_canceled": "Canceled"}
+
+
+class JsonLines:
+    def __init__(self, stream: IO[str]) -> None:
+        self.stream = stream
+
+    def __call__(self, event: dict[str, Any]) -> None:
+        self.stream.write(json.dumps(event, default=str, sort_keys=False) + "\n")
+        self.stream.flush()
+
+
+class PlainLines:
+    """One line per meaningful change (no repeated waiting lines), for logs and pipes."""
+
+    def __init__(self, stream: IO[str]) -> None:
+        self.stream = stream
+
+    def __call__(self, e: dict[str, Any]) -> None:
+        kind = e["event"]
+        who = e.get("vm") or ("setup" if "vm" in e else e.get("plan", ""))
+        if kind == "run_started":
+            line = f"plan {e['plan']}: run {e.get('run')} started ({e.get('vms')} VMs)"
+        elif kind == "run_finished":
+            line = f"plan {e['plan']}: finished: {e.get('message', '')}"
+        elif kind == "state_entered":
+            line = f"{who}: {e.get('state')}" + (f" [{e['step']}]" if e.get("step") else "")
+        elif kind == "state_waiting":
+            line = f"{who}: {e.get('state')}: {e.get('message', '')}" + \
+                (f" ({e['progress']})" if e.get("progress") else "")
+        elif kind == "retry":
+            line = f"{who}: {e.get('state')}: retrying: {e.get('message', '')}"
+        elif kind in _TERMINAL_EVENTS:
+            line = f"{who}: {_TERMINAL_EVENTS[kind]}" + (f": {e['message']}" if e.get("message") else "")
+        else:
+            return
+        self.stream.write(line + "\n")
+        self.stream.flush()
+
+
+class LiveTable:
+    """A per-VM table redrawn in place (at most every ``interval`` seconds) on a terminal."""
+
+    def __init__(self, stream: IO[str], *, interval: float = 0.25) -> None:
+        self.stream = stream
+        self.interval = interval
+        self.rows: dict[str, dict[str, Any]] = {}
+        self.started: dict[str, float] = {}
+        self._last = 0.0
+        self._drawn = 0
+        self.footer = ""
+
+    def __call__(self, e: dict[str, Any]) -> None:
+        vm = e.get("vm")
+        if vm is not None:
+            row = self.rows.setdefault(vm or "(setup)", {"state": "", "step": "", "waiting": ""})
+            self.started.setdefault(vm or "(setup)", time.monotonic())
+            if e.get("state"):
+                row["state"] = e["state"]
+            if e["event"] == "state_entered":
+                row["step"], row["waiting"] = e.get("step", ""), ""
+            elif e["event"] == "state_waiting":
+                row["waiting"] = (e.get("waiting_for") or e.get("message", "")) + \
+                    (f" {e['progress']}" if e.get("progress") else "")
+            elif e["event"] in _TERMINAL_EVENTS:
+                row["state"] = _TERMINAL_EVENTS[e["event"]]
+                row["waiting"] = e.get("message", "")
+                row["done"] = time.monotonic()
+        if e["event"] == "run_finished":
+            self.footer = f"finished: {e.get('message', '')}"
+            self.draw(force=True)
+        elif time.monotonic() - self._last >= self.interval:
+            self.draw()
+
+    def draw(self, *, force: bool = False) -> None:
+        self._last = time.monotonic()
+        now = time.monotonic()
+        lines = [f"{'VM':32} {'STATE':26} {'STEP':16} {'ELAPSED':>8}  WAITING FOR / PROGRESS"]
+        for vm, row in self.rows.items():
+            elapsed = int(row.get("done", now) - self.started[vm])
+            lines.append(f"{vm[:32]:32} {row['state'][:26]:26} {row['step'][:16]:16} "
+                         f"{elapsed // 60:>5}:{elapsed % 60:02}  {row['waiting'][:70]}")
+        if self.footer:
+            lines.append(self.footer)
+        out = (f"\x1b[{self._drawn}F\x1b[J" if self._drawn else "") + "\n".join(lines) + "\n"
+        self._drawn = len(lines)
+        self.stream.write(out)
+        self.stream.flush()
+
+
+def renderer_for(output: str, stream: IO[str]) -> Any:
+    """``json`` → JSON lines; otherwise a live table on a terminal, plain lines elsewhere."""
+    if output == "json":
+        return JsonLines(stream)
+    isatty = getattr(stream, "isatty", None)
+    return LiveTable(stream) if isatty is not None and isatty() else PlainLines(stream)
