@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
-from jinja2 import TemplateNotFound, TemplateSyntaxError
+from jinja2 import TemplateNotFound, TemplateSyntaxError, nodes
 
 from statemachine.errors import Problem, TemplateError
 from statemachine.expressions import compile_expression, compile_template, make_environment
@@ -234,7 +234,7 @@ class _Checker:
 
     def template_file(self, name: str, path: DocPath) -> Iterator[Problem]:
         try:
-            self.env.get_template(name)
+            self._load_with_includes(name, set())
         except TemplateNotFound as exc:
             missing = exc.name if exc.name and exc.name != name else None
             yield self.p(path, f"template {name!r} not found in {self.it.template_dir}"
@@ -242,6 +242,20 @@ class _Checker:
         except TemplateSyntaxError as exc:
             yield self.p(path, f"template {name!r} has a syntax error at "
                          f"{exc.filename or name}:{exc.lineno}: {exc.message}")
+
+    def _load_with_includes(self, name: str, seen: set[str]) -> None:
+        """Compile ``name`` and every template it includes/imports/extends by a literal name."""
+        if name in seen:
+            return
+        seen.add(name)
+        self.env.get_template(name)
+        assert self.env.loader is not None
+        source = self.env.loader.get_source(self.env, name)[0]
+        for node in self.env.parse(source, name).find_all(
+                (nodes.Include, nodes.Import, nodes.FromImport, nodes.Extends)):
+            if getattr(node, "ignore_missing", False) or not isinstance(node.template, nodes.Const):
+                continue
+            self._load_with_includes(str(node.template.value), seen)
 
 
 def _strongly_connected(nodes: list[str], succ: dict[str, list[str]]) -> list[list[str]]:

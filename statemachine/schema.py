@@ -70,7 +70,8 @@ def validate_document(doc: SourceDoc, schema_name: str) -> None:
 
 def _most_relevant(error: ValidationError) -> ValidationError:
     # oneOf/anyOf: descend to the sub-error that best explains the failure.
-    while error.context:
+    # A titled definition (duration, condition...) explains itself better than any branch.
+    while error.context and not (isinstance(error.schema, dict) and "title" in error.schema):
         deeper = best_match(error.context)
         if deeper is None:
             break
