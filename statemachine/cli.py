@@ -89,12 +89,12 @@ class _ArgparseExit(Exception):
 class _Parser(argparse.ArgumentParser):
     """argparse that returns exit codes instead of calling ``sys.exit`` (usage errors exit 2)."""
 
-    def exit(self, status: int = 0, message: str | None = None) -> Any:  # type: ignore[override]
+    def exit(self, status: int = 0, message: str | None = None) -> Any:
         if message:
             print(message, file=sys.stderr, end="")
         raise _ArgparseExit(status)
 
-    def error(self, message: str) -> Any:  # type: ignore[override]
+    def error(self, message: str) -> Any:
         raise UsageError(f"{self.prog}: {message} (see `{self.prog} --help`)")
 
 

@@ -110,73 +110,6 @@ class SeedReads:
 
     def get(self, cluster: str, api_version: str, kind: str, namespace: str,
             name: str) -> dict[str, Any] | None:
-        """The object, or ``None`` if it does not exist. ``namespace`` is ``""`` when cluster-scoped."""
-        ...
-
-
-@dataclass(frozen=True)
-class RenderedManifest:
-    """One thing a state would do. ``manifest`` is the rendered object for ``apply``/``ensure``;
-    for ``patch`` it is ``{object: REF, type, patch}``, for ``delete`` ``{object: REF}``."""
-
-    state: str
-    cluster: str
-    action: str
-    manifest: dict[str, Any]
-    vm: str | None = None
-    """``namespace/name`` of the VM, ``None`` for setup states."""
-    index: int | None = None
-    """The ``forEach`` index, ``None`` outside ``forEach``."""
-    template: str | None = None
-
-
-class PendingOutputs(dict[str, Any]):
-    """Outputs of states that have not run: unknown names render as ``<output:NAME>``."""
-
-    def __missing__(self, key: str) -> str:
-        return f"<output:{key}>"
-
-
-class SeedReads:
-    """A :class:`ReadSource` over the objects of a simulation seed file."""
-
-    def __init__(self, objects: Mapping[str, Sequence[Mapping[str, Any]]], file: str = "<seed>") -> None:
-        self.file = file
-        self._index: dict[tuple[str, str, str, str, str], dict[str, Any]] = {}
-        for cluster, items in objects.items():
-            for obj in items:
-                meta = obj.get("metadata") or {}
-                key = (cluster, str(obj.get("apiVersion", "")), str(obj.get("kind", "")),
-                       str(meta.get("namespace") or ""), str(meta.get("name", "")))
-                self._index[key] = dict(obj)  # later objects replace earlier ones
-
-    @classmethod
-    def from_file(cls, path: Path) -> SeedReads:
-        """Load a seed file; a malformed one is a :class:`DefinitionError` naming the file."""
-        file = str(path)
-        try:
-            data = yaml.safe_load(path.read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError) as exc:
-            raise DefinitionError(f"{file}: cannot read seed file: {exc}") from None
-        except yaml.YAMLError as exc:
-            mark = getattr(exc, "problem_mark", None)
-            line = mark.line + 1 if mark is not None else None
-            raise DefinitionError("bad seed", [Problem(file, "", f"invalid YAML: {exc}", line)]) from None
-        if data is None:
-            data = {}
-        if not isinstance(data, dict) or set(data) - {"source", "target"}:
-            raise DefinitionError("bad seed", [Problem(file, "", "a seed is a mapping with the keys "
-                                                       "'source' and 'target' (lists of objects)")])
-        objects: dict[str, list[Mapping[str, Any]]] = {}
-        for cluster in ("source", "target"):
-            items = data.get(cluster) or []
-            if not isinstance(items, list) or not all(isinstance(o, dict) for o in items):
-                raise DefinitionError("bad seed", [Problem(file, cluster, "must be a list of objects")])
-            objects[cluster] = items
-        return cls(objects, file)
-
-    def get(self, cluster: str, api_version: str, kind: str, namespace: str,
-            name: str) -> dict[str, Any] | None:
         found = self._index.get((cluster, api_version, kind, namespace, name))
         if found is None and namespace == "default":
             # Seeds may leave namespaced objects' namespace out; the API server defaults it.
@@ -209,7 +142,7 @@ def _read_one(source: ReadSource, spec: ReadSpec, ctx: Mapping[str, Any], where:
         at = f"{ref.namespace}/{ref.name}" if ref.namespace else ref.name
         origin = getattr(source, "file", None)
         found_in = f" in {origin}" if origin else ""
-        raise DefinitionError(f"{where}: read {spec.name}: {ref.kind} {at} not found on the "
+        raise DefinitionError(f"{where}: {ref.kind} {at} not found on the "
                               f"{cluster} cluster{found_in}")
     return obj
 
