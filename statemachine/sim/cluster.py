@@ -41,7 +41,7 @@ from statemachine.sim.faults import FaultInjector
 from statemachine.sim.openapi import Validator
 from statemachine.sim.requestlog import RequestLog
 from statemachine.sim.seed import CLUSTERS, load_seed
-from statemachine.sim.store import Obj, Store
+from statemachine.sim.store import DEFAULT_HISTORY, Obj, Store
 from statemachine.sim.tls import ServerCert, make_cert
 
 
@@ -65,7 +65,8 @@ class SimulatedClusters:
                  tick: float = DEFAULT_TICK, openapi_dir: str | Path | None = None,
                  fault_rate: float = 0.0, request_log: str | Path | None = None,
                  kubeconfig_out: str | Path | None = None, controllers: bool = True,
-                 fault_seed: int | None = None, tls: bool = True) -> None:
+                 fault_seed: int | None = None, tls: bool = True,
+                 history: int = DEFAULT_HISTORY) -> None:
         self._seed = load_seed(seed)  # validate before anything starts
         self.tick = tick
         self.openapi_dir = openapi_dir
@@ -75,6 +76,7 @@ class SimulatedClusters:
         self._kubeconfig_out = Path(kubeconfig_out) if kubeconfig_out else None
         self._with_controllers = controllers
         self._tls = tls
+        self._history = history
         self.cert: ServerCert | None = None
         self.network = SimNetwork()
         self.contexts: dict[str, ClusterContext] = {}
@@ -102,7 +104,7 @@ class SimulatedClusters:
         self.cert = make_cert(Path(self._tmpdir)) if self._tls else None
         ssl_context = self.cert.server_context() if self.cert is not None else None
         for name in CLUSTERS:
-            store = Store()
+            store = Store(history=self._history)
             ctx = ClusterContext(name, store, self.network, self.contexts, self.tick)
             self.contexts[name] = ctx
             self.network.clusters[name] = ctx
