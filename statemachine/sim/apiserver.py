@@ -25,7 +25,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import yaml
 
-from statemachine.errors import ClusterError, PermanentClusterError
+from statemachine.errors import ClusterError, Invalid, PermanentClusterError
 from statemachine.sim import auth, discovery, openapi, watch
 from statemachine.sim.faults import FaultInjector
 from statemachine.sim.kinds import Kind
@@ -175,8 +175,8 @@ class Handler(BaseHTTPRequestHandler):
 
     def _send_error(self, exc: ClusterError, route: Route | None) -> None:
         code = exc.status or 500
-        details = None
-        if route is not None:
+        details: dict[str, Any] | None = getattr(exc, "status_details", None)
+        if details is None and route is not None:
             details = {"name": route.name, "group": route.kind.group, "kind": route.kind.plural}
             if not route.name:
                 details.pop("name")
@@ -363,11 +363,19 @@ class Handler(BaseHTTPRequestHandler):
             return
         problems = validator.problems(route.kind, obj)
         if problems:
-            group = f".{route.kind.group}" if route.kind.group else ""
+            k = route.kind
+            group = f".{k.group}" if k.group else ""
             name = (obj.get("metadata") or {}).get("name") or route.name
-            raise PermanentClusterError(
-                f'{route.kind.kind}{group} "{name}" is invalid: ' + ", ".join(problems),
-                status=422, reason="Invalid")
+            exc = Invalid(f'{k.kind}{group} "{name}" is invalid: ' +
+                          ", ".join(f"{field}: {msg}" for field, msg in problems),
+                          status=422, reason="Invalid")
+            # As upstream: an Invalid Status names the Kind (not the plural) and lists causes,
+            # which kubectl prints one per line.
+            exc.status_details = {  # type: ignore[attr-defined]
+                "name": name, "group": k.group, "kind": k.kind,
+                "causes": [{"reason": "FieldValueInvalid", "message": msg, "field": field}
+                           for field, msg in problems]}
+            raise exc
 
     def _serve(self, method: str, route: Route, query: dict[str, str], raw: bytes,
                is_watch: bool) -> None:

@@ -127,8 +127,9 @@ class Validator:
     def knows(self, kind: Kind) -> bool:
         return (kind.api_version, kind.kind) in self._validators
 
-    def problems(self, kind: Kind, obj: dict[str, Any]) -> list[str]:
-        """Upstream-style field errors (``spec.running: Invalid value: ...``); ``[]`` if valid."""
+    def problems(self, kind: Kind, obj: dict[str, Any]) -> list[tuple[str, str]]:
+        """``(field, message)`` pairs, upstream style (``spec.running``,
+        ``Invalid value: ...``); ``[]`` if valid."""
         validator = self._validators.get((kind.api_version, kind.kind))
         if validator is None:
             return []
@@ -136,5 +137,5 @@ class Validator:
         out = []
         for err in sorted(validator.iter_errors(body), key=lambda e: list(e.absolute_path)):
             path = ".".join(str(p) for p in err.absolute_path) or "<root>"
-            out.append(f"{path}: Invalid value: {err.message}")
+            out.append((path, f"Invalid value: {err.message}"))
         return out
