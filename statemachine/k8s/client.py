@@ -234,7 +234,11 @@ class KubeCluster:
     @staticmethod
     def _json(resp: Any) -> Any:
         data = resp.data
-        return json.loads(data) if data else {}
+        try:
+            return json.loads(data) if data else {}
+        except ValueError:  # e.g. an HTML page from a proxy; never echo the body
+            raise PermanentClusterError("the API server answered with something other than "
+                                        "JSON") from None
 
     def _path(self, resource: Any, namespace: str, name: str = "") -> str:
         ns = namespace if resource.namespaced else None
@@ -414,17 +418,14 @@ class KubeCluster:
                       handle: StreamHandle) -> Iterator[Obj]:
         """Raw watch events from ``rv``; ERROR events are raised (``Gone`` for 410)."""
         path = self._path(resource, key.namespace)
-        def open_stream() -> Any:
-            return self._dyn.request(
-                "get", path, watch=True, resource_version=rv or None, timeout_seconds=timeout,
-                allow_watch_bookmarks=True, serialize=False,
-                # connect timeout; read timeout only as a backstop for a silent dead stream.
-                _request_timeout=(10, timeout + 30))
-
         # No retry here: the informer loop backs off and re-watches on its own.
         self._count("watch")
         try:
-            resp = open_stream()
+            resp = self._dyn.request(
+                "get", path, watch=True, resource_version=rv or None, timeout_seconds=timeout,
+                allow_watch_bookmarks=True, serialize=False,
+                # (connect, read) timeouts; the read one is only a backstop for a dead stream.
+                _request_timeout=(10, timeout + 30))
         except Exception as exc:
             raise _translated(exc, self.name) from exc
         handle.attach(resp)
@@ -449,7 +450,9 @@ class KubeCluster:
             resp.release_conn()
 
     def close(self) -> None:
-        """Stop every shared watch and close the connection pool."""
+        """Stop every shared watch and close the connection pool (idempotent)."""
+        if self._closed:
+            return
         self._closed = True
         with self._informers_lock:
             informers = list(self._informers.values())
