@@ -18,6 +18,9 @@ import logging
 from pathlib import Path
 from typing import IO, Any
 
+# The submodule ``preflight`` is imported first on purpose: the function of the same name below
+# must be what ``statemachine.engine.preflight`` means (a later submodule import would rebind it).
+from statemachine.engine import preflight as _checks  # noqa: I001
 from statemachine.engine.core import Engine, RunResult, VmResult
 from statemachine.engine.journal import Journal, request_cancel
 from statemachine.errors import PreflightError
@@ -53,7 +56,6 @@ def run(plan: Any, itinerary: Any, *, state_dir: Path, max_in_flight: int | None
 
     from statemachine.engine import adapt
     from statemachine.engine.connect import connect_plan
-    from statemachine.engine.preflight import run_checks
     from statemachine.engine.progress import renderer_for
 
     stream = stream or sys.stdout
@@ -74,7 +76,7 @@ def run(plan: Any, itinerary: Any, *, state_dir: Path, max_in_flight: int | None
             setup_rec = replay.vms.get("")
             setup_fresh = setup_rec is None or setup_rec.terminal != "Completed"
             if fresh or setup_fresh:
-                findings = run_checks(plan, itinerary, clusters, vms=fresh, setup=setup_fresh,
+                findings = _checks.run_checks(plan, itinerary, clusters, vms=fresh, setup=setup_fresh,
                                       servers=conn.servers)
                 _print_findings(findings, sys.stderr if output == "json" else stream)
                 if findings.blocking:
@@ -92,10 +94,9 @@ def run(plan: Any, itinerary: Any, *, state_dir: Path, max_in_flight: int | None
 def preflight(plan: Any, itinerary: Any, *, stream: IO[str]) -> int:
     """Cluster checks for ``smrun validate``: 0 when nothing blocks; raises PreflightError (3)."""
     from statemachine.engine.connect import connect_plan
-    from statemachine.engine.preflight import run_checks
 
     with connect_plan(plan) as conn:
-        findings = run_checks(plan, itinerary, {"source": conn.source, "target": conn.target},
+        findings = _checks.run_checks(plan, itinerary, {"source": conn.source, "target": conn.target},
                               servers=conn.servers)
     _print_findings(findings, stream)
     if findings.blocking:

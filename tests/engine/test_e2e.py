@@ -1,0 +1,246 @@
+"""The engine end to end: simulated clusters over HTTP, the real client, the real language.
+
+The simulator is started in the test process (so it outlives a killed ``smrun run``); smrun gets
+a plan with kubeconfig contexts. Objects are counted in the simulator's store (``ADDED`` events),
+so "never created twice" is checked at the source, even for creates whose answer was dropped.
+"""
+from __future__ import annotations
+
+import io
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import statemachine.engine as engine
+from statemachine.errors import LockHeld, PreflightError
+from statemachine.itinerary import load_itinerary
+from statemachine.plan import load_plan
+from statemachine.sim.cluster import SimulatedClusters
+
+DATA = Path(__file__).resolve().parent.parent / "data" / "engine"
+ITINERARY = DATA / "itinerary.yaml"
+STUCK = DATA / "itinerary-stuck.yaml"
+KINDS = ("ConfigMap", "Job")
+
+
+def write_plan(tmp: Path, sim: SimulatedClusters, names: list[str], *, itinerary: Path = ITINERARY,
+               target_context: str = "target", max_in_flight: int = 5, name: str = "e2e") -> Path:
+    vms = "".join(f"    - {{name: {n}, namespace: shop}}\n" for n in names)
+    path = tmp / f"{name}.yaml"
+    path.write_text(f"""apiVersion: smrun.io/v1alpha1
+kind: Plan
+metadata: {{name: {name}}}
+spec:
+  type: cold
+  itinerary: {itinerary}
+  source: {{kubeconfig: {sim.kubeconfig_path}, context: source}}
+  target: {{kubeconfig: {sim.kubeconfig_path}, context: {target_context}}}
+  settings: {{maxInFlight: {max_in_flight}, stepTimeout: 1m}}
+  vms:
+{vms}""", encoding="utf-8")
+    return path
+
+
+class Creations:
+    """Counts every object the target store ever added, by (kind, name)."""
+
+    def __init__(self, sim: SimulatedClusters) -> None:
+        self.store = sim.store("target")
+        self.added: Counter[tuple[str, str]] = Counter()
+        self.store.subscribe(self._on)
+
+    def _on(self, event: Any) -> None:
+        if event.type == "ADDED":
+            self.added[(event.obj["kind"], event.obj["metadata"]["name"])] += 1
+
+    def left(self, plan: str) -> list[str]:
+        return [f"{k} {o['metadata']['name']}" for k in KINDS
+                for o in self.store.list(k, "shop", label_selector=f"smrun.io/plan={plan}")]
+
+
+@pytest.fixture
+def simc(tmp_path: Path) -> Iterator[SimulatedClusters]:
+    with SimulatedClusters(seed=DATA / "seed.yaml", tick=0.02,
+                           kubeconfig_out=tmp_path / "kubeconfig") as sim:
+        yield sim
+
+
+def run_lib(plan_path: Path, state_dir: Path, **kw: Any) -> tuple[int, list[dict[str, Any]]]:
+    plan = load_plan(plan_path)
+    out = io.StringIO()
+    code = engine.run(plan, load_itinerary(plan.itinerary), state_dir=state_dir, output="json",
+                      stream=out, resync=0.3, **kw)
+    return code, [json.loads(line) for line in out.getvalue().splitlines()]
+
+
+def test_twenty_vms_complete_with_at_most_five_in_flight(simc: SimulatedClusters, tmp_path: Path) -> None:
+    created = Creations(simc)
+    names = [f"vm-{i}" for i in range(20)]
+    code, events = run_lib(write_plan(tmp_path, simc, names), tmp_path / "state")
+    assert code == 0, [e for e in events if e["event"] == "vm_failed"][:1]
+    live = peak = 0
+    for e in events:
+        live += {"vm_started": 1, "vm_succeeded": -1, "vm_failed": -1, "vm_canceled": -1}.get(e["event"], 0)
+        peak = max(peak, live)
+    assert peak == 5
+    assert events[-1]["event"] == "run_finished" and events[-1]["completed"] == 20
+    store = simc.store("target")
+    job = store.get("Job", "shop", "vm-7-job")
+    assert store.get("ConfigMap", "shop", "vm-7-result")["data"]["jobUid"] == job["metadata"]["uid"]
+    labels = job["metadata"]["labels"]
+    assert labels["smrun.io/vm"] == "vm-7" and labels["smrun.io/state"] == "RunJob"
+    assert "smrun.io/manifest-hash" in job["metadata"]["annotations"]
+    assert set(created.added.values()) == {1} and len(created.added) == 60
+
+
+def test_failed_job_undoes_and_exits_1_and_timeout_names_the_clause(
+        simc: SimulatedClusters, tmp_path: Path) -> None:
+    created = Creations(simc)
+    code, events = run_lib(write_plan(tmp_path, simc, ["bad-1", "ok-1"]), tmp_path / "state")
+    assert code == 1
+    failed = [e for e in events if e["event"] == "vm_failed"]
+    assert [e["vm"] for e in failed] == ["shop/bad-1"] and "RunJob" in failed[0]["message"]
+    assert [n for n in created.left("e2e") if "bad-1" in n] == []
+    code, events = run_lib(write_plan(tmp_path, simc, ["slow-1"], itinerary=STUCK, name="stuck"),
+                           tmp_path / "state")
+    assert code == 1
+    (msg,) = [e["message"] for e in events if e["event"] == "vm_failed"]
+    assert msg.startswith("WaitForever: timed out after 2s: ready: object.data.phase == 'Succeeded' "
+                          "was false (object.data.phase = 'Pending')")
+    assert created.left("stuck") == []
+
+
+def test_cancel_during_a_wait_runs_undo_and_ends_canceled(simc: SimulatedClusters, tmp_path: Path) -> None:
+    plan_path = write_plan(tmp_path, simc, ["c-1"], itinerary=STUCK, name="cancel")
+    plan = load_plan(plan_path)
+    created = Creations(simc)
+    state = tmp_path / "state"
+
+    class Stream(io.StringIO):
+        def write(self, text: str) -> int:
+            if '"state_waiting"' in text and not getattr(self, "sent", False):
+                self.sent = True
+                assert engine.cancel(plan, state_dir=state, vms=None) == 0
+            return super().write(text)
+
+    out = Stream()
+    code = engine.run(plan, load_itinerary(plan.itinerary), state_dir=state, output="json",
+                      stream=out, resync=0.1)
+    events = [json.loads(line) for line in out.getvalue().splitlines()]
+    assert code == 1
+    assert [e["event"] for e in events if e["event"].startswith("vm_")][-1] == "vm_canceled"
+    assert created.left("cancel") == [] and created.added[("ConfigMap", "c-1-config")] == 1
+    assert engine.status(plan, state_dir=state)[0]["phase"] == "Canceled"
+
+
+def test_with_faults_the_run_completes_and_retries_are_logged(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.WARNING)
+    with SimulatedClusters(seed=DATA / "seed.yaml", tick=0.02, fault_rate=0.2, fault_seed=7,
+                           kubeconfig_out=tmp_path / "kubeconfig") as sim:
+        created = Creations(sim)
+        code, events = run_lib(write_plan(tmp_path, sim, [f"f-{i}" for i in range(4)]), tmp_path / "state")
+    assert code == 0, [e for e in events if e["event"] == "vm_failed"][:1]
+    assert "retry" in caplog.text.lower()
+    assert set(created.added.values()) == {1}
+
+
+def test_user_without_create_rights_is_refused_before_anything_is_created(
+        simc: SimulatedClusters, tmp_path: Path) -> None:
+    created = Creations(simc)
+    plan = load_plan(write_plan(tmp_path, simc, ["r-1"], target_context="target-viewer", name="rbac"))
+    itinerary = load_itinerary(plan.itinerary)
+    for call in (lambda: engine.preflight(plan, itinerary, stream=io.StringIO()),
+                 lambda: engine.run(plan, itinerary, state_dir=tmp_path / "state", output="json",
+                                    stream=io.StringIO())):
+        with pytest.raises(PreflightError) as info:
+            call()
+        assert info.value.exit_code == 3
+        text = str(info.value)
+        assert "target: missing permission: create v1 ConfigMap in namespace shop" in text
+        assert "target: missing permission: create batch/v1 Job in namespace shop" in text
+    assert created.added == Counter()
+
+
+# -- subprocess: kill -9 and the lock ---------------------------------------------------------------
+def smrun(plan: Path, state: Path) -> subprocess.Popen[str]:
+    env = dict(os.environ, SMRUN_RESYNC_SECONDS="0.3")
+    return subprocess.Popen([sys.executable, "-m", "statemachine", "run", str(plan), "--state-dir",
+                             str(state), "--output", "json"], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=env)
+
+
+def run_until(plan: Path, state: Path, *, event: str, state_name: str, nth: int = 1) -> None:
+    """Start ``smrun run`` and kill -9 it right after the ``nth`` matching progress event."""
+    proc = smrun(plan, state)
+    seen = 0
+    assert proc.stdout is not None
+    for line in proc.stdout:
+        e = json.loads(line)
+        if e["event"] == event and e.get("state") == state_name:
+            seen += 1
+            if seen == nth:
+                os.kill(proc.pid, signal.SIGKILL)
+                break
+    proc.wait(timeout=30)
+
+
+KILL_POINTS = [("state_entered", "MakeConfig"), ("state_entered", "RunJob"),
+               ("state_waiting", "RunJob"), ("state_completed", "RunJob"),
+               ("state_entered", "UseOutput"), ("state_completed", "UseOutput")]
+
+
+@pytest.mark.slow
+def test_kill_9_at_every_boundary_then_rerun_completes_without_duplicates(
+        simc: SimulatedClusters, tmp_path: Path) -> None:
+    created = Creations(simc)
+    for i, (event, state_name) in enumerate(KILL_POINTS):
+        plan = write_plan(tmp_path, simc, [f"k{i}-a", f"k{i}-b", f"bad-k{i}"], name=f"kill{i}")
+        run_until(plan, tmp_path / "state", event=event, state_name=state_name, nth=2)
+        proc = smrun(plan, tmp_path / "state")
+        out, err = proc.communicate(timeout=60)
+        assert proc.returncode == 1, err  # bad-k* fails (its Job fails), the others complete
+        finals = {e["vm"]: e["event"] for e in map(json.loads, out.splitlines())
+                  if e["event"] in ("vm_succeeded", "vm_failed")}
+        assert finals.get(f"shop/k{i}-a", "vm_succeeded") == "vm_succeeded"
+        rows = {r["vm"]: r["phase"] for r in engine.status(load_plan(plan), state_dir=tmp_path / "state")}
+        assert rows == {f"shop/k{i}-a": "Completed", f"shop/k{i}-b": "Completed",
+                        f"shop/bad-k{i}": "Failed"}, (event, state_name)
+        assert [n for n in created.left(f"kill{i}") if "bad" in n] == [], (event, state_name)
+    assert set(created.added.values()) == {1}
+
+
+def test_a_second_run_of_the_same_plan_refuses(simc: SimulatedClusters, tmp_path: Path) -> None:
+    plan = write_plan(tmp_path, simc, ["l-1"], itinerary=STUCK, name="locked")
+    first = smrun(plan, tmp_path / "state")
+    try:
+        assert first.stdout is not None
+        for line in first.stdout:
+            if json.loads(line)["event"] == "state_waiting":
+                break
+        second = subprocess.run([sys.executable, "-m", "statemachine", "run", str(plan), "--state-dir",
+                                 str(tmp_path / "state")], capture_output=True, text=True, timeout=60)
+        assert second.returncode == 2
+        assert "already running" in second.stderr
+    finally:
+        first.kill()
+        first.wait(timeout=30)
+    journal = engine.Journal.for_plan(tmp_path / "state", "locked")
+    journal.lock()  # released once the first process is gone
+    journal.close()
+    with pytest.raises(LockHeld):
+        held = engine.Journal.for_plan(tmp_path / "state", "locked")
+        held.lock()
+        try:
+            engine.Journal.for_plan(tmp_path / "state", "locked").lock()
+        finally:
+            held.close()
