@@ -191,3 +191,15 @@ def test_faults_are_retried_logged_and_never_create_twice(
                for r in retries)
     stats = cluster.stats()
     assert stats["create"] + stats["get"] > 16  # the retried attempts are counted too
+
+
+def test_a_wrong_token_is_forbidden_at_connect(sim: Any, tmp_path: Path) -> None:
+    config = yaml.safe_load(sim.kubeconfig_path.read_text())
+    for user in config["users"]:
+        user["user"]["token"] = "not-a-valid-token"
+    path = tmp_path / "bad-kubeconfig"
+    path.write_text(yaml.safe_dump(config))
+    with pytest.raises(errors.Forbidden) as info:
+        connect(name="source", kubeconfig=path, context="source", cache_dir=tmp_path / "c")
+    assert info.value.status == 401
+    assert "not-a-valid-token" not in str(info.value)
