@@ -1,0 +1,137 @@
+"""The simulated Job controller: a Job runs for one tick, then completes (or fails on request).
+
+Tick 1: ``status.active: 1``, ``startTime``, a Pod ``<job>-<suffix>`` (labels ``job-name``,
+``batch.kubernetes.io/job-name``, ``controller-uid``; owned by the Job) in phase Running.
+Tick 2: success — Pod ``Succeeded`` with ``containerStatuses[0].state.terminated`` (exit code 0 and
+the termination message), Job ``succeeded: 1``, ``completionTime``, conditions
+``SuccessCriteriaMet=True`` and ``Complete=True``; or, with ``sim.smrun.io/fail: "true"``, Pod
+``Failed`` (exit code 1), Job ``failed: 1``, conditions ``FailureTarget=True`` and ``Failed=True``
+reason ``BackoffLimitExceeded``.
+
+Termination message: the annotation ``sim.smrun.io/termination-message`` on the Job is copied as
+is; otherwise a delta-copy Job (one whose container env names a VirtualMachineBackup export
+``.../virtualmachineexports/<backup>/exports/<volume>/map|data`` URL) reports the
+deterministic ``{"dirtyBytes", "copiedBytes", "seconds"}`` of that backup (``backup.py``). The
+message also lands in the Job annotation ``sim.smrun.io/termination-message-out`` so a client
+without Pod access can read it.
+
+What it does not do: parallelism, retries up to ``backoffLimit``, ``activeDeadlineSeconds``, TTL.
+"""
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+from statemachine.sim.controller import ClusterContext, Controller
+from statemachine.sim.controllers import addresses
+from statemachine.sim.controllers.backup import dirty_bytes_of
+from statemachine.sim.controllers.conditions import (
+    annotations, condition_is, now, set_condition, wants_failure)
+from statemachine.sim.store import Obj
+
+MESSAGE_IN = "sim.smrun.io/termination-message"
+MESSAGE_OUT = "sim.smrun.io/termination-message-out"
+_BACKUP_URL = re.compile(r"https://([^/]+)/api/export\.kubevirt\.io/v1/namespaces/([^/]+)/"
+                         r"virtualmachineexports/([^/]+)/exports/([^/]+)/(?:map|data)")
+
+
+def _env_values(job: Obj) -> list[str]:
+    spec = ((job.get("spec") or {}).get("template") or {}).get("spec") or {}
+    out = []
+    for container in spec.get("containers") or []:
+        out += [str(e.get("value", "")) for e in container.get("env") or []]
+        out += [str(a) for a in (container.get("args") or []) + (container.get("command") or [])]
+    return out
+
+
+def termination_message(ctx: ClusterContext, job: Obj) -> str:
+    given = annotations(job).get(MESSAGE_IN)
+    if given is not None:
+        return given
+    for value in _env_values(job):
+        found = _BACKUP_URL.search(value)
+        if not found:
+            continue
+        host, ns, backup, volume = found.groups()
+        owner = addresses.cluster_of_export_host(host, list(ctx.clusters))
+        if owner is None:
+            continue
+        dirty = dirty_bytes_of(ctx.clusters[owner], ns, backup, volume)
+        if dirty is not None:
+            return json.dumps({"dirtyBytes": dirty, "copiedBytes": dirty, "seconds": 1})
+    return ""
+
+
+class JobController(Controller):
+    """Runs Jobs (see module docstring)."""
+
+    watches = ("Job",)
+
+    def reconcile(self, ctx: ClusterContext, obj: Obj) -> bool | None:
+        md = obj["metadata"]
+        ns, name = md.get("namespace"), md["name"]
+        status: dict[str, Any] = dict(obj.get("status") or {})
+        if md.get("deletionTimestamp") or condition_is(status, "Complete") \
+                or condition_is(status, "Failed"):
+            return None
+        pod_name = f"{name}-{md['uid'][:5]}"
+        if not status.get("startTime"):
+            status.update({"active": 1, "startTime": now(), "ready": 0})
+            self._pod(ctx, obj, pod_name)
+            ctx.store.update_status("Job", ns, name, status)
+            return True
+        failing = wants_failure(obj)
+        message = "" if failing else termination_message(ctx, obj)
+        pod = ctx.store.try_get("Pod", ns, pod_name)
+        if pod is not None:
+            terminated = {"exitCode": 1 if failing else 0,
+                          "reason": "Error" if failing else "Completed",
+                          "startedAt": status["startTime"], "finishedAt": now()}
+            if message:
+                terminated["message"] = message
+            pod_status = {"phase": "Failed" if failing else "Succeeded", "containerStatuses": [
+                {"name": self._container(obj), "ready": False, "restartCount": 0,
+                 "state": {"terminated": terminated}}]}
+            ctx.store.update_status("Pod", ns, pod_name, pod_status)
+        status.pop("active", None)
+        status["ready"] = 0
+        if failing:
+            status["failed"] = 1
+            set_condition(status, "FailureTarget", "True", "BackoffLimitExceeded",
+                          "Job has reached the specified backoff limit", style="meta")
+            set_condition(status, "Failed", "True", "BackoffLimitExceeded",
+                          "Job has reached the specified backoff limit", style="meta")
+        else:
+            status["succeeded"] = 1
+            status["completionTime"] = now()
+            set_condition(status, "SuccessCriteriaMet", "True", "CompletionsReached",
+                          "Reached expected number of succeeded pods", style="meta")
+            set_condition(status, "Complete", "True", "CompletionsReached",
+                          "Reached expected number of succeeded pods", style="meta")
+        if message:
+            ctx.store.mutate("Job", ns, name, lambda o: o["metadata"].setdefault(
+                "annotations", {}).update({MESSAGE_OUT: message}))
+        ctx.store.update_status("Job", ns, name, status)
+        return None
+
+    @staticmethod
+    def _container(job: Obj) -> str:
+        spec = ((job.get("spec") or {}).get("template") or {}).get("spec") or {}
+        containers = spec.get("containers") or [{}]
+        return str(containers[0].get("name", "main"))
+
+    def _pod(self, ctx: ClusterContext, job: Obj, pod_name: str) -> None:
+        md = job["metadata"]
+        template = (job.get("spec") or {}).get("template") or {}
+        labels = dict((template.get("metadata") or {}).get("labels") or {})
+        labels.update({"job-name": md["name"], "batch.kubernetes.io/job-name": md["name"],
+                       "controller-uid": md["uid"], "batch.kubernetes.io/controller-uid": md["uid"]})
+        body = {"metadata": {"name": pod_name, "namespace": md.get("namespace"), "labels": labels,
+                             "ownerReferences": [{"apiVersion": "batch/v1", "kind": "Job",
+                                                  "name": md["name"], "uid": md["uid"],
+                                                  "controller": True, "blockOwnerDeletion": True}]},
+                "spec": template.get("spec") or {"containers": []}}
+        if ctx.store.try_get("Pod", md.get("namespace"), pod_name) is None:
+            ctx.store.create("Pod", body)
+        ctx.store.update_status("Pod", md.get("namespace"), pod_name, {"phase": "Running"})

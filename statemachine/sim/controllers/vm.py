@@ -1,0 +1,274 @@
+"""The simulated VirtualMachine controller: VM ↔ VMI per runStrategy, and the VM status.
+
+Run strategies (kubevirt-lifecycle.md §1.6 steps 21/25, §2):
+
+- ``Always``: create the VMI when none exists (once every ``dataVolumeTemplates`` DV is Succeeded,
+  WaitForFirstConsumer or PendingPopulation, creating missing template DVs and claiming existing
+  ones); a final VMI is deleted so it restarts, except a decentralized migration source whose
+  migration completed: then ``spec.runStrategy`` becomes ``Halted``.
+- ``RerunOnFailure``: like Always, but a Succeeded VMI is kept (not restarted).
+- ``Halted``: a non-final VMI is deleted (shown as ``Stopping``), a final one too.
+- ``Manual`` / ``Once``: a VMI is created only for ``Once`` and only if none ever existed; nothing else.
+- ``WaitAsReceiver``: create a receiver VMI (annotation ``kubevirt.io/create-migration-target``);
+  when it is no longer a receiver and its migration completed without failure, ``spec.runStrategy``
+  := annotation ``kubevirt.io/restore-run-strategy`` (kept on the VM).
+
+Status: ``printableStatus`` by the first-match rules of §2.2, ``created``, ``ready``,
+``runStrategy``, ``conditions`` (``Ready`` from the VMI; every other VMI condition copied
+verbatim; ``Failure`` when an instancetype or preference is missing, in which case no VMI is made).
+
+The controller watches VMs and VMIs (a VMI event reconciles its owner VM). What it does not do:
+ControllerRevisions, instancetype expansion, restart-required detection, start/stop subresources.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from statemachine.sim.controller import ClusterContext, Controller
+from statemachine.sim.controllers.conditions import annotations, get_condition, set_condition
+from statemachine.sim.controllers.vmi import (
+    FINAL_PHASES, RECEIVER_ANNOTATION, VM_FINALIZER, is_receiver)
+from statemachine.sim.store import Obj
+
+RESTORE_ANNOTATION = "kubevirt.io/restore-run-strategy"
+DV_READY_PHASES = ("Succeeded", "WaitForFirstConsumer", "PendingPopulation")
+_VM_OWNED_CONDITIONS = ("Ready", "Failure")
+
+
+def run_strategy(vm: Obj) -> str:
+    spec = vm.get("spec") or {}
+    if spec.get("runStrategy"):
+        return str(spec["runStrategy"])
+    if "running" in spec:
+        return "Always" if spec.get("running") else "Halted"
+    return "Halted"
+
+
+def migration_completed(vmi: Obj) -> bool:
+    return bool(((vmi.get("status") or {}).get("migrationState") or {}).get("completed"))
+
+
+def is_decentralized_source(vmi: Obj) -> bool:
+    state = (vmi.get("status") or {}).get("migrationState") or {}
+    return bool((state.get("targetState") or {}).get("syncAddress")) and not (
+        (state.get("sourceState") or {}).get("syncAddress"))
+
+
+class VirtualMachineController(Controller):
+    """VM ↔ VMI per runStrategy and VM status (see module docstring)."""
+
+    watches = ("VirtualMachine", "VirtualMachineInstance")
+
+    def reconcile(self, ctx: ClusterContext, obj: Obj) -> bool | None:
+        if obj["kind"] == "VirtualMachineInstance":
+            vm = ctx.store.try_get("VirtualMachine", obj["metadata"].get("namespace"),
+                                   obj["metadata"]["name"])
+            return self._sync(ctx, vm) if vm is not None else None
+        return self._sync(ctx, obj)
+
+    def deleted(self, ctx: ClusterContext, obj: Obj) -> None:
+        if obj["kind"] == "VirtualMachineInstance":
+            vm = ctx.store.try_get("VirtualMachine", obj["metadata"].get("namespace"),
+                                   obj["metadata"]["name"])
+            if vm is not None:
+                self._sync(ctx, vm)
+
+    # ------------------------------------------------------------------ run strategy
+    def _sync(self, ctx: ClusterContext, vm: Obj) -> bool | None:
+        md = vm["metadata"]
+        ns, name = md.get("namespace"), md["name"]
+        vmi = ctx.store.try_get("VirtualMachineInstance", ns, name)
+        failure = self._missing_references(ctx, vm)
+        requeue: bool | None = None
+        rs = run_strategy(vm)
+        if not md.get("deletionTimestamp") and failure is None:
+            dvs_ready = self._data_volumes_ready(ctx, vm)
+            vmi_phase = ((vmi or {}).get("status") or {}).get("phase", "")
+            being_deleted = bool(vmi and vmi["metadata"].get("deletionTimestamp"))
+            if rs == "Halted" or (rs == "Manual" and vmi is None):
+                if vmi is not None and not being_deleted:
+                    ctx.store.delete("VirtualMachineInstance", ns, name)
+            elif vmi is None:
+                if rs in ("Always", "RerunOnFailure", "WaitAsReceiver") or (
+                        rs == "Once" and not (vm.get("status") or {}).get("created")):
+                    if dvs_ready:
+                        vmi = self._create_vmi(ctx, vm, receiver=rs == "WaitAsReceiver")
+                    else:
+                        requeue = True
+            elif being_deleted:
+                requeue = True
+            elif rs == "WaitAsReceiver":
+                restore = annotations(vm).get(RESTORE_ANNOTATION)
+                if (restore and not is_receiver(vmi) and migration_completed(vmi)
+                        and not vmi["status"]["migrationState"].get("failed")):
+                    ctx.store.mutate("VirtualMachine", ns, name,
+                                     lambda o: o["spec"].update({"runStrategy": restore}))
+                    vm = ctx.store.get("VirtualMachine", ns, name)
+                    rs = restore
+            elif vmi_phase in FINAL_PHASES and rs in ("Always", "RerunOnFailure"):
+                if is_decentralized_source(vmi) and migration_completed(vmi):
+                    if rs == "Always":
+                        ctx.store.mutate("VirtualMachine", ns, name,
+                                         lambda o: o["spec"].update({"runStrategy": "Halted"}))
+                        vm = ctx.store.get("VirtualMachine", ns, name)
+                        rs = "Halted"
+                    else:
+                        ctx.store.delete("VirtualMachineInstance", ns, name)
+                elif rs == "Always" or vmi_phase == "Failed":
+                    ctx.store.delete("VirtualMachineInstance", ns, name)
+                    requeue = True
+        elif md.get("deletionTimestamp") and vmi is not None:
+            if not vmi["metadata"].get("deletionTimestamp"):
+                ctx.store.delete("VirtualMachineInstance", ns, name)
+        self._write_status(ctx, vm, ctx.store.try_get("VirtualMachineInstance", ns, name), rs,
+                           failure)
+        return requeue
+
+    def _missing_references(self, ctx: ClusterContext, vm: Obj) -> tuple[str, str] | None:
+        spec = vm.get("spec") or {}
+        ns = vm["metadata"].get("namespace")
+        for field, namespaced, cluster, reason in (
+                ("instancetype", "virtualmachineinstancetype", "VirtualMachineClusterInstancetype",
+                 "FailedFindInstancetype"),
+                ("preference", "virtualmachinepreference", "VirtualMachineClusterPreference",
+                 "FailedFindPreference")):
+            ref = spec.get(field)
+            if not ref or not ref.get("name"):
+                continue
+            kind = str(ref.get("kind") or "").lower().rstrip("s")
+            if kind == namespaced:
+                found = ctx.store.try_get(
+                    "VirtualMachineInstancetype" if field == "instancetype"
+                    else "VirtualMachinePreference", ns, ref["name"])
+            else:
+                found = ctx.store.try_get(cluster, None, ref["name"])
+            if found is None:
+                what = ref.get("kind") or cluster
+                return reason, f'{what}.{"instancetype.kubevirt.io"} "{ref["name"]}" not found'
+        return None
+
+    def _data_volumes_ready(self, ctx: ClusterContext, vm: Obj) -> bool:
+        md = vm["metadata"]
+        ns = md.get("namespace")
+        owner = {"apiVersion": "kubevirt.io/v1", "kind": "VirtualMachine", "name": md["name"],
+                 "uid": md["uid"], "controller": True, "blockOwnerDeletion": True}
+        ready = True
+        for tpl in (vm.get("spec") or {}).get("dataVolumeTemplates") or []:
+            tmd = tpl.get("metadata") or {}
+            dv = ctx.store.try_get("DataVolume", ns, tmd.get("name", ""))
+            if dv is None:
+                body = {"metadata": {**tmd, "namespace": ns, "ownerReferences": [owner]},
+                        "spec": tpl.get("spec") or {}}
+                ctx.store.create("DataVolume", body)
+                ready = False
+                continue
+            if not any(r.get("uid") == md["uid"] for r in dv["metadata"].get("ownerReferences")
+                       or []):
+                ctx.store.mutate("DataVolume", ns, dv["metadata"]["name"], lambda o: o[
+                    "metadata"].setdefault("ownerReferences", []).append(owner))
+            if (dv.get("status") or {}).get("phase") not in DV_READY_PHASES:
+                ready = False
+        return ready
+
+    def _create_vmi(self, ctx: ClusterContext, vm: Obj, *, receiver: bool) -> Obj:
+        md = vm["metadata"]
+        template = (vm.get("spec") or {}).get("template") or {}
+        tmd = template.get("metadata") or {}
+        notes = dict(tmd.get("annotations") or {})
+        notes["kubevirt.io/vm-generation"] = str(md.get("generation", 1))
+        if receiver:
+            notes[RECEIVER_ANNOTATION] = "true"
+        spec: dict[str, Any] = dict(template.get("spec") or {})
+        domain = dict(spec.get("domain") or {})
+        firmware = dict(domain.get("firmware") or {})
+        firmware.setdefault("uuid", md["uid"])
+        domain["firmware"] = firmware
+        spec["domain"] = domain
+        body = {"metadata": {
+            "name": md["name"], "namespace": md.get("namespace"),
+            "labels": dict(tmd.get("labels") or {}), "annotations": notes,
+            "finalizers": [VM_FINALIZER],
+            "ownerReferences": [{"apiVersion": "kubevirt.io/v1", "kind": "VirtualMachine",
+                                 "name": md["name"], "uid": md["uid"], "controller": True,
+                                 "blockOwnerDeletion": True}]}, "spec": spec}
+        return ctx.store.create("VirtualMachineInstance", body)
+
+    # ------------------------------------------------------------------ status
+    def _write_status(self, ctx: ClusterContext, vm: Obj, vmi: Obj | None, rs: str,
+                      failure: tuple[str, str] | None) -> None:
+        md = vm["metadata"]
+        status: dict[str, Any] = dict(vm.get("status") or {})
+        vmi_status = (vmi or {}).get("status") or {}
+        status["printableStatus"] = self._printable(ctx, vm, vmi, rs)
+        status["created"] = vmi is not None
+        ready = get_condition(vmi_status, "Ready")
+        status["ready"] = bool(ready and ready.get("status") == "True")
+        if vmi is not None or status.get("runStrategy"):
+            status["runStrategy"] = rs
+        conds = [c for c in status.get("conditions") or [] if c.get("type") in _VM_OWNED_CONDITIONS]
+        status["conditions"] = conds
+        if vmi is None:
+            set_condition(status, "Ready", "False", "VMINotExists", "VMI does not exist")
+        elif ready is None:
+            set_condition(status, "Ready", "False", "VMIConditionMissing",
+                          "VMI is missing the Ready condition")
+        else:
+            set_condition(status, "Ready", ready.get("status", "False"), ready.get("reason", ""),
+                          ready.get("message", ""))
+        if failure is not None:
+            set_condition(status, "Failure", "True", failure[0], failure[1])
+        else:
+            status["conditions"] = [c for c in status["conditions"] if c["type"] != "Failure"]
+        for cond in vmi_status.get("conditions") or []:
+            if cond.get("type") not in _VM_OWNED_CONDITIONS:
+                status["conditions"].append(dict(cond))
+        status["desiredGeneration"] = md.get("generation", 1)
+        status["observedGeneration"] = md.get("generation", 1)
+        if status != (vm.get("status") or {}):
+            ctx.store.update_status("VirtualMachine", md.get("namespace"), md["name"], status)
+
+    def _printable(self, ctx: ClusterContext, vm: Obj, vmi: Obj | None, rs: str) -> str:
+        """The first matching rule of kubevirt-lifecycle.md §2.2."""
+        vmi_status = (vmi or {}).get("status") or {}
+        phase = vmi_status.get("phase", "")
+        final = phase in FINAL_PHASES
+        if vm["metadata"].get("deletionTimestamp"):
+            return "Terminating"
+        if vmi is not None and not final and (vmi["metadata"].get("deletionTimestamp")
+                                              or rs == "Halted"):
+            return "Stopping"
+        state = vmi_status.get("migrationState") or {}
+        if state.get("startTimestamp") and not state.get("endTimestamp"):
+            return "Migrating"
+        paused = get_condition(vmi_status, "Paused")
+        if paused and paused.get("status") == "True":
+            return "Paused"
+        if phase == "Running":
+            return "Running"
+        dv_phases = self._volume_dv_phases(ctx, vm)
+        if "Failed" in dv_phases:
+            return "DataVolumeError"
+        if any(p not in ("Succeeded", "PendingPopulation", "WaitForFirstConsumer")
+               for p in dv_phases):
+            return "Provisioning"
+        starts = rs in ("Always", "RerunOnFailure") or (rs == "Once" and vmi is None
+                                                         and not (vm.get("status") or {})
+                                                         .get("created"))
+        if (vmi is None and starts) or (vmi is not None and phase in (
+                "", "Pending", "Scheduling", "Scheduled")):
+            return "Starting"
+        if rs == "WaitAsReceiver" and vmi is not None and phase == "WaitingForSync":
+            return "WaitingForReceiver"
+        if final or vmi is None:
+            return "Stopped"
+        return "Unknown"
+
+    def _volume_dv_phases(self, ctx: ClusterContext, vm: Obj) -> list[str]:
+        spec = ((vm.get("spec") or {}).get("template") or {}).get("spec") or {}
+        ns = vm["metadata"].get("namespace")
+        out = []
+        for vol in spec.get("volumes") or []:
+            if "dataVolume" in vol:
+                dv = ctx.store.try_get("DataVolume", ns, vol["dataVolume"].get("name", ""))
+                out.append(((dv or {}).get("status") or {}).get("phase", "Pending"))
+        return out

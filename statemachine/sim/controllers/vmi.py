@@ -1,0 +1,159 @@
+"""The simulated VMI lifecycle (virt-controller's VMI controller plus virt-handler), one phase a tick.
+
+Ordinary VMIs: ``"" → Pending → Scheduling → Scheduled → Running`` (kubevirt-lifecycle.md §2.1, §3.4):
+``Ready=False/PodNotExists`` until "the pod" exists, ``False/GuestNotRunning`` while it starts, and
+``True`` once Running, when ``LiveMigratable`` and ``StorageLiveMigratable`` are computed (§3.1-3.2)
+and ``status.nodeName`` is set. No Pod objects are created: the phases stand for them.
+
+Receiver VMIs (annotation ``kubevirt.io/create-migration-target: "true"``): ``"" → WaitingForSync``
+only; every later phase belongs to the decentralized migration (``migration.py``), which moves the
+VMI as the target pod appears and the migration completes or fails.
+
+Deletion: a VMI that is still running first turns ``Succeeded`` (the guest shut down), then its
+finalizers are removed on the next tick; a final, unstarted or waiting receiver VMI loses its
+finalizers at once.
+
+What it does not do: pods, scheduling constraints, guest agents, pause/freeze subresources.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from statemachine.sim.controller import ClusterContext, Controller
+from statemachine.sim.controllers.conditions import (
+    annotations, get_condition, remove_condition, set_condition)
+from statemachine.sim.store import Obj
+
+RECEIVER_ANNOTATION = "kubevirt.io/create-migration-target"
+VM_FINALIZER = "kubevirt.io/virtualMachineControllerFinalize"
+FINAL_PHASES = ("Succeeded", "Failed")
+_NEXT = {"": "Pending", "Pending": "Scheduling", "Scheduling": "Scheduled", "Scheduled": "Running"}
+
+
+def node_name(ctx: ClusterContext, *, receiver: bool = False) -> str:
+    """The simulated node a VMI of this cluster runs on (targets of migrations use a second node)."""
+    return f"{ctx.name}-node02" if receiver else f"{ctx.name}-node01"
+
+
+def is_receiver(vmi: Obj) -> bool:
+    return annotations(vmi).get(RECEIVER_ANNOTATION) == "true"
+
+
+def claim_names(vmi_or_template_spec: dict[str, Any]) -> list[str]:
+    """PVC names behind the ``persistentVolumeClaim``/``dataVolume`` volumes of a VMI spec."""
+    out = []
+    for vol in vmi_or_template_spec.get("volumes") or []:
+        if "persistentVolumeClaim" in vol:
+            out.append(str(vol["persistentVolumeClaim"].get("claimName", "")))
+        elif "dataVolume" in vol:
+            out.append(str(vol["dataVolume"].get("name", "")))
+    return [c for c in out if c]
+
+
+def migratability(ctx: ClusterContext, vmi: Obj) -> tuple[dict[str, str], dict[str, str]]:
+    """(LiveMigratable, StorageLiveMigratable) condition fields for a running VMI (§3.1-3.2)."""
+    spec = vmi.get("spec") or {}
+    ns = vmi["metadata"].get("namespace")
+    pod_nets = {n.get("name") for n in spec.get("networks") or [] if "pod" in n}
+    for iface in (spec.get("domain") or {}).get("devices", {}).get("interfaces") or []:
+        if iface.get("name") in pod_nets and "bridge" in iface and not annotations(vmi).get(
+                "kubevirt.io/allow-pod-bridge-network-live-migration"):
+            reason = "InterfaceNotLiveMigratable"
+            msg = ("cannot migrate VMI which does not use masquerade or a migratable plugin to "
+                   "connect to the pod network")
+            return ({"status": "False", "reason": reason, "message": msg},
+                    {"status": "False", "reason": "NotMigratable", "message": f"{reason}: {msg}"})
+    for claim in claim_names(spec):
+        pvc = ctx.store.try_get("PersistentVolumeClaim", ns, claim)
+        modes = ((pvc or {}).get("spec") or {}).get("accessModes") or []
+        if "ReadWriteMany" not in modes:
+            msg = (f"cannot migrate VMI: PVC {claim} is not shared, live migration requires that "
+                   "all PVCs must be shared (using ReadWriteMany access mode)")
+            return ({"status": "False", "reason": "DisksNotLiveMigratable", "message": msg},
+                    {"status": "True"})
+    return {"status": "True"}, {"status": "True"}
+
+
+class VirtualMachineInstanceController(Controller):
+    """Advances VMIs one phase per tick (see module docstring)."""
+
+    watches = ("VirtualMachineInstance",)
+
+    def reconcile(self, ctx: ClusterContext, obj: Obj) -> bool | None:
+        md = obj["metadata"]
+        ns, name = md.get("namespace"), md["name"]
+        status: dict[str, Any] = dict(obj.get("status") or {})
+        phase = status.get("phase", "")
+        if md.get("deletionTimestamp"):
+            return self._deleting(ctx, obj, phase)
+        if is_receiver(obj):
+            if phase == "":
+                status["phase"] = "WaitingForSync"
+                set_condition(status, "Ready", "False", "PodNotExists",
+                              "virt-launcher pod has not yet been scheduled")
+                ctx.store.update_status("VirtualMachineInstance", ns, name, status)
+            return None  # the migration controller owns the rest
+        if phase in _NEXT:
+            nxt = _NEXT[phase]
+            status["phase"] = nxt
+            if nxt == "Pending":
+                set_condition(status, "Ready", "False", "PodNotExists",
+                              "virt-launcher pod has not yet been scheduled")
+            elif nxt == "Scheduling":
+                set_condition(status, "Ready", "False", "GuestNotRunning",
+                              "Guest VM is not reported as running")
+            elif nxt == "Scheduled":
+                status["nodeName"] = node_name(ctx)
+            else:
+                self._running_status(ctx, obj, status)
+            ctx.store.update_status("VirtualMachineInstance", ns, name, status)
+            if nxt == "Scheduled":
+                ctx.store.mutate("VirtualMachineInstance", ns, name, lambda o: o["metadata"]
+                                 .setdefault("labels", {}).update(
+                                     {"kubevirt.io/nodeName": status["nodeName"]}))
+            return True
+        if phase == "Running" and not is_receiver(obj):
+            before = dict(status)
+            self._running_status(ctx, obj, status)
+            if status != before:
+                ctx.store.update_status("VirtualMachineInstance", ns, name, status)
+        return None
+
+    def _running_status(self, ctx: ClusterContext, vmi: Obj, status: dict[str, Any]) -> None:
+        status.setdefault("nodeName", node_name(ctx))
+        set_condition(status, "Ready", "True")
+        live, storage = migratability(ctx, vmi)
+        for ctype, fields in (("LiveMigratable", live), ("StorageLiveMigratable", storage)):
+            set_condition(status, ctype, fields["status"], fields.get("reason", ""),
+                          fields.get("message", ""))
+        spec = vmi.get("spec") or {}
+        dvs = [v["dataVolume"]["name"] for v in spec.get("volumes") or [] if "dataVolume" in v]
+        if dvs:
+            set_condition(status, "DataVolumesReady", "True", "AllDVsReady")
+        else:
+            remove_condition(status, "DataVolumesReady")
+        status.setdefault("migrationTransport", "Unix")
+        status.setdefault("interfaces", [{"name": "default", "ipAddress": "10.244.0.10",
+                                          "infoSource": "domain"}])
+        status.setdefault("volumeStatus", [{"name": v.get("name"), "target": f"vd{chr(97 + i)}"}
+                                           for i, v in enumerate(spec.get("volumes") or [])])
+        status.setdefault("qosClass", "Burstable")
+
+    def _deleting(self, ctx: ClusterContext, vmi: Obj, phase: str) -> bool | None:
+        md = vmi["metadata"]
+        ns, name = md.get("namespace"), md["name"]
+        if phase in ("Pending", "Scheduling", "Scheduled", "Running") and not is_receiver(vmi):
+            status = dict(vmi.get("status") or {})
+            status["phase"] = "Succeeded"
+            set_condition(status, "Ready", "False", "PodTerminating",
+                          "virt-launcher pod is terminating")
+            ctx.store.update_status("VirtualMachineInstance", ns, name, status)
+            return True
+        if md.get("finalizers"):
+            ctx.store.mutate("VirtualMachineInstance", ns, name,
+                             lambda o: o["metadata"].pop("finalizers", None))
+        return None
+
+
+def ready_condition(vmi: Obj | None) -> dict[str, Any] | None:
+    return get_condition((vmi or {}).get("status"), "Ready")
