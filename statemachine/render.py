@@ -28,6 +28,7 @@ It does not apply anything, evaluate readiness, or import the ``kubernetes`` cli
 """
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -360,9 +361,8 @@ def format_manifests(manifests: Iterable[RenderedManifest], *, show_secrets: boo
             shown = m.manifest
             if not show_secrets and m.action == "patch" and shown["object"].get("kind") == "Secret":
                 shown = {**shown, "patch": MASK}  # a patch of a Secret carries secret values
-            detail = yaml.safe_dump(shown, sort_keys=False, default_flow_style=True,
-                                    width=100000).strip()
-            pending.extend([head, *(f"#   {line}" for line in detail.splitlines())])
+            # One JSON line: flow-style YAML would break multi-line values over comment lines.
+            pending.extend([head, f"#   {json.dumps(shown, ensure_ascii=False)}"])
     if pending:
         parts.append("\n".join(pending) + "\n")
     return "---\n".join(parts)

@@ -1,0 +1,264 @@
+"""The smrun command line: commands, delegation to the engine, exit codes, one-line errors."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+import yaml
+
+import statemachine.cli as cli
+from statemachine.cli import main
+from statemachine.errors import PreflightError
+
+DATA = Path(__file__).parent / "data" / "plans"
+SIM_PLAN = DATA / "valid" / "sim-live.yaml"
+CLUSTER_PLAN = DATA / "valid" / "clusters.yaml"
+ROOT = Path(__file__).resolve().parent.parent
+
+
+class FakeEngine:
+    """Records the calls the CLI makes to ``statemachine.engine``."""
+
+    def __init__(self, code: int = 0) -> None:
+        self.calls: list[tuple[str, tuple[Any, ...], dict[str, Any]]] = []
+        self.code = code
+
+    def run(self, *args: Any, **kwargs: Any) -> int:
+        self.calls.append(("run", args, kwargs))
+        return self.code
+
+    def status(self, *args: Any, **kwargs: Any) -> list[dict[str, Any]]:
+        self.calls.append(("status", args, kwargs))
+        return [{"vm": "shop/web-1", "state": "CreateStandbyVM", "phase": "Running"}]
+
+    def cancel(self, *args: Any, **kwargs: Any) -> int:
+        self.calls.append(("cancel", args, kwargs))
+        return self.code
+
+    def preflight(self, *args: Any, **kwargs: Any) -> int:
+        self.calls.append(("preflight", args, kwargs))
+        return self.code
+
+
+@pytest.fixture()
+def engine(monkeypatch: pytest.MonkeyPatch) -> FakeEngine:
+    fake = FakeEngine()
+    monkeypatch.setattr(cli, "_engine", lambda: fake)
+    return fake
+
+
+def test_help_lists_every_command(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["--help"]) == 0
+    out = capsys.readouterr().out
+    for command in ("run", "validate", "render", "graph", "status", "cancel", "itineraries", "sim"):
+        assert command in out
+
+
+def test_version(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["--version"]) == 0
+    assert capsys.readouterr().out.startswith("smrun 0.")
+
+
+def test_no_command_prints_usage_and_exits_2(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main([]) == 2
+    assert "usage: smrun" in capsys.readouterr().err
+
+
+def test_a_bare_plan_means_run(engine: FakeEngine) -> None:
+    assert main([str(SIM_PLAN)]) == 0
+    (name, args, kwargs), = engine.calls
+    assert name == "run"
+    assert args[0].name == "sim-live" and args[1].name == "live"
+    assert kwargs == {"state_dir": Path(".smrun"), "max_in_flight": None, "vms": None, "output": "text",
+                      "stream": sys.stdout}
+
+
+def test_run_passes_its_options_and_returns_the_engines_code(engine: FakeEngine, tmp_path: Path) -> None:
+    engine.code = 1
+    assert main(["run", str(SIM_PLAN), "--output", "json", "--state-dir", str(tmp_path),
+                 "--max-in-flight", "3", "--vm", "shop/web-1"]) == 1
+    kwargs = engine.calls[0][2]
+    assert (kwargs["output"], kwargs["state_dir"], kwargs["max_in_flight"], kwargs["vms"]) == \
+        ("json", tmp_path, 3, ["shop/web-1"])
+
+
+def test_run_refuses_a_vm_that_is_not_in_the_plan(engine: FakeEngine, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["run", str(SIM_PLAN), "--vm", "nope"]) == 2
+    assert engine.calls == []
+    assert capsys.readouterr().err.strip() == f"{SIM_PLAN}: --vm nope: no such VM in the plan (known: shop/web-1)"
+
+
+@pytest.mark.parametrize("value", ["0", "x"])
+def test_bad_option_values_are_usage_errors(engine: FakeEngine, capsys: pytest.CaptureFixture[str],
+                                            value: str) -> None:
+    assert main(["run", str(SIM_PLAN), "--max-in-flight", value]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--max-in-flight" in err[0]
+
+
+def test_status_prints_a_table_or_json_lines(engine: FakeEngine, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["status", str(SIM_PLAN)]) == 0
+    table = capsys.readouterr().out.splitlines()
+    assert table[0].split() == ["VM", "STATE", "PHASE"] and "CreateStandbyVM" in table[1]
+    assert main(["status", str(SIM_PLAN), "--output", "json"]) == 0
+    assert json.loads(capsys.readouterr().out) == {"phase": "Running", "state": "CreateStandbyVM",
+                                                   "vm": "shop/web-1"}
+
+
+def test_cancel_passes_the_vms(engine: FakeEngine) -> None:
+    assert main(["cancel", str(SIM_PLAN), "--vm", "web-1"]) == 0
+    assert engine.calls[0][0] == "cancel" and engine.calls[0][2]["vms"] == ["web-1"]
+
+
+def test_validate_offline_checks_and_renders_a_simulated_plan(engine: FakeEngine,
+                                                               capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["validate", "--offline", str(SIM_PLAN)]) == 0
+    out = capsys.readouterr().out
+    assert "plan 'sim-live' is valid" in out and "manifests rendered" in out
+    assert engine.calls == []
+
+
+def test_validate_runs_the_engine_preflight_unless_offline(engine: FakeEngine) -> None:
+    assert main(["validate", str(CLUSTER_PLAN)]) == 0
+    assert [c[0] for c in engine.calls] == ["preflight"]
+
+
+def test_a_refused_preflight_exits_3(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    def refuse(*_args: Any, **_kwargs: Any) -> int:
+        raise PreflightError("preflight refused the plan", ["shop/web-1: SourceRunning: not running"])
+
+    monkeypatch.setattr(cli, "_engine", lambda: SimpleNamespace(preflight=refuse))
+    assert main(["validate", str(CLUSTER_PLAN)]) == 3
+    assert "  - shop/web-1: SourceRunning: not running" in capsys.readouterr().err
+
+
+def test_engine_commands_say_when_the_engine_is_missing(monkeypatch: pytest.MonkeyPatch,
+                                                        capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setitem(sys.modules, "statemachine.engine", None)  # makes the import fail
+    assert main(["status", str(SIM_PLAN)]) == 1
+    assert "engine is not available" in capsys.readouterr().err
+    assert main(["validate", str(CLUSTER_PLAN)]) == 0  # static part passed; cluster part skipped
+    assert "cluster checks skipped" in capsys.readouterr().err
+
+
+def test_render_prints_whole_documents_with_secrets_masked(capsys: pytest.CaptureFixture[str]) -> None:
+    plan = DATA / "render-plan.yaml"
+    assert main(["render", str(plan)]) == 0
+    text = capsys.readouterr().out
+    docs = [d for d in yaml.safe_load_all(text) if d]
+    assert docs and all(d["apiVersion"] and d["kind"] and d["metadata"]["name"] for d in docs)
+    assert "hunter2" not in text
+    assert main(["render", str(plan), "--show-secrets"]) == 0
+    assert "hunter2" in capsys.readouterr().out
+
+
+def test_render_of_a_plan_without_simulation_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["render", str(CLUSTER_PLAN)]) == 2
+    assert "spec.simulation" in capsys.readouterr().err
+
+
+def test_graph_of_a_builtin_type_and_of_a_file(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["graph", "live"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("stateDiagram-v2") and "CreateStandbyVM" in out
+    assert main(["graph", str(DATA / "render" / "itinerary.yaml")]) == 0
+    assert "CopySecrets" in capsys.readouterr().out
+
+
+def test_graph_with_a_plan_marks_the_states_its_predicates_switch_off(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["graph", "live", "--plan", str(SIM_PLAN), "--vm", "web-1"]) == 0
+    out = capsys.readouterr().out
+    assert "class PreHook skipped" in out
+    assert "class PostHook skipped" not in out  # web-1 has a PostHook
+
+
+def test_graph_plan_needs_vm(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["graph", "live", "--plan", str(SIM_PLAN)]) == 2
+    assert "--plan and --vm go together" in capsys.readouterr().err
+
+
+def test_graph_of_an_unknown_type_is_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["graph", "teleport"]) == 2
+    assert "teleport" in capsys.readouterr().err
+
+
+def test_itineraries_lists_the_builtins_with_descriptions(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["itineraries"]) == 0
+    rows = capsys.readouterr().out.splitlines()
+    assert rows[0].split()[:2] == ["NAME", "TYPE"]
+    assert [r.split()[0] for r in rows[1:]] == ["cold", "live", "warm"]
+
+
+def test_sim_serve_is_delegated_with_the_remaining_arguments(monkeypatch: pytest.MonkeyPatch) -> None:
+    import statemachine.sim.serve as serve
+
+    seen: list[list[str]] = []
+    monkeypatch.setattr(serve, "main", lambda argv: seen.append(list(argv)) or 0)
+    assert main(["--debug", "sim", "serve", "--seed", "x.yaml", "--tick", "0.1"]) == 0
+    assert seen == [["--seed", "x.yaml", "--tick", "0.1"]]
+
+
+def test_sim_without_serve_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["sim", "stop"]) == 2
+    assert "serve" in capsys.readouterr().err
+
+
+def test_keyboard_interrupt_exits_130(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    def interrupted(_args: Any) -> int:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli, "_cmd_itineraries", interrupted)
+    assert main(["itineraries"]) == 130
+    assert capsys.readouterr().err.strip() == "smrun: interrupted"
+
+
+def test_a_bug_is_one_line_without_debug_and_a_traceback_with_it(monkeypatch: pytest.MonkeyPatch,
+                                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    def broken(_args: Any) -> int:
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(cli, "_cmd_itineraries", broken)
+    assert main(["itineraries"]) == 1
+    err = capsys.readouterr().err
+    assert err.strip() == "smrun: internal error: RuntimeError: boom (run with --debug for details)"
+    assert main(["--debug", "itineraries"]) == 1
+    assert "Traceback" in capsys.readouterr().err
+
+
+def test_an_invalid_plan_is_one_line_per_problem_and_exit_2(tmp_path: Path,
+                                                             capsys: pytest.CaptureFixture[str]) -> None:
+    plan = tmp_path / "plan.yaml"
+    plan.write_text("apiVersion: smrun.io/v1alpha1\nkind: Plan\nmetadata: {name: p}\nspec:\n"
+                    "  simulaton: {seed: x}\n  vms: []\n", encoding="utf-8")
+    assert main(["validate", str(plan)]) == 2
+    err = capsys.readouterr().err.splitlines()
+    assert err == [f"{plan}:5: spec.simulaton: unknown field 'simulaton' (did you mean 'simulation'?)",
+                   f"{plan}:6: spec.vms: [] should be non-empty"]
+
+
+def _imported_modules(*argv: str) -> set[str]:
+    code = ("import sys\nfrom statemachine.cli import main\n"
+            f"code = main({list(argv)!r})\n"
+            "print('\\n'.join(sys.modules), file=sys.stderr)\nsys.exit(code)")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT,
+                          timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return set(proc.stderr.split())
+
+
+@pytest.mark.parametrize("argv", [
+    ("--help",),
+    ("validate", "--offline", str(SIM_PLAN)),
+    ("render", str(DATA / "render-plan.yaml")),
+    ("graph", "live", "--plan", str(SIM_PLAN), "--vm", "web-1"),
+    ("itineraries",),
+], ids=["help", "validate", "render", "graph", "itineraries"])
+def test_definition_commands_never_import_the_kubernetes_client(argv: tuple[str, ...]) -> None:
+    modules = _imported_modules(*argv)
+    assert "statemachine.cli" in modules
+    assert not [m for m in modules if m == "kubernetes" or m.startswith("kubernetes.")]

@@ -1,0 +1,130 @@
+"""Providers: the built-in declarative kubevirt provider and the loader's deference to others."""
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from dataclasses import replace
+from importlib.metadata import EntryPoint
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import statemachine.providers as providers
+from statemachine.errors import DefinitionError
+from statemachine.itinerary import Itinerary, load_itinerary
+from statemachine.plan import load_plan
+from statemachine.providers import (Provider, UnknownProvider, available_providers, itinerary_for_plan,
+                                    load_provider)
+from statemachine.providers.kubevirt import KubevirtProvider
+
+DATA = Path(__file__).parent / "data" / "plans"
+CUSTOM = DATA / "render" / "itinerary.yaml"
+
+
+class ToyProvider:
+    """A provider with one path, ``toy``, served by the render tests' itinerary."""
+
+    calls: list[str] = []
+
+    def supports_path(self, path: str) -> bool:
+        return path in ("toy", "live")
+
+    def itinerary(self, path: str) -> Itinerary:
+        ToyProvider.calls.append(path)
+        return load_itinerary(CUSTOM)
+
+    def pipeline(self, path: str) -> list[str]:
+        return ["Everything"]
+
+    def predicate(self, path: str) -> Mapping[str, str]:
+        return {"Toy": "true"}
+
+    def phase(self, vm_status: Mapping[str, Any]) -> str | None:
+        return "Completed" if vm_status.get("phase") == "Send" else None
+
+
+@pytest.fixture()
+def toy_registered(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    monkeypatch.setitem(providers._registry, "toy", ToyProvider)
+    ToyProvider.calls = []
+    yield
+
+
+def test_the_kubevirt_provider_is_registered_by_entry_point_and_loads() -> None:
+    provider = load_provider("kubevirt")
+    assert isinstance(provider, KubevirtProvider)
+    assert isinstance(provider, Provider)
+    assert "kubevirt" in available_providers()
+
+
+def test_the_kubevirt_provider_serves_the_builtin_paths_declaratively() -> None:
+    provider = load_provider()
+    for path in ("cold", "warm", "live"):
+        assert provider.supports_path(path)
+        assert provider.itinerary(path).migration_type == path
+    assert not provider.supports_path("teleport")
+    assert provider.predicate("live") == {}
+    assert provider.phase({"phase": "CreateStandbyVM"}) is None
+
+
+def test_the_kubevirt_pipeline_is_the_itinerarys_steps() -> None:
+    provider = load_provider()
+    live = provider.itinerary("live")
+    expected = list(live.pipeline) or list(dict.fromkeys(s.step for s in live.states if s.step))
+    assert provider.pipeline("live") == expected and expected
+
+
+def test_a_plan_without_itinerary_runs_its_providers_itinerary_for_its_type() -> None:
+    plan = load_plan(DATA / "valid" / "sim-live.yaml")
+    assert itinerary_for_plan(plan).name == "live"
+
+
+def test_a_plan_itinerary_overrides_the_provider(toy_registered: None) -> None:
+    plan = replace(load_plan(DATA / "valid" / "sim-live.yaml"), itinerary=CUSTOM, provider="toy")
+    assert itinerary_for_plan(plan).name == "tiny"
+    assert ToyProvider.calls == []
+    builtin = replace(plan, itinerary="cold")
+    assert itinerary_for_plan(builtin).name == "cold"
+
+
+def test_the_loader_defers_to_a_registered_provider(toy_registered: None) -> None:
+    provider = load_provider("toy")
+    assert isinstance(provider, ToyProvider)
+    plan = replace(load_plan(DATA / "valid" / "sim-live.yaml"), provider="toy")
+    assert itinerary_for_plan(plan).name == "tiny"
+    assert ToyProvider.calls == ["live"]
+    assert provider.phase({"phase": "Send"}) == "Completed"
+
+
+def test_providers_are_found_through_the_entry_point_group(monkeypatch: pytest.MonkeyPatch) -> None:
+    fake = EntryPoint(name="toy", value=f"{__name__}:ToyProvider", group=providers.ENTRY_POINT_GROUP)
+    real = providers.entry_points
+
+    def fake_entry_points(**kwargs: Any) -> Any:
+        if kwargs.get("group") == providers.ENTRY_POINT_GROUP and kwargs.get("name") in (None, "toy"):
+            found = [e for e in real(group=providers.ENTRY_POINT_GROUP) if kwargs.get("name") is None]
+            return [*found, fake]
+        return real(**kwargs)
+
+    monkeypatch.setattr(providers, "entry_points", fake_entry_points)
+    assert "toy" in available_providers()
+    assert isinstance(load_provider("toy"), ToyProvider)
+
+
+def test_an_unknown_provider_is_a_definition_error_listing_the_known_ones() -> None:
+    with pytest.raises(UnknownProvider, match=r"unknown provider 'nope' \(known: .*kubevirt"):
+        load_provider("nope")
+    assert issubclass(UnknownProvider, DefinitionError)
+
+
+def test_a_provider_that_does_not_support_the_type_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(providers._registry, "toy", ToyProvider)
+    plan = replace(load_plan(DATA / "valid" / "clusters.yaml"), provider="toy")  # warm
+    with pytest.raises(UnknownProvider, match=r"spec.type: provider 'toy' does not support migration type 'warm'"):
+        itinerary_for_plan(plan)
+
+
+def test_something_that_is_not_a_provider_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(providers._registry, "broken", object)
+    with pytest.raises(UnknownProvider, match="does not implement"):
+        load_provider("broken")
