@@ -4,6 +4,10 @@
 its only implementation and the only module in smrun that imports the ``kubernetes`` library
 (imported lazily, so ``smrun validate`` and ``smrun render`` never load it). Nothing here talks to
 a cluster. Objects are plain ``dict`` (JSON as the API server returns it).
+
+The implementation is split by concern: ``client.py`` (``connect`` and ``KubeCluster``),
+``errormap.py`` (every client failure → ``statemachine.errors``), ``retry.py`` (bounded backoff
+with jitter, retries logged at WARNING) and ``informer.py`` (one shared list+watch per key).
 """
 from __future__ import annotations
 
