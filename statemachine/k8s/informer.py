@@ -21,6 +21,7 @@ import logging
 import random
 import socket
 import threading
+import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -38,6 +39,9 @@ Streamer = Callable[[str, int, "StreamHandle"], Iterator[Obj]]
 ``Gone`` on 410 and other ``ClusterError`` for failures; ends when the server ends the stream."""
 
 _BACKOFF = RetryPolicy(attempts=1_000_000, base=0.2, cap=10.0, total=float("inf"))
+
+_QUICK_END = 0.5
+"""A watch that ends sooner than this (seconds) without any event counts as a failure."""
 
 
 class StreamHandle:
@@ -184,8 +188,12 @@ class Informer:
                     self._replace(items)
                     self.resource_version = rv
                     need_list = False
-                self._watch_once()
-                failures = 0
+                started = time.monotonic()
+                if self._watch_once() or time.monotonic() - started >= _QUICK_END:
+                    failures = 0
+                else:  # ended at once with nothing: a broken server must not make us spin
+                    failures += 1
+                    self._stop.wait(_BACKOFF.backoff(failures, self._rand))
             except Gone:
                 logger.info("watch %s: resourceVersion %s expired, re-listing",
                             self.name, self.resource_version)
@@ -209,18 +217,22 @@ class Informer:
                 self._stop.wait(_BACKOFF.backoff(failures, self._rand))
         self._synced.clear()
 
-    def _watch_once(self) -> None:
+    def _watch_once(self) -> int:
+        """One watch request until the server ends it; returns how many events it carried."""
         low, high = self._timeout_range
         timeout = low + int(self._rand() * (high - low + 1)) if high > low else low
         # One handle per request so a stop() racing the open still interrupts it.
         handle = StreamHandle()
         self._handle = handle
+        count = 0
         if self._stop.is_set():
-            return
+            return count
         for event in self._streamer(self.resource_version, timeout, handle):
             if self._stop.is_set():
-                return
+                break
             self._apply(event)
+            count += 1
+        return count
 
     def _apply(self, event: Obj) -> None:
         kind = event.get("type")

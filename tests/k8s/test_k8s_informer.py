@@ -189,3 +189,20 @@ def test_a_failing_handler_does_not_stop_the_others() -> None:
     finally:
         informer.stop()
         informer.join(2)
+
+
+def test_streams_that_end_at_once_with_nothing_do_not_spin() -> None:
+    calls: list[str] = []
+
+    def empty(rv: str, timeout: int, handle: StreamHandle) -> Iterator[dict[str, Any]]:
+        calls.append(rv)
+        return iter(())
+    informer = Informer(KEY, name="test", lister=lambda: ([], "1"), streamer=empty,
+                        rand=lambda: 1.0)
+    informer.start()
+    try:
+        time.sleep(0.5)
+        assert 2 <= len(calls) <= 5  # backoff 0.2 s, 0.4 s, ... instead of a busy loop
+    finally:
+        informer.stop()
+        informer.join(2)
