@@ -38,7 +38,8 @@ from jinja2 import (ChainableUndefined, FileSystemLoader, StrictUndefined, Templ
                     JinjaError, TemplateNotFound, TemplateSyntaxError, Undefined, UndefinedError,
                     pass_context)
 from jinja2.runtime import Context
-from jinja2.sandbox import ImmutableSandboxedEnvironment, SecurityError
+from jinja2.exceptions import SecurityError, TemplateRuntimeError
+from jinja2.sandbox import ImmutableSandboxedEnvironment
 from jinja2.utils import missing
 
 from statemachine.errors import TemplateError
@@ -60,7 +61,7 @@ class _FieldUndefined(ChainableUndefined):
     __slots__ = ()
 
     def __new__(cls, hint: str | None = None, obj: Any = missing, name: str | None = None,
-                exc: type[Exception] = UndefinedError) -> Any:
+                exc: type[TemplateRuntimeError] = UndefinedError) -> Any:
         if obj is missing and hint is None and name is not None:
             # An undefined *variable*: a typo in an expression must not silently be false forever.
             return StrictUndefined(hint, obj, name, exc)
@@ -73,10 +74,11 @@ class _FieldUndefined(ChainableUndefined):
         return False
 
     # A missing field compares false and absorbs arithmetic, so `object.status.x > 0` is just false.
-    __lt__ = __le__ = __gt__ = __ge__ = _false
-    __add__ = __radd__ = __sub__ = __rsub__ = __mul__ = __rmul__ = _self
-    __truediv__ = __rtruediv__ = __floordiv__ = __rfloordiv__ = __mod__ = __rmod__ = _self
-    __neg__ = __pos__ = _self
+    # (Undefined types these as raising; overriding them is the point.)
+    __lt__ = __le__ = __gt__ = __ge__ = _false  # type: ignore[assignment]
+    __add__ = __radd__ = __sub__ = __rsub__ = __mul__ = __rmul__ = _self  # type: ignore[assignment]
+    __truediv__ = __rtruediv__ = __floordiv__ = __rfloordiv__ = _self  # type: ignore[assignment]
+    __mod__ = __rmod__ = __neg__ = __pos__ = _self  # type: ignore[assignment]
 
 
 class _Environment(ImmutableSandboxedEnvironment):

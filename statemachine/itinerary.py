@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Literal
@@ -482,29 +482,30 @@ class _Builder:
 
     def action(self, raw: dict[str, Any], path: DocPath) -> Action:
         keys = [k for k in _ACTION_KEYS if k in raw]
-        common = {"when": raw.get("when"), "cluster": raw.get("cluster"), "where": self.where(path)}
+        # The modifiers first; the action's own fields are filled in with replace() below.
+        base = Action("wait", when=raw.get("when"), cluster=raw.get("cluster"),
+                      where=self.where(path))
         if len(keys) != 1:
             self.fail(path, "an action needs exactly one of apply, ensure, patch, delete, wait"
                       + (f" (found {', '.join(keys)})" if keys else ""))
-            return Action("wait", seconds=0.0, **common)
+            return replace(base, seconds=0.0)
         key = keys[0]
         value = raw[key]
         if key in ("apply", "ensure"):
             template = value["template"] if isinstance(value, dict) else value
-            return Action(key, template=template, **common)
+            return replace(base, kind="apply" if key == "apply" else "ensure", template=template)
         if key == "patch":
             body = value["patch"]
-            if isinstance(body, dict) and set(body) == {"template"} and isinstance(body["template"], str):
-                return Action("patch", template=body["template"], object=self.ref(value["object"]),
-                              patch_type=value.get("type", "merge"), **common)
-            return Action("patch", object=self.ref(value["object"]),
-                          patch_type=value.get("type", "merge"), patch=body, **common)
+            patched = replace(base, kind="patch", object=self.ref(value["object"]),
+                              patch_type=value.get("type", "merge"))
+            if isinstance(body, dict) and set(body) == {"template"} and \
+                    isinstance(body["template"], str):
+                return replace(patched, template=body["template"])
+            return replace(patched, patch=body)
         if key == "delete":
             if value == "created":
-                return Action("delete_created", **common)
-            return Action("delete", object=self.ref(value), **common)
+                return replace(base, kind="delete_created")
+            return replace(base, kind="delete", object=self.ref(value))
         if isinstance(value, dict):
-            return Action("wait", seconds_expr=value.get("seconds"), until=value.get("until"),
-                          **common)
-        return Action("wait", seconds=self.duration(value, (*path, "wait")), **common)
-
+            return replace(base, seconds_expr=value.get("seconds"), until=value.get("until"))
+        return replace(base, seconds=self.duration(value, (*path, "wait")))

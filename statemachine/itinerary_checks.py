@@ -253,9 +253,10 @@ class _Checker:
         source = self.env.loader.get_source(self.env, name)[0]
         for node in self.env.parse(source, name).find_all(
                 (nodes.Include, nodes.Import, nodes.FromImport, nodes.Extends)):
-            if getattr(node, "ignore_missing", False) or not isinstance(node.template, nodes.Const):
+            target = getattr(node, "template", None)
+            if getattr(node, "ignore_missing", False) or not isinstance(target, nodes.Const):
                 continue
-            self._load_with_includes(str(node.template.value), seen)
+            self._load_with_includes(str(target.value), seen)
 
 
 def _strongly_connected(nodes: list[str], succ: dict[str, list[str]]) -> list[list[str]]:

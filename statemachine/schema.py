@@ -85,8 +85,8 @@ def _message(error: ValidationError) -> str:
     if error.validator in ("pattern", "type", "oneOf", "anyOf") and title:
         return f"{error.instance!r} is not {title}"
     if error.validator == "required" and isinstance(error.validator_value, list):
-        return error.message.replace("is a required property", "is required")
-    return error.message
+        return str(error.message).replace("is a required property", "is required")
+    return str(error.message)
 
 
 def _suggest(key: str, allowed: set[str]) -> str:
