@@ -209,11 +209,11 @@ class Handler(BaseHTTPRequestHandler):
             if not readable:
                 return False
             if not isinstance(conn, ssl.SSLSocket):
-                return conn.recv(1, socket.MSG_PEEK) == b""
+                return bool(conn.recv(1, socket.MSG_PEEK) == b"")
             # TLS cannot peek; a watch client sends nothing, so reading is safe here.
             conn.setblocking(False)
             try:
-                return conn.recv(1) == b""
+                return bool(conn.recv(1) == b"")
             except (ssl.SSLWantReadError, BlockingIOError):
                 return False
             finally:

@@ -208,13 +208,13 @@ class Runner:
             if self._stop.is_set():
                 return
             controller = self.controllers[i]
-            obj = self.ctx.store.try_get(kind, ns, name)
+            current = self.ctx.store.try_get(kind, ns, name)
             try:
-                if obj is None:
+                if current is None:
                     if deleted_obj is not None:
                         controller.deleted(self.ctx, deleted_obj)
                     continue
-                if controller.reconcile(self.ctx, obj):
+                if controller.reconcile(self.ctx, current):
                     with self._lock:
                         self._dirty.setdefault((i, kind, ns, name), None)
             except (Conflict, NotFound) as exc:

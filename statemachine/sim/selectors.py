@@ -15,6 +15,7 @@ from statemachine.errors import PermanentClusterError
 
 Obj = dict[str, Any]
 Matcher = Callable[[Obj], bool]
+LabelTest = Callable[[Mapping[str, str]], bool]
 
 _SET_RE = re.compile(r"^\s*(!?)\s*([A-Za-z0-9_./-]+)\s+(in|notin)\s*\(([^)]*)\)\s*$")
 
@@ -26,7 +27,9 @@ def _bad(selector: str, what: str) -> PermanentClusterError:
 
 def _split_terms(selector: str) -> list[str]:
     """Split on commas that are not inside parentheses."""
-    terms, depth, cur = [], 0, []
+    terms: list[str] = []
+    cur: list[str] = []
+    depth = 0
     for ch in selector:
         if ch == "(":
             depth += 1
@@ -41,7 +44,7 @@ def _split_terms(selector: str) -> list[str]:
     return [t.strip() for t in terms if t.strip()]
 
 
-def _label_term(term: str, selector: str) -> Matcher:
+def _label_term(term: str, selector: str) -> LabelTest:
     m = _SET_RE.match(term)
     if m:
         if m.group(1):

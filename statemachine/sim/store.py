@@ -67,6 +67,9 @@ class StoreEvent:
     old: Obj | None = None
 
 
+EventList = list[StoreEvent]  # module-level: ``Store.list`` shadows ``list`` in the class body
+
+
 def _not_found(kind: Kind, name: str) -> NotFound:
     return NotFound(f'{kind.qualified_resource} "{name}" not found', status=404, reason="NotFound")
 
@@ -334,7 +337,7 @@ class Store:
             return clone(old)  # type: ignore[no-any-return]  # no-op: no RV bump, no event
         key = self._key(k, meta_old.get("namespace"), name)
         if dry_run:
-            return new
+            return clone(new)  # type: ignore[no-any-return]
         if meta.get("deletionTimestamp") and not meta.get("finalizers"):
             committed = self._commit("DELETED", k, new, key)
             self._collect_garbage(meta["uid"])
@@ -503,7 +506,7 @@ class Store:
             return self._write(k, old, body, None)
 
     # ----------------------------------------------------------------- watch support
-    def events_since(self, resource_version: int) -> list[StoreEvent]:
+    def events_since(self, resource_version: int) -> EventList:
         """Every event with a resourceVersion above ``resource_version``.
 
         Raises ``Gone`` (410 Expired) if that version is older than the retained history.
