@@ -58,7 +58,7 @@ def _state(s: Any) -> StateT:
 
 
 def _read(r: Any) -> ReadT:
-    return ReadT(r.name, r.cluster, _ref(r.object, r.cluster), r.for_each, r.optional)
+    return ReadT(r.name, r.cluster, _ref(r.object, r.cluster), r.for_each, r.optional, r.when)
 
 
 def flow_from_itinerary(it: Any) -> Flow:

@@ -13,6 +13,7 @@ It does not connect to clusters, run preflight checks or render output (see ``st
 from __future__ import annotations
 
 import logging
+from functools import partial
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping
@@ -21,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from statemachine.engine import runner
+from statemachine.engine.actions import render_ref, retrying
 from statemachine.engine.flow import Flow, ReadT
 from statemachine.engine.journal import SETUP_KEY, Journal, VmRecord, new_run_id, read_cancel
 from statemachine.engine.lang import DefaultLanguage, Language
@@ -248,13 +250,16 @@ class Engine:
                 continue
             ctx = model.context()
             ctx["reads"] = out
+            if spec.when is not None and not self.lang.evaluate(spec.when, ctx):
+                out[spec.name] = None
+                continue
             items = [None] if spec.for_each is None else list(self.lang.evaluate(spec.for_each, ctx) or [])
             values = []
             for item in items:
-                ref = runner.render_ref(self.rt, spec.ref, {**ctx, "item": item})
-                cluster = self.clusters[spec.cluster]
-                obj = yield from runner.retrying(self.rt, model, f"get {ref}",
-                                                 lambda c=cluster, r=ref: c.get(r), deadline)
+                ref = render_ref(self.rt, spec.ref, {**ctx, "item": item})
+                cluster = self.clusters[spec.ref.cluster or spec.cluster]
+                obj = yield from retrying(self.rt, model, f"get {ref}", partial(cluster.get, ref),
+                                          deadline)
                 if obj is None and not spec.optional:
                     raise SmrunError(f"read {spec.name}: {ref} not found on {spec.cluster}")
                 values.append(obj)

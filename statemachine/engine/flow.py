@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 ActionKind = Literal["apply", "ensure", "patch", "delete", "delete_created", "wait"]
+PatchType = Literal["merge", "json"]
 TERMINAL_STATES = ("Completed", "Failed", "Canceled")
 
 
@@ -33,7 +34,7 @@ class ActionT:
     template: str | None = None         # apply/ensure; patch {template: ...}
     ref: RefT | None = None             # patch/delete
     patch: Any = None                   # patch value (strings are templates)
-    patch_type: str = "merge"
+    patch_type: PatchType = "merge"
     seconds: Any = None                 # wait: number, or expression string
     until: str | None = None            # wait: expression giving an RFC 3339 time (or none)
     when: str | None = None
@@ -88,6 +89,7 @@ class ReadT:
     ref: RefT
     for_each: str | None = None
     optional: bool = False
+    when: str | None = None
 
 
 @dataclass(frozen=True)

@@ -56,20 +56,8 @@ class DefaultLanguage:
         return expressions.evaluate(expr, dict(ctx))
 
     def render_manifests(self, template: str, ctx: Mapping[str, Any]) -> list[dict[str, Any]]:
-        import yaml
-
-        from statemachine import expressions
-        from statemachine.errors import TemplateError
-        text = expressions.render_text(template, dict(ctx), template_dir=self.template_dir)
-        try:
-            docs = [d for d in yaml.safe_load_all(text) if d is not None]
-        except yaml.YAMLError as e:
-            raise TemplateError(f"{template}: rendered output is not YAML: {e}") from None
-        for d in docs:
-            if not isinstance(d, dict) or not d.get("apiVersion") or not d.get("kind") \
-                    or not (d.get("metadata") or {}).get("name"):
-                raise TemplateError(f"{template}: every document needs apiVersion, kind and metadata.name")
-        return docs
+        from statemachine import render
+        return render.render_documents(template, dict(ctx), template_dir=self.template_dir)
 
     def render_value(self, value: Any, ctx: Mapping[str, Any]) -> Any:
         from statemachine import expressions

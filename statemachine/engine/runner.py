@@ -11,6 +11,7 @@ Every step is journaled before it acts, so re-running the generator from a journ
 from __future__ import annotations
 
 import logging
+from functools import partial
 from collections.abc import Generator, Mapping
 from typing import Any
 
@@ -174,7 +175,7 @@ def run_state_once(rt: Runtime, vm: VmModel, spec: StateT, deadline: float) -> G
         for i, t in enumerate(targets):
             if t is not None:
                 objs[i] = yield from retrying(rt, vm, f"get {t[1]}",
-                                              lambda t=t: rt.clusters[t[0]].get(t[1]), deadline)
+                                              partial(rt.clusters[t[0]].get, t[1]), deadline)
     if spec.outputs:
         values: dict[str, Any] = {}
         for name, expr in spec.outputs.items():
@@ -203,7 +204,7 @@ def wait_ready(rt: Runtime, vm: VmModel, spec: StateT, ctxs: list[dict[str, Any]
         wake = deadline
         for i, (ctx, t) in enumerate(zip(ctxs, targets)):
             assert t is not None
-            obj = yield from retrying(rt, vm, f"get {t[1]}", lambda t=t: rt.clusters[t[0]].get(t[1]),
+            obj = yield from retrying(rt, vm, f"get {t[1]}", partial(rt.clusters[t[0]].get, t[1]),
                                       deadline)
             objs.append(obj)
             status, message = rt.lang.readiness(obj, rd, {**ctx, "object": obj})

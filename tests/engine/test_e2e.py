@@ -59,7 +59,7 @@ class Creations:
         self.store.subscribe(self._on)
 
     def _on(self, event: Any) -> None:
-        if event.type == "ADDED":
+        if event.type == "ADDED" and event.obj["kind"] in KINDS:  # not the Jobs' Pods
             self.added[(event.obj["kind"], event.obj["metadata"]["name"])] += 1
 
     def left(self, plan: str) -> list[str]:
@@ -179,7 +179,7 @@ def smrun(plan: Path, state: Path) -> subprocess.Popen[str]:
                             stderr=subprocess.PIPE, text=True, env=env)
 
 
-def run_until(plan: Path, state: Path, *, event: str, state_name: str, nth: int = 1) -> None:
+def run_until(plan: Path, state: Path, *, event: str, state_name: str, nth: int = 1) -> bool:
     """Start ``smrun run`` and kill -9 it right after the ``nth`` matching progress event."""
     proc = smrun(plan, state)
     seen = 0
@@ -191,7 +191,7 @@ def run_until(plan: Path, state: Path, *, event: str, state_name: str, nth: int 
             if seen == nth:
                 os.kill(proc.pid, signal.SIGKILL)
                 break
-    proc.wait(timeout=30)
+    return proc.wait(timeout=30) == -signal.SIGKILL
 
 
 KILL_POINTS = [("state_entered", "MakeConfig"), ("state_entered", "RunJob"),
@@ -205,7 +205,9 @@ def test_kill_9_at_every_boundary_then_rerun_completes_without_duplicates(
     created = Creations(simc)
     for i, (event, state_name) in enumerate(KILL_POINTS):
         plan = write_plan(tmp_path, simc, [f"k{i}-a", f"k{i}-b", f"bad-k{i}"], name=f"kill{i}")
-        run_until(plan, tmp_path / "state", event=event, state_name=state_name, nth=2)
+        assert run_until(plan, tmp_path / "state", event=event, state_name=state_name, nth=2)
+        before = {r["vm"]: r["phase"] for r in engine.status(load_plan(plan), state_dir=tmp_path / "state")}
+        assert "Interrupted" in before.values(), before
         proc = smrun(plan, tmp_path / "state")
         out, err = proc.communicate(timeout=60)
         assert proc.returncode == 1, err  # bad-k* fails (its Job fails), the others complete
