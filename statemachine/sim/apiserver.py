@@ -123,7 +123,8 @@ class ApiServer:
     def stop(self) -> None:
         """Stop accepting, end every watch and close every open connection."""
         self.stopping.set()
-        self._httpd.shutdown()
+        if self._thread is not None:  # shutdown() blocks forever if serve_forever never ran
+            self._httpd.shutdown()
         self._httpd.server_close()
         with self._conns_lock:
             conns = list(self._conns)

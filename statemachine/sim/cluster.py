@@ -97,6 +97,14 @@ class SimulatedClusters:
         self.stop()
 
     def start(self) -> None:
+        """Seed, bind and start both clusters; on any failure, undo what was started."""
+        try:
+            self._start()
+        except BaseException:
+            self.stop()
+            raise
+
+    def _start(self) -> None:
         validator = Validator(self.openapi_dir) if self.openapi_dir else None
         faults = FaultInjector(self.fault_rate, seed=self.fault_seed) if self.fault_rate else None
         self._log = RequestLog(self.request_log_path) if self.request_log_path else None
@@ -123,6 +131,7 @@ class SimulatedClusters:
         self.kubeconfig_path = self._write_kubeconfig()
 
     def stop(self) -> None:
+        """Stop controllers and servers (ending every watch); idempotent."""
         for runner in self.runners.values():
             runner.stop()
         for server in self.servers.values():

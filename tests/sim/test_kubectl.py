@@ -45,6 +45,12 @@ spec:
 """
 
 
+@pytest.fixture
+def sim(make_sim: Callable[..., SimulatedClusters], tmp_path: Any) -> SimulatedClusters:
+    """Without controllers: these tests check the protocol, objects stay as written."""
+    return make_sim(controllers=False, kubeconfig_out=tmp_path / "kubeconfig")
+
+
 def _later(delay: float, action: Callable[[], Any]) -> threading.Thread:
     def run() -> None:
         time.sleep(delay)
