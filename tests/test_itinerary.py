@@ -166,3 +166,13 @@ def test_flow_edges_fall_through_past_states_with_when() -> None:
     assert ("PrecopyWait", "CreateDisks", "next") in edges
     assert ("PrecopyWait", "StartTarget", "skip") in edges
     assert not any(src == "Completed" for src, _, _ in edges)
+
+
+def test_problem_line_is_the_offending_key() -> None:
+    path = DATA / "invalid" / "unknown-field.yaml"
+    with pytest.raises(SchemaError) as caught:
+        load_itinerary(path)
+    lines = path.read_text().splitlines()
+    problem = caught.value.problems[0]
+    assert problem.line is not None
+    assert lines[problem.line - 1].strip().startswith("readyness:")
