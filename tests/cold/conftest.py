@@ -94,6 +94,8 @@ def render_cold(plan_path: Path, outputs: Callable[[Mapping[str, Any]], dict[str
                 for action in state.actions:
                     if action.kind not in ("apply", "ensure") or not action.template:
                         continue
+                    if action.when is not None and not evaluate(action.when, local):
+                        continue
                     for doc in render_documents(action.template, local):
                         rendered.append(Rendered(state.name, action.cluster or state.cluster,
                                                  action.kind, doc))

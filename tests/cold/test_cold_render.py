@@ -132,9 +132,16 @@ def test_hooks_run_as_jobs_on_the_target() -> None:
     assert all(r.cluster == "target" for r in jobs)
     pre = jobs[0].manifest
     assert pre["spec"]["activeDeadlineSeconds"] == 300
+    assert pre["metadata"]["name"] == "web-1-prehook-quiesce"
     container = pre["spec"]["template"]["spec"]["containers"][0]
     assert container["image"] == "quay.io/konveyor/hook-runner:latest"
-    assert {"name": "SMRUN_HOOK_STEP", "value": "PreHook"} in container["env"]
+    # The readiness object of the hook states is the Job the shared template creates.
+    it = itinerary()
+    plan = load_plan(DATA / "hook-plan.yaml")
+    ctx = vm_ctx(plan, plan.vm("web-1"), it)
+    for state, job in (("PreHook", jobs[0]), ("PostHook", jobs[1])):
+        ref = it.state(state).readiness.object.render(ctx)
+        assert (ref.kind, ref.namespace, ref.name) == ("Job", "shop", job.manifest["metadata"]["name"])
     assert not [r for r in rendered["db-1"] if r.manifest["kind"] == "Job"]
 
 
