@@ -217,7 +217,8 @@ class _Builder:
 
     def resolve(self, text: str) -> Path:
         candidate = Path(os.path.expanduser(text))
-        return candidate if candidate.is_absolute() else self.base / candidate
+        # normpath, not resolve(): collapse `..` for readable messages, keep the user's symlinks.
+        return Path(os.path.normpath(candidate if candidate.is_absolute() else self.base / candidate))
 
     def build(self) -> Plan:
         data: dict[str, Any] = self.doc.data

@@ -218,7 +218,14 @@ def _render_state(itinerary: Itinerary, state: StateSpec, ctx: Mapping[str, Any]
     out: list[RenderedManifest] = []
     for index, local in contexts:
         for action in state.actions:
-            out.extend(_render_action(itinerary, state, action, local, vm, index))
+            try:
+                out.extend(_render_action(itinerary, state, action, local, vm, index))
+            except TemplateError as exc:
+                # Say which action (itinerary file, line, field) and VM the template failed for.
+                if not action.where or str(exc).startswith(action.where):
+                    raise
+                suffix = f" (VM {vm})" if vm else ""
+                raise TemplateError(f"{action.where}: {exc}{suffix}") from None
     return out
 
 

@@ -120,8 +120,15 @@ def itinerary_for_plan(plan: Plan) -> Itinerary:
     if plan.itinerary is not None:
         if isinstance(plan.itinerary, Path):
             return load_itinerary(plan.itinerary)
+        if plan.itinerary not in builtin_itinerary_names():
+            known = ", ".join(builtin_itinerary_names())
+            raise DefinitionError(f"{plan.path}: spec.itinerary: no built-in itinerary "
+                                  f"{plan.itinerary!r} (built-in: {known}; a file needs a .yaml suffix)")
         return load_itinerary(builtin_itinerary_path(plan.itinerary))
-    provider = load_provider(plan.provider)
+    try:
+        provider = load_provider(plan.provider)
+    except UnknownProvider as exc:
+        raise UnknownProvider(f"{plan.path}: spec.provider: {exc}") from None
     if not provider.supports_path(plan.type):
         raise UnknownProvider(f"{plan.path}: spec.type: provider {plan.provider!r} does not support "
                               f"migration type {plan.type!r}")
