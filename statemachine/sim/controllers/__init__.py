@@ -16,7 +16,8 @@ from statemachine.sim.controller import Controller
 def all_controllers() -> list[Controller]:
     """Fresh instances of every simulated controller, in a stable order."""
     from statemachine.sim.controllers.backup import BackupController
-    from statemachine.sim.controllers.cdi import DataVolumeController
+    from statemachine.sim.controllers.cdi import (
+        DataVolumeController, PersistentVolumeClaimController)
     from statemachine.sim.controllers.export import ExportController
     from statemachine.sim.controllers.job import JobController
     from statemachine.sim.controllers.kubevirt import KubeVirtController
@@ -25,5 +26,6 @@ def all_controllers() -> list[Controller]:
     from statemachine.sim.controllers.vmi import VirtualMachineInstanceController
 
     return [KubeVirtController(), VirtualMachineController(), VirtualMachineInstanceController(),
-            MigrationController(), DataVolumeController(), ExportController(),
+            MigrationController(), DataVolumeController(),
+            PersistentVolumeClaimController(), ExportController(),
             BackupController(), JobController()]

@@ -1,6 +1,231 @@
+"""The simulated CDI: DataVolumes (blank, http, pvc clone, upload, registry) and PVC binding.
+
+DataVolume, one phase per tick (kubevirt-lifecycle.md §4.4, non-populator path):
+``Pending`` (PVC created, ``progress: N/A``) → [``WaitForFirstConsumer`` while the StorageClass
+binds on first consumer, no ``cdi.kubevirt.io/storage.bind.immediate.requested`` annotation and
+no VMI/Pod uses the claim] → ``PVCBound`` → ``ImportScheduled`` → ``ImportInProgress`` (progress
+rises 0 → 25 → 50 → 75 %, blank imports jump straight to the end) → ``Succeeded`` (``100.0%``).
+Clones use ``CloneScheduled``/``CloneInProgress``; uploads stop at ``UploadReady``.
+Conditions ``Bound``, ``Running`` and ``Ready`` as in §4.5.
+
+http sources are fetched from the simulated world (``import_source.py``): a VirtualMachineExport
+volume link of any simulated cluster (with the export token in ``secretExtraHeaders``), or the
+always-reachable image host ``images.sim.smrun.io``. Anything else cannot be reached: the DV
+stays ``ImportInProgress`` with ``Running=False reason=Error`` and a growing ``restartCount``
+and, as a simulator decision (upstream retries forever), turns ``Failed`` after
+:data:`MAX_RESTARTS` restarts so that tests and plans see an end.
+
+Fault injection: ``sim.smrun.io/fail: "true"`` on the DataVolume → ``Failed`` right after
+``Pending`` (``Running=False reason=Error``).
+
+PersistentVolumeClaims not created for a DataVolume are bound on the next tick (Immediate class)
+or when a consumer appears (WaitForFirstConsumer class).
+
+What it does not do: volume populators (``PendingPopulation``, ``prime-`` PVCs), multi-stage
+(checkpoint) imports, StorageProfile-driven defaults beyond the access mode, real data.
+"""
 from __future__ import annotations
+
+from typing import Any
+
 from statemachine.sim.controller import ClusterContext, Controller
-class DataVolumeController(Controller):
-    watches = ("DataVolume",)
-    def reconcile(self, ctx, obj):
+from statemachine.sim.controllers.conditions import (
+    annotations_of, condition_is, set_condition, wants_failure)
+from statemachine.sim.controllers.import_source import check_http_source
+from statemachine.sim.controllers.vmi import claim_names
+from statemachine.sim.store import Obj
+
+MAX_RESTARTS = 3
+PROGRESS_STEP = 25.0
+BIND_IMMEDIATE = "cdi.kubevirt.io/storage.bind.immediate.requested"
+CREATED_FOR = "cdi.kubevirt.io/createdForDataVolume"
+_FINAL = ("Succeeded", "Failed")
+
+
+def _storage_class(ctx: ClusterContext, name: str | None) -> Obj | None:
+    if name:
+        return ctx.store.try_get("StorageClass", None, name)
+    for sc in ctx.store.list("StorageClass"):
+        if annotations_of(sc).get("storageclass.kubernetes.io/is-default-class") == "true":
+            return sc
+    return None
+
+
+def _waits_for_consumer(ctx: ClusterContext, pvc: Obj) -> bool:
+    sc = _storage_class(ctx, (pvc.get("spec") or {}).get("storageClassName"))
+    if (sc or {}).get("volumeBindingMode") != "WaitForFirstConsumer":
+        return False
+    if BIND_IMMEDIATE in annotations_of(pvc):
+        return False
+    ns, name = pvc["metadata"].get("namespace"), pvc["metadata"]["name"]
+    for vmi in ctx.store.list("VirtualMachineInstance", ns):
+        if name in claim_names(vmi.get("spec") or {}):
+            return False
+    for pod in ctx.store.list("Pod", ns):
+        for vol in (pod.get("spec") or {}).get("volumes") or []:
+            if (vol.get("persistentVolumeClaim") or {}).get("claimName") == name:
+                return False
+    return True
+
+
+def _bind(ctx: ClusterContext, pvc: Obj) -> None:
+    spec = pvc.get("spec") or {}
+    size = ((spec.get("resources") or {}).get("requests") or {}).get("storage", "1Gi")
+    md = pvc["metadata"]
+    ctx.store.update_status("PersistentVolumeClaim", md.get("namespace"), md["name"], {
+        "phase": "Bound", "accessModes": spec.get("accessModes") or ["ReadWriteOnce"],
+        "capacity": {"storage": size}})
+    if not spec.get("volumeName"):
+        ctx.store.mutate("PersistentVolumeClaim", md.get("namespace"), md["name"],
+                         lambda o: o["spec"].update({"volumeName": f"pvc-{md['uid']}"}))
+
+
+class PersistentVolumeClaimController(Controller):
+    """Binds PVCs that no DataVolume manages (see module docstring)."""
+
+    watches = ("PersistentVolumeClaim",)
+
+    def reconcile(self, ctx: ClusterContext, obj: Obj) -> bool | None:
+        if CREATED_FOR in annotations_of(obj) or obj["metadata"].get("deletionTimestamp"):
+            return None
+        if (obj.get("status") or {}).get("phase") == "Bound":
+            return None
+        if _waits_for_consumer(ctx, obj):
+            if (obj.get("status") or {}).get("phase") != "Pending":
+                md = obj["metadata"]
+                ctx.store.update_status("PersistentVolumeClaim", md.get("namespace"), md["name"],
+                                        {"phase": "Pending"})
+            return True
+        _bind(ctx, obj)
         return None
+
+
+class DataVolumeController(Controller):
+    """Drives DataVolumes and their PVCs (see module docstring)."""
+
+    watches = ("DataVolume",)
+
+    def reconcile(self, ctx: ClusterContext, obj: Obj) -> bool | None:
+        md = obj["metadata"]
+        ns, name = md.get("namespace"), md["name"]
+        status: dict[str, Any] = dict(obj.get("status") or {})
+        phase = status.get("phase", "")
+        if md.get("deletionTimestamp") or phase in _FINAL or phase == "UploadReady":
+            return None
+        pvc = ctx.store.try_get("PersistentVolumeClaim", ns, name)
+        source = (obj.get("spec") or {}).get("source") or {}
+        kind = next(iter(source), "blank")
+        if phase == "":
+            if pvc is None:
+                pvc = ctx.store.create("PersistentVolumeClaim", self._pvc_body(ctx, obj),
+                                       keep_status=True)
+            status.update({"phase": "Pending", "progress": "N/A", "claimName": name,
+                           "restartCount": 0})
+            set_condition(status, "Bound", "False", "Pending", f"PVC {name} Pending", style="cdi")
+            set_condition(status, "Running", "False", style="cdi")
+            set_condition(status, "Ready", "False", style="cdi")
+        elif pvc is None:
+            status["phase"] = "Failed"
+            set_condition(status, "Bound", "False", "ClaimLost", "Claim Lost", style="cdi")
+            set_condition(status, "Ready", "False", style="cdi")
+        elif wants_failure(obj):
+            status["phase"] = "Failed"
+            set_condition(status, "Running", "False", "Error",
+                          "Import failed: simulated failure (sim.smrun.io/fail)", style="cdi")
+            set_condition(status, "Ready", "False", style="cdi")
+        elif phase in ("Pending", "WaitForFirstConsumer"):
+            if _waits_for_consumer(ctx, pvc):
+                status["phase"] = "WaitForFirstConsumer"
+            else:
+                _bind(ctx, pvc)
+                status["phase"] = "PVCBound"
+                set_condition(status, "Bound", "True", "Bound", f"PVC {name} Bound", style="cdi")
+        elif phase == "PVCBound":
+            status["phase"] = {"pvc": "CloneScheduled", "upload": "UploadScheduled"}.get(
+                kind, "ImportScheduled")
+        elif phase in ("UploadScheduled",):
+            status["phase"] = "UploadReady"
+            set_condition(status, "Running", "True", "Pod is running", style="cdi")
+        elif phase in ("ImportScheduled", "CloneScheduled"):
+            status["phase"] = "CloneInProgress" if kind == "pvc" else "ImportInProgress"
+            status["progress"] = "0.00%"
+            set_condition(status, "Running", "True", "Pod is running", style="cdi")
+            set_condition(status, "Ready", "False", "TransferRunning", style="cdi")
+        else:
+            self._transfer(ctx, obj, status, kind, source)
+        if status != (obj.get("status") or {}):
+            ctx.store.update_status("DataVolume", ns, name, status)
+        return True
+
+    def _transfer(self, ctx: ClusterContext, dv: Obj, status: dict[str, Any], kind: str,
+                  source: dict[str, Any]) -> None:
+        """One tick of ImportInProgress/CloneInProgress: check the source, then move progress."""
+        ns = dv["metadata"].get("namespace")
+        problem = None
+        if kind == "http":
+            problem = check_http_source(ctx, ns, source.get("http") or {})
+        elif kind == "pvc":
+            ref = source.get("pvc") or {}
+            if ctx.store.try_get("PersistentVolumeClaim", ref.get("namespace") or ns,
+                                 ref.get("name", "")) is None:
+                problem = f'source PVC {ref.get("namespace") or ns}/{ref.get("name")} not found'
+        if problem is not None:
+            restarts = int(status.get("restartCount") or 0) + 1
+            status["restartCount"] = restarts
+            set_condition(status, "Running", "False", "Error", problem, style="cdi")
+            if restarts > MAX_RESTARTS:
+                status["phase"] = "Failed"
+                set_condition(status, "Ready", "False", style="cdi")
+            return
+        set_condition(status, "Running", "True", "Pod is running", style="cdi")
+        done = float(str(status.get("progress", "0")).rstrip("%") or 0) if str(
+            status.get("progress", "")).endswith("%") else 0.0
+        done = 100.0 if kind == "blank" else done + PROGRESS_STEP
+        if done < 100.0:
+            status["progress"] = f"{done:.2f}%"
+            return
+        status.update({"phase": "Succeeded", "progress": "100.0%"})
+        set_condition(status, "Running", "False", "Completed", "Import Complete", style="cdi")
+        set_condition(status, "Ready", "True", style="cdi")
+        set_condition(status, "Bound", "True", "Bound", f"PVC {dv['metadata']['name']} Bound",
+                      style="cdi")
+
+    def _pvc_body(self, ctx: ClusterContext, dv: Obj) -> Obj:
+        md = dv["metadata"]
+        spec = dv.get("spec") or {}
+        storage = dict(spec.get("storage") or spec.get("pvc") or {})
+        sc_name = storage.get("storageClassName")
+        sc = _storage_class(ctx, sc_name)
+        notes = dict(md.get("annotations") or {})
+        notes.update({"cdi.kubevirt.io/storage.pod.restarts": "0",
+                      "cdi.kubevirt.io/storage.contentType": "kubevirt",
+                      "cdi.kubevirt.io/storage.preallocation.requested": "false",
+                      CREATED_FOR: md["uid"]})
+        source = spec.get("source") or {}
+        if "blank" in source:
+            notes["cdi.kubevirt.io/storage.import.source"] = "none"
+        elif "http" in source:
+            notes["cdi.kubevirt.io/storage.import.endpoint"] = str(source["http"].get("url", ""))
+            notes["cdi.kubevirt.io/storage.import.source"] = "http"
+        pvc_spec: dict[str, Any] = {
+            "accessModes": storage.get("accessModes") or ["ReadWriteOnce"],
+            "resources": storage.get("resources") or {"requests": {"storage": "1Gi"}},
+            "volumeMode": storage.get("volumeMode") or "Filesystem"}
+        if sc is not None:
+            pvc_spec["storageClassName"] = sc["metadata"]["name"]
+        elif sc_name:
+            pvc_spec["storageClassName"] = sc_name
+        labels = {"app": "containerized-data-importer", **(md.get("labels") or {})}
+        if pvc_spec["volumeMode"] == "Filesystem":
+            labels["alerts.k8s.io/KubePersistentVolumeFillingUp"] = "disabled"
+        return {"metadata": {"name": md["name"], "namespace": md.get("namespace"),
+                             "labels": labels, "annotations": notes,
+                             "ownerReferences": [{"apiVersion": "cdi.kubevirt.io/v1beta1",
+                                                  "kind": "DataVolume", "name": md["name"],
+                                                  "uid": md["uid"], "controller": True,
+                                                  "blockOwnerDeletion": True}]},
+                "spec": pvc_spec, "status": {"phase": "Pending"}}
+
+
+def dv_ready(dv: Obj) -> bool:
+    return condition_is(dv.get("status"), "Ready")

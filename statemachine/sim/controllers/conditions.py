@@ -37,7 +37,7 @@ def parse_time(value: str | None) -> _dt.datetime | None:
         return None
 
 
-def annotations(obj: Mapping[str, Any]) -> dict[str, str]:
+def annotations_of(obj: Mapping[str, Any]) -> dict[str, str]:
     return dict((obj.get("metadata") or {}).get("annotations") or {})
 
 
@@ -51,7 +51,7 @@ def meta(obj: Mapping[str, Any], field: str, default: Any = "") -> Any:
 
 def wants_failure(obj: Mapping[str, Any]) -> bool:
     """Whether ``sim.smrun.io/fail: "true"`` is set on the object."""
-    return annotations(obj).get(FAIL_ANNOTATION, "").lower() == "true"
+    return annotations_of(obj).get(FAIL_ANNOTATION, "").lower() == "true"
 
 
 def get_condition(status: Mapping[str, Any] | None, ctype: str) -> dict[str, Any] | None:

@@ -27,7 +27,7 @@ from statemachine.sim.controller import ClusterContext, Controller
 from statemachine.sim.controllers import addresses
 from statemachine.sim.controllers.backup import dirty_bytes_of
 from statemachine.sim.controllers.conditions import (
-    annotations, condition_is, now, set_condition, wants_failure)
+    annotations_of, condition_is, now, set_condition, wants_failure)
 from statemachine.sim.store import Obj
 
 MESSAGE_IN = "sim.smrun.io/termination-message"
@@ -46,7 +46,7 @@ def _env_values(job: Obj) -> list[str]:
 
 
 def termination_message(ctx: ClusterContext, job: Obj) -> str:
-    given = annotations(job).get(MESSAGE_IN)
+    given = annotations_of(job).get(MESSAGE_IN)
     if given is not None:
         return given
     for value in _env_values(job):

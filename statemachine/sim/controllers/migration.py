@@ -30,7 +30,7 @@ from typing import Any
 from statemachine.sim.controller import ClusterContext, Controller
 from statemachine.sim.controllers import kubevirt
 from statemachine.sim.controllers.conditions import (
-    FAIL_MIGRATION_AT, annotations, event, now, remove_condition, set_condition)
+    FAIL_MIGRATION_AT, annotations_of, event, now, remove_condition, set_condition)
 from statemachine.sim.controllers.migration_sides import (
     BLOCKED, FINAL, WAITING_MESSAGE, local_step, source_start, source_step, target_reset,
     target_start, target_step)
@@ -77,7 +77,7 @@ class MigrationController(Controller):
         if obj["kind"] == VMI:
             return None  # only deletions matter (see ``deleted``)
         md = obj["metadata"]
-        if "kubevirt.io/latest-observed-api-version" not in annotations(obj):
+        if "kubevirt.io/latest-observed-api-version" not in annotations_of(obj):
             self._observe(ctx, obj)
             return True
         if md.get("deletionTimestamp"):
@@ -165,7 +165,7 @@ class MigrationController(Controller):
             return local_step(ctx, vmim, status, vmi) if not self._fault(ctx, vmim, vmi, phase) \
                 else "Failed"
         if which == "target":
-            hold = annotations(vmim).get(FAIL_MIGRATION_AT)
+            hold = annotations_of(vmim).get(FAIL_MIGRATION_AT)
             if hold == phase and not ((vmi.get("status") or {}).get("migrationState") or {}).get(
                     "failed"):
                 return None  # the source is about to fail this migration at this phase
@@ -182,7 +182,8 @@ class MigrationController(Controller):
             vmi = ctx.store.try_get(VMI, vmi["metadata"].get("namespace"), vmi["metadata"]["name"])
         except Unreachable as exc:
             _blocked(status, str(exc))
-            self._mirror_blocked(ctx, vmi, str(exc))
+            if vmi is not None:
+                self._mirror_blocked(ctx, vmi, str(exc))
         if vmi is None:
             return None
         if self._fault(ctx, vmim, vmi, phase):
@@ -207,7 +208,7 @@ class MigrationController(Controller):
         """Fail the migration here if the source VM asks for it (``sim.smrun.io/fail-migration-at``)."""
         vm = ctx.store.try_get("VirtualMachine", vmi["metadata"].get("namespace"),
                                vmi["metadata"]["name"])
-        fail_at = annotations(vm or {}).get(FAIL_MIGRATION_AT)
+        fail_at = annotations_of(vm or {}).get(FAIL_MIGRATION_AT)
         if not fail_at or phase in ("", *FINAL):
             return False
         if fail_at != phase and not (fail_at == "WaitingForSync" and phase == "Synchronizing"):

@@ -233,9 +233,11 @@ def local_step(ctx: ClusterContext, vmim: Obj, status: dict[str, Any], vmi: Obj)
         return None
     uid = vmim["metadata"]["uid"]
     if phase == "TargetReady":
-        mutate_state(ctx, vmi, lambda ms: ms.clear() or ms.update(
-            {"migrationUid": uid, "startTimestamp": now(), "mode": "PreCopy",
-             "sourceNode": node_name(ctx), "targetNode": node_name(ctx, receiver=True)}))
+        def started(ms: dict[str, Any]) -> None:
+            ms.clear()
+            ms.update({"migrationUid": uid, "startTimestamp": now(), "mode": "PreCopy",
+                       "sourceNode": node_name(ctx), "targetNode": node_name(ctx, receiver=True)})
+        mutate_state(ctx, vmi, started)
     if phase == "Running":
         node = node_name(ctx, receiver=True)
 

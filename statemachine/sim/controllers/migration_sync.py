@@ -22,7 +22,7 @@ from typing import Any
 
 from statemachine.sim.controller import ClusterContext
 from statemachine.sim.controllers import addresses, kubevirt
-from statemachine.sim.controllers.conditions import FAIL_MIGRATION_AT, annotations
+from statemachine.sim.controllers.conditions import FAIL_MIGRATION_AT, annotations_of
 from statemachine.sim.store import Obj
 
 VMIM = "VirtualMachineInstanceMigration"
@@ -145,8 +145,8 @@ def exchange(s_ctx: ClusterContext, s_vmim: Obj, s_vmi: Obj, target: Peer) -> No
     mutate_state(s_ctx, s_vmi, into_source)
     vm = s_ctx.store.try_get("VirtualMachine", s_vmi["metadata"].get("namespace"),
                              s_vmi["metadata"]["name"])
-    fail_at = annotations(vm or {}).get(FAIL_MIGRATION_AT)
-    if fail_at and annotations(target.vmim).get(FAIL_MIGRATION_AT) != fail_at:
+    fail_at = annotations_of(vm or {}).get(FAIL_MIGRATION_AT)
+    if fail_at and annotations_of(target.vmim).get(FAIL_MIGRATION_AT) != fail_at:
         md = target.vmim["metadata"]
         target.ctx.store.mutate(VMIM, md.get("namespace"), md["name"], lambda o: o["metadata"]
                                 .setdefault("annotations", {}).update({FAIL_MIGRATION_AT: fail_at}))

@@ -25,7 +25,7 @@ from __future__ import annotations
 from typing import Any
 
 from statemachine.sim.controller import ClusterContext, Controller
-from statemachine.sim.controllers.conditions import annotations, get_condition, set_condition
+from statemachine.sim.controllers.conditions import annotations_of, get_condition, set_condition
 from statemachine.sim.controllers.vmi import (
     FINAL_PHASES, RECEIVER_ANNOTATION, VM_FINALIZER, is_receiver)
 from statemachine.sim.store import Obj
@@ -98,7 +98,7 @@ class VirtualMachineController(Controller):
             elif being_deleted:
                 requeue = True
             elif rs == "WaitAsReceiver":
-                restore = annotations(vm).get(RESTORE_ANNOTATION)
+                restore = annotations_of(vm).get(RESTORE_ANNOTATION)
                 if (restore and not is_receiver(vmi) and migration_completed(vmi)
                         and not vmi["status"]["migrationState"].get("failed")):
                     ctx.store.mutate("VirtualMachine", ns, name,

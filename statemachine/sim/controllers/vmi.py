@@ -21,7 +21,7 @@ from typing import Any
 
 from statemachine.sim.controller import ClusterContext, Controller
 from statemachine.sim.controllers.conditions import (
-    annotations, get_condition, remove_condition, set_condition)
+    annotations_of, get_condition, remove_condition, set_condition)
 from statemachine.sim.store import Obj
 
 RECEIVER_ANNOTATION = "kubevirt.io/create-migration-target"
@@ -36,7 +36,7 @@ def node_name(ctx: ClusterContext, *, receiver: bool = False) -> str:
 
 
 def is_receiver(vmi: Obj) -> bool:
-    return annotations(vmi).get(RECEIVER_ANNOTATION) == "true"
+    return annotations_of(vmi).get(RECEIVER_ANNOTATION) == "true"
 
 
 def claim_names(vmi_or_template_spec: dict[str, Any]) -> list[str]:
@@ -56,7 +56,7 @@ def migratability(ctx: ClusterContext, vmi: Obj) -> tuple[dict[str, str], dict[s
     ns = vmi["metadata"].get("namespace")
     pod_nets = {n.get("name") for n in spec.get("networks") or [] if "pod" in n}
     for iface in (spec.get("domain") or {}).get("devices", {}).get("interfaces") or []:
-        if iface.get("name") in pod_nets and "bridge" in iface and not annotations(vmi).get(
+        if iface.get("name") in pod_nets and "bridge" in iface and not annotations_of(vmi).get(
                 "kubevirt.io/allow-pod-bridge-network-live-migration"):
             reason = "InterfaceNotLiveMigratable"
             msg = ("cannot migrate VMI which does not use masquerade or a migratable plugin to "
