@@ -1,10 +1,13 @@
 """Patch algorithms the simulated API server applies: JSON merge patch (RFC 7386) and JSON patch
 (RFC 6902).
 
-Strategic merge patch is not implemented: the server answers 415 for custom resources (as a real
-apiserver does) and treats it as a merge patch for built-in kinds, which is right for the maps
-clients patch in practice (labels, annotations, data, spec scalars) but not for lists with merge
-keys. Pure functions over JSON values; inputs are never mutated.
+Strategic merge patch (built-in kinds only; custom resources get 415 as from a real apiserver) is
+approximated without the Go struct tags: maps merge as in a merge patch; a list of objects that
+all carry the same identifying key (``name``, ``mountPath``, ``containerPort``, ``type``) is merged
+element by element on that key (``$patch: delete`` removes one, ``$setElementOrder/<field>``
+orders them); any other list is replaced; other ``$`` directives are dropped. That covers what
+kubectl apply/label/annotate send for ConfigMaps, Secrets, Jobs and PVCs. Pure functions over
+JSON values; inputs are never mutated.
 """
 from __future__ import annotations
 
@@ -24,6 +27,50 @@ def merge_patch(target: Any, patch: Any) -> Any:
             out.pop(key, None)
         else:
             out[key] = merge_patch(out.get(key), value)
+    return out
+
+
+MERGE_KEYS = ("name", "mountPath", "containerPort", "type")
+
+
+def _merge_key(a: list[Any], b: list[Any]) -> str | None:
+    items = a + b
+    if not b or not all(isinstance(i, dict) for i in items):
+        return None
+    return next((k for k in MERGE_KEYS if all(k in i for i in items)), None)
+
+
+def _merge_list(target: list[Any], patch: list[Any], order: Any) -> list[Any]:
+    key = _merge_key(target, patch)
+    if key is None:
+        return [strategic_merge_patch(None, p) for p in patch]
+    out = {item[key]: copy.deepcopy(item) for item in target}
+    for item in patch:
+        if item.get("$patch") == "delete":
+            out.pop(item[key], None)
+        else:
+            out[item[key]] = strategic_merge_patch(out.get(item[key]), item)
+    if isinstance(order, list):
+        ranked = [o.get(key) for o in order if isinstance(o, dict)]
+        return sorted(out.values(), key=lambda i: ranked.index(i[key]) if i[key] in ranked
+                      else len(ranked))
+    return list(out.values())
+
+
+def strategic_merge_patch(target: Any, patch: Any) -> Any:
+    """A merge patch that merges lists of keyed objects (see the module docstring)."""
+    if not isinstance(patch, dict):
+        return copy.deepcopy(patch)
+    out = dict(target) if isinstance(target, dict) else {}
+    for key, value in patch.items():
+        if key.startswith("$"):
+            continue
+        if value is None:
+            out.pop(key, None)
+        elif isinstance(value, list) and isinstance(out.get(key), list):
+            out[key] = _merge_list(out[key], value, patch.get(f"$setElementOrder/{key}"))
+        else:
+            out[key] = strategic_merge_patch(out.get(key), value)
     return out
 
 

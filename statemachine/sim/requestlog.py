@@ -2,7 +2,7 @@
 
 Fields: ``ts`` (Unix seconds, float), ``cluster``, ``method``, ``path`` (without the query),
 ``user`` (``""`` when unauthenticated), ``status`` (the HTTP status; 0 for a dropped connection).
-Request bodies and tokens are never logged. Watches are logged when they start.
+Request bodies and tokens are never logged. A watch is logged when it ends.
 """
 from __future__ import annotations
 

@@ -372,7 +372,7 @@ class Store:
               patch_type: PatchType = "merge", subresource: str | None = None, *,
               dry_run: bool = False) -> Obj:
         """Apply a patch: ``merge`` (RFC 7386), ``json`` (RFC 6902), ``strategic`` (415 for
-        custom resources; a merge for built-in kinds) or ``apply`` (server-side apply, simplified:
+        custom resources; approximated for built-in kinds, see ``patches``) or ``apply`` (server-side apply, simplified:
         creates the object if missing, else merges). A ``metadata.resourceVersion`` in a merge
         patch is a precondition (409 if stale).
         """
@@ -399,7 +399,8 @@ class Store:
                 precondition = (patch.get("metadata") or {}).get("resourceVersion")
                 if precondition and str(precondition) != existing["metadata"]["resourceVersion"]:
                     raise _conflict(k, name)
-                new = patches.merge_patch(existing, patch)
+                new = (patches.strategic_merge_patch(existing, patch) if patch_type == "strategic"
+                       else patches.merge_patch(existing, patch))
             if not isinstance(new, dict):
                 raise _invalid(k, name, "the patched object is not a JSON object")
             return self._write(k, existing, new, subresource, dry_run)

@@ -269,3 +269,18 @@ def test_sim_network() -> None:
     assert net.connect("sync.target:9185") is None
     net.heal("sync.target:9185")
     assert net.connect("sync.target:9185") is target
+
+
+def test_strategic_merge_for_builtin_lists() -> None:
+    store = Store()
+    store.create("Namespace", {"metadata": {"name": "default"}})
+    store.create("Job", {"metadata": {"name": "j", "namespace": "default"}, "spec": {
+        "template": {"spec": {"containers": [
+            {"name": "a", "image": "a:1", "command": ["run"]},
+            {"name": "b", "image": "b:1"}]}}}})
+    patch = {"spec": {"template": {"spec": {
+        "$setElementOrder/containers": [{"name": "b"}, {"name": "a"}],
+        "containers": [{"name": "a", "image": "a:2"}, {"name": "b", "$patch": "delete"}]}}}}
+    job = store.patch("Job", "default", "j", patch, "strategic")
+    assert job["spec"]["template"]["spec"]["containers"] == [
+        {"name": "a", "image": "a:2", "command": ["run"]}]
