@@ -115,7 +115,9 @@ def test_datavolume_readiness(status: dict[str, Any], expected: str) -> None:
 def test_datavolume_progress_is_cdi_progress() -> None:
     it = itinerary()
     spec = it.state("CreateDataVolumes").readiness
-    assert readiness.progress({"status": {"progress": "45.12%"}}, spec, _ctx()) == "45.12%"
+    ctx = {**_ctx(), "item": {"metadata": {"name": "web-1-root"}}, "index": 0}
+    assert readiness.progress({"status": {"progress": "45.12%"}}, spec, ctx) == "web-1-root 45.12%"
+    assert readiness.progress({"status": {}}, spec, ctx) == "web-1-root N/A"
 
 
 def test_target_vm_must_run_when_the_source_ran() -> None:
