@@ -19,6 +19,8 @@ from statemachine.sim.store import Obj, now_rfc3339
 FAIL_ANNOTATION = "sim.smrun.io/fail"
 #: Annotation on a source VM making its decentralized migration fail at a VMIM phase.
 FAIL_MIGRATION_AT = "sim.smrun.io/fail-migration-at"
+#: Annotation on a source VM pausing its migration at a source VMIM phase (until removed).
+HOLD_MIGRATION_AT = "sim.smrun.io/hold-migration-at"
 
 
 def now() -> str:

@@ -16,6 +16,10 @@ Per VMIM and tick (kubevirt-lifecycle.md §1):
 5. Final: finalizers removed; ``status.migrationState`` = the VMI's when it belongs to this VMIM.
    A VMIM whose VMI is deleted is deleted too (§1.6 step 26).
 
+Pausing: annotation ``sim.smrun.io/hold-migration-at: <phase>`` on the source VM stops the source
+side at that phase (it keeps syncing) until the annotation is removed; ``TargetReady`` holds both
+sides mid-migration, which makes cancel tests deterministic.
+
 Fault injection: annotation ``sim.smrun.io/fail-migration-at: <phase>`` on the source VM fails the
 migration when the source VMIM is in that phase (``WaitingForSync`` counts as ``Synchronizing``);
 the target holds at that phase until the failure reaches it, so the outcome is deterministic.
@@ -30,7 +34,7 @@ from typing import Any
 from statemachine.sim.controller import ClusterContext, Controller
 from statemachine.sim.controllers import kubevirt
 from statemachine.sim.controllers.conditions import (
-    FAIL_MIGRATION_AT, annotations_of, event, now, remove_condition, set_condition)
+    FAIL_MIGRATION_AT, HOLD_MIGRATION_AT, annotations_of, event, now, remove_condition, set_condition)
 from statemachine.sim.controllers.migration_sides import (
     BLOCKED, FINAL, WAITING_MESSAGE, local_step, source_start, source_step, target_reset,
     target_start, target_step)
@@ -188,7 +192,15 @@ class MigrationController(Controller):
             return None
         if self._fault(ctx, vmim, vmi, phase):
             return "Failed"
+        if self._held(ctx, vmi, phase):
+            return None
         return source_step(ctx, vmim, status, vmi)
+
+    def _held(self, ctx: ClusterContext, vmi: Obj, phase: str) -> bool:
+        """Whether the source VM pauses its migration here (``sim.smrun.io/hold-migration-at``)."""
+        vm = ctx.store.try_get("VirtualMachine", vmi["metadata"].get("namespace"),
+                               vmi["metadata"]["name"])
+        return bool(phase) and annotations_of(vm or {}).get(HOLD_MIGRATION_AT) == phase
 
     def _ineligible(self, ctx: ClusterContext, vmim: Obj, vmi: Obj) -> str | None:
         """``canMigrateVMI``: another non-final VMIM owns the VMI's migration state."""

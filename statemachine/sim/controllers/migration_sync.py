@@ -59,6 +59,12 @@ def mutate_state(ctx: ClusterContext, vmi: Obj, change: Callable[[dict[str, Any]
 def _dial(ctx: ClusterContext, address: str) -> ClusterContext:
     peer = ctx.network.connect(addresses.host_port(address))
     if peer is None:
+        # A sync controller listens as soon as its KubeVirt CR reports the address, even if that
+        # cluster's operator has not reconciled since start-up (seeded objects are not events).
+        for other in ctx.clusters.values():
+            kubevirt.announce(other)
+        peer = ctx.network.connect(addresses.host_port(address))
+    if peer is None:
         raise Unreachable(
             "rpc error: code = Unavailable desc = connection error: desc = \"transport: Error "
             f"while dialing: dial tcp {addresses.host_port(address)}: connect: connection refused\"")
