@@ -181,3 +181,19 @@ def test_viewer_context_is_denied_writes(make_sim: Callable[..., SimulatedCluste
     # authorization before decoding (as upstream does), then refuses protobuf with 415.
     admin = run_kubectl(sim, cache, "create", "configmap", "x", check=False)
     assert "UnsupportedMediaType" in admin.stderr or "unknown format" in admin.stderr
+
+
+def test_server_side_apply_and_json_patch(sim: SimulatedClusters, kubectl: Kubectl,
+                                          tmp_path: Any) -> None:
+    manifest = tmp_path / "dv.yaml"
+    manifest.write_text(MULTI_DOC.split("---\n")[2].replace("namespace: demo", "namespace: default"))
+    assert "serverside-applied" in kubectl("apply", "--server-side", "-f", str(manifest)).stdout
+    kubectl("patch", "datavolume", "disk", "--type=json",
+            "-p", '[{"op":"add","path":"/metadata/labels","value":{"k":"v"}}]')
+    dv = sim.store("source").get("DataVolume", "default", "disk")
+    assert dv["metadata"]["labels"] == {"k": "v"}
+    assert dv["spec"]["source"] == {"blank": {}}
+    bad = kubectl("patch", "datavolume", "disk", "--type=strategic", "-p", '{"spec":{}}',
+                  check=False)
+    assert bad.returncode != 0
+    assert "the body of the request was in an unknown format" in bad.stderr
