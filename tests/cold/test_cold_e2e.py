@@ -178,3 +178,40 @@ def test_kill_during_import_then_rerun(make_sim: Callable[..., SimulatedClusters
                                                            "db-1-root", "web-1-root"]
     assert len(_by_plan(sim, "target", "VirtualMachine", "cold-demo")) == 3
     assert sim.store("source").list("VirtualMachineExport") == []
+
+
+def test_cancel_during_import_restores_the_source(make_sim: Callable[..., SimulatedClusters],
+                                                  tmp_path: Path) -> None:
+    plan_file = EXAMPLE_PLAN
+    seed = (plan_file.parent / "seed.yaml").resolve()
+    sim = make_sim(seed=seed, openapi_dir=upstream_dir(), tick=0.4)  # a slow import (seconds), so the cancel lands during it
+    plan = _plan_against(sim, plan_file, tmp_path)
+    state = tmp_path / "state"
+    cmd = [*SMRUN, "run", str(plan), "--vm", "web-1", "--output", "json", "--state-dir", str(state)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+                            cwd=tmp_path, env=dict(os.environ, PYTHONUNBUFFERED="1"))
+    events: list[dict[str, Any]] = []
+    canceled = False
+    try:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            event = json.loads(line) if line.startswith("{") else {}
+            events.append(event)
+            if (not canceled and event.get("event") == "state_waiting"
+                    and event.get("state") == "CreateDataVolumes"):
+                done = _smrun("cancel", str(plan), "--vm", "web-1", "--state-dir", str(state),
+                              cwd=tmp_path)
+                assert done.returncode == 0, done.stderr
+                canceled = True
+        assert proc.wait(timeout=RUN_TIMEOUT) == 1
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert canceled
+    assert [e["vm"] for e in events if e.get("event") == "vm_canceled"] == ["shop/web-1"]
+    assert _get(sim, "target", "VirtualMachine", "shop", "web-1") is None
+    assert _by_plan(sim, "target", "DataVolume", "cold-demo") == []
+    assert _get(sim, "source", "VirtualMachineExport", "shop", "web-1") is None
+    assert _get(sim, "source", "VirtualMachine", "shop", "web-1")["spec"]["runStrategy"] == "Always"
+    assert _wait_for(lambda: (_get(sim, "source", "VirtualMachine", "shop", "web-1")
+                              .get("status", {}).get("printableStatus")) == "Running")
