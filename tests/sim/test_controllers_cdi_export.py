@@ -1,0 +1,184 @@
+"""DataVolumes, PVC binding and VirtualMachineExport, driven through the simulated stores.
+
+Includes the cold-migration path across the two clusters: a VMExport on the source and an http
+DataVolume on the target that downloads the export's external link with the export token.
+"""
+from __future__ import annotations
+
+import base64
+import time
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from statemachine.sim.cluster import SimulatedClusters
+from statemachine.sim.controllers import cdi
+from statemachine.sim.store import Store
+
+NS = "shop"
+
+
+def wait_for(check: Callable[[], Any], timeout: float = 10.0, what: str = "condition") -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            value = check()
+        except Exception:  # noqa: BLE001 - absent while being created
+            value = None
+        if value:
+            return value
+        time.sleep(0.01)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def cond(obj: dict[str, Any], ctype: str) -> dict[str, Any]:
+    return next(c for c in obj["status"]["conditions"] if c["type"] == ctype)
+
+
+def dv(name: str, source: dict[str, Any], *, annotations: dict[str, str] | None = None,
+       storage_class: str | None = None) -> dict[str, Any]:
+    storage: dict[str, Any] = {"resources": {"requests": {"storage": "2Gi"}},
+                               "accessModes": ["ReadWriteMany"]}
+    if storage_class:
+        storage["storageClassName"] = storage_class
+    return {"metadata": {"name": name, "namespace": NS, "annotations": annotations or {}},
+            "spec": {"source": source, "storage": storage}}
+
+
+@pytest.fixture
+def clusters(make_sim: Callable[..., SimulatedClusters]) -> SimulatedClusters:
+    sim = make_sim(tick=0.02)
+    for name in ("source", "target"):
+        sim.store(name).create("Namespace", {"metadata": {"name": NS}})
+    return sim
+
+
+def phases_of(store: Store, name: str, until: tuple[str, ...]) -> list[str]:
+    seen: list[str] = []
+
+    def step() -> bool:
+        phase = (store.get("DataVolume", NS, name).get("status") or {}).get("phase")
+        if phase and (not seen or seen[-1] != phase):
+            seen.append(phase)
+        return phase in until
+    wait_for(step, what=f"DataVolume {name} in {until}")
+    return seen
+
+
+def test_blank_datavolume_phases_conditions_and_pvc(clusters: SimulatedClusters) -> None:
+    t = clusters.store("target")
+    t.create("DataVolume", dv("disk", {"blank": {}}))
+    seen = phases_of(t, "disk", ("Succeeded", "Failed"))
+    assert seen == ["Pending", "PVCBound", "ImportScheduled", "ImportInProgress", "Succeeded"]
+    obj = t.get("DataVolume", NS, "disk")
+    assert obj["status"]["progress"] == "100.0%"
+    assert cond(obj, "Ready")["status"] == "True"
+    assert (cond(obj, "Bound")["status"], cond(obj, "Bound")["message"]) == ("True",
+                                                                             "PVC disk Bound")
+    assert (cond(obj, "Running")["reason"], cond(obj, "Running")["message"]) == (
+        "Completed", "Import Complete")
+    pvc = t.get("PersistentVolumeClaim", NS, "disk")
+    assert pvc["status"]["phase"] == "Bound"
+    assert pvc["metadata"]["ownerReferences"][0]["kind"] == "DataVolume"
+    assert pvc["spec"]["accessModes"] == ["ReadWriteMany"]
+
+
+def test_fail_annotation_fails_the_datavolume(clusters: SimulatedClusters) -> None:
+    t = clusters.store("target")
+    t.create("DataVolume", dv("bad", {"blank": {}}, annotations={"sim.smrun.io/fail": "true"}))
+    assert phases_of(t, "bad", ("Succeeded", "Failed"))[-1] == "Failed"
+    assert cond(t.get("DataVolume", NS, "bad"), "Running")["reason"] == "Error"
+
+
+def test_wait_for_first_consumer_until_bind_immediate(clusters: SimulatedClusters) -> None:
+    t = clusters.store("target")
+    t.create("DataVolume", dv("wffc", {"blank": {}}, storage_class="local-wffc"))
+    wait_for(lambda: t.get("DataVolume", NS, "wffc")["status"]["phase"] == "WaitForFirstConsumer")
+    time.sleep(0.1)
+    assert t.get("DataVolume", NS, "wffc")["status"]["phase"] == "WaitForFirstConsumer"
+    t.create("DataVolume", dv("imm", {"blank": {}}, storage_class="local-wffc", annotations={
+        "cdi.kubevirt.io/storage.bind.immediate.requested": "true"}))
+    assert phases_of(t, "imm", ("Succeeded",))[-1] == "Succeeded"
+
+
+def test_unreachable_http_source_fails_after_retries(clusters: SimulatedClusters) -> None:
+    t = clusters.store("target")
+    t.create("DataVolume", dv("web", {"http": {"url": "https://nowhere.example/disk.img"}}))
+    assert phases_of(t, "web", ("Succeeded", "Failed"))[-1] == "Failed"
+    obj = t.get("DataVolume", NS, "web")
+    assert obj["status"]["restartCount"] == cdi.MAX_RESTARTS + 1
+    assert "no such host" in cond(obj, "Running")["message"]
+
+
+def test_http_progress_rises(clusters: SimulatedClusters) -> None:
+    t = clusters.store("target")
+    t.create("DataVolume", dv("img", {"http": {"url": "https://images.sim.smrun.io/f.qcow2"}}))
+    progress: list[str] = []
+
+    def step() -> bool:
+        st = t.get("DataVolume", NS, "img").get("status") or {}
+        if st.get("progress") and (not progress or progress[-1] != st["progress"]):
+            progress.append(st["progress"])
+        return st.get("phase") == "Succeeded"
+    wait_for(step)
+    numbers = [float(p.rstrip("%")) for p in progress if p != "N/A"]
+    assert numbers == sorted(numbers) and numbers[-1] == 100.0 and len(numbers) >= 3
+
+
+def stopped_vm_with_disk(s: Store) -> None:
+    s.create("DataVolume", dv("vm1-root", {"blank": {}}))
+    wait_for(lambda: s.get("DataVolume", NS, "vm1-root")["status"]["phase"] == "Succeeded")
+    s.create("VirtualMachine", {"metadata": {"name": "vm1", "namespace": NS}, "spec": {
+        "runStrategy": "Halted", "template": {"spec": {"domain": {"devices": {}}, "volumes": [
+            {"name": "root", "dataVolume": {"name": "vm1-root"}}]}}}})
+
+
+def test_export_requires_a_stopped_vm_and_publishes_links(clusters: SimulatedClusters) -> None:
+    s = clusters.store("source")
+    stopped_vm_with_disk(s)
+    s.patch("VirtualMachine", NS, "vm1", {"spec": {"runStrategy": "Always"}})
+    wait_for(lambda: s.get("VirtualMachineInstance", NS, "vm1")["status"]["phase"] == "Running")
+    s.create("VirtualMachineExport", {"metadata": {"name": "vm1", "namespace": NS}, "spec": {
+        "source": {"apiGroup": "kubevirt.io", "kind": "VirtualMachine", "name": "vm1"}}})
+    wait_for(lambda: cond(s.get("VirtualMachineExport", NS, "vm1"), "Ready")["reason"] == "InUse")
+    assert s.get("VirtualMachineExport", NS, "vm1")["status"]["phase"] == "Pending"
+    s.patch("VirtualMachine", NS, "vm1", {"spec": {"runStrategy": "Halted"}})
+    wait_for(lambda: s.get("VirtualMachineExport", NS, "vm1")["status"]["phase"] == "Ready")
+    export = s.get("VirtualMachineExport", NS, "vm1")
+    assert (cond(export, "Ready")["status"], cond(export, "Ready")["reason"]) == ("True",
+                                                                                  "PodReady")
+    vol = export["status"]["links"]["external"]["volumes"][0]
+    assert vol["name"] == "vm1-root"
+    assert [f["format"] for f in vol["formats"]] == ["raw", "gzip"]
+    assert "/api/export.kubevirt.io/v1/namespaces/shop/virtualmachineexports/vm1/volumes/" \
+           "vm1-root/disk.img.gz" in vol["formats"][1]["url"]
+    secret = s.get("Secret", NS, export["status"]["tokenSecretRef"])
+    assert len(base64.b64decode(secret["data"]["token"])) == 20
+    assert export["status"]["ttlExpirationTime"]
+
+
+def test_cold_copy_across_clusters_needs_the_token(clusters: SimulatedClusters) -> None:
+    s, t = clusters.store("source"), clusters.store("target")
+    stopped_vm_with_disk(s)
+    s.create("VirtualMachineExport", {"metadata": {"name": "vm1", "namespace": NS}, "spec": {
+        "source": {"apiGroup": "kubevirt.io", "kind": "VirtualMachine", "name": "vm1"}}})
+    wait_for(lambda: s.get("VirtualMachineExport", NS, "vm1")["status"]["phase"] == "Ready")
+    export = s.get("VirtualMachineExport", NS, "vm1")
+    url = export["status"]["links"]["external"]["volumes"][0]["formats"][1]["url"]
+    token = base64.b64decode(s.get("Secret", NS, export["status"]["tokenSecretRef"])["data"][
+        "token"]).decode()
+    t.create("Secret", {"metadata": {"name": "hdr", "namespace": NS},
+                        "stringData": {"token": f"x-kubevirt-export-token:{token}"}})
+    t.create("DataVolume", dv("copy", {"http": {"url": url, "secretExtraHeaders": ["hdr"]}}))
+    t.create("DataVolume", dv("notoken", {"http": {"url": url}}))
+    assert phases_of(t, "copy", ("Succeeded", "Failed"))[-1] == "Succeeded"
+    assert phases_of(t, "notoken", ("Succeeded", "Failed"))[-1] == "Failed"
+    assert "401" in cond(t.get("DataVolume", NS, "notoken"), "Running")["message"]
+
+
+def test_plain_pvc_binds(clusters: SimulatedClusters) -> None:
+    t = clusters.store("target")
+    t.create("PersistentVolumeClaim", {"metadata": {"name": "scratch", "namespace": NS}, "spec": {
+        "accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}}})
+    wait_for(lambda: t.get("PersistentVolumeClaim", NS, "scratch")["status"]["phase"] == "Bound")
