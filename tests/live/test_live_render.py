@@ -1,0 +1,209 @@
+"""What the live itinerary would create for the example plan: valid upstream objects, right content.
+
+Every manifest comes from ``smrun render``'s code path (reads resolved from the example's seed).
+KubeVirt, CDI and instancetype objects are validated against the upstream swagger documents with
+the simulator's validator (the same one its API server uses with ``--openapi``); the PVC spec
+against ``k8s.io.api.core.v1.PersistentVolumeClaimSpec`` from the KubeVirt swagger.
+"""
+from __future__ import annotations
+
+import base64
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from statemachine.render import RenderedManifest
+from statemachine.sim.kinds import KindRegistry
+
+from tests.live.conftest import (EXAMPLE_DIR, RUN_ID, find, load_yaml, plan_variant, render_example,
+                                 upstream_dir)
+
+SEED = load_yaml(EXAMPLE_DIR / "seed.yaml")
+
+
+@pytest.fixture(scope="module")
+def rendered() -> dict[str | None, list[RenderedManifest]]:
+    return render_example()
+
+
+def _objects(rendered: dict[str | None, list[RenderedManifest]], vm: str,
+             kind: str | None = None) -> list[dict[str, Any]]:
+    return [m.manifest for m in rendered[vm] if m.action in ("apply", "ensure")
+            and (kind is None or m.manifest["kind"] == kind)]
+
+
+def _one(rendered: dict[str | None, list[RenderedManifest]], vm: str, kind: str,
+         name: str | None = None) -> dict[str, Any]:
+    found = [o for o in _objects(rendered, vm, kind) if name is None or o["metadata"]["name"] == name]
+    assert len(found) == 1, f"{vm}: {kind} {name}: {len(found)} rendered"
+    return found[0]
+
+
+def _pvc_spec_validator() -> Any:
+    import jsonschema
+    from referencing import Registry, Resource
+    from referencing.jsonschema import DRAFT4
+
+    doc = json.loads((upstream_dir() / "kubevirt-swagger.json").read_text(encoding="utf-8"))
+    defs = doc["definitions"]
+    for name in list(defs):
+        if name.endswith("resource.Quantity"):
+            defs[name] = {"anyOf": [{"type": "string"}, {"type": "number"}]}
+    registry = Registry().with_resource("urn:kv", Resource.from_contents(
+        {"definitions": defs}, default_specification=DRAFT4))
+    return jsonschema.Draft4Validator(
+        {"$ref": "urn:kv#/definitions/k8s.io.api.core.v1.PersistentVolumeClaimSpec"},
+        registry=registry)
+
+
+def test_every_manifest_validates_against_upstream_openapi(
+        rendered: dict[str | None, list[RenderedManifest]], upstream_validator: Any) -> None:
+    registry = KindRegistry.default()
+    pvc_spec = _pvc_spec_validator()
+    checked: set[str] = set()
+    for vm in ("web-1", "web-2", "db-1"):
+        for obj in _objects(rendered, vm):
+            kind = registry.by_kind(obj["apiVersion"], obj["kind"])
+            assert kind is not None, f"{obj['apiVersion']} {obj['kind']} is not a known kind"
+            if upstream_validator.knows(kind):
+                assert upstream_validator.problems(kind, obj) == [], (vm, obj["kind"])
+                checked.add(obj["kind"])
+            if obj["kind"] == "PersistentVolumeClaim":
+                assert list(pvc_spec.iter_errors(obj["spec"])) == []
+                checked.add(obj["kind"])
+    # The objects KubeVirt and CDI act on are all checked against their schemas.
+    assert {"DataVolume", "VirtualMachine", "VirtualMachineInstanceMigration",
+            "VirtualMachineInstancetype", "PersistentVolumeClaim"} <= checked
+
+
+def test_target_datavolumes_are_blank_mapped_and_sized(
+        rendered: dict[str | None, list[RenderedManifest]]) -> None:
+    dv = _one(rendered, "db-1", "DataVolume", "db-1-root")
+    assert dv["spec"]["source"] == {"blank": {}}
+    assert dv["spec"]["storage"] == {"storageClassName": "fast-rwx", "accessModes": ["ReadWriteMany"],
+                                     "volumeMode": "Block",
+                                     "resources": {"requests": {"storage": "20Gi"}}}
+    assert dv["metadata"]["annotations"]["cdi.kubevirt.io/storage.bind.immediate.requested"] == "true"
+    pvc = _one(rendered, "db-1", "PersistentVolumeClaim", "db-1-data")
+    assert pvc["spec"] == {"storageClassName": "fast-rwx", "accessModes": ["ReadWriteMany"],
+                           "volumeMode": "Filesystem", "resources": {"requests": {"storage": "50Gi"}}}
+    assert "dataSource" not in pvc["spec"] and "labels" not in pvc["metadata"]
+
+
+def test_block_disks_take_the_source_capacity_unless_the_datavolume_asks(tmp_path: Path) -> None:
+    def edit(seed: dict[str, Any]) -> None:
+        # An array that over-allocates: the bound Block PVC is bigger than its request.
+        find(seed["source"], "PersistentVolumeClaim", "db-1-root")["status"]["capacity"]["storage"] = "21Gi"
+        find(seed["source"], "PersistentVolumeClaim", "db-1-data")["status"]["capacity"]["storage"] = "60Gi"
+        find(seed["source"], "DataVolume", "web-1-root")["spec"]["storage"]["resources"]["requests"] \
+            ["storage"] = "12Gi"
+        del find(seed["source"], "DataVolume", "db-1-root")["spec"]["storage"]["resources"]
+    out = render_example(plan_variant(tmp_path, seed_edit=edit))
+    assert _one(out, "db-1", "DataVolume")["spec"]["storage"]["resources"]["requests"]["storage"] == "21Gi"
+    # Filesystem: the request, not the capacity.
+    assert _one(out, "db-1", "PersistentVolumeClaim")["spec"]["resources"]["requests"]["storage"] == "50Gi"
+    # A request on the source DataVolume wins over its PVC.
+    assert _one(out, "web-1", "DataVolume")["spec"]["storage"]["resources"]["requests"]["storage"] == "12Gi"
+
+
+def test_standby_vm_waits_as_receiver_and_keeps_the_guest_identity(
+        rendered: dict[str | None, list[RenderedManifest]]) -> None:
+    source = find(SEED["source"], "VirtualMachine", "db-1")
+    vm = _one(rendered, "db-1", "VirtualMachine")
+    assert vm["spec"]["runStrategy"] == "WaitAsReceiver"
+    assert vm["metadata"]["annotations"]["kubevirt.io/restore-run-strategy"] == "Always"
+    assert "dataVolumeTemplates" not in vm["spec"]
+    spec, src = vm["spec"]["template"]["spec"], source["spec"]["template"]["spec"]
+    assert spec["domain"] == src["domain"]          # firmware UUID, MAC, disks verbatim
+    assert spec["volumes"] == src["volumes"]
+    assert spec["networks"] == [{"name": "default", "pod": {}},
+                                {"name": "backend", "multus": {"networkName": "shop/backend"}}]
+
+
+def test_instancetype_references_lose_their_revision(
+        rendered: dict[str | None, list[RenderedManifest]]) -> None:
+    web2 = _one(rendered, "web-2", "VirtualMachine")
+    assert web2["spec"]["instancetype"] == {"name": "web-medium", "kind": "VirtualMachineInstancetype"}
+    web1 = _one(rendered, "web-1", "VirtualMachine")
+    assert web1["spec"]["instancetype"]["kind"] == "VirtualMachineClusterInstancetype"
+    assert web1["spec"]["preference"] == {"name": "fedora", "kind": "VirtualMachineClusterPreference"}
+    copied = _one(rendered, "web-2", "VirtualMachineInstancetype", "web-medium")
+    assert copied["metadata"]["namespace"] == "shop"
+    assert copied["spec"] == find(SEED["source"], "VirtualMachineInstancetype", "web-medium")["spec"]
+    # Cluster-scoped instancetypes are checked in preflight, never created.
+    assert not _objects(rendered, "web-1", "VirtualMachineClusterInstancetype")
+
+
+def test_networks_follow_the_network_map(tmp_path: Path) -> None:
+    def edit(plan: dict[str, Any]) -> None:
+        plan["spec"]["map"]["network"] = [
+            {"source": {"type": "pod"}, "destination": {"type": "pod"}},
+            {"source": {"name": "shop/backend"}, "destination": {"type": "multus", "name": "west/backend-10"}}]
+    out = render_example(plan_variant(tmp_path, plan_edit=edit))
+    nets = _one(out, "db-1", "VirtualMachine")["spec"]["template"]["spec"]["networks"]
+    assert nets[1] == {"name": "backend", "multus": {"networkName": "west/backend-10"}}
+
+
+def test_shared_secrets_keep_their_type_and_data(
+        rendered: dict[str | None, list[RenderedManifest]]) -> None:
+    source = find(SEED["source"], "Secret", "web-tls")
+    for vm in ("web-1", "web-2"):
+        m = next(m for m in rendered[vm] if m.manifest.get("kind") == "Secret")
+        assert m.action == "ensure"           # shared: created once, accepted when it exists
+        assert m.manifest["type"] == "kubernetes.io/tls"
+        assert m.manifest["metadata"]["annotations"]["smrun.io/source"] == "shop/web-tls"
+        assert set(m.manifest["data"]) == set(source["data"])
+        cm = next(m for m in rendered[vm] if m.manifest.get("kind") == "ConfigMap")
+        assert cm.action == "ensure" and cm.manifest["data"] == \
+            find(SEED["source"], "ConfigMap", "web-config")["data"]
+    db1 = next(m.manifest for m in rendered["db-1"] if m.manifest.get("kind") == "Secret")
+    assert db1["type"] == "Opaque" and db1["metadata"]["name"] == "db-1-cloudinit"
+
+
+def test_migrations_pair_up(rendered: dict[str | None, list[RenderedManifest]]) -> None:
+    target = next(m for m in rendered["web-1"] if m.state == "CreateTargetMigration").manifest
+    source = next(m for m in rendered["web-1"] if m.state == "CreateSourceMigration")
+    assert source.cluster == "source"
+    assert target["spec"] == {"vmiName": "web-1", "receive": {"migrationID": f"shop-web-1-{RUN_ID}"}}
+    assert RUN_ID in target["metadata"]["name"] and RUN_ID in source.manifest["metadata"]["name"]
+    # The address and the ID are the target migration's outputs (placeholders when rendering).
+    assert source.manifest["spec"] == {"vmiName": "web-1", "sendTo": {
+        "connectURL": "<output:connectURL>", "migrationID": "<output:migrationID>"}}
+
+
+def test_prehook_is_a_hook_runner_job_with_the_playbook(
+        rendered: dict[str | None, list[RenderedManifest]]) -> None:
+    assert not [m for m in rendered["web-1"] if m.state == "PreHook"]
+    job = _one(rendered, "db-1", "Job")
+    container = job["spec"]["template"]["spec"]["containers"][0]
+    assert container["image"] == "quay.io/konveyor/hook-runner"
+    assert container["command"][-1] == "/tmp/hook/playbook.yml"
+    config = _one(rendered, "db-1", "ConfigMap", job["metadata"]["name"])
+    assert config["data"]["playbook.yml"] == (EXAMPLE_DIR / "hooks" / "quiesce.yml").read_text()
+    assert "name: db-1" in config["data"]["workload.yml"]
+
+
+def test_ca_exchange_appends_the_peer_bundle(rendered: dict[str | None, list[RenderedManifest]]) -> None:
+    from statemachine.sim.controllers.addresses import ca_pem
+
+    patches = {m.cluster: m.manifest for m in rendered[None] if m.action == "patch"}
+    assert set(patches) == {"source", "target"}
+    assert patches["target"]["patch"]["data"]["ca-bundle"].strip() == ca_pem("source").strip()
+    assert patches["source"]["patch"]["data"]["ca-bundle"].strip() == ca_pem("target").strip()
+
+
+def test_secret_values_are_the_sources(rendered: dict[str | None, list[RenderedManifest]]) -> None:
+    # render masks Secret data for display only in its text output; the manifests carry the data.
+    secret = next(m.manifest for m in rendered["db-1"] if m.manifest.get("kind") == "Secret")
+    assert base64.b64decode(secret["data"]["userdata"]).startswith(b"#cloud-config")
+
+
+def test_the_schema_check_is_not_vacuous(rendered: dict[str | None, list[RenderedManifest]],
+                                         upstream_validator: Any) -> None:
+    vm = json.loads(json.dumps(_one(rendered, "web-1", "VirtualMachine")))
+    vm["spec"]["runStrategyy"] = vm["spec"].pop("runStrategy")
+    kind = KindRegistry.default().by_kind("kubevirt.io/v1", "VirtualMachine")
+    assert kind is not None
+    assert any(path == "spec" for path, _ in upstream_validator.problems(kind, vm))
