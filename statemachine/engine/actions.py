@@ -77,12 +77,45 @@ def obj_key(cluster: str, ref: ObjectRef) -> tuple[str, str, str, str]:
 
 
 # -- retries ------------------------------------------------------------------------------------
-def retrying(rt: Runtime, vm: VmModel, what: str, fn: Callable[[], T], deadline: float) -> Gen[T]:
+def offload(rt: Runtime, fn: Callable[[], T]) -> Gen[T]:
+    """Run a blocking request on the runtime's small I/O pool; the task waits, the loop runs on.
+
+    Writes are submitted at the end of the loop's current batch, after one journal fsync that
+    covers every intent journaled in the batch (group commit). The worker wakes the task through
+    the scheduler's queue; the task's wait is registered before the loop next drains that queue,
+    so the wake-up cannot be lost.
+    """
+    if rt.pool is None:
+        rt.journal.sync()  # durable before the write it announces
+        return fn()
+    box: dict[str, Any] = {}
+    key = ("io", "", "", str(id(box)))
+
+    def work() -> None:
+        try:
+            box["value"] = fn()
+        except BaseException as e:  # noqa: BLE001 - handed back to the task
+            box["error"] = e
+        rt.scheduler.notify(key)
+
+    rt.submit_write(work)
+    while "value" not in box and "error" not in box:
+        yield Wait((key,))
+    if "error" in box:
+        raise box["error"]
+    return box["value"]  # type: ignore[no-any-return]
+
+
+def retrying(rt: Runtime, vm: VmModel, what: str, fn: Callable[[], T], deadline: float, *,
+             blocking: bool = False) -> Gen[T]:
     """Call ``fn``; on a transient cluster error wait (exponential backoff with jitter, honouring
-    Retry-After) and call again, until ``deadline``. The engine thread is never blocked by the wait."""
+    Retry-After) and call again, until ``deadline``. The engine thread is never blocked by the wait.
+    ``blocking`` calls (writes: always a round trip) run on the I/O pool."""
     attempt = 0
     while True:
         try:
+            if blocking:
+                return (yield from offload(rt, fn))
             return fn()
         except TransientClusterError as e:
             attempt += 1
@@ -142,7 +175,8 @@ def _create_one(rt: Runtime, vm: VmModel, cluster_name: str, cluster: Any,
                 deadline: float) -> Gen[bool]:
     while True:
         try:
-            yield from retrying(rt, vm, f"create {ref}", lambda: cluster.create(manifest), deadline)
+            yield from retrying(rt, vm, f"create {ref}", lambda: cluster.create(manifest), deadline,
+                                  blocking=True)
             logger.info("%s: %s: created %s on %s", vm.key or "setup", vm.state_name, ref, cluster_name)
             return True
         except Conflict:
@@ -176,7 +210,8 @@ def patch(rt: Runtime, vm: VmModel, state: StateT, action: ActionT, ctx: Mapping
     else:
         body = rt.lang.render_value(action.patch, ctx)
     yield from retrying(rt, vm, f"patch {ref}",
-                        lambda: cluster.patch(ref, body, patch_type=action.patch_type), deadline)
+                        lambda: cluster.patch(ref, body, patch_type=action.patch_type), deadline,
+                        blocking=True)
     logger.info("%s: %s: patched %s on %s", vm.key or "setup", vm.state_name, ref, cluster_name)
 
 
@@ -184,7 +219,7 @@ def delete_and_wait(rt: Runtime, vm: VmModel, cluster_name: str, ref: ObjectRef,
                     deadline: float) -> Gen[None]:
     cluster = rt.clusters[cluster_name]
     rt.ensure_watch(cluster_name, ref)
-    yield from retrying(rt, vm, f"delete {ref}", lambda: cluster.delete(ref), deadline)
+    yield from retrying(rt, vm, f"delete {ref}", lambda: cluster.delete(ref), deadline, blocking=True)
     key = obj_key(cluster_name, ref)
     while True:
         obj = yield from retrying(rt, vm, f"get {ref}", lambda: cluster.get(ref), deadline)

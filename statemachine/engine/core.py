@@ -13,6 +13,8 @@ It does not connect to clusters, run preflight checks or render output (see ``st
 from __future__ import annotations
 
 import logging
+import os
+import signal
 from functools import partial
 import time
 from collections import deque
@@ -110,11 +112,26 @@ class Engine:
         self._results: dict[str, VmResult] = {}
         self._in_flight = 0
         self.max_seen_in_flight = 0
+        crash = os.environ.get("SMRUN_CRASH_AT", "").split(":")
+        self._crash_at = (crash[0], crash[1], int(crash[2])) if len(crash) == 3 else None
+        self._crash_seen = 0
+
+    def _maybe_crash(self, event: dict[str, Any]) -> None:
+        """Crash testing: ``SMRUN_CRASH_AT=event:state:n`` kills this process (SIGKILL) right after
+        the n-th matching event, so tests can stop a run at an exact point of the flow."""
+        assert self._crash_at is not None
+        name, state, nth = self._crash_at
+        if event["event"] == name and event.get("state") == state:
+            self._crash_seen += 1
+            if self._crash_seen == nth:
+                os.kill(os.getpid(), signal.SIGKILL)
 
     def subscribe(self, callback: Callable[[dict[str, Any]], None]) -> None:
         self.sinks.append(callback)
 
     def _emit(self, event: dict[str, Any]) -> None:
+        if self._crash_at is not None:
+            self._maybe_crash(event)
         for sink in self.sinks:
             try:
                 sink(event)
@@ -156,7 +173,7 @@ class Engine:
                 self._fill()
             self.scheduler.run()
         finally:
-            rt.close_watches()
+            rt.close()
         for key, model in self._models.items():
             self._results.setdefault(key, VmResult(key, model.record.terminal or "Pending",
                                                    model.record.message))

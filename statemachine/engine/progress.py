@@ -1,7 +1,7 @@
 """Progress renderers for the engine's events (product.md §5).
 
 Events are dicts: ``ts``, ``event`` (``run_started``, ``vm_started``, ``state_entered``,
-``state_waiting``, ``state_completed``, ``retry``, ``vm_succeeded``, ``vm_failed``,
+``state_waiting``, ``state_completed``, ``retry``, ``undo``, ``vm_succeeded``, ``vm_failed``,
 ``vm_canceled``, ``run_finished``), ``plan``, ``vm`` (``namespace/name``; absent for run events,
 ``""`` for setup), ``state``, ``message`` and event-specific fields (``step``, ``waiting_for``,
 ``progress``, ``elapsed``, ``attempt``; counts on ``run_finished``). Three renderers:
@@ -44,6 +44,8 @@ class PlainLines:
         elif kind == "state_waiting":
             line = f"{who}: {e.get('state')}: {e.get('message', '')}" + \
                 (f" ({e['progress']})" if e.get("progress") else "")
+        elif kind == "undo":
+            line = f"{who}: {e.get('message', '')}"
         elif kind == "retry":
             line = f"{who}: {e.get('state')}: retrying: {e.get('message', '')}"
         elif kind in _TERMINAL_EVENTS:

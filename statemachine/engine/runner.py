@@ -293,7 +293,7 @@ def end(rt: Runtime, vm: VmModel, reason: str, message: str, *, setup: bool) -> 
             continue
         spec = by_name[name]
         if spec.undo:
-            rt.emit(vm, "state_waiting", message=f"undo {name}")
+            rt.emit(vm, "undo", message=f"undo {name}", undo_state=name)
         for action in spec.undo:
             deadline = rt.clock() + (spec.timeout or rt.step_timeout)
             try:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import time
+from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -88,8 +89,15 @@ class Runtime:
     def __init__(self, *, plan_name: str, run_id: str, flow: Flow, clusters: Mapping[str, Cluster],
                  journal: Journal, lang: Language, scheduler: Scheduler, step_timeout: float,
                  emit: EventSink, backoff_base: float = 0.2, backoff_max: float = 10.0,
-                 labels_fn: Callable[[Any, str, str], dict[str, str]] | None = None) -> None:
+                 labels_fn: Callable[[Any, str, str], dict[str, str]] | None = None,
+                 io_workers: int = 8) -> None:
         self.labels_fn = labels_fn
+        # Writes go through a small fixed pool so one slow request does not stall every VM; the
+        # journal, the machine and all decisions stay on the loop thread.
+        self.pool: ThreadPoolExecutor | None = ThreadPoolExecutor(io_workers, "smrun-io") \
+            if io_workers > 0 else None
+        self._writes: list[Callable[[], None]] = []
+        scheduler.idle_hooks.append(self._flush_writes)
         self.plan_name = plan_name
         self.run_id = run_id
         self.flow = flow
@@ -149,6 +157,23 @@ class Runtime:
             notify((cluster, kind, str(meta.get("namespace") or ""), str(meta.get("name", ""))))
 
         self._watches[(cluster, key)] = self.clusters[cluster].watch(key, handler)
+
+    def submit_write(self, work: Callable[[], None]) -> None:
+        self._writes.append(work)
+
+    def _flush_writes(self) -> None:
+        if not self._writes:
+            return
+        self.journal.sync()  # one fsync makes every intent of this batch durable before its write
+        writes, self._writes = self._writes, []
+        assert self.pool is not None
+        for work in writes:
+            self.pool.submit(work)
+
+    def close(self) -> None:
+        self.close_watches()
+        if self.pool is not None:
+            self.pool.shutdown(wait=True)
 
     def close_watches(self) -> None:
         for sub in self._watches.values():
