@@ -18,12 +18,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
+import yaml  # type: ignore[import-untyped]
 
 from statemachine.sim.cluster import SimulatedClusters
 from statemachine.sim.kinds import KindRegistry
 
-from tests.cold.conftest import DATA, EXAMPLE_PLAN, upstream_dir
+from .offline import DATA, EXAMPLE_PLAN, upstream_dir
 
 # The simulator must serve export.kubevirt.io/v1 (the storage version, and the only one in the
 # upstream swagger, which the templates use); until it does these tests cannot run at all.

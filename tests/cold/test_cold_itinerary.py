@@ -9,7 +9,7 @@ from statemachine import readiness
 from statemachine.itinerary import load_itinerary
 from statemachine.plan import load_plan
 
-from tests.cold.conftest import EXAMPLE_PLAN, itinerary, vm_ctx
+from .offline import EXAMPLE_PLAN, itinerary, vm_ctx
 
 FLOW = ["Started", "PreHook", "StorePowerState", "PowerOffSource", "WaitForPowerOff",
         "CreateExport", "ReadExportToken", "EnsureResources", "CreateImportSecrets",
@@ -25,8 +25,9 @@ def test_builtin_cold_is_this_file_and_loads() -> None:
 
 def test_hooks_are_conditional() -> None:
     it = itinerary()
-    assert it.state("PreHook").when is not None and it.state("PreHook").when.all == ("HasPreHook",)
-    assert it.state("PostHook").when is not None and it.state("PostHook").when.all == ("HasPostHook",)
+    for state, predicate in (("PreHook", "HasPreHook"), ("PostHook", "HasPostHook")):
+        when = it.state(state).when
+        assert when is not None and when.all == (predicate,)
 
 
 def test_undo_restores_the_source_and_removes_what_was_created() -> None:

@@ -15,7 +15,7 @@ from statemachine.itinerary import load_itinerary
 from statemachine.plan import load_plan
 from statemachine.render import render_plan, seed_reads
 
-from tests.cold.conftest import (DATA, EXAMPLE_PLAN, EXPORT_CA, Rendered, export_outputs,
+from .offline import (DATA, EXAMPLE_PLAN, EXPORT_CA, Rendered, export_outputs,
                                  itinerary, render_cold, vm_ctx)
 
 CORE_GROUPS = ("v1", "batch/v1")  # not described by the upstream KubeVirt/CDI documents
@@ -140,7 +140,9 @@ def test_hooks_run_as_jobs_on_the_target() -> None:
     plan = load_plan(DATA / "hook-plan.yaml")
     ctx = vm_ctx(plan, plan.vm("web-1"), it)
     for state, job in (("PreHook", jobs[0]), ("PostHook", jobs[1])):
-        ref = it.state(state).readiness.object.render(ctx)
+        spec = it.state(state).readiness
+        assert spec is not None and spec.object is not None
+        ref = spec.object.render(ctx)
         assert (ref.kind, ref.namespace, ref.name) == ("Job", "shop", job.manifest["metadata"]["name"])
     assert not [r for r in rendered["db-1"] if r.manifest["kind"] == "Job"]
 

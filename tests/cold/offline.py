@@ -1,0 +1,112 @@
+"""Offline helpers for the cold itinerary's tests (no cluster).
+
+``render_cold(plan_path, outputs)`` renders every enabled state of ``itineraries/cold.yaml`` for
+every VM of a simulated plan, with ``reads`` resolved offline from the plan's seed and ``outputs``
+given by the test (what a run would have recorded), so that the templates are exercised with real
+values, not ``smrun render``'s placeholders. ``upstream_dir()`` (the OpenAPI documents) is ``$SMRUN_UPSTREAM`` (default ``/work/shared/upstream``): set but missing is
+a failure, unset and missing a skip.
+"""
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from statemachine.context import vm_context, with_item
+from statemachine.expressions import evaluate
+from statemachine.itinerary import Itinerary, load_itinerary
+from statemachine.plan import VM, Plan, load_plan
+from statemachine.render import SeedReads, render_documents, resolve_reads
+
+REPO = Path(__file__).resolve().parents[2]
+EXAMPLE_PLAN = REPO / "examples" / "cold" / "plan.yaml"
+DATA = REPO / "tests" / "data" / "cold"
+DEFAULT_UPSTREAM = Path("/work/shared/upstream")
+
+EXPORT_CA = ("-----BEGIN CERTIFICATE-----\nc2ltdWxhdGVkIGV4cG9ydCBDQQ==\n"
+             "-----END CERTIFICATE-----\n")
+
+
+@dataclass(frozen=True)
+class Rendered:
+    state: str
+    cluster: str
+    action: str
+    manifest: dict[str, Any]
+
+
+def itinerary() -> Itinerary:
+    return load_itinerary(REPO / "itineraries" / "cold.yaml")
+
+
+def export_outputs(ctx: Mapping[str, Any], *, ca: str = EXPORT_CA) -> dict[str, Any]:
+    """Outputs as a run records them once the export is Ready (links for every source PVC)."""
+    reads = ctx["reads"]
+    vm = ctx["vm"]
+    base = (f"https://virt-exportproxy-kubevirt.apps.source.sim.smrun.io/api/export.kubevirt.io/v1"
+            f"/namespaces/{vm['namespace']}/virtualmachineexports/{vm['name']}/volumes")
+    volumes = [{"name": pvc["metadata"]["name"],
+                "formats": [{"format": "raw", "url": f"{base}/{pvc['metadata']['name']}/disk.img"},
+                            {"format": "gzip", "url": f"{base}/{pvc['metadata']['name']}/disk.img.gz"}]}
+               for pvc in reads["sourcePVCs"]]
+    return {"sourceRunStrategy": reads["sourceVM"]["spec"].get("runStrategy", "Halted"),
+            "exportPhase": "Ready", "exportVolumes": volumes,
+            "exportTokenSecret": f"export-token-{vm['name']}", "exportCA": ca,
+            "exportTokenHeader": "eC1rdWJldmlydC1leHBvcnQtdG9rZW46dG9rZW4="}
+
+
+def vm_ctx(plan: Plan, vm: VM, it: Itinerary,
+           outputs: Callable[[Mapping[str, Any]], dict[str, Any]] = export_outputs) -> dict[str, Any]:
+    """The context of ``vm`` after reads and predicates, with ``outputs(ctx)`` as its outputs."""
+    assert plan.simulation is not None
+    source = SeedReads.from_file(plan.simulation.seed)
+    ctx = vm_context(plan, vm)
+    reads = resolve_reads(it.reads, ctx, source, where="cold.yaml: ")
+    ctx = vm_context(plan, vm, reads=reads)
+    predicates = {name: bool(evaluate(expr, ctx)) for name, expr in it.predicates.items()}
+    predicates.setdefault("HasPreHook", any(h["step"] == "PreHook" for h in ctx["vm"]["hooks"]))
+    predicates.setdefault("HasPostHook", any(h["step"] == "PostHook" for h in ctx["vm"]["hooks"]))
+    ctx = vm_context(plan, vm, reads=reads, predicates=predicates)
+    ctx["outputs"] = outputs(ctx)
+    return ctx
+
+
+def render_cold(plan_path: Path, outputs: Callable[[Mapping[str, Any]], dict[str, Any]]
+                = export_outputs) -> dict[str, list[Rendered]]:
+    """``{vm name: [Rendered, ...]}``: every apply/ensure manifest of every enabled state."""
+    plan = load_plan(plan_path)
+    it = itinerary()
+    out: dict[str, list[Rendered]] = {}
+    for vm in plan.vms:
+        ctx = vm_ctx(plan, vm, it, outputs)
+        rendered: list[Rendered] = []
+        for state in it.states:
+            if state.when is not None and not all(ctx["predicates"].get(p) for p in state.when.all):
+                continue
+            items = [None] if state.for_each is None else list(evaluate(state.for_each, ctx))
+            for index, item in enumerate(items):
+                local = ctx if state.for_each is None else with_item(ctx, item, index)
+                for action in state.actions:
+                    if action.kind not in ("apply", "ensure") or not action.template:
+                        continue
+                    if action.when is not None and not evaluate(action.when, local):
+                        continue
+                    for doc in render_documents(action.template, local):
+                        rendered.append(Rendered(state.name, action.cluster or state.cluster,
+                                                 action.kind, doc))
+        out[vm.name] = rendered
+    return out
+
+
+def upstream_dir() -> Path:
+    configured = os.environ.get("SMRUN_UPSTREAM")
+    path = Path(configured) if configured else DEFAULT_UPSTREAM
+    if not path.is_dir():
+        if configured:
+            pytest.fail(f"SMRUN_UPSTREAM={configured} is set but is not a directory")
+        pytest.skip(f"upstream OpenAPI documents not found at {path}")
+    return path
