@@ -342,12 +342,21 @@ def _check_vms(plan: Any, names: Sequence[str] | None) -> None:
             raise UsageError(f"{plan.path}: --vm {name}: no such VM in the plan (known: {known})") from None
 
 
+def _cell(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, (dict, list)):
+        return json.dumps(value, separators=(",", ":"), sort_keys=True, default=str)
+    return str(value)
+
+
 def _print_table(rows: Sequence[dict[str, Any]], out: IO[str]) -> None:
     if not rows:
         print("(none)", file=out)
         return
-    columns = list(rows[0])
-    widths = {c: max(len(str(c)), *(len(str(r.get(c, ""))) for r in rows)) for c in columns}
-    print("  ".join(str(c).upper().ljust(widths[c]) for c in columns).rstrip(), file=out)
-    for row in rows:
-        print("  ".join(str(row.get(c, "")).ljust(widths[c]) for c in columns).rstrip(), file=out)
+    columns = list(dict.fromkeys(c for row in rows for c in row))
+    cells = [[_cell(row.get(c)) for c in columns] for row in rows]
+    widths = [max(len(str(c)), *(len(r[i]) for r in cells)) for i, c in enumerate(columns)]
+    print("  ".join(str(c).upper().ljust(w) for c, w in zip(columns, widths)).rstrip(), file=out)
+    for r in cells:
+        print("  ".join(v.ljust(w) for v, w in zip(r, widths)).rstrip(), file=out)
