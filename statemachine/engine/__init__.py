@@ -134,7 +134,8 @@ def status(plan: Any, *, state_dir: Path) -> list[dict[str, Any]]:
             phase = rec.terminal or ("Running" if running else "Interrupted")
             if rec.undoing and not rec.terminal:
                 phase = "Canceling" if rec.undoing == "canceled" else "Failing"
-            state, message, outputs = rec.state or "", rec.message, rec.outputs
+            state = "Completed" if rec.terminal == "Completed" else (rec.last_entered or "")
+            message, outputs = rec.message, rec.outputs
         rows.append({"vm": key, "phase": phase, "state": state, "message": message,
                      "outputs": outputs, "run": replay.run_id})
     return rows

@@ -67,6 +67,7 @@ class VmRecord:
     reads: dict[str, Any] | None = None      # reads as fetched at start (Secret data left out)
     state: str | None = None                 # the last state entered
     state_done: bool = False                 # whether ``state`` completed (or was skipped)
+    last_entered: str | None = None          # the last state actually entered (not skipped)
     entered: list[str] = field(default_factory=list)     # states entered, in order, without repeats
     outputs: dict[str, Any] = field(default_factory=dict)
     created: list[CreatedObject] = field(default_factory=list)
@@ -87,6 +88,7 @@ def _apply_entry(rec: VmRecord, e: Mapping[str, Any]) -> None:
         rec.__dict__.update(fresh.__dict__)
     elif kind == "state_entered":
         rec.state, rec.state_done = e["state"], False
+        rec.last_entered = e["state"]
         rec.visits[e["state"]] = rec.visits.get(e["state"], 0) + 1
         if e["state"] not in rec.entered:
             rec.entered.append(e["state"])

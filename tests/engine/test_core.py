@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from statemachine.engine.core import Engine
-from statemachine.engine.flow import ActionT, Flow, ReadinessT, StateT
+from statemachine.engine.flow import ActionT, Flow, NextT, ReadinessT, RefT, StateT
 from statemachine.engine.journal import Journal, read_entries, request_cancel
 from statemachine.errors import LockHeld
 from .fakes import FakeCluster, FakeLanguage
@@ -182,3 +182,70 @@ def test_a_second_run_of_the_same_plan_refuses(tmp_path: Path) -> None:
     finally:
         first.close()
     Journal(tmp_path / "plan").lock()  # released: a later run may take it
+
+
+def _commit_flow(after_commit: StateT) -> Flow:
+    base = make_flow()
+    from statemachine.engine.flow import CommitT
+    commit = CommitT("RunJob", "target", RefT("batch/v1", "Job", "{{ vm.name }}-job", "{{ vm.namespace }}"),
+                     "condition=Complete")
+    return Flow("commit", (*base.states[:2], after_commit, StateT("Completed")), commit=commit)
+
+
+def test_cancel_after_the_hand_off_finishes_the_migration(tmp_path: Path) -> None:
+    cluster = FakeCluster("c", job_seconds=0.01)
+    flow = _commit_flow(StateT("Settle", actions=(ActionT("wait", seconds=0.5),)))
+    eng = engine(tmp_path, Plan("pk", (VM("vm-1"),)), flow, cluster)
+    eng.subscribe(lambda e: e["event"] == "state_entered" and e["state"] == "Settle"
+                  and request_cancel(tmp_path / "pk", None))
+    (vm,) = eng.run().vms
+    assert vm.phase == "Completed" and "after the hand-off" in vm.message
+    assert ("Job", "shop", "vm-1-job") in cluster.objects  # nothing undone
+
+
+def test_failure_after_the_hand_off_does_not_undo(tmp_path: Path) -> None:
+    cluster = FakeCluster("c", job_seconds=0.01)
+    never = ReadinessT(ready="object.data.never == 'yes'", timeout=0.2,
+                       object=RefT("v1", "ConfigMap", "{{ vm.name }}-cfg", "{{ vm.namespace }}"))
+    (vm,) = engine(tmp_path, Plan("pn", (VM("vm-1"),)), _commit_flow(StateT("Check", readiness=never)),
+                   cluster).run().vms
+    assert vm.phase == "Failed" and "hand-off already happened" in vm.message
+    assert ("Job", "shop", "vm-1-job") in cluster.objects
+
+
+def test_for_each_and_a_next_loop(tmp_path: Path) -> None:
+    cluster = FakeCluster("c")
+    lang = FakeLanguage({"item.yaml": 'apiVersion: v1\nkind: ConfigMap\nmetadata: {name: "d-{{ item }}", '
+                                      'namespace: shop}\n',
+                         "round.yaml": 'apiVersion: v1\nkind: ConfigMap\nmetadata: {name: "round-'
+                                       '{{ (outputs.round or 0) + 1 }}", namespace: shop}\n'})
+    flow = Flow("loops", (
+        StateT("Disks", for_each="[1, 2, 3]", actions=(ActionT("apply", template="item.yaml"),),
+               outputs={"disks": "object.metadata.name"}),
+        StateT("Round", actions=(ActionT("apply", template="round.yaml"),),
+               outputs={"round": "(outputs.round or 0) + 1"},
+               next=(NextT("Round", "outputs.round < 3"),)),
+        StateT("Completed"),
+    ))
+    eng = Engine(Plan("pl", (VM("vm-1"),)), flow, source=cluster, target=cluster,
+                 journal=Journal(tmp_path / "pl"), lang=lang, resync=0.2)
+    assert eng.run().exit_code == 0
+    names = sorted(n for (_, _, n) in cluster.objects)
+    assert names == ["d-1", "d-2", "d-3", "round-1", "round-2", "round-3"]
+    rec = Journal(tmp_path / "pl").read().vms["shop/vm-1"]
+    assert rec.outputs == {"disks": ["d-1", "d-2", "d-3"], "round": 3}
+    assert rec.visits["Round"] == 3
+
+
+def test_failed_for_ignores_a_failure_until_it_held_long_enough(tmp_path: Path) -> None:
+    import time
+    cluster = FakeCluster("c", job_seconds=0.01)
+    flow = make_flow()
+    run_job = flow.states[1]
+    assert run_job.readiness is not None
+    slow = StateT(run_job.name, actions=run_job.actions, undo=run_job.undo,
+                  readiness=ReadinessT(ready="condition=Complete", failed="condition=Failed", failed_for=0.4))
+    started = time.monotonic()
+    (vm,) = engine(tmp_path, Plan("pd", (VM("bad-1"),)), Flow("d", (flow.states[0], slow, StateT("Completed"))),
+                   cluster).run().vms
+    assert vm.phase == "Failed" and time.monotonic() - started >= 0.4

@@ -1,0 +1,114 @@
+"""Small pure parts of the engine: journal replay, label values, RBAC rules, progress renderers."""
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+
+import pytest
+
+from statemachine.engine.actions import is_ours, label_value, stamp
+from statemachine.engine.journal import Journal, JournalCorrupt, read_cancel, read_entries, request_cancel
+from statemachine.engine.preflight import plural, role_rules
+from statemachine.engine.progress import JsonLines, LiveTable, PlainLines, renderer_for
+
+REF = {"apiVersion": "v1", "kind": "ConfigMap", "namespace": "shop", "name": "a"}
+
+
+def test_replay_folds_entries_and_ignores_a_torn_last_line(tmp_path: Path) -> None:
+    j = Journal(tmp_path / "p")
+    j.append("run_started", run="r1", vms=["shop/vm"])
+    j.append("vm_started", vm="shop/vm", predicates={"HasPreHook": False}, reads={})
+    j.append("state_entered", vm="shop/vm", state="A")
+    j.append("intent", vm="shop/vm", state="A", cluster="target", ref=REF, action="apply", hash="h")
+    j.append("created", vm="shop/vm", state="A", cluster="target", ref=REF, ours=True)
+    j.append("outputs", vm="shop/vm", state="A", values={"x": 1})
+    j.append("state_completed", vm="shop/vm", state="A")
+    j.close()
+    with open(j.path, "ab") as fh:
+        fh.write(b'{"ts": "2026", "type": "state_ent')  # killed mid-write
+    replay = Journal(tmp_path / "p").read()
+    rec = replay.vms["shop/vm"]
+    assert replay.run_id == "r1"
+    assert (rec.state, rec.state_done, rec.outputs, rec.predicates) == ("A", True, {"x": 1}, {"HasPreHook": False})
+    assert [(c.ref.name, c.confirmed) for c in rec.created] == [("a", True)]
+
+
+def test_a_corrupt_line_in_the_middle_is_an_error(tmp_path: Path) -> None:
+    path = tmp_path / "journal.jsonl"
+    path.write_text('{"type": "run_started"}\nnot json\n{"type": "run_finished"}\n')
+    with pytest.raises(JournalCorrupt, match="journal.jsonl:2"):
+        list(read_entries(path))
+
+
+def test_an_intent_without_created_stays_unconfirmed_and_found_objects_are_not_ours(tmp_path: Path) -> None:
+    j = Journal(tmp_path / "p", fsync=False)
+    j.append("vm_started", vm="v", predicates={})
+    j.append("intent", vm="v", state="A", cluster="target", ref=REF, action="apply", hash="h")
+    j.append("intent", vm="v", state="A", cluster="target", ref={**REF, "name": "b"}, action="ensure", hash="h")
+    j.append("created", vm="v", state="A", cluster="target", ref={**REF, "name": "b"}, ours=False)
+    rec = j.read().vms["v"]
+    assert [(c.ref.name, c.confirmed) for c in rec.created] == [("a", False)]
+
+
+def test_cancel_requests_accumulate_and_all_wins(tmp_path: Path) -> None:
+    assert read_cancel(tmp_path) == set()
+    request_cancel(tmp_path, ["vm-1"])
+    request_cancel(tmp_path, ["vm-2"])
+    assert read_cancel(tmp_path) == {"vm-1", "vm-2"}
+    request_cancel(tmp_path, None)
+    assert read_cancel(tmp_path) is None
+
+
+def test_label_values_are_valid_and_long_ones_stay_distinct() -> None:
+    assert label_value("web-1") == "web-1"
+    long_a, long_b = label_value("x" * 80 + "a"), label_value("x" * 80 + "b")
+    assert len(long_a) <= 63 and long_a != long_b
+    assert label_value("a/b c") == "a-b-c"
+
+
+def test_stamp_adds_labels_and_hash_without_touching_the_input() -> None:
+    manifest = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "a"}}
+    labels = {"smrun.io/plan": "p", "smrun.io/vm": "v", "smrun.io/vm-namespace": "shop"}
+    out = stamp(manifest, labels)
+    assert "labels" not in manifest["metadata"]
+    assert out["metadata"]["labels"] == labels and len(out["metadata"]["annotations"]["smrun.io/manifest-hash"]) == 64
+    assert is_ours(out, labels) and not is_ours(manifest, labels)
+    assert not is_ours(stamp(manifest, {**labels, "smrun.io/vm": "other"}), labels)
+
+
+def test_role_rules_group_by_cluster_and_namespace() -> None:
+    assert (plural("NetworkPolicy"), plural("Job"), plural("VirtualMachineInstanceMigration")) == \
+        ("networkpolicies", "jobs", "virtualmachineinstancemigrations")
+    text = "\n".join(role_rules({("target", "shop"): {("batch", "jobs"): {"create", "delete"}}}))
+    assert "# target cluster: Role in namespace shop" in text
+    assert 'apiGroups: ["batch"]' in text and 'verbs: ["create", "delete"]' in text
+
+
+EVENTS = [
+    {"event": "run_started", "plan": "p", "run": "r", "vms": 1, "message": ""},
+    {"event": "state_entered", "plan": "p", "vm": "shop/a", "state": "RunJob", "step": "Work", "message": ""},
+    {"event": "state_waiting", "plan": "p", "vm": "shop/a", "state": "RunJob", "message": "waiting for Job shop/a",
+     "waiting_for": "Job shop/a", "progress": "50%"},
+    {"event": "vm_failed", "plan": "p", "vm": "shop/a", "state": "Failed", "message": "RunJob: failed"},
+    {"event": "run_finished", "plan": "p", "message": "0 completed, 1 failed, 0 canceled", "failed": 1},
+]
+
+
+def test_renderers() -> None:
+    out = io.StringIO()
+    for e in EVENTS:
+        JsonLines(out)(e)
+    assert [json.loads(line)["event"] for line in out.getvalue().splitlines()] == [e["event"] for e in EVENTS]
+    plain = io.StringIO()
+    for e in EVENTS:
+        PlainLines(plain)(e)
+    lines = plain.getvalue().splitlines()
+    assert "shop/a: RunJob: waiting for Job shop/a (50%)" in lines and "shop/a: Failed: RunJob: failed" in lines
+    table = io.StringIO()
+    live = LiveTable(table, interval=0)
+    for e in EVENTS:
+        live(e)
+    assert "shop/a" in table.getvalue() and "finished: 0 completed, 1 failed" in table.getvalue()
+    assert isinstance(renderer_for("text", io.StringIO()), PlainLines)
+    assert isinstance(renderer_for("json", io.StringIO()), JsonLines)
