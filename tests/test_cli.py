@@ -262,3 +262,22 @@ def test_definition_commands_never_import_the_kubernetes_client(argv: tuple[str,
     modules = _imported_modules(*argv)
     assert "statemachine.cli" in modules
     assert not [m for m in modules if m == "kubernetes" or m.startswith("kubernetes.")]
+
+
+def test_render_vm_selects_one_vm_and_rejects_unknown_ones(capsys: pytest.CaptureFixture[str]) -> None:
+    plan = DATA / "render-plan.yaml"
+    assert main(["render", str(plan), "--vm", "shop/web-1"]) == 0
+    assert "# shop/web-1: CopySecrets[0]" in capsys.readouterr().out
+    assert main(["render", str(plan), "--vm", "web-9"]) == 2
+    assert "--vm web-9: no such VM in the plan" in capsys.readouterr().err
+
+
+def test_validate_accepts_an_itinerary_file(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["validate", str(DATA / "render" / "itinerary.yaml")]) == 0
+    assert "itinerary 'tiny' is valid" in capsys.readouterr().out
+
+
+def test_python_dash_m_runs_the_cli() -> None:
+    proc = subprocess.run([sys.executable, "-m", "statemachine", "--version"], capture_output=True, text=True,
+                          timeout=60)
+    assert proc.returncode == 0 and proc.stdout.startswith("smrun ")

@@ -185,3 +185,22 @@ def test_vm_lookup_accepts_name_or_namespace_slash_name() -> None:
 def test_durations_may_be_numbers_of_seconds(sim_dir: Path) -> None:
     plan = load_plan(write_plan(sim_dir, "settings: {stepTimeout: 90, precopyInterval: 1h2m3s}\n" + MINIMAL_SIM))
     assert (plan.settings.step_timeout, plan.settings.precopy_interval) == (90.0, 3723.0)
+
+
+def test_itinerary_specific_settings_have_defaults_and_keep_kubernetes_durations(sim_dir: Path) -> None:
+    defaults = load_plan(write_plan(sim_dir, MINIMAL_SIM)).settings
+    assert (defaults.export_ttl, defaults.import_restart_limit, defaults.submariner) == ("12h", 5, False)
+    plan = load_plan(write_plan(sim_dir, "settings: {exportTTL: 7200, importRestartLimit: 2, submariner: true}\n"
+                                + MINIMAL_SIM))
+    assert (plan.settings.export_ttl, plan.settings.import_restart_limit, plan.settings.submariner) == \
+        ("7200s", 2, True)
+
+
+def test_hook_deadline_and_service_account_are_parsed(sim_dir: Path) -> None:
+    plan = load_plan(write_plan(sim_dir, """
+        simulation: {seed: ./seed.yaml}
+        hooks: [{name: h, image: img, serviceAccount: hooks, deadline: 5m}]
+        vms: [{name: a, namespace: ns, hooks: [{step: PreHook, hook: h}]}]
+        """))
+    hook = plan.vms[0].hook_for("PreHook")
+    assert hook is not None and (hook.service_account, hook.deadline, hook.playbook) == ("hooks", 300.0, None)
