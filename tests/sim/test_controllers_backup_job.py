@@ -132,6 +132,17 @@ def test_pull_backup_rounds_shrink_and_advance_the_tracker(clusters: SimulatedCl
     assert dirty[0] > dirty[1] > dirty[2] > 0
 
 
+def test_cbt_state_follows_the_kubevirt_selectors(clusters: SimulatedClusters) -> None:
+    s = clusters.store("source")
+    s.patch("KubeVirt", "kubevirt", "kubevirt", {"spec": {"configuration": {
+        "changedBlockTrackingLabelSelectors": {
+            "virtualMachineLabelSelector": {"matchLabels": {"cbt": "on"}}}}}})
+    running_vm_with_disk(s)
+    s.patch("VirtualMachine", NS, "vm1", {"metadata": {"labels": {"cbt": "on"}}})
+    wait_for(lambda: s.get("VirtualMachine", NS, "vm1")["status"]["changedBlockTracking"][
+        "state"] == "Enabled")
+
+
 def test_backup_waits_for_a_running_vm(clusters: SimulatedClusters) -> None:
     s = clusters.store("source")
     s.create("VirtualMachineBackupTracker", {"metadata": {"name": "vm1-mig", "namespace": NS},
@@ -152,7 +163,7 @@ def test_vm_halted_stops_and_removes_the_vmi(clusters: SimulatedClusters) -> Non
 
     def running() -> bool:
         vmi = s.get("VirtualMachineInstance", NS, "vm2")
-        phase = (vmi.get("status") or {}).get("phase", "")
+        phase = str((vmi.get("status") or {}).get("phase", ""))
         if phase and (not phases or phases[-1] != phase):
             phases.append(phase)
         return phase == "Running"
@@ -161,6 +172,7 @@ def test_vm_halted_stops_and_removes_the_vmi(clusters: SimulatedClusters) -> Non
     wait_for(lambda: s.get("VirtualMachine", NS, "vm2")["status"]["ready"] is True)
     s.patch("VirtualMachine", NS, "vm2", {"spec": {"runStrategy": "Halted"}})
     wait_for(lambda: s.try_get("VirtualMachineInstance", NS, "vm2") is None, what="VMI gone")
+    assert "changedBlockTracking" not in s.get("VirtualMachine", NS, "vm2")["status"]
     wait_for(lambda: s.get("VirtualMachine", NS, "vm2")["status"]["printableStatus"] == "Stopped")
 
 

@@ -222,10 +222,41 @@ class VirtualMachineController(Controller):
         for cond in vmi_status.get("conditions") or []:
             if cond.get("type") not in _VM_OWNED_CONDITIONS:
                 status["conditions"].append(dict(cond))
+        cbt = self._cbt_state(ctx, vm, vmi)
+        if cbt is None:
+            status.pop("changedBlockTracking", None)
+        else:
+            status["changedBlockTracking"] = {"state": cbt}
         status["desiredGeneration"] = md.get("generation", 1)
         status["observedGeneration"] = md.get("generation", 1)
         if status != (vm.get("status") or {}):
             ctx.store.update_status("VirtualMachine", md.get("namespace"), md["name"], status)
+
+    def _cbt_state(self, ctx: ClusterContext, vm: Obj, vmi: Obj | None) -> str | None:
+        """``status.changedBlockTracking.state`` (warm-migration.md §1.1), simplified: a VM selected
+        by the KubeVirt CR's ``changedBlockTrackingLabelSelectors`` (``matchLabels`` only) is
+        ``Enabled`` while its VMI runs and ``Initializing`` otherwise; unselected VMs report nothing."""
+        for kv in ctx.store.list("KubeVirt"):
+            config = (kv.get("spec") or {}).get("configuration") or {}
+            selectors = config.get("changedBlockTrackingLabelSelectors") or {}
+            if not selectors:
+                continue
+            ns_obj = ctx.store.try_get("Namespace", None, vm["metadata"].get("namespace", ""))
+            matched = False
+            for selector, obj in (("virtualMachineLabelSelector", vm),
+                                  ("namespaceLabelSelector", ns_obj or {})):
+                wanted = (selectors.get(selector) or {}).get("matchLabels") or {}
+                have = (obj.get("metadata") or {}).get("labels") or {}
+                if wanted and all(have.get(k) == v for k, v in wanted.items()):
+                    matched = True
+            if not matched:
+                return None
+            gates = (config.get("developerConfiguration") or {}).get("featureGates") or []
+            if "IncrementalBackup" not in gates:
+                return "IncrementalBackupFeatureGateDisabled"
+            running = ((vmi or {}).get("status") or {}).get("phase") == "Running"
+            return "Enabled" if running else "Initializing"
+        return None
 
     def _printable(self, ctx: ClusterContext, vm: Obj, vmi: Obj | None, rs: str) -> str:
         """The first matching rule of kubevirt-lifecycle.md §2.2."""
