@@ -249,3 +249,57 @@ def test_failed_for_ignores_a_failure_until_it_held_long_enough(tmp_path: Path) 
     (vm,) = engine(tmp_path, Plan("pd", (VM("bad-1"),)), Flow("d", (flow.states[0], slow, StateT("Completed"))),
                    cluster).run().vms
     assert vm.phase == "Failed" and time.monotonic() - started >= 0.4
+
+
+SHARED = {"shared.yaml": 'apiVersion: v1\nkind: ConfigMap\nmetadata: {name: shared, namespace: shop}\n'
+                         'data: {v: "1"}\n'}
+
+
+def test_setup_runs_once_before_the_vms_and_its_failure_fails_every_vm(tmp_path: Path) -> None:
+    cluster = FakeCluster("c", job_seconds=0.01)
+    lang = FakeLanguage({**TEMPLATES, **SHARED})
+    setup = (StateT("Share", actions=(ActionT("apply", template="shared.yaml"),)),)
+    flow = make_flow()
+    flow = Flow("s", flow.states, setup_states=setup)
+    events: list[dict[str, Any]] = []
+    eng = Engine(Plan("ps", (VM("vm-1"), VM("vm-2"))), flow, source=cluster, target=cluster,
+                 journal=Journal(tmp_path / "ps"), lang=lang, on_event=events.append, resync=0.2)
+    assert eng.run().exit_code == 0
+    shared = cluster.objects[("ConfigMap", "shop", "shared")]["metadata"]["labels"]
+    assert "smrun.io/vm" not in shared and shared["smrun.io/plan"] == "ps"
+    entered = [(e["vm"], e["state"]) for e in events if e["event"] == "state_entered"]
+    assert entered[0] == ("", "Share") and entered.count(("", "Share")) == 1
+    # A setup that fails (the shared object exists and is not ours) fails every VM.
+    cluster2 = FakeCluster("c2")
+    cluster2.create({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "shared", "namespace": "shop"}})
+    result = Engine(Plan("ps2", (VM("vm-1"), VM("vm-2"))), flow, source=cluster2, target=cluster2,
+                    journal=Journal(tmp_path / "ps2"), lang=lang, resync=0.2).run()
+    assert [v.phase for v in result.vms] == ["Failed", "Failed"]
+    assert all(v.message.startswith("setup failed:") for v in result.vms)
+
+
+def test_ensure_accepts_an_existing_object_and_never_deletes_it(tmp_path: Path) -> None:
+    cluster = FakeCluster("c", job_seconds=0.01)
+    cluster.create({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "shared", "namespace": "shop"},
+                    "data": {"v": "other"}})
+    lang = FakeLanguage({**TEMPLATES, **SHARED})
+    flow = make_flow()
+    ensure = StateT("Share", actions=(ActionT("ensure", template="shared.yaml"),),
+                    undo=(ActionT("delete_created"),))
+    flow = Flow("e", (ensure, *flow.states))
+    result = Engine(Plan("pe2", (VM("bad-1"),)), flow, source=cluster, target=cluster,
+                    journal=Journal(tmp_path / "pe2"), lang=lang, resync=0.2).run()
+    assert result.vms[0].phase == "Failed"  # its Job fails; undo runs
+    assert cluster.objects[("ConfigMap", "shop", "shared")]["data"] == {"v": "other"}
+    assert ("ConfigMap", "shop", "bad-1-cfg") not in cluster.objects
+
+
+def test_cancel_of_queued_vms_ends_them_without_starting(tmp_path: Path) -> None:
+    cluster = FakeCluster("c", job_seconds=0.2)
+    events: list[dict[str, Any]] = []
+    eng = engine(tmp_path, Plan("pq", (VM("vm-1"), VM("vm-2"), VM("vm-3"))), make_flow(), cluster,
+                 events=events, max_in_flight=1)
+    eng.subscribe(lambda e: e["event"] == "state_waiting" and eng.cancel(["vm-2", "shop/vm-3"]))
+    result = eng.run()
+    assert [v.phase for v in result.vms] == ["Completed", "Canceled", "Canceled"]
+    assert [e["vm"] for e in events if e["event"] == "vm_started"] == ["shop/vm-1"]
