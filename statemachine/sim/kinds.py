@@ -106,7 +106,7 @@ KINDS: tuple[Kind, ...] = (
     _k("cdi.kubevirt.io", "v1beta1", "StorageProfile", "storageprofiles", namespaced=False,
        status=True),
     # export
-    _k("export.kubevirt.io", "v1beta1", "VirtualMachineExport", "virtualmachineexports",
+    _k("export.kubevirt.io", "v1", "VirtualMachineExport", "virtualmachineexports",
        status=True, short=("vmexport", "vmexports")),
     # backup (warm-migration.md §4)
     _k("backup.kubevirt.io", "v1alpha1", "VirtualMachineBackup", "virtualmachinebackups",
