@@ -77,7 +77,7 @@ def obj_key(cluster: str, ref: ObjectRef) -> tuple[str, str, str, str]:
 
 
 # -- retries ------------------------------------------------------------------------------------
-def offload(rt: Runtime, fn: Callable[[], T]) -> Gen[T]:
+def offload(rt: Runtime, fn: Callable[[], T], vm: VmModel | None = None) -> Gen[T]:
     """Run a blocking request on the runtime's small I/O pool; the task waits, the loop runs on.
 
     Writes are submitted at the end of the loop's current batch, after one journal fsync that
@@ -90,12 +90,21 @@ def offload(rt: Runtime, fn: Callable[[], T]) -> Gen[T]:
         return fn()
     box: dict[str, Any] = {}
     key = ("io", "", "", str(id(box)))
+    owner = vm.key if vm is not None else None
+    if owner is not None:
+        # Counted so that undo can wait for a cancelled task's in-flight create to land first.
+        rt.inflight[owner] = rt.inflight.get(owner, 0) + 1
 
     def work() -> None:
         try:
             box["value"] = fn()
         except BaseException as e:  # noqa: BLE001 - handed back to the task
             box["error"] = e
+        rt.scheduler.call_soon(landed)
+
+    def landed() -> None:
+        if owner is not None:
+            rt.inflight[owner] -= 1
         rt.scheduler.notify(key)
 
     rt.submit_write(work)
@@ -115,7 +124,7 @@ def retrying(rt: Runtime, vm: VmModel, what: str, fn: Callable[[], T], deadline:
     while True:
         try:
             if blocking:
-                return (yield from offload(rt, fn))
+                return (yield from offload(rt, fn, vm))
             return fn()
         except TransientClusterError as e:
             attempt += 1

@@ -212,7 +212,10 @@ def wait_ready(rt: Runtime, vm: VmModel, spec: StateT, ctxs: list[dict[str, Any]
                 since = first_failed.setdefault(i, now)
                 if not rd.failed_for or now - since >= rd.failed_for:
                     where = f" [{i}]" if spec.for_each is not None else ""
-                    raise ReadinessFailed(f"{spec.name}{where}: failed: {message or rd.failed}")
+                    text = message or f"failed: {rd.failed}"
+                    if not text.startswith("failed"):
+                        text = f"failed: {text}"
+                    raise ReadinessFailed(f"{spec.name}{where}: {text}")
                 wake = min(wake, since + rd.failed_for)
                 pending.append((i, obj))
             else:
@@ -283,6 +286,9 @@ def end(rt: Runtime, vm: VmModel, reason: str, message: str, *, setup: bool) -> 
             finish(rt, vm, phase, f"{message}; the hand-off already happened (commit condition holds), "
                                   "so nothing was undone")
             return
+    while rt.inflight.get(vm.key):
+        # A cancel can interrupt a create in flight: let it land so undo sees (and deletes) it.
+        yield Wait(until=rt.clock() + 0.01)
     if not vm.record.undoing:
         vm.log("undo_started", reason=reason, message=message)
     states = rt.flow.setup_states if setup else rt.flow.states

@@ -97,6 +97,7 @@ class Runtime:
         self.pool: ThreadPoolExecutor | None = ThreadPoolExecutor(io_workers, "smrun-io") \
             if io_workers > 0 else None
         self._writes: list[Callable[[], None]] = []
+        self.inflight: dict[str, int] = {}  # VM key -> writes in flight (loop thread only)
         scheduler.idle_hooks.append(self._flush_writes)
         self.plan_name = plan_name
         self.run_id = run_id
