@@ -101,6 +101,14 @@ def _plain(value: Any) -> Any:
     return None if isinstance(value, Undefined) else value
 
 
+def _defined(value: Any) -> Any:
+    """Like ``_plain``, but a strictly undefined value (a template typo) raises instead of
+    silently becoming ``null``; lenient missing fields in expressions still give ``None``."""
+    if isinstance(value, StrictUndefined):
+        value._fail_with_undefined_error()
+    return _plain(value)
+
+
 def _conditions(obj: Any) -> list[Mapping[str, Any]]:
     obj = _plain(obj)
     if not isinstance(obj, Mapping):
@@ -207,23 +215,23 @@ def now() -> str:
 
 def tojson(value: Any) -> str:
     """JSON (valid YAML) for any value; unlike Jinja's built-in it does not HTML-escape."""
-    return json.dumps(_plain(value), ensure_ascii=False, sort_keys=False)
+    return json.dumps(_defined(value), ensure_ascii=False, sort_keys=False)
 
 
 def toyaml(value: Any) -> str:
     """Block YAML for a value, without the trailing newline (combine with ``indent``)."""
-    text: str = yaml.safe_dump(_plain(value), default_flow_style=False, sort_keys=False,
+    text: str = yaml.safe_dump(_defined(value), default_flow_style=False, sort_keys=False,
                                allow_unicode=True)
     return text.removesuffix("\n").removesuffix("\n...")
 
 
 def b64encode(value: Any) -> str:
-    data = value if isinstance(value, bytes) else str(_plain(value) or "").encode()
+    data = value if isinstance(value, bytes) else str(_defined(value) or "").encode()
     return base64.b64encode(data).decode("ascii")
 
 
 def b64decode(value: Any) -> str:
-    return base64.b64decode(str(_plain(value) or "")).decode("utf-8", errors="replace")
+    return base64.b64decode(str(_defined(value) or "")).decode("utf-8", errors="replace")
 
 
 def strip_server_fields(obj: Any) -> Any:

@@ -191,3 +191,12 @@ def test_tojson_makes_yaml_injection_harmless() -> None:
 
     text = render_string("name: {{ v | tojson }}\n", {"v": "x\nkind: Evil"})
     assert yaml.safe_load(text) == {"name": "x\nkind: Evil"}
+
+
+@pytest.mark.parametrize("flt", ["tojson", "toyaml", "b64encode"])
+def test_an_undefined_variable_piped_into_a_filter_is_an_error_not_null(flt: str) -> None:
+    from statemachine.errors import TemplateError
+    from statemachine.expressions import render_string
+
+    with pytest.raises(TemplateError, match="typo"):
+        render_string("value: {{ typo | %s }}" % flt, {}, where="t.yaml.j2")
