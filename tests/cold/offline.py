@@ -53,7 +53,8 @@ def export_outputs(ctx: Mapping[str, Any], *, ca: str = EXPORT_CA) -> dict[str, 
                 "formats": [{"format": "raw", "url": f"{base}/{pvc['metadata']['name']}/disk.img"},
                             {"format": "gzip", "url": f"{base}/{pvc['metadata']['name']}/disk.img.gz"}]}
                for pvc in reads["sourcePVCs"]]
-    return {"sourceRunStrategy": reads["sourceVM"]["spec"].get("runStrategy", "Halted"),
+    stored = itinerary().state("StorePowerState").outputs["sourceRunStrategy"]
+    return {"sourceRunStrategy": evaluate(stored, {**ctx, "object": reads["sourceVM"]}),
             "exportPhase": "Ready", "exportVolumes": volumes,
             "exportTokenSecret": f"export-token-{vm['name']}", "exportCA": ca,
             "exportTokenHeader": "eC1rdWJldmlydC1leHBvcnQtdG9rZW46dG9rZW4="}

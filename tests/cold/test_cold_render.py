@@ -117,6 +117,25 @@ def test_target_vm_restores_run_strategy_and_maps_networks() -> None:
     assert batch["spec"]["runStrategy"] == "Halted"
 
 
+def test_older_vm_shape_is_normalised(upstream_validator: Any) -> None:
+    rendered = render_cold(DATA / "variants-plan.yaml")["app-1"]
+    (vm,) = _by_kind(rendered, "VirtualMachine")
+    spec = vm["spec"]
+    assert spec["runStrategy"] == "Always" and "running" not in spec
+    assert "dataVolumeTemplates" not in spec
+    assert spec["instancetype"] == {"kind": "VirtualMachineInstancetype", "name": "small"}
+    assert spec["preference"] == {"name": "fedora"}
+    assert spec["updateVolumesStrategy"] == "Replacement"
+    # The namespaced instancetype and the ConfigMap are copied; the cluster preference is not.
+    assert [m["metadata"]["name"] for m in _by_kind(rendered, "VirtualMachineInstancetype")] == ["small"]
+    assert [m["metadata"]["name"] for m in _by_kind(rendered, "ConfigMap")] == ["app-1-config", "app-1-export-ca"]
+    assert _by_kind(rendered, "VirtualMachinePreference") == []
+    (dv,) = _by_kind(rendered, "DataVolume")
+    assert dv["spec"]["storage"] == {"storageClassName": "local-wffc",
+                                     "resources": {"requests": {"storage": "8Gi"}}}
+    assert _validate([r.manifest for r in rendered], upstream_validator) == 4
+
+
 def test_ignored_network_drops_network_and_interface() -> None:
     rendered = render_cold(DATA / "hook-plan.yaml")
     (db,) = _by_kind(rendered["db-1"], "VirtualMachine")
@@ -165,6 +184,8 @@ def _findings(plan_file: str) -> dict[str, list[str]]:
     for vm in plan.vms:
         ctx = vm_ctx(plan, vm, it)
         for rule in it.preflight:
+            if rule.when is not None and not evaluate(rule.when, ctx):
+                continue
             items = [None] if rule.for_each is None else list(evaluate(rule.for_each, ctx))
             for index, item in enumerate(items):
                 local = ctx if rule.for_each is None else with_item(ctx, item, index)
@@ -181,7 +202,8 @@ def test_preflight_passes_for_the_example() -> None:
 def test_preflight_finds_collisions_and_unmapped_storage_and_networks() -> None:
     found = _findings("collision-plan.yaml")
     assert set(found) == {"TargetNamespaceExists", "DisksAreBound", "StorageMapped",
-                          "NetworkMapped", "TargetVMNameFree", "TargetDataVolumeNamesFree"}
+                          "NetworkMapped", "TargetVMNameFree", "TargetDataVolumeNamesFree",
+                          "TargetClaimNamesFree", "ClusterPreferencePresent"}
     assert found["StorageMapped"] == [
         "no storage map entry for storage class unmapped-class of disk web-1-root: "
         "add one to spec.map.storage"]
