@@ -212,7 +212,10 @@ def test_kill_9_at_every_boundary_then_rerun_completes_without_duplicates(
         assert rows == {f"shop/k{i}-a": "Completed", f"shop/k{i}-b": "Completed",
                         f"shop/bad-k{i}": "Failed"}, (event, state_name)
         assert [n for n in created.left(f"kill{i}") if "bad" in n] == [], (event, state_name)
-    assert set(created.added.values()) == {1}
+    # Good VMs: every object created exactly once across kill and resume. (A VM that failed and was
+    # undone in the first run is legitimately re-run, so bad-* objects may be created again.)
+    good = {k: n for k, n in created.added.items() if not k[1].startswith("bad")}
+    assert len(good) == len(KILL_POINTS) * 2 * 3 and set(good.values()) == {1}
 
 
 def test_a_second_run_of_the_same_plan_refuses(simc: SimulatedClusters, tmp_path: Path) -> None:
