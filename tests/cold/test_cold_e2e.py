@@ -21,16 +21,10 @@ import pytest
 import yaml  # type: ignore[import-untyped]
 
 from statemachine.sim.cluster import SimulatedClusters
-from statemachine.sim.kinds import KindRegistry
 
 from .offline import DATA, EXAMPLE_PLAN, upstream_dir
 
-# The simulator must serve export.kubevirt.io/v1 (the storage version, and the only one in the
-# upstream swagger, which the templates use); until it does these tests cannot run at all.
-_SERVED = KindRegistry.default().by_kind("export.kubevirt.io/v1", "VirtualMachineExport") is not None
-pytestmark = [pytest.mark.slow,
-              pytest.mark.skipif(not _SERVED, reason="the simulator does not serve "
-                                 "export.kubevirt.io/v1 VirtualMachineExport (statemachine/sim/kinds.py)")]
+pytestmark = pytest.mark.slow
 
 SMRUN = [sys.executable, "-m", "statemachine"]
 RUN_TIMEOUT = 240
