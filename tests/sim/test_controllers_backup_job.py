@@ -110,6 +110,7 @@ def pull_round(s: Store, t: Store, name: str, *, full: bool = False) -> tuple[st
     pod = t.list("Pod", NS, label_selector=f"job-name=copy-{name}")[0]
     message = json.loads(pod["status"]["containerStatuses"][0]["state"]["terminated"]["message"])
     assert copied["metadata"]["annotations"]["sim.smrun.io/termination-message-out"]
+    assert message["type"] == ready["status"]["type"]
     s.delete("VirtualMachineBackup", NS, name)
     wait_for(lambda: s.try_get("VirtualMachineBackup", NS, name) is None, what=f"{name} gone")
     tracker = s.get("VirtualMachineBackupTracker", NS, "vm1-mig")
@@ -130,6 +131,12 @@ def test_pull_backup_rounds_shrink_and_advance_the_tracker(clusters: SimulatedCl
     assert kinds == ["Full", "Incremental", "Incremental"]
     assert dirty[0] == 8 << 30
     assert dirty[0] > dirty[1] > dirty[2] > 0
+    # a copy Job for a round whose backup is already gone fails, as the real copier would
+    t.create("Job", job("late", env=[{"name": "MAP_URL", "value": (
+        f"https://{addresses.export_host('source')}/api/export.kubevirt.io/v1/namespaces/{NS}/"
+        "virtualmachineexports/vm1-mig-0/exports/root/map")}]))
+    late = wait_for(lambda: (j := t.get("Job", NS, "late"))["status"].get("failed") == 1 and j)
+    assert cond(late, "Failed")["status"] == "True"
 
 
 def test_cbt_state_follows_the_kubevirt_selectors(clusters: SimulatedClusters) -> None:

@@ -50,17 +50,22 @@ COMPLETED_COUNT = "sim.smrun.io/completed-backups"
 DEFAULT_PULL_TTL = _dt.timedelta(hours=2)
 
 
-def dirty_bytes_of(ctx: ClusterContext, ns: str, backup: str, volume: str) -> int | None:
-    """The simulated dirty byte count of ``volume`` in ``backup`` (``None`` if unknown)."""
+def backup_round(ctx: ClusterContext, ns: str, backup: str,
+                 volume: str) -> tuple[int, str] | None:
+    """(simulated dirty bytes of ``volume``, backup ``status.type``) while ``backup`` can be
+    pulled (its export is Ready); ``None`` otherwise."""
     obj = ctx.store.try_get(BACKUP, ns, backup)
-    if obj is None:
+    export = ctx.store.try_get("VirtualMachineExport", ns, backup)
+    if obj is None or ((export or {}).get("status") or {}).get("phase") != "Ready":
         return None
     try:
         table = json.loads(annotations_of(obj).get(DIRTY, "{}"))
     except ValueError:
         return None
     value = table.get(volume)
-    return int(value) if value is not None else None
+    if value is None:
+        return None
+    return int(value), str((obj.get("status") or {}).get("type", "Full"))
 
 
 def _reason(status: dict[str, Any]) -> str:

@@ -11,7 +11,9 @@ reason ``BackoffLimitExceeded``.
 Termination message: the annotation ``sim.smrun.io/termination-message`` on the Job is copied as
 is; otherwise a delta-copy Job (one whose container env names a VirtualMachineBackup export
 ``.../virtualmachineexports/<backup>/exports/<volume>/map|data`` URL) reports the
-deterministic ``{"dirtyBytes", "copiedBytes", "seconds"}`` of that backup (``backup.py``). The
+deterministic ``{"dirtyBytes", "copiedBytes", "type", ...}`` of that backup (``backup.py``), in the
+shape ``statemachine/copier/delta.py`` writes; if that backup is gone or its export is not Ready
+the Job fails, as the copier would after its retries. The
 message also lands in the Job annotation ``sim.smrun.io/termination-message-out`` so a client
 without Pod access can read it.
 
@@ -25,7 +27,7 @@ from typing import Any
 
 from statemachine.sim.controller import ClusterContext, Controller
 from statemachine.sim.controllers import addresses
-from statemachine.sim.controllers.backup import dirty_bytes_of
+from statemachine.sim.controllers.backup import backup_round
 from statemachine.sim.controllers.conditions import (
     annotations_of, condition_is, now, set_condition, wants_failure)
 from statemachine.sim.store import Obj
@@ -45,10 +47,13 @@ def _env_values(job: Obj) -> list[str]:
     return out
 
 
-def termination_message(ctx: ClusterContext, job: Obj) -> str:
+def outcome(ctx: ClusterContext, job: Obj) -> tuple[bool, str]:
+    """(fails, termination message) of a Job: see the module docstring."""
+    if wants_failure(job):
+        return True, annotations_of(job).get(MESSAGE_IN, "")
     given = annotations_of(job).get(MESSAGE_IN)
     if given is not None:
-        return given
+        return False, given
     for value in _env_values(job):
         found = _BACKUP_URL.search(value)
         if not found:
@@ -57,10 +62,16 @@ def termination_message(ctx: ClusterContext, job: Obj) -> str:
         owner = addresses.cluster_of_export_host(host, list(ctx.clusters))
         if owner is None:
             continue
-        dirty = dirty_bytes_of(ctx.clusters[owner], ns, backup, volume)
-        if dirty is not None:
-            return json.dumps({"dirtyBytes": dirty, "copiedBytes": dirty, "seconds": 1})
-    return ""
+        round_ = backup_round(ctx.clusters[owner], ns, backup, volume)
+        if round_ is None:
+            # What the copier reports after its retries when the export is gone or not ready.
+            return True, json.dumps({"dirtyBytes": 0, "copiedBytes": 0, "seconds": 1,
+                                     "error": f"{value}: HTTP 404 or 503 after retries"})
+        dirty, kind = round_
+        return False, json.dumps({"copiedBytes": dirty, "dirtyBytes": dirty, "extents": 1,
+                                  "requests": 2, "retries": 0, "seconds": 1, "type": kind,
+                                  "zeroedBytes": 0}, sort_keys=True)
+    return False, ""
 
 
 class JobController(Controller):
@@ -81,8 +92,7 @@ class JobController(Controller):
             self._pod(ctx, obj, pod_name)
             ctx.store.update_status("Job", ns, name, status)
             return True
-        failing = wants_failure(obj)
-        message = "" if failing else termination_message(ctx, obj)
+        failing, message = outcome(ctx, obj)
         pod = ctx.store.try_get("Pod", ns, pod_name)
         if pod is not None:
             terminated = {"exitCode": 1 if failing else 0,
