@@ -323,7 +323,7 @@ class Engine:
             model = self._models[key]
             if wanted(key) and model.cancelable and not model.ignore_cancel:
                 model.cancelable = False
-                logger.warning("%s: cancel requested", key)
+                logger.info("%s: cancel requested", key)
                 self.scheduler.throw(task, Canceled("canceled by user"))
 
 

@@ -70,8 +70,8 @@ def finish(rt: Runtime, vm: VmModel, phase: str, message: str) -> None:
     vm.log("vm_terminal", phase=phase, message=message)
     getattr(vm, f"enter_{phase}")()
     event = {"Completed": "vm_succeeded", "Failed": "vm_failed", "Canceled": "vm_canceled"}[phase]
-    level = logging.INFO if phase == "Completed" else logging.WARNING
-    logger.log(level, "%s: %s%s", vm.key or "setup", phase, f": {message}" if message else "")
+    # INFO, not WARNING: the progress output already reports every terminal phase to the user.
+    logger.info("%s: %s%s", vm.key or "setup", phase, f": {message}" if message else "")
     rt.emit(vm, event, message=message)
 
 
