@@ -1,0 +1,336 @@
+"""The live itinerary end to end: ``smrun run`` (a subprocess, the real client) against the simulator.
+
+Most tests start the simulated clusters in the test process (``make_sim``, from the example's
+seed, validating every write against the upstream OpenAPI documents) so that their state can be
+inspected afterwards; the plan is the example's with ``spec.source``/``spec.target`` pointing at
+the simulator's kubeconfig. One test runs the example plan itself (its simulator lives inside
+``smrun``), one runs ``smrun sim serve`` and ``smrun run`` as two processes and inspects the
+clusters through the kubeconfig, as against a real cluster.
+"""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from statemachine.engine.journal import request_cancel
+from statemachine.sim.cluster import SimulatedClusters
+
+from tests.live.conftest import EXAMPLE_PLAN, find, load_yaml, upstream_dir
+
+pytestmark = pytest.mark.slow
+
+SMRUN = [sys.executable, "-m", "statemachine"]
+RUN_TIMEOUT = 180
+VMS = ("web-1", "web-2", "db-1")
+PLAN_NAME = "live-demo"
+
+
+def _seed(edit: Callable[[dict[str, Any]], None] | None = None, *, tmp_path: Path) -> Path:
+    seed = load_yaml(EXAMPLE_PLAN.parent / "seed.yaml")
+    if edit is None:
+        return EXAMPLE_PLAN.parent / "seed.yaml"
+    edit(seed)
+    out = tmp_path / "seed.yaml"
+    out.write_text(yaml.safe_dump(seed), encoding="utf-8")
+    return out
+
+
+def _plan_against(kubeconfig: Path, tmp_path: Path) -> Path:
+    """The example plan aimed at the clusters of ``kubeconfig`` instead of its own seed."""
+    plan = load_yaml(EXAMPLE_PLAN)
+    del plan["spec"]["simulation"]
+    plan["spec"]["source"] = {"kubeconfig": str(kubeconfig), "context": "source"}
+    plan["spec"]["target"] = {"kubeconfig": str(kubeconfig), "context": "target"}
+    for hook in plan["spec"]["hooks"]:
+        hook["playbook"] = str((EXAMPLE_PLAN.parent / hook["playbook"]).resolve())
+    out = tmp_path / "plan.yaml"
+    out.write_text(yaml.safe_dump(plan), encoding="utf-8")
+    return out
+
+
+def _env(**extra: str) -> dict[str, str]:
+    return dict(os.environ, PYTHONUNBUFFERED="1", **extra)
+
+
+def _smrun(*args: str, cwd: Path, **env: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([*SMRUN, *args], capture_output=True, text=True, timeout=RUN_TIMEOUT,
+                          cwd=cwd, env=_env(**env))
+
+
+def _events(stdout: str) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in stdout.splitlines() if line.startswith("{")]
+
+
+def _vms(events: list[dict[str, Any]], kind: str) -> list[str]:
+    """The VMs (not the plan's setup, reported with an empty ``vm``) that had event ``kind``."""
+    return sorted(e["vm"] for e in events if e["event"] == kind and e.get("vm"))
+
+
+def _wait_for(predicate: Callable[[], bool], timeout: float = 20) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.05)
+    return predicate()
+
+
+class Reader:
+    """Reads objects from the simulated clusters (the store in process, or a real client)."""
+
+    def __init__(self, get: Callable[[str, str, str, str], Any],
+                 list_: Callable[[str, str, str], list[Any]]) -> None:
+        self.get, self.list = get, list_
+
+    @classmethod
+    def of_sim(cls, sim: SimulatedClusters) -> Reader:
+        def get(cluster: str, kind: str, ns: str, name: str) -> Any:
+            return sim.store(cluster).try_get(kind, ns, name)
+
+        def list_(cluster: str, kind: str, ns: str) -> list[Any]:
+            return list(sim.store(cluster).list(kind, ns))
+        return cls(get, list_)
+
+
+_API = {"VirtualMachine": "kubevirt.io/v1", "VirtualMachineInstance": "kubevirt.io/v1",
+        "VirtualMachineInstanceMigration": "kubevirt.io/v1", "DataVolume": "cdi.kubevirt.io/v1beta1",
+        "PersistentVolumeClaim": "v1", "Secret": "v1", "ConfigMap": "v1",
+        "VirtualMachineInstancetype": "instancetype.kubevirt.io/v1beta1"}
+
+
+def _status(obj: Any) -> dict[str, Any]:
+    return dict((obj or {}).get("status") or {})
+
+
+def _assert_migrated(r: Reader, name: str) -> None:
+    """The VM runs on the target with the source's run strategy; the source is Halted, no VMI."""
+    target = r.get("target", "VirtualMachine", "shop", name)
+    assert target is not None, name
+    assert target["spec"]["runStrategy"] == "Always", name
+    assert _wait_for(lambda: _status(r.get("target", "VirtualMachineInstance", "shop", name))
+                     .get("phase") == "Running"), name
+    source = r.get("source", "VirtualMachine", "shop", name)
+    assert source["spec"]["runStrategy"] == "Halted", name
+    assert r.get("source", "VirtualMachineInstance", "shop", name) is None, name
+
+
+def _assert_rolled_back(r: Reader, name: str, disks: tuple[str, ...]) -> None:
+    """Nothing of the VM is left on the target; the source still runs."""
+    assert _wait_for(lambda: r.get("target", "VirtualMachine", "shop", name) is None), name
+    for disk in disks:
+        assert _wait_for(lambda: r.get("target", "DataVolume", "shop", disk) is None), disk
+        assert _wait_for(lambda: r.get("target", "PersistentVolumeClaim", "shop", disk) is None), disk
+    source = r.get("source", "VirtualMachine", "shop", name)
+    assert source["spec"]["runStrategy"] == "Always"
+    assert _status(r.get("source", "VirtualMachineInstance", "shop", name)).get("phase") == "Running"
+
+
+def _no_migrations_left(r: Reader) -> None:
+    for cluster in ("source", "target"):
+        assert _wait_for(lambda: not r.list(cluster, "VirtualMachineInstanceMigration", "shop")), cluster
+
+
+def _assert_full_success(r: Reader) -> None:
+    for name in VMS:
+        _assert_migrated(r, name)
+    seed = load_yaml(EXAMPLE_PLAN.parent / "seed.yaml")["source"]
+    for kind, name in (("Secret", "web-tls"), ("ConfigMap", "web-config"), ("Secret", "db-1-cloudinit")):
+        copies = [o for o in r.list("target", kind, "shop") if o["metadata"]["name"] == name]
+        assert len(copies) == 1, name
+        assert copies[0]["data"] == find(seed, kind, name)["data"], name
+        if kind == "Secret":
+            assert copies[0]["type"] == find(seed, kind, name)["type"], name
+    assert r.get("target", "VirtualMachineInstancetype", "shop", "web-medium") is not None
+    # The disks belong to the target VM (deleting it removes them).
+    vm = r.get("target", "VirtualMachine", "shop", "db-1")
+    for kind, disk in (("DataVolume", "db-1-root"), ("PersistentVolumeClaim", "db-1-data")):
+        owners = r.get("target", kind, "shop", disk)["metadata"].get("ownerReferences") or []
+        assert [o["uid"] for o in owners] == [vm["metadata"]["uid"]], disk
+    _no_migrations_left(r)
+
+
+@pytest.fixture
+def started(make_sim: Callable[..., SimulatedClusters]) -> Callable[..., SimulatedClusters]:
+    def start(seed: Path, tick: float = 0.02) -> SimulatedClusters:
+        return make_sim(seed=seed, openapi_dir=upstream_dir(), tick=tick)
+    return start
+
+
+def test_example_plan_runs_to_completion(tmp_path: Path) -> None:
+    proc = _smrun("run", str(EXAMPLE_PLAN), "--output", "json", "--state-dir",
+                  str(tmp_path / "state"), cwd=tmp_path)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    events = _events(proc.stdout)
+    assert _vms(events, "vm_succeeded") == ["shop/db-1", "shop/web-1", "shop/web-2"]
+    # Only db-1 has a hook; the migration's phases are reported while waiting.
+    assert {e["vm"] for e in events if e.get("state") == "PreHook"} == {"shop/db-1"}
+    progress = {e.get("progress") for e in events
+                if e["event"] == "state_waiting" and e.get("state") == "WaitForStateTransfer"}
+    assert any(p and p.startswith("migration ") for p in progress), progress
+
+
+def test_live_migration_end_state(started: Callable[..., SimulatedClusters], tmp_path: Path) -> None:
+    sim = started(_seed(tmp_path=tmp_path))
+    proc = _smrun("run", str(_plan_against(sim.kubeconfig_path, tmp_path)), "--output", "json",
+                  "--state-dir", str(tmp_path / "state"), cwd=tmp_path)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    _assert_full_success(Reader.of_sim(sim))
+
+
+def test_two_processes_through_a_kubeconfig(tmp_path: Path) -> None:
+    """``smrun sim serve`` in one process, ``smrun run`` in another: the path a real cluster takes."""
+    from statemachine.k8s.client import connect
+
+    kubeconfig = tmp_path / "kubeconfig"
+    server = subprocess.Popen(
+        [*SMRUN, "sim", "serve", "--seed", str(EXAMPLE_PLAN.parent / "seed.yaml"), "--tick", "0.02",
+         "--openapi", str(upstream_dir()), "--kubeconfig-out", str(kubeconfig)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, cwd=tmp_path, env=_env())
+    clusters: dict[str, Any] = {}
+    try:
+        assert _wait_for(lambda: kubeconfig.exists() and kubeconfig.stat().st_size > 0, 30), \
+            "smrun sim serve wrote no kubeconfig"
+        proc = _smrun("run", str(_plan_against(kubeconfig, tmp_path)), "--output", "json",
+                      "--state-dir", str(tmp_path / "state"), cwd=tmp_path)
+        assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+        for name in ("source", "target"):
+            clusters[name] = connect(name=name, kubeconfig=kubeconfig, context=name,
+                                     cache_dir=tmp_path / "cache")
+        from statemachine.k8s import ObjectRef
+
+        def get(cluster: str, kind: str, ns: str, name: str) -> Any:
+            return clusters[cluster].get(ObjectRef(_API[kind], kind, ns, name))
+
+        def list_(cluster: str, kind: str, ns: str) -> list[Any]:
+            return list(clusters[cluster].list(_API[kind], kind, namespace=ns))
+        _assert_full_success(Reader(get, list_))
+    finally:
+        for c in clusters.values():
+            c.close()
+        server.send_signal(signal.SIGTERM)
+        try:
+            server.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait(timeout=10)
+
+
+def test_failed_migration_rolls_back_that_vm_only(started: Callable[..., SimulatedClusters],
+                                                  tmp_path: Path) -> None:
+    def fail_web2(seed: dict[str, Any]) -> None:
+        vm = find(seed["source"], "VirtualMachine", "web-2")
+        vm["metadata"].setdefault("annotations", {})["sim.smrun.io/fail-migration-at"] = "Running"
+    sim = started(_seed(fail_web2, tmp_path=tmp_path))
+    proc = _smrun("run", str(_plan_against(sim.kubeconfig_path, tmp_path)), "--output", "json",
+                  "--state-dir", str(tmp_path / "state"), cwd=tmp_path)
+    assert proc.returncode == 1, proc.stdout[-3000:] + proc.stderr[-3000:]
+    events = _events(proc.stdout)
+    failed = [e for e in events if e["event"] == "vm_failed" and e.get("vm")]
+    assert [e["vm"] for e in failed] == ["shop/web-2"]
+    # KubeVirt's reason (the target VMIM's migrationState.failureReason) is in the message.
+    assert "injected failure at phase Running" in failed[0]["message"]
+    assert _vms(events, "vm_succeeded") == ["shop/db-1", "shop/web-1"]
+    r = Reader.of_sim(sim)
+    _assert_rolled_back(r, "web-2", ("web-2-root",))
+    for name in ("web-1", "db-1"):
+        _assert_migrated(r, name)
+    # The shared resources web-1 still uses stay.
+    assert r.get("target", "Secret", "shop", "web-tls") is not None
+    _no_migrations_left(r)
+
+
+def _run_and_cancel(sim: SimulatedClusters, tmp_path: Path, vm: str,
+                    trigger: Callable[[], bool]) -> subprocess.CompletedProcess[str]:
+    """Run the plan for ``vm``; request its cancel the moment ``trigger()`` holds."""
+    plan = _plan_against(sim.kubeconfig_path, tmp_path)
+    state = tmp_path / "state"
+    fired = threading.Event()
+    stop = threading.Event()
+
+    def watch() -> None:
+        while not stop.is_set():
+            if trigger():
+                request_cancel(state / PLAN_NAME, [f"shop/{vm}"])
+                fired.set()
+                return
+            time.sleep(0.002)
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
+    try:
+        # The engine looks at the cancel file on every resync tick: make that prompt.
+        proc = _smrun("run", str(plan), "--vm", vm, "--output", "json", "--state-dir", str(state),
+                      cwd=tmp_path, SMRUN_RESYNC_SECONDS="0.02")
+    finally:
+        stop.set()
+        watcher.join(timeout=5)
+    assert fired.is_set(), "the cancel point was never reached"
+    return proc
+
+
+def test_cancel_before_hand_off_rolls_back(started: Callable[..., SimulatedClusters],
+                                           tmp_path: Path) -> None:
+    sim = started(_seed(tmp_path=tmp_path), tick=0.2)  # slow enough for the cancel to land mid-way
+    r = Reader.of_sim(sim)
+
+    def target_migration_waiting() -> bool:
+        return any(_status(m).get("phase") in ("WaitingForSync", "Pending", "Scheduling")
+                   for m in r.list("target", "VirtualMachineInstanceMigration", "shop"))
+    proc = _run_and_cancel(sim, tmp_path, "db-1", target_migration_waiting)
+    assert proc.returncode == 1, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert _vms(_events(proc.stdout), "vm_canceled") == ["shop/db-1"]
+    _assert_rolled_back(r, "db-1", ("db-1-root", "db-1-data"))
+    _no_migrations_left(r)
+
+
+@pytest.fixture(params=["target-migration-running", "target-vmi-completed"])
+def hand_off_point(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+def test_cancel_racing_the_hand_off_never_loses_the_vm(
+        started: Callable[..., SimulatedClusters], tmp_path: Path, hand_off_point: str) -> None:
+    sim = started(_seed(tmp_path=tmp_path), tick=0.05)
+    r = Reader.of_sim(sim)
+
+    def at_hand_off() -> bool:
+        if hand_off_point == "target-migration-running":
+            return any(_status(m).get("phase") == "Running"
+                       for m in r.list("target", "VirtualMachineInstanceMigration", "shop"))
+        state = _status(r.get("target", "VirtualMachineInstance", "shop", "web-1")).get(
+            "migrationState") or {}
+        return bool(state.get("completed")) and not state.get("failed")
+    proc = _run_and_cancel(sim, tmp_path, "web-1", at_hand_off)
+    events = _events(proc.stdout)
+    outcome = [e["event"] for e in events
+               if e["event"] in ("vm_succeeded", "vm_failed", "vm_canceled") and e.get("vm")]
+    assert len(outcome) == 1, proc.stdout[-3000:]
+
+    def runs(cluster: str) -> bool:
+        return _status(r.get(cluster, "VirtualMachineInstance", "shop", "web-1")).get("phase") == "Running"
+    # Give KubeVirt's controllers a moment to settle, then exactly one copy runs.
+    assert _wait_for(lambda: runs("target") != runs("source"), 10), \
+        f"{outcome}: target runs={runs('target')}, source runs={runs('source')}"
+    if hand_off_point == "target-vmi-completed":
+        # After the hand-off the cancel finishes the migration instead of undoing it.
+        assert outcome == ["vm_succeeded"], proc.stdout[-3000:]
+        assert any("after the hand-off" in (e.get("message") or "") for e in events)
+        _assert_migrated(r, "web-1")
+    else:
+        # While KubeVirt copies, a cancel aborts (or, if it lost the race, finishes).
+        assert outcome in (["vm_canceled"], ["vm_succeeded"]), proc.stdout[-3000:]
+    if runs("target"):
+        assert r.get("target", "VirtualMachine", "shop", "web-1")["spec"]["runStrategy"] == "Always"
+    else:
+        _assert_rolled_back(r, "web-1", ("web-1-root",))
+    _no_migrations_left(r)
