@@ -16,6 +16,7 @@ read-modify-writes on each store, so the two cluster threads may run it concurre
 """
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -80,14 +81,46 @@ def _vmi_of(ctx: ClusterContext, vmim: Obj) -> Obj | None:
                              str((vmim.get("spec") or {}).get("vmiName", "")))
 
 
+def _by_migration_id(ctx: ClusterContext, role: str, mid: Any) -> list[Obj]:
+    """VMIMs of ``ctx`` whose ``spec.<role>.migrationID`` is ``mid`` (``role``: sendTo/receive).
+
+    Decision: an index in ``ctx.state`` (migrationID → VMIM keys), checked on use and rebuilt by
+    one scan on a miss, so a tick of N concurrent migrations does not scan N VMIMs each.
+    """
+    index: dict[tuple[str, Any], list[tuple[str, str]]] = ctx.state.setdefault(
+        "vmim-by-migration-id", {})
+    lock: threading.Lock = ctx.state.setdefault("vmim-by-migration-id-lock", threading.Lock())
+
+    def matching(keys: list[tuple[str, str]]) -> list[Obj]:
+        found = []
+        for ns, name in keys:
+            obj = ctx.store.try_get(VMIM, ns, name)
+            spec = (obj or {}).get("spec") or {}
+            if obj is not None and (spec.get(role) or {}).get("migrationID") == mid:
+                found.append(obj)
+        return found
+
+    with lock:  # both cluster threads use the index of a cluster
+        hits = matching(index.get((role, mid), []))
+        if hits:
+            return hits
+        index.clear()
+        for cand in ctx.store.list(VMIM):
+            spec = cand.get("spec") or {}
+            for r in ("sendTo", "receive"):
+                if spec.get(r):
+                    index.setdefault((r, spec[r].get("migrationID")), []).append(
+                        (cand["metadata"].get("namespace", ""), cand["metadata"]["name"]))
+        return matching(index.get((role, mid), []))
+
+
 def find_target(ctx: ClusterContext, s_vmim: Obj) -> Peer:
     """Dial the target of source VMIM ``s_vmim``; raises :class:`Unreachable`."""
     send_to = (s_vmim.get("spec") or {}).get("sendTo") or {}
     peer = _dial(ctx, str(send_to.get("connectURL", "")))
     mid = send_to.get("migrationID")
-    for cand in peer.store.list(VMIM):
-        if ((cand.get("spec") or {}).get("receive") or {}).get("migrationID") == mid \
-                and not (cand.get("spec") or {}).get("sendTo"):
+    for cand in _by_migration_id(peer, "receive", mid):
+        if not (cand.get("spec") or {}).get("sendTo"):
             vmi = _vmi_of(peer, cand)
             if vmi is not None:
                 return Peer(peer, cand, vmi)
@@ -103,11 +136,10 @@ def find_source(ctx: ClusterContext, t_vmim: Obj, t_vmi: Obj) -> Peer:
         raise Unreachable("waiting for incoming synchronization, unable to proceed")
     peer = _dial(ctx, str(address))
     mid = ((t_vmim.get("spec") or {}).get("receive") or {}).get("migrationID")
-    for cand in peer.store.list(VMIM):
-        if ((cand.get("spec") or {}).get("sendTo") or {}).get("migrationID") == mid:
-            vmi = _vmi_of(peer, cand)
-            if vmi is not None:
-                return Peer(peer, cand, vmi)
+    for cand in _by_migration_id(peer, "sendTo", mid):
+        vmi = _vmi_of(peer, cand)
+        if vmi is not None:
+            return Peer(peer, cand, vmi)
     raise Unreachable(f"rpc error: code = Unknown desc = target: unable to locate VMI for "
                       f"migrationID {mid}")
 
