@@ -252,6 +252,9 @@ class Engine:
             else:
                 # Resume: reads and predicates as frozen at start; Secrets (not journaled) re-read.
                 model.reads = yield from self._read_all(model, reads_specs, rec.reads or {})
+        except Canceled:
+            runner.finish(rt, model, "Canceled", "canceled before its first state")
+            return
         except SmrunError as e:
             runner.finish(rt, model, "Failed", str(e))
             return

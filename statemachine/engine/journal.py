@@ -68,6 +68,7 @@ class VmRecord:
     state: str | None = None                 # the last state entered
     state_done: bool = False                 # whether ``state`` completed (or was skipped)
     last_entered: str | None = None          # the last state actually entered (not skipped)
+    skipped: bool = False                    # ``state`` was skipped (its ``next`` does not apply)
     entered: list[str] = field(default_factory=list)     # states entered, in order, without repeats
     outputs: dict[str, Any] = field(default_factory=dict)
     created: list[CreatedObject] = field(default_factory=list)
@@ -94,6 +95,7 @@ def _apply_entry(rec: VmRecord, e: Mapping[str, Any]) -> None:
             rec.entered.append(e["state"])
     elif kind in ("state_completed", "state_skipped"):
         rec.state, rec.state_done = e["state"], True
+        rec.skipped = kind == "state_skipped"
     elif kind == "intent":
         rec.created.append(CreatedObject(e["cluster"], ref_from_json(e["ref"]), e["state"], False))
     elif kind == "created":

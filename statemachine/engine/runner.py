@@ -82,7 +82,8 @@ def run_states(rt: Runtime, vm: VmModel, *, setup: bool) -> Gen:
     if rec.state is None or rec.state not in names:
         idx = 0
     elif rec.state_done:
-        idx = choose_next(rt, vm, states, names.index(rec.state))
+        done = names.index(rec.state)
+        idx = done + 1 if rec.skipped else choose_next(rt, vm, states, done)
     else:
         idx = names.index(rec.state)  # resume: re-enter and re-observe (apply adopts)
     predicates = rec.predicates or {}

@@ -168,17 +168,19 @@ class Scheduler:
                 hook()
 
     def _step(self, task: Task) -> None:
+        thrown: BaseException | None = None
         try:
             if task.pending_throw is not None:
-                exc, task.pending_throw = task.pending_throw, None
-                wait = task.gen.throw(exc)
+                thrown, task.pending_throw = task.pending_throw, None
+                wait = task.gen.throw(thrown)
             else:
                 wait = next(task.gen)
         except StopIteration:
             self._finish(task, None)
             return
         except Exception as e:  # noqa: BLE001 - a task's bug must not stop every other VM
-            logger.exception("task %s crashed", task.name)
+            if e is not thrown:  # our own throw into a task that had not started is no crash
+                logger.exception("task %s crashed", task.name)
             self._finish(task, e)
             return
         task.wait = wait
