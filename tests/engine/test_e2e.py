@@ -169,6 +169,11 @@ def test_user_without_create_rights_is_refused_before_anything_is_created(
         assert "target: missing permission: create v1 ConfigMap in namespace shop" in text
         assert "target: missing permission: create batch/v1 Job in namespace shop" in text
     assert created.added == Counter()
+    cli = subprocess.run([sys.executable, "-m", "statemachine", "validate", str(plan.path)],
+                         capture_output=True, text=True, timeout=60)
+    assert cli.returncode == 3, cli.stderr
+    assert "missing permission: create batch/v1 Job in namespace shop" in cli.stdout + cli.stderr
+    assert created.added == Counter()
 
 
 # -- subprocess: kill -9 and the lock ---------------------------------------------------------------
