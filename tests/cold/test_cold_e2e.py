@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml  # type: ignore[import-untyped]
+import yaml
 
 from statemachine.sim.cluster import SimulatedClusters
 
@@ -209,3 +209,31 @@ def test_cancel_during_import_restores_the_source(make_sim: Callable[..., Simula
     assert _get(sim, "source", "VirtualMachine", "shop", "web-1")["spec"]["runStrategy"] == "Always"
     assert _wait_for(lambda: (_get(sim, "source", "VirtualMachine", "shop", "web-1")
                               .get("status", {}).get("printableStatus")) == "Running")
+
+
+def test_older_vm_shape_and_diskless_vm(make_sim: Callable[..., SimulatedClusters],
+                                        tmp_path: Path) -> None:
+    """``running: true`` + dataVolumeTemplates + namespaced instancetype, and a container-disk VM
+    whose export is Skipped (nothing to import)."""
+    plan_file = DATA / "variants-plan.yaml"
+    sim = _start(make_sim, plan_file)
+    plan = _plan_against(sim, plan_file, tmp_path)
+    proc = _smrun("run", str(plan), "--output", "json", "--state-dir", str(tmp_path / "state"),
+                  cwd=tmp_path)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    events = _events(proc.stdout)
+    entered = {e["state"] for e in events if e.get("vm") == "apps/app-2"
+               and e["event"] == "state_entered"}
+    assert "CreateDataVolumes" not in entered and "CreateExport" in entered
+
+    app1 = _get(sim, "target", "VirtualMachine", "apps", "app-1")
+    assert app1["spec"]["runStrategy"] == "Always" and "running" not in app1["spec"]
+    assert app1["spec"]["instancetype"] == {"kind": "VirtualMachineInstancetype", "name": "small"}
+    assert _get(sim, "target", "VirtualMachineInstancetype", "apps", "small") is not None
+    assert _get(sim, "target", "ConfigMap", "apps", "app-1-config") is not None
+    assert _get(sim, "source", "VirtualMachine", "apps", "app-1")["spec"]["runStrategy"] == "Halted"
+    assert _wait_for(lambda: (_get(sim, "target", "VirtualMachine", "apps", "app-2")
+                              .get("status", {}).get("printableStatus")) == "Running")
+    assert [dv["metadata"]["name"] for dv in _by_plan(sim, "target", "DataVolume", "cold-variants")] \
+        == ["app-1-root"]
+    assert sim.store("source").list("VirtualMachineExport") == []
