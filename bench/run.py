@@ -99,8 +99,8 @@ def run_one(n: int, *, max_in_flight: int, tick: float, workdir: Path,
         tail = (workdir / "smrun.err").read_text().strip().splitlines()[-1:] or ["no output"]
         raise BenchError(f"N={n}: smrun exited {code} without run_finished: {tail[0]}")
     vms = [workload.vm_name(i) for i in range(n)]
-    stats = analyze.summarize(workdir / "requests.jsonl", workdir / "commits.jsonl", vms,
-                              max_in_flight)
+    stats = analyze.summarize(workdir / "requests.jsonl", workdir / "commits.jsonl",
+                              workdir / "smrun.out", vms, max_in_flight)
     per_vm = {k: round(v / n, 4) for k, v in (("smrun_cpu_s", smrun_usage["cpu_s"]),
                                               ("sim_cpu_s", sim_usage["cpu_s"]))}
     return {
@@ -125,6 +125,8 @@ def _print_row(r: dict[str, Any]) -> None:
     print(f"N={r['vms']:>5}  wall {r['wall_s']:7.2f}s  span {r['span_s']:7.2f}s  "
           f"ideal {r['ideal_s']:7.2f}s  ratio {r['overhead_ratio']} (span {r['overhead_ratio_span']})"
           f"  reaction p50/p99/max {lat['p50']}/{lat['p99']}/{lat['max']} ms  "
+          f"detection p50/p99 {r['detection_ms']['p50']}/{r['detection_ms']['p99']} ms  "
+          f"before first VM {r['before_first_vm_s']}s  "
           f"req/VM {r['requests_per_vm']}  watches {r['watch_connections']}  "
           f"smrun {r['smrun']['cpu_s']}s CPU {r['smrun']['peak_rss_mb']} MB  "
           f"sim {r['sim']['cpu_s']}s CPU {r['sim']['peak_rss_mb']} MB  "

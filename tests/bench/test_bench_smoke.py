@@ -9,6 +9,7 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -31,3 +32,41 @@ def test_smoke_run_completes_and_emits_json(tmp_path: Path) -> None:
     assert run["smrun"]["cpu_s"] > 0 and run["smrun"]["peak_rss_mb"] > 10
     assert run["sim"]["peak_rss_mb"] > 10
     assert (tmp_path / "work" / "n1" / "commits.jsonl").stat().st_size > 0
+
+
+def _analyze() -> object:
+    sys.path.insert(0, str(ROOT / "bench"))
+    import analyze  # noqa: PLC0415  (bench/ is a folder of scripts)
+    return analyze
+
+
+def test_reaction_and_ideal_from_synthetic_logs() -> None:
+    analyze: Any = _analyze()
+    vmim = "smrun-vm-00001-run1-receive"
+    path = "/apis/kubevirt.io/v1/namespaces/bench/virtualmachineinstancemigrations"
+    requests = [
+        {"ts": 10.000, "method": "POST", "path": path, "name": vmim, "watch": False},
+        {"ts": 10.050, "method": "GET", "path": f"{path}/{vmim}", "name": "", "watch": False},
+        {"ts": 10.400, "method": "DELETE", "path": f"{path}/{vmim}", "name": "", "watch": False},
+        {"ts": 10.000, "method": "GET", "path": path, "name": "", "watch": True},
+    ]
+    commit = {"cluster": "target", "kind": "VirtualMachineInstanceMigration", "ns": "bench",
+              "name": vmim, "type": "MODIFIED"}
+    commits = [
+        {**commit, "ts": 10.100, "by": "controller", "s": {"phase": "Running"}},
+        {**commit, "ts": 10.300, "by": "controller", "s": {"phase": "Succeeded"}},
+        {**commit, "ts": 10.350, "by": "controller", "s": {"phase": "Succeeded"}},  # no-op again
+        {**commit, "ts": 10.360, "by": "api", "s": {"phase": "Succeeded"}},
+    ]
+    (wait,) = analyze.waits(requests, commits)
+    assert wait.vm == "vm-00001" and wait.condition == "WaitForStateTransfer"
+    # Started by the POST (the last mutating request), satisfied by the first Succeeded write,
+    # answered by the DELETE 100 ms later.
+    assert (wait.start, wait.satisfied, wait.reaction) == (10.000, 10.300, 10.400)
+
+
+def test_makespan_fills_slots_in_order() -> None:
+    analyze: Any = _analyze()
+    assert analyze.makespan([1.0, 1.0, 1.0], 2) == 2.0
+    assert analyze.makespan([3.0, 1.0, 1.0, 1.0], 2) == 3.0
+    assert analyze.makespan([], 5) == 0.0
