@@ -237,3 +237,13 @@ def test_older_vm_shape_and_diskless_vm(make_sim: Callable[..., SimulatedCluster
     assert [dv["metadata"]["name"] for dv in _by_plan(sim, "target", "DataVolume", "cold-variants")] \
         == ["app-1-root"]
     assert sim.store("source").list("VirtualMachineExport") == []
+
+
+def test_preflight_refuses_collisions_and_gaps_before_anything_runs(tmp_path: Path) -> None:
+    proc = _smrun("validate", str(DATA / "collision-plan.yaml"), cwd=tmp_path)
+    assert proc.returncode == 3, proc.stdout + proc.stderr
+    output = proc.stdout + proc.stderr
+    for rule in ("DisksAreBound", "StorageMapped", "NetworkMapped", "TargetVMNameFree",
+                 "TargetDataVolumeNamesFree", "TargetClaimNamesFree", "ClusterPreferencePresent"):
+        assert f"shop/web-1: {rule}: " in output, rule
+    assert "Traceback" not in output
