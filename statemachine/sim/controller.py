@@ -198,7 +198,8 @@ class Runner:
         self.ticks += 1
         with self._lock:
             batch, self._dirty = self._dirty, {}
-        if self.ticks % self.resync_ticks == 0:
+        # Seeded objects produce no store events, so the first tick reconciles everything too.
+        if self.ticks == 1 or self.ticks % self.resync_ticks == 0:
             for kind, idxs in self._watch.items():
                 for obj in self.ctx.store.list(kind):
                     meta = obj["metadata"]
