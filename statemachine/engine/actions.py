@@ -175,6 +175,7 @@ def create(rt: Runtime, vm: VmModel, state: StateT, action: ActionT, ctx: Mappin
         ours = yield from _create_one(rt, vm, cluster_name, cluster, manifest, ref, action.kind,
                                       labels, deadline)
         vm.log("created", state=state.name, cluster=cluster_name, ref=ref_to_json(ref), ours=ours)
+        vm.last_object = (cluster_name, ref)
         out.append((cluster_name, ref))
     return out
 
@@ -277,3 +278,35 @@ def wait_timer(rt: Runtime, vm: VmModel, action: ActionT, ctx: Mapping[str, Any]
     vm.waiting_for = f"timer {float(seconds or 0):g}s"
     while rt.clock() < end:
         yield Wait(until=end)
+
+
+def post_event(rt: Runtime, vm: VmModel, *, reason: str, message: str, warning: bool) -> None:
+    """Best effort: a Kubernetes Event on the VM's most recent object, so ``kubectl describe``
+    and ``kubectl get events`` tell the story too. Never waits, never fails the VM."""
+    if vm.last_object is None:
+        return
+    cluster_name, ref = vm.last_object
+    now = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    event = {
+        "apiVersion": "v1", "kind": "Event",
+        "metadata": {"name": f"{ref.name[:200]}.smrun-{hashlib.sha256((vm.key + now + reason).encode()).hexdigest()[:10]}",
+                     "namespace": ref.namespace or "default",
+                     "labels": {k: v for k, v in vm.labels(vm.state_name).items()}},
+        "involvedObject": {"apiVersion": ref.api_version, "kind": ref.kind, "name": ref.name,
+                           **({"namespace": ref.namespace} if ref.namespace else {})},
+        "reason": reason, "message": message[:1000], "type": "Warning" if warning else "Normal",
+        "source": {"component": "smrun"}, "reportingComponent": "smrun",
+        "firstTimestamp": now, "lastTimestamp": now, "count": 1,
+    }
+    cluster = rt.clusters[cluster_name]
+
+    def send() -> None:
+        try:
+            cluster.create(event)
+        except Exception as e:  # noqa: BLE001 - events are informative only
+            logger.debug("could not post an Event for %s: %s", vm.key, e)
+
+    if rt.pool is not None:
+        rt.submit_write(send)
+    else:
+        send()

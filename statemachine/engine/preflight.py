@@ -170,6 +170,14 @@ def run_checks(plan: Any, itinerary: Any, clusters: Mapping[str, Cluster], *,
     needs = needed_permissions(itinerary, rendered, refs)
     check_kinds(clusters, needs, findings)
     check_rbac(clusters, needs, findings)
+    for cluster, ns in sorted({(c, n) for (c, _, _, n), verbs in needs.items() if "create" in verbs}):
+        try:
+            allowed = clusters[cluster].can_i("create", "v1", "Event", ns or "default")
+        except ClusterError:
+            continue
+        if not allowed:
+            findings.warnings.append(f"{cluster}: cannot create Events in namespace {ns or 'default'}: "
+                                     "smrun will not post Kubernetes Events there")
     return findings
 
 

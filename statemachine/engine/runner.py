@@ -73,6 +73,10 @@ def finish(rt: Runtime, vm: VmModel, phase: str, message: str) -> None:
     # INFO, not WARNING: the progress output already reports every terminal phase to the user.
     logger.info("%s: %s%s", vm.key or "setup", phase, f": {message}" if message else "")
     rt.emit(vm, event, message=message)
+    reason = {"Completed": "MigrationSucceeded", "Failed": "MigrationFailed",
+              "Canceled": "MigrationCanceled"}[phase]
+    actions.post_event(rt, vm, reason=reason, message=f"smrun plan {rt.plan_name}: {vm.key or 'setup'}: "
+                       f"{phase}" + (f": {message}" if message else ""), warning=phase != "Completed")
 
 
 def run_states(rt: Runtime, vm: VmModel, *, setup: bool) -> Gen:

@@ -48,6 +48,7 @@ class VmModel:
         self.progress = ""
         self.started_at: float | None = None
         self.state_started_at: float | None = None
+        self.last_object: tuple[str, ObjectRef] | None = None  # for Kubernetes Events
 
     @property
     def state_name(self) -> str:

@@ -61,6 +61,11 @@ class Plan:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
+def objects(cluster: FakeCluster) -> dict[tuple[str, str, str], Any]:
+    """What the engine left on the cluster, without Kubernetes Events (informative, expire)."""
+    return {k: v for k, v in cluster.objects.items() if k[0] != "Event"}
+
+
 def engine(tmp_path: Path, plan: Plan, flow: Flow, cluster: FakeCluster, **kw: Any) -> Engine:
     events: list[dict[str, Any]] = kw.pop("events", [])
     return Engine(plan, flow, source=cluster, target=cluster,
@@ -94,8 +99,12 @@ def test_failed_job_runs_undo_and_fails_the_vm(tmp_path: Path) -> None:
     assert phases == {"shop/bad-1": "Failed", "shop/good-1": "Completed"}
     assert result.exit_code == 1
     assert "RunJob: failed" in [v for v in result.vms if v.phase == "Failed"][0].message
-    remaining = {name for (_, _, name) in cluster.objects}
+    remaining = {name for (_, _, name) in objects(cluster)}
     assert not any(n.startswith("bad-1") for n in remaining)
+    events = {v["reason"]: v for k, v in cluster.objects.items() if k[0] == "Event"}
+    assert events["MigrationFailed"]["involvedObject"]["name"] == "bad-1-job"
+    assert events["MigrationFailed"]["type"] == "Warning" and "RunJob" in events["MigrationFailed"]["message"]
+    assert events["MigrationSucceeded"]["involvedObject"]["name"] == "good-1-result"
 
 
 def test_wait_that_never_holds_times_out_naming_the_clause(tmp_path: Path) -> None:
@@ -105,7 +114,7 @@ def test_wait_that_never_holds_times_out_naming_the_clause(tmp_path: Path) -> No
     (vm,) = result.vms
     assert vm.phase == "Failed"
     assert "RunJob: timed out after 0.3s: ready: object.status.phase == 'Succeeded' was false" in vm.message
-    assert cluster.objects == {}
+    assert objects(cluster) == {}
 
 
 def test_cancel_during_a_wait_runs_undo_and_ends_canceled(tmp_path: Path) -> None:
@@ -122,7 +131,7 @@ def test_cancel_during_a_wait_runs_undo_and_ends_canceled(tmp_path: Path) -> Non
     eng.subscribe(on_event)
     result = eng.run()
     assert [v.phase for v in result.vms] == ["Canceled"]
-    assert cluster.objects == {}
+    assert objects(cluster) == {}
     assert any(e["event"] == "vm_canceled" for e in events)
 
 
@@ -230,7 +239,7 @@ def test_for_each_and_a_next_loop(tmp_path: Path) -> None:
     eng = Engine(Plan("pl", (VM("vm-1"),)), flow, source=cluster, target=cluster,
                  journal=Journal(tmp_path / "pl"), lang=lang, resync=0.2)
     assert eng.run().exit_code == 0
-    names = sorted(n for (_, _, n) in cluster.objects)
+    names = sorted(n for (_, _, n) in objects(cluster))
     assert names == ["d-1", "d-2", "d-3", "round-1", "round-2", "round-3"]
     rec = Journal(tmp_path / "pl").read().vms["shop/vm-1"]
     assert rec.outputs == {"disks": ["d-1", "d-2", "d-3"], "round": 3}

@@ -100,6 +100,8 @@ def test_twenty_vms_complete_with_at_most_five_in_flight(simc: SimulatedClusters
     assert labels["smrun.io/vm"] == "vm-7" and labels["smrun.io/state"] == "RunJob"
     assert "smrun.io/manifest-hash" in job["metadata"]["annotations"]
     assert set(created.added.values()) == {1} and len(created.added) == 60
+    reasons = Counter(e["reason"] for e in store.list("Event", "shop"))
+    assert reasons["MigrationSucceeded"] == 20
 
 
 def test_failed_job_undoes_and_exits_1_and_timeout_names_the_clause(
