@@ -287,9 +287,10 @@ def post_event(rt: Runtime, vm: VmModel, *, reason: str, message: str, warning: 
         return
     cluster_name, ref = vm.last_object
     now = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    suffix = hashlib.sha256((vm.key + now + reason).encode()).hexdigest()[:10]
     event = {
         "apiVersion": "v1", "kind": "Event",
-        "metadata": {"name": f"{ref.name[:200]}.smrun-{hashlib.sha256((vm.key + now + reason).encode()).hexdigest()[:10]}",
+        "metadata": {"name": f"{ref.name[:200]}.smrun-{suffix}",
                      "namespace": ref.namespace or "default",
                      "labels": {k: v for k, v in vm.labels(vm.state_name).items()}},
         "involvedObject": {"apiVersion": ref.api_version, "kind": ref.kind, "name": ref.name,

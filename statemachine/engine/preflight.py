@@ -148,7 +148,8 @@ def run_checks(plan: Any, itinerary: Any, clusters: Mapping[str, Cluster], *,
             ctx = {**ctx, "reads": reads}
             for r in itinerary.reads:
                 ref = r.object.render(ctx) if r.for_each is None else r.object
-                refs.append(((ref.cluster or r.cluster, ref.api_version, ref.kind, ref.namespace or ""), "get"))
+                key = (ref.cluster or r.cluster, ref.api_version, ref.kind, ref.namespace or "")
+                refs.append((key, "get"))
             for state in itinerary.states:
                 obj = state.readiness.object if state.readiness is not None else None
                 if obj is not None:
