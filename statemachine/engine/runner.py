@@ -174,7 +174,9 @@ def run_state_once(rt: Runtime, vm: VmModel, spec: StateT, deadline: float) -> G
             first = (spec.readiness.object.cluster or spec.cluster, ref)
         targets.append(first)
     objs: list[Any] = [None] * len(ctxs)
-    if spec.readiness is not None and (spec.readiness.ready or spec.readiness.failed):
+    rd = spec.readiness
+    if rd is not None and (rd.ready or rd.failed or any(t is not None for t in targets)):
+        # No clause: ready once the object exists (a state with only timeout/progress has none).
         objs = yield from wait_ready(rt, vm, spec, ctxs, targets, deadline)
     elif spec.outputs:
         for i, t in enumerate(targets):
@@ -232,8 +234,12 @@ def wait_ready(rt: Runtime, vm: VmModel, spec: StateT, ctxs: list[dict[str, Any]
         i, obj = pending[0]
         ctx = {**ctxs[i], "object": obj}
         if now >= deadline:
-            clause = rt.lang.explain("ready", rd.ready or "", obj, ctx) if rd.ready else \
-                f"failed: {rd.failed} did not clear"
+            if rd.ready:
+                clause = rt.lang.explain("ready", rd.ready, obj, ctx)
+            elif obj is None:
+                clause = "the object does not exist"
+            else:
+                clause = f"failed: {rd.failed} did not clear"
             raise ReadinessTimeout(f"{spec.name}: timed out after {fmt_duration(timeout)}: {clause}")
         vm.waiting_for = f"{targets[i][1]}" + (f" ({len(pending)}/{len(ctxs)} pending)"  # type: ignore[index]
                                                if len(ctxs) > 1 else "")

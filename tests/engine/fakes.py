@@ -181,7 +181,9 @@ class FakeLanguage:
     def readiness(self, obj: Any, readiness: ReadinessT, ctx: Mapping[str, Any]) -> tuple[str, str]:
         if readiness.failed and self.holds(readiness.failed, obj, ctx):
             return "failed", f"failed: {readiness.failed} holds"
-        if readiness.ready and self.holds(readiness.ready, obj, ctx):
+        if readiness.ready is None:
+            return ("ready", "exists") if obj is not None else ("pending", "does not exist")
+        if self.holds(readiness.ready, obj, ctx):
             return "ready", "ready"
         return "pending", f"ready: {readiness.ready} was false"
 
