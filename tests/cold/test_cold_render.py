@@ -7,7 +7,10 @@ outputs), so both the real and the preview rendering are covered.
 from __future__ import annotations
 
 import base64
+from pathlib import Path
 from typing import Any
+
+import pytest
 
 from statemachine.context import with_item
 from statemachine.expressions import evaluate, render_string
@@ -15,8 +18,8 @@ from statemachine.itinerary import load_itinerary
 from statemachine.plan import load_plan
 from statemachine.render import render_plan, seed_reads
 
-from .offline import (DATA, EXAMPLE_PLAN, EXPORT_CA, Rendered, export_outputs,
-                                 itinerary, render_cold, vm_ctx)
+from .offline import (DATA, EXAMPLE_PLAN, EXPORT_CA, Rendered, export_outputs, itinerary,
+                      render_cold, upstream_dir, vm_ctx)
 
 CORE_GROUPS = ("v1", "batch/v1")  # not described by the upstream KubeVirt/CDI documents
 
@@ -210,3 +213,9 @@ def test_preflight_finds_collisions_and_unmapped_storage_and_networks() -> None:
     assert "network storage" in found["NetworkMapped"][0]
     assert "shop/web-1 that this plan did not create" in found["TargetVMNameFree"][0]
     assert "shop/web-1-root" in found["TargetDataVolumeNamesFree"][0]
+
+
+def test_upstream_dir_set_but_missing_fails(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("SMRUN_UPSTREAM", str(tmp_path / "missing"))
+    with pytest.raises(pytest.fail.Exception, match="SMRUN_UPSTREAM"):
+        upstream_dir()
