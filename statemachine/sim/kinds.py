@@ -85,7 +85,7 @@ KINDS: tuple[Kind, ...] = (
        custom=False),
     # kubevirt
     _k("kubevirt.io", "v1", "VirtualMachine", "virtualmachines", status=True, short=("vm", "vms")),
-    _k("kubevirt.io", "v1", "VirtualMachineInstance", "virtualmachineinstances", status=True,
+    _k("kubevirt.io", "v1", "VirtualMachineInstance", "virtualmachineinstances", status=False,
        short=("vmi", "vmis")),
     _k("kubevirt.io", "v1", "VirtualMachineInstanceMigration", "virtualmachineinstancemigrations",
        status=True, short=("vmim", "vmims")),
