@@ -59,8 +59,9 @@ class PlainLines:
 class LiveTable:
     """A per-VM table redrawn in place (at most every ``interval`` seconds) on a terminal."""
 
-    def __init__(self, stream: IO[str], *, interval: float = 0.25) -> None:
+    def __init__(self, stream: IO[str], *, interval: float = 0.25, max_rows: int = 40) -> None:
         self.stream = stream
+        self.max_rows = max_rows
         self.interval = interval
         self.rows: dict[str, dict[str, Any]] = {}
         self.started: dict[str, float] = {}
@@ -94,10 +95,22 @@ class LiveTable:
         self._last = time.monotonic()
         now = time.monotonic()
         lines = [f"{'VM':32} {'STATE':26} {'STEP':16} {'ELAPSED':>8}  WAITING FOR / PROGRESS"]
-        for vm, row in self.rows.items():
+        shown = list(self.rows.items())
+        if len(shown) > self.max_rows:
+            # Many VMs: the ones still running first, and a count of the rest.
+            active = [r for r in shown if "done" not in r[1]]
+            shown = (active + [r for r in shown if "done" in r[1]])[:self.max_rows]
+        for vm, row in shown:
             elapsed = int(row.get("done", now) - self.started[vm])
             lines.append(f"{vm[:32]:32} {row['state'][:26]:26} {row['step'][:16]:16} "
                          f"{elapsed // 60:>5}:{elapsed % 60:02}  {row['waiting'][:70]}")
+        if len(self.rows) > len(shown):
+            counts: dict[str, int] = {}
+            for row in self.rows.values():
+                counts[row["state"] if "done" in row else "running"] = \
+                    counts.get(row["state"] if "done" in row else "running", 0) + 1
+            lines.append(f"... {len(self.rows) - len(shown)} more; " +
+                         ", ".join(f"{n} {k}" for k, n in sorted(counts.items())))
         if self.footer:
             lines.append(self.footer)
         out = (f"\x1b[{self._drawn}F\x1b[J" if self._drawn else "") + "\n".join(lines) + "\n"

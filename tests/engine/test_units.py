@@ -112,3 +112,14 @@ def test_renderers() -> None:
     assert "shop/a" in table.getvalue() and "finished: 0 completed, 1 failed" in table.getvalue()
     assert isinstance(renderer_for("text", io.StringIO()), PlainLines)
     assert isinstance(renderer_for("json", io.StringIO()), JsonLines)
+
+
+def test_the_live_table_stays_short_with_many_vms() -> None:
+    table = io.StringIO()
+    live = LiveTable(table, interval=3600, max_rows=3)
+    for i in range(10):
+        live({"event": "state_entered", "plan": "p", "vm": f"shop/v{i}", "state": "A", "step": "", "message": ""})
+    live({"event": "vm_succeeded", "plan": "p", "vm": "shop/v0", "state": "Completed", "message": ""})
+    live.draw()
+    last = table.getvalue().split("\x1b[J")[-1].splitlines()
+    assert len(last) == 5 and last[-1] == "... 7 more; 1 Completed, 9 running"
