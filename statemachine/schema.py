@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 from functools import lru_cache
 import difflib
+from collections.abc import Mapping
 from typing import Any
 
 from jsonschema import Draft202012Validator
@@ -46,8 +47,11 @@ def problems(doc: SourceDoc, schema_name: str) -> list[Problem]:
         message = _message(error)
         if error.validator == "additionalProperties" and isinstance(error.instance, dict):
             # Point at the unexpected key itself, one problem per key: that is the typo to fix.
-            allowed = set(error.schema.get("properties", {}))
-            patterns = error.schema.get("patternProperties", {})
+            # error.schema is typed as a union (bool/unset schemas); an additionalProperties
+            # failure always comes from a mapping schema.
+            schema = error.schema if isinstance(error.schema, Mapping) else {}
+            allowed = set(schema.get("properties", {}))
+            patterns = schema.get("patternProperties", {})
             extras = [k for k in error.instance if k not in allowed and not patterns]
             for key in extras or [None]:
                 if key is None:
