@@ -192,6 +192,8 @@ class Engine:
     # -- internals ------------------------------------------------------------------------------------
     def _start_setup(self, rec: VmRecord) -> None:
         model = VmModel(self.rt, SETUP_KEY, None, rec)
+        if rec.terminal in ("Failed", "Canceled"):
+            model.log("vm_reset", previous=rec.terminal)  # a rerun tries the setup again
         self.rt.add(model)
         model.base_context = self._context(None)
 

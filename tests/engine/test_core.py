@@ -11,6 +11,7 @@ from statemachine.engine.core import Engine
 from statemachine.engine.flow import ActionT, Flow, NextT, ReadinessT, RefT, StateT
 from statemachine.engine.journal import Journal, read_entries, request_cancel
 from statemachine.errors import LockHeld
+from statemachine.k8s import ObjectRef
 from .fakes import FakeCluster, FakeLanguage
 
 TEMPLATES = {
@@ -285,6 +286,11 @@ def test_setup_runs_once_before_the_vms_and_its_failure_fails_every_vm(tmp_path:
                     journal=Journal(tmp_path / "ps2"), lang=lang, resync=0.2).run()
     assert [v.phase for v in result.vms] == ["Failed", "Failed"]
     assert all(v.message.startswith("setup failed:") for v in result.vms)
+    # Fixed (the foreign object is gone): a rerun tries the setup again and then the VMs.
+    cluster2.delete(ObjectRef("v1", "ConfigMap", "shop", "shared"))
+    rerun = Engine(Plan("ps2", (VM("vm-1"), VM("vm-2"))), flow, source=cluster2, target=cluster2,
+                   journal=Journal(tmp_path / "ps2"), lang=lang, resync=0.2).run()
+    assert [v.phase for v in rerun.vms] == ["Completed", "Completed"]
 
 
 def test_ensure_accepts_an_existing_object_and_never_deletes_it(tmp_path: Path) -> None:
