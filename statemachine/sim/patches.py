@@ -86,21 +86,10 @@ def _pointer(path: str) -> list[str]:
     return [_unescape(t) for t in path[1:].split("/")]
 
 
-def _parent(doc: Any, tokens: list[str], path: str) -> tuple[Any, str]:
+def _walk(doc: Any, tokens: list[str], path: str) -> Any:
+    """The value at ``tokens`` below ``doc``; 422 when any step does not exist."""
     cur = doc
-    for tok in tokens[:-1]:
-        if isinstance(cur, dict) and tok in cur:
-            cur = cur[tok]
-        elif isinstance(cur, list) and tok.isdigit() and int(tok) < len(cur):
-            cur = cur[int(tok)]
-        else:
-            raise Invalid(f"jsonpatch: path {path!r} does not exist", status=422, reason="Invalid")
-    return cur, tokens[-1]
-
-
-def _get(doc: Any, path: str) -> Any:
-    cur = doc
-    for tok in _pointer(path):
+    for tok in tokens:
         if isinstance(cur, dict) and tok in cur:
             cur = cur[tok]
         elif isinstance(cur, list) and tok.isdigit() and int(tok) < len(cur):
@@ -108,6 +97,14 @@ def _get(doc: Any, path: str) -> Any:
         else:
             raise Invalid(f"jsonpatch: path {path!r} does not exist", status=422, reason="Invalid")
     return cur
+
+
+def _parent(doc: Any, tokens: list[str], path: str) -> tuple[Any, str]:
+    return _walk(doc, tokens[:-1], path), tokens[-1]
+
+
+def _get(doc: Any, path: str) -> Any:
+    return _walk(doc, _pointer(path), path)
 
 
 def _remove(doc: Any, path: str) -> Any:
