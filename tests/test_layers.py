@@ -8,6 +8,9 @@ The rules (product.md §2, model-codebases.md §7.1 and §7.9):
 - the pure layers (loading, validating, rendering and evaluating definitions) import neither the
   engine, nor the ``kubernetes``-backed client, nor the simulator;
 - ``statemachine.sim`` does not import the engine;
+- ``statemachine.k8s`` builds on nothing of smrun but the error tree; providers import neither
+  the engine, nor the cluster layer, nor the simulator; ``errors``, ``resources`` and
+  ``yamlsource`` are leaves;
 - ``statemachine.cli`` imports the engine only inside the command functions, and nothing ``cli``
   or ``import statemachine`` loads at import time reaches ``kubernetes``, ``transitions`` or the
   engine;
@@ -253,6 +256,28 @@ def test_the_simulator_does_not_import_the_engine() -> None:
     assert _violations(sim, ["statemachine.engine", "transitions"]) == []
 
 
+def test_the_k8s_layer_builds_only_on_the_error_tree() -> None:
+    # Below the engine and the definitions: a Cluster knows nothing of plans or itineraries.
+    k8s = [i for i in _all_imports() if _within(i.module, "statemachine.k8s")]
+    ours = {i.target for i in k8s if _within(i.target, "statemachine")}
+    assert {t for t in ours if not _within(t, "statemachine.k8s")} == {"statemachine.errors"}
+
+
+def test_providers_import_neither_engine_nor_client_nor_simulator() -> None:
+    providers = [i for i in _all_imports() if _within(i.module, "statemachine.providers")]
+    forbidden = ["statemachine.engine", "statemachine.k8s", "statemachine.sim", "kubernetes", "transitions"]
+    assert _violations(providers, forbidden) == []
+
+
+@pytest.mark.parametrize(("leaf", "allowed"), [
+    ("statemachine.errors", set()),
+    ("statemachine.resources", {"statemachine.errors"}),
+    ("statemachine.yamlsource", {"statemachine.errors"}),
+])
+def test_leaf_modules_import_at_most_the_error_tree(leaf: str, allowed: set[str]) -> None:
+    assert {i.target for i in _imports(leaf) if _within(i.target, "statemachine")} <= allowed
+
+
 def test_the_copier_uses_the_standard_library_only() -> None:
     # It runs as `python /copier/delta.py` in a stock image: no statemachine, no third party.
     copier = [i for i in _all_imports() if _within(i.module, "statemachine.copier")]
@@ -264,6 +289,13 @@ def test_the_copier_uses_the_standard_library_only() -> None:
 def test_every_allowed_exception_is_still_needed() -> None:
     present = {(i.module, i.target) for i in _all_imports()}
     assert [pair for pair in ALLOWED if pair not in present] == []
+
+
+@pytest.mark.parametrize("pair", list(ALLOWED), ids=lambda p: f"{p[0]}->{p[1]}")
+def test_an_allowed_exception_does_not_pull_in_the_engine_or_client(pair: tuple[str, str]) -> None:
+    closure = _eager_closure(pair[1])
+    heavy = ("kubernetes", "transitions", "statemachine.engine", "statemachine.k8s.client")
+    assert [chain for target, chain in closure.items() if any(_within(target, h) for h in heavy)] == []
 
 
 # -- what importing costs --------------------------------------------------------------------------------
