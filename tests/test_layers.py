@@ -239,6 +239,12 @@ def test_the_k8s_client_imports_kubernetes_only_inside_functions() -> None:
     assert eager == []
 
 
+def test_the_http_transport_below_kubernetes_is_touched_only_in_the_k8s_layer() -> None:
+    # errormap recognises urllib3's connection errors (kubernetes' transport) without kubernetes.
+    outside = [i for i in _all_imports() if not _within(i.module, "statemachine.k8s")]
+    assert _violations(outside, ["urllib3"]) == []
+
+
 def test_only_the_engine_imports_transitions() -> None:
     outside = [i for i in _all_imports() if not _within(i.module, "statemachine.engine")]
     assert _violations(outside, ["transitions"]) == []
