@@ -1,0 +1,1 @@
+../../statemachine/copier/delta.py

@@ -1,0 +1,119 @@
+"""Helpers for the warm itinerary's end-to-end tests: simulated clusters started in the test
+process from the example's seed, and ``smrun`` run as a subprocess against them.
+
+The simulator does not model ``startStrategy: Paused`` (a VMI started paused reports condition
+``Paused=True``), which the restartPaused cutover waits for. :class:`PausedStart` is that piece of
+virt-handler, added to the simulated clusters' controllers by :func:`start_sim` until the
+simulator has it; it only acts on VMIs whose spec asks for a paused start.
+"""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from statemachine.sim.controller import ClusterContext, Controller
+from statemachine.sim.controllers.conditions import get_condition, set_condition
+from statemachine.sim.cluster import SimulatedClusters
+from statemachine.sim.store import Obj
+
+REPO = Path(__file__).resolve().parents[2]
+EXAMPLE_PLAN = REPO / "examples" / "warm" / "plan.yaml"
+SMRUN = [sys.executable, "-m", "statemachine"]
+RUN_TIMEOUT = 240
+
+
+class PausedStart(Controller):
+    """A running VMI whose spec has ``startStrategy: Paused`` gets condition ``Paused=True``."""
+
+    watches = ("VirtualMachineInstance",)
+
+    def reconcile(self, ctx: ClusterContext, obj: Obj) -> bool | None:
+        spec = obj.get("spec") or {}
+        status = dict(obj.get("status") or {})
+        if spec.get("startStrategy") != "Paused" or status.get("phase") != "Running" \
+                or get_condition(status, "Paused") is not None:
+            return None
+        set_condition(status, "Paused", "True", "PausedByUser", "VMI was paused by user")
+        md = obj["metadata"]
+        ctx.store.update_status("VirtualMachineInstance", md.get("namespace"), md["name"], status)
+        return None
+
+
+def upstream_dir() -> Path | None:
+    given = os.environ.get("SMRUN_UPSTREAM")
+    path = Path(given) if given else Path("/work/shared/upstream")
+    if given and not path.is_dir():
+        pytest.fail(f"SMRUN_UPSTREAM={given} is not a directory")
+    return path if path.is_dir() else None
+
+
+def start_sim(make_sim: Callable[..., SimulatedClusters], monkeypatch: pytest.MonkeyPatch,
+              plan_file: Path = EXAMPLE_PLAN, tick: float = 0.02) -> SimulatedClusters:
+    from statemachine.sim import cluster
+    real = cluster.load_controllers
+    monkeypatch.setattr(cluster, "load_controllers", lambda: [*real(), PausedStart()])
+    plan = yaml.safe_load(plan_file.read_text())
+    seed = (plan_file.parent / plan["spec"]["simulation"]["seed"]).resolve()
+    return make_sim(seed=seed, openapi_dir=upstream_dir(), tick=tick)
+
+
+def plan_against(sim: SimulatedClusters, tmp_path: Path, *, plan_file: Path = EXAMPLE_PLAN,
+                 settings: dict[str, Any] | None = None, spec: dict[str, Any] | None = None,
+                 vms: list[str] | None = None) -> Path:
+    """A copy of the example plan aimed at the running simulator, with changes."""
+    plan = yaml.safe_load(plan_file.read_text())
+    plan["spec"].pop("simulation")
+    plan["spec"]["source"] = {"kubeconfig": str(sim.kubeconfig_path), "context": "source"}
+    plan["spec"]["target"] = {"kubeconfig": str(sim.kubeconfig_path), "context": "target"}
+    plan["spec"]["settings"].update(settings or {})
+    plan["spec"].update(spec or {})
+    if vms is not None:
+        plan["spec"]["vms"] = [v for v in plan["spec"]["vms"] if v["name"] in vms]
+    out = tmp_path / "plan.yaml"
+    out.write_text(yaml.safe_dump(plan))
+    return out
+
+
+def smrun(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([*SMRUN, *args], capture_output=True, text=True, timeout=RUN_TIMEOUT,
+                          cwd=cwd, env=dict(os.environ, PYTHONUNBUFFERED="1"))
+
+
+def popen(*args: str, cwd: Path) -> subprocess.Popen[str]:
+    return subprocess.Popen([*SMRUN, *args], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                            text=True, cwd=cwd, env=dict(os.environ, PYTHONUNBUFFERED="1"))
+
+
+def events(stdout: str) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in stdout.splitlines() if line.startswith("{")]
+
+
+def journal(state_dir: Path, plan: str) -> list[dict[str, Any]]:
+    path = state_dir / plan / "journal.jsonl"
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def get(sim: SimulatedClusters, cluster: str, kind: str, ns: str, name: str) -> Any:
+    return sim.store(cluster).try_get(kind, ns, name)
+
+
+def by_plan(sim: SimulatedClusters, cluster: str, kind: str, plan: str) -> list[Any]:
+    return list(sim.store(cluster).list(kind, label_selector=f"smrun.io/plan={plan}"))
+
+
+def wait_for(predicate: Callable[[], bool], timeout: float = 20) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.1)
+    return predicate()
