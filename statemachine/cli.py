@@ -222,7 +222,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 def _cmd_validate(args: argparse.Namespace) -> int:
     from statemachine import yamlsource
-    from statemachine.render import render_plan, seed_reads
+    from statemachine.render import render_plan
+    from statemachine.sim.offline import seed_reads
 
     doc = yamlsource.load(args.plan)
     if isinstance(doc.data, dict) and doc.data.get("kind") == "Itinerary":
@@ -251,7 +252,8 @@ def _cmd_validate(args: argparse.Namespace) -> int:
 
 
 def _cmd_render(args: argparse.Namespace) -> int:
-    from statemachine.render import format_manifests, render_plan, seed_reads
+    from statemachine.render import format_manifests, render_plan
+    from statemachine.sim.offline import seed_reads
 
     plan, itinerary = _load(args.plan)
     _check_vms(plan, args.vm)
@@ -277,7 +279,8 @@ def _cmd_graph(args: argparse.Namespace) -> int:
         if args.plan is None or args.vm is None:
             raise UsageError("smrun graph: --plan and --vm go together")
         from statemachine.plan import load_plan
-        from statemachine.render import disabled_states, seed_reads
+        from statemachine.render import disabled_states
+        from statemachine.sim.offline import seed_reads
 
         plan = load_plan(args.plan)
         _check_vms(plan, [args.vm])

@@ -14,9 +14,10 @@ Decisions recorded here:
 - ``when`` of an action is evaluated like the engine does; with placeholders an output-dependent
   ``when`` is truthy, so ``render`` shows the manifest (showing too much beats hiding a template
   error).
-- **Offline reads.** :class:`SeedReads` answers reads from a simulation seed file
-  (``{source: [objects], target: [objects]}``); this is how ``smrun render`` works for a
-  simulated plan with no cluster. A required read that the seed lacks is a definition error.
+- **Offline reads.** ``statemachine.sim.offline.SeedReads`` answers reads from a simulation seed
+  file; this is how ``smrun render`` works for a simulated plan with no cluster. It lives with the
+  simulator so that this pure layer never imports it. A required read that the source lacks is a
+  definition error.
 - Every rendered document must have ``apiVersion``, ``kind`` and ``metadata.name``
   (``TemplateError`` naming the template otherwise). Labels are *not* stamped here: the engine
   stamps them when it applies.
@@ -42,9 +43,9 @@ from statemachine.expressions import evaluate, render_text, render_value
 from statemachine.itinerary import Action, Itinerary, ReadSpec, RefSpec, StateSpec
 from statemachine.plan import VM, Plan
 
-__all__ = ["MASK", "PendingOutputs", "ReadSource", "RenderedManifest", "SeedReads",
+__all__ = ["MASK", "PendingOutputs", "ReadSource", "RenderedManifest", 
            "disabled_states", "format_manifests", "mask_secrets", "render_plan", "render_setup",
-           "render_vm", "resolve_reads", "seed_reads"]
+           "render_vm", "resolve_reads"]
 
 MASK = "<masked>"
 
@@ -79,58 +80,6 @@ class PendingOutputs(dict[str, Any]):
 
     def __missing__(self, key: str) -> str:
         return f"<output:{key}>"
-
-
-class SeedReads:
-    """A :class:`ReadSource` over the objects of a simulation seed file."""
-
-    def __init__(self, objects: Mapping[str, Sequence[Mapping[str, Any]]], file: str = "<seed>") -> None:
-        self.file = file
-        self._index: dict[tuple[str, str, str, str, str], dict[str, Any]] = {}
-        for cluster, items in objects.items():
-            for obj in items:
-                meta = obj.get("metadata") or {}
-                key = (cluster, str(obj.get("apiVersion", "")), str(obj.get("kind", "")),
-                       str(meta.get("namespace") or ""), str(meta.get("name", "")))
-                self._index[key] = dict(obj)  # later objects replace earlier ones
-
-    @classmethod
-    def from_file(cls, path: Path) -> SeedReads:
-        """The objects a simulated cluster starts with: the simulator's defaults (KubeVirt CR,
-        CA ConfigMaps, storage classes), replaced by the seed file's objects of the same identity.
-
-        A malformed seed is a :class:`DefinitionError` naming the file and field.
-        """
-        from statemachine.sim.seed import CLUSTERS, load_seed
-
-        seed = load_seed(path)
-        objects: dict[str, list[Mapping[str, Any]]] = {}
-        for cluster in CLUSTERS:
-            objects[cluster] = [*_simulator_defaults(cluster), *seed.get(cluster, [])]
-        return cls(objects, str(path))
-
-    def get(self, cluster: str, api_version: str, kind: str, namespace: str,
-            name: str) -> dict[str, Any] | None:
-        found = self._index.get((cluster, api_version, kind, namespace, name))
-        if found is None and namespace == "default":
-            # Seeds may leave namespaced objects' namespace out; the API server defaults it.
-            found = self._index.get((cluster, api_version, kind, "", name))
-        return found
-
-
-def _simulator_defaults(cluster: str) -> list[Mapping[str, Any]]:
-    try:
-        from statemachine.sim.defaults import base_objects
-    except ImportError:  # a build without the simulator's defaults: the seed alone
-        return []
-    return list(base_objects(cluster))
-
-
-def seed_reads(plan: Plan) -> SeedReads:
-    """The offline read source of a simulated plan."""
-    if plan.simulation is None:
-        raise DefinitionError(f"{plan.path}: spec.simulation: required to read objects offline")
-    return SeedReads.from_file(plan.simulation.seed)
 
 
 # -- reads --------------------------------------------------------------------------------------

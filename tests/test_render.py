@@ -10,8 +10,9 @@ import yaml
 from statemachine.errors import DefinitionError, TemplateError
 from statemachine.itinerary import Itinerary, load_itinerary
 from statemachine.plan import Plan, load_plan
-from statemachine.render import (MASK, RenderedManifest, SeedReads, disabled_states, format_manifests,
-                                 render_plan, render_vm, seed_reads)
+from statemachine.render import (MASK, RenderedManifest, disabled_states, format_manifests,
+                                 render_plan, render_vm)
+from statemachine.sim.offline import SeedReads, seed_reads
 
 DATA = Path(__file__).parent / "data" / "plans"
 

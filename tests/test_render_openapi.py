@@ -30,7 +30,8 @@ import pytest
 from statemachine.itinerary import Itinerary
 from statemachine.plan import load_plan
 from statemachine.providers import itinerary_for_plan
-from statemachine.render import RenderedManifest, render_plan, seed_reads
+from statemachine.render import RenderedManifest, render_plan
+from statemachine.sim.offline import seed_reads
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = sorted((ROOT / "examples").glob("*/plan.yaml"))

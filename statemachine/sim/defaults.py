@@ -15,14 +15,14 @@ simulated controllers rely on:
   (WaitForFirstConsumer), with StorageProfiles for both.
 
 It does not create users, RBAC or workloads: that is the seed file's job. The values (addresses,
-PEMs, export host) come from ``statemachine.sim.controllers.addresses`` so that the controllers
+PEMs, export host) come from ``statemachine.sim.addresses`` so that the controllers
 agree with them.
 """
 from __future__ import annotations
 
 from typing import Any
 
-from statemachine.sim.controllers import addresses
+from statemachine.sim import addresses
 
 DEFAULT_STORAGE_CLASS = "standard"
 WFFC_STORAGE_CLASS = "local-wffc"

@@ -20,7 +20,8 @@ from statemachine.context import vm_context, with_item
 from statemachine.expressions import evaluate
 from statemachine.itinerary import Itinerary, load_itinerary
 from statemachine.plan import VM, Plan, load_plan
-from statemachine.render import SeedReads, render_documents, resolve_reads
+from statemachine.render import render_documents, resolve_reads
+from statemachine.sim.offline import SeedReads
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLE_PLAN = REPO / "examples" / "cold" / "plan.yaml"

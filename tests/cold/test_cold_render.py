@@ -16,7 +16,8 @@ from statemachine.context import with_item
 from statemachine.expressions import evaluate, render_string
 from statemachine.itinerary import load_itinerary
 from statemachine.plan import load_plan
-from statemachine.render import render_plan, seed_reads
+from statemachine.render import render_plan
+from statemachine.sim.offline import seed_reads
 
 from .offline import (DATA, EXAMPLE_PLAN, EXPORT_CA, Rendered, export_outputs, itinerary,
                       render_cold, upstream_dir, vm_ctx)

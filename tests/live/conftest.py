@@ -22,7 +22,8 @@ import yaml
 
 from statemachine.itinerary import Itinerary, load_itinerary
 from statemachine.plan import load_plan
-from statemachine.render import RenderedManifest, render_plan, seed_reads
+from statemachine.render import RenderedManifest, render_plan
+from statemachine.sim.offline import seed_reads
 
 REPO = Path(__file__).resolve().parents[2]
 LIVE_YAML = REPO / "itineraries" / "live.yaml"

@@ -186,7 +186,7 @@ def test_prehook_is_a_hook_runner_job_with_the_playbook(
 
 
 def test_ca_exchange_appends_the_peer_bundle(rendered: dict[str | None, list[RenderedManifest]]) -> None:
-    from statemachine.sim.controllers.addresses import ca_pem
+    from statemachine.sim.addresses import ca_pem
 
     patches = {m.cluster: m.manifest for m in rendered[None] if m.action == "patch"}
     assert set(patches) == {"source", "target"}

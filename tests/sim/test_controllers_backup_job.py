@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from statemachine.sim.cluster import SimulatedClusters
-from statemachine.sim.controllers import addresses
+from statemachine.sim import addresses
 from statemachine.sim.store import Store
 
 NS = "shop"

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from statemachine.sim.cluster import SimulatedClusters
-from statemachine.sim.controllers.addresses import sync_address
+from statemachine.sim.addresses import sync_address
 from statemachine.sim.store import Store
 
 NS = "shop"

@@ -33,7 +33,7 @@ import string
 from typing import Any
 
 from statemachine.sim.controller import ClusterContext, Controller
-from statemachine.sim.controllers import addresses
+from statemachine.sim import addresses
 from statemachine.sim.controllers.conditions import (
     condition_is, get_condition, parse_time, set_condition)
 from statemachine.sim.controllers.vmi import FINAL_PHASES, claim_names

@@ -22,7 +22,7 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from statemachine.sim.controller import ClusterContext
-from statemachine.sim.controllers import addresses
+from statemachine.sim import addresses
 from statemachine.sim.store import Obj
 
 IMAGE_HOST = "images.sim.smrun.io"

@@ -26,7 +26,7 @@ import re
 from typing import Any
 
 from statemachine.sim.controller import ClusterContext, Controller
-from statemachine.sim.controllers import addresses
+from statemachine.sim import addresses
 from statemachine.sim.controllers.backup import backup_round
 from statemachine.sim.controllers.conditions import (
     annotations_of, condition_is, now, set_condition, wants_failure)

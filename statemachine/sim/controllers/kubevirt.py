@@ -15,7 +15,7 @@ What it does not do: feature-gate enforcement (admission is the API server's) or
 from __future__ import annotations
 
 from statemachine.sim.controller import ClusterContext, Controller
-from statemachine.sim.controllers import addresses
+from statemachine.sim import addresses
 from statemachine.sim.store import Obj
 
 

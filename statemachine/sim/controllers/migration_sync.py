@@ -22,7 +22,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from statemachine.sim.controller import ClusterContext
-from statemachine.sim.controllers import addresses, kubevirt
+from statemachine.sim import addresses
+from statemachine.sim.controllers import kubevirt
 from statemachine.sim.controllers.conditions import FAIL_MIGRATION_AT, annotations_of
 from statemachine.sim.store import Obj
 
