@@ -334,3 +334,36 @@ def test_cancel_racing_the_hand_off_never_loses_the_vm(
     else:
         _assert_rolled_back(r, "web-1", ("web-1-root",))
     _no_migrations_left(r)
+
+
+def test_blocked_synchronization_is_reported_and_times_out(tmp_path: Path) -> None:
+    """Without the CA exchange KubeVirt's sync controllers cannot talk (x509): the migration
+    never fails by itself. The waiting state shows KubeVirt's decentralizedMigrationBlocked
+    message and the VM fails at the state's timeout instead of hanging.
+
+    The itinerary is a copy of the built-in one, edited the way an itinerary author would: no
+    ``setup`` (no CA exchange) and a 3 s timeout on CreateSourceMigration.
+    """
+    from tests.live.conftest import LIVE_YAML, plan_variant
+
+    itinerary = load_yaml(LIVE_YAML)
+    del itinerary["spec"]["setup"]
+    state = next(s for s in itinerary["spec"]["states"] if s["name"] == "CreateSourceMigration")
+    state["readiness"]["timeout"] = "3s"
+    custom = tmp_path / "live-no-ca.yaml"
+    custom.write_text(yaml.safe_dump(itinerary, sort_keys=False), encoding="utf-8")
+
+    def only_web1(plan: dict[str, Any]) -> None:
+        plan["spec"]["itinerary"] = str(custom)
+        plan["spec"]["vms"] = [{"name": "web-1", "namespace": "shop"}]
+    plan = plan_variant(tmp_path, plan_edit=only_web1)
+    proc = _smrun("run", str(plan), "--output", "json", "--state-dir", str(tmp_path / "state"),
+                  cwd=tmp_path)
+    assert proc.returncode == 1, proc.stdout[-3000:] + proc.stderr[-3000:]
+    events = _events(proc.stdout)
+    progress = [e.get("progress") or "" for e in events
+                if e["event"] == "state_waiting" and e.get("state") == "CreateSourceMigration"]
+    assert any("x509" in p for p in progress), progress
+    failed = [e for e in events if e["event"] == "vm_failed" and e.get("vm")]
+    assert [e["vm"] for e in failed] == ["shop/web-1"]
+    assert "CreateSourceMigration" in failed[0]["message"] and "timed out" in failed[0]["message"]
