@@ -182,10 +182,23 @@ def test_example_plan_runs_to_completion(tmp_path: Path) -> None:
 
 def test_live_migration_end_state(started: Callable[..., SimulatedClusters], tmp_path: Path) -> None:
     sim = started(_seed(tmp_path=tmp_path))
-    proc = _smrun("run", str(_plan_against(sim.kubeconfig_path, tmp_path)), "--output", "json",
-                  "--state-dir", str(tmp_path / "state"), cwd=tmp_path)
+    plan = _plan_against(sim.kubeconfig_path, tmp_path)
+    proc = _smrun("run", str(plan), "--output", "json", "--state-dir", str(tmp_path / "state"),
+                  cwd=tmp_path)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    _assert_full_success(Reader.of_sim(sim))
+    r = Reader.of_sim(sim)
+    _assert_full_success(r)
+    # The journal keeps what the migrations used: the target cluster's sync address (from the
+    # target VMIM's status) and one migration ID per VM, carrying the run id.
+    status = _smrun("status", str(plan), "--output", "json", "--state-dir", str(tmp_path / "state"),
+                    cwd=tmp_path)
+    rows = [json.loads(line) for line in status.stdout.splitlines() if line.startswith("{")]
+    address = r.get("target", "KubeVirt", "kubevirt", "kubevirt")["status"]["synchronizationAddresses"][0]
+    assert sorted(row["vm"] for row in rows) == ["shop/db-1", "shop/web-1", "shop/web-2"]
+    for row in rows:
+        assert row["outputs"]["connectURL"] == address
+        assert row["outputs"]["migrationID"] == f"{row['vm'].replace('/', '-')}-{row['run']}"
+        assert row["outputs"]["restoreRunStrategy"] == "Always"
 
 
 def test_two_processes_through_a_kubeconfig(tmp_path: Path) -> None:

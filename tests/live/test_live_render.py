@@ -207,3 +207,21 @@ def test_the_schema_check_is_not_vacuous(rendered: dict[str | None, list[Rendere
     kind = KindRegistry.default().by_kind("kubevirt.io/v1", "VirtualMachine")
     assert kind is not None
     assert any(path == "spec" for path, _ in upstream_validator.problems(kind, vm))
+
+
+def test_service_exports_only_with_submariner(tmp_path: Path,
+                                              rendered: dict[str | None, list[RenderedManifest]]) -> None:
+    assert not [m for m in rendered["web-1"] if m.manifest.get("kind") == "ServiceExport"]
+
+    def submariner(plan: dict[str, Any]) -> None:
+        plan["spec"]["settings"]["submariner"] = True
+    out = render_example(plan_variant(tmp_path, plan_edit=submariner))
+    exports = [m for m in out["web-1"] if m.manifest.get("kind") == "ServiceExport"]
+    assert sorted(m.manifest["metadata"]["name"] for m in exports) == \
+        ["migration-web-1-shop", "sync-web-1-shop"]
+    assert all(m.cluster == "target" and m.manifest["metadata"]["namespace"] == "kubevirt"
+               for m in exports)
+    # ... and removed again once the VM is migrated.
+    deleted = [m.manifest["object"]["name"] for m in out["web-1"]
+               if m.state == "Cleanup" and m.manifest["object"]["kind"] == "ServiceExport"]
+    assert sorted(deleted) == ["migration-web-1-shop", "sync-web-1-shop"]
