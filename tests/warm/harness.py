@@ -74,7 +74,11 @@ def plan_against(sim: SimulatedClusters, tmp_path: Path, *, plan_file: Path = EX
     plan["spec"].pop("simulation")
     plan["spec"]["source"] = {"kubeconfig": str(sim.kubeconfig_path), "context": "source"}
     plan["spec"]["target"] = {"kubeconfig": str(sim.kubeconfig_path), "context": "target"}
-    plan["spec"]["settings"].update(settings or {})
+    for key, value in (settings or {}).items():  # None: the setting is removed (its default)
+        if value is None:
+            plan["spec"]["settings"].pop(key, None)
+        else:
+            plan["spec"]["settings"][key] = value
     plan["spec"].update(spec or {})
     if vms is not None:
         plan["spec"]["vms"] = [v for v in plan["spec"]["vms"] if v["name"] in vms]
