@@ -124,7 +124,19 @@ class When:
 
 
 @dataclass(frozen=True)
+class ReadSpec:
+    name: str
+    object: RefSpec
+    cluster: ClusterName = "target"
+    for_each: str | None = None
+    optional: bool = False
+    when: str | None = None
+
+
+@dataclass(frozen=True)
 class StateSpec:
+    """One state. ``reads`` are resolved each time the state is entered (docs/itinerary.md)."""
+
     name: str
     description: str = ""
     step: str | None = None
@@ -138,21 +150,12 @@ class StateSpec:
     outputs: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
     undo: tuple[Action, ...] = ()
     next: tuple[NextSpec, ...] = ()
+    reads: tuple[ReadSpec, ...] = ()
     where: str = ""
 
     @property
     def terminal(self) -> bool:
         return self.name in TERMINAL_STATES
-
-
-@dataclass(frozen=True)
-class ReadSpec:
-    name: str
-    object: RefSpec
-    cluster: ClusterName = "target"
-    for_each: str | None = None
-    optional: bool = False
-    when: str | None = None
 
 
 @dataclass(frozen=True)
@@ -467,6 +470,7 @@ class _Builder:
             outputs=MappingProxyType(dict(raw.get("outputs") or {})),
             undo=tuple(self.action(a, (*path, "undo", i)) for i, a in enumerate(raw.get("undo") or [])),
             next=tuple(NextSpec(n["to"], n.get("when")) for n in raw.get("next") or []),
+            reads=tuple(self.read(r, (*path, "reads", i)) for i, r in enumerate(raw.get("reads") or [])),
             where=self.where(path),
         )
 

@@ -2,7 +2,8 @@
 
 ``check(itinerary, doc)`` returns every problem found, each located in the source file: state
 names unique, ``Completed`` present and last, ``when``/``next``/``commit.after`` naming existing
-predicates and states, templates present (and syntactically valid), output names unique, every
+predicates and states, templates present (and syntactically valid), output names unique, read
+names unique (a state's ``reads`` against each other and against ``spec.reads``/``setup.reads``), every
 state reachable from the first, every loop with an exit, every expression and template string
 compiling. It reads template files but renders nothing and evaluates no expression.
 """
@@ -44,6 +45,7 @@ class _Checker:
         yield from self.flow(self.it.states, (*sp, "states"), main=True)
         yield from self.flow(self.it.setup.states, (*sp, "setup", "states"), main=False)
         yield from self.outputs()
+        yield from self.read_names()
         for name, expr in self.it.predicates.items():
             yield from self.expr(expr, (*sp, "predicates", name))
         for i, read in enumerate(self.it.reads):
@@ -151,6 +153,28 @@ class _Checker:
                     else:
                         seen[name] = state.name
 
+    def read_names(self) -> Iterator[Problem]:
+        """Read names are unique per scope; a state's reads merge over the VM's (or setup's)
+        reads, so a state read may not reuse one of those names (it would shadow it silently)."""
+        for section, reads, states in (("states", self.it.reads, self.it.states),
+                                       ("setup", self.it.setup.reads, self.it.setup.states)):
+            base: DocPath = ("spec",) if section == "states" else ("spec", "setup")
+            outer: set[str] = set()
+            for i, read in enumerate(reads):
+                if read.name in outer:
+                    yield self.p((*base, "reads", i, "name"), f"duplicate read name {read.name!r}")
+                outer.add(read.name)
+            scope = "spec.reads" if section == "states" else "spec.setup.reads"
+            for i, state in enumerate(states):
+                seen: set[str] = set()
+                for j, read in enumerate(state.reads):
+                    path = (*base, "states", i, "reads", j, "name")
+                    if read.name in seen:
+                        yield self.p(path, f"duplicate read name {read.name!r} in state {state.name!r}")
+                    elif read.name in outer:
+                        yield self.p(path, f"read {read.name!r} is already defined in {scope}")
+                    seen.add(read.name)
+
     # -- per state -----------------------------------------------------------------------------
 
     def state(self, state: StateSpec, path: DocPath) -> Iterator[Problem]:
@@ -158,6 +182,8 @@ class _Checker:
             yield self.p((*path, "step"), f"step {state.step!r} is not in spec.pipeline "
                          f"({', '.join(self.it.pipeline)})")
         yield from self.expr(state.for_each, (*path, "forEach"))
+        for i, read in enumerate(state.reads):
+            yield from self.read(i, read.for_each, read.when, read.object, (*path, "reads", i))
         for i, action in enumerate(state.actions):
             yield from self.action(action, (*path, "actions", i))
         for i, action in enumerate(state.undo):

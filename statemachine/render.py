@@ -11,6 +11,11 @@ Decisions recorded here:
 - **Outputs are unknown before a run.** ``outputs`` is a mapping that answers any name it does not
   know with the visible placeholder ``<output:NAME>`` (:class:`PendingOutputs`), so a template
   that uses ``outputs.connectURL`` renders and shows where the value will go.
+- **State reads are resolved when the state is rendered** (each state's ``reads``, merged over the
+  VM's). A state read usually names an object an earlier state makes (the export's token Secret),
+  so before a run it is often absent: a missing non-optional state read renders as the visible
+  placeholder ``<read:NAME>`` (:class:`PendingRead`; its fields are placeholders too), not as an
+  error, mirroring the engine, which waits for it. A missing optional one is ``none``.
 - ``when`` of an action is evaluated like the engine does; with placeholders an output-dependent
   ``when`` is truthy, so ``render`` shows the manifest (showing too much beats hiding a template
   error).
@@ -43,7 +48,7 @@ from statemachine.expressions import evaluate, render_text, render_value
 from statemachine.itinerary import Action, Itinerary, ReadSpec, RefSpec, StateSpec
 from statemachine.plan import VM, Plan
 
-__all__ = ["MASK", "PendingOutputs", "ReadSource", "RenderedManifest", 
+__all__ = ["MASK", "PendingOutputs", "PendingRead", "ReadSource", "RenderedManifest",
            "disabled_states", "format_manifests", "mask_secrets", "render_plan", "render_setup",
            "render_vm", "resolve_reads"]
 
@@ -82,12 +87,40 @@ class PendingOutputs(dict[str, Any]):
         return f"<output:{key}>"
 
 
+class PendingRead(str):
+    """A state read that cannot be resolved before the run: ``<read:NAME>``; every field of it
+    (``.data.token``, ``['x']``) is a placeholder naming its path, so templates still render.
+
+    A ``str`` so that filters (``b64decode``, ``tojson``) and string concatenation accept it.
+    """
+
+    def __new__(cls, path: str) -> PendingRead:
+        return super().__new__(cls, f"<read:{path}>")
+
+    @property
+    def path(self) -> str:
+        return str.__str__(self)[len("<read:"):-1]
+
+    def __getattr__(self, name: str) -> PendingRead:
+        if name.startswith("_"):
+            raise AttributeError(name)
+        return PendingRead(f"{self.path}.{name}")
+
+    def __getitem__(self, key: Any) -> Any:
+        if isinstance(key, str):
+            return PendingRead(f"{self.path}.{key}")
+        return str.__getitem__(self, key)
+
+
 # -- reads --------------------------------------------------------------------------------------
 
-def _read_one(source: ReadSource, spec: ReadSpec, ctx: Mapping[str, Any], where: str) -> Any:
+def _read_one(source: ReadSource, spec: ReadSpec, ctx: Mapping[str, Any], where: str,
+              pending: bool = False) -> Any:
     ref = spec.object.render(ctx, where=where)
     cluster = ref.cluster or spec.cluster
     obj = source.get(cluster, ref.api_version, ref.kind, ref.namespace or "", ref.name)
+    if obj is None and not spec.optional and pending:
+        return PendingRead(spec.name)
     if obj is None and not spec.optional:
         at = f"{ref.namespace}/{ref.name}" if ref.namespace else ref.name
         origin = getattr(source, "file", None)
@@ -98,20 +131,25 @@ def _read_one(source: ReadSource, spec: ReadSpec, ctx: Mapping[str, Any], where:
 
 
 def resolve_reads(specs: Iterable[ReadSpec], ctx: Mapping[str, Any], source: ReadSource, *,
-                  where: str = "") -> dict[str, Any]:
-    """Resolve ``reads`` in order; each read sees the ones before it (``reads.sourceVM``...)."""
+                  where: str = "", pending: bool = False) -> dict[str, Any]:
+    """Resolve ``reads`` in order; each read sees the ones before it (``reads.sourceVM``...).
+
+    With ``pending`` (state reads), a missing non-optional object is a :class:`PendingRead`
+    instead of a :class:`DefinitionError`. The result holds only the reads of ``specs``.
+    """
+    outer: Mapping[str, Any] = (ctx.get("reads") or {}) if pending else {}
     reads: dict[str, Any] = {}
     for spec in specs:
-        local = {**ctx, "reads": reads}
+        local = {**ctx, "reads": {**outer, **reads}}
         label = f"{where}reads.{spec.name}"
         if spec.when is not None and not evaluate(spec.when, local, where=label):
             reads[spec.name] = None
             continue
         if spec.for_each is None:
-            reads[spec.name] = _read_one(source, spec, local, label)
+            reads[spec.name] = _read_one(source, spec, local, label, pending)
             continue
         items = _items(evaluate(spec.for_each, local, where=f"{label}.forEach"), label)
-        reads[spec.name] = [_read_one(source, spec, with_item(local, item, i), label)
+        reads[spec.name] = [_read_one(source, spec, with_item(local, item, i), label, pending)
                             for i, item in enumerate(items)]
     return reads
 
@@ -157,7 +195,11 @@ def _where(itinerary: Itinerary) -> str:
 
 
 def _render_state(itinerary: Itinerary, state: StateSpec, ctx: Mapping[str, Any],
-                  vm: str | None) -> list[RenderedManifest]:
+                  vm: str | None, source: ReadSource) -> list[RenderedManifest]:
+    if state.reads:
+        here = f"{state.where}: " if state.where else f"{state.name}: "
+        own = resolve_reads(state.reads, ctx, source, where=here, pending=True)
+        ctx = {**ctx, "reads": {**(ctx.get("reads") or {}), **own}}
     if state.for_each is None:
         contexts: list[tuple[int | None, Mapping[str, Any]]] = [(None, ctx)]
     else:
@@ -252,7 +294,7 @@ def render_setup(plan: Plan, itinerary: Itinerary, source: ReadSource, *,
     ctx = {**ctx, "reads": reads}
     out: list[RenderedManifest] = []
     for state in itinerary.setup.states:
-        out.extend(_render_state(itinerary, state, ctx, None))
+        out.extend(_render_state(itinerary, state, ctx, None, source))
     return out
 
 
@@ -267,7 +309,7 @@ def render_vm(plan: Plan, itinerary: Itinerary, vm: VM, source: ReadSource, *,
     out: list[RenderedManifest] = []
     for state in itinerary.states:
         if _enabled(state, predicates):
-            out.extend(_render_state(itinerary, state, ctx, vm.ref))
+            out.extend(_render_state(itinerary, state, ctx, vm.ref, source))
     return out
 
 

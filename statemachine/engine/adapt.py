@@ -54,7 +54,8 @@ def _state(s: Any) -> StateT:
         timeout=s.timeout,
         retry=RetryT(s.retry.limit, s.retry.backoff, s.retry.recreate) if s.retry else None,
         outputs=dict(s.outputs), undo=tuple(_action(a) for a in s.undo),
-        next=tuple(NextT(n.to, n.when) for n in s.next))
+        next=tuple(NextT(n.to, n.when) for n in s.next),
+        reads=tuple(_read(r) for r in getattr(s, "reads", ())))
 
 
 def _read(r: Any) -> ReadT:

@@ -80,6 +80,7 @@ class StateT:
     outputs: Mapping[str, str] = field(default_factory=dict)
     undo: tuple[ActionT, ...] = ()
     next: tuple[NextT, ...] = ()
+    reads: tuple[ReadT, ...] = ()       # resolved at each entry (runner.resolve_state_reads)
 
 
 @dataclass(frozen=True)

@@ -6,6 +6,9 @@ Layout under the state directory (default ``.smrun/``)::
     <state_dir>/<plan>/lock            fcntl.flock'ed by the running ``smrun run`` (holder pid inside)
     <state_dir>/<plan>/cancel.json     cancel requests written by ``smrun cancel`` (read by the engine)
 
+The plan's directory is created ``0700`` and every file in it ``0600``, whatever the umask (and
+existing ones are narrowed when opened): the journal holds VM specs and the run's outputs.
+
 Every entry has ``ts`` (RFC 3339 UTC) and ``type``; VM entries have ``vm`` (``namespace/name``, or
 ``""`` for the plan-level setup states). The entry types and their fields are documented in
 docs/engine.md; :func:`replay` folds them into one :class:`VmRecord` per VM, which is all the
@@ -33,6 +36,26 @@ SETUP_KEY = ""  # the "VM" name under which plan-level setup states are journale
 
 class JournalCorrupt(SmrunError):
     """A journal line is not JSON (other than a torn last line, which is ignored)."""
+
+
+def private_dir(path: Path) -> None:
+    """Create ``path`` (and a missing parent, the state directory) owner-only: mode 0700.
+
+    ``mkdir``'s mode is filtered by the umask, so the mode is set explicitly afterwards; an
+    existing plan directory is narrowed too. An existing parent is left as the user made it.
+    """
+    if not path.parent.exists():
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        os.chmod(path.parent, 0o700)
+    path.mkdir(mode=0o700, exist_ok=True)
+    os.chmod(path, 0o700)
+
+
+def private_open(path: Path, flags: int) -> int:
+    """``os.open`` creating ``path`` as 0600 (umask-independent; an existing file is narrowed)."""
+    fd = os.open(path, flags | os.O_CREAT, 0o600)
+    os.fchmod(fd, 0o600)
+    return fd
 
 
 def utc_now() -> str:
@@ -170,8 +193,8 @@ class Journal:
     # -- lock -----------------------------------------------------------------------------------
     def lock(self) -> None:
         """Take the plan's lock or raise :class:`LockHeld` naming the holder."""
-        self.dir.mkdir(parents=True, exist_ok=True)
-        fh = open(self.dir / "lock", "a+", encoding="utf-8")
+        private_dir(self.dir)
+        fh = os.fdopen(private_open(self.dir / "lock", os.O_RDWR | os.O_APPEND), "a+", encoding="utf-8")
         try:
             fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -209,8 +232,8 @@ class Journal:
         makes it durable against a machine crash and runs before every cluster write."""
         entry: dict[str, Any] = {"ts": utc_now(), "type": type_, **fields}
         if self._fh is None:
-            self.dir.mkdir(parents=True, exist_ok=True)
-            self._fh = open(self.path, "ab")
+            private_dir(self.dir)
+            self._fh = os.fdopen(private_open(self.path, os.O_WRONLY | os.O_APPEND), "ab")
         self._fh.write(json.dumps(entry, separators=(",", ":"), default=str).encode() + b"\n")
         self._fh.flush()
         self._dirty = True
@@ -237,7 +260,7 @@ def new_run_id() -> str:
 # -- cancel requests ----------------------------------------------------------------------------
 def request_cancel(directory: Path, vms: list[str] | None) -> None:
     """Record a cancel request (``vms`` None = every VM). Atomic replace so the reader never sees half."""
-    directory.mkdir(parents=True, exist_ok=True)
+    private_dir(directory)
     path = directory / "cancel.json"
     current = read_cancel(directory)
     if vms is None or current is None:
@@ -245,7 +268,8 @@ def request_cancel(directory: Path, vms: list[str] | None) -> None:
     else:
         data = {"all": False, "vms": sorted(current | set(vms))}
     tmp = directory / "cancel.json.tmp"
-    tmp.write_text(json.dumps(data), encoding="utf-8")
+    with os.fdopen(private_open(tmp, os.O_WRONLY | os.O_TRUNC), "w", encoding="utf-8") as fh:
+        fh.write(json.dumps(data))
     os.replace(tmp, path)
 
 

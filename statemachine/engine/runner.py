@@ -7,6 +7,8 @@ entry whose ``when`` holds wins, else the next listed state. On failure or cance
 entered states' ``undo`` lists in reverse order — unless the commit object says the hand-off
 happened: then a cancel finishes the migration and a failure ends without undo, saying why.
 Every step is journaled before it acts, so re-running the generator from a journal record resumes.
+A state's own ``reads`` are resolved each time it is entered (and again for its undo) and are
+never journaled: a resumed run re-reads them, so Secret values never reach the state directory.
 """
 from __future__ import annotations
 
@@ -17,7 +19,7 @@ from typing import Any
 
 from statemachine.engine import actions
 from statemachine.engine.actions import obj_key, render_ref, retrying
-from statemachine.engine.flow import ActionT, StateT
+from statemachine.engine.flow import ActionT, ReadT, StateT
 from statemachine.engine.runtime import Runtime, VmModel
 from statemachine.engine.scheduler import Wait
 from statemachine.errors import (
@@ -122,6 +124,7 @@ def execute_state(rt: Runtime, vm: VmModel, spec: StateT) -> Gen:
         vm.enter(spec.name)
         deadline = rt.clock() + (spec.timeout or rt.step_timeout)
         try:
+            vm.state_reads = yield from resolve_state_reads(rt, vm, spec, spec.reads, deadline)
             yield from run_state_once(rt, vm, spec, deadline)
             return
         except ReadinessFailed:
@@ -132,6 +135,59 @@ def execute_state(rt: Runtime, vm: VmModel, spec: StateT) -> Gen:
             if spec.retry.recreate:
                 yield from actions.delete_created(rt, vm, spec.name, rt.clock() + rt.step_timeout)
             yield Wait(until=rt.clock() + spec.retry.backoff)
+        finally:
+            # State reads are visible to this state only (not to `next`, later states or events).
+            vm.state_reads = {}
+
+
+def resolve_state_reads(rt: Runtime, vm: VmModel, spec: StateT, reads: tuple[ReadT, ...],
+                        deadline: float, *, wait: bool = True) -> Generator[Wait, None, dict[str, Any]]:
+    """Resolve a state's ``reads`` in order (each sees the VM's reads and the ones before it).
+
+    Decision: a missing non-optional object is *waited for* (watch-driven) until ``deadline``, the
+    state's timeout, because a state read usually names an object an earlier state caused (the
+    export's token Secret appears shortly after the export is Ready); at the deadline the VM fails
+    with :class:`ReadinessTimeout` naming the read. With ``wait=False`` (undo) missing is ``none``:
+    undo must not hang on an object that is gone. Values are kept in memory only.
+    """
+    out: dict[str, Any] = {}
+    for read in reads:
+        ctx = vm.context()
+        ctx["reads"] = {**ctx["reads"], **out}
+        if read.when is not None and not rt.lang.evaluate(read.when, ctx):
+            out[read.name] = None
+            continue
+        items = [None] if read.for_each is None else list(rt.lang.evaluate(read.for_each, ctx) or [])
+        values = []
+        for i, item in enumerate(items):
+            local = ctx if read.for_each is None else {**ctx, "item": item, "index": i}
+            values.append((yield from _read_object(rt, vm, spec, read, local, deadline,
+                                                   wait and not read.optional)))
+        out[read.name] = values if read.for_each is not None else values[0]
+    return out
+
+
+def _read_object(rt: Runtime, vm: VmModel, spec: StateT, read: ReadT, ctx: Mapping[str, Any],
+                 deadline: float, wait: bool) -> Gen:
+    ref = render_ref(rt, read.ref, ctx)
+    cluster = read.ref.cluster or read.cluster
+    get = partial(rt.clusters[cluster].get, ref)
+    noted = False
+    while True:
+        obj = yield from retrying(rt, vm, f"get {ref}", get, deadline)
+        if obj is not None or not wait:
+            return obj
+        if rt.clock() >= deadline:
+            raise ReadinessTimeout(f"{spec.name}: timed out after "
+                                   f"{fmt_duration(spec.timeout or rt.step_timeout)}: read "
+                                   f"{read.name}: {ref} not found on the {cluster} cluster")
+        rt.ensure_watch(cluster, ref)
+        if not noted:
+            noted = True
+            vm.waiting_for = f"{ref} (read {read.name})"
+            rt.emit(vm, "state_waiting", message=f"waiting for {vm.waiting_for}",
+                    waiting_for=vm.waiting_for, progress="")
+        yield Wait((obj_key(cluster, ref),), deadline)
 
 
 def _items(rt: Runtime, vm: VmModel, spec: StateT) -> list[dict[str, Any]]:
@@ -311,6 +367,14 @@ def end(rt: Runtime, vm: VmModel, reason: str, message: str, *, setup: bool) -> 
         spec = by_name[name]
         if spec.undo:
             rt.emit(vm, "undo", message=f"undo {name}", undo_state=name)
+        if spec.undo and spec.reads:
+            try:  # the state's reads, again (missing is none: see resolve_state_reads)
+                vm.state_reads = yield from resolve_state_reads(
+                    rt, vm, spec, spec.reads, rt.clock() + (spec.timeout or rt.step_timeout),
+                    wait=False)
+            except SmrunError as e:
+                problems.append(f"undo {name}: {e}")
+                logger.error("%s: undo %s: %s", vm.key, name, e)
         for action in spec.undo:
             deadline = rt.clock() + (spec.timeout or rt.step_timeout)
             try:
@@ -323,6 +387,7 @@ def end(rt: Runtime, vm: VmModel, reason: str, message: str, *, setup: bool) -> 
                 # Keep undoing the rest: one stuck object must not orphan everything else.
                 problems.append(f"undo {name}: {e}")
                 logger.error("%s: undo %s: %s", vm.key, name, e)
+        vm.state_reads = {}
         vm.log("undo_state_done", state=name)
     text = message + ("; undo problems: " + "; ".join(problems) if problems else "")
     finish(rt, vm, phase, text)

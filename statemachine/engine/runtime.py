@@ -41,6 +41,8 @@ class VmModel:
         self.record = record
         self.base_context: dict[str, Any] = {}
         self.reads: dict[str, Any] = {}
+        # The current state's own `reads` (resolved at entry, merged over `reads`, never journaled).
+        self.state_reads: dict[str, Any] = {}
         self.cancelable = True              # False once undo (or a committed finish) is under way
         self.ignore_cancel = False
         self.step = ""
@@ -67,7 +69,7 @@ class VmModel:
 
     def context(self, **extra: Any) -> dict[str, Any]:
         ctx = dict(self.base_context)
-        ctx["reads"] = self.reads
+        ctx["reads"] = {**self.reads, **self.state_reads} if self.state_reads else self.reads
         ctx["outputs"] = dict(self.record.outputs)
         ctx["predicates"] = dict(self.record.predicates or {})
         ctx.update(extra)

@@ -3,11 +3,13 @@
 ``render_cold(plan_path, outputs)`` renders every enabled state of ``itineraries/cold.yaml`` for
 every VM of a simulated plan, with ``reads`` resolved offline from the plan's seed and ``outputs``
 given by the test (what a run would have recorded), so that the templates are exercised with real
-values, not ``smrun render``'s placeholders. ``upstream_dir()`` (the OpenAPI documents) is ``$SMRUN_UPSTREAM`` (default ``/work/shared/upstream``): set but missing is
+values, not ``smrun render``'s placeholders. State ``reads`` are resolved from the seed plus the
+export token Secret KubeVirt would have generated (:func:`export_token_secret`). ``upstream_dir()`` (the OpenAPI documents) is ``$SMRUN_UPSTREAM`` (default ``/work/shared/upstream``): set but missing is
 a failure, unset and missing a skip.
 """
 from __future__ import annotations
 
+import base64
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -57,8 +59,30 @@ def export_outputs(ctx: Mapping[str, Any], *, ca: str = EXPORT_CA) -> dict[str, 
     stored = itinerary().state("StorePowerState").outputs["sourceRunStrategy"]
     return {"sourceRunStrategy": evaluate(stored, {**ctx, "object": reads["sourceVM"]}),
             "exportPhase": "Ready", "exportVolumes": volumes,
-            "exportTokenSecret": f"export-token-{vm['name']}", "exportCA": ca,
-            "exportTokenHeader": "eC1rdWJldmlydC1leHBvcnQtdG9rZW46dG9rZW4="}
+            "exportTokenSecret": f"export-token-{vm['name']}", "exportCA": ca}
+
+
+EXPORT_TOKEN = "token"
+
+
+def export_token_secret(namespace: str, vm_name: str) -> dict[str, Any]:
+    """The token Secret KubeVirt generates for a VM's export (what the state read finds)."""
+    return {"apiVersion": "v1", "kind": "Secret", "type": "Opaque",
+            "metadata": {"name": f"export-token-{vm_name}", "namespace": namespace},
+            "data": {"token": base64.b64encode(EXPORT_TOKEN.encode()).decode()}}
+
+
+class _WithExportTokens:
+    """A ReadSource: the seed, plus every VM's export token Secret on the source."""
+
+    def __init__(self, seed: SeedReads) -> None:
+        self.seed = seed
+
+    def get(self, cluster: str, api_version: str, kind: str, namespace: str,
+            name: str) -> dict[str, Any] | None:
+        if (cluster, kind) == ("source", "Secret") and name.startswith("export-token-"):
+            return export_token_secret(namespace, name[len("export-token-"):])
+        return self.seed.get(cluster, api_version, kind, namespace, name)
 
 
 def vm_ctx(plan: Plan, vm: VM, it: Itinerary,
@@ -82,6 +106,8 @@ def render_cold(plan_path: Path, outputs: Callable[[Mapping[str, Any]], dict[str
     """``{vm name: [Rendered, ...]}``: every apply/ensure manifest of every enabled state."""
     plan = load_plan(plan_path)
     it = itinerary()
+    assert plan.simulation is not None
+    source = _WithExportTokens(SeedReads.from_file(plan.simulation.seed))
     out: dict[str, list[Rendered]] = {}
     for vm in plan.vms:
         ctx = vm_ctx(plan, vm, it, outputs)
@@ -89,9 +115,13 @@ def render_cold(plan_path: Path, outputs: Callable[[Mapping[str, Any]], dict[str
         for state in it.states:
             if state.when is not None and not all(ctx["predicates"].get(p) for p in state.when.all):
                 continue
-            items = [None] if state.for_each is None else list(evaluate(state.for_each, ctx))
+            here = ctx
+            if state.reads:
+                own = resolve_reads(state.reads, ctx, source, where="cold.yaml: ", pending=True)
+                here = {**ctx, "reads": {**ctx["reads"], **own}}
+            items = [None] if state.for_each is None else list(evaluate(state.for_each, here))
             for index, item in enumerate(items):
-                local = ctx if state.for_each is None else with_item(ctx, item, index)
+                local = here if state.for_each is None else with_item(here, item, index)
                 for action in state.actions:
                     if action.kind not in ("apply", "ensure") or not action.template:
                         continue

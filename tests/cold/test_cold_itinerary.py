@@ -12,7 +12,7 @@ from statemachine.plan import load_plan
 from .offline import EXAMPLE_PLAN, itinerary, vm_ctx
 
 FLOW = ["Started", "PreHook", "StorePowerState", "PowerOffSource", "WaitForPowerOff",
-        "CreateExport", "ReadExportToken", "EnsureResources", "CreateImportSecrets",
+        "CreateExport", "EnsureResources", "CreateImportSecrets",
         "CreateDataVolumes", "CreateVM", "WaitForTargetVM", "PostHook", "DeleteExport",
         "Completed"]
 
@@ -97,10 +97,20 @@ def test_export_outputs_carry_links_token_secret_and_ca() -> None:
     assert outputs["exportVolumes"][0]["name"] == "pvc-0"
     assert outputs["exportTokenSecret"] == "export-token-web-1"
     assert outputs["exportCA"] == ""
-    token = it.state("ReadExportToken").outputs["exportTokenHeader"]
-    header = evaluate(token, {**ctx, "object": {"data": {"token": "c2VjcmV0"}}})  # "secret"
-    import base64
-    assert base64.b64decode(header).decode() == "x-kubevirt-export-token:secret"
+    # The token itself is never an output (outputs are journaled): only the Secret's name is.
+    assert not any("token" in name.lower() and name != "exportTokenSecret"
+                   for s in it.states for name in s.outputs)
+
+
+def test_token_is_a_state_read_of_the_import_secrets_state() -> None:
+    it = itinerary()
+    (read,) = it.state("CreateImportSecrets").reads
+    assert (read.name, read.cluster, read.optional) == ("exportToken", "source", False)
+    assert (read.object.api_version, read.object.kind) == ("v1", "Secret")
+    assert read.object.name == "{{ outputs.exportTokenSecret }}"
+    assert read.object.namespace == "{{ vm.namespace }}"
+    # The wait for a missing token Secret is bounded by the state's own timeout.
+    assert it.state("CreateImportSecrets").timeout == 300
 
 
 @pytest.mark.parametrize(("status", "expected"), [
