@@ -38,8 +38,9 @@ def test_target_vmi_is_waited_for_before_the_target_migration() -> None:
 
 
 def test_hooks_run_only_when_the_vm_has_them() -> None:
-    assert _state("PreHook").when is not None and _state("PreHook").when.all == ("HasPreHook",)
-    assert _state("PostHook").when is not None and _state("PostHook").when.all == ("HasPostHook",)
+    for name in ("PreHook", "PostHook"):
+        when = _state(name).when
+        assert when is not None and when.all == (f"Has{name}",), name
 
 
 def test_service_exports_need_submariner_between_two_clusters() -> None:

@@ -225,3 +225,16 @@ def test_service_exports_only_with_submariner(tmp_path: Path,
     deleted = [m.manifest["object"]["name"] for m in out["web-1"]
                if m.state == "Cleanup" and m.manifest["object"]["kind"] == "ServiceExport"]
     assert sorted(deleted) == ["migration-web-1-shop", "sync-web-1-shop"]
+
+
+def test_posthook_runs_after_cleanup(tmp_path: Path) -> None:
+    def posthook(plan: dict[str, Any]) -> None:
+        plan["spec"]["vms"][0]["hooks"] = [{"step": "PostHook", "hook": "quiesce"}]
+    out = render_example(plan_variant(tmp_path, plan_edit=posthook))
+    states = [m.state for m in out["web-1"]]
+    assert "PreHook" not in states
+    jobs = [m for m in out["web-1"] if m.manifest.get("kind") == "Job"]
+    assert [(m.state, m.manifest["metadata"]["name"]) for m in jobs] == \
+        [("PostHook", "web-1-posthook-quiesce")]
+    # The migrations are removed before the post-hook runs, so a failing hook leaks nothing.
+    assert states.index("Cleanup") < states.index("PostHook")
