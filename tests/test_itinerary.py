@@ -176,3 +176,71 @@ def test_problem_line_is_the_offending_key() -> None:
     problem = caught.value.problems[0]
     assert problem.line is not None
     assert lines[problem.line - 1].strip().startswith("readyness:")
+
+
+_STATE_READS = """apiVersion: smrun.io/v1alpha1
+kind: Itinerary
+metadata: {name: reads}
+spec:
+  migrationType: cold
+  reads:
+    - name: sourceVM
+      cluster: source
+      object: {apiVersion: kubevirt.io/v1, kind: VirtualMachine, namespace: "{{ vm.namespace }}", name: "{{ vm.name }}"}
+  states:
+    - name: Started
+    - name: CopyToken
+      reads:
+        - name: %s
+          cluster: source
+          object: {apiVersion: v1, kind: Secret, namespace: "{{ vm.namespace }}", name: "{{ outputs.tokenName }}"}
+        - name: %s
+          forEach: "%s"
+          optional: true
+          object: {apiVersion: v1, kind: ConfigMap, namespace: "{{ vm.targetNamespace }}", name: "{{ item }}"}
+    - name: Completed
+"""
+
+
+def _state_reads(tmp_path: Path, first: str = "token", second: str = "maps",
+                 for_each: str = "['a', 'b']") -> Path:
+    path = tmp_path / "reads.yaml"
+    path.write_text(_STATE_READS % (first, second, for_each))
+    return path
+
+
+def test_state_reads_load_into_the_state(tmp_path: Path) -> None:
+    state = load_itinerary(_state_reads(tmp_path)).state("CopyToken")
+    token, maps = state.reads
+    assert (token.name, token.cluster, token.optional, token.for_each) == ("token", "source", False, None)
+    assert (token.object.kind, token.object.name) == ("Secret", "{{ outputs.tokenName }}")
+    assert (maps.name, maps.cluster, maps.optional, maps.for_each) == ("maps", "target", True, "['a', 'b']")
+
+
+@pytest.mark.parametrize(("first", "second", "message"), [
+    ("sourceVM", "maps", "read 'sourceVM' is already defined in spec.reads"),
+    ("token", "token", "duplicate read name 'token' in state 'CopyToken'"),
+])
+def test_state_read_names_are_unique(tmp_path: Path, first: str, second: str, message: str) -> None:
+    path = _state_reads(tmp_path, first, second)
+    with pytest.raises(SchemaError) as caught:
+        load_itinerary(path)
+    (problem,) = [p for p in caught.value.problems if message in p.message]
+    assert problem.file == str(path) and problem.line is not None
+    assert "states[1].reads" in problem.path
+
+
+def test_state_read_expressions_are_compiled(tmp_path: Path) -> None:
+    with pytest.raises(SchemaError) as caught:
+        load_itinerary(_state_reads(tmp_path, for_each="['a' +"))
+    assert any("states[1].reads[1].forEach" in p.path for p in caught.value.problems)
+
+
+def test_state_read_without_object_is_a_schema_error(tmp_path: Path) -> None:
+    path = tmp_path / "noobj.yaml"
+    path.write_text(_STATE_READS.replace(
+        "          object: {apiVersion: v1, kind: Secret", "          objekt: {apiVersion: v1, kind: Secret")
+        % ("token", "maps", "[]"))
+    with pytest.raises(SchemaError) as caught:
+        load_itinerary(path)
+    assert "reads" in str(caught.value)

@@ -151,6 +151,15 @@ def run_checks(plan: Any, itinerary: Any, clusters: Mapping[str, Cluster], *,
                 key = (ref.cluster or r.cluster, ref.api_version, ref.kind, ref.namespace or "")
                 refs.append((key, "get"))
             for state in itinerary.states:
+                # State reads: get, and watch (a missing one is waited for). forEach refs are
+                # rendered without their item: only the namespace matters here.
+                for r in getattr(state, "reads", ()):
+                    try:
+                        ref = r.object.render({**ctx, "item": None, "index": 0})
+                    except SmrunError:
+                        continue
+                    refs.append(((ref.cluster or r.cluster, ref.api_version, ref.kind,
+                                  ref.namespace or ""), "watch"))
                 obj = state.readiness.object if state.readiness is not None else None
                 if obj is not None:
                     try:
