@@ -238,3 +238,14 @@ def test_posthook_runs_after_cleanup(tmp_path: Path) -> None:
         [("PostHook", "web-1-posthook-quiesce")]
     # The migrations are removed before the post-hook runs, so a failing hook leaks nothing.
     assert states.index("Cleanup") < states.index("PostHook")
+
+
+def test_data_volume_templates_are_not_copied(rendered: dict[str | None, list[RenderedManifest]]) -> None:
+    # web-1's source VM creates its disk from a dataVolumeTemplate; the target VM refers to the
+    # blank DataVolume smrun made instead (an import template would describe a copy that never
+    # happens on the target).
+    assert find(SEED["source"], "VirtualMachine", "web-1")["spec"]["dataVolumeTemplates"]
+    vm = _one(rendered, "web-1", "VirtualMachine")
+    assert "dataVolumeTemplates" not in vm["spec"]
+    assert {"name": "root", "dataVolume": {"name": "web-1-root"}} in vm["spec"]["template"]["spec"]["volumes"]
+    assert _one(rendered, "web-1", "DataVolume", "web-1-root")["spec"]["source"] == {"blank": {}}
