@@ -3,6 +3,7 @@
     python bench/run.py --vms 1,10,100 --type live --max-in-flight 50 --json results.json
     python bench/run.py --smoke                      # N=1, asserts it completes and emits JSON
     python bench/run.py --vms 100 --profile prof.out # cProfile the smrun process
+    python bench/run.py --vms 100 --whatif cyaml     # smrun with a proposed optimisation
 
 For each N: generate a seed of N running VMs (bench/workload.py) and a live plan for them; start
 the simulator (bench/simserve.py: ``smrun sim serve`` plus a commit log) as a subprocess; run
@@ -68,7 +69,7 @@ def _start_sim(workdir: Path, seed: Path, kubeconfig: Path, tick: float) -> subp
 
 
 def run_one(n: int, *, max_in_flight: int, tick: float, workdir: Path,
-            profile: Path | None = None) -> dict[str, Any]:
+            profile: Path | None = None, whatif: str = "") -> dict[str, Any]:
     """One benchmark run with ``n`` VMs; the result record (see the module docstring)."""
     workdir.mkdir(parents=True, exist_ok=True)
     seed, plan, kubeconfig = workload.write(workdir, n, max_in_flight)
@@ -77,8 +78,8 @@ def run_one(n: int, *, max_in_flight: int, tick: float, workdir: Path,
         cmd = [sys.executable]
         if profile is not None:
             cmd += ["-m", "cProfile", "-o", str(profile)]
-        cmd += ["-m", "statemachine", "run", str(plan), "--output", "json",
-                "--state-dir", str(workdir / "state")]
+        cmd += [str(BENCH / "whatif.py"), whatif, "--"] if whatif else ["-m", "statemachine"]
+        cmd += ["run", str(plan), "--output", "json", "--state-dir", str(workdir / "state")]
         started = time.perf_counter()
         with (workdir / "smrun.out").open("w") as out, (workdir / "smrun.err").open("w") as err:
             proc = subprocess.Popen(cmd, stdout=out, stderr=err)
@@ -104,7 +105,8 @@ def run_one(n: int, *, max_in_flight: int, tick: float, workdir: Path,
     per_vm = {k: round(v / n, 4) for k, v in (("smrun_cpu_s", smrun_usage["cpu_s"]),
                                               ("sim_cpu_s", sim_usage["cpu_s"]))}
     return {
-        "vms": n, "max_in_flight": max_in_flight, "tick_s": tick, "exit_code": code,
+        "vms": n, "max_in_flight": max_in_flight, "tick_s": tick, "whatif": whatif,
+        "exit_code": code,
         "completed": finished.get("completed", 0), "failed": finished.get("failed", 0),
         "wall_s": round(wall, 3),
         **stats,
@@ -143,6 +145,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--workdir", type=Path, help="keep seeds, plans and logs here (default: temp)")
     p.add_argument("--profile", type=Path, metavar="FILE",
                    help="cProfile the smrun process (of the last N) into FILE")
+    p.add_argument("--whatif", default="", metavar="PATCHES",
+                   help="run smrun with proposed optimisations applied (bench/whatif.py: "
+                        "cyaml, readcache; comma-separated)")
     p.add_argument("--smoke", action="store_true", help="N=1 only; fail unless it completes")
     args = p.parse_args(argv)
     try:
@@ -161,7 +166,7 @@ def main(argv: list[str] | None = None) -> int:
             prof = args.profile if args.profile is not None and i == len(sizes) - 1 else None
             try:
                 r = run_one(n, max_in_flight=args.max_in_flight, tick=args.tick,
-                            workdir=root / f"n{n}", profile=prof)
+                            workdir=root / f"n{n}", profile=prof, whatif=args.whatif)
             except BenchError as exc:
                 print(f"bench/run.py: {exc}", file=sys.stderr)
                 ok = False

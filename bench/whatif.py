@@ -1,0 +1,76 @@
+"""Run ``smrun`` with a proposed optimisation applied in-process, to measure it before anyone
+changes the code: ``python bench/whatif.py cyaml,readcache -- run PLAN --output json``.
+
+``bench/run.py --whatif cyaml,readcache`` uses it for the smrun process. Each patch stands for a
+small change proposed in docs/performance.md; none of them is part of smrun, and nothing here is
+imported by smrun:
+
+- ``cyaml``: parse YAML with libyaml (``yaml.CSafeLoader``) instead of the pure-Python loader:
+  ``statemachine/render.py`` parses every rendered manifest with ``yaml.safe_load_all``.
+- ``readcache``: memoize reads during one preflight pass (``engine/preflight.ClusterReads.get``):
+  ``run_checks`` resolves every VM's reads twice (``render_vm`` and ``resolve_reads``) and
+  re-reads the cluster-scoped objects all VMs share (instancetype, preference, KubeVirt CR).
+"""
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from typing import Any
+
+
+def _cyaml() -> None:
+    import yaml
+
+    loader: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+    def safe_load(stream: Any) -> Any:
+        return yaml.load(stream, Loader=loader)
+
+    def safe_load_all(stream: Any) -> Any:
+        return yaml.load_all(stream, Loader=loader)
+
+    yaml.safe_load = safe_load
+    yaml.safe_load_all = safe_load_all
+
+
+def _readcache() -> None:
+    import importlib
+
+    # ``statemachine.engine.preflight`` is also the name of a function in the package namespace.
+    preflight: Any = importlib.import_module("statemachine.engine.preflight")
+
+    original = preflight.ClusterReads.get
+
+    def get(self: Any, cluster: str, api_version: str, kind: str, namespace: str,
+            name: str) -> dict[str, Any] | None:
+        memo: dict[tuple[str, ...], Any] = self.__dict__.setdefault("_bench_memo", {})
+        key = (cluster, api_version, kind, namespace or "", name)
+        if key not in memo:
+            memo[key] = original(self, cluster, api_version, kind, namespace, name)
+        return memo[key]
+
+    preflight.ClusterReads.get = get
+
+
+PATCHES: dict[str, Callable[[], None]] = {"cyaml": _cyaml, "readcache": _readcache}
+
+
+def main(argv: list[str]) -> int:
+    if "--" not in argv:
+        print("usage: bench/whatif.py PATCH[,PATCH...] -- SMRUN-ARGS", file=sys.stderr)
+        return 2
+    names = [n for n in argv[0].split(",") if n] if argv[0] != "--" else []
+    unknown = [n for n in names if n not in PATCHES]
+    if unknown:
+        print(f"bench/whatif.py: unknown patch {unknown[0]!r} (known: {', '.join(PATCHES)})",
+              file=sys.stderr)
+        return 2
+    for name in names:
+        PATCHES[name]()
+    from statemachine.cli import main as smrun_main
+
+    return smrun_main(argv[argv.index("--") + 1:])
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
