@@ -380,3 +380,38 @@ def test_blocked_synchronization_is_reported_and_times_out(tmp_path: Path) -> No
     failed = [e for e in events if e["event"] == "vm_failed" and e.get("vm")]
     assert [e["vm"] for e in failed] == ["shop/web-1"]
     assert "CreateSourceMigration" in failed[0]["message"] and "timed out" in failed[0]["message"]
+
+
+def test_killed_during_the_transfer_resumes(started: Callable[..., SimulatedClusters],
+                                            tmp_path: Path) -> None:
+    """SIGKILL while KubeVirt copies; the same command again adopts what exists and finishes."""
+    sim = started(_seed(tmp_path=tmp_path), tick=0.1)
+    plan = _plan_against(sim.kubeconfig_path, tmp_path)
+    state = tmp_path / "state"
+    cmd = [*SMRUN, "run", str(plan), "--output", "json", "--state-dir", str(state)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+                            cwd=tmp_path, env=_env())
+    killed = False
+    try:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            event = json.loads(line) if line.startswith("{") else {}
+            if event.get("event") == "state_entered" and event.get("state") == "WaitForStateTransfer":
+                proc.send_signal(signal.SIGKILL)
+                killed = True
+                break
+    finally:
+        if proc.poll() is None and not killed:
+            proc.kill()
+        proc.wait(timeout=30)
+    assert killed, "the run ended before any migration started"
+
+    again = _smrun("run", str(plan), "--output", "json", "--state-dir", str(state), cwd=tmp_path)
+    assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
+    r = Reader.of_sim(sim)
+    _assert_full_success(r)
+    # Nothing was created twice: one target VM per source VM, one blank disk per source disk.
+    assert sorted(v["metadata"]["name"] for v in r.list("target", "VirtualMachine", "shop")) == \
+        sorted(VMS)
+    assert sorted(d["metadata"]["name"] for d in r.list("target", "DataVolume", "shop")) == \
+        ["db-1-root", "web-1-root", "web-2-root"]
