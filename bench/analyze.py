@@ -222,6 +222,15 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
 
 
+def _by_wait(found: list[Wait]) -> dict[str, dict[str, float]]:
+    """Reaction latency per wait condition: which wait the time goes to."""
+    groups: dict[str, list[float]] = defaultdict(list)
+    for wt in found:
+        groups[wt.condition].append(1000.0 * (wt.reaction - wt.satisfied))
+    return {cond: {"count": len(v), "p50": round(percentile(v, 0.5), 2),
+                   "p99": round(percentile(v, 0.99), 2)} for cond, v in sorted(groups.items())}
+
+
 def summarize(request_log: Path, commit_log: Path, events_log: Path, vms: list[str],
               max_in_flight: int) -> dict[str, Any]:
     """The benchmark's numbers for one run (times in seconds, latencies in milliseconds)."""
@@ -267,6 +276,7 @@ def summarize(request_log: Path, commit_log: Path, events_log: Path, vms: list[s
                          "p99": round(percentile(detected, 0.99), 2),
                          "max": round(max(detected), 2) if detected else 0.0},
         "before_first_vm_s": round(before_first_vm, 3),
+        "reaction_by_wait_ms": _by_wait(found),
         "slowest_reactions": [{"vm": wt.vm, "wait": wt.condition,
                                "ms": round(1000 * (wt.reaction - wt.satisfied), 2)}
                               for wt in reversed(worst)],
