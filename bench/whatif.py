@@ -43,7 +43,8 @@ def _readcache() -> None:
 
     def get(self: Any, cluster: str, api_version: str, kind: str, namespace: str,
             name: str) -> dict[str, Any] | None:
-        memo: dict[tuple[str, ...], Any] = self.__dict__.setdefault("_bench_memo", {})
+        memo: dict[tuple[str, ...], dict[str, Any] | None] = self.__dict__.setdefault(
+            "_bench_memo", {})
         key = (cluster, api_version, kind, namespace or "", name)
         if key not in memo:
             memo[key] = original(self, cluster, api_version, kind, namespace, name)
