@@ -315,7 +315,19 @@ class KubeCluster:
                         return existing
                 raise
 
-        return self._request("create", str(ref), attempt)
+        created = self._request("create", str(ref), attempt)
+        if not dry_run:
+            self._observe(created)
+        return created
+
+    def _observe(self, obj: Obj) -> None:
+        """Feed our own write's answer to the shared watch covering it (read-your-writes)."""
+        ref = ObjectRef.of(obj)
+        for key in (ResourceKey(ref.api_version, ref.kind, ref.namespace),
+                    ResourceKey(ref.api_version, ref.kind, "")):
+            informer = self._informers.get(key)
+            if informer is not None:
+                informer.observe(obj)
 
     def patch(self, ref: ObjectRef, patch: Any, *, patch_type: PatchType = "merge",
               subresource: str = "") -> Obj:
@@ -328,6 +340,7 @@ class KubeCluster:
             path = f"{path}/{subresource}"
         patched: Obj = self._request("patch", str(ref), lambda: self._json(self._dyn.request(
             "patch", path, body=patch, content_type=content_type, serialize=False)))
+        self._observe(patched)
         return patched
 
     def delete(self, ref: ObjectRef) -> bool:

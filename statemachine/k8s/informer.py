@@ -90,6 +90,17 @@ def _rv_of(obj: Obj) -> str:
     return str((obj.get("metadata") or {}).get("resourceVersion") or "")
 
 
+def _older(obj: Obj, than: Obj | None) -> bool:
+    """Whether ``obj`` is an older version than ``than``. resourceVersions are opaque strings to
+    clients; every server we know makes them integers, and when they are not we never skip."""
+    if than is None:
+        return False
+    try:
+        return int(_rv_of(obj)) < int(_rv_of(than))
+    except ValueError:
+        return False
+
+
 class Informer:
     """One shared list+watch of a :class:`ResourceKey` with its cache (see the module docstring)."""
 
@@ -129,6 +140,21 @@ class Informer:
         """The cached object (shared, do not mutate), or ``None``."""
         with self._cache_lock:
             return self._cache.get((namespace, name))
+
+    def observe(self, obj: Obj) -> None:
+        """Read-your-writes: install the server's answer to our own create or patch, unless the
+        cache already has a newer version. Without this a readiness check right after a create
+        can see the object as absent (the watch event may still be on its way) and an
+        ``object is none`` condition would pass without waiting. No handler is called: the watch
+        event that follows does that."""
+        if not self.synced:
+            return
+        obj = dict(obj)
+        obj.setdefault("apiVersion", self.key.api_version)
+        obj.setdefault("kind", self.key.kind)
+        with self._cache_lock:
+            if not _older(obj, self._cache.get(_key_of(obj))):
+                self._cache[_key_of(obj)] = obj
 
     def snapshot(self) -> list[Obj]:
         with self._cache_lock:
@@ -253,7 +279,12 @@ class Informer:
         # or neither.
         with self._dispatch_lock:
             with self._cache_lock:
-                if kind == "DELETED":
+                if _older(obj, self._cache.get(_key_of(obj))):
+                    # The cache already holds a newer version, written by observe() from our own
+                    # create/patch answer: this event (e.g. the DELETED of an earlier incarnation)
+                    # must not roll it back.
+                    pass
+                elif kind == "DELETED":
                     self._cache.pop(_key_of(obj), None)
                 else:
                     self._cache[_key_of(obj)] = obj

@@ -171,3 +171,31 @@ def test_close_stops_every_watch_thread_promptly(
     kube.close()
     assert time.monotonic() - t0 < 2.0
     assert not any(t.is_alive() for t in ours)
+
+
+def test_our_own_writes_are_visible_in_the_cache_at_once(kube: KubeCluster) -> None:
+    """Read-your-writes: after create/patch returns, get() (served by the shared watch) shows the
+    new version even before the watch event arrives, so a readiness check that runs right after a
+    create never mistakes the object for absent."""
+    # A handler that blocks the watch thread holds back every event, so only observe() can
+    # have put the object into the cache.
+    gate = threading.Event()
+    sub = kube.watch(CM, lambda kind, obj: gate.wait(5))
+    informer = kube.informer(CM)
+    assert informer is not None and informer.wait_synced(5)
+    try:
+        ref = ObjectRef("v1", "ConfigMap", "default", "mine")
+        created = kube.create(configmap("mine"))
+        seen = kube.get(ref)
+        assert seen is not None and seen["metadata"]["uid"] == created["metadata"]["uid"]
+        patched = kube.patch(ref, {"data": {"k": "w"}})
+        seen = kube.get(ref)
+        assert seen is not None and seen["data"] == {"k": "w"}
+        assert seen["metadata"]["resourceVersion"] == patched["metadata"]["resourceVersion"]
+    finally:
+        gate.set()
+        sub.close()
+    # Once the (older) watch events drain, the cache still holds the newest version.
+    time.sleep(0.2)
+    seen = kube.get(ObjectRef("v1", "ConfigMap", "default", "mine"))
+    assert seen is not None and seen["data"] == {"k": "w"}
