@@ -110,6 +110,8 @@ class Wait:
     start: float
     satisfied: float
     reaction: float
+    #: the VM's requests after the wait started and before it was satisfied (a poller's cost)
+    requests: int = 0
 
 
 @dataclass
@@ -168,7 +170,8 @@ def waits(requests: list[dict[str, Any]], commits: list[dict[str, Any]]) -> list
                 w += 1
             if best is not None:
                 start = max(last_mutating if last_mutating is not None else lo, prev_reaction)
-                found.append(Wait(vm, best[1], start, best[0], hi))
+                during = sum(1 for t, _ in reqs if start < t < best[0])
+                found.append(Wait(vm, best[1], start, best[0], hi, during))
                 prev_reaction = hi
             if reqs[i][1]:
                 last_mutating = hi
@@ -280,6 +283,10 @@ def summarize(request_log: Path, commit_log: Path, events_log: Path, vms: list[s
         "slowest_reactions": [{"vm": wt.vm, "wait": wt.condition,
                                "ms": round(1000 * (wt.reaction - wt.satisfied), 2)}
                               for wt in reversed(worst)],
+        "requests_while_waiting_per_vm": round(
+            sum(wt.requests for wt in found if wt.vm != SETUP) / n, 2),
+        "waiting_s_per_vm": round(
+            sum(wt.satisfied - wt.start for wt in found if wt.vm != SETUP) / n, 3),
         "waits_per_vm": round(sum(1 for wt in found if wt.vm != SETUP) / n, 2),
         "requests_total": len(calls),
         "requests_per_vm": {verb: round(count / n, 2) for verb, count in sorted(by_verb.items())},
