@@ -321,7 +321,7 @@ def _committed(rt: Runtime, vm: VmModel) -> bool | None:
     try:
         ctx = vm.context()
         ref = render_ref(rt, commit.object, ctx)
-        obj = rt.clusters[commit.cluster].get(ref)
+        obj = rt.clusters[commit.cluster].fetch(ref)  # never a cached view for this decision
         return bool(rt.lang.holds(commit.condition, obj, {**ctx, "object": obj}))
     except (ClusterError, SmrunError) as e:
         logger.warning("%s: commit object could not be read: %s", vm.key, e)
@@ -365,6 +365,17 @@ def end(rt: Runtime, vm: VmModel, reason: str, message: str, *, setup: bool) -> 
         if name in vm.record.undone or name not in by_name:
             continue
         spec = by_name[name]
+        if spec.undo and not setup and rt.flow.commit is not None:
+            # KubeVirt may finish the hand-off while we undo (the migration was already copying):
+            # look again before every undo step, so undo never deletes the only running copy.
+            committed = _committed(rt, vm)
+            if committed is not False:
+                why = ("the hand-off happened during undo" if committed else
+                       "the commit object could not be read")
+                problems.append(f"undo stopped before {name}: {why}; nothing further was removed, "
+                                "check the VM on both clusters")
+                logger.error("%s: undo stopped before %s: %s", vm.key, name, why)
+                break
         if spec.undo:
             rt.emit(vm, "undo", message=f"undo {name}", undo_state=name)
         if spec.undo and spec.reads:

@@ -73,6 +73,11 @@ class Cluster(Protocol):
         """The object, or ``None`` if it does not exist. Served from the watch cache when one covers it."""
         ...
 
+    def fetch(self, ref: ObjectRef) -> Obj | None:
+        """The object read from the API server, never from a cache: for decisions that must not
+        act on a view even milliseconds old (the hand-off check before undo)."""
+        ...
+
     def list(self, api_version: str, kind: str, *, namespace: str = "",
              label_selector: str = "") -> list[Obj]: ...
 

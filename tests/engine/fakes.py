@@ -60,6 +60,9 @@ class FakeCluster:
             obj = self.objects.get(self._k(ref))
             return copy.deepcopy(obj) if obj else None
 
+
+    def fetch(self, ref: ObjectRef) -> dict[str, Any] | None:
+        return self.get(ref)
     def list(self, api_version: str, kind: str, *, namespace: str = "",
              label_selector: str = "") -> list[dict[str, Any]]:
         with self.lock:

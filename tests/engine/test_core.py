@@ -318,3 +318,29 @@ def test_cancel_of_queued_vms_ends_them_without_starting(tmp_path: Path) -> None
     result = eng.run()
     assert [v.phase for v in result.vms] == ["Completed", "Canceled", "Canceled"]
     assert [e["vm"] for e in events if e["event"] == "vm_started"] == ["shop/vm-1"]
+
+
+def test_a_hand_off_during_undo_stops_the_undo(tmp_path: Path) -> None:
+    """KubeVirt can finish the hand-off while undo runs (the copy was already under way): the
+    engine looks again before every undo step and stops rather than delete the only copy."""
+    from statemachine.engine.flow import CommitT
+    cluster = FakeCluster("c", job_seconds=0.01)
+    lang = FakeLanguage({**TEMPLATES, "handoff.yaml": 'apiVersion: v1\nkind: ConfigMap\nmetadata: '
+                         '{name: "{{ vm.name }}-handoff", namespace: shop}\ndata: {done: "yes"}\n'})
+    never = ReadinessT(ready="object.data.never == 'yes'", timeout=0.2,
+                       object=RefT("v1", "ConfigMap", "{{ vm.name }}-cfg", "{{ vm.namespace }}"))
+    base = make_flow()
+    flow = Flow("late", (
+        *base.states[:2],
+        # This state's undo plays KubeVirt completing the hand-off in the middle of our undo.
+        StateT("Check", readiness=never, undo=(ActionT("apply", template="handoff.yaml"),)),
+        StateT("Completed")),
+        commit=CommitT("RunJob", "target", RefT("v1", "ConfigMap", "{{ vm.name }}-handoff", "shop"),
+                       "object.data.done == 'yes'"))
+    (vm,) = Engine(Plan("pu", (VM("vm-1"),)), flow, source=cluster, target=cluster,
+                   journal=Journal(tmp_path / "pu"), lang=lang, resync=0.2).run().vms
+    assert vm.phase == "Failed"
+    assert "undo stopped before RunJob: the hand-off happened during undo" in vm.message
+    # Nothing after the hand-off was removed: the Job and the ConfigMap are still there.
+    assert ("Job", "shop", "vm-1-job") in cluster.objects
+    assert ("ConfigMap", "shop", "vm-1-cfg") in cluster.objects
