@@ -147,7 +147,12 @@ def run_checks(plan: Any, itinerary: Any, clusters: Mapping[str, Cluster], *,
             reads = render.resolve_reads(itinerary.reads, ctx, source)
             ctx = {**ctx, "reads": reads}
             for r in itinerary.reads:
-                ref = r.object.render(ctx) if r.for_each is None else r.object
+                if r.when is not None and not expressions.evaluate(r.when, ctx):
+                    continue  # a read switched off for this VM: its name may not even render
+                try:  # forEach refs are rendered without their item: only the namespace matters
+                    ref = r.object.render({**ctx, "item": None, "index": 0})
+                except SmrunError:
+                    continue
                 key = (ref.cluster or r.cluster, ref.api_version, ref.kind, ref.namespace or "")
                 refs.append((key, "get"))
             for state in itinerary.states:
