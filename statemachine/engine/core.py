@@ -2,7 +2,7 @@
 
 It replays the journal (resume; rerun of failed/canceled VMs only), runs the plan-level setup
 states once, then starts at most ``max_in_flight`` VMs at a time on one scheduler loop, notices
-cancel requests (the state directory's cancel file, one ``stat`` per resync tick) and reports
+cancel requests (the state directory's cancel file, one ``stat`` every quarter second) and reports
 progress events. Library users build it with injected clusters::
 
     engine = Engine(plan, itinerary, source=src, target=dst, journal=Journal(path))

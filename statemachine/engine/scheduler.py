@@ -53,8 +53,12 @@ class Task:
 class Scheduler:
     """Runs tasks on the calling thread (:meth:`run`) until :meth:`stop` or no task is left."""
 
-    def __init__(self, *, resync: float = 5.0, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, *, resync: float = 5.0, clock: Callable[[], float] = time.monotonic,
+                 hook_interval: float = 0.25) -> None:
         self.resync = resync
+        # Tick hooks cost O(1) per run (one stat of the cancel file), so they run far more often
+        # than the resync, whose wake-up costs O(VMs): cancel reacts in a quarter second.
+        self.hook_interval = min(hook_interval, resync)
         self.clock = clock
         self._queue: queue.SimpleQueue[tuple[str, Any]] = queue.SimpleQueue()
         self._timers: list[tuple[float, int, Task, int]] = []
@@ -63,7 +67,7 @@ class Scheduler:
         self._ready: list[Task] = []
         self._tasks: set[Task] = set()
         self._stopped = False
-        self.tick_hooks: list[Callable[[], None]] = []   # called on every resync tick (cancel file...)
+        self.tick_hooks: list[Callable[[], None]] = []   # called every hook_interval (cancel file...)
         self.idle_hooks: list[Callable[[], None]] = []   # called after each batch of steps
 
     # -- called from any thread ------------------------------------------------------------------
@@ -103,12 +107,13 @@ class Scheduler:
 
     def run(self) -> None:
         next_resync = self.clock() + self.resync
+        next_hooks = self.clock() + self.hook_interval
         while not self._stopped and (self._tasks or self._ready):
             self._run_ready()
             if self._stopped or not self._tasks:
                 break
             now = self.clock()
-            timeout = next_resync - now
+            timeout = min(next_resync, next_hooks) - now
             if self._timers:
                 timeout = min(timeout, self._timers[0][0] - now)
             self._drain(max(timeout, 0.0))
@@ -117,10 +122,12 @@ class Scheduler:
                 _, _, task, token = heapq.heappop(self._timers)
                 if token == task.token and not task.done:
                     self._wake(task)
-            if now >= next_resync:
-                next_resync = now + self.resync
+            if now >= next_hooks:
+                next_hooks = now + self.hook_interval
                 for hook in self.tick_hooks:
                     hook()
+            if now >= next_resync:
+                next_resync = now + self.resync
                 self.wake_all()
 
     # -- internals ---------------------------------------------------------------------------------

@@ -344,3 +344,26 @@ def test_a_hand_off_during_undo_stops_the_undo(tmp_path: Path) -> None:
     # Nothing after the hand-off was removed: the Job and the ConfigMap are still there.
     assert ("Job", "shop", "vm-1-job") in cluster.objects
     assert ("ConfigMap", "shop", "vm-1-cfg") in cluster.objects
+
+
+def test_a_cancel_from_another_process_is_noticed_within_a_second(tmp_path: Path) -> None:
+    """`smrun cancel` writes the cancel file; the run checks it every quarter second (one stat per
+    run), independent of the much longer resync period."""
+    import time
+    cluster = FakeCluster("c")
+    never = ReadinessT(ready="object.data.never == 'yes'", timeout=30,
+                       object=RefT("v1", "ConfigMap", "{{ vm.name }}-cfg", "{{ vm.namespace }}"))
+    flow = Flow("wait", (make_flow().states[0], StateT("Hold", readiness=never), StateT("Completed")))
+    asked: list[float] = []
+
+    def on_event(e: dict[str, Any]) -> None:
+        if e["event"] == "state_waiting" and not asked:
+            asked.append(time.monotonic())
+            request_cancel(tmp_path / "pc", None)
+    eng = Engine(Plan("pc", (VM("vm-1"),)), flow, source=cluster, target=cluster,
+                 journal=Journal(tmp_path / "pc"), lang=FakeLanguage(TEMPLATES), resync=30.0)
+    eng.subscribe(on_event)
+    (vm,) = eng.run().vms
+    assert vm.phase == "Canceled"
+    assert time.monotonic() - asked[0] < 1.0
+    assert ("ConfigMap", "shop", "vm-1-cfg") not in cluster.objects  # undo ran
