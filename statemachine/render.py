@@ -50,7 +50,7 @@ from statemachine.plan import VM, Plan
 
 __all__ = ["MASK", "PendingOutputs", "PendingRead", "ReadSource", "RenderedManifest",
            "disabled_states", "format_manifests", "mask_secrets", "render_plan", "render_setup",
-           "render_vm", "resolve_reads"]
+           "render_patch", "render_vm", "resolve_reads"]
 
 MASK = "<masked>"
 
@@ -231,8 +231,7 @@ def _render_action(itinerary: Itinerary, state: StateSpec, action: Action, ctx: 
     if action.kind == "patch" and action.object is not None:
         ref = _ref_value(action.object.render(ctx, where=action.where))
         if action.template:
-            text = render_text(action.template, ctx, template_dir=itinerary.template_dir)
-            body = _parse_yaml(text, action.template)
+            body = render_patch(action.template, ctx, template_dir=itinerary.template_dir)
         else:
             body = render_value(action.patch, ctx, where=action.where)
         return [RenderedManifest(state.name, action.object.cluster or cluster, "patch",
@@ -282,6 +281,13 @@ def render_documents(template: str, ctx: Mapping[str, Any], *,
         if missing:
             raise TemplateError(f"{where}: rendered object has no {', '.join(missing)}")
     return docs
+
+
+def render_patch(template: str, ctx: Mapping[str, Any], *,
+                 template_dir: Path | str | None = None) -> Any:
+    """Render a ``patch: {template: ...}`` file: one YAML document (a mapping for a merge patch,
+    a list of operations for a JSON patch), not a Kubernetes object."""
+    return _parse_yaml(render_text(template, ctx, template_dir=template_dir), template)
 
 
 def render_setup(plan: Plan, itinerary: Itinerary, source: ReadSource, *,

@@ -215,8 +215,7 @@ def patch(rt: Runtime, vm: VmModel, state: StateT, action: ActionT, ctx: Mapping
     cluster = rt.clusters[cluster_name]
     ref = render_ref(rt, action.ref, ctx)
     if isinstance(action.patch, Mapping) and set(action.patch) == {"template"}:
-        docs = rt.lang.render_manifests(str(action.patch["template"]), ctx)
-        body: Any = docs[0] if len(docs) == 1 else docs
+        body: Any = rt.lang.render_patch(str(action.patch["template"]), ctx)
     else:
         body = rt.lang.render_value(action.patch, ctx)
     yield from retrying(rt, vm, f"patch {ref}",

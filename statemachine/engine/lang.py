@@ -31,6 +31,10 @@ class Language(Protocol):
         """Render every string inside a YAML value."""
         ...
 
+    def render_patch(self, template: str, ctx: Mapping[str, Any]) -> Any:
+        """Render a patch template file into its one YAML document."""
+        ...
+
     def readiness(self, obj: Mapping[str, Any] | None, readiness: ReadinessT,
                   ctx: Mapping[str, Any]) -> tuple[Status, str]:
         """``failed`` checked before ``ready``; returns (status, message)."""
@@ -63,6 +67,9 @@ class DefaultLanguage:
 
     def render_value(self, value: Any, ctx: Mapping[str, Any]) -> Any:
         return expressions.render_value(value, dict(ctx))
+
+    def render_patch(self, template: str, ctx: Mapping[str, Any]) -> Any:
+        return render.render_patch(template, dict(ctx), template_dir=self.template_dir)
 
     def readiness(self, obj: Mapping[str, Any] | None, readiness: ReadinessT,
                   ctx: Mapping[str, Any]) -> tuple[Status, str]:

@@ -163,6 +163,9 @@ class FakeLanguage:
         text = self.env.get_template(template).render(**ctx)
         return [d for d in yaml.safe_load_all(text) if d]
 
+    def render_patch(self, template: str, ctx: Mapping[str, Any]) -> Any:
+        return yaml.safe_load(self.env.get_template(template).render(**ctx))
+
     def render_value(self, value: Any, ctx: Mapping[str, Any]) -> Any:
         if isinstance(value, str):
             return self.env.from_string(value).render(**ctx)

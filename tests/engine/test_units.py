@@ -123,3 +123,17 @@ def test_the_live_table_stays_short_with_many_vms() -> None:
     live.draw()
     last = table.getvalue().split("\x1b[J")[-1].splitlines()
     assert len(last) == 5 and last[-1] == "... 7 more; 1 Completed, 9 running"
+
+
+def test_patch_templates_render_to_a_patch_body_not_a_manifest(tmp_path: Path) -> None:
+    """`patch: {template: file}` files hold a merge patch (a mapping without apiVersion/kind) or a
+    JSON patch (a list); the engine must not demand a Kubernetes object of them."""
+    from statemachine.engine.lang import DefaultLanguage
+    (tmp_path / "owner.yaml.j2").write_text(
+        "metadata:\n  ownerReferences:\n    - {kind: VirtualMachine, name: {{ vm.name | tojson }}}\n")
+    (tmp_path / "ops.yaml.j2").write_text("- {op: add, path: /metadata/labels/x, value: y}\n")
+    lang = DefaultLanguage(template_dir=tmp_path)
+    merge = lang.render_patch("owner.yaml.j2", {"vm": {"name": "web-1"}})
+    assert merge == {"metadata": {"ownerReferences": [{"kind": "VirtualMachine", "name": "web-1"}]}}
+    assert lang.render_patch("ops.yaml.j2", {}) == [
+        {"op": "add", "path": "/metadata/labels/x", "value": "y"}]
