@@ -11,6 +11,7 @@ They only write to their stream; they never raise into the engine.
 from __future__ import annotations
 
 import json
+import shutil
 import time
 from typing import IO, Any
 
@@ -79,8 +80,9 @@ class LiveTable:
             if e["event"] == "state_entered":
                 row["step"], row["waiting"] = e.get("step", ""), ""
             elif e["event"] == "state_waiting":
-                row["waiting"] = (e.get("waiting_for") or e.get("message", "")) + \
-                    (f" {e['progress']}" if e.get("progress") else "")
+                # Progress first: it is what an admin watches, and long object names truncate.
+                what = e.get("waiting_for") or e.get("message", "")
+                row["waiting"] = f"{e['progress']} · {what}" if e.get("progress") else what
             elif e["event"] in _TERMINAL_EVENTS:
                 row["state"] = _TERMINAL_EVENTS[e["event"]]
                 row["waiting"] = e.get("message", "")
@@ -100,10 +102,11 @@ class LiveTable:
             # Many VMs: the ones still running first, and a count of the rest.
             active = [r for r in shown if "done" not in r[1]]
             shown = (active + [r for r in shown if "done" in r[1]])[:self.max_rows]
+        width = max(30, shutil.get_terminal_size((120, 24)).columns - 87)  # the last column's room
         for vm, row in shown:
             elapsed = int(row.get("done", now) - self.started[vm])
             lines.append(f"{vm[:32]:32} {row['state'][:26]:26} {row['step'][:16]:16} "
-                         f"{elapsed // 60:>5}:{elapsed % 60:02}  {row['waiting'][:70]}")
+                         f"{elapsed // 60:>5}:{elapsed % 60:02}  {row['waiting'][:width]}")
         if len(self.rows) > len(shown):
             counts: dict[str, int] = {}
             for row in self.rows.values():

@@ -114,6 +114,16 @@ def test_renderers() -> None:
     assert isinstance(renderer_for("json", io.StringIO()), JsonLines)
 
 
+def test_the_live_table_shows_progress_before_the_object() -> None:
+    table = io.StringIO()
+    live = LiveTable(table, interval=0)
+    live({"event": "state_waiting", "plan": "p", "vm": "shop/a", "state": "CopyDisks",
+          "waiting_for": "DataVolume shop/a-very-long-name-that-would-push-progress-out-of-sight",
+          "progress": "rootdisk 42.0%", "message": ""})
+    row = [line for line in table.getvalue().splitlines() if line.startswith("shop/a")][-1]
+    assert "rootdisk 42.0% · DataVolume shop/a-very" in row
+
+
 def test_the_live_table_stays_short_with_many_vms() -> None:
     table = io.StringIO()
     live = LiveTable(table, interval=3600, max_rows=3)
