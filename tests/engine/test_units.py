@@ -121,7 +121,7 @@ def test_the_live_table_shows_progress_before_the_object() -> None:
           "waiting_for": "DataVolume shop/a-very-long-name-that-would-push-progress-out-of-sight",
           "progress": "rootdisk 42.0%", "message": ""})
     row = [line for line in table.getvalue().splitlines() if line.startswith("shop/a")][-1]
-    assert "rootdisk 42.0% · DataVolume shop/a-very" in row
+    assert "rootdisk 42.0% · DataVolume" in row  # at least 30 columns, whatever the terminal
 
 
 def test_the_live_table_stays_short_with_many_vms() -> None:
