@@ -103,6 +103,11 @@ def jsonpath(kubectl: Kubectl, ctx: str, what: str, path: str) -> str:
 
 
 def wait(kubectl: Kubectl, ctx: str, what: str, condition: str, timeout: str = "30s") -> None:
+    # kubectl wait answers NotFound at once for an object that does not exist yet (a controller
+    # creates it a tick later, later still on a loaded machine): wait for it to exist first.
+    if condition != "delete":
+        kubectl("wait", "-n", NS, *what.split(), "--for=create", f"--timeout={timeout}",
+                context=ctx, timeout=60)
     kubectl("wait", "-n", NS, *what.split(), f"--for={condition}", f"--timeout={timeout}",
             context=ctx, timeout=60)
 
