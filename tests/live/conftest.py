@@ -12,7 +12,6 @@
 from __future__ import annotations
 
 import copy
-import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -24,13 +23,13 @@ from statemachine.itinerary import Itinerary, load_itinerary
 from statemachine.plan import load_plan
 from statemachine.render import RenderedManifest, render_plan
 from statemachine.sim.offline import seed_reads
+from upstream import upstream_dir
 
 REPO = Path(__file__).resolve().parents[2]
 LIVE_YAML = REPO / "itineraries" / "live.yaml"
 EXAMPLE_DIR = REPO / "examples" / "live"
 EXAMPLE_PLAN = EXAMPLE_DIR / "plan.yaml"
 DATA = REPO / "tests" / "data" / "live"
-DEFAULT_UPSTREAM = Path("/work/shared/upstream")
 RUN_ID = "20261126000000-abcdef"
 
 
@@ -46,16 +45,6 @@ def render_example(plan_path: Path = EXAMPLE_PLAN) -> dict[str | None, list[Rend
         name = m.vm.split("/", 1)[1] if m.vm else None
         out.setdefault(name, []).append(m)
     return out
-
-
-def upstream_dir() -> Path:
-    configured = os.environ.get("SMRUN_UPSTREAM")
-    path = Path(configured) if configured else DEFAULT_UPSTREAM
-    if not path.is_dir():
-        if configured:
-            pytest.fail(f"SMRUN_UPSTREAM={configured} is set but is not a directory")
-        pytest.skip(f"upstream OpenAPI documents not found at {path}")
-    return path
 
 
 @pytest.fixture(scope="session")

@@ -3,7 +3,6 @@ behaviour of the simulated controllers, driven through the stores."""
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Callable
 from typing import Any
 
@@ -12,21 +11,9 @@ import pytest
 from statemachine.sim.cluster import SimulatedClusters
 from statemachine.sim import addresses
 from statemachine.sim.store import Store
+from polling import wait_for
 
 NS = "shop"
-
-
-def wait_for(check: Callable[[], Any], timeout: float = 10.0, what: str = "condition") -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            value = check()
-        except Exception:  # noqa: BLE001 - absent while being created or deleted
-            value = None
-        if value:
-            return value
-        time.sleep(0.01)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def cond(obj: dict[str, Any], ctype: str) -> dict[str, Any]:

@@ -15,21 +15,9 @@ import pytest
 from statemachine.sim.cluster import SimulatedClusters
 from statemachine.sim.controllers import cdi
 from statemachine.sim.store import Store
+from polling import wait_for
 
 NS = "shop"
-
-
-def wait_for(check: Callable[[], Any], timeout: float = 10.0, what: str = "condition") -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            value = check()
-        except Exception:  # noqa: BLE001 - absent while being created
-            value = None
-        if value:
-            return value
-        time.sleep(0.01)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def cond(obj: dict[str, Any], ctype: str) -> dict[str, Any]:

@@ -16,6 +16,7 @@ import pytest
 from statemachine.sim.cluster import SimulatedClusters
 from statemachine.sim.addresses import sync_address
 from statemachine.sim.store import Store
+from polling import wait_for
 
 NS = "shop"
 SOURCE_ORDER = ["Synchronizing", "Pending", "Scheduling", "Scheduled", "PreparingTarget",
@@ -30,23 +31,6 @@ VM: dict[str, Any] = {
         "networks": [{"name": "default", "pod": {}}],
         "volumes": [{"name": "root", "containerDisk": {"image": "quay.io/containerdisks/fedora"}}],
     }}}}
-
-
-def wait_for(check: Callable[[], Any], timeout: float = 10.0, what: str = "condition") -> Any:
-    """Poll ``check`` until it returns something truthy (lookups that raise count as false)."""
-    deadline = time.monotonic() + timeout
-    last: Exception | None = None
-    while time.monotonic() < deadline:
-        try:
-            value = check()
-        except (KeyError, IndexError, TypeError, LookupError) as exc:
-            last, value = exc, None
-        except Exception as exc:  # NotFound while an object is being created or deleted
-            last, value = exc, None
-        if value:
-            return value
-        time.sleep(0.01)
-    raise AssertionError(f"timed out waiting for {what} (last error: {last!r})")
 
 
 def status(store: Store, kind: str, name: str) -> dict[str, Any]:

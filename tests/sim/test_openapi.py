@@ -3,7 +3,6 @@ v3 stub kubectl needs."""
 from __future__ import annotations
 
 import json
-import os
 import ssl
 import urllib.request
 from collections.abc import Callable
@@ -14,23 +13,11 @@ import pytest
 from kubernetes.dynamic import exceptions as dexc
 
 from statemachine.sim.cluster import SimulatedClusters
+from upstream import upstream_dir
 from tests.conftest import run_kubectl
 
 MakeSim = Callable[..., SimulatedClusters]
 MERGE = "application/merge-patch+json"
-
-
-def upstream_dir() -> Path:
-    """``$SMRUN_UPSTREAM`` (must exist when set), else ``../shared/upstream`` next to the repo."""
-    configured = os.environ.get("SMRUN_UPSTREAM")
-    if configured is not None:
-        if not Path(configured, "kubevirt-swagger.json").is_file():
-            pytest.fail(f"SMRUN_UPSTREAM={configured} has no kubevirt-swagger.json")
-        return Path(configured)
-    default = Path(__file__).resolve().parents[3] / "shared" / "upstream"
-    if not (default / "kubevirt-swagger.json").is_file():
-        pytest.skip(f"no upstream swagger files at {default} (set SMRUN_UPSTREAM)")
-    return default
 
 
 def _vm(name: str, spec_extra: dict[str, Any]) -> dict[str, Any]:
