@@ -43,7 +43,7 @@ from typing import Any, Protocol
 import yaml
 
 from statemachine.context import DEFAULT_RUN_ID, setup_context, vm_context, with_item
-from statemachine.errors import DefinitionError, Problem, TemplateError
+from statemachine.errors import DefinitionError, TemplateError
 from statemachine.expressions import evaluate, render_text, render_value
 from statemachine.itinerary import Action, Itinerary, ReadSpec, RefSpec, StateSpec
 from statemachine.plan import VM, Plan

@@ -460,7 +460,7 @@ class Handler(BaseHTTPRequestHandler):
                                   "items": done})
             return
         raise _error(405, "MethodNotAllowed",
-                     f"the server does not allow this method on the requested resource")
+                     "the server does not allow this method on the requested resource")
 
     def _check_identity(self, route: Route, body: dict[str, Any]) -> None:
         k = route.kind
