@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -225,3 +226,56 @@ def test_cancel_during_the_precopy_loop(make_sim: Callable[..., SimulatedCluster
     assert "StopSource" not in [e.get("state") for e in seen if e.get("event") == "state_completed"]
     _assert_source_restored(sim, "ledger-1")
     _assert_migration_objects_gone(sim, "ledger-1")
+
+
+def test_cutover_moved_while_running_with_the_engine_hook(
+        make_sim: Callable[..., SimulatedClusters], monkeypatch: pytest.MonkeyPatch,
+        tmp_path: Path) -> None:
+    """``smrun cutover`` while the loop runs, with the engine hook the CLI wiring adds (the
+    context's ``vm.cutover`` from :func:`statemachine.cutover.with_override`), applied here by
+    wrapping ``VmModel.context``. The plan has no cutover and no round limit: only the override
+    can end the loop."""
+    import io
+
+    from statemachine import cutover, engine
+    from statemachine.engine.journal import request_cancel
+    from statemachine.engine.runtime import VmModel
+    from statemachine.itinerary import load_itinerary
+    from statemachine.plan import load_plan
+
+    real_context = VmModel.context
+
+    def context(self: VmModel, **extra: Any) -> dict[str, Any]:
+        return cutover.with_override(real_context(self, **extra), self.rt.journal.dir, self.key)
+
+    monkeypatch.setattr(VmModel, "context", context)
+    sim = start_sim(make_sim, monkeypatch)
+    plan = load_plan(plan_against(sim, tmp_path, vms=["ledger-2"],
+                                  settings={"autoCutoverDeltaBytes": None, "maxPrecopyRounds": None,
+                                            "precopyInterval": "1s"}))
+    state = tmp_path / "state"
+    moved = threading.Event()
+
+    def move_after_round_two() -> None:
+        deadline = time.monotonic() + RUN_TIMEOUT / 2
+        while not moved.is_set():
+            finished = [e for e in (journal(state, PLAN) if (state / PLAN / "journal.jsonl").exists()
+                                    else []) if e.get("type") == "state_completed"
+                        and e.get("state") == "FinishRound"]
+            if len(finished) >= 2:
+                cutover.set_cutover(plan, state_dir=state, at="now", vms=["ledger-2"])
+                moved.set()
+            elif time.monotonic() > deadline:  # never hang the suite: cancel instead
+                request_cancel(state / PLAN, None)
+                return
+            moved.wait(0.05)
+
+    threading.Thread(target=move_after_round_two, daemon=True).start()
+    out = io.StringIO()
+    code = engine.run(plan, load_itinerary("warm"), state_dir=state, output="json", stream=out,
+                      resync=0.2)
+    moved.set()
+    assert code == 0, out.getvalue()[-3000:]
+    rounds = _rounds(state, "ledger/ledger-2")
+    assert rounds[-1]["final"] and 2 <= len(rounds) - 1 <= 4, rounds
+    assert get(sim, "source", "VirtualMachine", "ledger", "ledger-2")["spec"]["runStrategy"] == "Halted"
