@@ -59,11 +59,25 @@ def upstream_dir() -> Path | None:
 def start_sim(make_sim: Callable[..., SimulatedClusters], monkeypatch: pytest.MonkeyPatch,
               plan_file: Path = EXAMPLE_PLAN, tick: float = 0.02) -> SimulatedClusters:
     from statemachine.sim import cluster
-    real = cluster.load_controllers
-    monkeypatch.setattr(cluster, "load_controllers", lambda: [*real(), PausedStart()])
+    from statemachine.sim.controller import load_controllers
+
+    # cluster.py calls the name it imported: patch that one.
+    monkeypatch.setattr(cluster, "load_controllers", lambda: [*load_controllers(), PausedStart()])
     plan = yaml.safe_load(plan_file.read_text())
     seed = (plan_file.parent / plan["spec"]["simulation"]["seed"]).resolve()
-    return make_sim(seed=seed, openapi_dir=upstream_dir(), tick=tick)
+    sim = make_sim(seed=seed, openapi_dir=upstream_dir(), tick=tick)
+    # The seeded VMs start like real ones (a few ticks): warm needs them running with changed
+    # block tracking Enabled before preflight looks.
+    store = sim.store("source")
+
+    def ready() -> bool:
+        vms = store.list("VirtualMachine")
+        return bool(vms) and all(
+            (vm.get("status") or {}).get("printableStatus") == "Running"
+            and ((vm.get("status") or {}).get("changedBlockTracking") or {}).get("state") == "Enabled"
+            for vm in vms)
+    assert wait_for(ready, timeout=30), "the seeded source VMs did not start"
+    return sim
 
 
 def plan_against(sim: SimulatedClusters, tmp_path: Path, *, plan_file: Path = EXAMPLE_PLAN,
