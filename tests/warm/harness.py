@@ -2,9 +2,10 @@
 process from the example's seed, and ``smrun`` run as a subprocess against them.
 
 The simulator does not model ``startStrategy: Paused`` (a VMI started paused reports condition
-``Paused=True``), which the restartPaused cutover waits for. :class:`PausedStart` is that piece of
-virt-handler, added to the simulated clusters' controllers by :func:`start_sim` until the
-simulator has it; it only acts on VMIs whose spec asks for a paused start.
+``Paused=True``), which the restartPaused cutover waits for, nor the VMI ``pause`` subresource the
+pause cutover calls. :class:`PausedStart` and :class:`PauseSubresource` stand in for those pieces
+of KubeVirt, added to the simulated clusters' controllers by :func:`start_sim` until the simulator
+has them; they only act on VMIs that asked for a paused start, and on the pause Job's VMI.
 """
 from __future__ import annotations
 
@@ -48,6 +49,33 @@ class PausedStart(Controller):
         return None
 
 
+class PauseSubresource(Controller):
+    """The effect of ``PUT .../virtualmachineinstances/<name>/pause`` (which the simulated API
+    server does not serve): when the warm itinerary's pause Job (``VMI_PATH`` env) completes, the
+    VMI it names gets condition ``Paused=True``."""
+
+    watches = ("Job",)
+
+    def reconcile(self, ctx: ClusterContext, obj: Obj) -> bool | None:
+        conditions = (obj.get("status") or {}).get("conditions") or []
+        if not any(c.get("type") == "Complete" and c.get("status") == "True" for c in conditions):
+            return None
+        containers = ((obj["spec"].get("template") or {}).get("spec") or {}).get("containers") or []
+        paths = [e.get("value", "") for c in containers for e in c.get("env") or []
+                 if e.get("name") == "VMI_PATH"]
+        if not paths or not paths[0].endswith("/pause"):
+            return None
+        parts = paths[0].split("/")
+        ns, name = parts[parts.index("namespaces") + 1], parts[-2]
+        vmi = ctx.store.try_get("VirtualMachineInstance", ns, name)
+        if vmi is None or get_condition(vmi.get("status"), "Paused") is not None:
+            return None
+        status = dict(vmi.get("status") or {})
+        set_condition(status, "Paused", "True", "PausedByUser", "VMI was paused by user")
+        ctx.store.update_status("VirtualMachineInstance", ns, name, status)
+        return None
+
+
 def upstream_dir() -> Path | None:
     given = os.environ.get("SMRUN_UPSTREAM")
     path = Path(given) if given else Path("/work/shared/upstream")
@@ -62,7 +90,8 @@ def start_sim(make_sim: Callable[..., SimulatedClusters], monkeypatch: pytest.Mo
     from statemachine.sim.controller import load_controllers
 
     # cluster.py calls the name it imported: patch that one.
-    monkeypatch.setattr(cluster, "load_controllers", lambda: [*load_controllers(), PausedStart()])
+    monkeypatch.setattr(cluster, "load_controllers", lambda: [*load_controllers(), PausedStart(),
+                                                        PauseSubresource()])
     plan = yaml.safe_load(plan_file.read_text())
     seed = (plan_file.parent / plan["spec"]["simulation"]["seed"]).resolve()
     sim = make_sim(seed=seed, openapi_dir=upstream_dir(), tick=tick)

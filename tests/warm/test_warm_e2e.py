@@ -279,3 +279,21 @@ def test_cutover_moved_while_running_with_the_engine_hook(
     rounds = _rounds(state, "ledger/ledger-2")
     assert rounds[-1]["final"] and 2 <= len(rounds) - 1 <= 4, rounds
     assert get(sim, "source", "VirtualMachine", "ledger", "ledger-2")["spec"]["runStrategy"] == "Halted"
+
+
+def test_pause_method_pauses_the_running_source_for_the_final_round(
+        make_sim: Callable[..., SimulatedClusters], monkeypatch: pytest.MonkeyPatch,
+        tmp_path: Path) -> None:
+    sim = start_sim(make_sim, monkeypatch)
+    proc, state = _run(sim, tmp_path, vms=["ledger-1"], settings={"cutoverMethod": "pause"})
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    done = [e.get("state") for e in events(proc.stdout) if e["event"] == "state_completed"]
+    assert "PauseSource" in done and "WaitForPausedSource" in done
+    assert "StopSource" not in done and "StartSourcePaused" not in done
+    assert done.index("WaitForPausedSource") < done.index("HaltSource")
+    assert _rounds(state, "ledger/ledger-1")[-1]["final"]
+    source = get(sim, "source", "VirtualMachine", "ledger", "ledger-1")
+    assert source["spec"]["runStrategy"] == "Halted"
+    # The pause Job and its RBAC objects are cleaned up.
+    for kind in ("Job", "ServiceAccount", "Role", "RoleBinding"):
+        assert get(sim, "source", kind, "ledger", "ledger-1-mig-pause") is None, kind
