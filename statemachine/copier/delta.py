@@ -154,7 +154,12 @@ class Client:
             self.stop.set()
             raise CopyError(f"HTTP {exc.code} {exc.reason} for {redact(url)}") from None
         except (urllib.error.URLError, OSError) as exc:
-            raise Retryable(f"{type(exc).__name__}: {getattr(exc, 'reason', exc)}") from None
+            reason = getattr(exc, "reason", exc)
+            if isinstance(reason, ssl.SSLCertVerificationError):
+                # A wrong or missing CA does not get better by waiting.
+                self.stop.set()
+                raise CopyError(f"TLS: {reason.verify_message or reason} for {redact(url)}") from None
+            raise Retryable(f"{type(exc).__name__}: {reason}") from None
 
     def get_json(self, url: str) -> Any:
         def once() -> Any:

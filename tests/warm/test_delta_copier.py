@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import ssl
 import subprocess
 import sys
 import threading
@@ -20,6 +21,7 @@ from typing import Any
 import pytest
 
 from statemachine.copier import delta
+from statemachine.sim.tls import make_cert
 
 TOKEN = "s3cret-token-value"
 KIB = 1024
@@ -86,11 +88,14 @@ def make_handler(export: Export) -> type[BaseHTTPRequestHandler]:
 def serve() -> Iterator[Any]:
     servers: list[ThreadingHTTPServer] = []
 
-    def start(export: Export) -> str:
+    def start(export: Export, tls: ssl.SSLContext | None = None) -> str:
         server = ThreadingHTTPServer(("127.0.0.1", 0), make_handler(export))
+        if tls is not None:
+            server.socket = tls.wrap_socket(server.socket, server_side=True)
         threading.Thread(target=server.serve_forever, daemon=True).start()
         servers.append(server)
-        return f"http://127.0.0.1:{server.server_address[1]}/exports/disk0"
+        scheme = "https" if tls is not None else "http"
+        return f"{scheme}://127.0.0.1:{server.server_address[1]}/exports/disk0"
     yield start
     for server in servers:
         server.shutdown()
@@ -253,3 +258,19 @@ def test_source_has_no_jinja_delimiters() -> None:
     """The ConfigMap template includes the program verbatim; Jinja must find nothing to expand."""
     text = Path(delta.__file__).read_text()
     assert not any(mark in text for mark in ("{{", "{%", "{#"))
+
+
+def test_https_with_the_export_ca(serve: Any, tmp_path: Path) -> None:
+    """The export's CA (endpointCert) is trusted; without it the certificate is refused."""
+    cert = make_cert(tmp_path)
+    if cert is None:
+        pytest.skip("openssl is not available to make a test certificate")
+    image, extents = full_image()
+    base = serve(Export(image, extents), tls=cert.server_context())
+    assert base.startswith("https://")
+    target = tmp_path / "disk.img"
+    result = delta.run(config(base, target, tmp_path, "full", ca_file=str(cert.cert_path)))
+    assert target.read_bytes() == image and result["copiedBytes"] == 48 * KIB
+    with pytest.raises(delta.CopyError, match="^TLS: .*certificate") as refused:
+        delta.run(config(base, tmp_path / "other.img", tmp_path, "full"))
+    assert "gave up" not in str(refused.value)  # final at once, not retried
