@@ -27,6 +27,7 @@ from .harness import EXAMPLE_PLAN, REPO, upstream_dir
 
 WARM = REPO / "itineraries" / "warm.yaml"
 CA = "-----BEGIN CERTIFICATE-----\nc2ltdWxhdGVkIGV4cG9ydCBDQQ==\n-----END CERTIFICATE-----\n"
+TOKEN = base64.b64encode(b"t" * 48).decode()
 CORE_GROUPS = ("v1", "batch/v1", "rbac.authorization.k8s.io/v1")
 
 
@@ -41,7 +42,7 @@ def round_outputs(ctx: Mapping[str, Any], round_: int = 1) -> dict[str, Any]:
             f"/namespaces/{vm['namespace']}/virtualmachineexports/{vm['name']}-mig-{round_}/exports")
     volumes = [v["name"] for v in ctx["reads"]["sourceVM"]["spec"]["template"]["spec"]["volumes"]
                if "dataVolume" in v or "persistentVolumeClaim" in v]
-    return {"sourceRunStrategy": "Always", "sourceStartStrategy": "", "tokenData": "dG9rZW4=",
+    return {"sourceRunStrategy": "Always", "sourceStartStrategy": "",
             "round": round_, "finalRound": False, "backupType": "Incremental",
             "checkpointName": f"{vm['name']}-mig-{round_}-2026-11-26_00-00-00", "backupCert": CA,
             "backupVolumes": [{"volumeName": v, "mapEndpoint": f"{base}/{v}/map",
@@ -69,9 +70,12 @@ def render_vm(plan: Plan, vm: VM, round_: int = 1) -> list[tuple[str, dict[str, 
     for state in it.states:
         if state.when is not None and not all(ctx["predicates"].get(p) for p in state.when.all):
             continue
-        items = [None] if state.for_each is None else list(evaluate(state.for_each, ctx))
+        # State reads (the token Secret): what the source cluster holds by then.
+        state_ctx = {**ctx, "reads": {**ctx["reads"], **{
+            r.name: {"data": {"token": TOKEN}} for r in state.reads}}}
+        items = [None] if state.for_each is None else list(evaluate(state.for_each, state_ctx))
         for index, item in enumerate(items):
-            local = ctx if state.for_each is None else with_item(ctx, item, index)
+            local = state_ctx if state.for_each is None else with_item(state_ctx, item, index)
             for action in state.actions:
                 if action.kind not in ("apply", "ensure") or not action.template:
                     continue
@@ -258,3 +262,14 @@ def test_pause_method_renders_the_pause_job_instead_of_a_paused_restart() -> Non
     env = docs[3]["spec"]["template"]["spec"]["containers"][0]["env"]
     assert env == [{"name": "VMI_PATH", "value": "/apis/subresources.kubevirt.io/v1/namespaces/ledger/"
                                                  "virtualmachineinstances/ledger-1/pause"}]
+
+
+def test_target_token_is_copied_from_the_source_secret_by_a_state_read() -> None:
+    it = itinerary()
+    [read] = it.state("CreateTargetToken").reads
+    assert (read.name, read.cluster, read.object.kind) == ("sourceToken", "source", "Secret")
+    plan = load_plan(EXAMPLE_PLAN)
+    secret = next(doc for state, doc in render_vm(plan, plan.vms[0]) if state == "CreateTargetToken")
+    assert secret["data"] == {"token": TOKEN}
+    # No state keeps the token in an output (outputs are journaled and shown by smrun status).
+    assert not any("token" in name.lower() for s in it.states for name in s.outputs)
