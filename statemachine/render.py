@@ -54,6 +54,12 @@ __all__ = ["MASK", "PendingOutputs", "PendingRead", "ReadSource", "RenderedManif
 
 MASK = "<masked>"
 
+# Rendered manifests are parsed with libyaml's loader when PyYAML has it: the same safe
+# constructors and YAML 1.1 resolution, about 12x faster on a rendered VM (0.6 ms against 7.8 ms).
+# Parsing was most of the engine's CPU per apply and of preflight (docs/performance.md). Errors
+# are yaml.YAMLError either way.
+_LOADER: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
 
 class ReadSource(Protocol):
     """Where ``reads`` come from: a live cluster (engine) or a seed file (``SeedReads``)."""
@@ -253,7 +259,7 @@ def _ref_value(ref: RefSpec) -> dict[str, Any]:
 
 def _parse_yaml(text: str, template: str) -> Any:
     try:
-        return yaml.safe_load(text)
+        return yaml.load(text, Loader=_LOADER)  # noqa: S506 - a safe loader
     except yaml.YAMLError as exc:
         raise TemplateError(f"{template}: rendered invalid YAML: {_short(exc)}") from None
 
@@ -267,7 +273,7 @@ def render_documents(template: str, ctx: Mapping[str, Any], *,
     """Render ``template`` and parse its YAML documents; each must be a Kubernetes object."""
     text = render_text(template, ctx, template_dir=template_dir)
     try:
-        docs = [d for d in yaml.safe_load_all(text) if d is not None]
+        docs = [d for d in yaml.load_all(text, Loader=_LOADER) if d is not None]
     except yaml.YAMLError as exc:
         raise TemplateError(f"{template}: rendered invalid YAML: {_short(exc)}") from None
     for i, doc in enumerate(docs):
