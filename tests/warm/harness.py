@@ -13,7 +13,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -25,6 +24,9 @@ from statemachine.sim.controller import ClusterContext, Controller
 from statemachine.sim.controllers.conditions import get_condition, set_condition
 from statemachine.sim.cluster import SimulatedClusters
 from statemachine.sim.store import Obj
+
+from polling import wait_for
+from upstream import upstream_dir
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLE_PLAN = REPO / "examples" / "warm" / "plan.yaml"
@@ -76,14 +78,6 @@ class PauseSubresource(Controller):
         return None
 
 
-def upstream_dir() -> Path | None:
-    given = os.environ.get("SMRUN_UPSTREAM")
-    path = Path(given) if given else Path("/work/shared/upstream")
-    if given and not path.is_dir():
-        pytest.fail(f"SMRUN_UPSTREAM={given} is not a directory")
-    return path if path.is_dir() else None
-
-
 def start_sim(make_sim: Callable[..., SimulatedClusters], monkeypatch: pytest.MonkeyPatch,
               plan_file: Path = EXAMPLE_PLAN, tick: float = 0.02) -> SimulatedClusters:
     from statemachine.sim import cluster
@@ -105,7 +99,7 @@ def start_sim(make_sim: Callable[..., SimulatedClusters], monkeypatch: pytest.Mo
             (vm.get("status") or {}).get("printableStatus") == "Running"
             and ((vm.get("status") or {}).get("changedBlockTracking") or {}).get("state") == "Enabled"
             for vm in vms)
-    assert wait_for(ready, timeout=30), "the seeded source VMs did not start"
+    wait_for(ready, timeout=30, what="the seeded source VMs to run with CBT Enabled")
     return sim
 
 
@@ -155,12 +149,3 @@ def get(sim: SimulatedClusters, cluster: str, kind: str, ns: str, name: str) -> 
 
 def by_plan(sim: SimulatedClusters, cluster: str, kind: str, plan: str) -> list[Any]:
     return list(sim.store(cluster).list(kind, label_selector=f"smrun.io/plan={plan}"))
-
-
-def wait_for(predicate: Callable[[], bool], timeout: float = 20) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.1)
-    return predicate()

@@ -17,8 +17,10 @@ import pytest
 
 from statemachine.sim.cluster import SimulatedClusters
 
+from polling import wait_for
+
 from .harness import (RUN_TIMEOUT, by_plan, events, get, journal, plan_against, popen, smrun,
-                      start_sim, wait_for)
+                      start_sim)
 
 pytestmark = pytest.mark.slow
 PLAN = "warm-demo"
