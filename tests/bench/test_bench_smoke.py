@@ -25,8 +25,9 @@ def test_smoke_run_completes_and_emits_json(tmp_path: Path) -> None:
     assert run["vms"] == 1 and run["completed"] == 1 and run["failed"] == 0
     assert 0 < run["ideal_s"] <= run["span_s"] <= run["wall_s"]
     # The live itinerary waits on the target DV, VMI, receiving migration (address, then
-    # success) and the source VM halting: each one seen as a write followed by a reaction.
-    assert run["reaction_ms"]["count"] >= 5
+    # success) and the source VM halting; waits with no request between them count once (the
+    # later one), so at least four reactions are seen whatever the timing.
+    assert run["reaction_ms"]["count"] >= 4
     assert run["requests_per_vm"]["POST"] >= 4 and run["requests_per_vm"]["DELETE"] >= 2
     assert run["watch_connections"] >= 1
     assert run["smrun"]["cpu_s"] > 0 and run["smrun"]["peak_rss_mb"] > 10
