@@ -65,6 +65,12 @@ def vm_flow(rt: Runtime, vm: VmModel, *, setup: bool = False) -> Gen:
     except SmrunError as e:
         yield from end(rt, vm, "failed", str(e), setup=setup)
         return
+    except Exception as e:  # noqa: BLE001 - a bug (ours or a template's) must not orphan objects
+        # Decision: an unexpected error still goes through undo (and the commit rule); ending the
+        # VM Failed without undo would leave everything the earlier states created behind.
+        logger.exception("%s: internal error in %s", vm.key or "setup", vm.state_name)
+        yield from end(rt, vm, "failed", f"internal error: {type(e).__name__}: {e}", setup=setup)
+        return
     finish(rt, vm, "Completed", "")
 
 
