@@ -128,8 +128,10 @@ def retrying(rt: Runtime, vm: VmModel, what: str, fn: Callable[[], T], deadline:
             return fn()
         except TransientClusterError as e:
             attempt += 1
-            delay = e.retry_after if e.retry_after else min(rt.backoff_max, rt.backoff_base * 2 ** attempt)
-            delay = delay * (0.5 + random.random() / 2)
+            delay = min(rt.backoff_max, rt.backoff_base * 2 ** attempt) * (0.5 + random.random() / 2)
+            if e.retry_after:
+                # The server's Retry-After is a minimum: jitter may lengthen it, never shorten it.
+                delay = e.retry_after * (1 + random.random() / 2)
             if rt.clock() + delay > deadline:
                 raise
             logger.warning("%s: %s: %s failed (%s); retry %d in %.2fs", vm.key or "setup", vm.state_name,
@@ -193,7 +195,12 @@ def _create_one(rt: Runtime, vm: VmModel, cluster_name: str, cluster: Any,
             pass
         existing = yield from retrying(rt, vm, f"get {ref}", lambda: cluster.get(ref), deadline)
         if existing is None:
-            # Deleted between our create and get (or a cache that lags): try again shortly.
+            # Deleted between our create and get (or a cache that lags): try again shortly, but
+            # only until the state's deadline (a 409 for an object we can never read must not
+            # loop forever).
+            if rt.clock() >= deadline:
+                raise ReadinessTimeout(f"{vm.state_name}: timed out creating {ref} on {cluster_name}: "
+                                       "it already exists (409) but cannot be read")
             yield Wait(until=rt.clock() + 0.05)
             continue
         if is_ours(existing, labels):

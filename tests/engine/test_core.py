@@ -367,3 +367,74 @@ def test_a_cancel_from_another_process_is_noticed_within_a_second(tmp_path: Path
     assert vm.phase == "Canceled"
     assert time.monotonic() - asked[0] < 1.0
     assert ("ConfigMap", "shop", "vm-1-cfg") not in cluster.objects  # undo ran
+
+
+def test_an_unexpected_error_in_a_state_still_undoes_what_was_created(tmp_path: Path) -> None:
+    """A bug (any exception that is not an SmrunError) in a later state must not orphan the
+    objects earlier states created: the VM fails *through undo*, naming the internal error."""
+    cluster = FakeCluster("c", job_seconds=0.01)
+    base = make_flow()
+    broken = StateT("Broken", outputs={"x": "1 / 0"}, undo=(ActionT("delete_created"),))
+    flow = Flow("boom", (*base.states[:2], broken, StateT("Completed")))
+    (vm,) = engine(tmp_path, Plan("px", (VM("vm-1"),)), flow, cluster).run().vms
+    assert vm.phase == "Failed" and "ZeroDivisionError" in vm.message
+    assert not objects(cluster), objects(cluster)  # the ConfigMap and the Job were undone
+    types = [e["type"] for e in read_entries(tmp_path / "px" / "journal.jsonl")]
+    assert "undo_started" in types
+
+
+class _PhantomConflictCluster(FakeCluster):
+    """Every create of a ConfigMap answers 409, yet the object is never readable."""
+
+    def create(self, manifest: Any, *, dry_run: bool = False) -> dict[str, Any]:
+        if manifest.get("kind") == "ConfigMap":
+            from statemachine.errors import Conflict
+            raise Conflict("already exists", status=409)
+        return super().create(manifest, dry_run=dry_run)
+
+
+def test_a_conflict_on_an_object_that_never_shows_up_is_bounded_by_the_state_timeout(
+        tmp_path: Path) -> None:
+    import threading
+
+    cluster = _PhantomConflictCluster("c", job_seconds=0.01)
+    flow = Flow("phantom", (StateT("MakeConfig", actions=(ActionT("apply", template="cm.yaml"),),
+                                   timeout=0.3, undo=(ActionT("delete_created"),)),
+                            StateT("Completed")))
+    box: dict[str, Any] = {}
+    runner = threading.Thread(target=lambda: box.setdefault(
+        "result", engine(tmp_path, Plan("pc", (VM("vm-1"),)), flow, cluster).run()), daemon=True)
+    runner.start()
+    runner.join(10)
+    assert not runner.is_alive(), "the engine looped forever on 409 + not found"
+    (vm,) = box["result"].vms
+    assert vm.phase == "Failed" and "MakeConfig" in vm.message
+
+
+def test_a_retry_waits_at_least_the_servers_retry_after() -> None:
+    from statemachine.engine.actions import retrying
+    from statemachine.errors import TransientClusterError
+
+    class Rt:
+        backoff_base, backoff_max = 0.2, 10.0
+        clock = staticmethod(lambda: 100.0)
+
+        def emit(self, *_: Any, **__: Any) -> None:
+            pass
+
+    class Vm:
+        key, state_name = "ns/vm", "S"
+
+    calls = []
+
+    def flaky() -> str:
+        calls.append(1)
+        if len(calls) == 1:
+            raise TransientClusterError("slow down", status=429, retry_after=5.0)
+        return "ok"
+
+    for _ in range(20):  # the jitter is random: it must never shorten the server's wait
+        gen = retrying(Rt(), Vm(), "get x", flaky, deadline=1000.0)  # type: ignore[arg-type]
+        calls.clear()
+        wait = next(gen)
+        assert wait.until is not None and wait.until - 100.0 >= 5.0
