@@ -58,6 +58,19 @@ def private_open(path: Path, flags: int) -> int:
     return fd
 
 
+def _drop_torn_tail(fd: int) -> None:
+    """Cut an unterminated last line (a write torn by a crash) before appending after it.
+
+    Decision: cut rather than terminate it, because a terminated fragment would become a corrupt
+    line in the middle of the journal, which :func:`read_entries` rightly refuses.
+    """
+    size = os.fstat(fd).st_size
+    if size == 0 or os.pread(fd, 1, size - 1) == b"\n":
+        return
+    data = os.pread(fd, size, 0)
+    os.ftruncate(fd, data.rfind(b"\n") + 1)
+
+
 def utc_now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
@@ -233,7 +246,9 @@ class Journal:
         entry: dict[str, Any] = {"ts": utc_now(), "type": type_, **fields}
         if self._fh is None:
             private_dir(self.dir)
-            self._fh = os.fdopen(private_open(self.path, os.O_WRONLY | os.O_APPEND), "ab")
+            fd = private_open(self.path, os.O_RDWR | os.O_APPEND)
+            _drop_torn_tail(fd)
+            self._fh = os.fdopen(fd, "ab")
         self._fh.write(json.dumps(entry, separators=(",", ":"), default=str).encode() + b"\n")
         self._fh.flush()
         self._dirty = True

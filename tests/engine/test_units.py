@@ -34,6 +34,23 @@ def test_replay_folds_entries_and_ignores_a_torn_last_line(tmp_path: Path) -> No
     assert [(c.ref.name, c.confirmed) for c in rec.created] == [("a", True)]
 
 
+def test_resuming_after_a_torn_last_line_keeps_the_journal_readable(tmp_path: Path) -> None:
+    """The resumed run appends after the torn fragment: that fragment must not glue onto the
+    next entry and become a corrupt line in the middle (which would make the plan unresumable)."""
+    j = Journal(tmp_path / "p")
+    j.append("run_started", run="r1", vms=["shop/vm"])
+    j.append("state_entered", vm="shop/vm", state="A")
+    j.close()
+    with open(j.path, "ab") as fh:
+        fh.write(b'{"ts": "2026", "type": "state_ent')  # killed mid-write
+    resumed = Journal(tmp_path / "p")
+    resumed.append("state_entered", vm="shop/vm", state="B")
+    resumed.close()
+    entries = list(read_entries(j.path))
+    assert [e.get("state") for e in entries if e["type"] == "state_entered"] == ["A", "B"]
+    assert Journal(tmp_path / "p").read().vms["shop/vm"].state == "B"
+
+
 def test_a_corrupt_line_in_the_middle_is_an_error(tmp_path: Path) -> None:
     path = tmp_path / "journal.jsonl"
     path.write_text('{"type": "run_started"}\nnot json\n{"type": "run_finished"}\n')
