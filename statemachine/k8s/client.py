@@ -58,6 +58,11 @@ _PATCH_CONTENT_TYPES: dict[str, str] = {
     "json": "application/json-patch+json",
 }
 
+_REQUEST_TIMEOUT = (10, 60)
+"""(connect, read) seconds for every non-watch request. Without it a half-open connection (a server
+or proxy gone without a reset) blocks the caller forever; reads run on the engine's loop thread, so
+one such request would stall every VM and the cancel check. A timeout is transient (retried)."""
+
 _POOL_SIZE = 64
 """urllib3 connections kept per cluster: one per open watch plus the engine's concurrent requests.
 The library default (5 x CPUs) makes urllib3 discard connections and warn under load."""
@@ -190,20 +195,23 @@ class KubeCluster:
         with self._stats_lock:
             self._stats[verb] += 1
 
+    def _request_once(self, verb: str, what: str, fn: Callable[[], T]) -> T:
+        """``fn`` with counting and error translation (no retry)."""
+        self._count(verb)
+        try:
+            return fn()
+        except ClusterError:
+            raise
+        except Exception as exc:
+            mapped = translate(exc, cluster=self.name)
+            if mapped is None:
+                raise
+            raise mapped from exc
+
     def _request(self, verb: str, what: str, fn: Callable[[], T]) -> T:
         """``fn`` with counting, error translation and retries."""
-        def attempt() -> T:
-            self._count(verb)
-            try:
-                return fn()
-            except ClusterError:
-                raise
-            except Exception as exc:
-                mapped = translate(exc, cluster=self.name)
-                if mapped is None:
-                    raise
-                raise mapped from exc
-        return _retry.call(attempt, policy=self._policy, verb=verb, what=what)
+        return _retry.call(lambda: self._request_once(verb, what, fn), policy=self._policy,
+                           verb=verb, what=what)
 
     def _resource(self, api_version: str, kind: str) -> Any:
         """The discovered resource for (apiVersion, kind), cached; ``NotFound`` if not served."""
@@ -262,7 +270,7 @@ class KubeCluster:
         path = self._path(resource, ref.namespace, ref.name)
         try:
             obj: Obj = self._request("get", str(ref), lambda: self._json(
-                self._dyn.request("get", path, serialize=False)))
+                self._dyn.request("get", path, serialize=False, _request_timeout=_REQUEST_TIMEOUT)))
         except NotFound:
             return None
         return obj
@@ -279,7 +287,8 @@ class KubeCluster:
         path = self._path(resource, namespace)
         where = f"{kind} list" + (f" in {namespace}" if namespace else "")
         body: Obj = self._request("list", where, lambda: self._json(self._dyn.request(
-            "get", path, label_selector=label_selector or None, serialize=False)))
+            "get", path, label_selector=label_selector or None, serialize=False,
+            _request_timeout=_REQUEST_TIMEOUT)))
         items: builtins.list[Obj] = builtins.list(body.get("items") or [])
         for item in items:  # real API servers omit these on list items
             item.setdefault("apiVersion", api_version)
@@ -303,7 +312,8 @@ class KubeCluster:
             tries += 1
             try:
                 created: Obj = self._json(self._dyn.request(
-                    "post", path, body=body, dry_run="All" if dry_run else None, serialize=False))
+                    "post", path, body=body, dry_run="All" if dry_run else None, serialize=False,
+                    _request_timeout=_REQUEST_TIMEOUT))
                 return created
             except Exception as exc:
                 mapped = translate(exc, cluster=self.name)
@@ -315,7 +325,12 @@ class KubeCluster:
                         return existing
                 raise
 
-        created = self._request("create", str(ref), attempt)
+        if ref.name:
+            created = self._request("create", str(ref), attempt)
+        else:
+            # generateName: a retried POST after a lost answer would create a second object that
+            # nothing can tell apart from the first, so such a create is tried once only.
+            created = self._request_once("create", str(ref), attempt)
         if not dry_run:
             self._observe(created)
         return created
@@ -339,7 +354,8 @@ class KubeCluster:
         if subresource:
             path = f"{path}/{subresource}"
         patched: Obj = self._request("patch", str(ref), lambda: self._json(self._dyn.request(
-            "patch", path, body=patch, content_type=content_type, serialize=False)))
+            "patch", path, body=patch, content_type=content_type, serialize=False,
+            _request_timeout=_REQUEST_TIMEOUT)))
         self._observe(patched)
         return patched
 
@@ -350,7 +366,7 @@ class KubeCluster:
         try:
             self._request("delete", str(ref), lambda: self._dyn.request(
                 "delete", path, body={"propagationPolicy": "Background"},
-                propagation_policy="Background", serialize=False))
+                propagation_policy="Background", serialize=False, _request_timeout=_REQUEST_TIMEOUT))
         except NotFound:
             return False
         return True
@@ -381,7 +397,7 @@ class KubeCluster:
                   "spec": {"resourceAttributes": attrs}}
         answer: Obj = self._request("can_i", f"{verb} {resource.name}", lambda: self._json(
             self._dyn.request("post", "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews",
-                              body=review, serialize=False)))
+                              body=review, serialize=False, _request_timeout=_REQUEST_TIMEOUT)))
         return bool((answer.get("status") or {}).get("allowed"))
 
     # ----------------------------------------------------------------- watches

@@ -16,6 +16,7 @@ from kubernetes.client.exceptions import ApiException
 from kubernetes.dynamic.exceptions import api_exception
 
 from statemachine import errors
+from statemachine.k8s import ObjectRef
 from statemachine.k8s.client import MANIFEST_HASH, KubeCluster
 from statemachine.k8s.retry import RetryPolicy
 
@@ -144,3 +145,35 @@ def test_without_a_hash_all_smrun_labels_must_match() -> None:
     with pytest.raises(errors.Conflict):
         cluster(dyn).create(labelled)
     assert dyn.posts == 2
+
+
+class RecordingDynamic(StubDynamic):
+    """Records every request's keyword arguments; POSTs with generateName get a fresh name."""
+
+    def __init__(self, **kw: Any) -> None:
+        super().__init__(**kw)
+        self.params: list[tuple[str, dict[str, Any]]] = []
+
+    def request(self, method: str, path: str, body: Any = None, **params: Any) -> Response:
+        self.params.append((method, params))
+        if method == "post" and not body["metadata"].get("name"):
+            body = copy.deepcopy(body)
+            body["metadata"]["name"] = body["metadata"]["generateName"] + str(self.posts)
+        return super().request(method, path, body, **params)
+
+
+def test_a_lost_answer_to_a_generate_name_create_is_not_retried_into_a_duplicate() -> None:
+    dyn = RecordingDynamic()
+    gen = {"apiVersion": "v1", "kind": "ConfigMap",
+           "metadata": {"generateName": "cm-", "namespace": "ns"}}
+    with pytest.raises(errors.TransientClusterError):
+        cluster(dyn).create(gen)
+    assert dyn.posts == 1 and len(dyn.objects) == 1  # one object, never a second copy
+
+
+def test_every_request_has_a_timeout_so_a_dead_connection_cannot_block_forever() -> None:
+    dyn = RecordingDynamic()
+    kube = cluster(dyn)
+    kube.create(manifest())  # the first answer is lost: post, post (409), get
+    kube.fetch(ObjectRef("v1", "ConfigMap", "ns", "cm"))
+    assert dyn.params and all(p.get("_request_timeout") for _, p in dyn.params), dyn.params
