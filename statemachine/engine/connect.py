@@ -8,6 +8,7 @@ It does not check permissions (see :mod:`statemachine.engine.preflight`).
 """
 from __future__ import annotations
 
+import logging
 import shutil
 import tempfile
 from dataclasses import dataclass, field
@@ -15,6 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from statemachine.k8s import Cluster
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -65,6 +68,10 @@ def connect_plan(plan: Any, *, cache_dir: Path | None = None) -> Connection:
                 options["tick"] = plan.simulation.tick
             sim = SimulatedClusters(seed=plan.simulation.seed, **options)
             sim.start()
+            # A seed says what exists (VMs that should run...); let the simulated controllers
+            # bring it there before preflight looks, as on a real cluster.
+            if not sim.settle():
+                logger.warning("simulated clusters did not settle; continuing")
             refs = {"source": (sim.kubeconfig_path, "source"), "target": (sim.kubeconfig_path, "target")}
             servers = {n: sim.url(n) for n in ("source", "target")}
         else:

@@ -26,6 +26,7 @@ import importlib.util
 import secrets
 import shutil
 import tempfile
+import time
 from collections.abc import Mapping
 from pathlib import Path
 from types import TracebackType
@@ -129,6 +130,18 @@ class SimulatedClusters:
         for runner in self.runners.values():
             runner.start()
         self.kubeconfig_path = self._write_kubeconfig()
+
+    def settle(self, *, quiet_ticks: int = 3, timeout: float = 15.0) -> bool:
+        """Wait until every cluster's controllers have had nothing to do for ``quiet_ticks`` ticks:
+        seeded VMs are running, DataVolumes imported, and so on, as on a real cluster whose
+        objects existed before smrun looked. False if ``timeout`` passed first (a controller that
+        keeps requeueing, e.g. something waiting on what will never come)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if all(r.quiet_ticks >= quiet_ticks for r in self.runners.values() if r.controllers):
+                return True
+            time.sleep(self.tick)
+        return False
 
     def stop(self) -> None:
         """Stop controllers and servers (ending every watch); idempotent."""

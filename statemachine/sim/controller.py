@@ -162,6 +162,7 @@ class Runner:
         self._thread: threading.Thread | None = None
         self._unsubscribe: Callable[[], None] | None = None
         self.ticks = 0
+        self.quiet_ticks = 0  # consecutive ticks after which nothing was left to reconcile
 
     def _on_event(self, event: StoreEvent) -> None:
         idxs = self._watch.get(event.kind)
@@ -226,3 +227,5 @@ class Runner:
                 log.exception("%s failed on %s %s/%s", controller, kind.kind, ns, name)
                 with self._lock:
                     self._dirty.setdefault((i, kind, ns, name), None)
+        with self._lock:
+            self.quiet_ticks = 0 if (self._dirty or batch) else self.quiet_ticks + 1

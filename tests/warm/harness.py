@@ -1,11 +1,7 @@
 """Helpers for the warm itinerary's end-to-end tests: simulated clusters started in the test
 process from the example's seed, and ``smrun`` run as a subprocess against them.
 
-The simulator does not model ``startStrategy: Paused`` (a VMI started paused reports condition
-``Paused=True``), which the restartPaused cutover waits for, nor the VMI ``pause`` subresource the
-pause cutover calls. :class:`PausedStart` and :class:`PauseSubresource` stand in for those pieces
-of KubeVirt, added to the simulated clusters' controllers by :func:`start_sim` until the simulator
-has them; they only act on VMIs that asked for a paused start, and on the pause Job's VMI.
+Paused starts and the pause subresource are simulated by ``statemachine.sim.controllers.pause``.
 """
 from __future__ import annotations
 
@@ -20,10 +16,7 @@ from typing import Any
 import pytest
 import yaml
 
-from statemachine.sim.controller import ClusterContext, Controller
-from statemachine.sim.controllers.conditions import get_condition, set_condition
 from statemachine.sim.cluster import SimulatedClusters
-from statemachine.sim.store import Obj
 
 from polling import wait_for
 from upstream import upstream_dir
@@ -34,58 +27,8 @@ SMRUN = [sys.executable, "-m", "statemachine"]
 RUN_TIMEOUT = 240
 
 
-class PausedStart(Controller):
-    """A running VMI whose spec has ``startStrategy: Paused`` gets condition ``Paused=True``."""
-
-    watches = ("VirtualMachineInstance",)
-
-    def reconcile(self, ctx: ClusterContext, obj: Obj) -> bool | None:
-        spec = obj.get("spec") or {}
-        status = dict(obj.get("status") or {})
-        if spec.get("startStrategy") != "Paused" or status.get("phase") != "Running" \
-                or get_condition(status, "Paused") is not None:
-            return None
-        set_condition(status, "Paused", "True", "PausedByUser", "VMI was paused by user")
-        md = obj["metadata"]
-        ctx.store.update_status("VirtualMachineInstance", md.get("namespace"), md["name"], status)
-        return None
-
-
-class PauseSubresource(Controller):
-    """The effect of ``PUT .../virtualmachineinstances/<name>/pause`` (which the simulated API
-    server does not serve): when the warm itinerary's pause Job (``VMI_PATH`` env) completes, the
-    VMI it names gets condition ``Paused=True``."""
-
-    watches = ("Job",)
-
-    def reconcile(self, ctx: ClusterContext, obj: Obj) -> bool | None:
-        conditions = (obj.get("status") or {}).get("conditions") or []
-        if not any(c.get("type") == "Complete" and c.get("status") == "True" for c in conditions):
-            return None
-        containers = ((obj["spec"].get("template") or {}).get("spec") or {}).get("containers") or []
-        paths = [e.get("value", "") for c in containers for e in c.get("env") or []
-                 if e.get("name") == "VMI_PATH"]
-        if not paths or not paths[0].endswith("/pause"):
-            return None
-        parts = paths[0].split("/")
-        ns, name = parts[parts.index("namespaces") + 1], parts[-2]
-        vmi = ctx.store.try_get("VirtualMachineInstance", ns, name)
-        if vmi is None or get_condition(vmi.get("status"), "Paused") is not None:
-            return None
-        status = dict(vmi.get("status") or {})
-        set_condition(status, "Paused", "True", "PausedByUser", "VMI was paused by user")
-        ctx.store.update_status("VirtualMachineInstance", ns, name, status)
-        return None
-
-
 def start_sim(make_sim: Callable[..., SimulatedClusters], monkeypatch: pytest.MonkeyPatch,
               plan_file: Path = EXAMPLE_PLAN, tick: float = 0.02) -> SimulatedClusters:
-    from statemachine.sim import cluster
-    from statemachine.sim.controller import load_controllers
-
-    # cluster.py calls the name it imported: patch that one.
-    monkeypatch.setattr(cluster, "load_controllers", lambda: [*load_controllers(), PausedStart(),
-                                                        PauseSubresource()])
     plan = yaml.safe_load(plan_file.read_text())
     seed = (plan_file.parent / plan["spec"]["simulation"]["seed"]).resolve()
     sim = make_sim(seed=seed, openapi_dir=upstream_dir(), tick=tick)

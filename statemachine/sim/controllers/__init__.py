@@ -22,10 +22,11 @@ def all_controllers() -> list[Controller]:
     from statemachine.sim.controllers.job import JobController
     from statemachine.sim.controllers.kubevirt import KubeVirtController
     from statemachine.sim.controllers.migration import MigrationController
+    from statemachine.sim.controllers.pause import PauseJobController, PausedStartController
     from statemachine.sim.controllers.vm import VirtualMachineController
     from statemachine.sim.controllers.vmi import VirtualMachineInstanceController
 
     return [KubeVirtController(), VirtualMachineController(), VirtualMachineInstanceController(),
             MigrationController(), DataVolumeController(),
             PersistentVolumeClaimController(), ExportController(),
-            BackupController(), JobController()]
+            BackupController(), JobController(), PausedStartController(), PauseJobController()]
