@@ -217,6 +217,12 @@ def test_older_vm_shape_and_diskless_vm(make_sim: Callable[..., SimulatedCluster
     whose export is Skipped (nothing to import)."""
     plan_file = DATA / "variants-plan.yaml"
     sim = _start(make_sim, plan_file)
+    # Someone else's objects with the names of the import Secret/CA of the diskless VM (which
+    # smrun never creates for it): the cleanup must leave them alone.
+    sim.store("target").create("Secret", {"apiVersion": "v1", "kind": "Secret", "metadata": {
+        "name": "app-2-export-token", "namespace": "apps"}, "data": {"k": "dg=="}})
+    sim.store("target").create("ConfigMap", {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {
+        "name": "app-2-export-ca", "namespace": "apps"}, "data": {"k": "v"}})
     plan = _plan_against(sim, plan_file, tmp_path)
     proc = _smrun("run", str(plan), "--output", "json", "--state-dir", str(tmp_path / "state"),
                   cwd=tmp_path)
@@ -237,6 +243,8 @@ def test_older_vm_shape_and_diskless_vm(make_sim: Callable[..., SimulatedCluster
     assert [dv["metadata"]["name"] for dv in _by_plan(sim, "target", "DataVolume", "cold-variants")] \
         == ["app-1-root"]
     assert sim.store("source").list("VirtualMachineExport") == []
+    assert _get(sim, "target", "Secret", "apps", "app-2-export-token")["data"] == {"k": "dg=="}
+    assert _get(sim, "target", "ConfigMap", "apps", "app-2-export-ca")["data"] == {"k": "v"}
 
 
 def test_preflight_refuses_collisions_and_gaps_before_anything_runs(tmp_path: Path) -> None:
