@@ -27,7 +27,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import IO, Any
 
-from statemachine.errors import LockHeld, SmrunError
+from statemachine.errors import LockHeld, SmrunError, UsageError
 from statemachine.k8s import ObjectRef
 
 TERMINAL = ("Completed", "Failed", "Canceled")
@@ -206,8 +206,13 @@ class Journal:
     # -- lock -----------------------------------------------------------------------------------
     def lock(self) -> None:
         """Take the plan's lock or raise :class:`LockHeld` naming the holder."""
-        private_dir(self.dir)
-        fh = os.fdopen(private_open(self.dir / "lock", os.O_RDWR | os.O_APPEND), "a+", encoding="utf-8")
+        try:
+            private_dir(self.dir)
+            fd = private_open(self.dir / "lock", os.O_RDWR | os.O_APPEND)
+        except OSError as exc:  # e.g. --state-dir names a file: bad input (exit 2), not a crash
+            raise UsageError(f"{self.dir.parent}: cannot use it as the state directory: "
+                             f"{exc.strerror or exc}") from None
+        fh = os.fdopen(fd, "a+", encoding="utf-8")
         try:
             fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
