@@ -85,7 +85,10 @@ def run(plan: Any, itinerary: Any, *, state_dir: Path, max_in_flight: int | None
             engine = Engine(plan, itinerary, source=conn.source, target=conn.target, journal=journal,
                             on_event=renderer_for(output, stream), max_in_flight=max_in_flight,
                             vms=vms, context=adapt.context_builder(conn.servers),
-                            resync=resync or (float(env_resync) if env_resync else 2.0))
+                            resync=resync or (float(env_resync) if env_resync else 2.0),
+                            # a stale cancel file was removed above: one present now was
+                            # written by `smrun cancel` during preflight
+                            cancel_file_is_fresh=True)
             return engine.run().exit_code
     finally:
         journal.close()

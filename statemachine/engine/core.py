@@ -85,7 +85,8 @@ class Engine:
                  max_in_flight: int | None = None, vms: list[str] | None = None,
                  lang: Language | None = None, context: ContextBuilder | None = None,
                  predicates: PredicateEvaluator | None = None, resync: float = 2.0,
-                 step_timeout: float | None = None, clock: Callable[[], float] = time.monotonic) -> None:
+                 step_timeout: float | None = None, clock: Callable[[], float] = time.monotonic,
+                 cancel_file_is_fresh: bool = False) -> None:
         from statemachine.engine import adapt
         self.plan = plan
         self.flow = itinerary if isinstance(itinerary, Flow) else adapt.flow_from_itinerary(itinerary)
@@ -106,6 +107,10 @@ class Engine:
         self.scheduler = Scheduler(resync=resync, clock=clock)
         self.step_timeout = float(step_timeout or getattr(settings, "step_timeout", 1800.0) or 1800.0)
         self._cancel_mtime: float | None = None
+        # True when the caller removed any stale cancel file before it started (``engine.run``
+        # does, before preflight): a cancel file present at start is then a request made while
+        # preflight ran, and must be honoured rather than taken as the baseline.
+        self.cancel_file_is_fresh = cancel_file_is_fresh
         self._models: dict[str, VmModel] = {}
         self._tasks: dict[str, Task] = {}
         self._queue: deque[VmModel] = deque()
@@ -162,7 +167,7 @@ class Engine:
             self._models[key] = model
             self._queue.append(model)
         cancel_dir = self.journal.dir
-        self._cancel_mtime = _mtime(cancel_dir / "cancel.json")
+        self._cancel_mtime = None if self.cancel_file_is_fresh else _mtime(cancel_dir / "cancel.json")
         self.scheduler.tick_hooks.append(lambda: self._check_cancel(cancel_dir))
         setup_rec = replay.vms.get(SETUP_KEY)
         try:

@@ -438,3 +438,14 @@ def test_a_retry_waits_at_least_the_servers_retry_after() -> None:
         calls.clear()
         wait = next(gen)
         assert wait.until is not None and wait.until - 100.0 >= 5.0
+
+
+def test_a_cancel_requested_before_the_engine_starts_is_honoured(tmp_path: Path) -> None:
+    """`smrun run` removes a stale cancel file, then runs preflight: a `smrun cancel` answered
+    "cancel requested" during preflight must cancel the run, not become the baseline."""
+    cluster = FakeCluster("c", job_seconds=0.3)
+    request_cancel(tmp_path / "pz", None)
+    result = engine(tmp_path, Plan("pz", (VM("vm-1"), VM("vm-2"))), make_flow(), cluster,
+                    max_in_flight=1, cancel_file_is_fresh=True).run()
+    assert [v.phase for v in result.vms] == ["Canceled", "Canceled"]
+    assert not objects(cluster)
