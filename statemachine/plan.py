@@ -308,9 +308,13 @@ class _Builder:
             value = self._duration(raw.get(key), (*at, key))
             return default if value is None else value
 
+        step_timeout = seconds("stepTimeout", defaults.step_timeout)
+        if step_timeout <= 0:
+            # The engine would silently treat 0 as "unset" (30 minutes): say so instead.
+            self.fail((*at, "stepTimeout"), "must be longer than 0s")
         return Settings(
             max_in_flight=raw.get("maxInFlight", defaults.max_in_flight),
-            step_timeout=seconds("stepTimeout", defaults.step_timeout),
+            step_timeout=step_timeout,
             require_matching_instance_types=raw.get("requireMatchingInstanceTypes",
                                                     defaults.require_matching_instance_types),
             precopy_interval=seconds("precopyInterval", defaults.precopy_interval),

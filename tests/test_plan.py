@@ -204,3 +204,8 @@ def test_hook_deadline_and_service_account_are_parsed(sim_dir: Path) -> None:
         """))
     hook = plan.vms[0].hook_for("PreHook")
     assert hook is not None and (hook.service_account, hook.deadline, hook.playbook) == ("hooks", 300.0, None)
+
+
+def test_a_zero_step_timeout_is_rejected_not_silently_thirty_minutes(sim_dir: Path) -> None:
+    path = write_plan(sim_dir, "settings: {stepTimeout: 0s}\n" + MINIMAL_SIM)
+    assert problems_of(path) == [f"{path}:5: spec.settings.stepTimeout: must be longer than 0s"]
