@@ -259,11 +259,21 @@ class Engine:
             else:
                 # Resume: reads and predicates as frozen at start; Secrets (not journaled) re-read.
                 model.reads = yield from self._read_all(model, reads_specs, rec.reads or {})
-        except Canceled:
-            runner.finish(rt, model, "Canceled", "canceled before its first state")
-            return
-        except SmrunError as e:
-            runner.finish(rt, model, "Failed", str(e))
+        except (Canceled, SmrunError) as e:
+            canceled = isinstance(e, Canceled)
+            if rec.entered or rec.undoing:
+                # A resumed VM (Secrets are re-read) already created objects in an earlier run:
+                # it ends through undo (and the commit rule), never straight to a terminal phase.
+                model.reads = dict(rec.reads or {})
+                if rec.undoing:  # killed during undo: finish that undo as it was
+                    reason, message = rec.undoing, rec.undo_message
+                else:
+                    reason, message = ("canceled" if canceled else "failed"), str(e) or "canceled"
+                yield from runner.end(rt, model, reason, message, setup=setup)
+            elif canceled:
+                runner.finish(rt, model, "Canceled", "canceled before its first state")
+            else:
+                runner.finish(rt, model, "Failed", str(e))
             return
         yield from runner.vm_flow(rt, model, setup=setup)
 

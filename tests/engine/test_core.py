@@ -449,3 +449,25 @@ def test_a_cancel_requested_before_the_engine_starts_is_honoured(tmp_path: Path)
                     max_in_flight=1, cancel_file_is_fresh=True).run()
     assert [v.phase for v in result.vms] == ["Canceled", "Canceled"]
     assert not objects(cluster)
+
+
+def test_a_resumed_vm_whose_secret_read_fails_is_undone_not_left_behind(tmp_path: Path) -> None:
+    """On resume Secrets are read again (never journaled). If that read fails, the VM already
+    created objects in the earlier run: it must fail *through undo*, not straight to Failed."""
+    from statemachine.engine.flow import ReadT
+    cluster = FakeCluster("c", job_seconds=0.3)
+    secret_ref = ObjectRef("v1", "Secret", "shop", "creds")
+    cluster.create({"apiVersion": "v1", "kind": "Secret",
+                    "metadata": {"name": "creds", "namespace": "shop"}, "data": {"k": "dg=="}})
+    base = make_flow()
+    flow = Flow("resume", base.states,
+                reads=(ReadT("creds", "source", RefT("v1", "Secret", "creds", "shop")),))
+    plan = Plan("prs", (VM("vm-1"),))
+    first = engine(tmp_path, plan, flow, cluster)
+    first.subscribe(lambda e: e["event"] == "state_waiting" and first.scheduler.stop())
+    first.run()
+    assert ("ConfigMap", "shop", "vm-1-cfg") in cluster.objects  # created before the "kill"
+    cluster.delete(secret_ref)
+    (vm,) = engine(tmp_path, plan, flow, cluster).run().vms
+    assert vm.phase == "Failed" and "creds" in vm.message
+    assert not objects(cluster), objects(cluster)
