@@ -10,6 +10,7 @@ Commands (product.md §5)::
     smrun graph TYPE|FILE [--plan PLAN --vm NAME]
     smrun status PLAN [--output text|json] [--state-dir DIR]
     smrun cancel PLAN [--vm NAME ...] [--state-dir DIR]
+    smrun cutover PLAN --at TIME|now [--vm NAME ...] [--state-dir DIR]
     smrun itineraries
     smrun sim serve ...                 delegated to statemachine.sim.serve.main
 
@@ -35,7 +36,8 @@ from typing import IO, Any
 from statemachine import __version__
 from statemachine.errors import SmrunError, UsageError
 
-COMMANDS = ("run", "validate", "render", "graph", "status", "cancel", "itineraries", "sim")
+COMMANDS = ("run", "validate", "render", "graph", "status", "cancel", "cutover", "itineraries",
+            "sim")
 EXIT_INTERRUPTED = 130
 
 
@@ -158,6 +160,12 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--state-dir", type=Path, default=Path(".smrun"))
 
     p = command("cancel", _cmd_cancel, "cancel the migration of the plan's VMs (or only --vm)")
+    p.add_argument("--vm", action="append", metavar="NAME", help="only this VM (repeatable)")
+    p.add_argument("--state-dir", type=Path, default=Path(".smrun"))
+
+    p = command("cutover", _cmd_cutover, "set or move a warm migration's cutover time, also while it runs")
+    p.add_argument("--at", required=True, metavar="TIME",
+                   help="RFC 3339 time with an offset (2026-12-01T02:00:00Z), or 'now'")
     p.add_argument("--vm", action="append", metavar="NAME", help="only this VM (repeatable)")
     p.add_argument("--state-dir", type=Path, default=Path(".smrun"))
 
@@ -310,6 +318,15 @@ def _cmd_cancel(args: argparse.Namespace) -> int:
     _check_vms(plan, args.vm)
     code: int = _engine().cancel(plan, state_dir=args.state_dir, vms=args.vm)
     return code
+
+
+def _cmd_cutover(args: argparse.Namespace) -> int:
+    from statemachine.cutover import set_cutover
+    from statemachine.plan import load_plan
+
+    plan = load_plan(args.plan)
+    _check_vms(plan, args.vm)
+    return set_cutover(plan, state_dir=args.state_dir, at=args.at, vms=args.vm)
 
 
 def _cmd_itineraries(_args: argparse.Namespace) -> int:

@@ -281,3 +281,29 @@ def test_python_dash_m_runs_the_cli() -> None:
     proc = subprocess.run([sys.executable, "-m", "statemachine", "--version"], capture_output=True, text=True,
                           timeout=60)
     assert proc.returncode == 0 and proc.stdout.startswith("smrun ")
+
+
+REPO_EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+
+
+@pytest.mark.parametrize("args, says", [
+    (["examples/live/plan.yaml", "--at", "now"], "only warm migrations have a cutover"),
+    (["examples/warm/plan.yaml", "--at", "tomorrow"], "--at 'tomorrow': not an RFC 3339 time"),
+    (["examples/warm/plan.yaml", "--at", "2026-12-01T02:00:00"], "--at"),
+    (["examples/warm/plan.yaml", "--at", "now", "--vm", "nope"], "--vm nope: no such VM"),
+])
+def test_cutover_refuses_bad_input_with_one_line(args: list[str], says: str, tmp_path: Path,
+                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    plan = str(REPO_EXAMPLES.parent / args[0])
+    assert main(["cutover", plan, *args[1:], "--state-dir", str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert says in err and len(err.splitlines()) == 1 and "Traceback" not in err
+    assert not (tmp_path / "warm-demo" / "cutover.json").exists()  # nothing written
+
+
+def test_cutover_writes_the_override_the_running_engine_reads(tmp_path: Path) -> None:
+    plan = str(REPO_EXAMPLES / "warm" / "plan.yaml")
+    assert main(["cutover", plan, "--at", "2026-12-01T03:00:00+01:00", "--vm", "ledger-1",
+                 "--state-dir", str(tmp_path)]) == 0
+    data = json.loads((tmp_path / "warm-demo" / "cutover.json").read_text())
+    assert data["vms"] == {"ledger/ledger-1": "2026-12-01T02:00:00Z"}  # normalised to UTC

@@ -17,6 +17,7 @@ from typing import Any
 
 from transitions import Machine
 
+from statemachine.cutover import with_override
 from statemachine.engine.actions import label_value
 from statemachine.engine.flow import Flow
 from statemachine.engine.journal import Journal, VmRecord, _apply_entry, utc_now
@@ -73,6 +74,10 @@ class VmModel:
         ctx["outputs"] = dict(self.record.outputs)
         ctx["predicates"] = dict(self.record.predicates or {})
         ctx.update(extra)
+        if self.vm is not None:
+            # `smrun cutover` may move a warm VM's cutover while the run goes on (one stat per call;
+            # the file is re-read only when it changed).
+            ctx = with_override(ctx, self.rt.journal.dir, self.key)
         return ctx
 
     def log(self, type_: str, **fields: Any) -> dict[str, Any]:

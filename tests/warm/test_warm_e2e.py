@@ -19,7 +19,7 @@ from statemachine.sim.cluster import SimulatedClusters
 
 from polling import wait_for
 
-from .harness import (RUN_TIMEOUT, by_plan, events, get, journal, plan_against, popen, smrun,
+from .harness import (RUN_TIMEOUT, SMRUN, by_plan, events, get, journal, plan_against, popen, smrun,
                       start_sim)
 
 pytestmark = pytest.mark.slow
@@ -232,33 +232,28 @@ def test_cancel_during_the_precopy_loop(make_sim: Callable[..., SimulatedCluster
     _assert_migration_objects_gone(sim, "ledger-1")
 
 
-def test_cutover_moved_while_running_with_the_engine_hook(
+def test_smrun_cutover_moves_the_cutover_while_the_plan_runs(
         make_sim: Callable[..., SimulatedClusters], monkeypatch: pytest.MonkeyPatch,
         tmp_path: Path) -> None:
-    """``smrun cutover`` while the loop runs, with the engine hook the CLI wiring adds (the
-    context's ``vm.cutover`` from :func:`statemachine.cutover.with_override`), applied here by
-    wrapping ``VmModel.context``. The plan has no cutover and no round limit: only the override
-    can end the loop."""
+    """``smrun cutover PLAN --at now --vm ...`` (the real command, another process) while the
+    precopy loop runs. The plan has no cutover and no round limit: only the command can end the
+    loop."""
     import io
+    import subprocess
 
-    from statemachine import cutover, engine
+    from statemachine import engine
     from statemachine.engine.journal import request_cancel
-    from statemachine.engine.runtime import VmModel
     from statemachine.itinerary import load_itinerary
     from statemachine.plan import load_plan
 
-    real_context = VmModel.context
-
-    def context(self: VmModel, **extra: Any) -> dict[str, Any]:
-        return cutover.with_override(real_context(self, **extra), self.rt.journal.dir, self.key)
-
-    monkeypatch.setattr(VmModel, "context", context)
     sim = start_sim(make_sim, monkeypatch)
-    plan = load_plan(plan_against(sim, tmp_path, vms=["ledger-2"],
-                                  settings={"autoCutoverDeltaBytes": None, "maxPrecopyRounds": None,
-                                            "precopyInterval": "1s"}))
+    plan_path = plan_against(sim, tmp_path, vms=["ledger-2"],
+                             settings={"autoCutoverDeltaBytes": None, "maxPrecopyRounds": None,
+                                       "precopyInterval": "1s"})
+    plan = load_plan(plan_path)
     state = tmp_path / "state"
     moved = threading.Event()
+    said: list[str] = []
 
     def move_after_round_two() -> None:
         deadline = time.monotonic() + RUN_TIMEOUT / 2
@@ -267,7 +262,10 @@ def test_cutover_moved_while_running_with_the_engine_hook(
                                     else []) if e.get("type") == "state_completed"
                         and e.get("state") == "FinishRound"]
             if len(finished) >= 2:
-                cutover.set_cutover(plan, state_dir=state, at="now", vms=["ledger-2"])
+                done = subprocess.run([*SMRUN, "cutover", str(plan_path), "--at", "now", "--vm",
+                                       "ledger-2", "--state-dir", str(state)],
+                                      capture_output=True, text=True, timeout=60)
+                said.append(f"{done.returncode}: {done.stdout}{done.stderr}")
                 moved.set()
             elif time.monotonic() > deadline:  # never hang the suite: cancel instead
                 request_cancel(state / PLAN, None)
@@ -280,6 +278,7 @@ def test_cutover_moved_while_running_with_the_engine_hook(
                       resync=0.2)
     moved.set()
     assert code == 0, out.getvalue()[-3000:]
+    assert said and said[0].startswith("0: cutover of ledger/ledger-2"), said
     rounds = _rounds(state, "ledger/ledger-2")
     assert rounds[-1]["final"] and 2 <= len(rounds) - 1 <= 4, rounds
     assert get(sim, "source", "VirtualMachine", "ledger", "ledger-2")["spec"]["runStrategy"] == "Halted"
