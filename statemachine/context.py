@@ -64,6 +64,12 @@ def settings_context(settings: Settings) -> dict[str, Any]:
         "exportTTL": settings.export_ttl,  # a Kubernetes duration string, not seconds
         "importRestartLimit": settings.import_restart_limit,
         "submariner": settings.submariner,
+        "backupTTL": settings.backup_ttl,  # a Kubernetes duration string, not seconds
+        "scratchStorageClass": settings.scratch_storage_class,
+        "scratchSize": settings.scratch_size,
+        "copyImage": settings.copy_image,
+        "copyParallelism": settings.copy_parallelism,
+        "quiescePrecopy": settings.quiesce_precopy,
     }
 
 

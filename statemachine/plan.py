@@ -27,7 +27,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Literal
 
@@ -154,6 +154,19 @@ class Settings:
     """Cold: importer pod restarts before a DataVolume import counts as failed."""
     submariner: bool = False
     """Live: the clusters are connected by Submariner, so migration services are exported."""
+    backup_ttl: str = "12h"
+    """Warm: lifetime of each round's VirtualMachineBackup (Kubernetes duration); must outlast
+    the copy."""
+    scratch_storage_class: str | None = None
+    """Warm: storage class of the source's pull-mode scratch PVC; ``None``: the default class."""
+    scratch_size: str | None = None
+    """Warm: size of the scratch PVC (a quantity); ``None``: the sum of the disks' sizes."""
+    copy_image: str = "docker.io/library/python:3.12-slim"
+    """Warm: image of the delta copy Jobs (any image with a Python 3 interpreter)."""
+    copy_parallelism: int = 4
+    """Warm: ranges a copy Job fetches at once."""
+    quiesce_precopy: bool = False
+    """Warm: freeze the guest for precopy rounds too (the final round is what must be consistent)."""
 
     raw: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
     """The settings as written in the plan (camelCase), before defaults."""
@@ -326,6 +339,12 @@ class _Builder:
             export_ttl=_go_duration(raw.get("exportTTL", defaults.export_ttl)),
             import_restart_limit=raw.get("importRestartLimit", defaults.import_restart_limit),
             submariner=raw.get("submariner", defaults.submariner),
+            backup_ttl=_go_duration(raw.get("backupTTL", defaults.backup_ttl)),
+            scratch_storage_class=raw.get("scratchStorageClass"),
+            scratch_size=raw.get("scratchSize"),
+            copy_image=raw.get("copyImage", defaults.copy_image),
+            copy_parallelism=raw.get("copyParallelism", defaults.copy_parallelism),
+            quiesce_precopy=raw.get("quiescePrecopy", defaults.quiesce_precopy),
             raw=dict(raw))
 
     def _vms(self, raw: Sequence[Mapping[str, Any]], hooks: Mapping[str, Hook],
@@ -385,10 +404,13 @@ class _Builder:
         if raw is None:
             return None
         try:
-            datetime.fromisoformat(raw.replace("z", "Z"))
+            moment = datetime.fromisoformat(raw.replace("z", "Z"))
         except ValueError:
             self.fail(at, f"{raw!r} is not an RFC 3339 time such as 2026-12-01T02:00:00Z")
-        return raw
+        if moment.tzinfo is None:
+            self.fail(at, f"{raw!r} has no UTC offset (write 2026-12-01T02:00:00Z or +02:00)")
+        # One form, UTC with Z: itineraries compare cutover times with now() as text.
+        return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
     def _unique(self, values: Sequence[str], at: DocPath, what: str) -> None:
         first: dict[str, int] = {}

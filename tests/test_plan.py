@@ -209,3 +209,41 @@ def test_hook_deadline_and_service_account_are_parsed(sim_dir: Path) -> None:
 def test_a_zero_step_timeout_is_rejected_not_silently_thirty_minutes(sim_dir: Path) -> None:
     path = write_plan(sim_dir, "settings: {stepTimeout: 0s}\n" + MINIMAL_SIM)
     assert problems_of(path) == [f"{path}:5: spec.settings.stepTimeout: must be longer than 0s"]
+
+
+def test_cutover_times_are_normalised_to_utc(sim_dir: Path) -> None:
+    """Itineraries compare cutover times with now() as text: one form, UTC with Z."""
+    plan = load_plan(write_plan(sim_dir, """
+        type: warm
+        cutover: "2026-12-01T03:00:00+01:00"
+        simulation: {seed: ./seed.yaml}
+        vms: [{name: a, namespace: ns}, {name: b, namespace: ns, cutover: "2026-12-01T01:30:00.5Z"}]
+        """))
+    assert plan.cutover == "2026-12-01T02:00:00Z"
+    assert [vm.cutover for vm in plan.vms] == ["2026-12-01T02:00:00Z", "2026-12-01T01:30:00Z"]
+
+
+def test_a_cutover_without_an_offset_is_refused_at_its_field(sim_dir: Path) -> None:
+    found = problems_of(write_plan(sim_dir, """
+        type: warm
+        cutover: "2026-12-01T02:00:00"
+        simulation: {seed: ./seed.yaml}
+        vms: [{name: a, namespace: ns}]
+        """))
+    assert any("spec.cutover" in p and "RFC 3339" in p for p in found), found
+
+
+def test_warm_copy_settings_reach_the_template_context(sim_dir: Path) -> None:
+    from statemachine.context import settings_context
+    plan = load_plan(write_plan(sim_dir, """
+        settings: {backupTTL: 2h, scratchStorageClass: fast, scratchSize: 20Gi, copyImage: "python:3.13", copyParallelism: 8, quiescePrecopy: true}
+        simulation: {seed: ./seed.yaml}
+        vms: [{name: a, namespace: ns}]
+        """))
+    ctx = settings_context(plan.settings)
+    assert {k: ctx[k] for k in ("backupTTL", "scratchStorageClass", "scratchSize", "copyImage",
+                                "copyParallelism", "quiescePrecopy")} == {
+        "backupTTL": "2h", "scratchStorageClass": "fast", "scratchSize": "20Gi",
+        "copyImage": "python:3.13", "copyParallelism": 8, "quiescePrecopy": True}
+    assert problems_of(write_plan(sim_dir, "settings: {copyParallelism: 0}\nsimulation: {seed: ./seed.yaml}\n"
+                                  "vms: [{name: a, namespace: ns}]\n"))
