@@ -172,6 +172,17 @@ def create(rt: Runtime, vm: VmModel, state: StateT, action: ActionT, ctx: Mappin
         manifest = stamp(doc, labels)
         ref = ObjectRef.of(manifest)
         rt.ensure_watch(cluster_name, ref)
+        if any(c.confirmed and c.cluster == cluster_name and c.ref == ref for c in vm.record.created):
+            # This run created it before (we are resuming, or looping back). If the cluster has
+            # removed it since (KubeVirt deletes a finished source migration), creating it again
+            # would start the work a second time: never create an object twice.
+            existing = yield from retrying(rt, vm, f"get {ref}", lambda: cluster.fetch(ref), deadline)
+            if existing is None:
+                logger.info("%s: %s: %s on %s was created by this run and has since been removed; "
+                            "not creating it again", vm.key or "setup", state.name, ref, cluster_name)
+                vm.last_object = (cluster_name, ref)
+                out.append((cluster_name, ref))
+                continue
         vm.log("intent", state=state.name, cluster=cluster_name, ref=ref_to_json(ref),
                action=action.kind, hash=manifest["metadata"]["annotations"]["smrun.io/manifest-hash"])
         ours = yield from _create_one(rt, vm, cluster_name, cluster, manifest, ref, action.kind,
@@ -240,6 +251,9 @@ def delete_and_wait(rt: Runtime, vm: VmModel, cluster_name: str, ref: ObjectRef,
     while True:
         obj = yield from retrying(rt, vm, f"get {ref}", lambda: cluster.get(ref), deadline)
         if obj is None:
+            if any(c.cluster == cluster_name and c.ref == ref for c in vm.record.created):
+                # Ours and gone on purpose: a later apply of the same name creates it afresh.
+                vm.log("deleted", state=vm.state_name, cluster=cluster_name, ref=ref_to_json(ref))
             return
         if rt.clock() >= deadline:
             raise ReadinessTimeout(f"{vm.state_name}: timed out waiting for {ref} on {cluster_name} "
@@ -258,8 +272,7 @@ def delete_created(rt: Runtime, vm: VmModel, state_name: str, deadline: float) -
             if obj is not None and not is_ours(obj, vm.labels(state_name)):
                 vm.log("deleted", state=state_name, cluster=c.cluster, ref=ref_to_json(c.ref))
                 continue
-        yield from delete_and_wait(rt, vm, c.cluster, c.ref, deadline)
-        vm.log("deleted", state=state_name, cluster=c.cluster, ref=ref_to_json(c.ref))
+        yield from delete_and_wait(rt, vm, c.cluster, c.ref, deadline)  # journals "deleted"
 
 
 def wait_timer(rt: Runtime, vm: VmModel, action: ActionT, ctx: Mapping[str, Any]) -> Gen[None]:

@@ -471,3 +471,44 @@ def test_a_resumed_vm_whose_secret_read_fails_is_undone_not_left_behind(tmp_path
     (vm,) = engine(tmp_path, plan, flow, cluster).run().vms
     assert vm.phase == "Failed" and "creds" in vm.message
     assert not objects(cluster), objects(cluster)
+
+
+def _loop_flow(b: StateT) -> Flow:
+    return Flow("loop", (
+        StateT("A", actions=(ActionT("apply", template="cm.yaml"),),
+               outputs={"count": "(outputs.count or 0) + 1"}),
+        b,
+        StateT("Completed"),
+    ))
+
+
+def test_an_object_this_run_created_and_the_cluster_removed_is_not_created_again(
+        tmp_path: Path) -> None:
+    """Resume or loop back into a state whose object the cluster has since removed (KubeVirt
+    deletes a finished source migration): creating it again would redo the work."""
+    cluster = FakeCluster("c")
+    ref = ObjectRef("v1", "ConfigMap", "shop", "vm-1-cfg")
+    flow = _loop_flow(StateT("B", next=(NextT("A", "outputs.count < 2"),)))
+    eng = engine(tmp_path, Plan("pr", (VM("vm-1"),)), flow, cluster)
+    gone: list[bool] = []
+
+    def remove_once(e: dict[str, Any]) -> None:
+        if e["event"] == "state_entered" and e["state"] == "B" and not gone:
+            gone.append(cluster.delete(ref))  # someone else (the cluster) removes it
+    eng.subscribe(remove_once)
+    (vm,) = eng.run().vms
+    assert vm.phase == "Completed" and gone == [True]
+    assert cluster.created_total[("ConfigMap", "shop", "vm-1-cfg")] == 1
+    assert ("ConfigMap", "shop", "vm-1-cfg") not in cluster.objects
+
+
+def test_an_object_the_itinerary_deleted_by_name_is_created_afresh_when_looping(
+        tmp_path: Path) -> None:
+    cluster = FakeCluster("c")
+    drop = ActionT("delete", ref=RefT("v1", "ConfigMap", "{{ vm.name }}-cfg", "shop"),
+                   when="outputs.count < 2")
+    flow = _loop_flow(StateT("B", actions=(drop,), next=(NextT("A", "outputs.count < 2"),)))
+    (vm,) = engine(tmp_path, Plan("pd", (VM("vm-1"),)), flow, cluster).run().vms
+    assert vm.phase == "Completed"
+    assert cluster.created_total[("ConfigMap", "shop", "vm-1-cfg")] == 2
+    assert ("ConfigMap", "shop", "vm-1-cfg") in cluster.objects
