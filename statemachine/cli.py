@@ -27,6 +27,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 import traceback
 from collections.abc import Callable, Sequence
@@ -62,6 +63,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("smrun: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
+    except BrokenPipeError:
+        # The reader went away (`smrun status PLAN | head`): stop quietly, as Unix tools do.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except SmrunError as exc:
         if debug:
             traceback.print_exc()
@@ -307,8 +312,32 @@ def _cmd_status(args: argparse.Namespace) -> int:
         for row in rows:
             print(json.dumps(row, sort_keys=True, default=str))
         return 0
-    _print_table(rows, sys.stdout)
+    _print_status(rows, sys.stdout)
     return 0
+
+
+def _print_status(rows: Sequence[dict[str, Any]], out: IO[str]) -> None:
+    """A table of VMs, then each VM's outputs: scalars as ``name: value`` (long values cut), and
+    a list of records (the warm itinerary's ``rounds``) one record per line, so every precopy
+    round shows with its bytes."""
+    _print_table([{k: v for k, v in row.items() if k != "outputs"} for row in rows], out)
+    for row in rows:
+        outputs = row.get("outputs") or {}
+        if not outputs:
+            continue
+        print(f"\n{row.get('vm')}:", file=out)
+        for name, value in sorted(outputs.items()):
+            if isinstance(value, list) and value and all(isinstance(v, dict) for v in value):
+                print(f"  {name}:", file=out)
+                for item in value:
+                    print("    " + "  ".join(f"{k}={_short(v)}" for k, v in item.items()), file=out)
+            else:
+                print(f"  {name}: {_short(value)}", file=out)
+
+
+def _short(value: Any, limit: int = 60) -> str:
+    text = _cell(value).replace("\n", " ")
+    return text if len(text) <= limit else text[:limit - 1] + "…"
 
 
 def _cmd_cancel(args: argparse.Namespace) -> int:

@@ -55,7 +55,7 @@ def engine(monkeypatch: pytest.MonkeyPatch) -> FakeEngine:
 def test_help_lists_every_command(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["--help"]) == 0
     out = capsys.readouterr().out
-    for command in ("run", "validate", "render", "graph", "status", "cancel", "itineraries", "sim"):
+    for command in ("run", "validate", "render", "graph", "status", "cancel", "cutover", "itineraries", "sim"):
         assert command in out
 
 
@@ -307,3 +307,21 @@ def test_cutover_writes_the_override_the_running_engine_reads(tmp_path: Path) ->
                  "--state-dir", str(tmp_path)]) == 0
     data = json.loads((tmp_path / "warm-demo" / "cutover.json").read_text())
     assert data["vms"] == {"ledger/ledger-1": "2026-12-01T02:00:00Z"}  # normalised to UTC
+
+
+def test_status_shows_each_warm_round_on_its_own_line(monkeypatch: pytest.MonkeyPatch,
+                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    fake = FakeEngine()
+    rounds = [{"round": 0, "type": "Full", "bytes": 15032385536},
+              {"round": 1, "type": "Incremental", "bytes": 1879048192}]
+    monkeypatch.setattr(fake, "status", lambda *a, **k: [
+        {"vm": "ledger/ledger-1", "phase": "Running", "state": "PrecopyWait",
+         "outputs": {"rounds": rounds, "backupCert": "-----BEGIN CERTIFICATE-----\n" + "x" * 200}}])
+    monkeypatch.setattr(cli, "_engine", lambda: fake)
+    assert main(["status", str(SIM_PLAN)]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].split() == ["VM", "PHASE", "STATE"]
+    assert "    round=0  type=Full  bytes=15032385536" in out
+    assert "    round=1  type=Incremental  bytes=1879048192" in out
+    cert = next(line for line in out if line.startswith("  backupCert:"))
+    assert len(cert) < 80 and cert.endswith("…")  # long values are cut, not dumped
