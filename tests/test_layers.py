@@ -293,11 +293,12 @@ def test_every_allowed_exception_is_still_needed() -> None:
     assert [pair for pair in ALLOWED if pair not in present] == []
 
 
-@pytest.mark.parametrize("pair", list(ALLOWED), ids=lambda p: f"{p[0]}->{p[1]}")
-def test_an_allowed_exception_does_not_pull_in_the_engine_or_client(pair: tuple[str, str]) -> None:
-    closure = _eager_closure(pair[1])
+def test_no_allowed_exception_pulls_in_the_engine_or_client() -> None:
+    # One test over every entry (none today), so an empty list is a pass, not a skipped test.
     heavy = ("kubernetes", "transitions", "statemachine.engine", "statemachine.k8s.client")
-    assert [chain for target, chain in closure.items() if any(_within(target, h) for h in heavy)] == []
+    for _, target in ALLOWED:
+        closure = _eager_closure(target)
+        assert [chain for t, chain in closure.items() if any(_within(t, h) for h in heavy)] == []
 
 
 # -- what importing costs --------------------------------------------------------------------------------
