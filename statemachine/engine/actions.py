@@ -196,6 +196,12 @@ def create(rt: Runtime, vm: VmModel, state: StateT, action: ActionT, ctx: Mappin
 def _create_one(rt: Runtime, vm: VmModel, cluster_name: str, cluster: Any,
                 manifest: dict[str, Any], ref: ObjectRef, kind: str, labels: Mapping[str, str],
                 deadline: float) -> Gen[bool]:
+    if kind == "ensure":
+        # Shared objects (ConfigMaps, Secrets, namespaces) usually exist already, made by another
+        # VM of the plan: the shared watch answers that without a request, sparing a 409 per VM.
+        existing = yield from retrying(rt, vm, f"get {ref}", lambda: cluster.get(ref), deadline)
+        if existing is not None:
+            return _accept_existing(vm, cluster_name, existing, manifest, ref, kind, labels)
     while True:
         try:
             yield from retrying(rt, vm, f"create {ref}", lambda: cluster.create(manifest), deadline,
@@ -214,16 +220,24 @@ def _create_one(rt: Runtime, vm: VmModel, cluster_name: str, cluster: Any,
                                        "it already exists (409) but cannot be read")
             yield Wait(until=rt.clock() + 0.05)
             continue
-        if is_ours(existing, labels):
-            logger.info("%s: %s: adopted %s on %s", vm.key or "setup", vm.state_name, ref, cluster_name)
-            return True
-        if kind == "ensure":
-            if _content(existing) != _content(manifest):
-                logger.warning("%s: %s: %s exists on %s with different content; using it as is",
-                               vm.key or "setup", vm.state_name, ref, cluster_name)
-            return False
-        raise OwnershipConflict(f"{ref} already exists on {cluster_name} and was not created by "
-                                f"this plan for this VM; not overwriting it")
+        return _accept_existing(vm, cluster_name, existing, manifest, ref, kind, labels)
+
+
+def _accept_existing(vm: VmModel, cluster_name: str, existing: Mapping[str, Any],
+                     manifest: Mapping[str, Any], ref: ObjectRef, kind: str,
+                     labels: Mapping[str, str]) -> bool:
+    """An object of that name exists: adopt it if it is ours (True), accept it for ``ensure``
+    (False: not ours, so undo never deletes it), else refuse to overwrite it."""
+    if is_ours(existing, labels):
+        logger.info("%s: %s: adopted %s on %s", vm.key or "setup", vm.state_name, ref, cluster_name)
+        return True
+    if kind == "ensure":
+        if _content(existing) != _content(manifest):
+            logger.warning("%s: %s: %s exists on %s with different content; using it as is",
+                           vm.key or "setup", vm.state_name, ref, cluster_name)
+        return False
+    raise OwnershipConflict(f"{ref} already exists on {cluster_name} and was not created by "
+                            f"this plan for this VM; not overwriting it")
 
 
 def patch(rt: Runtime, vm: VmModel, state: StateT, action: ActionT, ctx: Mapping[str, Any],

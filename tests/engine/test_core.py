@@ -512,3 +512,28 @@ def test_an_object_the_itinerary_deleted_by_name_is_created_afresh_when_looping(
     assert vm.phase == "Completed"
     assert cluster.created_total[("ConfigMap", "shop", "vm-1-cfg")] == 2
     assert ("ConfigMap", "shop", "vm-1-cfg") in cluster.objects
+
+
+def test_ensure_sends_no_create_for_an_object_that_already_exists(tmp_path: Path) -> None:
+    """A shared ConfigMap made by someone else: accepted as is, without a create request (no
+    409 per VM), and never deleted by undo."""
+    cluster = FakeCluster("c")
+    cluster.create({"apiVersion": "v1", "kind": "ConfigMap",
+                    "metadata": {"name": "vm-1-cfg", "namespace": "shop"}, "data": {"shared": "x"}})
+    attempts: list[str] = []
+    real_create = cluster.create
+
+    def counting_create(manifest: dict[str, Any], **kw: Any) -> dict[str, Any]:
+        attempts.append(manifest["metadata"]["name"])
+        return real_create(manifest, **kw)
+    cluster.create = counting_create  # type: ignore[method-assign]
+    flow = Flow("ensure", (
+        StateT("Shared", actions=(ActionT("ensure", template="cm.yaml"),),
+               undo=(ActionT("delete_created"),)),
+        StateT("Fail", readiness=ReadinessT(ready="false", timeout=0.1,
+                                            object=RefT("v1", "ConfigMap", "{{ vm.name }}-cfg", "shop"))),
+        StateT("Completed")))
+    (vm,) = engine(tmp_path, Plan("pe", (VM("vm-1"),)), flow, cluster).run().vms
+    assert vm.phase == "Failed"
+    assert "vm-1-cfg" not in attempts
+    assert cluster.objects[("ConfigMap", "shop", "vm-1-cfg")]["data"] == {"shared": "x"}  # kept
