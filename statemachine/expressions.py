@@ -208,6 +208,19 @@ def dns_name(text: Any) -> str:
     return name
 
 
+def time_after(timestamp: Any, seconds: Any) -> str | None:
+    """``timestamp`` (RFC 3339) plus ``seconds``, as RFC 3339 in UTC; ``None`` if either is missing.
+    For waits such as ``wait: {until: "time_after(outputs.roundEnded, settings.precopyInterval)"}``."""
+    timestamp, seconds = _plain(timestamp), _plain(seconds)
+    if timestamp in (None, "") or seconds is None:
+        return None
+    moment = _dt.datetime.fromisoformat(str(timestamp).replace("Z", "+00:00"))
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=_dt.timezone.utc)
+    later = moment + _dt.timedelta(seconds=float(seconds))
+    return later.astimezone(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
 def now() -> str:
     """The current time, RFC 3339 in UTC (``2026-11-26T00:25:00Z``)."""
     return _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
@@ -251,7 +264,7 @@ def strip_server_fields(obj: Any) -> Any:
 _GLOBALS: dict[str, Callable[..., Any]] = {
     "condition": condition, "condition_true": condition_true, "condition_is": condition_is,
     "jsonpath_text": jsonpath_text, "storage_for": storage_for, "network_for": network_for,
-    "dns_name": dns_name, "now": now,
+    "dns_name": dns_name, "now": now, "time_after": time_after,
 }
 _FILTERS: dict[str, Callable[..., Any]] = {
     "tojson": tojson, "toyaml": toyaml, "b64encode": b64encode, "b64decode": b64decode,

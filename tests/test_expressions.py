@@ -200,3 +200,12 @@ def test_an_undefined_variable_piped_into_a_filter_is_an_error_not_null(flt: str
 
     with pytest.raises(TemplateError, match="typo"):
         render_string("value: {{ typo | %s }}" % flt, {}, where="t.yaml.j2")
+
+
+def test_time_after_adds_seconds_to_an_rfc3339_time() -> None:
+    ctx = {"t": "2026-12-01T01:59:30Z", "s": 45}
+    assert evaluate("time_after(t, s)", ctx) == "2026-12-01T02:00:15Z"
+    assert evaluate("time_after('2026-12-01T03:00:00+01:00', 0)", {}) == "2026-12-01T02:00:00Z"
+    assert evaluate("time_after(none, 5)", {}) is None
+    # The warm wait's shape: the earlier of the next round and the cutover.
+    assert evaluate("([time_after(t, s)] + (['2026-12-01T02:00:00Z'])) | min", ctx) == "2026-12-01T02:00:00Z"

@@ -292,6 +292,9 @@ def delete_created(rt: Runtime, vm: VmModel, state_name: str, deadline: float) -
 def wait_timer(rt: Runtime, vm: VmModel, action: ActionT, ctx: Mapping[str, Any]) -> Gen[None]:
     if action.until is not None:
         while True:
+            # A fresh view of the VM on every wake: `smrun cutover` may have moved vm.cutover.
+            fresh = vm.context()
+            ctx = {**ctx, "vm": fresh.get("vm", ctx.get("vm")), "outputs": fresh["outputs"]}
             value = rt.lang.evaluate(action.until, ctx)
             if value in (None, "", "none"):
                 return

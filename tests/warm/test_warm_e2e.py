@@ -300,3 +300,53 @@ def test_pause_method_pauses_the_running_source_for_the_final_round(
     # The pause Job and its RBAC objects are cleaned up.
     for kind in ("Job", "ServiceAccount", "Role", "RoleBinding"):
         assert get(sim, "source", kind, "ledger", "ledger-1-mig-pause") is None, kind
+
+
+def test_smrun_cutover_during_a_long_precopy_wait_ends_it_at_once(
+        make_sim: Callable[..., SimulatedClusters], monkeypatch: pytest.MonkeyPatch,
+        tmp_path: Path) -> None:
+    """The wait between rounds re-evaluates its end (the earlier of the next round and the
+    cutover) while it waits: with a 10-minute interval, `smrun cutover --at now` still cuts over
+    within seconds."""
+    import io
+    import subprocess
+
+    from statemachine import engine
+    from statemachine.engine.journal import request_cancel
+    from statemachine.itinerary import load_itinerary
+    from statemachine.plan import load_plan
+
+    sim = start_sim(make_sim, monkeypatch)
+    plan_path = plan_against(sim, tmp_path, vms=["ledger-2"],
+                             settings={"autoCutoverDeltaBytes": None, "maxPrecopyRounds": None,
+                                       "precopyInterval": "10m"})
+    state = tmp_path / "state"
+    moved = threading.Event()
+    at: list[float] = []
+
+    def cut_over_once_waiting() -> None:
+        deadline = time.monotonic() + 60
+        while not moved.is_set():
+            entered = [e for e in (journal(state, PLAN) if (state / PLAN / "journal.jsonl").exists()
+                                   else []) if e.get("type") == "state_entered"
+                       and e.get("state") == "PrecopyWait"]
+            if entered:
+                time.sleep(0.5)  # well inside the wait
+                subprocess.run([*SMRUN, "cutover", str(plan_path), "--at", "now", "--state-dir",
+                                str(state)], check=True, capture_output=True, timeout=60)
+                at.append(time.monotonic())
+                moved.set()
+            elif time.monotonic() > deadline:
+                request_cancel(state / PLAN, None)
+                return
+            moved.wait(0.05)
+
+    threading.Thread(target=cut_over_once_waiting, daemon=True).start()
+    out = io.StringIO()
+    code = engine.run(load_plan(plan_path), load_itinerary("warm"), state_dir=state, output="json",
+                      stream=out, resync=0.2)
+    moved.set()
+    assert code == 0, out.getvalue()[-3000:]
+    assert at and time.monotonic() - at[0] < 60  # not the 10-minute interval
+    rounds = _rounds(state, "ledger/ledger-2")
+    assert rounds[-1]["final"] and len(rounds) == 2, rounds  # round 0, then the final round
