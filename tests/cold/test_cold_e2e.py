@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -21,6 +20,7 @@ import pytest
 import yaml
 
 from statemachine.sim.cluster import SimulatedClusters
+from processes import kill_at_event
 
 from .offline import DATA, EXAMPLE_PLAN, upstream_dir
 
@@ -148,22 +148,9 @@ def test_kill_during_import_then_rerun(make_sim: Callable[..., SimulatedClusters
     plan = _plan_against(sim, EXAMPLE_PLAN, tmp_path)
     state = tmp_path / "state"
     cmd = [*SMRUN, "run", str(plan), "--output", "json", "--state-dir", str(state)]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
-                            cwd=tmp_path, env=dict(os.environ, PYTHONUNBUFFERED="1"))
-    killed = False
-    try:
-        assert proc.stdout is not None
-        for line in proc.stdout:
-            event = json.loads(line) if line.startswith("{") else {}
-            if event.get("event") == "state_waiting" and event.get("state") == "CreateDataVolumes":
-                proc.send_signal(signal.SIGKILL)
-                killed = True
-                break
-    finally:
-        if proc.poll() is None and not killed:
-            proc.kill()
-        proc.wait(timeout=30)
-    assert killed, "the run ended before any DataVolume import was seen"
+    assert kill_at_event(cmd, event="state_waiting", state="CreateDataVolumes", cwd=tmp_path,
+                         env=dict(os.environ, PYTHONUNBUFFERED="1")), \
+        "the run ended before any DataVolume import was seen"
 
     again = _smrun("run", str(plan), "--output", "json", "--state-dir", str(state), cwd=tmp_path)
     assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]

@@ -25,6 +25,7 @@ import yaml
 
 from statemachine.engine.journal import request_cancel
 from statemachine.sim.cluster import SimulatedClusters
+from processes import kill_at_event
 
 from tests.live.conftest import EXAMPLE_PLAN, find, load_yaml, upstream_dir
 
@@ -389,22 +390,8 @@ def test_killed_during_the_transfer_resumes(started: Callable[..., SimulatedClus
     plan = _plan_against(sim.kubeconfig_path, tmp_path)
     state = tmp_path / "state"
     cmd = [*SMRUN, "run", str(plan), "--output", "json", "--state-dir", str(state)]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
-                            cwd=tmp_path, env=_env())
-    killed = False
-    try:
-        assert proc.stdout is not None
-        for line in proc.stdout:
-            event = json.loads(line) if line.startswith("{") else {}
-            if event.get("event") == "state_entered" and event.get("state") == "WaitForStateTransfer":
-                proc.send_signal(signal.SIGKILL)
-                killed = True
-                break
-    finally:
-        if proc.poll() is None and not killed:
-            proc.kill()
-        proc.wait(timeout=30)
-    assert killed, "the run ended before any migration started"
+    assert kill_at_event(cmd, event="state_entered", state="WaitForStateTransfer", cwd=tmp_path,
+                         env=_env()), "the run ended before any migration started"
 
     again = _smrun("run", str(plan), "--output", "json", "--state-dir", str(state), cwd=tmp_path)
     assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
