@@ -93,6 +93,21 @@ def _load_kube_config(kubeconfig: Path | None, context: str | None) -> Any:
     return cfg
 
 
+def _default_timeout(rest: Any) -> None:
+    """Requests the client makes on its own (discovery inside DynamicClient) pass no timeout, and
+    the REST layer hands urllib3 an explicit ``None``: wait forever. Give those a default, so a
+    connection that dies silently cannot hang smrun. Our own requests and long watches pass
+    explicit timeouts, which are kept."""
+    plain = rest.request
+
+    def request(*args: Any, **kwargs: Any) -> Any:
+        if kwargs.get("_request_timeout") is None:
+            kwargs["_request_timeout"] = _REQUEST_TIMEOUT
+        return plain(*args, **kwargs)
+
+    rest.request = request
+
+
 def connect(*, name: str, kubeconfig: Path | str | None = None, context: str | None = None,
             cache_dir: Path, retry_policy: _retry.RetryPolicy | None = None,
             watch_timeout: tuple[int, int] = (240, 300)) -> KubeCluster:
@@ -107,6 +122,7 @@ def connect(*, name: str, kubeconfig: Path | str | None = None, context: str | N
     cfg = _load_kube_config(Path(kubeconfig) if kubeconfig is not None else None, context)
     cfg.connection_pool_maxsize = _POOL_SIZE
     api_client = k8s_client.ApiClient(cfg)
+    _default_timeout(api_client.rest_client)
     cache_dir = Path(cache_dir)
     cache_dir.mkdir(parents=True, exist_ok=True)
     host_hash = hashlib.sha256(str(cfg.host).encode()).hexdigest()[:12]

@@ -123,6 +123,31 @@ def test_unreachable_server_is_cluster_unreachable(tmp_path: Path) -> None:
     assert "gone" in str(info.value) and info.value.exit_code == 3
 
 
+
+def test_a_server_that_never_answers_does_not_hang_discovery(tmp_path: Path,
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    """DynamicClient's own discovery requests carry no timeout; the pool default bounds them."""
+    import time
+
+    from statemachine.k8s import client
+    monkeypatch.setattr(client, "_REQUEST_TIMEOUT", (1, 1))
+    with socket.socket() as silent:  # accepts connections (backlog), never answers
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(8)
+        port = silent.getsockname()[1]
+        config = {"apiVersion": "v1", "kind": "Config", "current-context": "c",
+                  "clusters": [{"name": "c", "cluster": {"server": f"http://127.0.0.1:{port}"}}],
+                  "users": [{"name": "u", "user": {"token": "t"}}],
+                  "contexts": [{"name": "c", "context": {"cluster": "c", "user": "u"}}]}
+        path = tmp_path / "kubeconfig"
+        path.write_text(yaml.safe_dump(config))
+        started = time.monotonic()
+        with pytest.raises(errors.ClusterUnreachable):
+            connect(name="mute", kubeconfig=path, cache_dir=tmp_path,
+                    retry_policy=RetryPolicy(attempts=2, base=0.01))
+        assert time.monotonic() - started < 15
+
+
 RBAC_SEED = {
     "source": [
         {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "apps"}},
