@@ -295,8 +295,10 @@ class Engine:
             for item in items:
                 ref = render_ref(self.rt, spec.ref, {**ctx, "item": item})
                 cluster = self.clusters[spec.ref.cluster or spec.cluster]
+                # On the I/O pool: a batch of VMs starting together would otherwise block every
+                # other VM's reactions behind ~20 round trips each (docs/performance.md).
                 obj = yield from retrying(self.rt, model, f"get {ref}", partial(cluster.get, ref),
-                                          deadline)
+                                          deadline, blocking=True)
                 if obj is None and not spec.optional:
                     raise SmrunError(f"read {spec.name}: {ref} not found on {spec.cluster}")
                 values.append(obj)
