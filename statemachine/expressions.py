@@ -340,15 +340,24 @@ def evaluate(expr: str, ctx: Mapping[str, Any], *, where: str = "") -> Any:
     """
     try:
         result = _compiled(expr)(**ctx)
-    except TemplateSyntaxError as exc:
-        raise _error(where, f"expression {expr!r} does not compile: {exc.message}") from None
-    except SecurityError as exc:
-        raise _error(where, f"sandbox violation in {expr!r}: {exc}") from None
-    except UndefinedError as exc:
-        raise _error(where, f"{expr!r}: {exc.message}") from None
-    except (JinjaError, ArithmeticError, TypeError, ValueError, LookupError) as exc:
-        raise _error(where, f"{expr!r} failed: {type(exc).__name__}: {exc}") from None
+    except _EVALUATION_ERRORS as exc:
+        raise _failure(exc, where, "expression", expr, undefined="") from None
     return _deep_plain(result)
+
+
+# What evaluating or rendering user text can raise; anything else is a bug in smrun.
+_EVALUATION_ERRORS = (JinjaError, ArithmeticError, TypeError, ValueError, LookupError)
+
+
+def _failure(exc: Exception, where: str, what: str, text: str, *, undefined: str) -> TemplateError:
+    """One clear error for an expression or a template string that failed."""
+    if isinstance(exc, TemplateSyntaxError):
+        return _error(where, f"{what} {text!r} does not compile: {exc.message}")
+    if isinstance(exc, SecurityError):
+        return _error(where, f"sandbox violation in {text!r}: {exc}")
+    if isinstance(exc, UndefinedError):
+        return _error(where, f"{text!r}: {undefined}{exc.message}")
+    return _error(where, f"{text!r} failed: {type(exc).__name__}: {exc}")
 
 
 def _deep_plain(value: Any) -> Any:
@@ -400,14 +409,8 @@ def render_string(source: str, ctx: Mapping[str, Any], *, where: str = "") -> st
     """Render one template string (a REF field, a message) with strict undefined."""
     try:
         return str(_compiled_string(source).render(dict(ctx)))
-    except TemplateSyntaxError as exc:
-        raise _error(where, f"template {source!r} does not compile: {exc.message}") from None
-    except SecurityError as exc:
-        raise _error(where, f"sandbox violation in {source!r}: {exc}") from None
-    except UndefinedError as exc:
-        raise _error(where, f"{source!r}: undefined: {exc.message}") from None
-    except (JinjaError, ArithmeticError, TypeError, ValueError, LookupError) as exc:
-        raise _error(where, f"{source!r} failed: {type(exc).__name__}: {exc}") from None
+    except _EVALUATION_ERRORS as exc:
+        raise _failure(exc, where, "template", source, undefined="undefined: ") from None
 
 
 def render_value(value: Any, ctx: Mapping[str, Any], *, where: str = "") -> Any:
