@@ -32,6 +32,17 @@ class _Sub:
         self.cluster.subs.remove(self)
 
 
+# A Job that FakeCluster completes after job_seconds, or fails for VMs named bad*.
+JOB_TEMPLATE = """apiVersion: batch/v1
+kind: Job
+metadata:
+  name: "{{ vm.name }}-job"
+  namespace: "{{ vm.namespace }}"
+  {% if vm.name.startswith('bad') %}annotations: {"sim.smrun.io/fail": "true"}{% endif %}
+spec: {template: {spec: {containers: [{name: c, image: busybox}], restartPolicy: Never}}}
+"""
+
+
 class FakeCluster:
     def __init__(self, name: str, *, job_seconds: float = 0.05, fail_creates: int = 0,
                  forbidden: set[tuple[str, str]] | None = None) -> None:

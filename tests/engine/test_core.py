@@ -12,7 +12,7 @@ from statemachine.engine.flow import ActionT, Flow, NextT, ReadinessT, RefT, Sta
 from statemachine.engine.journal import Journal, read_entries, request_cancel
 from statemachine.errors import LockHeld
 from statemachine.k8s import ObjectRef
-from .fakes import FakeCluster, FakeLanguage
+from .fakes import JOB_TEMPLATE, FakeCluster, FakeLanguage
 
 TEMPLATES = {
     "cm.yaml": """apiVersion: v1
@@ -20,14 +20,7 @@ kind: ConfigMap
 metadata: {name: "{{ vm.name }}-cfg", namespace: "{{ vm.namespace }}"}
 data: {vm: "{{ vm.name }}"}
 """,
-    "job.yaml": """apiVersion: batch/v1
-kind: Job
-metadata:
-  name: "{{ vm.name }}-job"
-  namespace: "{{ vm.namespace }}"
-  {% if vm.name.startswith('bad') %}annotations: {"sim.smrun.io/fail": "true"}{% endif %}
-spec: {template: {spec: {containers: [{name: c, image: busybox}], restartPolicy: Never}}}
-""",
+    "job.yaml": JOB_TEMPLATE,
     "result.yaml": """apiVersion: v1
 kind: ConfigMap
 metadata: {name: "{{ vm.name }}-result", namespace: "{{ vm.namespace }}"}

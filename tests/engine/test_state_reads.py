@@ -12,7 +12,7 @@ from statemachine.engine.flow import ActionT, Flow, ReadinessT, ReadT, RefT, Sta
 from statemachine.engine.journal import Journal
 from statemachine.k8s import ObjectRef
 
-from .fakes import FakeCluster, FakeLanguage
+from .fakes import JOB_TEMPLATE, FakeCluster, FakeLanguage
 from .test_core import VM, Plan
 
 SECRET_VALUE = "c3VwZXItc2VjcmV0LXZhbHVl"  # what must never reach the journal
@@ -23,14 +23,7 @@ kind: Secret
 metadata: {name: "{{ vm.name }}-copy", namespace: "{{ vm.namespace }}"}
 data: {token: "{{ reads.token.data.token }}", vm: "{{ reads.vmName }}"}
 """,
-    "job.yaml": """apiVersion: batch/v1
-kind: Job
-metadata:
-  name: "{{ vm.name }}-job"
-  namespace: "{{ vm.namespace }}"
-  {% if vm.name.startswith('bad') %}annotations: {"sim.smrun.io/fail": "true"}{% endif %}
-spec: {template: {spec: {containers: [{name: c, image: busybox}], restartPolicy: Never}}}
-""",
+    "job.yaml": JOB_TEMPLATE,
     "late.yaml": """apiVersion: v1
 kind: ConfigMap
 metadata: {name: "{{ vm.name }}-late", namespace: "{{ vm.namespace }}"}
