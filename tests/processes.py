@@ -6,6 +6,7 @@ import signal
 import subprocess
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 
 def kill_at_event(cmd: Sequence[str], *, event: str, state: str, cwd: Path,
@@ -28,3 +29,29 @@ def kill_at_event(cmd: Sequence[str], *, event: str, state: str, cwd: Path,
             proc.kill()
         proc.wait(timeout=30)
     return killed
+
+
+def cancel_at_event(cmd: Sequence[str], cancel: Sequence[str], *, event: str, state: str,
+                    cwd: Path, env: Mapping[str, str] | None = None, timeout: float = 240
+                    ) -> tuple[int, list[dict[str, Any]], subprocess.CompletedProcess[str] | None]:
+    """Run ``cmd`` (an ``smrun run ... --output json``); when it first reports ``event`` for
+    ``state``, run ``cancel`` (an ``smrun cancel ...``) and let the run finish. Returns the run's
+    exit code, every event it printed, and the cancel command's result (``None``: never ran)."""
+    proc = subprocess.Popen(list(cmd), stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                            text=True, cwd=cwd, env=dict(env) if env is not None else None)
+    seen: list[dict[str, Any]] = []
+    canceled: subprocess.CompletedProcess[str] | None = None
+    try:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            item = json.loads(line) if line.startswith("{") else {}
+            seen.append(item)
+            if canceled is None and item.get("event") == event and item.get("state") == state:
+                canceled = subprocess.run(list(cancel), capture_output=True, text=True,
+                                          timeout=timeout, cwd=cwd,
+                                          env=dict(env) if env is not None else None)
+        code = proc.wait(timeout=timeout)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    return code, seen, canceled

@@ -20,7 +20,7 @@ import pytest
 import yaml
 
 from statemachine.sim.cluster import SimulatedClusters
-from processes import kill_at_event
+from processes import cancel_at_event, kill_at_event
 
 from .offline import DATA, EXAMPLE_PLAN, upstream_dir
 
@@ -169,26 +169,13 @@ def test_cancel_during_import_restores_the_source(make_sim: Callable[..., Simula
     plan = _plan_against(sim, plan_file, tmp_path)
     state = tmp_path / "state"
     cmd = [*SMRUN, "run", str(plan), "--vm", "web-1", "--output", "json", "--state-dir", str(state)]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
-                            cwd=tmp_path, env=dict(os.environ, PYTHONUNBUFFERED="1"))
-    events: list[dict[str, Any]] = []
-    canceled = False
-    try:
-        assert proc.stdout is not None
-        for line in proc.stdout:
-            event = json.loads(line) if line.startswith("{") else {}
-            events.append(event)
-            if (not canceled and event.get("event") == "state_waiting"
-                    and event.get("state") == "CreateDataVolumes"):
-                done = _smrun("cancel", str(plan), "--vm", "web-1", "--state-dir", str(state),
-                              cwd=tmp_path)
-                assert done.returncode == 0, done.stderr
-                canceled = True
-        assert proc.wait(timeout=RUN_TIMEOUT) == 1
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-    assert canceled
+    cancel = [*SMRUN, "cancel", str(plan), "--vm", "web-1", "--state-dir", str(state)]
+    code, events, done = cancel_at_event(cmd, cancel, event="state_waiting",
+                                         state="CreateDataVolumes", cwd=tmp_path,
+                                         env=dict(os.environ, PYTHONUNBUFFERED="1"),
+                                         timeout=RUN_TIMEOUT)
+    assert done is not None and done.returncode == 0, done and done.stderr
+    assert code == 1
     assert [e["vm"] for e in events if e.get("event") == "vm_canceled"] == ["shop/web-1"]
     assert _get(sim, "target", "VirtualMachine", "shop", "web-1") is None
     assert _by_plan(sim, "target", "DataVolume", "cold-demo") == []

@@ -72,11 +72,6 @@ def smrun(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
                           cwd=cwd, env=dict(os.environ, PYTHONUNBUFFERED="1"))
 
 
-def popen(*args: str, cwd: Path) -> subprocess.Popen[str]:
-    return subprocess.Popen([*SMRUN, *args], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-                            text=True, cwd=cwd, env=dict(os.environ, PYTHONUNBUFFERED="1"))
-
-
 def events(stdout: str) -> list[dict[str, Any]]:
     return [json.loads(line) for line in stdout.splitlines() if line.startswith("{")]
 

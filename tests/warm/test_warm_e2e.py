@@ -6,6 +6,7 @@ early cutover, a cutover time, and failure or cancel leaving the source running 
 from __future__ import annotations
 
 import json
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -18,8 +19,9 @@ import pytest
 from statemachine.sim.cluster import SimulatedClusters
 
 from polling import wait_for
+from processes import cancel_at_event
 
-from .harness import (RUN_TIMEOUT, SMRUN, by_plan, events, get, journal, plan_against, popen, smrun,
+from .harness import (RUN_TIMEOUT, SMRUN, by_plan, events, get, journal, plan_against, smrun,
                       start_sim)
 
 pytestmark = pytest.mark.slow
@@ -208,24 +210,13 @@ def test_cancel_during_the_precopy_loop(make_sim: Callable[..., SimulatedCluster
     sim = start_sim(make_sim, monkeypatch, tick=0.05)
     plan = plan_against(sim, tmp_path, vms=["ledger-1"], settings={"precopyInterval": "30s"})
     state = tmp_path / "state"
-    proc = popen("run", str(plan), "--output", "json", "--state-dir", str(state), cwd=tmp_path)
-    seen: list[dict[str, Any]] = []
-    canceled = False
-    try:
-        assert proc.stdout is not None
-        for line in proc.stdout:
-            event = json.loads(line) if line.startswith("{") else {}
-            seen.append(event)
-            if not canceled and event.get("event") == "state_completed" \
-                    and event.get("state") == "FinishRound":
-                done = smrun("cancel", str(plan), "--state-dir", str(state), cwd=tmp_path)
-                assert done.returncode == 0, done.stdout + done.stderr
-                canceled = True
-        assert proc.wait(timeout=RUN_TIMEOUT) == 1
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-    assert canceled
+    code, seen, done = cancel_at_event(
+        [*SMRUN, "run", str(plan), "--output", "json", "--state-dir", str(state)],
+        [*SMRUN, "cancel", str(plan), "--state-dir", str(state)],
+        event="state_completed", state="FinishRound", cwd=tmp_path,
+        env=dict(os.environ, PYTHONUNBUFFERED="1"), timeout=RUN_TIMEOUT)
+    assert done is not None and done.returncode == 0, done and done.stdout + done.stderr
+    assert code == 1
     assert [e["vm"] for e in seen if e.get("event") == "vm_canceled"] == ["ledger/ledger-1"]
     assert "StopSource" not in [e.get("state") for e in seen if e.get("event") == "state_completed"]
     _assert_source_restored(sim, "ledger-1")
