@@ -9,9 +9,9 @@ loaders (``itinerary.py``, ``plan.py``).
 """
 from __future__ import annotations
 
+import difflib
 import json
 from functools import lru_cache
-import difflib
 from collections.abc import Mapping
 from typing import Any
 
@@ -33,9 +33,12 @@ def load_schema(name: str) -> dict[str, Any]:
 
 @lru_cache(maxsize=None)
 def _validator(name: str) -> Draft202012Validator:
-    schema = load_schema(name)
-    Draft202012Validator.check_schema(schema)
-    return Draft202012Validator(schema, format_checker=Draft202012Validator.FORMAT_CHECKER)
+    # Built once per schema and process. Decision (start-up time, issue 8): the packaged schemas
+    # are not checked against the 2020-12 metaschema here -- that took 16-22 ms per schema on
+    # every command and can only fail on a broken build; tests/test_startup.py checks every
+    # packaged schema instead.
+    return Draft202012Validator(load_schema(name),
+                                format_checker=Draft202012Validator.FORMAT_CHECKER)
 
 
 def problems(doc: SourceDoc, schema_name: str) -> list[Problem]:

@@ -1,0 +1,85 @@
+"""What the start-up optimisations of issue 8 keep: same documents, same errors, same checks.
+
+Loading a plan and its itinerary was made cheaper (libyaml first in ``yamlsource``, schemas not
+re-checked against the metaschema on every command, templates compiled once per process and
+shared by the checks and rendering). These tests pin that nothing observable changed.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from jsonschema import Draft202012Validator
+
+from statemachine import yamlsource
+from statemachine.errors import SchemaError
+from statemachine.resources import data_dir
+
+ITINERARIES = sorted(data_dir("itineraries").glob("*.yaml"))
+SCHEMAS = sorted(data_dir("schemas").glob("*.schema.json"))
+
+
+@pytest.mark.parametrize("path", SCHEMAS, ids=lambda p: p.name)
+def test_every_packaged_schema_is_a_valid_2020_12_schema(path: Path) -> None:
+    # schema.py no longer checks this at run time: the check lives here.
+    Draft202012Validator.check_schema(json.loads(path.read_text(encoding="utf-8")))
+
+
+def test_there_are_packaged_schemas_to_check() -> None:
+    assert {p.name for p in SCHEMAS} >= {"itinerary.schema.json", "plan.schema.json"}
+
+
+@pytest.mark.skipif(yamlsource._FAST is None, reason="PyYAML built without libyaml")
+@pytest.mark.parametrize("path", ITINERARIES, ids=lambda p: p.stem)
+def test_fast_and_pure_yaml_give_the_same_data_and_lines(path: Path,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    fast = yamlsource.load(path)
+    monkeypatch.setattr(yamlsource, "_FAST", None)
+    pure = yamlsource.load(path)
+    assert fast.data == pure.data
+    assert dict(fast.lines) == dict(pure.lines)
+    assert len(fast.lines) > 100  # a real itinerary, not an empty document
+
+
+BAD_YAML = [
+    "a: 1\nb:\n  - x\n - y\n",               # bad indentation
+    "a: [1, 2\nb: 3\n",                     # unclosed flow sequence
+    "a: 'unterminated\n",                   # unclosed quote
+    "a: !!python/object/apply:os.system ['true']\n",  # an unsafe tag
+    "--- 1\n--- 2\n",                       # two documents
+    "a:\n  name: x\n  name: y\n",           # a duplicate key (smrun's own check)
+    "a: 1\n\tb: 2\n",                       # a tab
+]
+
+
+@pytest.mark.parametrize("text", BAD_YAML)
+def test_yaml_errors_are_the_pure_python_parsers(text: str,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    with pytest.raises(SchemaError) as fast:
+        yamlsource.loads(text, "bad.yaml")
+    monkeypatch.setattr(yamlsource, "_FAST", None)  # the reference: PyYAML's own parser
+    with pytest.raises(SchemaError) as pure:
+        yamlsource.loads(text, "bad.yaml")
+    assert str(fast.value) == str(pure.value)
+    assert [str(p) for p in fast.value.problems] == [str(p) for p in pure.value.problems]
+    assert str(fast.value).startswith("bad.yaml:")
+
+
+def test_the_fast_parser_is_used_when_available(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Guard against a silent fallback: a clean document never reaches the pure-Python loader.
+    if yamlsource._FAST is None:
+        pytest.skip("PyYAML built without libyaml")
+    calls: list[str] = []
+
+    class Spy(yamlsource._Loader):
+        def __init__(self, stream: str) -> None:
+            calls.append(stream)
+            super().__init__(stream)
+
+    monkeypatch.setattr(yamlsource, "_Loader", Spy)
+    assert yamlsource.loads("a: [1, 2]\n").data == {"a": [1, 2]}
+    assert calls == []
+    with pytest.raises(SchemaError):
+        yamlsource.loads("a: [1, 2\n")
+    assert calls == ["a: [1, 2\n"]
