@@ -16,7 +16,11 @@ Two undefined policies, decided here once:
   falsy, equal to nothing, compares false and chains (``object.a.b.c``). ``evaluate`` returns
   ``None`` for an undefined result.
 
-Expressions are compiled once and cached. This module renders and evaluates; it does not parse the
+Expressions, template strings and template files are compiled once per process and cached: the
+itinerary checks compile them to find syntax errors, and rendering and evaluation later reuse that
+same compiled code (one environment per template folder, :func:`template_environment`). The code
+Jinja2 generates is also kept on disk across processes (:mod:`statemachine.codecache`; only code
+that compiled, so errors are the same). This module renders and evaluates; it does not parse the
 rendered YAML (``render.py`` does) and knows nothing about itineraries.
 """
 from __future__ import annotations
@@ -27,27 +31,30 @@ import datetime as _dt
 import hashlib
 import json
 import re
-from collections.abc import Callable, Mapping, Sequence
+import threading
+from collections.abc import Callable, Mapping, MutableMapping, Sequence
 from functools import lru_cache
 from pathlib import Path
-from types import TracebackType
+from types import CodeType, TracebackType
 from typing import Any
 
 import yaml
-from jinja2 import (ChainableUndefined, FileSystemLoader, StrictUndefined, TemplateError as
-                    JinjaError, TemplateNotFound, TemplateSyntaxError, Undefined, UndefinedError,
-                    pass_context)
+from jinja2 import (ChainableUndefined, StrictUndefined, Template, TemplateError as JinjaError,
+                    TemplateNotFound, TemplateSyntaxError, Undefined, UndefinedError, pass_context)
+from jinja2.environment import TemplateExpression
 from jinja2.runtime import Context
 from jinja2.exceptions import SecurityError, TemplateRuntimeError
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 from jinja2.utils import missing
 
+from statemachine.codecache import CodeCache, TemplateLoader, literal_references, open_cache
 from statemachine.errors import TemplateError
 from statemachine.resources import data_dir
 
 __all__ = [
     "make_environment", "render_text", "render_string", "render_value", "evaluate",
     "compile_expression", "compile_template", "is_undefined", "SERVER_FIELDS",
+    "template_environment", "referenced_templates",
 ]
 
 # Fields a live object carries that must not be sent back when creating a copy elsewhere.
@@ -82,11 +89,37 @@ class _FieldUndefined(ChainableUndefined):
 
 
 class _Environment(ImmutableSandboxedEnvironment):
-    """The sandbox, failing loudly on unsafe attribute access instead of returning undefined."""
+    """The sandbox, failing loudly on unsafe attribute access instead of returning undefined.
+
+    It also records the code object of the last compile on this thread, so that the code of an
+    expression or template string compiled the ordinary way can be stored in the disk cache.
+    """
+
+    code_cache: CodeCache | None = None
+    _last = threading.local()
 
     def unsafe_undefined(self, obj: Any, attribute: str) -> Undefined:
         raise SecurityError(f"access to attribute {attribute!r} of {type(obj).__name__!r} object "
                             "is not allowed in smrun templates")
+
+    def compile(self, source: Any, name: str | None = None, filename: str | None = None,
+                raw: bool = False, defer_init: bool = False) -> Any:
+        if raw:
+            return super().compile(source, name, filename, True, defer_init)
+        code = super().compile(source, name, filename, False, defer_init)
+        _Environment._last.code = code
+        return code
+
+    def last_code(self) -> CodeType | None:
+        """The code object this thread compiled last (``None`` if it was raw source)."""
+        code = getattr(_Environment._last, "code", None)
+        return code if isinstance(code, CodeType) else None
+
+    def from_cached_code(self, code: CodeType, uptodate: Callable[[], bool] | None = None,
+                         globals: MutableMapping[str, Any] | None = None) -> Template:
+        """A template from code this configuration compiled before (what ``from_string`` and
+        the loaders do after compiling)."""
+        return self.template_class.from_code(self, code, self.make_globals(globals), uptodate)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -284,7 +317,7 @@ def make_environment(template_dirs: Sequence[Path | str] = (), *,
     if builtin not in dirs:
         dirs.append(builtin)
     env = _Environment(
-        loader=FileSystemLoader(dirs),
+        loader=TemplateLoader(dirs),
         undefined=_FieldUndefined if expressions else StrictUndefined,
         autoescape=False,
         keep_trailing_newline=True,
@@ -294,7 +327,25 @@ def make_environment(template_dirs: Sequence[Path | str] = (), *,
     )
     env.globals.update(_GLOBALS)
     env.filters.update(_FILTERS)
+    env.code_cache = open_cache(env)  # after the filters: their names are part of its key
     return env
+
+
+def template_environment(template_dir: Path | str | None = None) -> ImmutableSandboxedEnvironment:
+    """The shared environment for the template files of ``template_dir`` (then the built-in
+    ones): what :func:`render_text` uses, so a template compiled by the itinerary checks is not
+    compiled again when it is rendered."""
+    return _template_env(str(template_dir) if template_dir else None)
+
+
+def referenced_templates(env: ImmutableSandboxedEnvironment, name: str) -> tuple[str, ...]:
+    """The templates ``name`` includes, imports or extends by a literal name (not ``ignore
+    missing``), as found when ``env`` loaded it; call after ``env.get_template(name)``."""
+    loader = env.loader
+    if isinstance(loader, TemplateLoader) and name in loader.references:
+        return loader.references[name]
+    assert loader is not None
+    return literal_references(env.parse(loader.get_source(env, name)[0], name))
 
 
 @lru_cache(maxsize=32)
@@ -309,12 +360,28 @@ def _expression_env() -> ImmutableSandboxedEnvironment:
 
 @lru_cache(maxsize=4096)
 def _compiled(expr: str) -> Any:
-    return _expression_env().compile_expression(expr, undefined_to_none=False)
+    env = _expression_env()
+    cache = getattr(env, "code_cache", None)
+    hit = cache.get("expression", expr) if cache is not None else None
+    if hit is not None and isinstance(env, _Environment):
+        return TemplateExpression(env.from_cached_code(hit[0]), False)
+    compiled = env.compile_expression(expr, undefined_to_none=False)
+    if cache is not None and isinstance(env, _Environment) and (code := env.last_code()):
+        cache.put("expression", expr, code)
+    return compiled
 
 
 @lru_cache(maxsize=4096)
 def _compiled_string(source: str) -> Any:
-    return _template_env(None).from_string(source)
+    env = _template_env(None)
+    cache = getattr(env, "code_cache", None)
+    hit = cache.get("string", source) if cache is not None else None
+    if hit is not None and isinstance(env, _Environment):
+        return env.from_cached_code(hit[0])
+    compiled = env.from_string(source)
+    if cache is not None and isinstance(env, _Environment) and (code := env.last_code()):
+        cache.put("string", source, code)
+    return compiled
 
 
 def compile_expression(expr: str, *, where: str = "") -> None:
@@ -376,7 +443,7 @@ def render_text(template_name: str, ctx: Mapping[str, Any], *,
                 template_dir: Path | str | None = None) -> str:
     """Render the template file ``template_name`` (searched in ``template_dir``, then the
     built-in templates) with ``ctx``. Errors name the template file and line."""
-    env = _template_env(str(template_dir) if template_dir else None)
+    env = template_environment(template_dir)
     try:
         template = env.get_template(template_name)
     except TemplateNotFound as exc:

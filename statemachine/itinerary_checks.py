@@ -6,16 +6,22 @@ predicates and states, templates present (and syntactically valid), output names
 names unique (a state's ``reads`` against each other and against ``spec.reads``/``setup.reads``), every
 state reachable from the first, every loop with an exit, every expression and template string
 compiling. It reads template files but renders nothing and evaluates no expression.
+
+Decision (start-up time, issue 8): template files are compiled in the shared environment of their
+folder (``expressions.template_environment``), the one rendering uses, so a run compiles each
+template once, not once to check and again to render; the templates a file includes come from
+that same compile (``expressions.referenced_templates``) instead of a second parse.
 """
 from __future__ import annotations
 
 from collections.abc import Iterator
 from typing import Any
 
-from jinja2 import TemplateNotFound, TemplateSyntaxError, nodes
+from jinja2 import TemplateNotFound, TemplateSyntaxError
 
 from statemachine.errors import Problem, TemplateError
-from statemachine.expressions import compile_expression, compile_template, make_environment
+from statemachine.expressions import (compile_expression, compile_template, referenced_templates,
+                                      template_environment)
 from statemachine.itinerary import (TERMINAL_STATES, Action, Itinerary, RefSpec, StateSpec,
                                     flow_edges, start_states)
 from statemachine.yamlsource import DocPath, SourceDoc
@@ -32,7 +38,7 @@ class _Checker:
     def __init__(self, itinerary: Itinerary, doc: SourceDoc) -> None:
         self.it = itinerary
         self.doc = doc
-        self.env = make_environment([itinerary.template_dir])
+        self.env = template_environment(itinerary.template_dir)
         self.raw: dict[str, Any] = doc.data["spec"]
 
     def p(self, path: DocPath, message: str) -> Problem:
@@ -275,14 +281,8 @@ class _Checker:
             return
         seen.add(name)
         self.env.get_template(name)
-        assert self.env.loader is not None
-        source = self.env.loader.get_source(self.env, name)[0]
-        for node in self.env.parse(source, name).find_all(
-                (nodes.Include, nodes.Import, nodes.FromImport, nodes.Extends)):
-            target = getattr(node, "template", None)
-            if getattr(node, "ignore_missing", False) or not isinstance(target, nodes.Const):
-                continue
-            self._load_with_includes(str(target.value), seen)
+        for included in referenced_templates(self.env, name):
+            self._load_with_includes(included, seen)
 
 
 def _strongly_connected(nodes: list[str], succ: dict[str, list[str]]) -> list[list[str]]:

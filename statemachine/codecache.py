@@ -1,0 +1,176 @@
+"""A disk cache of the Python code Jinja2 generates for smrun's expressions and templates.
+
+Why (issue 8, start-up time): every command that loads an itinerary compiles each of its
+expressions, template strings and template files to find syntax errors (itinerary_checks.py), and
+Jinja2's code generation is pure Python: ~0.1 s of a ~0.45 s start for the built-in live
+itinerary, the same work on every start for the same text. The cache keeps the compiled code
+object of each text that compiled, so a later process executes it instead of generating it again.
+
+What it does not change: only code that compiled is stored, so a text that fails to compile is
+compiled (and fails) again every time, with the same error; a hit is code that this same
+configuration produced from this same text. The key covers everything the generated code depends
+on: the text, the template name and file name (they are part of the code, for error lines),
+:func:`environment_digest` (Jinja2, Python and smrun versions, the environment's class and code
+generation options, the names of its filters and tests: an unknown filter is a compile-time error)
+and the Python bytecode magic number (``marshal`` is only valid for the Python that wrote it).
+
+Where: ``$SMRUN_CACHE_DIR``, else ``$XDG_CACHE_HOME/smrun``, else ``~/.cache/smrun``, in a
+sub-folder ``jinja``. ``SMRUN_CACHE_DIR=off`` (or empty) disables the cache. The folder is made
+private (0700) and is not used unless it is owned by the current user (its files are code that is
+executed, like ``__pycache__``). Every failure to read or write an entry, or a corrupt entry, is
+a miss, never an error: the cache can be deleted at any time. Entries are not evicted; one entry
+is a few KB per distinct text.
+"""
+from __future__ import annotations
+
+import hashlib
+import marshal
+import os
+import tempfile
+from collections.abc import Iterable, MutableMapping, Sequence
+from importlib.util import MAGIC_NUMBER
+from pathlib import Path
+from types import CodeType
+from typing import Any
+
+from jinja2 import Environment, FileSystemLoader, Template, TemplateSyntaxError, nodes
+
+__all__ = ["CodeCache", "TemplateLoader", "cache_dir", "environment_digest", "literal_references",
+           "open_cache"]
+
+_FORMAT = 1  # bump when the entry layout below changes
+DISABLE = ("", "off", "0", "no", "false")
+
+
+def cache_dir() -> Path | None:
+    """The folder of the cache, or ``None`` when ``SMRUN_CACHE_DIR`` disables it."""
+    configured = os.environ.get("SMRUN_CACHE_DIR")
+    if configured is not None:
+        if configured.strip().lower() in DISABLE:
+            return None
+        return Path(configured).expanduser() / "jinja"
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    base = Path(xdg) if xdg else Path.home() / ".cache"
+    return base / "smrun" / "jinja"
+
+
+def environment_digest(env: Any) -> str:
+    """What, besides the text, decides the code Jinja2 generates in ``env``."""
+    import jinja2
+
+    from statemachine import __version__
+
+    options = (
+        type(env).__module__, type(env).__qualname__, getattr(env, "sandboxed", False),
+        env.block_start_string, env.block_end_string, env.variable_start_string,
+        env.variable_end_string, env.comment_start_string, env.comment_end_string,
+        env.line_statement_prefix, env.line_comment_prefix, env.trim_blocks, env.lstrip_blocks,
+        env.newline_sequence, env.keep_trailing_newline, repr(env.autoescape), env.optimized,
+        env.is_async, repr(env.finalize), sorted(env.extensions),
+        env.undefined.__module__, env.undefined.__qualname__,
+        sorted(env.filters), sorted(env.tests),
+    )
+    text = repr((_FORMAT, jinja2.__version__, __version__, MAGIC_NUMBER, options))
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+class CodeCache:
+    """Compiled code (and the templates each one references) by text, in one folder."""
+
+    def __init__(self, folder: Path, digest: str) -> None:
+        self.folder = folder
+        self.digest = digest
+
+    def _path(self, kind: str, name: str | None, filename: str | None, source: str) -> Path:
+        h = hashlib.sha256()
+        for part in (self.digest, kind, name or "", filename or "", source):
+            h.update(part.encode("utf-8", "surrogatepass"))
+            h.update(b"\0")
+        return self.folder / f"{h.hexdigest()}.bin"
+
+    def get(self, kind: str, source: str, *, name: str | None = None,
+            filename: str | None = None) -> tuple[CodeType, tuple[str, ...]] | None:
+        """The code stored for this text, and its referenced templates; ``None``: a miss."""
+        try:
+            data = self._path(kind, name, filename, source).read_bytes()
+            magic, code, refs = marshal.loads(data)
+        except Exception:  # noqa: BLE001 - missing, unreadable or corrupt: compile instead
+            return None
+        if magic != MAGIC_NUMBER or not isinstance(code, CodeType) or not isinstance(refs, tuple):
+            return None
+        return code, tuple(str(r) for r in refs)
+
+    def put(self, kind: str, source: str, code: CodeType, references: Iterable[str] = (), *,
+            name: str | None = None, filename: str | None = None) -> None:
+        """Store ``code`` for this text (atomically; a failure is ignored)."""
+        target = self._path(kind, name, filename, source)
+        try:
+            data = marshal.dumps((MAGIC_NUMBER, code, tuple(references)))
+            fd, tmp = tempfile.mkstemp(dir=self.folder, prefix=".tmp-")
+            try:
+                with os.fdopen(fd, "wb") as out:
+                    out.write(data)
+                os.replace(tmp, target)
+            except BaseException:
+                os.unlink(tmp)
+                raise
+        except (OSError, ValueError):
+            pass  # a read-only or full disk only costs the speed-up
+
+
+def open_cache(env: Any) -> CodeCache | None:
+    """The cache for ``env``, or ``None`` (disabled, or the folder is unusable or not ours)."""
+    folder = cache_dir()
+    if folder is None:
+        return None
+    try:
+        folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+        info = folder.stat()
+        if hasattr(os, "getuid") and info.st_uid != os.getuid():
+            return None  # someone else's folder: never execute code from it
+    except OSError:
+        return None
+    return CodeCache(folder, environment_digest(env))
+
+
+class TemplateLoader(FileSystemLoader):
+    """The file loader: compiles through the disk cache, and remembers the templates each loaded
+    template includes, imports or extends by a literal name (for the itinerary checks, which
+    report a missing one), so that a template file is parsed once, not twice."""
+
+    def __init__(self, searchpath: Sequence[str]) -> None:
+        super().__init__(searchpath)
+        self.references: dict[str, tuple[str, ...]] = {}
+
+    def load(self, environment: Environment, name: str,
+             globals: MutableMapping[str, Any] | None = None) -> Template:
+        source, filename, uptodate = self.get_source(environment, name)
+        cache = getattr(environment, "code_cache", None)
+        hit = cache.get("file", source, name=name, filename=filename) if cache else None
+        if hit is not None:
+            code, refs = hit
+        else:
+            tree = environment.parse(source, name, filename)
+            refs = literal_references(tree)
+            try:
+                code = environment.compile(tree, name, filename)
+            except TemplateSyntaxError as exc:
+                exc.source = source  # as compiling the text (not the tree) would have set it
+                raise
+            if cache is not None:
+                cache.put("file", source, code, refs, name=name, filename=filename)
+        self.references[name] = refs
+        return environment.template_class.from_code(environment, code,
+                                                    environment.make_globals(globals), uptodate)
+
+
+def literal_references(tree: nodes.Template) -> tuple[str, ...]:
+    """Templates named by a literal in an include/import/extends of ``tree`` (not ``ignore
+    missing``), in order, each once."""
+    found: list[str] = []
+    for node in tree.find_all((nodes.Include, nodes.Import, nodes.FromImport, nodes.Extends)):
+        target = getattr(node, "template", None)
+        if getattr(node, "ignore_missing", False) or not isinstance(target, nodes.Const):
+            continue
+        found.append(str(target.value))
+    return tuple(dict.fromkeys(found))
