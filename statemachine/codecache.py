@@ -16,10 +16,10 @@ and the Python bytecode magic number (``marshal`` is only valid for the Python t
 
 Where: ``$SMRUN_CACHE_DIR``, else ``$XDG_CACHE_HOME/smrun``, else ``~/.cache/smrun``, in a
 sub-folder ``jinja``. ``SMRUN_CACHE_DIR=off`` (or empty) disables the cache. The folder is made
-private (0700) and is not used unless it is owned by the current user (its files are code that is
-executed, like ``__pycache__``). Every failure to read or write an entry, or a corrupt entry, is
-a miss, never an error: the cache can be deleted at any time. Entries are not evicted; one entry
-is a few KB per distinct text.
+private (0700) and is not used unless it is owned by the current user and writable by nobody
+else (its files are code that is executed, like ``__pycache__``). Every failure to read or write
+an entry, or a corrupt entry, is a miss, never an error: the cache can be deleted at any time.
+Entries are not evicted; one entry is a few KB per distinct text.
 """
 from __future__ import annotations
 
@@ -129,6 +129,8 @@ def open_cache(env: Any) -> CodeCache | None:
         info = folder.stat()
         if hasattr(os, "getuid") and info.st_uid != os.getuid():
             return None  # someone else's folder: never execute code from it
+        if info.st_mode & 0o022:
+            return None  # others may write entries there: likewise
     except OSError:
         return None
     return CodeCache(folder, environment_digest(env))

@@ -163,6 +163,14 @@ def test_a_folder_owned_by_someone_else_is_not_used(cache: Path,
     assert codecache.open_cache(expressions.make_environment()) is None
 
 
+def test_a_folder_others_may_write_to_is_not_used(cache: Path) -> None:
+    cache.mkdir(parents=True)
+    cache.chmod(0o777)
+    assert codecache.open_cache(expressions.make_environment()) is None
+    cache.chmod(0o700)
+    assert codecache.open_cache(expressions.make_environment()) is not None
+
+
 def test_the_key_covers_the_filters_and_the_undefined_policy() -> None:
     base = expressions.make_environment()
     more = expressions.make_environment()
