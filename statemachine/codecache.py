@@ -14,6 +14,11 @@ on: the text, the template name and file name (they are part of the code, for er
 generation options, the names of its filters and tests: an unknown filter is a compile-time error)
 and the Python bytecode magic number (``marshal`` is only valid for the Python that wrote it).
 
+How: :class:`CachingEnvironment` (the base of smrun's sandboxed environment) stores and reuses
+the code of expressions and template strings; :class:`TemplateLoader` does the same for template
+files and also records the templates each file includes, so the itinerary checks need no second
+parse to find them.
+
 Where: ``$SMRUN_CACHE_DIR``, else ``$XDG_CACHE_HOME/smrun``, else ``~/.cache/smrun``, in a
 sub-folder ``jinja``. ``SMRUN_CACHE_DIR=off`` (or empty) disables the cache. The folder is made
 private (0700) and is not used unless it is owned by the current user and writable by nobody
@@ -28,7 +33,7 @@ import hashlib
 import marshal
 import os
 import threading
-from collections.abc import Iterable, MutableMapping, Sequence
+from collections.abc import Callable, Iterable, MutableMapping, Sequence
 from importlib.util import MAGIC_NUMBER
 from pathlib import Path
 from types import CodeType
@@ -36,7 +41,7 @@ from typing import Any
 
 from jinja2 import Environment, FileSystemLoader, Template, TemplateSyntaxError, nodes
 
-__all__ = ["CodeCache", "TemplateLoader", "cache_dir", "environment_digest", "literal_references",
+__all__ = ["CachingEnvironment", "CodeCache", "TemplateLoader", "cache_dir", "environment_digest", "literal_references",
            "open_cache"]
 
 _FORMAT = 1  # bump when the entry layout below changes
@@ -134,6 +139,60 @@ def open_cache(env: Any) -> CodeCache | None:
     except OSError:
         return None
     return CodeCache(folder, environment_digest(env))
+
+
+class CachingEnvironment(Environment):
+    """A Jinja2 environment whose compiles can go through the disk cache.
+
+    It records the code object of the last compile on each thread, so that the code of an
+    expression or template string compiled the ordinary way (``compile_expression``,
+    ``from_string``: same errors, same code) can be stored, and builds templates from stored code.
+    """
+
+    _last = threading.local()
+    _code_cache: CodeCache | None = None
+    _code_cache_opened = False
+
+    @property
+    def code_cache(self) -> CodeCache | None:
+        """The disk cache of this environment's compiled code, opened on first use: after the
+        filters are set (their names are part of its key), and never for an environment that
+        compiles nothing (one used only to parse)."""
+        if not self._code_cache_opened:
+            self._code_cache = open_cache(self)
+            self._code_cache_opened = True
+        return self._code_cache
+
+    def compile(self, source: Any, name: str | None = None, filename: str | None = None,
+                raw: bool = False, defer_init: bool = False) -> Any:
+        if raw:
+            return super().compile(source, name, filename, True, defer_init)
+        code = super().compile(source, name, filename, False, defer_init)
+        CachingEnvironment._last.code = code
+        return code
+
+    def last_code(self) -> CodeType | None:
+        """The code object this thread compiled last (``None`` if it was raw source)."""
+        code = getattr(CachingEnvironment._last, "code", None)
+        return code if isinstance(code, CodeType) else None
+
+    def from_cached_code(self, code: CodeType, uptodate: Callable[[], bool] | None = None,
+                         globals: MutableMapping[str, Any] | None = None) -> Template:
+        """A template from code this configuration compiled before (what ``from_string`` and
+        the loaders do after compiling)."""
+        return self.template_class.from_code(self, code, self.make_globals(globals), uptodate)
+
+    def through_cache(self, kind: str, text: str, compile_text: Callable[[], Any],
+                      from_code: Callable[[CodeType], Any]) -> Any:
+        """``compile_text()``, or the same from the code the disk cache kept for ``text``."""
+        cache = self.code_cache
+        hit = cache.get(kind, text) if cache is not None else None
+        if hit is not None:
+            return from_code(hit[0])
+        compiled = compile_text()  # raises for a text that does not compile: nothing is stored
+        if cache is not None and (code := self.last_code()) is not None:
+            cache.put(kind, text, code)
+        return compiled
 
 
 class TemplateLoader(FileSystemLoader):

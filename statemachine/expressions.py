@@ -31,15 +31,14 @@ import datetime as _dt
 import hashlib
 import json
 import re
-import threading
-from collections.abc import Callable, Mapping, MutableMapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from functools import lru_cache
 from pathlib import Path
-from types import CodeType, TracebackType
+from types import TracebackType
 from typing import Any
 
 import yaml
-from jinja2 import (ChainableUndefined, StrictUndefined, Template, TemplateError as JinjaError,
+from jinja2 import (ChainableUndefined, StrictUndefined, TemplateError as JinjaError,
                     TemplateNotFound, TemplateSyntaxError, Undefined, UndefinedError, pass_context)
 from jinja2.environment import TemplateExpression
 from jinja2.runtime import Context
@@ -47,7 +46,7 @@ from jinja2.exceptions import SecurityError, TemplateRuntimeError
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 from jinja2.utils import missing
 
-from statemachine.codecache import CodeCache, TemplateLoader, literal_references, open_cache
+from statemachine.codecache import CachingEnvironment, TemplateLoader, literal_references
 from statemachine.errors import TemplateError
 from statemachine.resources import data_dir
 
@@ -88,38 +87,14 @@ class _FieldUndefined(ChainableUndefined):
     __mod__ = __rmod__ = __neg__ = __pos__ = _self  # type: ignore[assignment]
 
 
-class _Environment(ImmutableSandboxedEnvironment):
-    """The sandbox, failing loudly on unsafe attribute access instead of returning undefined.
-
-    It also records the code object of the last compile on this thread, so that the code of an
-    expression or template string compiled the ordinary way can be stored in the disk cache.
-    """
-
-    code_cache: CodeCache | None = None
-    _last = threading.local()
+class _Environment(CachingEnvironment, ImmutableSandboxedEnvironment):
+    """The sandbox, failing loudly on unsafe attribute access instead of returning undefined;
+    its compiles go through the disk cache (``codecache.CachingEnvironment``)."""
 
     def unsafe_undefined(self, obj: Any, attribute: str) -> Undefined:
         raise SecurityError(f"access to attribute {attribute!r} of {type(obj).__name__!r} object "
                             "is not allowed in smrun templates")
 
-    def compile(self, source: Any, name: str | None = None, filename: str | None = None,
-                raw: bool = False, defer_init: bool = False) -> Any:
-        if raw:
-            return super().compile(source, name, filename, True, defer_init)
-        code = super().compile(source, name, filename, False, defer_init)
-        _Environment._last.code = code
-        return code
-
-    def last_code(self) -> CodeType | None:
-        """The code object this thread compiled last (``None`` if it was raw source)."""
-        code = getattr(_Environment._last, "code", None)
-        return code if isinstance(code, CodeType) else None
-
-    def from_cached_code(self, code: CodeType, uptodate: Callable[[], bool] | None = None,
-                         globals: MutableMapping[str, Any] | None = None) -> Template:
-        """A template from code this configuration compiled before (what ``from_string`` and
-        the loaders do after compiling)."""
-        return self.template_class.from_code(self, code, self.make_globals(globals), uptodate)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -312,6 +287,10 @@ def make_environment(template_dirs: Sequence[Path | str] = (), *,
                      expressions: bool = False) -> ImmutableSandboxedEnvironment:
     """A new sandboxed environment. ``template_dirs`` is the search path (first wins), followed
     by the built-in templates folder; ``expressions=True`` gives the lenient-field undefined."""
+    return _new_environment(template_dirs, expressions=expressions)
+
+
+def _new_environment(template_dirs: Sequence[Path | str], *, expressions: bool) -> _Environment:
     dirs = [str(d) for d in template_dirs]
     builtin = str(data_dir("templates"))
     if builtin not in dirs:
@@ -327,7 +306,6 @@ def make_environment(template_dirs: Sequence[Path | str] = (), *,
     )
     env.globals.update(_GLOBALS)
     env.filters.update(_FILTERS)
-    env.code_cache = open_cache(env)  # after the filters: their names are part of its key
     return env
 
 
@@ -349,39 +327,28 @@ def referenced_templates(env: ImmutableSandboxedEnvironment, name: str) -> tuple
 
 
 @lru_cache(maxsize=32)
-def _template_env(template_dir: str | None) -> ImmutableSandboxedEnvironment:
-    return make_environment([template_dir] if template_dir else [])
+def _template_env(template_dir: str | None) -> _Environment:
+    return _new_environment([template_dir] if template_dir else [], expressions=False)
 
 
 @lru_cache(maxsize=1)
-def _expression_env() -> ImmutableSandboxedEnvironment:
-    return make_environment(expressions=True)
+def _expression_env() -> _Environment:
+    return _new_environment((), expressions=True)
 
 
 @lru_cache(maxsize=4096)
 def _compiled(expr: str) -> Any:
     env = _expression_env()
-    cache = getattr(env, "code_cache", None)
-    hit = cache.get("expression", expr) if cache is not None else None
-    if hit is not None and isinstance(env, _Environment):
-        return TemplateExpression(env.from_cached_code(hit[0]), False)
-    compiled = env.compile_expression(expr, undefined_to_none=False)
-    if cache is not None and isinstance(env, _Environment) and (code := env.last_code()):
-        cache.put("expression", expr, code)
-    return compiled
+    return env.through_cache("expression", expr,
+                             lambda: env.compile_expression(expr, undefined_to_none=False),
+                             lambda code: TemplateExpression(env.from_cached_code(code), False))
 
 
 @lru_cache(maxsize=4096)
 def _compiled_string(source: str) -> Any:
     env = _template_env(None)
-    cache = getattr(env, "code_cache", None)
-    hit = cache.get("string", source) if cache is not None else None
-    if hit is not None and isinstance(env, _Environment):
-        return env.from_cached_code(hit[0])
-    compiled = env.from_string(source)
-    if cache is not None and isinstance(env, _Environment) and (code := env.last_code()):
-        cache.put("string", source, code)
-    return compiled
+    return env.through_cache("string", source, lambda: env.from_string(source),
+                             env.from_cached_code)
 
 
 def compile_expression(expr: str, *, where: str = "") -> None:
