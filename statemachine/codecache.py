@@ -126,17 +126,17 @@ class CodeCache:
 
 def open_cache(env: Any) -> CodeCache | None:
     """The cache for ``env``, or ``None`` (disabled, or the folder is unusable or not ours)."""
-    folder = cache_dir()
-    if folder is None:
-        return None
     try:
+        folder = cache_dir()
+        if folder is None:
+            return None
         folder.mkdir(mode=0o700, parents=True, exist_ok=True)
         info = folder.stat()
         if hasattr(os, "getuid") and info.st_uid != os.getuid():
             return None  # someone else's folder: never execute code from it
         if info.st_mode & 0o022:
             return None  # others may write entries there: likewise
-    except OSError:
+    except (OSError, RuntimeError):  # RuntimeError: no home folder to be found
         return None
     return CodeCache(folder, environment_digest(env))
 
