@@ -31,7 +31,7 @@ import datetime as _dt
 import hashlib
 import json
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping, MutableMapping, Sequence
 from functools import lru_cache
 from pathlib import Path
 from types import TracebackType
@@ -90,6 +90,13 @@ class _FieldUndefined(ChainableUndefined):
 class _Environment(CachingEnvironment, ImmutableSandboxedEnvironment):
     """The sandbox, failing loudly on unsafe attribute access instead of returning undefined;
     its compiles go through the disk cache (``codecache.CachingEnvironment``)."""
+
+    def make_globals(self, d: MutableMapping[str, Any] | None) -> MutableMapping[str, Any]:
+        # A plain dict, not Jinja2's ChainMap over the environment's globals: every evaluation
+        # copies the globals into its new context, and iterating a ChainMap was ~8% of the
+        # engine's CPU at 100 VMs. Our globals are fixed when the environment is made, before
+        # anything compiles, so nothing is lost by taking them once.
+        return {**self.globals, **(d or {})}
 
     def unsafe_undefined(self, obj: Any, attribute: str) -> Undefined:
         raise SecurityError(f"access to attribute {attribute!r} of {type(obj).__name__!r} object "
@@ -303,6 +310,8 @@ def _new_environment(template_dirs: Sequence[Path | str], *, expressions: bool) 
         # Decision: YAML-friendly block handling, so `{% if %}` lines leave no blank lines.
         trim_blocks=True,
         lstrip_blocks=True,
+        # Template files do not change under a running smrun: no stat per render to check.
+        auto_reload=False,
     )
     env.globals.update(_GLOBALS)
     env.filters.update(_FILTERS)

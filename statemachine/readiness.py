@@ -51,11 +51,13 @@ class Verdict:
 
 
 def evaluate(obj: Mapping[str, Any] | None, spec: ReadinessSpec | None,
-             ctx: Mapping[str, Any]) -> Verdict:
+             ctx: Mapping[str, Any], *, describe: bool = True) -> Verdict:
     """Judge ``obj`` (``None``: it does not exist) against ``spec``; ``failed`` first.
 
     Without a ``ready`` clause the object is ready as soon as it exists (a state that applies
-    objects and declares no readiness completes when they exist).
+    objects and declares no readiness completes when they exist). ``describe=False`` leaves a
+    pending verdict's message empty: the engine judges on every watch event and describes a
+    wait only when it times out, and a description costs several more evaluations.
     """
     full = {**ctx, "object": obj}
     if spec is not None and spec.failed is not None and _holds(spec.failed, full):
@@ -66,6 +68,8 @@ def evaluate(obj: Mapping[str, Any] | None, spec: ReadinessSpec | None,
         return Verdict("pending", "waiting for the object to exist")
     if _holds(spec.ready, full):
         return Verdict("ready", f"ready: {spec.ready.source.strip()} holds")
+    if not describe:
+        return Verdict("pending", "")
     message = explain(spec.ready, obj, ctx, clause="ready")
     shown = progress(obj, spec, ctx)
     return Verdict("pending", f"{message}; progress: {shown}" if shown else message)

@@ -75,9 +75,11 @@ def run(plan: Any, itinerary: Any, *, state_dir: Path, max_in_flight: int | None
                      or rec.predicates is None or rec.terminal in ("Failed", "Canceled")]
             setup_rec = replay.vms.get("")
             setup_fresh = setup_rec is None or setup_rec.terminal != "Completed"
+            # What preflight reads, the engine reuses for VMs that start soon after it.
+            prefetched = _checks.ClusterReads(clusters)
             if fresh or setup_fresh:
                 findings = _checks.run_checks(plan, itinerary, clusters, vms=fresh, setup=setup_fresh,
-                                      servers=conn.servers)
+                                              servers=conn.servers, reads=prefetched)
                 _print_findings(findings, sys.stderr if output == "json" else stream)
                 if findings.blocking:
                     _refuse(findings)
@@ -88,7 +90,7 @@ def run(plan: Any, itinerary: Any, *, state_dir: Path, max_in_flight: int | None
                             resync=resync or (float(env_resync) if env_resync else 2.0),
                             # a stale cancel file was removed above: one present now was
                             # written by `smrun cancel` during preflight
-                            cancel_file_is_fresh=True)
+                            cancel_file_is_fresh=True, prefetched=prefetched)
             return engine.run().exit_code
     finally:
         journal.close()

@@ -10,7 +10,6 @@ state's deadline, and logged. This module does not choose states or evaluate rea
 """
 from __future__ import annotations
 
-import copy
 import hashlib
 import json
 import logging
@@ -29,7 +28,7 @@ from statemachine.errors import (
     ReadinessTimeout,
     TransientClusterError,
 )
-from statemachine.k8s import ObjectRef
+from statemachine.k8s import ObjectRef, copy_obj
 
 if TYPE_CHECKING:
     from statemachine.engine.runtime import Runtime, VmModel
@@ -58,7 +57,7 @@ def manifest_hash(manifest: Mapping[str, Any]) -> str:
 
 def stamp(manifest: Mapping[str, Any], labels: Mapping[str, str]) -> dict[str, Any]:
     """A copy of ``manifest`` with smrun's labels and the manifest-hash annotation."""
-    out = copy.deepcopy(dict(manifest))
+    out: dict[str, Any] = copy_obj(dict(manifest))
     meta = out.setdefault("metadata", {})
     digest = manifest_hash(manifest)
     meta["labels"] = {**(meta.get("labels") or {}), **labels}

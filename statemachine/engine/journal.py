@@ -21,9 +21,8 @@ import json
 import os
 import time
 import uuid
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import IO, Any
 
@@ -71,8 +70,18 @@ def _drop_torn_tail(fd: int) -> None:
     os.ftruncate(fd, data.rfind(b"\n") + 1)
 
 
+_second: tuple[int, str] = (-1, "")
+
+
 def utc_now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    """``2026-11-26T02:37:45.123Z``. Every journal entry and event is stamped, so the part up to
+    the second is formatted once per second (datetime formatting was 1.5% of the engine's CPU)."""
+    global _second
+    now = time.time()
+    whole = int(now)
+    if whole != _second[0]:
+        _second = (whole, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(whole)))
+    return f"{_second[1]}.{int((now - whole) * 1000):03d}Z"
 
 
 def ref_to_json(ref: ObjectRef) -> dict[str, str]:
@@ -198,6 +207,7 @@ class Journal:
         self._fh: IO[bytes] | None = None
         self._lock_fh: IO[str] | None = None
         self._dirty = False
+        self._intents = False  # an intent appended since the last sync (see sync_later)
 
     @classmethod
     def for_plan(cls, state_dir: Path, plan_name: str, **kw: Any) -> Journal:
@@ -235,6 +245,7 @@ class Journal:
 
     # -- entries --------------------------------------------------------------------------------
     def read(self) -> Replay:
+        self.flush()
         return replay(read_entries(self.path))
 
     def reset(self) -> None:
@@ -246,24 +257,61 @@ class Journal:
             cancel.unlink()
 
     def append(self, type_: str, **fields: Any) -> dict[str, Any]:
-        """Write an entry. It reaches the kernel at once (a kill -9 cannot lose it); :meth:`sync`
-        makes it durable against a machine crash and runs before every cluster write."""
+        """Write an entry into the process's buffer; :meth:`flush` hands it to the kernel (then a
+        kill -9 cannot lose it) and :meth:`sync` makes it durable against a machine crash.
+
+        The engine flushes at the end of every loop batch and syncs before every cluster write,
+        so an entry still in the buffer at a kill -9 records only decisions with no effect outside
+        the process yet: losing it is the same as being killed a moment earlier. The exception is
+        ``created``, the fact that a cluster write succeeded: it is flushed at once, so a resumed
+        run never mistakes an object it made for one it only intended (and never makes it twice).
+        One flush per entry was 60 µs, a tenth of the engine's own CPU at 100 VMs.
+        """
         entry: dict[str, Any] = {"ts": utc_now(), "type": type_, **fields}
         if self._fh is None:
             private_dir(self.dir)
             fd = private_open(self.path, os.O_RDWR | os.O_APPEND)
             _drop_torn_tail(fd)
-            self._fh = os.fdopen(fd, "ab")
+            self._fh = os.fdopen(fd, "ab", buffering=1 << 16)
         self._fh.write(json.dumps(entry, separators=(",", ":"), default=str).encode() + b"\n")
-        self._fh.flush()
         self._dirty = True
+        if type_ == "intent":
+            self._intents = True
+        elif type_ == "created":
+            self._fh.flush()
         return entry
+
+    def flush(self) -> None:
+        """Hand every appended entry to the kernel (survives a kill -9, not a power loss)."""
+        if self._fh is not None:
+            self._fh.flush()
 
     def sync(self) -> None:
         """fsync what was appended (group commit: one fsync covers every entry before it)."""
-        if self._fh is not None and self._dirty and self.fsync:
-            os.fsync(self._fh.fileno())
-        self._dirty = False
+        if self._fh is not None:
+            self._fh.flush()
+            if self._dirty and self.fsync:
+                os.fsync(self._fh.fileno())
+        self._dirty = self._intents = False
+
+    def sync_later(self) -> Callable[[], None]:
+        """Before cluster writes: flush now; when an ``intent`` was appended since the last sync,
+        return a function that makes what was flushed durable (``fsync``), safe to call on
+        another thread while appends go on. Only a create needs its announcement on disk first
+        (after a machine crash it is how undo finds the object); patches, deletes and Events
+        are safe to repeat or are recorded after the fact, so they do not cost an fsync."""
+        self.flush()
+        if self._fh is None or not self._intents or not self.fsync:
+            return _nothing
+        self._intents = self._dirty = False
+        fd = self._fh.fileno()
+
+        def durable() -> None:
+            try:
+                os.fsync(fd)
+            except OSError:  # closed meanwhile: close() itself synced
+                pass
+        return durable
 
     def close(self) -> None:
         if self._fh is not None:
@@ -271,6 +319,10 @@ class Journal:
             self._fh.close()
             self._fh = None
         self.unlock()
+
+
+def _nothing() -> None:
+    pass
 
 
 def new_run_id() -> str:

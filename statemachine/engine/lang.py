@@ -37,7 +37,8 @@ class Language(Protocol):
 
     def readiness(self, obj: Mapping[str, Any] | None, readiness: ReadinessT,
                   ctx: Mapping[str, Any]) -> tuple[Status, str]:
-        """``failed`` checked before ``ready``; returns (status, message)."""
+        """``failed`` checked before ``ready``; returns (status, message). The message explains
+        a failure; a pending verdict's may be empty (the engine asks :meth:`explain` on timeout)."""
         ...
 
     def explain(self, clause: str, condition: str, obj: Mapping[str, Any] | None,
@@ -73,7 +74,7 @@ class DefaultLanguage:
 
     def readiness(self, obj: Mapping[str, Any] | None, readiness: ReadinessT,
                   ctx: Mapping[str, Any]) -> tuple[Status, str]:
-        verdict = rd.evaluate(obj, readiness.spec, dict(ctx))
+        verdict = rd.evaluate(obj, readiness.spec, dict(ctx), describe=False)
         return verdict.status, verdict.message
 
     def explain(self, clause: str, condition: str, obj: Mapping[str, Any] | None,

@@ -8,14 +8,16 @@ all gaps listed at once together with Role rules that would close them. It appli
 """
 from __future__ import annotations
 
-import copy
+import threading
+import time
 from collections import defaultdict
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
 from statemachine.errors import ClusterError, SmrunError
-from statemachine.k8s import Cluster, ObjectRef
+from statemachine.k8s import Cluster, ObjectRef, copy_obj
 
 Need = tuple[str, str, str, str]  # (cluster, apiVersion, kind, namespace)
 
@@ -39,22 +41,50 @@ class ClusterReads:
     A pass resolves every VM's reads twice (``render_vm``, then ``resolve_reads`` for the checks)
     and every VM reads the same cluster-scoped objects (instancetype, preference, KubeVirt CRs).
     The memo makes each distinct object one GET per pass (docs/performance.md: 44 → 21 GETs per
-    VM). A pass applies nothing and is short, so one answer per object is as fresh as the checks
-    need; the engine reads again when a VM starts. Callers get a copy, never the memo's object.
+    VM), also when several VMs are checked at once on threads: the first asker fetches, the others
+    wait for its answer. Callers get a copy, never the memo's object.
+
+    The engine takes the memo over: a VM that starts soon after preflight (:meth:`recent`) uses the
+    very objects its checks approved instead of reading them again.
     """
 
-    def __init__(self, clusters: Mapping[str, Cluster]) -> None:
+    def __init__(self, clusters: Mapping[str, Cluster], *,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self.clusters = clusters
-        self._memo: dict[tuple[str, str, str, str, str], dict[str, Any] | None] = {}
+        self.clock = clock
+        self._memo: dict[tuple[str, str, str, str, str], Future[tuple[float, dict[str, Any] | None]]] = {}
+        self._lock = threading.Lock()
 
     def get(self, cluster: str, api_version: str, kind: str, namespace: str,
             name: str) -> dict[str, Any] | None:
         key = (cluster, api_version, kind, namespace or "", name)
-        if key not in self._memo:
-            ref = ObjectRef(api_version, kind, namespace or "", name)
-            self._memo[key] = self.clusters[cluster].get(ref)
-        obj = self._memo[key]
-        return copy.deepcopy(obj) if obj is not None else None
+        with self._lock:
+            answer = self._memo.get(key)
+            mine = answer is None
+            if answer is None:
+                answer = self._memo[key] = Future()
+        if mine:
+            try:
+                obj = self.clusters[cluster].get(ObjectRef(api_version, kind, namespace or "", name))
+            except BaseException as e:
+                with self._lock:  # not remembered: the next asker tries again
+                    del self._memo[key]
+                answer.set_exception(e)
+                raise
+            answer.set_result((self.clock(), obj))
+        _, found = answer.result()
+        return copy_obj(found) if found is not None else None
+
+    def recent(self, cluster: str, ref: ObjectRef, max_age: float) -> tuple[bool, dict[str, Any] | None]:
+        """``(True, object or None)`` when this pass read ``ref`` less than ``max_age`` seconds ago,
+        else ``(False, None)``: the caller must read it itself."""
+        answer = self._memo.get((cluster, ref.api_version, ref.kind, ref.namespace or "", ref.name))
+        if answer is None or not answer.done() or answer.exception() is not None:
+            return False, None
+        when, found = answer.result()
+        if self.clock() - when > max_age:
+            return False, None
+        return True, (copy_obj(found) if found is not None else None)
 
 
 def plural(kind: str) -> str:
@@ -138,14 +168,31 @@ def check_kinds(clusters: Mapping[str, Cluster], needs: Iterable[Need], findings
             findings.problems.append(f"{cluster}: the cluster does not serve {api_version} {kind}")
 
 
+# VMs checked at once: rendering holds the GIL, but each VM's reads are round trips, so a few
+# threads overlap one VM's waiting with another's rendering (1.0 s → 0.4 s before the first VM
+# at 100 VMs). More threads only contend for the GIL.
+CHECK_THREADS = 4
+
+
+@dataclass
+class _VmFindings:
+    rendered: list[Any] = field(default_factory=list)
+    refs: list[tuple[Need, str]] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+
 def run_checks(plan: Any, itinerary: Any, clusters: Mapping[str, Cluster], *,
                vms: Iterable[Any] | None = None, setup: bool = True,
-               servers: Mapping[str, str] | None = None) -> Findings:
-    """All preflight findings for ``vms`` (default: every VM of the plan)."""
-    from statemachine import context, expressions, render
+               servers: Mapping[str, str] | None = None,
+               reads: ClusterReads | None = None) -> Findings:
+    """All preflight findings for ``vms`` (default: every VM of the plan), in plan order.
+
+    ``reads`` is the memo to read through (pass one to hand the objects read to the engine)."""
+    from statemachine import render
 
     findings = Findings()
-    source = ClusterReads(clusters)
+    source = reads if reads is not None else ClusterReads(clusters)
     rendered: list[Any] = []
     refs: list[tuple[Need, str]] = []
     if setup:
@@ -153,49 +200,15 @@ def run_checks(plan: Any, itinerary: Any, clusters: Mapping[str, Cluster], *,
             rendered += render.render_setup(plan, itinerary, source)
         except SmrunError as e:
             findings.problems.append(f"setup: {e}")
-    for vm in list(plan.vms if vms is None else vms):
-        who = f"{vm.namespace}/{vm.name}"
-        try:
-            rendered += render.render_vm(plan, itinerary, vm, source)
-            ctx = context.vm_context(plan, vm, outputs=render.PendingOutputs(), servers=servers)
-            reads = render.resolve_reads(itinerary.reads, ctx, source)
-            ctx = {**ctx, "reads": reads}
-            for r in itinerary.reads:
-                if r.when is not None and not expressions.evaluate(r.when, ctx):
-                    continue  # a read switched off for this VM: its name may not even render
-                try:  # forEach refs are rendered without their item: only the namespace matters
-                    ref = r.object.render({**ctx, "item": None, "index": 0})
-                except SmrunError:
-                    continue
-                key = (ref.cluster or r.cluster, ref.api_version, ref.kind, ref.namespace or "")
-                refs.append((key, "get"))
-            for state in itinerary.states:
-                # State reads: get, and watch (a missing one is waited for). forEach refs are
-                # rendered without their item: only the namespace matters here.
-                for r in getattr(state, "reads", ()):
-                    try:
-                        ref = r.object.render({**ctx, "item": None, "index": 0})
-                    except SmrunError:
-                        continue
-                    refs.append(((ref.cluster or r.cluster, ref.api_version, ref.kind,
-                                  ref.namespace or ""), "watch"))
-                obj = state.readiness.object if state.readiness is not None else None
-                if obj is not None:
-                    try:
-                        ref = obj.render(ctx)
-                    except SmrunError:
-                        continue
-                    refs.append(((ref.cluster or state.cluster, ref.api_version, ref.kind,
-                                  ref.namespace or ""), "watch"))
-            if itinerary.commit is not None:
-                c = itinerary.commit
-                refs.append(((c.cluster, c.object.api_version, c.object.kind,
-                              c.object.render(ctx).namespace or ""), "get"))
-            _checks(itinerary, ctx, who, findings, expressions)
-        except ClusterError:
-            raise
-        except SmrunError as e:
-            findings.problems.append(f"{who}: {e}")
+    todo = list(plan.vms if vms is None else vms)
+    with ThreadPoolExecutor(min(CHECK_THREADS, max(1, len(todo))), "smrun-preflight") as pool:
+        # map() hands results back in plan order and re-raises a ClusterError (unreachable, ...)
+        per_vm = pool.map(lambda vm: _check_vm(plan, itinerary, vm, source, servers), todo)
+        for found in per_vm:
+            rendered += found.rendered
+            refs += found.refs
+            findings.problems += found.problems
+            findings.warnings += found.warnings
     needs = needed_permissions(itinerary, rendered, refs)
     check_kinds(clusters, needs, findings)
     check_rbac(clusters, needs, findings)
@@ -210,7 +223,59 @@ def run_checks(plan: Any, itinerary: Any, clusters: Mapping[str, Cluster], *,
     return findings
 
 
-def _checks(itinerary: Any, ctx: Mapping[str, Any], who: str, findings: Findings, expressions: Any) -> None:
+def _check_vm(plan: Any, itinerary: Any, vm: Any, source: ClusterReads,
+              servers: Mapping[str, str] | None) -> _VmFindings:
+    """One VM's part of preflight (runs on a pool thread; touches nothing shared but ``source``)."""
+    from statemachine import context, expressions, render
+
+    out = _VmFindings()
+    who = f"{vm.namespace}/{vm.name}"
+    try:
+        out.rendered += render.render_vm(plan, itinerary, vm, source)
+        ctx = context.vm_context(plan, vm, outputs=render.PendingOutputs(), servers=servers)
+        reads = render.resolve_reads(itinerary.reads, ctx, source)
+        ctx = {**ctx, "reads": reads}
+        for r in itinerary.reads:
+            if r.when is not None and not expressions.evaluate(r.when, ctx):
+                continue  # a read switched off for this VM: its name may not even render
+            try:  # forEach refs are rendered without their item: only the namespace matters
+                ref = r.object.render({**ctx, "item": None, "index": 0})
+            except SmrunError:
+                continue
+            key = (ref.cluster or r.cluster, ref.api_version, ref.kind, ref.namespace or "")
+            out.refs.append((key, "get"))
+        for state in itinerary.states:
+            # State reads: get, and watch (a missing one is waited for). forEach refs are
+            # rendered without their item: only the namespace matters here.
+            for r in getattr(state, "reads", ()):
+                try:
+                    ref = r.object.render({**ctx, "item": None, "index": 0})
+                except SmrunError:
+                    continue
+                out.refs.append(((ref.cluster or r.cluster, ref.api_version, ref.kind,
+                                  ref.namespace or ""), "watch"))
+            obj = state.readiness.object if state.readiness is not None else None
+            if obj is not None:
+                try:
+                    ref = obj.render(ctx)
+                except SmrunError:
+                    continue
+                out.refs.append(((ref.cluster or state.cluster, ref.api_version, ref.kind,
+                                  ref.namespace or ""), "watch"))
+        if itinerary.commit is not None:
+            c = itinerary.commit
+            out.refs.append(((c.cluster, c.object.api_version, c.object.kind,
+                              c.object.render(ctx).namespace or ""), "get"))
+        _checks(itinerary, ctx, who, out, expressions)
+    except ClusterError:
+        raise
+    except SmrunError as e:
+        out.problems.append(f"{who}: {e}")
+    return out
+
+
+def _checks(itinerary: Any, ctx: Mapping[str, Any], who: str, findings: _VmFindings,
+            expressions: Any) -> None:
     for check in itinerary.preflight:
         if check.when is not None and not expressions.evaluate(check.when, ctx):
             continue

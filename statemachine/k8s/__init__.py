@@ -109,5 +109,19 @@ class Cluster(Protocol):
     def close(self) -> None: ...
 
 
+def copy_obj(obj: Any) -> Any:
+    """A deep copy of JSON-shaped data (dicts, lists and immutable scalars).
+
+    Objects from the API server are only ever JSON, so this skips everything ``copy.deepcopy`` does
+    for arbitrary Python (memo, ``__deepcopy__``, reductions): about five times faster, and the
+    watch cache hands out a copy on every read (docs/performance.md). Anything else is shared as is.
+    """
+    if type(obj) is dict:
+        return {k: copy_obj(v) for k, v in obj.items()}
+    if type(obj) is list:
+        return [copy_obj(v) for v in obj]
+    return obj
+
+
 def iter_refs(objs: Iterable[Mapping[str, Any]]) -> list[ObjectRef]:
     return [ObjectRef.of(o) for o in objs]

@@ -22,7 +22,6 @@ It does not decide what to create, adopt or wait for: that is the engine's job.
 from __future__ import annotations
 
 import builtins
-import copy
 import hashlib
 import json
 import logging
@@ -41,7 +40,7 @@ from statemachine.errors import (
     NotFound,
     PermanentClusterError,
 )
-from statemachine.k8s import ObjectRef, Obj, PatchType, ResourceKey, Subscription, WatchHandler
+from statemachine.k8s import Obj, ObjectRef, PatchType, ResourceKey, Subscription, WatchHandler, copy_obj
 from statemachine.k8s import retry as _retry
 from statemachine.k8s.errormap import from_status, translate
 from statemachine.k8s.informer import Informer, StreamHandle
@@ -277,7 +276,7 @@ class KubeCluster:
             informer = self._informers.get(key)
             if informer is not None and informer.synced:
                 cached = informer.cached(ref.namespace, ref.name)
-                return copy.deepcopy(cached) if cached is not None else None
+                return copy_obj(cached) if cached is not None else None
         return self.fetch(ref)
 
     def fetch(self, ref: ObjectRef) -> Obj | None:

@@ -123,8 +123,11 @@ EVENTS = [
 
 def test_renderers() -> None:
     out = io.StringIO()
+    sink = JsonLines(out)
     for e in EVENTS:
-        JsonLines(out)(e)
+        sink(e)
+    assert out.getvalue() == ""  # written once per batch of the engine's steps, at flush()
+    sink.flush()
     assert [json.loads(line)["event"] for line in out.getvalue().splitlines()] == [e["event"] for e in EVENTS]
     plain = io.StringIO()
     for e in EVENTS:
