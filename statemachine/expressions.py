@@ -246,10 +246,15 @@ def tojson(value: Any) -> str:
     return json.dumps(_defined(value), ensure_ascii=False, sort_keys=False)
 
 
+# libyaml's emitter when PyYAML has it: the same YAML as the pure-Python one (both safe
+# dumpers, same options), 5-10x faster; it was a quarter of rendering a VM's manifests.
+_DUMPER: Any = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
+
+
 def toyaml(value: Any) -> str:
     """Block YAML for a value, without the trailing newline (combine with ``indent``)."""
-    text: str = yaml.safe_dump(_defined(value), default_flow_style=False, sort_keys=False,
-                               allow_unicode=True)
+    text: str = yaml.dump(_defined(value), Dumper=_DUMPER, default_flow_style=False, sort_keys=False,
+                          allow_unicode=True)
     return text.removesuffix("\n").removesuffix("\n...")
 
 

@@ -273,8 +273,11 @@ def wait_ready(rt: Runtime, vm: VmModel, spec: StateT, ctxs: list[dict[str, Any]
         wake = deadline
         for i, (ctx, t) in enumerate(zip(ctxs, targets)):
             assert t is not None
-            obj = yield from retrying(rt, vm, f"get {t[1]}", partial(rt.clusters[t[0]].get, t[1]),
-                                      deadline)
+            cluster = rt.clusters[t[0]]
+            # Readiness only reads: the watch cache's own object (no copy) where the cluster
+            # offers it; expressions run in an immutable sandbox, and outputs copy what they keep.
+            read = getattr(cluster, "peek", cluster.get)
+            obj = yield from retrying(rt, vm, f"get {t[1]}", partial(read, t[1]), deadline)
             objs.append(obj)
             status, message = rt.lang.readiness(obj, rd, {**ctx, "object": obj})
             if status == "failed":

@@ -65,6 +65,8 @@ class Cluster(Protocol):
 
     Errors are raised as ``statemachine.errors.ClusterError`` subclasses (transient or permanent);
     implementations retry transient errors themselves a bounded number of times before raising.
+    An implementation may also offer ``peek(ref)``: ``get`` without the copy, for read-only
+    callers (the engine uses it for readiness checks when present).
     """
 
     name: str

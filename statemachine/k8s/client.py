@@ -271,12 +271,19 @@ class KubeCluster:
 
     def get(self, ref: ObjectRef) -> Obj | None:
         """The object or ``None``; served from a synced shared watch when one covers ``ref``."""
+        obj = self.peek(ref)
+        return copy_obj(obj) if obj is not None else None
+
+    def peek(self, ref: ObjectRef) -> Obj | None:
+        """Like :meth:`get`, but a cached object is the cache's own, not a copy: only for callers
+        that never change it (the engine's readiness checks, on every watch event: copying each
+        object there was the largest single cost of a wait). The cache replaces objects on
+        events and never changes one in place, so a peeked object stays as it was read."""
         for key in (ResourceKey(ref.api_version, ref.kind, ref.namespace),
                     ResourceKey(ref.api_version, ref.kind, "")):
             informer = self._informers.get(key)
             if informer is not None and informer.synced:
-                cached = informer.cached(ref.namespace, ref.name)
-                return copy_obj(cached) if cached is not None else None
+                return informer.cached(ref.namespace, ref.name)
         return self.fetch(ref)
 
     def fetch(self, ref: ObjectRef) -> Obj | None:
