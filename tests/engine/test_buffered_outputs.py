@@ -1,0 +1,272 @@
+"""Buffered journal and progress output (issue 8): written once per loop batch, never lost.
+
+- ``Journal.append`` keeps ordinary entries in the process until ``flush``/``sync``/``read``; a
+  ``created`` entry reaches the file at once; ``sync_later`` costs an fsync only when an
+  ``intent`` was appended since the last sync; the engine flushes at the end of each batch.
+- ``JsonLines`` and ``PlainLines`` write nothing visible until ``flush``; the engine flushes
+  every sink that has a ``flush`` method, the last time after ``run_finished``.
+
+The journal is read back from disk with ``read_entries`` (what a resumed run would see).
+"""
+from __future__ import annotations
+
+import io
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from statemachine.engine.core import Engine
+from statemachine.engine.flow import ActionT, Flow, StateT
+from statemachine.engine.journal import Journal, read_entries, ref_to_json
+from statemachine.engine.progress import JsonLines, PlainLines
+from statemachine.k8s import ObjectRef
+
+from .fakes import FakeCluster, FakeLanguage
+
+REF = ref_to_json(ObjectRef("v1", "ConfigMap", "shop", "vm-1-cfg"))
+
+
+def on_disk(journal: Journal) -> list[dict[str, Any]]:
+    return list(read_entries(journal.path))
+
+
+@pytest.fixture
+def fsyncs(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Every ``os.fsync`` call's fd (the call itself still happens)."""
+    calls: list[int] = []
+    real = os.fsync
+
+    def counting(fd: int) -> None:
+        calls.append(fd)
+        real(fd)
+    monkeypatch.setattr(os, "fsync", counting)
+    return calls
+
+
+# -- Journal ------------------------------------------------------------------------------------------
+def test_ordinary_entries_reach_the_file_on_flush(tmp_path: Path) -> None:
+    j = Journal(tmp_path / "p")
+    first = j.append("run_started", run="r1", vms=["shop/vm-1"])
+    second = j.append("state_entered", vm="shop/vm-1", state="A")
+    assert on_disk(j) == []
+    j.flush()
+    assert on_disk(j) == [first, second]
+    third = j.append("state_completed", vm="shop/vm-1", state="A")
+    assert on_disk(j) == [first, second]
+    j.flush()
+    assert on_disk(j) == [first, second, third]
+    j.close()
+
+
+def test_sync_and_read_also_write_the_buffer_out(tmp_path: Path) -> None:
+    j = Journal(tmp_path / "p", fsync=False)
+    a = j.append("state_entered", vm="shop/vm-1", state="A")
+    j.sync()
+    assert on_disk(j) == [a]
+    b = j.append("state_entered", vm="shop/vm-1", state="B")
+    assert on_disk(j) == [a]
+    replay = j.read()  # the journal's own reader sees what it appended
+    assert replay.vms["shop/vm-1"].state == "B"
+    assert on_disk(j) == [a, b]
+    j.close()
+
+
+def test_a_created_entry_is_written_at_once(tmp_path: Path) -> None:
+    j = Journal(tmp_path / "p")
+    intent = j.append("intent", vm="shop/vm-1", cluster="target", ref=REF, state="A")
+    assert on_disk(j) == []
+    created = j.append("created", vm="shop/vm-1", cluster="target", ref=REF, state="A")
+    assert on_disk(j) == [intent, created]  # everything before it goes out with it
+    j.close()
+
+
+def test_sync_later_costs_an_fsync_only_after_an_intent(tmp_path: Path, fsyncs: list[int]) -> None:
+    j = Journal(tmp_path / "p")
+    entered = j.append("state_entered", vm="shop/vm-1", state="A")
+    nothing = j.sync_later()
+    assert on_disk(j) == [entered]  # flushed now even when no fsync is owed
+    nothing()
+    assert fsyncs == []
+
+    intent = j.append("intent", vm="shop/vm-1", cluster="target", ref=REF, state="A")
+    durable = j.sync_later()
+    assert on_disk(j) == [entered, intent]
+    assert fsyncs == []  # deferred to the caller (the I/O pool), not done on the loop thread
+    durable()
+    assert len(fsyncs) == 1
+
+    j.append("created", vm="shop/vm-1", cluster="target", ref=REF, state="A")
+    j.sync_later()()  # no new intent since the last one was made durable
+    assert len(fsyncs) == 1
+
+    j.append("intent", vm="shop/vm-1", cluster="target", ref=REF, state="B")
+    j.sync()  # a sync covers the pending intent ...
+    assert len(fsyncs) == 2
+    j.sync_later()()  # ... so nothing is owed afterwards
+    assert len(fsyncs) == 2
+    j.close()
+
+
+def test_sync_later_never_fsyncs_a_journal_without_fsync(tmp_path: Path, fsyncs: list[int]) -> None:
+    j = Journal(tmp_path / "p", fsync=False)
+    intent = j.append("intent", vm="shop/vm-1", cluster="target", ref=REF, state="A")
+    j.sync_later()()
+    assert fsyncs == [] and on_disk(j) == [intent]
+    j.close()
+
+
+def test_after_sync_the_file_holds_every_entry(tmp_path: Path, fsyncs: list[int]) -> None:
+    j = Journal(tmp_path / "p")
+    written = [j.append("run_started", run="r1", vms=["shop/vm-1"])]
+    for i in range(200):  # more than fits one small write, fewer than the 64 KiB buffer
+        written.append(j.append("state_entered", vm="shop/vm-1", state=f"S{i}"))
+        written.append(j.append("outputs", vm="shop/vm-1", state=f"S{i}", values={"i": i}))
+    assert len(on_disk(j)) < len(written)
+    j.sync()
+    assert on_disk(j) == written
+    assert len(fsyncs) == 1  # group commit: one fsync for all of them
+    j.close()
+
+
+# -- the engine's batches -------------------------------------------------------------------------
+@dataclass(frozen=True)
+class VM:
+    name: str
+    namespace: str = "shop"
+
+
+@dataclass
+class Plan:
+    name: str
+    vms: tuple[VM, ...]
+    settings: Any = None
+
+
+def timer_flow() -> Flow:
+    """States that only wait: no cluster write, so nothing but the loop's batch end flushes."""
+    wait = (ActionT("wait", seconds=0.03),)
+    return Flow("timers", (StateT("A", actions=wait), StateT("B", actions=wait),
+                           StateT("C", actions=wait), StateT("Completed")))
+
+
+def make_engine(tmp_path: Path, plan: Plan, sinks: list[Any]) -> Engine:
+    cluster = FakeCluster("c")
+    return Engine(plan, timer_flow(), source=cluster, target=cluster,
+                  journal=Journal(tmp_path / plan.name, fsync=False), lang=FakeLanguage({}),
+                  on_event=sinks, resync=0.2)
+
+
+def test_the_engine_flushes_the_journal_at_the_end_of_each_batch(tmp_path: Path) -> None:
+    seen: dict[str, list[tuple[str, str]]] = {}
+    path = tmp_path / "batches" / "journal.jsonl"
+
+    def on_event(e: dict[str, Any]) -> None:
+        if e["event"] == "state_completed":
+            seen[e["state"]] = [(x["type"], x.get("state", "")) for x in read_entries(path)]
+
+    plan = Plan("batches", (VM("vm-1"),))
+    (vm,) = make_engine(tmp_path, plan, [on_event]).run().vms
+    assert vm.phase == "Completed"
+    assert set(seen) == {"A", "B", "C"}
+    # When B completes (after its timer, a later batch), the entries of the batches before are
+    # on disk: the previous state's entry and B's own, which was written before B waited.
+    for previous, state in (("A", "B"), ("B", "C")):
+        assert ("state_entered", previous) in seen[state], seen[state]
+        assert ("state_completed", previous) in seen[state], seen[state]
+        assert ("state_entered", state) in seen[state], seen[state]
+    assert ("vm_started", "") in seen["A"] and ("state_entered", "A") in seen["A"]
+
+
+class FlushCounting:
+    def __init__(self) -> None:
+        self.events: list[dict[str, Any]] = []
+        self.flushes = 0
+        self.flushed_count: list[int] = []  # how many events had arrived at each flush
+
+    def __call__(self, e: dict[str, Any]) -> None:
+        self.events.append(e)
+
+    def flush(self) -> None:
+        self.flushes += 1
+        self.flushed_count.append(len(self.events))
+
+
+def test_the_engine_flushes_sinks_that_can_flush(tmp_path: Path) -> None:
+    counting = FlushCounting()
+    out = io.StringIO()
+    plain_out = FlushRecordingStream()
+    plain = PlainLines(plain_out)
+    no_flush: list[dict[str, Any]] = []  # a plain callable is still fed, and never asked to flush
+    plan = Plan("sinks", (VM("vm-1"), VM("vm-2")))
+    result = make_engine(tmp_path, plan, [counting, JsonLines(out), plain, no_flush.append]).run()
+    assert result.exit_code == 0
+
+    assert counting.flushes >= 1
+    assert counting.flushed_count[-1] == len(counting.events)  # the last flush after run_finished
+    assert counting.events[-1]["event"] == "run_finished"
+    lines = [json.loads(line) for line in out.getvalue().splitlines()]
+    assert lines == counting.events == no_flush
+    assert plain_out.visible.splitlines()[-1].startswith("plan sinks: finished: 2 completed")
+
+
+# -- progress renderers -----------------------------------------------------------------------------
+class FlushRecordingStream(io.StringIO):
+    """A stream that remembers what had been written at each ``flush`` (what a reader of a
+    block-buffered pipe would have seen)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.visible = ""
+
+    def flush(self) -> None:
+        self.visible = self.getvalue()
+        super().flush()
+
+
+EVENTS: list[dict[str, Any]] = [
+    {"event": "run_started", "plan": "p", "run": "r1", "vms": 1, "message": ""},
+    {"event": "vm_started", "plan": "p", "vm": "shop/vm-1", "state": "Pending", "message": ""},
+    {"event": "state_entered", "plan": "p", "vm": "shop/vm-1", "state": "A", "step": "Copy",
+     "message": ""},
+    {"event": "state_waiting", "plan": "p", "vm": "shop/vm-1", "state": "A", "message": "disk",
+     "progress": "40%"},
+    {"event": "vm_succeeded", "plan": "p", "vm": "shop/vm-1", "state": "Completed", "message": ""},
+    {"event": "run_finished", "plan": "p", "message": "1 completed", "completed": 1},
+]
+
+
+def test_json_lines_writes_nothing_until_flush_then_every_event_in_order() -> None:
+    stream = FlushRecordingStream()
+    sink = JsonLines(stream)
+    for e in EVENTS[:3]:
+        sink(e)
+    assert stream.getvalue() == "" and stream.visible == ""
+    sink.flush()
+    assert [json.loads(x) for x in stream.visible.split("\n")[:-1]] == EVENTS[:3]
+    assert stream.visible.endswith("\n")
+    for e in EVENTS[3:]:
+        sink(e)
+    assert stream.getvalue() == stream.visible  # nothing new until the next flush
+    sink.flush()
+    sink.flush()  # an empty batch writes nothing (no blank line)
+    assert [json.loads(x) for x in stream.getvalue().split("\n")[:-1]] == EVENTS
+
+
+def test_plain_lines_are_visible_only_after_flush_one_per_event_in_order() -> None:
+    stream = FlushRecordingStream()
+    sink = PlainLines(stream)
+    for e in EVENTS:
+        sink(e)
+    assert stream.visible == ""
+    sink.flush()
+    assert stream.visible.splitlines() == [
+        "plan p: run r1 started (1 VMs)",
+        "shop/vm-1: A [Copy]",
+        "shop/vm-1: A: disk (40%)",
+        "shop/vm-1: Completed",
+        "plan p: finished: 1 completed",
+    ]
