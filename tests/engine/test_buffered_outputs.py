@@ -15,7 +15,7 @@ import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
 
@@ -156,7 +156,7 @@ def timer_flow() -> Flow:
 def make_engine(tmp_path: Path, plan: Plan, sinks: list[Any]) -> Engine:
     cluster = FakeCluster("c")
     return Engine(plan, timer_flow(), source=cluster, target=cluster,
-                  journal=Journal(tmp_path / plan.name, fsync=False), lang=FakeLanguage({}),
+                  journal=Journal(tmp_path / plan.name, fsync=False), lang=cast(Any, FakeLanguage({})),
                   on_event=sinks, resync=0.2)
 
 

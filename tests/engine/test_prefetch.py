@@ -17,7 +17,7 @@ import time
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
 
@@ -69,6 +69,11 @@ class CountingCluster:
                 if r.kind == kind and (not namespace or r.namespace == namespace)]
 
 
+def clusters(cluster: CountingCluster) -> dict[str, Any]:
+    """``{"source": cluster}`` typed loosely: the fake implements only what ``ClusterReads`` uses."""
+    return {"source": cluster}
+
+
 def in_threads(n: int, fn: Any) -> list[Any]:
     """Run ``fn(i)`` on ``n`` threads released together; results in index order."""
     barrier = threading.Barrier(n)
@@ -93,12 +98,12 @@ def in_threads(n: int, fn: Any) -> list[Any]:
 
 # -- ClusterReads ------------------------------------------------------------------------------------
 def test_one_fetch_per_object_when_eight_threads_ask_at_once() -> None:
-    kv = {"apiVersion": "kubevirt.io/v1", "kind": "KubeVirt",
+    kv: dict[str, Any] = {"apiVersion": "kubevirt.io/v1", "kind": "KubeVirt",
           "metadata": {"name": "kubevirt"}, "spec": {"x": 1}}
-    it = {"apiVersion": "instancetype.kubevirt.io/v1beta1", "kind": "VirtualMachineClusterInstancetype",
+    it: dict[str, Any] = {"apiVersion": "instancetype.kubevirt.io/v1beta1", "kind": "VirtualMachineClusterInstancetype",
           "metadata": {"name": "u1.small"}, "spec": {"cpu": {"guest": 1}}}
     cluster = CountingCluster([kv, it], get_delay=0.05)
-    reads = ClusterReads({"source": cluster})
+    reads = ClusterReads(clusters(cluster))
 
     def ask(i: int) -> dict[str, Any] | None:
         obj = kv if i % 2 else it  # two distinct cluster-scoped objects, four askers each
@@ -115,7 +120,7 @@ def test_one_fetch_per_object_when_eight_threads_ask_at_once() -> None:
 
 def test_callers_get_copies_not_the_memo() -> None:
     cluster = CountingCluster([cm("a")])
-    reads = ClusterReads({"source": cluster})
+    reads = ClusterReads(clusters(cluster))
     first = reads.get("source", "v1", "ConfigMap", "shop", "a")
     assert first is not None
     first["metadata"]["labels"]["app"] = "changed"
@@ -130,7 +135,7 @@ def test_callers_get_copies_not_the_memo() -> None:
 def test_the_third_read_of_a_kind_in_a_namespace_lists_it_once() -> None:
     objs = [cm(n) for n in "abcdef"] + [cm("a", "other"), cm("b", "other")]
     cluster = CountingCluster(objs)
-    reads = ClusterReads({"source": cluster})
+    reads = ClusterReads(clusters(cluster))
     assert LIST_AFTER == 3
 
     for _ in range(3):  # memo hits are not new reads: no list yet
@@ -157,7 +162,7 @@ def test_the_third_read_of_a_kind_in_a_namespace_lists_it_once() -> None:
 
 def test_many_threads_reading_one_kind_share_one_list() -> None:
     cluster = CountingCluster([cm(f"vm-{i}") for i in range(8)], get_delay=0.05)
-    reads = ClusterReads({"source": cluster})
+    reads = ClusterReads(clusters(cluster))
     got = in_threads(8, lambda i: reads.get("source", "v1", "ConfigMap", "shop", f"vm-{i}"))
     assert got == [cm(f"vm-{i}") for i in range(8)]
     assert cluster.lists == Counter({("ConfigMap", "shop"): 1})
@@ -168,7 +173,7 @@ def test_secrets_are_never_listed() -> None:
     secrets = [{"apiVersion": "v1", "kind": "Secret", "metadata": {"name": f"s{i}", "namespace": "shop"},
                 "data": {"password": "c2VjcmV0"}} for i in range(6)]
     cluster = CountingCluster(secrets)
-    reads = ClusterReads({"source": cluster})
+    reads = ClusterReads(clusters(cluster))
     for i in range(6):
         assert reads.get("source", "v1", "Secret", "shop", f"s{i}") == secrets[i]
     assert reads.get("source", "v1", "Secret", "shop", "absent") is None
@@ -179,7 +184,7 @@ def test_secrets_are_never_listed() -> None:
 def test_a_forbidden_list_falls_back_to_gets() -> None:
     cluster = CountingCluster([cm(n) for n in "abcd"],
                               list_error=Forbidden("configmaps is forbidden", status=403))
-    reads = ClusterReads({"source": cluster})
+    reads = ClusterReads(clusters(cluster))
     got = {n: reads.get("source", "v1", "ConfigMap", "shop", n) for n in "abcde"}
     assert got == {"a": cm("a"), "b": cm("b"), "c": cm("c"), "d": cm("d"), "e": None}
     assert cluster.lists == Counter({("ConfigMap", "shop"): 1})  # refused once, not per object
@@ -189,7 +194,7 @@ def test_a_forbidden_list_falls_back_to_gets() -> None:
 def test_recent_ages_what_the_pass_read() -> None:
     now = [100.0]
     cluster = CountingCluster([cm("a")])
-    reads = ClusterReads({"source": cluster}, clock=lambda: now[0])
+    reads = ClusterReads(clusters(cluster), clock=lambda: now[0])
     ref_a = ObjectRef("v1", "ConfigMap", "shop", "a")
     ref_gone = ObjectRef("v1", "ConfigMap", "shop", "gone")
     assert reads.recent("source", ref_a, 30) == (False, None)  # never read
@@ -223,7 +228,7 @@ def test_a_failed_read_is_not_remembered() -> None:
         return real_get(ref)
 
     cluster.get = flaky  # type: ignore[method-assign]
-    reads = ClusterReads({"source": cluster})
+    reads = ClusterReads(clusters(cluster))
     ref = ObjectRef("v1", "ConfigMap", "shop", "a")
     with pytest.raises(TransientClusterError):
         reads.get("source", "v1", "ConfigMap", "shop", "a")
@@ -277,7 +282,7 @@ def read_flow(*, optional: bool = False) -> Flow:
 def run_engine(tmp_path: Path, plan: Plan, src: FakeCluster, dst: FakeCluster, flow: Flow,
                prefetched: Any) -> Any:
     return Engine(plan, flow, source=src, target=dst, journal=Journal(tmp_path / plan.name, fsync=False),
-                  lang=FakeLanguage(TEMPLATES), resync=0.2, prefetched=prefetched).run()
+                  lang=cast(Any, FakeLanguage(TEMPLATES)), resync=0.2, prefetched=prefetched).run()
 
 
 def started_reads(tmp_path: Path, plan: str) -> dict[str, Any]:
