@@ -55,9 +55,10 @@ def evaluate(obj: Mapping[str, Any] | None, spec: ReadinessSpec | None,
     """Judge ``obj`` (``None``: it does not exist) against ``spec``; ``failed`` first.
 
     Without a ``ready`` clause the object is ready as soon as it exists (a state that applies
-    objects and declares no readiness completes when they exist). ``describe=False`` leaves a
-    pending verdict's message empty: the engine judges on every watch event and describes a
-    wait only when it times out, and a description costs several more evaluations.
+    objects and declares no readiness completes when they exist). ``describe=False`` leaves
+    out the explanation of a pending ``ready`` clause (its message is empty): the engine judges
+    on every watch event and describes a wait only when it times out, and an explanation costs
+    several more evaluations.
     """
     full = {**ctx, "object": obj}
     if spec is not None and spec.failed is not None and _holds(spec.failed, full):

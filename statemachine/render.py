@@ -311,10 +311,13 @@ def render_setup(plan: Plan, itinerary: Itinerary, source: ReadSource, *,
 
 
 def render_vm(plan: Plan, itinerary: Itinerary, vm: VM, source: ReadSource, *,
-              run_id: str = DEFAULT_RUN_ID) -> list[RenderedManifest]:
-    """What every enabled state would do for ``vm``, in itinerary order."""
+              run_id: str = DEFAULT_RUN_ID,
+              reads: Mapping[str, Any] | None = None) -> list[RenderedManifest]:
+    """What every enabled state would do for ``vm``, in itinerary order. ``reads``: the VM's
+    reads when the caller has resolved them already (preflight does, for its checks)."""
     ctx = vm_context(plan, vm, run_id=run_id)
-    reads = resolve_reads(itinerary.reads, ctx, source, where=_where(itinerary))
+    if reads is None:
+        reads = resolve_reads(itinerary.reads, ctx, source, where=_where(itinerary))
     predicates = _predicates(itinerary, {**ctx, "reads": reads})
     ctx = vm_context(plan, vm, reads=reads, outputs=PendingOutputs(), predicates=predicates,
                      run_id=run_id)

@@ -330,7 +330,7 @@ class Engine:
                     known, obj = self.prefetched.recent(cluster_name, ref, PREFETCH_MAX_AGE)
                     if known:
                         if obj is None and not spec.optional:
-                            raise SmrunError(f"read {spec.name}: {ref} not found on {spec.cluster}")
+                            raise SmrunError(f"read {spec.name}: {ref} not found on {cluster_name}")
                         values.append(obj)
                         continue
                 # On the I/O pool: a batch of VMs starting together would otherwise block every
@@ -338,7 +338,7 @@ class Engine:
                 obj = yield from retrying(self.rt, model, f"get {ref}", partial(cluster.get, ref),
                                           deadline, blocking=True)
                 if obj is None and not spec.optional:
-                    raise SmrunError(f"read {spec.name}: {ref} not found on {spec.cluster}")
+                    raise SmrunError(f"read {spec.name}: {ref} not found on {cluster_name}")
                 values.append(obj)
             out[spec.name] = values if spec.for_each is not None else values[0]
         return out

@@ -303,13 +303,14 @@ class Journal:
         self.flush()
         if self._fh is None or not self._intents or not self.fsync:
             return _nothing
-        self._intents = self._dirty = False
+        # _dirty stays set: if close() comes before this fsync has run, close() syncs itself.
+        self._intents = False
         fd = self._fh.fileno()
 
         def durable() -> None:
             try:
                 os.fsync(fd)
-            except OSError:  # closed meanwhile: close() itself synced
+            except OSError:  # closed meanwhile: close() synced instead (see above)
                 pass
         return durable
 

@@ -102,10 +102,12 @@ class ClusterReads:
                 assert listing is not None
                 try:
                     items = self.clusters[cluster].list(ref.api_version, ref.kind, namespace=ref.namespace)
-                except ClusterError as e:
+                except BaseException as e:
+                    listing.set_result(None)  # never leave the other askers waiting
+                    if not isinstance(e, ClusterError):
+                        raise
                     logger.debug("listing %s in %s on %s failed (%s): reading one by one",
                                  ref.kind, ref.namespace, cluster, e)
-                    listing.set_result(None)
                 else:
                     listing.set_result({str((o.get("metadata") or {}).get("name")): o for o in items})
         if listing is not None:
@@ -270,9 +272,10 @@ def _check_vm(plan: Any, itinerary: Any, vm: Any, source: ClusterReads,
     out = _VmFindings()
     who = f"{vm.namespace}/{vm.name}"
     try:
-        out.rendered += render.render_vm(plan, itinerary, vm, source)
         ctx = context.vm_context(plan, vm, outputs=render.PendingOutputs(), servers=servers)
-        reads = render.resolve_reads(itinerary.reads, ctx, source)
+        # Resolved once, for rendering and the checks alike (errors worded as render_vm's).
+        reads = render.resolve_reads(itinerary.reads, ctx, source, where=f"{itinerary.file}: ")
+        out.rendered += render.render_vm(plan, itinerary, vm, source, reads=reads)
         ctx = {**ctx, "reads": reads}
         for r in itinerary.reads:
             if r.when is not None and not expressions.evaluate(r.when, ctx):
