@@ -76,16 +76,20 @@ def obj_key(cluster: str, ref: ObjectRef) -> tuple[str, str, str, str]:
 
 
 # -- retries ------------------------------------------------------------------------------------
-def offload(rt: Runtime, fn: Callable[[], T], vm: VmModel | None = None) -> Gen[T]:
+def offload(rt: Runtime, fn: Callable[[], T], vm: VmModel | None = None, *,
+            durable: bool = False) -> Gen[T]:
     """Run a blocking request on the runtime's small I/O pool; the task waits, the loop runs on.
 
-    Writes are submitted at the end of the loop's current batch, after one journal fsync that
-    covers every intent journaled in the batch (group commit). The worker wakes the task through
-    the scheduler's queue; the task's wait is registered before the loop next drains that queue,
+    Requests are submitted at the end of the loop's current batch. A ``durable`` one (a create,
+    announced by an intent) is sent only after one journal fsync that covers every intent
+    journaled in the batch (group commit); the others (reads, patches, deletes) do not wait for
+    it: an fsync can take a second on a busy disk. The worker wakes the task through the
+    scheduler's queue; the task's wait is registered before the loop next drains that queue,
     so the wake-up cannot be lost.
     """
     if rt.pool is None:
-        rt.journal.sync()  # durable before the write it announces
+        if durable:
+            rt.journal.sync()  # durable before the write it announces
         return fn()
     box: dict[str, Any] = {}
     key = ("io", "", "", str(id(box)))
@@ -106,7 +110,7 @@ def offload(rt: Runtime, fn: Callable[[], T], vm: VmModel | None = None) -> Gen[
             rt.inflight[owner] -= 1
         rt.scheduler.notify(key)
 
-    rt.submit_write(work)
+    rt.submit_write(work, durable=durable)
     while "value" not in box and "error" not in box:
         yield Wait((key,))
     if "error" in box:
@@ -115,15 +119,16 @@ def offload(rt: Runtime, fn: Callable[[], T], vm: VmModel | None = None) -> Gen[
 
 
 def retrying(rt: Runtime, vm: VmModel, what: str, fn: Callable[[], T], deadline: float, *,
-             blocking: bool = False) -> Gen[T]:
+             blocking: bool = False, durable: bool = False) -> Gen[T]:
     """Call ``fn``; on a transient cluster error wait (exponential backoff with jitter, honouring
     Retry-After) and call again, until ``deadline``. The engine thread is never blocked by the wait.
-    ``blocking`` calls (writes: always a round trip) run on the I/O pool."""
+    ``blocking`` calls (writes: always a round trip) run on the I/O pool; ``durable`` ones (creates)
+    after the journal's fsync (see :func:`offload`)."""
     attempt = 0
     while True:
         try:
             if blocking:
-                return (yield from offload(rt, fn, vm))
+                return (yield from offload(rt, fn, vm, durable=durable))
             return fn()
         except TransientClusterError as e:
             attempt += 1
@@ -195,21 +200,33 @@ def create(rt: Runtime, vm: VmModel, state: StateT, action: ActionT, ctx: Mappin
 def _create_one(rt: Runtime, vm: VmModel, cluster_name: str, cluster: Any,
                 manifest: dict[str, Any], ref: ObjectRef, kind: str, labels: Mapping[str, str],
                 deadline: float) -> Gen[bool]:
+    shared = (cluster_name, ref)
     if kind == "ensure":
         # Shared objects (ConfigMaps, Secrets, namespaces) usually exist already, made by another
         # VM of the plan: the shared watch answers that without a request, sparing a 409 per VM.
+        # When another VM of this run is creating it right now, wait for that create to land
+        # (it wakes us) instead of sending a second one: ten VMs sharing a ConfigMap made ten
+        # POSTs, nine of them 409s, and each 409 cost a read and a pause.
+        while shared in rt.ensuring:
+            vm.waiting_for = f"{ref} (being created for another VM)"
+            yield Wait((obj_key(cluster_name, ref),), min(deadline, rt.clock() + 1.0))
         existing = yield from retrying(rt, vm, f"get {ref}", lambda: cluster.get(ref), deadline)
         if existing is not None:
             return _accept_existing(vm, cluster_name, existing, manifest, ref, kind, labels)
     while True:
+        rt.ensuring.add(shared)
         try:
             yield from retrying(rt, vm, f"create {ref}", lambda: cluster.create(manifest), deadline,
-                                  blocking=True)
+                                blocking=True, durable=True)
             logger.info("%s: %s: created %s on %s", vm.key or "setup", vm.state_name, ref, cluster_name)
             return True
         except Conflict:
             pass
-        existing = yield from retrying(rt, vm, f"get {ref}", lambda: cluster.get(ref), deadline)
+        finally:
+            rt.ensuring.discard(shared)
+            rt.scheduler.notify(obj_key(cluster_name, ref))
+        # Someone else made it: ask the server, not the cache (whose event may still be coming).
+        existing = yield from retrying(rt, vm, f"get {ref}", lambda: cluster.fetch(ref), deadline)
         if existing is None:
             # Deleted between our create and get (or a cache that lags): try again shortly, but
             # only until the state's deadline (a 409 for an object we can never read must not

@@ -32,6 +32,12 @@ from statemachine.errors import (
 from statemachine.k8s import ObjectRef
 
 logger = logging.getLogger("statemachine.engine")
+
+# A wait's progress expression (e.g. a DataVolume's percentage) is evaluated and reported at most
+# once a second: the object it reads changes on nearly every watch event, and evaluating and
+# emitting it each time was a third of a waiting VM's cost on the loop thread. What the wait
+# waits for, and a change of that, is still reported at once.
+PROGRESS_EVERY = 1.0
 Gen = Generator[Wait, None, Any]
 
 
@@ -266,6 +272,7 @@ def wait_ready(rt: Runtime, vm: VmModel, spec: StateT, ctxs: list[dict[str, Any]
         rt.ensure_watch(*t)
     first_failed: dict[int, float] = {}
     last_note = None
+    progress_at = -PROGRESS_EVERY
     while True:
         now = rt.clock()
         objs: list[Any] = []
@@ -306,12 +313,15 @@ def wait_ready(rt: Runtime, vm: VmModel, spec: StateT, ctxs: list[dict[str, Any]
             else:
                 clause = f"failed: {rd.failed} did not clear"
             raise ReadinessTimeout(f"{spec.name}: timed out after {fmt_duration(timeout)}: {clause}")
-        vm.waiting_for = f"{targets[i][1]}" + (f" ({len(pending)}/{len(ctxs)} pending)"  # type: ignore[index]
-                                               if len(ctxs) > 1 else "")
-        try:
-            vm.progress = rt.lang.progress(obj, rd, ctx) if rd.progress else ""
-        except SmrunError:
-            vm.progress = ""
+        waiting_for = f"{targets[i][1]}" + (f" ({len(pending)}/{len(ctxs)} pending)"  # type: ignore[index]
+                                            if len(ctxs) > 1 else "")
+        if rd.progress and (waiting_for != vm.waiting_for or now - progress_at >= PROGRESS_EVERY):
+            progress_at = now
+            try:
+                vm.progress = rt.lang.progress(obj, rd, ctx)
+            except SmrunError:
+                vm.progress = ""
+        vm.waiting_for = waiting_for
         note = (vm.waiting_for, vm.progress)
         if note != last_note:
             last_note = note

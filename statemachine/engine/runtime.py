@@ -105,8 +105,10 @@ class Runtime:
         # journal, the machine and all decisions stay on the loop thread.
         self.pool: ThreadPoolExecutor | None = ThreadPoolExecutor(io_workers, "smrun-io") \
             if io_workers > 0 else None
-        self._writes: list[Callable[[], None]] = []
+        self._writes: list[tuple[Callable[[], None], bool]] = []  # (work, after the fsync)
         self.inflight: dict[str, int] = {}  # VM key -> writes in flight (loop thread only)
+        # (cluster, ref) of `ensure` creates in flight: other VMs wait for them (loop thread only)
+        self.ensuring: set[tuple[str, ObjectRef]] = set()
         scheduler.idle_hooks.append(self._flush_writes)
         # Whether a `smrun cutover` file exists, looked at once per tick (a quarter second) rather
         # than with one stat per context built: at 100 VMs that was ~10,000 stats, 0.4 s of CPU.
@@ -176,8 +178,10 @@ class Runtime:
     def _look_for_cutover_file(self) -> None:
         self.cutover_file_seen = self._cutover_path.exists()
 
-    def submit_write(self, work: Callable[[], None]) -> None:
-        self._writes.append(work)
+    def submit_write(self, work: Callable[[], None], *, durable: bool = False) -> None:
+        """Run ``work`` on the pool at the end of this batch; a ``durable`` one after the journal's
+        fsync of the batch's intents."""
+        self._writes.append((work, durable))
 
     def _flush_writes(self) -> None:
         if not self._writes:
@@ -185,15 +189,16 @@ class Runtime:
         writes, self._writes = self._writes, []
         assert self.pool is not None
         pool = self.pool
-        # One fsync makes every intent of this batch durable before its writes are sent (group
-        # commit). It runs on the pool, not here: an fsync takes 0.1-2 ms and the loop thread
-        # has other VMs to serve meanwhile; the entries it covers are in the kernel already.
-        # The pool's queue is FIFO, so the sync is taken up before any write that waits for it.
-        durable = self.journal.sync_later()
+        # One fsync makes every intent of this batch durable before its creates are sent (group
+        # commit). It runs on the pool, not here: an fsync takes 0.05 ms to over a second on a
+        # busy disk, and the loop thread has other VMs to serve meanwhile; the entries it covers
+        # are in the kernel already. Only creates wait for it.
+        durable = self.journal.sync_later() if any(d for _, d in writes) else None
         synced = threading.Event()
 
         def sync() -> None:
             try:
+                assert durable is not None
                 durable()
             finally:
                 synced.set()
@@ -204,9 +209,11 @@ class Runtime:
                 work()
             return send
 
-        pool.submit(sync)
-        for work in writes:
-            pool.submit(after_sync(work))
+        if durable is not None:
+            # The pool's queue is FIFO, so the sync is taken up before any write that waits for it.
+            pool.submit(sync)
+        for work, needs_sync in writes:
+            pool.submit(after_sync(work) if needs_sync else work)
 
     def close(self) -> None:
         self.close_watches()

@@ -386,9 +386,13 @@ class KubeCluster:
         resource = self._resource(ref.api_version, ref.kind)
         path = self._path(resource, ref.namespace, ref.name)
         try:
+            # The answer is read (and dropped) so its connection goes back to the pool: an unread
+            # response keeps it, and every delete then cost a new TLS connection; under load the
+            # simulator's short accept queue turned some of those into a 1 s SYN retry.
             self._request("delete", str(ref), lambda: self._dyn.request(
                 "delete", path, body={"propagationPolicy": "Background"},
-                propagation_policy="Background", serialize=False, _request_timeout=_REQUEST_TIMEOUT))
+                propagation_policy="Background", serialize=False,
+                _request_timeout=_REQUEST_TIMEOUT).data)
         except NotFound:
             return False
         return True

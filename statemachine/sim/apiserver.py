@@ -87,6 +87,10 @@ class ApiServer:
         class _Server(ThreadingHTTPServer):
             daemon_threads = True
             allow_reuse_address = True
+            # The stdlib's backlog is 5: a burst of new connections overflowed it, and the
+            # kernel's SYN retry made those clients wait a full second. API servers listen with
+            # the system's maximum.
+            request_queue_size = socket.SOMAXCONN
 
             def get_request(self) -> tuple[socket.socket, Any]:
                 sock, addr = super().get_request()
