@@ -80,12 +80,11 @@ def offload(rt: Runtime, fn: Callable[[], T], vm: VmModel | None = None, *,
             durable: bool = False) -> Gen[T]:
     """Run a blocking request on the runtime's small I/O pool; the task waits, the loop runs on.
 
-    Requests are submitted at the end of the loop's current batch. A ``durable`` one (a create,
-    announced by an intent) is sent only after one journal fsync that covers every intent
-    journaled in the batch (group commit); the others (reads, patches, deletes) do not wait for
-    it: an fsync can take a second on a busy disk. The worker wakes the task through the
-    scheduler's queue; the task's wait is registered before the loop next drains that queue,
-    so the wake-up cannot be lost.
+    The request goes to the pool at once. A ``durable`` one (a create, announced by an intent)
+    is sent only after an fsync of the journal covers that intent (``groupcommit``); the others
+    (reads, patches, deletes) do not wait for it: an fsync can take a second on a busy disk.
+    The worker wakes the task through the scheduler's queue, which the loop drains only between
+    steps, after this task's wait is registered: the wake-up cannot be lost.
     """
     if rt.pool is None:
         if durable:

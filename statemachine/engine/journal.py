@@ -208,6 +208,7 @@ class Journal:
         self._lock_fh: IO[str] | None = None
         self._dirty = False
         self._intents = False  # an intent appended since the last sync (see sync_later)
+        self._fsync_bound = self._fsync_fd  # one object, so callers can tell repeats apart
 
     @classmethod
     def for_plan(cls, state_dir: Path, plan_name: str, **kw: Any) -> Journal:
@@ -296,23 +297,26 @@ class Journal:
 
     def sync_later(self) -> Callable[[], None]:
         """Before cluster writes: flush now; when an ``intent`` was appended since the last sync,
-        return a function that makes what was flushed durable (``fsync``), safe to call on
-        another thread while appends go on. Only a create needs its announcement on disk first
-        (after a machine crash it is how undo finds the object); patches, deletes and Events
-        are safe to repeat or are recorded after the fact, so they do not cost an fsync."""
+        return the journal's fsync function (one function object per open file, so callers can
+        tell repeats apart), safe to call on another thread while appends go on; else a no-op.
+        Only a create needs its announcement on disk first (after a machine crash it is how undo
+        finds the object); patches, deletes and Events are safe to repeat or are recorded after
+        the fact, so they do not cost an fsync."""
         self.flush()
         if self._fh is None or not self._intents or not self.fsync:
             return _nothing
         # _dirty stays set: if close() comes before this fsync has run, close() syncs itself.
         self._intents = False
-        fd = self._fh.fileno()
+        return self._fsync_bound
 
-        def durable() -> None:
-            try:
-                os.fsync(fd)
-            except OSError:  # closed meanwhile: close() synced instead (see above)
-                pass
-        return durable
+    def _fsync_fd(self) -> None:
+        fh = self._fh
+        if fh is None:
+            return  # closed meanwhile: close() synced instead (see sync_later)
+        try:
+            os.fsync(fh.fileno())
+        except (OSError, ValueError):  # closed between the check and the call
+            pass
 
     def close(self) -> None:
         if self._fh is not None:

@@ -10,7 +10,6 @@ YAML (transitions would import a dotted string). The machine is only touched on 
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Callable, Mapping
@@ -21,6 +20,7 @@ from transitions import Machine
 from statemachine.cutover import FILE_NAME as CUTOVER_FILE, with_override
 from statemachine.engine.actions import label_value
 from statemachine.engine.flow import Flow
+from statemachine.engine.groupcommit import GroupCommit
 from statemachine.engine.journal import Journal, VmRecord, _apply_entry, utc_now
 from statemachine.engine.lang import Language
 from statemachine.engine.scheduler import Scheduler
@@ -105,11 +105,10 @@ class Runtime:
         # journal, the machine and all decisions stay on the loop thread.
         self.pool: ThreadPoolExecutor | None = ThreadPoolExecutor(io_workers, "smrun-io") \
             if io_workers > 0 else None
-        self._writes: list[tuple[Callable[[], None], bool]] = []  # (work, after the fsync)
+        self._commit = GroupCommit(self.pool) if self.pool is not None else None
         self.inflight: dict[str, int] = {}  # VM key -> writes in flight (loop thread only)
         # (cluster, ref) of `ensure` creates in flight: other VMs wait for them (loop thread only)
         self.ensuring: set[tuple[str, ObjectRef]] = set()
-        scheduler.idle_hooks.append(self._flush_writes)
         # Whether a `smrun cutover` file exists, looked at once per tick (a quarter second) rather
         # than with one stat per context built: at 100 VMs that was ~10,000 stats, 0.4 s of CPU.
         self._cutover_path = journal.dir / CUTOVER_FILE
@@ -179,41 +178,14 @@ class Runtime:
         self.cutover_file_seen = self._cutover_path.exists()
 
     def submit_write(self, work: Callable[[], None], *, durable: bool = False) -> None:
-        """Run ``work`` on the pool at the end of this batch; a ``durable`` one after the journal's
-        fsync of the batch's intents."""
-        self._writes.append((work, durable))
-
-    def _flush_writes(self) -> None:
-        if not self._writes:
-            return
-        writes, self._writes = self._writes, []
+        """Run ``work`` on the pool now; a ``durable`` one (a create, announced by an intent) once
+        an fsync of the journal covers that intent (``groupcommit``)."""
         assert self.pool is not None
-        pool = self.pool
-        # One fsync makes every intent of this batch durable before its creates are sent (group
-        # commit). It runs on the pool, not here: an fsync takes 0.05 ms to over a second on a
-        # busy disk, and the loop thread has other VMs to serve meanwhile; the entries it covers
-        # are in the kernel already. Only creates wait for it.
-        durable = self.journal.sync_later() if any(d for _, d in writes) else None
-        synced = threading.Event()
-
-        def sync() -> None:
-            try:
-                assert durable is not None
-                durable()
-            finally:
-                synced.set()
-
-        def after_sync(work: Callable[[], None]) -> Callable[[], None]:
-            def send() -> None:
-                synced.wait()
-                work()
-            return send
-
-        if durable is not None:
-            # The pool's queue is FIFO, so the sync is taken up before any write that waits for it.
-            pool.submit(sync)
-        for work, needs_sync in writes:
-            pool.submit(after_sync(work) if needs_sync else work)
+        if durable:
+            assert self._commit is not None
+            self._commit.submit(self.journal.sync_later(), work)
+        else:
+            self.pool.submit(work)
 
     def close(self) -> None:
         self.close_watches()
