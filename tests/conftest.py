@@ -24,6 +24,20 @@ from statemachine.sim.cluster import SimulatedClusters
 KUBECTL = shutil.which("kubectl") or "/usr/bin/kubectl"
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _template_code_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """The suite keeps compiled template code in its own folder, not the user's ~/.cache
+    (subprocesses inherit the variable). Tests that exercise the cache set their own."""
+    if "SMRUN_CACHE_DIR" in os.environ:
+        yield
+        return
+    os.environ["SMRUN_CACHE_DIR"] = str(tmp_path_factory.mktemp("smrun-cache"))
+    try:
+        yield
+    finally:
+        os.environ.pop("SMRUN_CACHE_DIR", None)
+
+
 @pytest.fixture
 def make_sim(tmp_path: Path) -> Iterator[Callable[..., SimulatedClusters]]:
     started: list[SimulatedClusters] = []

@@ -124,6 +124,9 @@ class Engine:
         # preflight ran, and must be honoured rather than taken as the baseline.
         self.cancel_file_is_fresh = cancel_file_is_fresh
         self.prefetched = prefetched
+        # Every prefetched object is older than this engine: past this time none is recent
+        # enough to use, and the memo (a copy of each VM's objects) is let go.
+        self._prefetch_until = clock() + PREFETCH_MAX_AGE
         self._models: dict[str, VmModel] = {}
         self._tasks: dict[str, Task] = {}
         self._queue: deque[VmModel] = deque()
@@ -157,6 +160,10 @@ class Engine:
                     flush()
                 except Exception:  # noqa: BLE001 - a broken subscriber must not stop the run
                     logger.exception("progress subscriber failed")
+
+    def _drop_old_prefetch(self) -> None:
+        if self.prefetched is not None and self.scheduler.clock() > self._prefetch_until:
+            self.prefetched = None
 
     def subscribe(self, callback: Callable[[dict[str, Any]], None]) -> None:
         self.sinks.append(callback)
@@ -198,6 +205,7 @@ class Engine:
         self.scheduler.tick_hooks.append(lambda: self._check_cancel(cancel_dir))
         self.scheduler.idle_hooks.append(self._flush_outputs)
         self.scheduler.tick_hooks.append(self._flush_outputs)  # what a tick hook itself emitted
+        self.scheduler.tick_hooks.append(self._drop_old_prefetch)
         setup_rec = replay.vms.get(SETUP_KEY)
         try:
             if self.flow.setup_states and self._queue and \
