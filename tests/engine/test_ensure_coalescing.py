@@ -20,7 +20,7 @@ from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from statemachine.engine.core import Engine, RunResult
 from statemachine.engine.flow import ActionT, Flow, ReadinessT, StateT
@@ -109,7 +109,7 @@ def flow(kind: str = "ensure", *, work: bool = True) -> Flow:
 def run(tmp_path: Path, plan: Plan, fl: Flow, cluster: SlowCluster) -> tuple[RunResult, Journal]:
     journal = Journal(tmp_path / plan.name)
     eng = Engine(plan, fl, source=cluster, target=cluster, journal=journal,
-                 lang=FakeLanguage(TEMPLATES), resync=5.0, max_in_flight=10)
+                 lang=cast(Any, FakeLanguage(TEMPLATES)), resync=5.0, max_in_flight=10)
     return eng.run(), journal
 
 

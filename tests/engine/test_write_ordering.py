@@ -17,7 +17,7 @@ import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
 
@@ -109,7 +109,7 @@ def harness(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Harness
     journal = Journal(tmp_path / "p")  # fsync=True: the default, and what a real run uses
     scheduler = Scheduler(resync=BOUND)
     rt = Runtime(plan_name="p", run_id="r1", flow=Flow("t", ()), clusters={}, journal=journal,
-                 lang=FakeLanguage({}), scheduler=scheduler, step_timeout=BOUND,
+                 lang=cast(Any, FakeLanguage({})), scheduler=scheduler, step_timeout=BOUND,
                  emit=lambda _e: None, io_workers=8)
     h = Harness(rt, journal, rec, fsync, {})
     try:
