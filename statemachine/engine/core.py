@@ -41,6 +41,12 @@ logger = logging.getLogger("statemachine.engine")
 PREFETCH_MAX_AGE = 30.0
 
 
+# Outputs (journal to the kernel, events to their streams) are flushed after a batch of steps at
+# most this often: a kill -9 loses at most this long of decisions that had no effect outside the
+# process (creates flush and fsync first), and a reader of the events sees them this late.
+OUTPUT_FLUSH_EVERY = 0.01
+
+
 class Prefetched(Protocol):
     """Objects read shortly before the run (``preflight.ClusterReads``)."""
 
@@ -124,6 +130,7 @@ class Engine:
         # preflight ran, and must be honoured rather than taken as the baseline.
         self.cancel_file_is_fresh = cancel_file_is_fresh
         self.prefetched = prefetched
+        self._flushed_at = float("-inf")
         # Every prefetched object is older than this engine: past this time none is recent
         # enough to use, and the memo (a copy of each VM's objects) is let go.
         self._prefetch_until = clock() + PREFETCH_MAX_AGE
@@ -150,8 +157,15 @@ class Engine:
                 self._flush_outputs()
                 os.kill(os.getpid(), signal.SIGKILL)
 
-    def _flush_outputs(self) -> None:
-        """After each batch of steps: journal entries to the kernel, events to their streams."""
+    def _flush_outputs(self, *, at_most_every: float = 0.0) -> None:
+        """Journal entries to the kernel, events to their streams: after a batch of steps at most
+        every ``OUTPUT_FLUSH_EVERY`` seconds (each is a syscall, and every syscall on the loop
+        thread gives the GIL to the I/O and watch threads for a while), on every tick, at the
+        end of the run and before a test crash."""
+        now = self.scheduler.clock()
+        if now - self._flushed_at < at_most_every:
+            return
+        self._flushed_at = now
         self.journal.flush()
         for sink in self.sinks:
             flush = getattr(sink, "flush", None)
@@ -203,7 +217,7 @@ class Engine:
         cancel_dir = self.journal.dir
         self._cancel_mtime = None if self.cancel_file_is_fresh else _mtime(cancel_dir / "cancel.json")
         self.scheduler.tick_hooks.append(lambda: self._check_cancel(cancel_dir))
-        self.scheduler.idle_hooks.append(self._flush_outputs)
+        self.scheduler.idle_hooks.append(lambda: self._flush_outputs(at_most_every=OUTPUT_FLUSH_EVERY))
         self.scheduler.tick_hooks.append(self._flush_outputs)  # what a tick hook itself emitted
         self.scheduler.tick_hooks.append(self._drop_old_prefetch)
         setup_rec = replay.vms.get(SETUP_KEY)

@@ -1,8 +1,8 @@
 """Group commit: creates are sent only after an fsync of the journal covers their intents.
 
-The loop thread journals an intent, hands it to the kernel (``Journal.sync_later`` flushes) and
-queues the create here. One fsync runs at a time, on the I/O pool; each covers every intent
-flushed before it started, so the creates queued while one fsync runs share the next one. A
+The loop thread journals an intent and queues the create here with ``Journal.sync_later()``.
+One flush-and-fsync runs at a time, on the I/O pool; each covers every intent appended before
+it started, so the creates queued while one runs share the next one. A
 create therefore waits for at most two fsyncs, never for the end of the loop's batch: at 100 VMs,
 holding every write until the batch ended made the 50th VM of a burst wait for the other 49.
 
@@ -43,7 +43,7 @@ class GroupCommit:
                 if not batch:
                     self._running = False
                     return
-            # The journal hands out one fsync function (or a no-op): run each distinct one once.
+            # The journal hands out two functions (flush; flush and fsync): each runs once.
             for durable in {id(d): d for d, _ in batch}.values():
                 durable()
             for _, work in batch:

@@ -88,16 +88,18 @@ def test_sync_later_costs_an_fsync_only_after_an_intent(tmp_path: Path, fsyncs: 
     j = Journal(tmp_path / "p")
     entered = j.append("state_entered", vm="shop/vm-1", state="A")
     nothing = j.sync_later()
-    assert on_disk(j) == [entered]  # flushed now even when no fsync is owed
+    assert on_disk(j) == []  # no I/O on the caller's (the loop's) thread
     nothing()
+    assert on_disk(j) == [entered]  # the returned function flushes, even when no fsync is owed
     assert fsyncs == []
 
     intent = j.append("intent", vm="shop/vm-1", cluster="target", ref=REF, state="A")
     durable = j.sync_later()
-    assert on_disk(j) == [entered, intent]
+    assert on_disk(j) == [entered]
     assert fsyncs == []  # deferred to the caller (the I/O pool), not done on the loop thread
+    assert durable is not nothing and j.sync_later() is nothing  # one owed fsync, handed out once
     durable()
-    assert len(fsyncs) == 1
+    assert on_disk(j) == [entered, intent] and len(fsyncs) == 1
 
     j.append("created", vm="shop/vm-1", cluster="target", ref=REF, state="A")
     j.sync_later()()  # no new intent since the last one was made durable
@@ -117,6 +119,17 @@ def test_sync_later_never_fsyncs_a_journal_without_fsync(tmp_path: Path, fsyncs:
     j.sync_later()()
     assert fsyncs == [] and on_disk(j) == [intent]
     j.close()
+
+
+def test_an_owed_fsync_after_close_does_nothing_and_close_synced(tmp_path: Path,
+                                                                fsyncs: list[int]) -> None:
+    j = Journal(tmp_path / "p")
+    intent = j.append("intent", vm="shop/vm-1", cluster="target", ref=REF, state="A")
+    durable = j.sync_later()
+    j.close()
+    assert len(fsyncs) == 1 and on_disk(j) == [intent]
+    durable()  # the pool ran it late: no error, nothing more to do
+    assert len(fsyncs) == 1
 
 
 def test_after_sync_the_file_holds_every_entry(tmp_path: Path, fsyncs: list[int]) -> None:
