@@ -295,10 +295,13 @@ def delete_created(rt: Runtime, vm: VmModel, state_name: str, deadline: float) -
     """Delete what ``state_name`` created (journal order, newest first) and wait until gone."""
     for c in reversed([c for c in vm.record.created if c.state == state_name]):
         if not c.confirmed:
-            # Only the intent was journaled: delete it only if the live object is ours.
+            # Only the intent was journaled: delete it only if the live object is ours. Asked of
+            # the server, not the cache: an object of that name that the cache does not show yet
+            # may be another VM's (a shared `ensure` that VM made after ours failed), and a
+            # delete by name would take it away from under that VM.
             obj = yield from retrying(rt, vm, f"get {c.ref}",
-                                      lambda: rt.clusters[c.cluster].get(c.ref), deadline)
-            if obj is not None and not is_ours(obj, vm.labels(state_name)):
+                                      lambda: rt.clusters[c.cluster].fetch(c.ref), deadline)
+            if obj is None or not is_ours(obj, vm.labels(state_name)):
                 vm.log("deleted", state=state_name, cluster=c.cluster, ref=ref_to_json(c.ref))
                 continue
         yield from delete_and_wait(rt, vm, c.cluster, c.ref, deadline)  # journals "deleted"

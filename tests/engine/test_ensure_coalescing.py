@@ -194,3 +194,26 @@ def test_apply_after_a_409_refuses_an_object_that_is_not_ours(tmp_path: Path) ->
     assert cluster.creates[SHARED] == 1
     assert shared_created(journal) == {}
     assert cluster.outside[SHARED_KEY]["data"] == {"mode": "theirs"}
+
+
+class SlowDeleteCluster(SlowCluster):
+    """Deletes arrive late: the failed creator's undo reaches the server after a waiter made the
+    shared object."""
+
+    def delete(self, ref: ObjectRef) -> bool:
+        time.sleep(0.1)
+        return super().delete(ref)
+
+
+def test_undo_of_an_unconfirmed_create_never_deletes_another_vms_shared_object(tmp_path: Path) -> None:
+    cluster = SlowDeleteCluster(delay=0.0)
+    cluster.fail_next[SHARED] = Forbidden("configmaps is forbidden", status=403)
+    result, journal = run(tmp_path, Plan("late-undo", (VM("vm-0"), VM("vm-1"))), flow(work=False),
+                          cluster)
+
+    assert phases(result) == {"shop/vm-0": "Failed", "shop/vm-1": "Completed"}
+    assert shared_created(journal) == {"shop/vm-1": True}
+    # vm-0 only announced the create: its undo asks the server, finds vm-1's object (or none)
+    # and leaves it; it never deletes by name what another VM of the run made.
+    assert SHARED_KEY in cluster.objects
+    assert cluster.objects[SHARED_KEY]["metadata"]["labels"]["smrun.io/vm"] == "vm-1"
