@@ -27,6 +27,7 @@ import json
 import logging
 import os
 import threading
+import time
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
@@ -89,7 +90,35 @@ def _load_kube_config(kubeconfig: Path | None, context: str | None) -> Any:
         first_line = (str(exc).strip().splitlines() or ["invalid kubeconfig"])[0]
         where = f" (context {context!r})" if context else ""
         raise DefinitionError(f"{kubeconfig}{where}: {first_line}") from None
+    _throttle_refresh(cfg)
     return cfg
+
+
+_REFRESH_EVERY = 1.0
+"""Seconds between two runs of the kubeconfig's token refresh hook (see _throttle_refresh)."""
+
+
+def _throttle_refresh(cfg: Any) -> None:
+    """The loader installs a hook that the client runs before *every* request: it re-applies the
+    whole kubeconfig to the configuration (and setting ``host`` re-reads the proxy environment),
+    to renew a token that expires. That was ~0.3 ms of every request, on threads that share the
+    GIL with the engine's loop. The loader renews a token five minutes before it expires, so
+    running the hook at most once a second changes nothing but the cost."""
+    hook = getattr(cfg, "refresh_api_key_hook", None)
+    if hook is None:
+        return
+    lock = threading.Lock()
+    last = [float("-inf")]
+
+    def throttled(configuration: Any) -> None:
+        with lock:
+            now = time.monotonic()
+            if now - last[0] < _REFRESH_EVERY:
+                return
+            last[0] = now
+            hook(configuration)
+
+    cfg.refresh_api_key_hook = throttled
 
 
 def _default_timeout(rest: Any) -> None:
