@@ -4,13 +4,14 @@
 and a tiny Job "controller" (a created Job completes after ``job_seconds``, or fails when it has
 the ``sim.smrun.io/fail`` annotation). ``FakeLanguage`` is a plain Jinja2 evaluator with templates
 given as strings, so the core can be tested before (and independently of) the real language.
+``VM`` and ``Plan`` are the smallest plan the engine accepts (a name, VMs, settings).
 """
 from __future__ import annotations
 
 import copy
 import threading
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import jinja2
@@ -20,6 +21,20 @@ import yaml
 from statemachine.engine.flow import ReadinessT
 from statemachine.errors import Conflict, TransientClusterError
 from statemachine.k8s import ObjectRef, ResourceKey
+
+
+@dataclass(frozen=True)
+class VM:
+    name: str
+    namespace: str = "shop"
+
+
+@dataclass
+class Plan:
+    name: str
+    vms: tuple[VM, ...]
+    settings: Any = None
+    extra: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass

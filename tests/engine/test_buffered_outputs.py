@@ -13,7 +13,6 @@ from __future__ import annotations
 import io
 import json
 import os
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
 
@@ -25,7 +24,7 @@ from statemachine.engine.journal import Journal, read_entries, ref_to_json
 from statemachine.engine.progress import JsonLines, PlainLines
 from statemachine.k8s import ObjectRef
 
-from .fakes import FakeCluster, FakeLanguage
+from .fakes import FakeCluster, FakeLanguage, Plan, VM
 
 REF = ref_to_json(ObjectRef("v1", "ConfigMap", "shop", "vm-1-cfg"))
 
@@ -146,19 +145,6 @@ def test_after_sync_the_file_holds_every_entry(tmp_path: Path, fsyncs: list[int]
 
 
 # -- the engine's batches -------------------------------------------------------------------------
-@dataclass(frozen=True)
-class VM:
-    name: str
-    namespace: str = "shop"
-
-
-@dataclass
-class Plan:
-    name: str
-    vms: tuple[VM, ...]
-    settings: Any = None
-
-
 def timer_flow() -> Flow:
     """States that only wait: no cluster write, so nothing but the loop's batch end flushes."""
     wait = (ActionT("wait", seconds=0.03),)

@@ -1,7 +1,6 @@
 """Engine core (scheduler, journal, actions, undo, resume) against in-memory fake clusters."""
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +11,7 @@ from statemachine.engine.flow import ActionT, Flow, NextT, ReadinessT, RefT, Sta
 from statemachine.engine.journal import Journal, read_entries, request_cancel
 from statemachine.errors import LockHeld
 from statemachine.k8s import ObjectRef
-from .fakes import JOB_TEMPLATE, FakeCluster, FakeLanguage
+from .fakes import FakeCluster, FakeLanguage, JOB_TEMPLATE, Plan, VM
 
 TEMPLATES = {
     "cm.yaml": """apiVersion: v1
@@ -39,20 +38,6 @@ def make_flow(*, ready: str = "condition=Complete", timeout: float | None = None
         StateT("UseOutput", step="Work", actions=(ActionT("apply", template="result.yaml"),), undo=undo),
         StateT("Completed"),
     ))
-
-
-@dataclass(frozen=True)
-class VM:
-    name: str
-    namespace: str = "shop"
-
-
-@dataclass
-class Plan:
-    name: str
-    vms: tuple[VM, ...]
-    settings: Any = None
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 def objects(cluster: FakeCluster) -> dict[tuple[str, str, str], Any]:

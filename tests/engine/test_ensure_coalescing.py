@@ -18,7 +18,6 @@ import copy
 import time
 from collections import Counter
 from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
 
@@ -28,7 +27,7 @@ from statemachine.engine.journal import Journal, read_entries
 from statemachine.errors import Conflict, Forbidden
 from statemachine.k8s import ObjectRef
 
-from .fakes import JOB_TEMPLATE, FakeCluster, FakeLanguage
+from .fakes import FakeCluster, FakeLanguage, JOB_TEMPLATE, Plan, VM
 
 SHARED = "shared-cfg"
 SHARED_KEY = ("ConfigMap", "shop", SHARED)
@@ -40,19 +39,6 @@ data: {{mode: shared}}
 """,
     "job.yaml": JOB_TEMPLATE,
 }
-
-
-@dataclass(frozen=True)
-class VM:
-    name: str
-    namespace: str = "shop"
-
-
-@dataclass
-class Plan:
-    name: str
-    vms: tuple[VM, ...]
-    settings: Any = None
 
 
 class SlowCluster(FakeCluster):

@@ -15,7 +15,6 @@ from __future__ import annotations
 import threading
 import time
 from collections import Counter
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
 
@@ -29,7 +28,7 @@ from statemachine.engine.preflight import LIST_AFTER, ClusterReads
 from statemachine.errors import Forbidden, TransientClusterError
 from statemachine.k8s import ObjectRef
 
-from .fakes import FakeCluster, FakeLanguage
+from .fakes import FakeCluster, FakeLanguage, Plan, VM
 
 
 def cm(name: str, namespace: str = "shop", **data: str) -> dict[str, Any]:
@@ -238,19 +237,6 @@ def test_a_failed_read_is_not_remembered() -> None:
 
 
 # -- Engine(prefetched=...) ------------------------------------------------------------------------
-@dataclass(frozen=True)
-class VM:
-    name: str
-    namespace: str = "shop"
-
-
-@dataclass
-class Plan:
-    name: str
-    vms: tuple[VM, ...]
-    settings: Any = None
-
-
 TEMPLATES = {"out.yaml": """apiVersion: v1
 kind: ConfigMap
 metadata: {name: "{{ vm.name }}-out", namespace: "{{ vm.namespace }}"}

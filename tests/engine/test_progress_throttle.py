@@ -14,7 +14,6 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
 
@@ -26,7 +25,7 @@ from statemachine.engine.flow import ActionT, Flow, ReadinessT, StateT
 from statemachine.engine.journal import Journal
 from statemachine.k8s import ObjectRef
 
-from .fakes import FakeCluster, FakeLanguage
+from .fakes import FakeCluster, FakeLanguage, Plan, VM
 
 TEMPLATES = {
     # One object per item; `pct` plays a DataVolume's progress, `done` its phase.
@@ -36,19 +35,6 @@ metadata: {name: "{{ vm.name }}-dv-{{ item }}", namespace: shop}
 data: {pct: "{{ 'ab'[item] }}-0", done: "no"}
 """,
 }
-
-
-@dataclass(frozen=True)
-class VM:
-    name: str
-    namespace: str = "shop"
-
-
-@dataclass
-class Plan:
-    name: str
-    vms: tuple[VM, ...]
-    settings: Any = None
 
 
 def flow(items: int) -> Flow:
