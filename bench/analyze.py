@@ -61,7 +61,7 @@ WAITS: dict[tuple[str, str], dict[str, Callable[[Digest], bool]]] = {
         "CreateSourceMigration": lambda s: s.get("phase", "") not in ("", "Synchronizing")},
     ("target", "VirtualMachine"): {
         "WaitForTargetVM": lambda s: s.get("printableStatus") == "Running"
-        and s.get("runStrategy") == "Always"},
+        and s.get("runStrategy") == "Always" and bool(s.get("ready"))},
     ("source", "VirtualMachine"): {
         "WaitForSourceHalted": lambda s: s.get("printableStatus") == "Stopped"
         and s.get("runStrategy") == "Halted" and not s.get("created")},

@@ -103,6 +103,8 @@ def digest(obj: dict[str, Any]) -> dict[str, Any]:
             out[key] = status[key]
     if "created" in status:
         out["created"] = bool(status["created"])
+    if "ready" in status:
+        out["ready"] = bool(status["ready"])
     run_strategy = (obj.get("spec") or {}).get("runStrategy")
     if run_strategy is not None:
         out["runStrategy"] = run_strategy

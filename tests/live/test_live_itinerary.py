@@ -1,6 +1,7 @@
 """The built-in live itinerary loads, passes the language's checks, and keeps the seed's shape."""
 from __future__ import annotations
 
+from statemachine import readiness
 from statemachine.itinerary import StateSpec
 
 from tests.live.conftest import live_itinerary
@@ -35,6 +36,22 @@ def test_target_vmi_is_waited_for_before_the_target_migration() -> None:
     assert ready is not None and ready.object is not None
     assert ready.object.kind == "VirtualMachineInstance"
     assert ready.ready is not None and "WaitingForSync" in ready.ready.source
+
+
+def test_target_vm_must_run_with_the_restored_strategy_and_report_ready() -> None:
+    # kubevirt-lifecycle.md §8.2 step 6: runStrategy restored, printableStatus Running, ready.
+    spec = _state("WaitForTargetVM").readiness
+    ctx = {"outputs": {"restoreRunStrategy": "Always"}}
+
+    def vm(**status: object) -> dict[str, object]:
+        return {"spec": {"runStrategy": "Always"}, "status": {"printableStatus": "Running", **status}}
+
+    assert readiness.evaluate(vm(ready=True), spec, ctx).status == "ready"
+    assert readiness.evaluate(vm(ready=False), spec, ctx).status == "pending"
+    assert readiness.evaluate(vm(), spec, ctx).status == "pending"
+    halted = {"spec": {"runStrategy": "WaitAsReceiver"},
+              "status": {"printableStatus": "Running", "ready": True}}
+    assert readiness.evaluate(halted, spec, ctx).status == "pending"
 
 
 def test_hooks_run_only_when_the_vm_has_them() -> None:
