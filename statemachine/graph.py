@@ -1,7 +1,8 @@
 """Draw an itinerary as a Mermaid ``stateDiagram-v2`` (``smrun graph``).
 
 Every state is drawn with its linear edge to the next listed state and its ``next`` edges
-labelled with their ``when``; ``[*]`` marks the start and the end (``Completed``). States skipped
+labelled with their ``when``; ``[*]`` marks the start and the end (``Completed``). The plan-level
+``setup`` states, when there are any, are a composite state the VMs' flow starts after. States skipped
 by predicates (``skipped``) get ``class <State> skipped`` and a note saying so, with the bypass
 edge that the run takes around them. Our own text output: transitions' diagram support needs
 graphviz and knows nothing of predicates. It draws; it does not validate (load first).
@@ -28,9 +29,10 @@ def mermaid(itinerary: Itinerary, skipped: frozenset[str] = frozenset()) -> str:
         if text:
             lines.append(f"    {state.name} : {text}")
     first = next((s.name for s in states if s.name not in skipped), states[0].name)
-    lines.append(f"    [*] --> {states[0].name}")
+    start = _setup(itinerary, lines)
+    lines.append(f"    {start} --> {states[0].name}")
     if first != states[0].name:
-        lines.append(f"    [*] --> {first} : skip")
+        lines.append(f"    {start} --> {first} : skip")
     conditional = {s.name for s in states if s.next}
     for edge in flow_edges(states):
         if edge.kind == "next":
@@ -50,6 +52,28 @@ def mermaid(itinerary: Itinerary, skipped: frozenset[str] = frozenset()) -> str:
             lines.append(f"    class {name} skipped")
             lines.append(f"    note right of {name} : skipped by predicates")
     return "\n".join(lines) + "\n"
+
+
+def _setup(itinerary: Itinerary, lines: list[str]) -> str:
+    """Draw ``spec.setup`` (run once per plan before any VM) as a composite state; returns where
+    the VMs' flow starts from: the setup's box, or ``[*]`` when there is none."""
+    setup = itinerary.setup.states
+    if not setup:
+        return "[*]"
+    taken = {s.name for s in (*itinerary.states, *setup)}
+    box = next(n for n in ("PlanSetup", "PlanSetup_", "PlanSetup__") if n not in taken)
+    lines.append(f'    state "setup, once per plan" as {box} {{')
+    for state in setup:
+        text = _describe(state)
+        if text:
+            lines.append(f"        {state.name} : {text}")
+    lines.append(f"        [*] --> {setup[0].name}")
+    for before, after in zip(setup, setup[1:]):
+        lines.append(f"        {before.name} --> {after.name}")
+    lines.append(f"        {setup[-1].name} --> [*]")
+    lines.append("    }")
+    lines.append(f"    [*] --> {box}")
+    return box
 
 
 def _bypasses(states: tuple[StateSpec, ...], source: str, target: str,

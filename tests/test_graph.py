@@ -1,6 +1,7 @@
 """Mermaid diagrams of itineraries."""
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -18,7 +19,10 @@ def test_diagram_has_every_state_start_end_and_edges() -> None:
     assert lines[0] == "stateDiagram-v2"
     for state in itinerary.state_names:
         assert any(state in line.split() for line in lines), state
-    assert "    [*] --> Started" in lines
+    # The plan-level setup runs first, once, as a composite state; then the VMs' flow.
+    assert "    [*] --> PlanSetup" in lines and "    PlanSetup --> Started" in lines
+    assert '    state "setup, once per plan" as PlanSetup {' in lines
+    assert "        [*] --> ExchangeCA" in lines and "        ExchangeCA --> [*]" in lines
     assert "    Completed --> [*]" in lines
     assert "    Started --> PreHook" in lines
     assert "    PreHook --> CreateDisks" in lines
@@ -58,3 +62,10 @@ def test_builtin_itineraries_draw(name: str) -> None:
         assert f" {state}" in text
     # Mermaid statements end at ';' and a label with one would break the diagram.
     assert ";" not in text
+
+
+def test_an_itinerary_without_setup_starts_at_its_first_state() -> None:
+    itinerary = load_itinerary(FULL)
+    lines = mermaid(replace(itinerary, setup=replace(itinerary.setup, states=()))).splitlines()
+    assert "    [*] --> Started" in lines
+    assert not any("PlanSetup" in line for line in lines)
