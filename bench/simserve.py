@@ -3,28 +3,22 @@
     python bench/simserve.py --seed S --kubeconfig-out K --request-log R --commit-log C [--tick T]
 
 It serves exactly what ``smrun sim serve`` serves (same ``SimulatedClusters``, same options), with
-two logs the benchmark needs and the simulator's own request log lacks:
+two changes the benchmark needs:
 
-- ``--request-log``: the simulator's fields (``cluster``, ``method``, ``path``, ``user``,
-  ``status``) plus ``ts`` = when the request *arrived* (the simulator logs when it ended, which
-  for a watch is its close), ``end``, ``watch`` (true for a watch request) and ``name``: the
-  ``metadata.name`` of a POST body (a create names its object only in the body).
-- ``--commit-log``: one JSON line per committed store write: ``ts`` (Unix
-seconds), ``cluster``, ``by`` (``controller`` when a simulated controller's thread made the write,
-``api`` when an API request did), ``type`` (ADDED/MODIFIED/DELETED), ``kind``, ``ns``, ``name``,
-``rv`` and ``s``: a digest of the status fields the live itinerary waits on (phase,
-printableStatus, runStrategy, created, synchronization addresses present, migration completed or
-failed). The request log alone cannot show *when a controller wrote the status a wait needs*,
-which the reaction-latency measure is about.
+- ``--request-log``: the simulator's own request log (arrival ``ts``, ``end``, ``watch``,
+  ``name`` of a created object...: ``statemachine/sim/requestlog.py``), written in large blocks
+  instead of a flush per request, so that logging does not slow the server it measures.
+- ``--commit-log``: one JSON line per committed store write: ``ts`` (Unix seconds), ``cluster``,
+  ``by`` (``controller`` when a simulated controller's thread made the write, ``api`` when an API
+  request did), ``type`` (ADDED/MODIFIED/DELETED), ``kind``, ``ns``, ``name``, ``rv`` and ``s``:
+  a digest of the status fields the live itinerary waits on (phase, printableStatus,
+  runStrategy, created, ready, synchronization addresses present, migration completed or
+  failed). The request log alone cannot show *when a controller wrote the status a wait needs*,
+  which the reaction-latency measure is about. It uses the public ``Store.subscribe`` hook; the
+  callback runs under the store lock, so it only formats a line into a buffered file (flushed
+  at exit).
 
-Decision: this is a bench-only wrapper rather than a change to ``statemachine/sim`` (whose owner
-was still committing). The commit log uses the public ``Store.subscribe`` hook; the callback runs
-under the store lock, so it only formats a line into a buffered file (flushed at exit). The
-request log wraps ``apiserver.Handler._handle``/``_read_body`` in this process only, to note the
-arrival time, the watch flag and the POST body's name in a thread-local (each connection is
-served by one thread, one request at a time), and replaces each server's ``request_log``. The
-clean change in the simulator would be two more fields (``start``, ``watch``) in
-``RequestLog.record``. Nothing here changes what the simulator answers.
+Nothing here changes what the simulator answers.
 """
 from __future__ import annotations
 
@@ -39,60 +33,9 @@ from types import FrameType
 from typing import IO, Any
 
 from statemachine.errors import SmrunError
-from statemachine.sim import apiserver
 from statemachine.sim.cluster import SimulatedClusters
+from statemachine.sim.requestlog import RequestLog
 from statemachine.sim.store import StoreEvent
-
-_request = threading.local()  # per connection thread: arrival time, watch flag, POST name
-
-
-def _install_request_hooks() -> None:
-    handle, read_body = apiserver.Handler._handle, apiserver.Handler._read_body
-
-    def _handle(self: apiserver.Handler, method: str) -> None:
-        _request.start = time.time()
-        query = self.path.partition("?")[2]
-        _request.watch = "watch=true" in query or "watch=1" in query
-        _request.name = ""
-        handle(self, method)
-
-    def _read_body(self: apiserver.Handler) -> bytes:
-        raw: bytes = read_body(self)
-        if raw[:1] == b"{":
-            try:
-                _request.name = (json.loads(raw).get("metadata") or {}).get("name") or ""
-            except (ValueError, AttributeError):
-                pass
-        return raw
-
-    apiserver.Handler._handle = _handle  # type: ignore[method-assign]
-    apiserver.Handler._read_body = _read_body  # type: ignore[method-assign]
-
-
-class RequestLog:
-    """Stands in for the simulator's request log (same ``record`` signature, more fields)."""
-
-    def __init__(self, path: Path) -> None:
-        self._lock = threading.Lock()
-        self._fh: IO[str] | None = path.open("w", encoding="utf-8", buffering=1 << 20)
-
-    def record(self, *, cluster: str, method: str, path: str, user: str, status: int) -> None:
-        now = time.time()
-        line = json.dumps({"ts": round(getattr(_request, "start", now), 6), "end": round(now, 6),
-                           "watch": bool(getattr(_request, "watch", False)),
-                           "cluster": cluster, "method": method, "path": path,
-                           "name": getattr(_request, "name", ""), "user": user,
-                           "status": status})
-        with self._lock:
-            if self._fh is not None:
-                self._fh.write(line + "\n")
-
-    def close(self) -> None:
-        with self._lock:
-            if self._fh is not None:
-                self._fh.close()
-                self._fh = None
-
 
 def digest(obj: dict[str, Any]) -> dict[str, Any]:
     """The status fields the live itinerary's waits read (small: the log stays ~200 B a line)."""
@@ -161,8 +104,8 @@ def main(argv: list[str]) -> int:
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
-    commits, requests = CommitLog(Path(args.commit_log)), RequestLog(Path(args.request_log))
-    _install_request_hooks()
+    commits = CommitLog(Path(args.commit_log))
+    requests = RequestLog(Path(args.request_log), line_buffered=False)
     try:
         sim = SimulatedClusters(seed=args.seed, tick=args.tick,
                                 kubeconfig_out=args.kubeconfig_out)
@@ -174,7 +117,7 @@ def main(argv: list[str]) -> int:
     # request yet): the seed's own commits are not controller work.
     for name in ("source", "target"):
         sim.store(name).subscribe(commits.callback(name))
-        sim.servers[name].request_log = requests  # type: ignore[assignment]
+        sim.servers[name].request_log = requests
     print(f"kubeconfig: {sim.kubeconfig_path}", flush=True)
     try:
         while not stop.wait(0.2):

@@ -18,6 +18,7 @@ import select
 import socket
 import ssl
 import threading
+import time
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -244,6 +245,7 @@ class Handler(BaseHTTPRequestHandler):
 
     def _handle(self, method: str) -> None:
         api = self.server_api
+        started = time.time()
         url = urlsplit(self.path)
         query = {k: v[-1] for k, v in parse_qs(url.query, keep_blank_values=True).items()}
         is_watch = query.get("watch") in ("true", "1")
@@ -274,7 +276,9 @@ class Handler(BaseHTTPRequestHandler):
         finally:
             if api.request_log is not None:
                 api.request_log.record(cluster=api.name, method=method, path=url.path,
-                                       user=self.user, status=self.status_sent)
+                                       user=self.user, status=self.status_sent, start=started,
+                                       watch=is_watch,
+                                       name=_created_name(raw) if method == "POST" else "")
 
     def _authenticate(self) -> None:
         header = self.headers.get("Authorization") or ""
@@ -517,3 +521,15 @@ class Handler(BaseHTTPRequestHandler):
             self.wfile.flush()
         except OSError:
             pass
+
+
+def _created_name(raw: bytes) -> str:
+    """``metadata.name`` of a JSON create body, for the request log ("" when there is none)."""
+    if raw[:1] != b"{":
+        return ""
+    try:
+        meta = json.loads(raw).get("metadata") or {}
+    except (ValueError, AttributeError):
+        return ""
+    name = meta.get("name") if isinstance(meta, dict) else None
+    return name if isinstance(name, str) else ""
