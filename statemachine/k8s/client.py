@@ -117,6 +117,8 @@ def _throttle_refresh(cfg: Any) -> None:
                 return
             last[0] = now
             hook(configuration)
+            # The loader's hook installs itself again each time it runs: put ours back.
+            configuration.refresh_api_key_hook = throttled
 
     cfg.refresh_api_key_hook = throttled
 

@@ -37,3 +37,23 @@ def test_writes_reads_and_errors_reuse_one_connection(kube: KubeCluster,
             kube.can_i("create", "v1", "ConfigMap", "default")
     new = [r for r in caplog.records if "Starting new" in r.getMessage()]
     assert new == [], [r.getMessage() for r in new]
+
+
+def test_the_kubeconfig_refresh_hook_runs_at_most_once_a_second(
+        kube: KubeCluster, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The client runs the loader's hook before every request; it re-applies the whole kubeconfig
+    # (and re-reads the proxy environment). Once a second renews a token in time all the same.
+    from kubernetes.config import kube_config
+
+    calls: list[int] = []
+    original = kube_config.KubeConfigLoader._set_config
+
+    def counting(self: object, client_configuration: object) -> None:
+        calls.append(1)
+        original(self, client_configuration)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(kube_config.KubeConfigLoader, "_set_config", counting)
+    ref = ObjectRef("v1", "ConfigMap", "default", "absent")
+    for _ in range(50):
+        assert kube.fetch(ref) is None
+    assert len(calls) <= 2, len(calls)
