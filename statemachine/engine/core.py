@@ -136,6 +136,7 @@ class Engine:
         self._prefetch_until = clock() + PREFETCH_MAX_AGE
         self._models: dict[str, VmModel] = {}
         self._tasks: dict[str, Task] = {}
+        self._setup: tuple[VmModel, Task] | None = None  # the plan-level setup while it runs
         self._queue: deque[VmModel] = deque()
         self._results: dict[str, VmResult] = {}
         self._in_flight = 0
@@ -256,17 +257,22 @@ class Engine:
 
         def done(task: Task, error: BaseException | None) -> None:
             self.rt.remove(model)
+            self._setup = None
             if model.record.terminal == "Completed":
                 self._fill()
                 return
-            why = f"setup failed: {model.record.message or error}"
+            if model.record.terminal == "Canceled" or isinstance(error, Canceled):
+                phase, event, why = "Canceled", "vm_canceled", "canceled before it started"
+            else:
+                phase, event = "Failed", "vm_failed"
+                why = f"setup failed: {model.record.message or error}"
             while self._queue:
                 vm = self._queue.popleft()
-                vm.log("vm_terminal", phase="Failed", message=why)
-                self.rt.emit(vm, "vm_failed", message=why)
-                self._results[vm.key] = VmResult(vm.key, "Failed", why)
+                vm.log("vm_terminal", phase=phase, message=why)
+                self.rt.emit(vm, event, message=why)
+                self._results[vm.key] = VmResult(vm.key, phase, why)
 
-        self.scheduler.spawn("setup", self._prepared(model, setup=True), done)
+        self._setup = (model, self.scheduler.spawn("setup", self._prepared(model, setup=True), done))
 
     def _fill(self) -> None:
         while self._queue and self._in_flight < self.max_in_flight:
@@ -407,6 +413,14 @@ class Engine:
                 model.cancelable = False
                 logger.info("%s: cancel requested", key)
                 self.scheduler.throw(task, Canceled("canceled by user"))
+        if self._setup is not None and not self._queue:
+            # Every VM waiting for the plan-level setup was canceled: stop the setup too (it
+            # undoes what it did); it served no one else.
+            setup_model, setup_task = self._setup
+            if setup_model.cancelable:
+                setup_model.cancelable = False
+                logger.info("setup: cancel requested (no VM is left to run)")
+                self.scheduler.throw(setup_task, Canceled("canceled by user"))
 
 
 def _is_real_plan(plan: Any) -> bool:

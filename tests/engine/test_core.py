@@ -1,6 +1,7 @@
 """Engine core (scheduler, journal, actions, undo, resume) against in-memory fake clusters."""
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any
 
@@ -226,7 +227,6 @@ def test_for_each_and_a_next_loop(tmp_path: Path) -> None:
 
 
 def test_failed_for_ignores_a_failure_until_it_held_long_enough(tmp_path: Path) -> None:
-    import time
     cluster = FakeCluster("c", job_seconds=0.01)
     flow = make_flow()
     run_job = flow.states[1]
@@ -327,7 +327,6 @@ def test_a_hand_off_during_undo_stops_the_undo(tmp_path: Path) -> None:
 def test_a_cancel_from_another_process_is_noticed_within_a_second(tmp_path: Path) -> None:
     """`smrun cancel` writes the cancel file; the run checks it every quarter second (one stat per
     run), independent of the much longer resync period."""
-    import time
     cluster = FakeCluster("c")
     never = ReadinessT(ready="object.data.never == 'yes'", timeout=30,
                        object=RefT("v1", "ConfigMap", "{{ vm.name }}-cfg", "{{ vm.namespace }}"))
@@ -515,3 +514,24 @@ def test_ensure_sends_no_create_for_an_object_that_already_exists(tmp_path: Path
     assert vm.phase == "Failed"
     assert "vm-1-cfg" not in attempts
     assert cluster.objects[("ConfigMap", "shop", "vm-1-cfg")]["data"] == {"shared": "x"}  # kept
+
+
+def test_cancel_during_the_setup_stops_it_undoes_it_and_cancels_every_vm(tmp_path: Path) -> None:
+    cluster = FakeCluster("c", job_seconds=0.01)
+    lang = FakeLanguage({**TEMPLATES, **SHARED})
+    # The setup makes the shared ConfigMap, then waits for an object that never comes.
+    setup = (StateT("Share", actions=(ActionT("apply", template="shared.yaml"),),
+                    undo=(ActionT("delete_created"),)),
+             StateT("WaitForever", readiness=ReadinessT(
+                 object=RefT("v1", "ConfigMap", "never", "shop")), timeout=600.0))
+    flow = Flow("sc", make_flow().states, setup_states=setup)
+    events: list[dict[str, Any]] = []
+    eng = Engine(Plan("psc", (VM("vm-1"), VM("vm-2"))), flow, source=cluster, target=cluster,
+                 journal=Journal(tmp_path / "psc"), lang=lang, on_event=events.append, resync=0.2)
+    eng.subscribe(lambda e: e["event"] == "state_waiting" and e.get("vm") == "" and eng.cancel())
+    started = time.monotonic()
+    result = eng.run()
+    assert time.monotonic() - started < 5  # not the setup state's 10-minute timeout
+    assert [v.phase for v in result.vms] == ["Canceled", "Canceled"]
+    assert ("ConfigMap", "shop", "shared") not in cluster.objects  # the setup was undone
+    assert not any(e["event"] == "vm_started" for e in events)
