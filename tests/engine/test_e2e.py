@@ -208,7 +208,9 @@ def test_kill_9_at_every_boundary_then_rerun_completes_without_duplicates(
         nth = 1 if event == "undo" else 2
         assert run_until(plan, tmp_path / "state", event=event, state_name=state_name, nth=nth)
         before = {r["vm"]: r["phase"] for r in engine.status(load_plan(plan), state_dir=tmp_path / "state")}
-        assert "Interrupted" in before.values(), before
+        # Killed mid-run: some VM is not terminal (interrupted, or killed during its undo: the
+        # VMs that were not failing may already have completed by then).
+        assert {"Interrupted", "Failing"} & set(before.values()), before
         proc = smrun(plan, tmp_path / "state")
         out, err = proc.communicate(timeout=60)
         assert proc.returncode == 1, err  # bad-k* fails (its Job fails), the others complete
