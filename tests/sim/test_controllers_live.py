@@ -144,7 +144,9 @@ def test_source_vmim_walks_the_source_order(clusters: SimulatedClusters) -> None
             "phaseTransitionTimestamps", [])]
         return "Succeeded" in seen
     wait_for(record, what="source VMIM Succeeded or gone")
-    assert seen == SOURCE_ORDER[:len(seen)] and len(seen) >= 7
+    vmim = s.try_get("VirtualMachineInstanceMigration", NS, "web-source") or {}
+    why = ((vmim.get("status") or {}).get("migrationState") or {}).get("failureReason")
+    assert seen == SOURCE_ORDER[:len(seen)] and len(seen) >= 7, (seen, why)
 
 
 def test_injected_failure_at_running(clusters: SimulatedClusters) -> None:

@@ -57,6 +57,12 @@ def side(vmim: Obj) -> str:
     return "source" if spec.get("sendTo") else "target"
 
 
+def _migration_uids(state: dict[str, Any]) -> tuple[Any, ...]:
+    """The VMIM uids a VMI's ``migrationState`` speaks for (local, source or target side)."""
+    return (state.get("migrationUid"), (state.get("sourceState") or {}).get("migrationUID"),
+            (state.get("targetState") or {}).get("migrationUID"))
+
+
 def _set_phase(status: dict[str, Any], phase: str) -> None:
     status["phase"] = phase
     stamps = list(status.get("phaseTransitionTimestamps") or [])
@@ -113,9 +119,20 @@ class MigrationController(Controller):
         if obj["kind"] != VMI:
             return
         ns = obj["metadata"].get("namespace")
+        state = (obj.get("status") or {}).get("migrationState") or {}
         for vmim in ctx.store.list(VMIM, ns, label_selector=f"{VMI_NAME_LABEL}="
                                                             f"{obj['metadata']['name']}"):
             vmd = vmim["metadata"]
+            status = dict(vmim.get("status") or {})
+            if status.get("phase") not in FINAL and state.get("completed") \
+                    and not state.get("failed") and vmd["uid"] in _migration_uids(state):
+                # The VMI went away right after this migration completed (the source VM halts
+                # and its VMI is deleted) before the VMIM's own step to Succeeded: it succeeded.
+                # Failing it here, as a cancel, would report a finished migration as failed.
+                _set_phase(status, "Succeeded")
+                status["migrationState"] = {**(status.get("migrationState") or {}), **state}
+                ctx.store.update_status(VMIM, ns, vmd["name"], status)
+                vmim = ctx.store.get(VMIM, ns, vmd["name"])
             if not vmd.get("deletionTimestamp"):
                 ctx.store.delete(VMIM, ns, vmd["name"])
             if (vmim.get("status") or {}).get("phase") in FINAL:
@@ -256,8 +273,7 @@ class MigrationController(Controller):
         vmi = ctx.store.try_get(VMI, vmi["metadata"].get("namespace"), vmi["metadata"]["name"])
         state = ((vmi or {}).get("status") or {}).get("migrationState") or {}
         uid = vmim["metadata"]["uid"]
-        if uid in (state.get("migrationUid"), (state.get("sourceState") or {}).get("migrationUID"),
-                   (state.get("targetState") or {}).get("migrationUID")):
+        if uid in _migration_uids(state):
             status["migrationState"] = {**(status.get("migrationState") or {}), **state}
         if status.get("phase") == "Failed":
             remove_condition(status, BLOCKED_TYPE)
