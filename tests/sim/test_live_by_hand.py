@@ -15,11 +15,8 @@ from collections.abc import Callable
 Kubectl = Callable[..., subprocess.CompletedProcess[str]]
 NS = "shop"
 
-SOURCE_VM = """
-apiVersion: v1
-kind: Namespace
-metadata: {name: shop}
----
+# One VM, as the source runs it and as the target receives it (same template, §8.2 step 2).
+VM = """
 apiVersion: kubevirt.io/v1
 kind: VirtualMachine
 metadata:
@@ -27,7 +24,7 @@ metadata:
   namespace: shop
   annotations: %(annotations)s
 spec:
-  runStrategy: Always
+  runStrategy: %(run_strategy)s
   template:
     spec:
       domain:
@@ -37,6 +34,11 @@ spec:
       networks: [{name: default, pod: {}}]
       volumes: [{name: root, dataVolume: {name: web-root}}]
 """
+NAMESPACE = """
+apiVersion: v1
+kind: Namespace
+metadata: {name: shop}
+"""
 SOURCE_DISK = """
 apiVersion: cdi.kubevirt.io/v1beta1
 kind: DataVolume
@@ -45,11 +47,7 @@ spec:
   source: {blank: {}}
   storage: {accessModes: [ReadWriteMany], resources: {requests: {storage: 1Gi}}}
 """
-TARGET = """
-apiVersion: v1
-kind: Namespace
-metadata: {name: shop}
----
+TARGET_DISK = """
 apiVersion: cdi.kubevirt.io/v1beta1
 kind: DataVolume
 metadata:
@@ -62,24 +60,8 @@ spec:
   source: {blank: {}}
   storage: {accessModes: [ReadWriteMany], resources: {requests: {storage: 1Gi}}}
 """
-TARGET_VM = """
-apiVersion: kubevirt.io/v1
-kind: VirtualMachine
-metadata:
-  name: web
-  namespace: shop
-  annotations: {kubevirt.io/restore-run-strategy: Always}
-spec:
-  runStrategy: WaitAsReceiver
-  template:
-    spec:
-      domain:
-        devices:
-          interfaces: [{name: default, masquerade: {}}]
-          disks: [{name: root, disk: {bus: virtio}}]
-      networks: [{name: default, pod: {}}]
-      volumes: [{name: root, dataVolume: {name: web-root}}]
-"""
+TARGET_VM = VM % {"annotations": json.dumps({"kubevirt.io/restore-run-strategy": "Always"}),
+                  "run_strategy": "WaitAsReceiver"}
 TARGET_VMIM = """
 apiVersion: kubevirt.io/v1
 kind: VirtualMachineInstanceMigration
@@ -138,14 +120,15 @@ def migrate(kubectl: Kubectl, *, annotations: dict[str, str] | None = None) -> N
         assert kv["status"]["phase"] == "Deployed" and kv["status"]["synchronizationAddresses"]
     exchange_cas(kubectl)
     kubectl("apply", "-f", "-", context="source",
-            input=SOURCE_VM % {"annotations": json.dumps(annotations or {})} + "---" + SOURCE_DISK)
+            input=NAMESPACE + "---" + VM % {"annotations": json.dumps(annotations or {}),
+                                              "run_strategy": "Always"} + "---" + SOURCE_DISK)
     wait(kubectl, "source", "vm/web", "jsonpath={.status.printableStatus}=Running")
     status = json.loads(kubectl("get", "-n", NS, "vm", "web", "-o", "json",
                                 context="source").stdout)["status"]
     conds = {c["type"]: c for c in status["conditions"]}
     assert conds["StorageLiveMigratable"]["status"] == "True"
     assert conds["LiveMigratable"]["status"] == "True"
-    kubectl("apply", "-f", "-", context="target", input=TARGET)
+    kubectl("apply", "-f", "-", context="target", input=NAMESPACE + "---" + TARGET_DISK)
     wait(kubectl, "target", "dv/web-root", "jsonpath={.status.phase}=Succeeded")
     wait(kubectl, "target", "dv/web-root", "condition=Ready")
     kubectl("apply", "-f", "-", context="target", input=TARGET_VM)
