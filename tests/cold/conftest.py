@@ -5,7 +5,7 @@ from typing import Any
 
 import pytest
 
-from .offline import upstream_dir
+from upstream import upstream_dir
 
 
 @pytest.fixture(scope="session")

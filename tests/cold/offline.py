@@ -4,31 +4,28 @@
 every VM of a simulated plan, with ``reads`` resolved offline from the plan's seed and ``outputs``
 given by the test (what a run would have recorded), so that the templates are exercised with real
 values, not ``smrun render``'s placeholders. State ``reads`` are resolved from the seed plus the
-export token Secret KubeVirt would have generated (:func:`export_token_secret`). ``upstream_dir()`` (the OpenAPI documents) is ``$SMRUN_UPSTREAM`` (default ``/work/shared/upstream``): set but missing is
-a failure, unset and missing a skip.
+export token Secret KubeVirt would have generated (:func:`export_token_secret`).
 """
 from __future__ import annotations
 
 import base64
-import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import pytest
-
-from statemachine.context import vm_context, with_item
+from statemachine.context import vm_context
 from statemachine.expressions import evaluate
 from statemachine.itinerary import Itinerary, load_itinerary
 from statemachine.plan import VM, Plan, load_plan
-from statemachine.render import render_documents, resolve_reads
+from statemachine.render import resolve_reads
 from statemachine.sim.offline import SeedReads
+
+from offline_render import render_actions
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLE_PLAN = REPO / "examples" / "cold" / "plan.yaml"
 DATA = REPO / "tests" / "data" / "cold"
-DEFAULT_UPSTREAM = Path("/work/shared/upstream")
 
 EXPORT_CA = ("-----BEGIN CERTIFICATE-----\nc2ltdWxhdGVkIGV4cG9ydCBDQQ==\n"
              "-----END CERTIFICATE-----\n")
@@ -111,34 +108,16 @@ def render_cold(plan_path: Path, outputs: Callable[[Mapping[str, Any]], dict[str
     out: dict[str, list[Rendered]] = {}
     for vm in plan.vms:
         ctx = vm_ctx(plan, vm, it, outputs)
-        rendered: list[Rendered] = []
-        for state in it.states:
-            if state.when is not None and not all(ctx["predicates"].get(p) for p in state.when.all):
-                continue
-            here = ctx
-            if state.reads:
-                own = resolve_reads(state.reads, ctx, source, where="cold.yaml: ", pending=True)
-                here = {**ctx, "reads": {**ctx["reads"], **own}}
-            items = [None] if state.for_each is None else list(evaluate(state.for_each, here))
-            for index, item in enumerate(items):
-                local = here if state.for_each is None else with_item(here, item, index)
-                for action in state.actions:
-                    if action.kind not in ("apply", "ensure") or not action.template:
-                        continue
-                    if action.when is not None and not evaluate(action.when, local):
-                        continue
-                    for doc in render_documents(action.template, local):
-                        rendered.append(Rendered(state.name, action.cluster or state.cluster,
-                                                 action.kind, doc))
+
+        def state_context(state: Any, ctx: dict[str, Any]) -> dict[str, Any]:
+            if not state.reads:
+                return ctx
+            own = resolve_reads(state.reads, ctx, source, where="cold.yaml: ", pending=True)
+            return {**ctx, "reads": {**ctx["reads"], **own}}
+
+        rendered = [Rendered(state.name, action.cluster or state.cluster, action.kind, doc)
+                    for state, action, doc in render_actions(it, ctx, state_context)]
         out[vm.name] = rendered
     return out
 
 
-def upstream_dir() -> Path:
-    configured = os.environ.get("SMRUN_UPSTREAM")
-    path = Path(configured) if configured else DEFAULT_UPSTREAM
-    if not path.is_dir():
-        if configured:
-            pytest.fail(f"SMRUN_UPSTREAM={configured} is set but is not a directory")
-        pytest.skip(f"upstream OpenAPI documents not found at {path}")
-    return path

@@ -22,7 +22,9 @@ import yaml
 from statemachine.sim.cluster import SimulatedClusters
 from processes import cancel_at_event, kill_at_event
 
-from .offline import DATA, EXAMPLE_PLAN, upstream_dir
+from upstream import upstream_dir
+
+from .offline import DATA, EXAMPLE_PLAN
 
 pytestmark = pytest.mark.slow
 

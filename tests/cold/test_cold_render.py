@@ -19,11 +19,10 @@ from statemachine.plan import load_plan
 from statemachine.render import render_plan
 from statemachine.sim.offline import seed_reads
 
+from upstream import upstream_dir, validate_all
+
 from .offline import (DATA, EXAMPLE_PLAN, EXPORT_CA, Rendered, export_outputs, itinerary,
-                      render_cold, upstream_dir, vm_ctx)
-
-CORE_GROUPS = ("v1", "batch/v1")  # not described by the upstream KubeVirt/CDI documents
-
+                      render_cold, vm_ctx)
 
 def _by_kind(items: list[Rendered], kind: str) -> list[dict[str, Any]]:
     return [r.manifest for r in items if r.manifest["kind"] == kind]
@@ -31,17 +30,7 @@ def _by_kind(items: list[Rendered], kind: str) -> list[dict[str, Any]]:
 
 def _validate(manifests: list[dict[str, Any]], upstream_validator: Any) -> int:
     registry, validator = upstream_validator
-    checked = 0
-    for manifest in manifests:
-        if manifest["apiVersion"] in CORE_GROUPS:
-            continue
-        kind = registry.by_kind(manifest["apiVersion"], manifest["kind"])
-        assert kind is not None and validator.knows(kind), \
-            f"no upstream schema for {manifest['apiVersion']} {manifest['kind']}"
-        problems = validator.problems(kind, manifest)
-        assert problems == [], f"{manifest['kind']} {manifest['metadata']['name']}: {problems}"
-        checked += 1
-    return checked
+    return validate_all(manifests, registry, validator)
 
 
 def test_every_rendered_manifest_validates_upstream(upstream_validator: Any) -> None:

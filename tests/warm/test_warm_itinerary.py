@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from statemachine.context import vm_context, with_item
+from statemachine.context import vm_context
 from statemachine.copier import delta
 from statemachine.expressions import evaluate
 from statemachine.itinerary import Itinerary, load_itinerary
@@ -23,7 +23,8 @@ from statemachine.plan import VM, Plan, load_plan
 from statemachine.render import render_documents, render_plan, resolve_reads
 from statemachine.sim.offline import seed_reads
 
-from upstream import upstream_dir
+from offline_render import render_actions
+from upstream import upstream_dir, validate_all
 
 from .harness import EXAMPLE_PLAN, REPO
 
@@ -68,22 +69,13 @@ def render_vm(plan: Plan, vm: VM, round_: int = 1) -> list[tuple[str, dict[str, 
     """(state, manifest) of every apply/ensure action of every enabled state."""
     it = itinerary()
     ctx = vm_ctx(plan, vm, it, round_)
-    out = []
-    for state in it.states:
-        if state.when is not None and not all(ctx["predicates"].get(p) for p in state.when.all):
-            continue
+
+    def state_context(state: Any, ctx: dict[str, Any]) -> dict[str, Any]:
         # State reads (the token Secret): what the source cluster holds by then.
-        state_ctx = {**ctx, "reads": {**ctx["reads"], **{
+        return {**ctx, "reads": {**ctx["reads"], **{
             r.name: {"data": {"token": TOKEN}} for r in state.reads}}}
-        items = [None] if state.for_each is None else list(evaluate(state.for_each, state_ctx))
-        for index, item in enumerate(items):
-            local = state_ctx if state.for_each is None else with_item(state_ctx, item, index)
-            for action in state.actions:
-                if action.kind not in ("apply", "ensure") or not action.template:
-                    continue
-                if action.when is not None and not evaluate(action.when, local):
-                    continue
-                out += [(state.name, doc) for doc in render_documents(action.template, local)]
+
+    out = [(state.name, doc) for state, _, doc in render_actions(it, ctx, state_context)]
     return out
 
 
@@ -97,24 +89,16 @@ def validator() -> Any:
     return registry, Validator(directory, registry)
 
 
+def _tracker_shape(manifest: dict[str, Any]) -> None:
+    # The upstream swagger has no schema for VirtualMachineBackupTracker: check its shape.
+    assert manifest["spec"]["source"] == {"apiGroup": "kubevirt.io", "kind": "VirtualMachine",
+                                          "name": manifest["metadata"]["name"][:-len("-mig")]}
+
+
 def _validate(manifests: list[dict[str, Any]], validator: Any) -> int:
     registry, check = validator
-    checked = 0
-    for manifest in manifests:
-        if manifest["apiVersion"] in CORE_GROUPS:
-            continue
-        kind = registry.by_kind(manifest["apiVersion"], manifest["kind"])
-        assert kind is not None, f"unknown kind {manifest['apiVersion']} {manifest['kind']}"
-        if not check.knows(kind):
-            # The upstream swagger has no schema for VirtualMachineBackupTracker: check its shape.
-            assert manifest["kind"] == "VirtualMachineBackupTracker"
-            assert manifest["spec"]["source"] == {"apiGroup": "kubevirt.io", "kind": "VirtualMachine",
-                                                  "name": manifest["metadata"]["name"][:-len("-mig")]}
-            continue
-        problems = check.problems(kind, manifest)
-        assert problems == [], f"{manifest['kind']} {manifest['metadata']['name']}: {problems}"
-        checked += 1
-    return checked
+    return validate_all(manifests, registry, check, core_groups=CORE_GROUPS,
+                        no_schema={"VirtualMachineBackupTracker": _tracker_shape})
 
 
 def test_itinerary_and_example_plan_validate() -> None:
