@@ -11,7 +11,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -20,6 +19,7 @@ import pytest
 import yaml
 
 from statemachine.sim.cluster import SimulatedClusters
+from polling import wait_for
 from processes import cancel_at_event, kill_at_event
 
 from upstream import upstream_dir
@@ -31,6 +31,11 @@ pytestmark = pytest.mark.slow
 SMRUN = [sys.executable, "-m", "statemachine"]
 RUN_TIMEOUT = 240
 
+
+
+def _wait_for(check: Callable[[], Any], timeout: float = 20) -> Any:
+    """``polling.wait_for`` with these end-to-end tests' 20 s (a whole migration may run first)."""
+    return wait_for(check, timeout)
 
 def _plan_against(sim: SimulatedClusters, plan_file: Path, tmp_path: Path) -> Path:
     """A copy of ``plan_file`` that targets the running simulator instead of its own seed."""
@@ -61,15 +66,6 @@ def _events(stdout: str) -> list[dict[str, Any]]:
 
 def _get(sim: SimulatedClusters, cluster: str, kind: str, ns: str, name: str) -> Any:
     return sim.store(cluster).try_get(kind, ns, name)
-
-
-def _wait_for(predicate: Callable[[], bool], timeout: float = 20) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.1)
-    return predicate()
 
 
 def _by_plan(sim: SimulatedClusters, cluster: str, kind: str, plan: str) -> list[Any]:

@@ -25,6 +25,7 @@ import yaml
 
 from statemachine.engine.journal import request_cancel
 from statemachine.sim.cluster import SimulatedClusters
+from polling import wait_for
 from processes import kill_at_event
 
 from tests.live.conftest import EXAMPLE_PLAN, find, load_yaml, upstream_dir
@@ -36,6 +37,11 @@ RUN_TIMEOUT = 180
 VMS = ("web-1", "web-2", "db-1")
 PLAN_NAME = "live-demo"
 
+
+
+def _wait_for(check: Callable[[], Any], timeout: float = 20) -> Any:
+    """``polling.wait_for`` with these end-to-end tests' 20 s (a whole migration may run first)."""
+    return wait_for(check, timeout)
 
 def _seed(edit: Callable[[dict[str, Any]], None] | None = None, *, tmp_path: Path) -> Path:
     seed = load_yaml(EXAMPLE_PLAN.parent / "seed.yaml")
@@ -76,15 +82,6 @@ def _events(stdout: str) -> list[dict[str, Any]]:
 def _vms(events: list[dict[str, Any]], kind: str) -> list[str]:
     """The VMs (not the plan's setup, reported with an empty ``vm``) that had event ``kind``."""
     return sorted(e["vm"] for e in events if e["event"] == kind and e.get("vm"))
-
-
-def _wait_for(predicate: Callable[[], bool], timeout: float = 20) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.05)
-    return predicate()
 
 
 class Reader:
