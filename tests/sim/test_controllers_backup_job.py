@@ -3,10 +3,7 @@ behaviour of the simulated controllers, driven through the stores."""
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
 from typing import Any
-
-import pytest
 
 from statemachine.sim.cluster import SimulatedClusters
 from statemachine.sim import addresses
@@ -21,14 +18,6 @@ def cond(obj: dict[str, Any], ctype: str) -> dict[str, Any]:
                 if c["type"] == ctype)
 
 
-@pytest.fixture
-def clusters(make_sim: Callable[..., SimulatedClusters]) -> SimulatedClusters:
-    sim = make_sim(tick=0.02)
-    for name in ("source", "target"):
-        sim.store(name).create("Namespace", {"metadata": {"name": NS}})
-    return sim
-
-
 def job(name: str, *, annotations: dict[str, str] | None = None,
         env: list[dict[str, str]] | None = None) -> dict[str, Any]:
     return {"metadata": {"name": name, "namespace": NS, "annotations": annotations or {}},
@@ -36,8 +25,8 @@ def job(name: str, *, annotations: dict[str, str] | None = None,
                      "containers": [{"name": "copy", "image": "python:3-slim", "env": env or []}]}}}}
 
 
-def test_job_completes_after_a_tick_with_a_pod(clusters: SimulatedClusters) -> None:
-    t = clusters.store("target")
+def test_job_completes_after_a_tick_with_a_pod(shop_clusters: SimulatedClusters) -> None:
+    t = shop_clusters.store("target")
     t.create("Job", job("ok", annotations={"sim.smrun.io/termination-message": "done"}))
     done = wait_for(lambda: (j := t.get("Job", NS, "ok"))["status"].get("succeeded") == 1 and j)
     assert cond(done, "Complete")["status"] == "True"
@@ -48,8 +37,8 @@ def test_job_completes_after_a_tick_with_a_pod(clusters: SimulatedClusters) -> N
     assert (terminated["exitCode"], terminated["message"]) == (0, "done")
 
 
-def test_job_fail_annotation(clusters: SimulatedClusters) -> None:
-    t = clusters.store("target")
+def test_job_fail_annotation(shop_clusters: SimulatedClusters) -> None:
+    t = shop_clusters.store("target")
     t.create("Job", job("bad", annotations={"sim.smrun.io/fail": "true"}))
     failed = wait_for(lambda: (j := t.get("Job", NS, "bad"))["status"].get("failed") == 1 and j)
     assert (cond(failed, "Failed")["status"], cond(failed, "Failed")["reason"]) == (
@@ -106,8 +95,8 @@ def pull_round(s: Store, t: Store, name: str, *, full: bool = False) -> tuple[st
     return str(ready["status"]["type"]), message
 
 
-def test_pull_backup_rounds_shrink_and_advance_the_tracker(clusters: SimulatedClusters) -> None:
-    s, t = clusters.store("source"), clusters.store("target")
+def test_pull_backup_rounds_shrink_and_advance_the_tracker(shop_clusters: SimulatedClusters) -> None:
+    s, t = shop_clusters.store("source"), shop_clusters.store("target")
     running_vm_with_disk(s)
     assert "status" not in s.get("VirtualMachineBackupTracker", NS, "vm1-mig")
     kinds, dirty = [], []
@@ -126,8 +115,8 @@ def test_pull_backup_rounds_shrink_and_advance_the_tracker(clusters: SimulatedCl
     assert cond(late, "Failed")["status"] == "True"
 
 
-def test_cbt_state_follows_the_kubevirt_selectors(clusters: SimulatedClusters) -> None:
-    s = clusters.store("source")
+def test_cbt_state_follows_the_kubevirt_selectors(shop_clusters: SimulatedClusters) -> None:
+    s = shop_clusters.store("source")
     s.patch("KubeVirt", "kubevirt", "kubevirt", {"spec": {"configuration": {
         "changedBlockTrackingLabelSelectors": {
             "virtualMachineLabelSelector": {"matchLabels": {"cbt": "on"}}}}}})
@@ -137,8 +126,8 @@ def test_cbt_state_follows_the_kubevirt_selectors(clusters: SimulatedClusters) -
         "state"] == "Enabled")
 
 
-def test_backup_waits_for_a_running_vm(clusters: SimulatedClusters) -> None:
-    s = clusters.store("source")
+def test_backup_waits_for_a_running_vm(shop_clusters: SimulatedClusters) -> None:
+    s = shop_clusters.store("source")
     s.create("VirtualMachineBackupTracker", {"metadata": {"name": "vm1-mig", "namespace": NS},
                                              "spec": {"source": {"apiGroup": "kubevirt.io",
                                                                  "kind": "VirtualMachine",
@@ -149,8 +138,8 @@ def test_backup_waits_for_a_running_vm(clusters: SimulatedClusters) -> None:
     assert "doesnt exist" in progressing["message"]
 
 
-def test_vm_halted_stops_and_removes_the_vmi(clusters: SimulatedClusters) -> None:
-    s = clusters.store("source")
+def test_vm_halted_stops_and_removes_the_vmi(shop_clusters: SimulatedClusters) -> None:
+    s = shop_clusters.store("source")
     s.create("VirtualMachine", {"metadata": {"name": "vm2", "namespace": NS}, "spec": {
         "runStrategy": "Always", "template": {"spec": {"domain": {"devices": {}}}}}})
     phases: list[str] = []
@@ -170,8 +159,8 @@ def test_vm_halted_stops_and_removes_the_vmi(clusters: SimulatedClusters) -> Non
     wait_for(lambda: s.get("VirtualMachine", NS, "vm2")["status"]["printableStatus"] == "Stopped")
 
 
-def test_kubevirt_cr_and_ca_merge(clusters: SimulatedClusters) -> None:
-    s, t = clusters.store("source"), clusters.store("target")
+def test_kubevirt_cr_and_ca_merge(shop_clusters: SimulatedClusters) -> None:
+    s, t = shop_clusters.store("source"), shop_clusters.store("target")
     kv = s.get("KubeVirt", "kubevirt", "kubevirt")
     assert kv["status"]["synchronizationAddresses"] == [addresses.sync_address("source")]
     assert kv["status"]["phase"] == "Deployed"

@@ -1,16 +1,13 @@
 """DataVolumes, PVC binding and VirtualMachineExport, driven through the simulated stores.
 
-Includes the cold-migration path across the two clusters: a VMExport on the source and an http
+Includes the cold-migration path across the two shop_clusters: a VMExport on the source and an http
 DataVolume on the target that downloads the export's external link with the export token.
 """
 from __future__ import annotations
 
 import base64
 import time
-from collections.abc import Callable
 from typing import Any
-
-import pytest
 
 from statemachine.sim.cluster import SimulatedClusters
 from statemachine.sim.controllers import cdi
@@ -34,14 +31,6 @@ def dv(name: str, source: dict[str, Any], *, annotations: dict[str, str] | None 
             "spec": {"source": source, "storage": storage}}
 
 
-@pytest.fixture
-def clusters(make_sim: Callable[..., SimulatedClusters]) -> SimulatedClusters:
-    sim = make_sim(tick=0.02)
-    for name in ("source", "target"):
-        sim.store(name).create("Namespace", {"metadata": {"name": NS}})
-    return sim
-
-
 def phases_of(store: Store, name: str, until: tuple[str, ...]) -> list[str]:
     seen: list[str] = []
 
@@ -54,8 +43,8 @@ def phases_of(store: Store, name: str, until: tuple[str, ...]) -> list[str]:
     return seen
 
 
-def test_blank_datavolume_phases_conditions_and_pvc(clusters: SimulatedClusters) -> None:
-    t = clusters.store("target")
+def test_blank_datavolume_phases_conditions_and_pvc(shop_clusters: SimulatedClusters) -> None:
+    t = shop_clusters.store("target")
     t.create("DataVolume", dv("disk", {"blank": {}}))
     seen = phases_of(t, "disk", ("Succeeded", "Failed"))
     assert seen == ["Pending", "PVCBound", "ImportScheduled", "ImportInProgress", "Succeeded"]
@@ -72,15 +61,15 @@ def test_blank_datavolume_phases_conditions_and_pvc(clusters: SimulatedClusters)
     assert pvc["spec"]["accessModes"] == ["ReadWriteMany"]
 
 
-def test_fail_annotation_fails_the_datavolume(clusters: SimulatedClusters) -> None:
-    t = clusters.store("target")
+def test_fail_annotation_fails_the_datavolume(shop_clusters: SimulatedClusters) -> None:
+    t = shop_clusters.store("target")
     t.create("DataVolume", dv("bad", {"blank": {}}, annotations={"sim.smrun.io/fail": "true"}))
     assert phases_of(t, "bad", ("Succeeded", "Failed"))[-1] == "Failed"
     assert cond(t.get("DataVolume", NS, "bad"), "Running")["reason"] == "Error"
 
 
-def test_wait_for_first_consumer_until_bind_immediate(clusters: SimulatedClusters) -> None:
-    t = clusters.store("target")
+def test_wait_for_first_consumer_until_bind_immediate(shop_clusters: SimulatedClusters) -> None:
+    t = shop_clusters.store("target")
     t.create("DataVolume", dv("wffc", {"blank": {}}, storage_class="local-wffc"))
     wait_for(lambda: t.get("DataVolume", NS, "wffc")["status"]["phase"] == "WaitForFirstConsumer")
     time.sleep(0.1)
@@ -90,8 +79,8 @@ def test_wait_for_first_consumer_until_bind_immediate(clusters: SimulatedCluster
     assert phases_of(t, "imm", ("Succeeded",))[-1] == "Succeeded"
 
 
-def test_unreachable_http_source_fails_after_retries(clusters: SimulatedClusters) -> None:
-    t = clusters.store("target")
+def test_unreachable_http_source_fails_after_retries(shop_clusters: SimulatedClusters) -> None:
+    t = shop_clusters.store("target")
     t.create("DataVolume", dv("web", {"http": {"url": "https://nowhere.example/disk.img"}}))
     assert phases_of(t, "web", ("Succeeded", "Failed"))[-1] == "Failed"
     obj = t.get("DataVolume", NS, "web")
@@ -99,8 +88,8 @@ def test_unreachable_http_source_fails_after_retries(clusters: SimulatedClusters
     assert "no such host" in cond(obj, "Running")["message"]
 
 
-def test_http_progress_rises(clusters: SimulatedClusters) -> None:
-    t = clusters.store("target")
+def test_http_progress_rises(shop_clusters: SimulatedClusters) -> None:
+    t = shop_clusters.store("target")
     t.create("DataVolume", dv("img", {"http": {"url": "https://images.sim.smrun.io/f.qcow2"}}))
     progress: list[str] = []
 
@@ -122,8 +111,8 @@ def stopped_vm_with_disk(s: Store) -> None:
             {"name": "root", "dataVolume": {"name": "vm1-root"}}]}}}})
 
 
-def test_export_requires_a_stopped_vm_and_publishes_links(clusters: SimulatedClusters) -> None:
-    s = clusters.store("source")
+def test_export_requires_a_stopped_vm_and_publishes_links(shop_clusters: SimulatedClusters) -> None:
+    s = shop_clusters.store("source")
     stopped_vm_with_disk(s)
     s.patch("VirtualMachine", NS, "vm1", {"spec": {"runStrategy": "Always"}})
     wait_for(lambda: s.get("VirtualMachineInstance", NS, "vm1")["status"]["phase"] == "Running")
@@ -146,8 +135,8 @@ def test_export_requires_a_stopped_vm_and_publishes_links(clusters: SimulatedClu
     assert export["status"]["ttlExpirationTime"]
 
 
-def test_cold_copy_across_clusters_needs_the_token(clusters: SimulatedClusters) -> None:
-    s, t = clusters.store("source"), clusters.store("target")
+def test_cold_copy_across_clusters_needs_the_token(shop_clusters: SimulatedClusters) -> None:
+    s, t = shop_clusters.store("source"), shop_clusters.store("target")
     stopped_vm_with_disk(s)
     s.create("VirtualMachineExport", {"metadata": {"name": "vm1", "namespace": NS}, "spec": {
         "source": {"apiGroup": "kubevirt.io", "kind": "VirtualMachine", "name": "vm1"}}})
@@ -165,8 +154,8 @@ def test_cold_copy_across_clusters_needs_the_token(clusters: SimulatedClusters) 
     assert "401" in cond(t.get("DataVolume", NS, "notoken"), "Running")["message"]
 
 
-def test_plain_pvc_binds(clusters: SimulatedClusters) -> None:
-    t = clusters.store("target")
+def test_plain_pvc_binds(shop_clusters: SimulatedClusters) -> None:
+    t = shop_clusters.store("target")
     t.create("PersistentVolumeClaim", {"metadata": {"name": "scratch", "namespace": NS}, "spec": {
         "accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}}})
     wait_for(lambda: t.get("PersistentVolumeClaim", NS, "scratch")["status"]["phase"] == "Bound")
