@@ -1,6 +1,6 @@
 """DataVolumes, PVC binding and VirtualMachineExport, driven through the simulated stores.
 
-Includes the cold-migration path across the two shop_clusters: a VMExport on the source and an http
+Includes the cold-migration path across the two clusters: a VMExport on the source and an http
 DataVolume on the target that downloads the export's external link with the export token.
 """
 from __future__ import annotations
