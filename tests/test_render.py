@@ -111,32 +111,22 @@ def _copy_itinerary(tmp_path: Path) -> Path:
     return tmp_path / "render"
 
 
-def test_a_document_without_metadata_name_is_a_template_error_naming_the_template(
-        tmp_path: Path, plan: Plan) -> None:
+@pytest.mark.parametrize("template, message", [
+    # a document without metadata.name: a template error naming the template
+    ("apiVersion: v1\nkind: ConfigMap\nmetadata: {}\n",
+     r"send\.yaml\.j2: rendered object has no metadata\.name"),
+    # rendered invalid YAML
+    ("kind: [unclosed\n", r"send\.yaml\.j2: rendered invalid YAML"),
+    # an undefined variable, with the template's line
+    ("name: {{ vm.nmae }}\n", r"send\.yaml\.j2:1: undefined"),
+    # a template cannot escape the sandbox
+    ("x: {{ ''.__class__.__mro__ }}\n", "sandbox violation"),
+], ids=["no-metadata-name", "invalid-yaml", "undefined-variable", "sandbox-escape"])
+def test_a_broken_template_is_a_template_error(tmp_path: Path, plan: Plan, template: str,
+                                              message: str) -> None:
     folder = _copy_itinerary(tmp_path)
-    (folder / "templates" / "send.yaml.j2").write_text("apiVersion: v1\nkind: ConfigMap\nmetadata: {}\n")
-    with pytest.raises(TemplateError, match=r"send\.yaml\.j2: rendered object has no metadata\.name"):
-        rendered(plan, load_itinerary(folder / "itinerary.yaml"))
-
-
-def test_rendered_invalid_yaml_is_a_template_error(tmp_path: Path, plan: Plan) -> None:
-    folder = _copy_itinerary(tmp_path)
-    (folder / "templates" / "send.yaml.j2").write_text("kind: [unclosed\n")
-    with pytest.raises(TemplateError, match=r"send\.yaml\.j2: rendered invalid YAML"):
-        rendered(plan, load_itinerary(folder / "itinerary.yaml"))
-
-
-def test_an_undefined_variable_in_a_template_is_an_error(tmp_path: Path, plan: Plan) -> None:
-    folder = _copy_itinerary(tmp_path)
-    (folder / "templates" / "send.yaml.j2").write_text("name: {{ vm.nmae }}\n")
-    with pytest.raises(TemplateError, match=r"send\.yaml\.j2:1: undefined"):
-        rendered(plan, load_itinerary(folder / "itinerary.yaml"))
-
-
-def test_a_template_cannot_escape_the_sandbox(tmp_path: Path, plan: Plan) -> None:
-    folder = _copy_itinerary(tmp_path)
-    (folder / "templates" / "send.yaml.j2").write_text("x: {{ ''.__class__.__mro__ }}\n")
-    with pytest.raises(TemplateError, match="sandbox violation"):
+    (folder / "templates" / "send.yaml.j2").write_text(template)
+    with pytest.raises(TemplateError, match=message):
         rendered(plan, load_itinerary(folder / "itinerary.yaml"))
 
 

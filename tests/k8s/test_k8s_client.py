@@ -107,16 +107,22 @@ def test_missing_kubeconfig_or_context_is_one_clear_line(sim: Any, tmp_path: Pat
     assert "moon" in str(info.value) and "\n" not in str(info.value)
 
 
-def test_unreachable_server_is_cluster_unreachable(tmp_path: Path) -> None:
-    with socket.socket() as s:  # a port nobody listens on
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+def _kubeconfig(tmp_path: Path, port: int) -> Path:
+    """A kubeconfig whose only context points at plain http on ``port`` of the loopback."""
     config = {"apiVersion": "v1", "kind": "Config", "current-context": "c",
               "clusters": [{"name": "c", "cluster": {"server": f"http://127.0.0.1:{port}"}}],
               "users": [{"name": "u", "user": {"token": "t"}}],
               "contexts": [{"name": "c", "context": {"cluster": "c", "user": "u"}}]}
     path = tmp_path / "kubeconfig"
     path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def test_unreachable_server_is_cluster_unreachable(tmp_path: Path) -> None:
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    path = _kubeconfig(tmp_path, port)
     with pytest.raises(errors.ClusterUnreachable) as info:
         connect(name="gone", kubeconfig=path, cache_dir=tmp_path,
                 retry_policy=RetryPolicy(attempts=2, base=0.01))
@@ -135,12 +141,7 @@ def test_a_server_that_never_answers_does_not_hang_discovery(tmp_path: Path,
         silent.bind(("127.0.0.1", 0))
         silent.listen(8)
         port = silent.getsockname()[1]
-        config = {"apiVersion": "v1", "kind": "Config", "current-context": "c",
-                  "clusters": [{"name": "c", "cluster": {"server": f"http://127.0.0.1:{port}"}}],
-                  "users": [{"name": "u", "user": {"token": "t"}}],
-                  "contexts": [{"name": "c", "context": {"cluster": "c", "user": "u"}}]}
-        path = tmp_path / "kubeconfig"
-        path.write_text(yaml.safe_dump(config))
+        path = _kubeconfig(tmp_path, port)
         started = time.monotonic()
         with pytest.raises(errors.ClusterUnreachable):
             connect(name="mute", kubeconfig=path, cache_dir=tmp_path,
