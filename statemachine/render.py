@@ -50,7 +50,7 @@ from statemachine.plan import VM, Plan
 
 __all__ = ["MASK", "PendingOutputs", "PendingRead", "ReadSource", "RenderedManifest",
            "disabled_states", "format_manifests", "mask_secrets", "render_plan", "render_setup",
-           "render_patch", "render_vm", "resolve_reads"]
+           "render_patch", "render_vm", "resolve_reads", "resolve_vm_reads"]
 
 MASK = "<masked>"
 
@@ -189,7 +189,7 @@ def disabled_states(plan: Plan, itinerary: Itinerary, vm: VM,
     Without a read source the reads are empty: predicates over reads then see missing fields.
     """
     ctx = vm_context(plan, vm)
-    reads = resolve_reads(itinerary.reads, ctx, source, where=_where(itinerary)) if source else {}
+    reads = resolve_vm_reads(itinerary, ctx, source) if source else {}
     predicates = _predicates(itinerary, {**ctx, "reads": reads})
     return {s.name for s in itinerary.states if not _enabled(s, predicates)}
 
@@ -310,6 +310,12 @@ def render_setup(plan: Plan, itinerary: Itinerary, source: ReadSource, *,
     return out
 
 
+def resolve_vm_reads(itinerary: Itinerary, ctx: Mapping[str, Any],
+                     source: ReadSource) -> dict[str, Any]:
+    """The itinerary's per-VM ``reads`` for ``ctx`` (errors name the itinerary file)."""
+    return resolve_reads(itinerary.reads, ctx, source, where=_where(itinerary))
+
+
 def render_vm(plan: Plan, itinerary: Itinerary, vm: VM, source: ReadSource, *,
               run_id: str = DEFAULT_RUN_ID,
               reads: Mapping[str, Any] | None = None) -> list[RenderedManifest]:
@@ -317,7 +323,7 @@ def render_vm(plan: Plan, itinerary: Itinerary, vm: VM, source: ReadSource, *,
     reads when the caller has resolved them already (preflight does, for its checks)."""
     ctx = vm_context(plan, vm, run_id=run_id)
     if reads is None:
-        reads = resolve_reads(itinerary.reads, ctx, source, where=_where(itinerary))
+        reads = resolve_vm_reads(itinerary, ctx, source)
     predicates = _predicates(itinerary, {**ctx, "reads": reads})
     ctx = vm_context(plan, vm, reads=reads, outputs=PendingOutputs(), predicates=predicates,
                      run_id=run_id)

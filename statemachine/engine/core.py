@@ -354,17 +354,13 @@ class Engine:
                 ref = render_ref(self.rt, spec.ref, {**ctx, "item": item})
                 cluster_name = spec.ref.cluster or spec.cluster
                 cluster = self.clusters[cluster_name]
-                if self.prefetched is not None:
-                    known, obj = self.prefetched.recent(cluster_name, ref, PREFETCH_MAX_AGE)
-                    if known:
-                        if obj is None and not spec.optional:
-                            raise SmrunError(f"read {spec.name}: {ref} not found on {cluster_name}")
-                        values.append(obj)
-                        continue
-                # On the I/O pool: a batch of VMs starting together would otherwise block every
-                # other VM's reactions behind ~20 round trips each (docs/performance.md).
-                obj = yield from retrying(self.rt, model, f"get {ref}", partial(cluster.get, ref),
-                                          deadline, blocking=True)
+                known, obj = (self.prefetched.recent(cluster_name, ref, PREFETCH_MAX_AGE)
+                              if self.prefetched is not None else (False, None))
+                if not known:
+                    # On the I/O pool: a batch of VMs starting together would otherwise block
+                    # every other VM's reactions behind ~20 round trips each (docs/performance.md).
+                    obj = yield from retrying(self.rt, model, f"get {ref}", partial(cluster.get, ref),
+                                              deadline, blocking=True)
                 if obj is None and not spec.optional:
                     raise SmrunError(f"read {spec.name}: {ref} not found on {cluster_name}")
                 values.append(obj)

@@ -274,7 +274,7 @@ def _check_vm(plan: Any, itinerary: Any, vm: Any, source: ClusterReads,
     try:
         ctx = context.vm_context(plan, vm, outputs=render.PendingOutputs(), servers=servers)
         # Resolved once, for rendering and the checks alike (errors worded as render_vm's).
-        reads = render.resolve_reads(itinerary.reads, ctx, source, where=f"{itinerary.file}: ")
+        reads = render.resolve_vm_reads(itinerary, ctx, source)
         out.rendered += render.render_vm(plan, itinerary, vm, source, reads=reads)
         ctx = {**ctx, "reads": reads}
         for r in itinerary.reads:
