@@ -36,6 +36,7 @@ BENCH = Path(__file__).resolve().parent
 sys.path.insert(0, str(BENCH))
 
 import analyze  # noqa: E402  (bench/ is a folder of scripts, not a package)
+import whatif  # noqa: E402
 import workload  # noqa: E402
 
 
@@ -157,6 +158,11 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if not sizes or min(sizes) < 1 or args.max_in_flight < 1 or args.tick <= 0:
         print("bench/run.py: --vms, --max-in-flight and --tick must be positive", file=sys.stderr)
+        return 2
+    unknown = [n for n in args.whatif.split(",") if n and n not in whatif.PATCHES]
+    if unknown:  # before anything starts, not as a failed smrun run
+        print(f"bench/run.py: --whatif: unknown patch {unknown[0]!r} "
+              f"(known: {', '.join(whatif.PATCHES)})", file=sys.stderr)
         return 2
     root = args.workdir or Path(tempfile.mkdtemp(prefix="smrun-bench-"))
     results: dict[str, Any] = {"machine": machine(), "type": args.type, "runs": []}

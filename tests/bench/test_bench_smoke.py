@@ -71,3 +71,13 @@ def test_makespan_fills_slots_in_order() -> None:
     assert analyze.makespan([1.0, 1.0, 1.0], 2) == 2.0
     assert analyze.makespan([3.0, 1.0, 1.0, 1.0], 2) == 3.0
     assert analyze.makespan([], 5) == 0.0
+
+
+def test_an_unknown_whatif_is_refused_before_anything_starts(tmp_path: Path) -> None:
+    done = subprocess.run([sys.executable, str(ROOT / "bench" / "run.py"), "--vms", "1", "--whatif", "bogus",
+                           "--workdir", str(tmp_path / "w")], capture_output=True, text=True,
+                          timeout=60)
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines() == [
+        "bench/run.py: --whatif: unknown patch 'bogus' (known: cyaml, readcache, switch1ms, nofsync)"]
+    assert not (tmp_path / "w").exists()  # no simulator, no seed
