@@ -43,8 +43,8 @@ def _resource(k: Kind) -> dict[str, Any]:
                            "kind": k.kind, "verbs": list(k.verbs)}
     if k.short_names:
         out["shortNames"] = list(k.short_names)
-    if k.custom or k.group:
-        out["categories"] = ["all"] if k.group.endswith("kubevirt.io") else []
+    if k.categories:
+        out["categories"] = list(k.categories)
     return out
 
 

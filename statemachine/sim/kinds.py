@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from typing import Any
 
 VERBS_ALL = ("create", "delete", "deletecollection", "get", "list", "patch", "update", "watch")
 
@@ -29,6 +30,13 @@ class Kind:
     verbs: tuple[str, ...] = VERBS_ALL
     #: Whether the kind is a custom resource (answers 415 to strategic merge patch).
     custom: bool = True
+    #: Entries shaped as a CRD version's ``additionalPrinterColumns`` (name, type, jsonPath,
+    #: optional description, format, priority). Empty: a custom resource prints NAME and AGE.
+    printer_columns: tuple[dict[str, Any], ...] = field(default=(), compare=False)
+    #: JSON paths as in a CRD version's ``selectableFields`` (e.g. ``.spec.nodeName``).
+    selectable_fields: tuple[str, ...] = field(default=(), compare=False)
+    #: Discovery categories (``all`` for ``kubectl get all``).
+    categories: tuple[str, ...] = field(default=(), compare=False)
 
     @property
     def api_version(self) -> str:
@@ -49,10 +57,62 @@ class Kind:
 
 def _k(group: str, version: str, kind: str, plural: str, *, namespaced: bool = True,
        status: bool = False, short: tuple[str, ...] = (), custom: bool = True,
-       verbs: tuple[str, ...] = VERBS_ALL) -> Kind:
+       verbs: tuple[str, ...] = VERBS_ALL, columns: tuple[dict[str, Any], ...] = (),
+       categories: tuple[str, ...] = ()) -> Kind:
     return Kind(group=group, version=version, kind=kind, plural=plural, singular=kind.lower(),
                 namespaced=namespaced, status_subresource=status, short_names=short,
-                list_kind=f"{kind}List", verbs=verbs, custom=custom)
+                list_kind=f"{kind}List", verbs=verbs, custom=custom, printer_columns=columns,
+                categories=categories)
+
+
+def _col(name: str, type_: str, path: str, description: str = "",
+         priority: int = 0) -> dict[str, Any]:
+    out: dict[str, Any] = {"name": name, "type": type_, "jsonPath": path}
+    if description:
+        out["description"] = description
+    if priority:
+        out["priority"] = priority
+    return out
+
+
+_AGE = _col("Age", "date", ".metadata.creationTimestamp")
+_ALL = ("all",)
+
+
+def _ready(condition: str, name: str = "Ready", priority: int = 0) -> dict[str, Any]:
+    return _col(name, "string", f".status.conditions[?(@.type=='{condition}')].status",
+                priority=priority)
+
+
+# Printer columns as virt-operator and cdi-operator install them (kubevirt-fidelity.md §1.2, §1.3).
+_VM_COLUMNS = (_AGE, _col("Status", "string", ".status.printableStatus", "Human Readable Status"),
+               _ready("Ready"))
+_VMI_COLUMNS = (_AGE, _col("Phase", "string", ".status.phase"),
+                _col("IP", "string", ".status.interfaces[0].ipAddress"),
+                _col("NodeName", "string", ".status.nodeName"), _ready("Ready"),
+                _ready("LiveMigratable", "Live-Migratable", 1), _ready("Paused", "Paused", 1))
+_VMIM_COLUMNS = (
+    _col("Phase", "string", ".status.phase", "The current phase of VM instance migration"),
+    _col("VMI", "string", ".spec.vmiName", "The name of the VMI to perform the migration on"))
+_KV_COLUMNS = (_AGE, _col("Phase", "string", ".status.phase"))
+_DV_COLUMNS = (
+    _col("Phase", "string", ".status.phase", "The phase the data volume is in"),
+    _col("Progress", "string", ".status.progress",
+         "Transfer progress in percentage if known, N/A otherwise"),
+    _col("Restarts", "integer", ".status.restartCount",
+         "The number of times the transfer has been restarted."),
+    _AGE)
+_EXPORT_COLUMNS = (_col("SourceKind", "string", ".spec.source.kind"),
+                   _col("SourceName", "string", ".spec.source.name"),
+                   _col("Phase", "string", ".status.phase"))
+_BACKUP_COLUMNS = (_col("SourceKind", "string", ".spec.source.kind"),
+                   _col("SourceName", "string", ".spec.source.name"),
+                   _col("Type", "string", ".status.type"),
+                   _col("CheckpointName", "string", ".status.checkpointName"))
+_TRACKER_COLUMNS = (_col("SourceKind", "string", ".spec.source.kind"),
+                    _col("SourceName", "string", ".spec.source.name"),
+                    _col("LatestCheckpoint", "string", ".status.latestCheckpoint.name"),
+                    _col("CheckpointTime", "date", ".status.latestCheckpoint.creationTime"))
 
 
 KINDS: tuple[Kind, ...] = (
@@ -62,12 +122,13 @@ KINDS: tuple[Kind, ...] = (
     _k("", "v1", "Secret", "secrets", custom=False),
     _k("", "v1", "PersistentVolumeClaim", "persistentvolumeclaims", status=True, short=("pvc",),
        custom=False),
-    _k("", "v1", "Pod", "pods", status=True, short=("po",), custom=False),
+    _k("", "v1", "Pod", "pods", status=True, short=("po",), custom=False, categories=_ALL),
     _k("", "v1", "Event", "events", short=("ev",), custom=False),
-    _k("", "v1", "Service", "services", status=True, short=("svc",), custom=False),
+    _k("", "v1", "Service", "services", status=True, short=("svc",), custom=False,
+       categories=_ALL),
     _k("", "v1", "ServiceAccount", "serviceaccounts", short=("sa",), custom=False),
     # batch
-    _k("batch", "v1", "Job", "jobs", status=True, custom=False),
+    _k("batch", "v1", "Job", "jobs", status=True, custom=False, categories=_ALL),
     # rbac
     _k("rbac.authorization.k8s.io", "v1", "Role", "roles", custom=False),
     _k("rbac.authorization.k8s.io", "v1", "ClusterRole", "clusterroles", namespaced=False,
@@ -84,35 +145,43 @@ KINDS: tuple[Kind, ...] = (
     _k("storage.k8s.io", "v1", "StorageClass", "storageclasses", namespaced=False, short=("sc",),
        custom=False),
     # kubevirt
-    _k("kubevirt.io", "v1", "VirtualMachine", "virtualmachines", status=True, short=("vm", "vms")),
+    _k("kubevirt.io", "v1", "VirtualMachine", "virtualmachines", status=True, short=("vm", "vms"),
+       columns=_VM_COLUMNS, categories=_ALL),
     _k("kubevirt.io", "v1", "VirtualMachineInstance", "virtualmachineinstances", status=False,
-       short=("vmi", "vmis")),
+       short=("vmi", "vmis"), columns=_VMI_COLUMNS, categories=_ALL),
     _k("kubevirt.io", "v1", "VirtualMachineInstanceMigration", "virtualmachineinstancemigrations",
-       status=True, short=("vmim", "vmims")),
-    _k("kubevirt.io", "v1", "KubeVirt", "kubevirts", status=True, short=("kv", "kvs")),
+       status=True, short=("vmim", "vmims"), columns=_VMIM_COLUMNS, categories=_ALL),
+    _k("kubevirt.io", "v1", "KubeVirt", "kubevirts", status=True, short=("kv", "kvs"),
+       columns=_KV_COLUMNS, categories=_ALL),
     # instancetypes
     _k("instancetype.kubevirt.io", "v1beta1", "VirtualMachineInstancetype",
-       "virtualmachineinstancetypes", short=("vminstancetype", "vminstancetypes", "vmf", "vmfs")),
+       "virtualmachineinstancetypes", short=("vminstancetype", "vminstancetypes", "vmf", "vmfs"),
+       categories=_ALL),
     _k("instancetype.kubevirt.io", "v1beta1", "VirtualMachinePreference",
-       "virtualmachinepreferences", short=("vmpref", "vmprefs", "vmp", "vmps")),
+       "virtualmachinepreferences", short=("vmpref", "vmprefs", "vmp", "vmps"),
+       categories=_ALL),
     _k("instancetype.kubevirt.io", "v1beta1", "VirtualMachineClusterInstancetype",
        "virtualmachineclusterinstancetypes", namespaced=False,
        short=("vmclusterinstancetype", "vmclusterinstancetypes", "vmcf", "vmcfs")),
     _k("instancetype.kubevirt.io", "v1beta1", "VirtualMachineClusterPreference",
        "virtualmachineclusterpreferences", namespaced=False,
-       short=("vmcp", "vmcps", "vmclusterpref", "vmclusterprefs")),
+       short=("vmcp", "vmcps")),
     # CDI
-    _k("cdi.kubevirt.io", "v1beta1", "DataVolume", "datavolumes", status=True, short=("dv", "dvs")),
+    _k("cdi.kubevirt.io", "v1beta1", "DataVolume", "datavolumes", status=True, short=("dv", "dvs"),
+       columns=_DV_COLUMNS, categories=_ALL),
     _k("cdi.kubevirt.io", "v1beta1", "StorageProfile", "storageprofiles", namespaced=False,
        status=True),
     # export
     _k("export.kubevirt.io", "v1", "VirtualMachineExport", "virtualmachineexports",
-       status=True, short=("vmexport", "vmexports")),
+       status=True, short=("vmexport", "vmexports"), columns=_EXPORT_COLUMNS,
+       categories=_ALL),
     # backup (warm-migration.md §4)
     _k("backup.kubevirt.io", "v1alpha1", "VirtualMachineBackup", "virtualmachinebackups",
-       status=True, short=("vmbackup", "vmbackups")),
+       status=True, short=("vmbackup", "vmbackups"), columns=_BACKUP_COLUMNS,
+       categories=_ALL),
     _k("backup.kubevirt.io", "v1alpha1", "VirtualMachineBackupTracker",
-       "virtualmachinebackuptrackers", status=True, short=("vmbackuptracker", "vmbackuptrackers")),
+       "virtualmachinebackuptrackers", status=True, short=("vmbackuptracker", "vmbackuptrackers"),
+       columns=_TRACKER_COLUMNS, categories=_ALL),
     # networking
     _k("k8s.cni.cncf.io", "v1", "NetworkAttachmentDefinition", "network-attachment-definitions",
        short=("net-attach-def",)),
