@@ -84,3 +84,13 @@ def test_every_packaged_itinerary_validates(venv: Path) -> None:
 def test_help_works_from_the_installed_script(venv: Path) -> None:
     proc = _run(venv / "bin" / "smrun", "--help")
     assert proc.returncode == 0 and "itineraries" in proc.stdout
+
+
+def test_the_simulator_schema_data_is_in_the_wheel(venv: Path) -> None:
+    code = ("from statemachine.sim import schemas; d = schemas.data(); "
+            "print(len(d['kinds']), 'kubevirt.io/v1/VirtualMachine' in d['kinds'], "
+            "schemas.__file__)")
+    proc = _run(venv / "bin" / "python", "-c", code)
+    assert proc.returncode == 0, proc.stderr
+    count, has_vm, where = proc.stdout.split()
+    assert int(count) >= 10 and has_vm == "True" and Path(where).is_relative_to(venv)

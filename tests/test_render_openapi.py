@@ -1,14 +1,12 @@
 """Every manifest `smrun render` produces for the example plans is valid against upstream OpenAPI.
 
-The upstream Swagger documents (KubeVirt, CDI) are read in place from ``$SMRUN_UPSTREAM``
-(default ``/work/shared/upstream``; relative paths are relative to the working directory, as CI
-sets ``SMRUN_UPSTREAM=../shared/upstream``). If the variable is set and the folder is missing the
-tests FAIL; if it is unset and the default is missing they are skipped.
+The schemas are the ones the simulator ships (``statemachine/sim/data/crd-schemas.json.gz``,
+generated from the upstream KubeVirt and CDI OpenAPI documents by ``scripts/gen_sim_schemas.py``),
+so the test needs nothing beside the repository.
 
-- KubeVirt and CDI kinds: the definition behind each kind's create operation, found from the
-  swagger paths (``/apis/<group>/<version>/namespaces/{namespace}/<plural>``), strict about unknown
-  fields (``null`` is accepted where a field may be omitted, ``status`` is not checked). A KubeVirt
-  or CDI manifest whose apiVersion/kind upstream does not define fails.
+- KubeVirt and CDI kinds: each kind's structural schema, strict about unknown fields (``status``
+  is not checked). A KubeVirt or CDI manifest whose apiVersion/kind upstream does not define
+  fails.
 - Core kinds: those documents carry no full definition of Secret, ConfigMap, Namespace, Job or
   PersistentVolumeClaim, so the parts they do define are checked -- ``metadata`` against
   ``ObjectMeta`` and a PVC's ``spec`` against ``PersistentVolumeClaimSpec`` (strict) -- plus the
@@ -19,8 +17,6 @@ tests FAIL; if it is unset and the default is missing they are skipped.
 from __future__ import annotations
 
 import json
-import os
-import re
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +26,10 @@ from statemachine.itinerary import Itinerary
 from statemachine.plan import load_plan
 from statemachine.providers import itinerary_for_plan
 from statemachine.render import RenderedManifest, render_plan
+from statemachine.sim import schemas
 from statemachine.sim.offline import seed_reads
+from statemachine.sim.structural import StructuralSchema
+from upstream import strict_problems
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = sorted((ROOT / "examples").glob("*/plan.yaml"))
@@ -46,96 +45,33 @@ CORE_FIELDS = {
                                "automountServiceAccountToken"},
     ("batch/v1", "Job"): {"apiVersion", "kind", "metadata", "spec"},
 }
-META = "k8s.io.apimachinery.pkg.apis.meta.v1.ObjectMeta"
-PVC_SPEC = "k8s.io.api.core.v1.PersistentVolumeClaimSpec"
-
-
-def upstream_dir() -> Path:
-    configured = os.environ.get("SMRUN_UPSTREAM")
-    folder = Path(configured or "/work/shared/upstream")
-    if not folder.is_dir() or not list(folder.glob("*swagger*.json")):
-        if configured:
-            pytest.fail(f"SMRUN_UPSTREAM={configured} has no swagger documents")
-        pytest.skip(f"no upstream OpenAPI documents at {folder}")
-    return folder
-
-
-_CREATE = re.compile(r"^/apis/([^/]+)/([^/]+)/namespaces/\{[^}]*\}/([a-z0-9.-]+)$|^/apis/([^/]+)/([^/]+)/([a-z0-9.-]+)$")
 
 
 class UpstreamValidator:
-    """Strict Draft 4 validation against the definitions of the swagger documents in a folder."""
-
-    def __init__(self, folder: Path) -> None:
-        import jsonschema
-        from referencing import Registry, Resource
-        from referencing.jsonschema import DRAFT4
-
-        self._schemas: dict[tuple[str, str], str] = {}   # (apiVersion, kind) -> $ref
-        registry: Any = Registry()
-        for index, path in enumerate(sorted(folder.glob("*swagger*.json"))):
-            doc = json.loads(path.read_text(encoding="utf-8"))
-            uri = f"urn:upstream-{index}"
-            definitions = {name: _strict(d) for name, d in doc["definitions"].items()}
-            for name in list(definitions):
-                if name.endswith(("resource.Quantity", "intstr.IntOrString")):
-                    definitions[name] = {"type": ["string", "number", "null"]}
-                elif name.endswith((".Time", ".MicroTime")):
-                    definitions[name] = {"type": ["string", "null"]}
-            registry = registry.with_resource(uri, Resource.from_contents(
-                {"definitions": definitions}, default_specification=DRAFT4))
-            for route, ops in doc.get("paths", {}).items():
-                match = _CREATE.match(route)
-                body = next((p for p in ((ops or {}).get("post") or {}).get("parameters", [])
-                             if p.get("in") == "body"), None) if match else None
-                ref = (body or {}).get("schema", {}).get("$ref", "")
-                if match and ref.startswith("#/definitions/"):
-                    group, version = (match.group(1), match.group(2)) if match.group(1) else \
-                        (match.group(4), match.group(5))
-                    kind = ref.rsplit(".", 1)[-1]
-                    self._schemas.setdefault((f"{group}/{version}", kind), f"{uri}{ref}")
-            if path.name.startswith("kubevirt"):  # the document with core definitions
-                self._meta = f"{uri}#/definitions/k8s.io.apimachinery.pkg.apis.meta.v1.ObjectMeta"
-                self._pvc_spec = f"{uri}#/definitions/k8s.io.api.core.v1.PersistentVolumeClaimSpec"
-        self._registry = registry
-        self._jsonschema = jsonschema
+    """Strict checks against the upstream schemas the simulator ships (unknown fields are
+    problems; ``status`` is not checked)."""
 
     def knows(self, api_version: str, kind: str) -> bool:
-        return (api_version, kind) in self._schemas
-
-    def _problems(self, ref: str, value: Any) -> list[str]:
-        validator = self._jsonschema.Draft4Validator({"$ref": ref}, registry=self._registry)
-        return [f"{'.'.join(map(str, e.absolute_path)) or '<root>'}: {e.message}"
-                for e in validator.iter_errors(value)]
+        return schemas.kind_schema(api_version, kind) is not None
 
     def object_problems(self, manifest: dict[str, Any]) -> list[str]:
-        body = {k: v for k, v in manifest.items() if k != "status"}
-        return self._problems(self._schemas[(manifest["apiVersion"], manifest["kind"])], body)
+        raw = schemas.kind_schema(manifest["apiVersion"], manifest["kind"])
+        assert raw is not None
+        schema = StructuralSchema(raw)
+        body = json.loads(json.dumps(manifest))
+        found = [f"{path}: unknown field" for path in schema.prune(body, skip=("status",))]
+        return found + [f"{f}: {m}" for _, f, m in schema.validate(body, skip=("status",))]
 
     def meta_problems(self, meta: Any) -> list[str]:
-        return self._problems(self._meta, meta)
+        return strict_problems(schemas.object_meta(), meta, "")
 
     def pvc_spec_problems(self, spec: Any) -> list[str]:
-        return self._problems(self._pvc_spec, spec)
-
-
-def _strict(node: Any) -> Any:
-    if isinstance(node, list):
-        return [_strict(n) for n in node]
-    if not isinstance(node, dict):
-        return node
-    out = {k: _strict(v) for k, v in node.items()}
-    if isinstance(out.get("type"), str):
-        out["type"] = [out["type"], "null"]  # null means omitted, as the API server reads it
-    if "properties" in out and "additionalProperties" not in out:
-        out["additionalProperties"] = False
-    return out
+        return strict_problems(schemas.core_type("PersistentVolumeClaimSpec"), spec, "")
 
 
 @pytest.fixture(scope="module")
 def upstream() -> UpstreamValidator:
-    folder = upstream_dir()
-    validator = UpstreamValidator(folder)
+    validator = UpstreamValidator()
     assert validator.knows("kubevirt.io/v1", "VirtualMachine")
     assert validator.knows("cdi.kubevirt.io/v1beta1", "DataVolume")
     return validator

@@ -144,10 +144,8 @@ def _cold_against(sim: SimulatedClusters, tmp_path: Path) -> Path:
 @pytest.mark.slow
 def test_cold_example_leaks_no_secret_and_resumes_after_the_token_read(
         make_sim: Callable[..., SimulatedClusters], tmp_path: Path) -> None:
-    from upstream import upstream_dir
-
     seed = COLD_PLAN.parent / yaml.safe_load(COLD_PLAN.read_text())["spec"]["simulation"]["seed"]
-    sim = make_sim(seed=seed.resolve(), openapi_dir=upstream_dir(), tick=0.02)
+    sim = make_sim(seed=seed.resolve(), tick=0.02)
     tokens: set[str] = set()
     lock = threading.Lock()
 

@@ -1,32 +1,48 @@
-"""Where the tests find the upstream KubeVirt/CDI OpenAPI documents (read in place, never copied).
+"""Checks of rendered manifests against the upstream KubeVirt/CDI schemas the simulator ships.
 
-``$SMRUN_UPSTREAM`` wins and must exist when set (CI sets it: a missing directory then fails the
-test instead of silently skipping it); otherwise ``../shared/upstream`` beside the repository, and
-a developer without it gets a skip that says where it looked.
+The schemas come from ``statemachine/sim/data/crd-schemas.json.gz`` (generated from the upstream
+OpenAPI documents by ``scripts/gen_sim_schemas.py``), so no test needs ``../shared`` at run time.
 
-``validate_all`` checks rendered manifests against those documents (through the simulator's
-validator) and counts the ones it checked.
+- ``shipped_validator()``: ``knows(kind)`` and ``problems(kind, obj)`` over those schemas, strict
+  (an unknown field is a problem), the same data and code the simulated API server admits with.
+- ``strict_problems(schema, value, path)``: the same check for one schema (``ObjectMeta``, a core
+  type from the shipped data).
+- ``validate_all`` checks rendered manifests and counts the ones it checked.
 """
 from __future__ import annotations
 
-import os
+import json
 from collections.abc import Callable, Iterable, Mapping
-from pathlib import Path
 from typing import Any
 
-import pytest
+from statemachine.sim import admission
+from statemachine.sim.kinds import Kind
+from statemachine.sim.structural import Node
 
-DEFAULT = Path(__file__).resolve().parents[2] / "shared" / "upstream"
+
+class ShippedSchemas:
+    """``knows``/``problems`` over the shipped structural schemas (see the module doc)."""
+
+    def knows(self, kind: Kind) -> bool:
+        return admission.schema_of(kind) is not None
+
+    def problems(self, kind: Kind, obj: dict[str, Any]) -> list[tuple[str, str]]:
+        return admission.problems(kind, obj)
 
 
-def upstream_dir() -> Path:
-    configured = os.environ.get("SMRUN_UPSTREAM")
-    path = Path(configured) if configured else DEFAULT
-    if not (path / "kubevirt-swagger.json").is_file():
-        if configured:
-            pytest.fail(f"SMRUN_UPSTREAM={configured} has no kubevirt-swagger.json")
-        pytest.skip(f"upstream OpenAPI documents not found at {path} (set SMRUN_UPSTREAM)")
-    return path
+def shipped_validator() -> ShippedSchemas:
+    return ShippedSchemas()
+
+
+def strict_problems(schema: dict[str, Any], value: Any, path: str) -> list[str]:
+    """``<field>: <message>`` for ``value`` against ``schema``, unknown fields included."""
+    node = Node(schema)
+    body = json.loads(json.dumps(value))
+    unknown: list[str] = []
+    node.prune(body, path, unknown)
+    errors: list[tuple[str, str, str]] = []
+    node.validate(body, path, errors)
+    return [f"{p}: unknown field" for p in unknown] + [f"{f}: {m}" for _, f, m in errors]
 
 
 CORE_GROUPS = ("v1", "batch/v1")  # not described by the upstream KubeVirt/CDI documents

@@ -3,7 +3,7 @@
 Stdlib ``ThreadingHTTPServer`` on 127.0.0.1, HTTP/1.1 keep-alive, ``TCP_NODELAY`` on every
 accepted socket (without it each response stalls ~40 ms on Nagle + delayed ACK). Serves discovery,
 the OpenAPI v3 stub, CRUD, patches, status subresources, watches, bearer-token authentication and
-RBAC, SelfSubjectAccessReview, optional admission validation (``openapi.Validator``), fault
+RBAC, SelfSubjectAccessReview, schema admission of custom resources (``admission.py``), fault
 injection (``faults.FaultInjector``) and a request log. Responses are always JSON (a client asking
 for a Table gets a plain list, which kubectl prints as NAME/AGE). Errors are metav1.Status bodies
 with upstream reasons and messages.
@@ -26,8 +26,8 @@ from urllib.parse import parse_qs, urlsplit
 
 import yaml
 
-from statemachine.errors import ClusterError, Invalid, PermanentClusterError
-from statemachine.sim import auth, discovery, openapi, watch
+from statemachine.errors import ClusterError, PermanentClusterError
+from statemachine.sim import admission, auth, discovery, openapi, watch
 from statemachine.sim.faults import FaultInjector
 from statemachine.sim.kinds import Kind
 from statemachine.sim.requestlog import RequestLog
@@ -70,17 +70,16 @@ class ApiServer:
     """One simulated cluster's API server. ``start()`` binds a random loopback port."""
 
     def __init__(self, name: str, store: Store, *, tokens: dict[str, str],
-                 validator: openapi.Validator | None = None,
                  faults: FaultInjector | None = None, request_log: RequestLog | None = None,
                  host: str = "127.0.0.1", port: int = 0,
                  ssl_context: ssl.SSLContext | None = None) -> None:
         self.name = name
         self.store = store
         self.tokens = tokens  # token -> user
-        self.validator = validator
         self.faults = faults
         self.request_log = request_log
         self.stopping = threading.Event()
+        store.admission = admission.admit
         self._conns: set[socket.socket] = set()
         self._conns_lock = threading.Lock()
         api = self
@@ -175,6 +174,8 @@ class Handler(BaseHTTPRequestHandler):
         self.send_header("Content-Length", str(len(data)))
         for k, v in (headers or {}).items():
             self.send_header(k, v)
+        for text in admission.warnings():
+            self.send_header("Warning", '299 - ' + json.dumps(text))
         self.end_headers()
         self.wfile.write(data)
         self.status_sent = code
@@ -268,7 +269,8 @@ class Handler(BaseHTTPRequestHandler):
             if self._discovery(method, url.path):
                 return
             route = self._route(url.path)
-            self._serve(method, route, query, raw, is_watch)
+            with admission.request(query.get("fieldValidation")):
+                self._serve(method, route, query, raw, is_watch)
         except ClusterError as exc:
             self._send_error(exc, route)
         except (BrokenPipeError, ConnectionResetError):
@@ -366,26 +368,6 @@ class Handler(BaseHTTPRequestHandler):
         if not auth.allowed(self.server_api.store, a):
             raise auth.forbidden(route.kind, a)
 
-    def _admit(self, route: Route, obj: Any) -> None:
-        validator = self.server_api.validator
-        if validator is None or route.subresource or not isinstance(obj, dict):
-            return
-        problems = validator.problems(route.kind, obj)
-        if problems:
-            k = route.kind
-            group = f".{k.group}" if k.group else ""
-            name = (obj.get("metadata") or {}).get("name") or route.name
-            exc = Invalid(f'{k.kind}{group} "{name}" is invalid: ' +
-                          ", ".join(f"{field}: {msg}" for field, msg in problems),
-                          status=422, reason="Invalid")
-            # As upstream: an Invalid Status names the Kind (not the plural) and lists causes,
-            # which kubectl prints one per line.
-            exc.status_details = {  # type: ignore[attr-defined]
-                "name": name, "group": k.group, "kind": k.kind,
-                "causes": [{"reason": "FieldValueInvalid", "message": msg, "field": field}
-                           for field, msg in problems]}
-            raise exc
-
     def _serve(self, method: str, route: Route, query: dict[str, str], raw: bytes,
                is_watch: bool) -> None:
         store = self.server_api.store
@@ -425,7 +407,6 @@ class Handler(BaseHTTPRequestHandler):
             self._check_identity(route, body)
             body.setdefault("apiVersion", k.api_version)
             body.setdefault("kind", k.kind)
-            self._admit(route, body)
             self._send_json(201, store.create(k, body, namespace=ns or None, dry_run=dry_run))
             return
         if method == "PUT" and name:
@@ -434,7 +415,6 @@ class Handler(BaseHTTPRequestHandler):
             if not isinstance(body, dict):
                 raise _error(400, "BadRequest", "the request body must be a JSON object")
             self._check_identity(route, body)
-            self._admit(route, body)
             self._send_json(200, store.replace(k, body, namespace=ns, dry_run=dry_run,
                                                subresource=route.subresource or None))
             return
@@ -448,8 +428,6 @@ class Handler(BaseHTTPRequestHandler):
                              f"media types include: {', '.join(list(PATCH_TYPES)[:4])}")
             patch = self._json_body(raw, yaml_ok=ptype == "apply")
             sub = route.subresource or None
-            if self.server_api.validator is not None and not sub:
-                self._admit(route, store.patch(k, ns, name, patch, ptype, dry_run=True))
             self._send_json(200, store.patch(k, ns, name, patch, ptype, sub, dry_run=dry_run))
             return
         if method == "DELETE" and name and not route.subresource:

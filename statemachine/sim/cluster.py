@@ -39,7 +39,6 @@ from statemachine.sim.apiserver import ApiServer
 from statemachine.sim.controller import (DEFAULT_TICK, ClusterContext, Runner, SimNetwork,
                                          load_controllers)
 from statemachine.sim.faults import FaultInjector
-from statemachine.sim.openapi import Validator
 from statemachine.sim.requestlog import RequestLog
 from statemachine.sim.seed import CLUSTERS, load_seed
 from statemachine.sim.store import DEFAULT_HISTORY, Obj, Store
@@ -63,14 +62,13 @@ class SimulatedClusters:
     """Context manager running the ``source`` and ``target`` clusters (see module docstring)."""
 
     def __init__(self, seed: str | Path | Mapping[str, Any] | None = None, *,
-                 tick: float = DEFAULT_TICK, openapi_dir: str | Path | None = None,
+                 tick: float = DEFAULT_TICK,
                  fault_rate: float = 0.0, request_log: str | Path | None = None,
                  kubeconfig_out: str | Path | None = None, controllers: bool = True,
                  fault_seed: int | None = None, tls: bool = True,
                  history: int = DEFAULT_HISTORY) -> None:
         self._seed = load_seed(seed)  # validate before anything starts
         self.tick = tick
-        self.openapi_dir = openapi_dir
         self.fault_rate = fault_rate
         self.fault_seed = fault_seed
         self.request_log_path = Path(request_log) if request_log else None
@@ -106,7 +104,6 @@ class SimulatedClusters:
             raise
 
     def _start(self) -> None:
-        validator = Validator(self.openapi_dir) if self.openapi_dir else None
         faults = FaultInjector(self.fault_rate, seed=self.fault_seed) if self.fault_rate else None
         self._log = RequestLog(self.request_log_path) if self.request_log_path else None
         self._tmpdir = tempfile.mkdtemp(prefix="smrun-sim-")
@@ -120,7 +117,7 @@ class SimulatedClusters:
             users = self._populate(name, store)
             self._tokens[name] = {u: f"sim-{name}-{u}-{secrets.token_hex(12)}" for u in users}
             server = ApiServer(name, store, tokens={t: u for u, t in self._tokens[name].items()},
-                               validator=validator, faults=faults, request_log=self._log,
+                               faults=faults, request_log=self._log,
                                ssl_context=ssl_context)
             self.servers[name] = server
         for name, ctx in self.contexts.items():

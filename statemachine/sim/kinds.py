@@ -3,13 +3,16 @@
 One :class:`Kind` per served resource, with the names discovery needs (plural, singular, short
 names, list kind) and the two facts the store needs (namespaced, status subresource). Lookups by
 ``(apiVersion, kind)`` and by ``(group, version, plural)``. This module holds data only: it does
-not validate objects (see ``openapi.py``) nor decide who may touch them (see ``auth.py``).
+not validate objects (see ``admission.py``) nor decide who may touch them (see ``auth.py``).
 """
 from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from statemachine.sim.structural import StructuralSchema
 
 VERBS_ALL = ("create", "delete", "deletecollection", "get", "list", "patch", "update", "watch")
 
@@ -37,6 +40,9 @@ class Kind:
     selectable_fields: tuple[str, ...] = field(default=(), compare=False)
     #: Discovery categories (``all`` for ``kubectl get all``).
     categories: tuple[str, ...] = field(default=(), compare=False)
+    #: The structural schema of a kind served from a CRD; ``None``: built-in kinds (the shipped
+    #: upstream data is used for KubeVirt/CDI kinds, see ``admission.schema_of``).
+    schema: StructuralSchema | None = field(default=None, compare=False)
 
     @property
     def api_version(self) -> str:

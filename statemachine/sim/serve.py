@@ -27,8 +27,6 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--fault-rate", type=float, default=0.0, metavar="R",
                    help="fraction of non-watch requests answered with 500, 429 or a dropped "
                         "connection")
-    p.add_argument("--openapi", metavar="DIR",
-                   help="validate written objects against the swagger files in DIR (422)")
     p.add_argument("--request-log", metavar="FILE", help="append one JSON line per request")
     return p
 
@@ -51,7 +49,7 @@ def main(argv: list[str]) -> int:
         stop.set()
 
     try:
-        sim = SimulatedClusters(seed=args.seed, tick=args.tick, openapi_dir=args.openapi,
+        sim = SimulatedClusters(seed=args.seed, tick=args.tick,
                                 fault_rate=args.fault_rate, request_log=args.request_log,
                                 kubeconfig_out=args.kubeconfig_out)
         sim.start()

@@ -21,7 +21,7 @@ Contract for callers (the HTTP layer and the controllers):
   while the store lock is held. It must be quick and must NOT write to the store (queue work for
   another thread instead; ``controller.Runner`` does exactly that).
 
-What it does not do: admission validation (``openapi.py``), authorization (``auth.py``), defaulting
+What it does not do: admission (``admission.py``, through the ``admission`` hook), authorization (``auth.py``), defaulting
 of kind-specific fields (controllers own that), server-side apply field ownership (apply is a merge).
 """
 from __future__ import annotations
@@ -108,6 +108,9 @@ class Store:
         self._first_rv = 1  # resourceVersion of self._history[0]
         self._subscribers: list[Callable[[StoreEvent], None]] = []
         self.closed = False
+        #: Called with (kind, next object, previous object or None, subresource) before a create
+        #: or update commits; may change the object or raise (``admission.admit``).
+        self.admission: Callable[[Kind, Obj, Obj | None, str | None], None] | None = None
 
     # ----------------------------------------------------------------- lookup helpers
     def kind(self, kind: Kind | str) -> Kind:
@@ -277,6 +280,8 @@ class Store:
                 new.pop("status", None)
             if k.kind == "Namespace":
                 new.setdefault("status", {"phase": "Active"})
+            if self.admission is not None:
+                self.admission(k, new, None, None)
             meta["uid"] = str(uuid.uuid4())
             meta["creationTimestamp"] = now_rfc3339()
             meta["generation"] = 1
@@ -328,6 +333,8 @@ class Store:
                     raise PermanentClusterError(
                         f'{k.qualified_resource} "{name}" is forbidden: no new finalizers can '
                         "be added if the object is being deleted", status=403, reason="Forbidden")
+        if self.admission is not None:
+            self.admission(k, new, old, subresource)
         meta = new["metadata"]
         meta["generation"] = meta_old.get("generation", 1)
         if _spec_part(new) != _spec_part(old):

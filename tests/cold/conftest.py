@@ -5,18 +5,17 @@ from typing import Any
 
 import pytest
 
-from upstream import upstream_dir
+from upstream import shipped_validator
 
 
 @pytest.fixture(scope="session")
 def upstream_validator() -> Any:
-    """(registry, Validator) over the upstream swagger files, reusing the simulator's validator.
+    """(registry, validator) over the upstream schemas the simulator ships (and admits with).
 
     The registry is the simulator's plus ``export.kubevirt.io/v1`` (the version the templates
     use and the only one the upstream swagger defines), so export manifests are checked too.
     """
     from statemachine.sim.kinds import KINDS, Kind, KindRegistry
-    from statemachine.sim.openapi import Validator
 
     kinds = list(KINDS)
     if not any(k.group == "export.kubevirt.io" and k.version == "v1" for k in kinds):
@@ -25,4 +24,4 @@ def upstream_validator() -> Any:
                           namespaced=True, status_subresource=True,
                           list_kind="VirtualMachineExportList"))
     registry = KindRegistry(tuple(kinds))
-    return registry, Validator(upstream_dir(), registry)
+    return registry, shipped_validator()

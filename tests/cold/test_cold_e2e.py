@@ -22,7 +22,6 @@ from statemachine.sim.cluster import SimulatedClusters
 from polling import wait_for
 from processes import cancel_at_event, kill_at_event
 
-from upstream import upstream_dir
 
 from .offline import DATA, EXAMPLE_PLAN
 
@@ -52,7 +51,7 @@ def _plan_against(sim: SimulatedClusters, plan_file: Path, tmp_path: Path) -> Pa
 def _start(make_sim: Callable[..., SimulatedClusters], plan_file: Path) -> SimulatedClusters:
     plan = yaml.safe_load(plan_file.read_text())
     seed = (plan_file.parent / plan["spec"]["simulation"]["seed"]).resolve()
-    return make_sim(seed=seed, openapi_dir=upstream_dir(), tick=0.02)
+    return make_sim(seed=seed, tick=0.02)
 
 
 def _smrun(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
@@ -163,7 +162,7 @@ def test_cancel_during_import_restores_the_source(make_sim: Callable[..., Simula
                                                   tmp_path: Path) -> None:
     plan_file = EXAMPLE_PLAN
     seed = (plan_file.parent / "seed.yaml").resolve()
-    sim = make_sim(seed=seed, openapi_dir=upstream_dir(), tick=0.4)  # a slow import (seconds), so the cancel lands during it
+    sim = make_sim(seed=seed, tick=0.4)  # a slow import (seconds), so the cancel lands during it
     plan = _plan_against(sim, plan_file, tmp_path)
     state = tmp_path / "state"
     cmd = [*SMRUN, "run", str(plan), "--vm", "web-1", "--output", "json", "--state-dir", str(state)]

@@ -19,7 +19,7 @@ from statemachine.plan import load_plan
 from statemachine.render import render_plan
 from statemachine.sim.offline import seed_reads
 
-from upstream import upstream_dir, validate_all
+from upstream import validate_all
 
 from .offline import (DATA, EXAMPLE_PLAN, EXPORT_CA, Rendered, export_outputs, itinerary,
                       render_cold, vm_ctx)
@@ -204,8 +204,3 @@ def test_preflight_finds_collisions_and_unmapped_storage_and_networks() -> None:
     assert "shop/web-1 that this plan did not create" in found["TargetVMNameFree"][0]
     assert "shop/web-1-root" in found["TargetDataVolumeNamesFree"][0]
 
-
-def test_upstream_dir_set_but_missing_fails(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    monkeypatch.setenv("SMRUN_UPSTREAM", str(tmp_path / "missing"))
-    with pytest.raises(pytest.fail.Exception, match="SMRUN_UPSTREAM"):
-        upstream_dir()

@@ -3,9 +3,7 @@
 - ``live_itinerary()``: ``itineraries/live.yaml`` loaded (schema and semantic checks).
 - ``render_example(plan_path)``: every manifest the itinerary would apply for every VM of a
   simulated plan (``smrun render``'s code path, reads from the plan's seed), grouped by VM name.
-- ``upstream_dir()``: ``$SMRUN_UPSTREAM`` (default ``/work/shared/upstream``); set but missing
-  is a failure, unset and missing a skip. ``upstream_validator``: the simulator's OpenAPI
-  validator over it.
+- ``upstream_validator``: the upstream schemas the simulator ships (``tests/upstream.py``).
 - ``plan_variant(tmp_path, seed_edit=..., plan_edit=...)``: a copy of the example plan whose seed
   (and plan) a test changed, with every path made absolute.
 """
@@ -23,7 +21,7 @@ from statemachine.itinerary import Itinerary, load_itinerary
 from statemachine.plan import load_plan
 from statemachine.render import RenderedManifest, render_plan
 from statemachine.sim.offline import seed_reads
-from upstream import upstream_dir
+from upstream import shipped_validator
 
 REPO = Path(__file__).resolve().parents[2]
 LIVE_YAML = REPO / "itineraries" / "live.yaml"
@@ -49,9 +47,7 @@ def render_example(plan_path: Path = EXAMPLE_PLAN) -> dict[str | None, list[Rend
 
 @pytest.fixture(scope="session")
 def upstream_validator() -> Any:
-    from statemachine.sim.openapi import Validator
-
-    return Validator(upstream_dir())
+    return shipped_validator()
 
 
 def load_yaml(path: Path) -> Any:

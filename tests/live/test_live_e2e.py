@@ -28,7 +28,7 @@ from statemachine.sim.cluster import SimulatedClusters
 from polling import wait_for
 from processes import kill_at_event
 
-from tests.live.conftest import EXAMPLE_PLAN, find, load_yaml, upstream_dir
+from tests.live.conftest import EXAMPLE_PLAN, find, load_yaml
 
 pytestmark = pytest.mark.slow
 
@@ -161,7 +161,7 @@ def _assert_full_success(r: Reader) -> None:
 @pytest.fixture
 def started(make_sim: Callable[..., SimulatedClusters]) -> Callable[..., SimulatedClusters]:
     def start(seed: Path, tick: float = 0.02) -> SimulatedClusters:
-        return make_sim(seed=seed, openapi_dir=upstream_dir(), tick=tick)
+        return make_sim(seed=seed, tick=tick)
     return start
 
 
@@ -206,7 +206,7 @@ def test_two_processes_through_a_kubeconfig(tmp_path: Path) -> None:
     kubeconfig = tmp_path / "kubeconfig"
     server = subprocess.Popen(
         [*SMRUN, "sim", "serve", "--seed", str(EXAMPLE_PLAN.parent / "seed.yaml"), "--tick", "0.02",
-         "--openapi", str(upstream_dir()), "--kubeconfig-out", str(kubeconfig)],
+         "--kubeconfig-out", str(kubeconfig)],
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, cwd=tmp_path, env=_env())
     clusters: dict[str, Any] = {}
     try:

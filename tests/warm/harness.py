@@ -19,7 +19,6 @@ import yaml
 from statemachine.sim.cluster import SimulatedClusters
 
 from polling import wait_for
-from upstream import upstream_dir
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLE_PLAN = REPO / "examples" / "warm" / "plan.yaml"
@@ -31,7 +30,7 @@ def start_sim(make_sim: Callable[..., SimulatedClusters], monkeypatch: pytest.Mo
               plan_file: Path = EXAMPLE_PLAN, tick: float = 0.02) -> SimulatedClusters:
     plan = yaml.safe_load(plan_file.read_text())
     seed = (plan_file.parent / plan["spec"]["simulation"]["seed"]).resolve()
-    sim = make_sim(seed=seed, openapi_dir=upstream_dir(), tick=tick)
+    sim = make_sim(seed=seed, tick=tick)
     # The seeded VMs start like real ones (a few ticks): warm needs them running with changed
     # block tracking Enabled before preflight looks.
     store = sim.store("source")

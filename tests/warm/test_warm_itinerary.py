@@ -24,7 +24,7 @@ from statemachine.render import render_documents, render_plan, resolve_reads
 from statemachine.sim.offline import seed_reads
 
 from offline_render import render_actions
-from upstream import upstream_dir, validate_all
+from upstream import shipped_validator, validate_all
 
 from .harness import EXAMPLE_PLAN, REPO
 
@@ -82,11 +82,8 @@ def render_vm(plan: Plan, vm: VM, round_: int = 1) -> list[tuple[str, dict[str, 
 @pytest.fixture(scope="module")
 def validator() -> Any:
     from statemachine.sim.kinds import KINDS, KindRegistry
-    from statemachine.sim.openapi import Validator
-
-    directory = upstream_dir()
     registry = KindRegistry(tuple(KINDS))
-    return registry, Validator(directory, registry)
+    return registry, shipped_validator()
 
 
 def _tracker_shape(manifest: dict[str, Any]) -> None:
