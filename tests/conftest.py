@@ -4,7 +4,7 @@
   kubeconfig is ``tmp_path / "kubeconfig"``; stopped after the test.
 - ``kubectl``: ``kubectl(*args, context="source", check=True, timeout=30)`` runs /usr/bin/kubectl
   against ``sim`` with its own cache dir and returns the ``CompletedProcess`` (text mode).
-- ``make_sim``: a factory for tests that need options (seed, openapi_dir, fault_rate, ...).
+- ``make_sim``: a factory for tests that need options (seed, tick, fault_rate, ...).
 - ``dynamic_client``: ``dynamic_client(sim, cluster="source", user="admin")`` builds a
   ``kubernetes`` DynamicClient from the sim's kubeconfig with a per-test discovery cache file.
 """
