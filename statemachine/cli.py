@@ -12,6 +12,8 @@ Commands (product.md §5)::
     smrun cancel PLAN [--vm NAME ...] [--state-dir DIR]
     smrun cutover PLAN --at TIME|now [--vm NAME ...] [--state-dir DIR]
     smrun itineraries
+    smrun import forklift FILE... -o PLAN       a Forklift Plan (+ maps, hooks, providers) as a plan
+    smrun import forklift --from-cluster CONTEXT --namespace NS --plan NAME -o PLAN
     smrun sim serve ...                 delegated to statemachine.sim.serve.main
 
 Exit codes come from ``SmrunError.exit_code`` (0 ok, 1 a VM failed, 2 invalid input, 3 preflight
@@ -38,7 +40,7 @@ from statemachine import __version__
 from statemachine.errors import SmrunError, UsageError
 
 COMMANDS = ("run", "validate", "render", "graph", "status", "cancel", "cutover", "itineraries",
-            "sim")
+            "import", "sim")
 EXIT_INTERRUPTED = 130
 
 
@@ -175,6 +177,28 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--state-dir", type=Path, default=Path(".smrun"))
 
     command("itineraries", _cmd_itineraries, "list the built-in itineraries", plan=False)
+
+    p = command("import", lambda _args: _usage(parser), "write an smrun plan from another tool's "
+                "objects: `smrun import forklift --help`", plan=False)
+    formats = p.add_subparsers(title="formats", metavar="FORMAT", parser_class=_Parser)
+    help_text = ("convert a Forklift (MTV) Plan with its Providers, NetworkMap, StorageMap and Hooks "
+                 "into an smrun plan; fields without an smrun equivalent are listed on stderr")
+    f = formats.add_parser("forklift", parents=[common], help=help_text, description=help_text)
+    f.add_argument("files", nargs="*", type=Path, metavar="FILE",
+                   help="YAML/JSON files: objects, multi-document, or `kubectl get -o yaml` lists")
+    f.add_argument("-o", "--output", type=Path, required=True, metavar="PLAN",
+                   help="the smrun plan to write; hook playbooks and kubeconfigs go next to it")
+    f.add_argument("--from-cluster", metavar="CONTEXT", help="read the Plan from this kubeconfig context")
+    f.add_argument("--kubeconfig", type=Path, metavar="FILE",
+                   help="kubeconfig of --from-cluster / --host-context (default $KUBECONFIG, ~/.kube/config)")
+    f.add_argument("-n", "--namespace", metavar="NS", help="the Plan's namespace (and the default "
+                   "namespace of objects in FILEs that have none)")
+    f.add_argument("--plan", metavar="NAME", help="the Plan to import (needed when there are several)")
+    f.add_argument("--simulation", type=Path, metavar="SEED",
+                   help="write a plan that runs on simulated clusters seeded from SEED (no credentials)")
+    f.add_argument("--host-context", metavar="CONTEXT", help="FILE imports: the context of "
+                   "Forklift's own ('host') cluster (default: the current context)")
+    f.set_defaults(handler=_cmd_import_forklift)
     # `sim serve` is parsed by the simulator itself (see main); this entry is for --help only.
     sub.add_parser("sim", help="simulated clusters: `smrun sim serve --help`", add_help=False)
     return parser
@@ -368,6 +392,34 @@ def _cmd_itineraries(_args: argparse.Namespace) -> int:
         rows.append({"NAME": name, "TYPE": str(getattr(itinerary, "migration_type", "")),
                      "DESCRIPTION": str(getattr(itinerary, "description", "") or "")})
     _print_table(rows, sys.stdout)
+    return 0
+
+
+def _cmd_import_forklift(args: argparse.Namespace) -> int:
+    from statemachine.forklift.importer import ImportRequest, import_plan
+
+    if args.from_cluster is not None and args.files:
+        raise UsageError("smrun import forklift: give FILEs or --from-cluster CONTEXT, not both")
+    if args.from_cluster is not None and args.host_context is not None:
+        raise UsageError("smrun import forklift: --host-context is for FILE imports (with "
+                         "--from-cluster, the host cluster is CONTEXT)")
+    result = import_plan(ImportRequest(
+        output=args.output, files=tuple(args.files), from_cluster=args.from_cluster,
+        kubeconfig=args.kubeconfig, plan=args.plan, namespace=args.namespace,
+        simulation=args.simulation, host_context=args.host_context))
+    for warning in result.conversion.warnings:
+        print(warning, file=sys.stderr)
+    plan = result.conversion.plan
+    source = result.conversion.source
+    print(f"wrote {result.written[0]}: plan {plan['metadata']['name']!r} ({plan['spec']['type']}, "
+          f"{len(plan['spec']['vms'])} VMs) from Forklift Plan "
+          f"{source.namespace if source else ''}/{source.name if source else ''}")
+    for path in result.written[1:]:
+        what = "credentials, mode 0600" if path.suffix == ".kubeconfig" else "hook playbook"
+        print(f"wrote {path} ({what})")
+    if result.conversion.warnings:
+        print(f"{len(result.conversion.warnings)} warnings (on stderr): fields without an smrun "
+              "equivalent were left out")
     return 0
 
 

@@ -1,0 +1,42 @@
+"""Helpers for the ``smrun import forklift`` tests.
+
+- ``DATA``: tests/data/forklift, the Forklift object sets written for these tests;
+- ``run_import(*args, cwd=...)``: ``smrun import forklift ARGS`` through ``statemachine.cli.main``
+  in this process, returning ``(exit code, stdout, stderr)``;
+- ``load(path)``: a YAML file as data.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from statemachine.cli import main
+
+REPO = Path(__file__).resolve().parents[2]
+DATA = REPO / "tests" / "data" / "forklift"
+EXAMPLES = REPO / "examples"
+
+
+def run_import(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
+    capsys.readouterr()
+    code = main(["import", "forklift", *args])
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def validate_offline(capsys: pytest.CaptureFixture[str], plan: Path) -> tuple[int, str, str]:
+    capsys.readouterr()
+    code = main(["validate", "--offline", str(plan)])
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def load(path: Path) -> Any:
+    return yaml.safe_load(path.read_text(encoding="utf-8"))
+
+
+def load_all(path: Path) -> list[Any]:
+    return [d for d in yaml.safe_load_all(path.read_text(encoding="utf-8")) if d is not None]
