@@ -17,8 +17,10 @@ Commands (product.md §5)::
     smrun sim serve ...                 delegated to statemachine.sim.serve.main
 
 Exit codes come from ``SmrunError.exit_code`` (0 ok, 1 a VM failed, 2 invalid input, 3 preflight
-refused or cluster unreachable; 130 interrupted). Errors print as one line each on stderr, with a
-traceback only under ``--debug``.
+refused or cluster unreachable, 4 the state directory or journal cannot be used; 130
+interrupted); anything else that escapes is a bug in smrun: one line with the ``--debug`` hint
+and exit 70 (``EXIT_INTERNAL``), never 1, which means "a VM failed". Errors print as one line
+each on stderr, with a traceback only under ``--debug``.
 
 Only this module configures logging. Heavy modules are imported inside the command that needs
 them: ``smrun --help``, ``validate --offline``, ``render`` of a simulated plan, ``graph`` and
@@ -37,7 +39,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from statemachine import __version__
-from statemachine.errors import SmrunError, UsageError
+from statemachine.errors import EXIT_INTERNAL, SmrunError, UsageError
 
 COMMANDS = ("run", "validate", "render", "graph", "status", "cancel", "cutover", "itineraries",
             "import", "sim")
@@ -80,9 +82,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         if debug:
             traceback.print_exc()
         else:
-            print(f"smrun: internal error: {type(exc).__name__}: {exc} (run with --debug for details)",
-                  file=sys.stderr)
-        return 1
+            text = " ".join(str(exc).split())[:300]
+            print(f"smrun: internal error: {type(exc).__name__}: {text} "
+                  "(run with --debug for details)", file=sys.stderr)
+        return EXIT_INTERNAL
 
 
 def _print_error(exc: SmrunError) -> None:

@@ -1,7 +1,8 @@
 """The one exception tree of smrun.
 
 Every error smrun raises on purpose derives from :class:`SmrunError`. The command line catches only
-this root (plus ``KeyboardInterrupt``) and maps classes to exit codes via ``exit_code``::
+this root (plus ``KeyboardInterrupt``) and maps classes to exit codes via ``exit_code``; anything
+else that escapes is a bug in smrun and exits ``EXIT_INTERNAL`` (70)::
 
     SmrunError                      exit 1 unless a subclass says otherwise
     ├── UsageError                  exit 2: bad command line
@@ -22,7 +23,9 @@ this root (plus ``KeyboardInterrupt``) and maps classes to exit codes via ``exit
     ├── ReadinessFailed             a state's ``failed`` condition held (for ``failedFor``)
     ├── ReadinessTimeout            a wait did not hold within its timeout; names the false clause
     ├── Canceled                    the VM's migration was canceled
-    └── LockHeld                    exit 2: another smrun run holds this plan's lock
+    ├── LockHeld                    exit 2: another smrun run holds this plan's lock
+    └── StateDirError               exit 4: the state directory or journal cannot be used
+                                    (full, read-only, not a directory, unreadable)
 
 ``transient`` is a class attribute, so the decision to retry is made from the type, never from a
 message string. Messages are short and never contain manifest bodies (a Secret could leak).
@@ -54,9 +57,12 @@ class Problem:
     path: str
     message: str
     line: int | None = None
+    column: int | None = None
 
     def __str__(self) -> str:
         where = f"{self.file}:{self.line}" if self.line else self.file
+        if self.line and self.column:
+            where += f":{self.column}"
         return f"{where}: {self.path}: {self.message}" if self.path else f"{where}: {self.message}"
 
 
@@ -166,3 +172,16 @@ class LockHeld(SmrunError):
     """Another smrun process is running this plan."""
 
     exit_code = 2
+
+
+EXIT_STATE_DIR = 4
+EXIT_INTERNAL = 70  # EX_SOFTWARE of sysexits.h: a bug in smrun, never a verdict about the VMs
+
+
+class StateDirError(SmrunError):
+    """The local state directory or journal cannot be used: full, read-only, not a directory,
+    unreadable or corrupt. The message names the path and the cause. Nothing more is applied
+    once this is raised; the same command resumes when the cause is fixed."""
+
+    exit_code = EXIT_STATE_DIR
+    stops_run = True  # the engine's scheduler stops every VM where it is (see scheduler.fail)

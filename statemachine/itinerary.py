@@ -21,6 +21,7 @@ from typing import Any, Literal
 
 from statemachine.errors import Problem, SchemaError
 from statemachine.expressions import render_string
+from statemachine.filekind import expect
 from statemachine.resources import data_dir
 from statemachine.schema import problems as schema_problems
 from statemachine.yamlsource import DocPath, SourceDoc, format_path, load
@@ -327,6 +328,7 @@ def load_itinerary(path_or_name: str | Path) -> Itinerary:
     """Load, validate and check an itinerary file, or a built-in one by name (``live``)."""
     path = _resolve(path_or_name)
     doc = load(path)
+    expect(doc.data, doc.file, "Itinerary", doc.lines.get(("kind",)))
     found = schema_problems(doc, "itinerary")
     if found:
         raise SchemaError(str(found[0]), found)

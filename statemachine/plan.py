@@ -34,10 +34,13 @@ from typing import Any, Literal
 from statemachine import schema as _schema
 from statemachine import yamlsource
 from statemachine.errors import Problem, SchemaError
+from statemachine.filekind import expect
 from statemachine.itinerary import parse_duration
 from statemachine.yamlsource import DocPath, SourceDoc
 
 MigrationType = Literal["cold", "warm", "live"]
+# A playbook goes into a ConfigMap, whose data may not exceed 1 MiB in a real cluster.
+PLAYBOOK_BYTES = 1024 * 1024
 
 __all__ = ["ClusterRef", "Hook", "NetworkMapping", "Plan", "Settings", "Simulation", "StorageMapping",
            "VM", "VMHook", "load_plan"]
@@ -212,6 +215,7 @@ def load_plan(path: str | Path) -> Plan:
     doc = yamlsource.load(path)
     if not isinstance(doc.data, dict):
         raise SchemaError("not a mapping", [doc.problem((), "a plan must be a YAML mapping")])
+    expect(doc.data, doc.file, "Plan", doc.lines.get(("kind",)))
     _schema.validate_document(doc, "plan")
     return _Builder(doc, Path(path)).build()
 
@@ -304,9 +308,17 @@ class _Builder:
             if "playbook" in h:
                 playbook_path = self.resolve(h["playbook"])
                 try:
-                    text = playbook_path.read_text(encoding="utf-8")
-                except (OSError, UnicodeDecodeError):
-                    self.fail((*at, "playbook"), f"cannot read playbook file {h['playbook']}")
+                    # A playbook is YAML that ends up in a ConfigMap: the same input limits as
+                    # every YAML file (size, characters, nesting, aliases), checked here.
+                    text = yamlsource.read_text(playbook_path, what="playbook",
+                                                limit=PLAYBOOK_BYTES)
+                    yamlsource.load_all_text(text, str(playbook_path), limit=PLAYBOOK_BYTES)
+                except SchemaError as exc:
+                    why = _without_file(exc, str(playbook_path))
+                    self.fail((*at, "playbook"),
+                              f"cannot read playbook file {h['playbook']}" if why.startswith("cannot read")
+                              else f"playbook {h['playbook']}: {why}")
+                    text = None
             deadline = self._duration(h.get("deadline"), (*at, "deadline"))
             hooks.append(Hook(h["name"], h["image"], text, playbook_path, h.get("serviceAccount"),
                               deadline))
@@ -418,6 +430,12 @@ class _Builder:
             if value in first:
                 self.fail((*at, i), f"duplicate {what} {value!r} (also {yamlsource.format_path((*at, first[value]))})")
             first.setdefault(value, i)
+
+
+def _without_file(exc: SchemaError, file: str) -> str:
+    """The problem of ``exc`` with its ``file:`` prefix dropped (the plan line names the file)."""
+    text = str(exc.problems[0]) if exc.problems else str(exc)
+    return text[len(file) + 1:].lstrip(" ") if text.startswith(file + ":") else text
 
 
 def _go_duration(value: str | int) -> str:

@@ -43,10 +43,11 @@ from typing import Any, Protocol
 import yaml
 
 from statemachine.context import DEFAULT_RUN_ID, setup_context, vm_context, with_item
-from statemachine.errors import DefinitionError, TemplateError
+from statemachine.errors import DefinitionError, SchemaError, TemplateError
 from statemachine.expressions import evaluate, render_text, render_value
 from statemachine.itinerary import Action, Itinerary, ReadSpec, RefSpec, StateSpec
 from statemachine.plan import VM, Plan
+from statemachine.yamlsource import load_all_text
 
 __all__ = ["MASK", "PendingOutputs", "PendingRead", "ReadSource", "RenderedManifest",
            "disabled_states", "format_manifests", "mask_secrets", "render_plan", "render_setup",
@@ -54,11 +55,10 @@ __all__ = ["MASK", "PendingOutputs", "PendingRead", "ReadSource", "RenderedManif
 
 MASK = "<masked>"
 
-# Rendered manifests are parsed with libyaml's loader when PyYAML has it: the same safe
-# constructors and YAML 1.1 resolution, about 12x faster on a rendered VM (0.6 ms against 7.8 ms).
-# Parsing was most of the engine's CPU per apply and of preflight (docs/performance.md). Errors
-# are yaml.YAMLError either way.
-_LOADER: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+# Rendered manifests are parsed by yamlsource.load_all_text: libyaml's loader when PyYAML has it
+# (the same safe constructors and YAML 1.1 resolution, about 12x faster on a rendered VM than the
+# pure-Python one; parsing was most of the engine's CPU per apply and of preflight,
+# docs/performance.md), with the input limits every YAML smrun reads has.
 
 
 class ReadSource(Protocol):
@@ -257,25 +257,26 @@ def _ref_value(ref: RefSpec) -> dict[str, Any]:
     return out
 
 
-def _parse_yaml(text: str, template: str) -> Any:
+def _parse_yaml(text: str, template: str) -> list[Any]:
+    """The documents of a rendered template, within yamlsource's input limits (size, characters,
+    nesting, aliases): a template that renders an alias bomb is refused like a plan that is one."""
     try:
-        return yaml.load(text, Loader=_LOADER)  # noqa: S506 - a safe loader
-    except yaml.YAMLError as exc:
-        raise TemplateError(f"{template}: rendered invalid YAML: {_short(exc)}") from None
-
-
-def _short(exc: yaml.YAMLError) -> str:
-    return " ".join(str(exc).split())[:300]
+        return load_all_text(text, template)
+    except SchemaError as exc:
+        problem = exc.problems[0] if exc.problems else None
+        message = problem.message if problem is not None else str(exc)
+        message = ("rendered " + message if message.startswith("invalid YAML")
+                   else f"rendered YAML refused: {message}")
+        if problem is not None and problem.line:
+            message += f" (rendered line {problem.line})"
+        raise TemplateError(f"{template}: {' '.join(message.split())[:300]}") from None
 
 
 def render_documents(template: str, ctx: Mapping[str, Any], *,
                      template_dir: Path | str | None = None) -> list[dict[str, Any]]:
     """Render ``template`` and parse its YAML documents; each must be a Kubernetes object."""
     text = render_text(template, ctx, template_dir=template_dir)
-    try:
-        docs = [d for d in yaml.load_all(text, Loader=_LOADER) if d is not None]
-    except yaml.YAMLError as exc:
-        raise TemplateError(f"{template}: rendered invalid YAML: {_short(exc)}") from None
+    docs = [d for d in _parse_yaml(text, template) if d is not None]
     for i, doc in enumerate(docs):
         where = f"{template}: document {i + 1}" if len(docs) > 1 else template
         if not isinstance(doc, dict):
@@ -293,7 +294,10 @@ def render_patch(template: str, ctx: Mapping[str, Any], *,
                  template_dir: Path | str | None = None) -> Any:
     """Render a ``patch: {template: ...}`` file: one YAML document (a mapping for a merge patch,
     a list of operations for a JSON patch), not a Kubernetes object."""
-    return _parse_yaml(render_text(template, ctx, template_dir=template_dir), template)
+    docs = _parse_yaml(render_text(template, ctx, template_dir=template_dir), template)
+    if len(docs) > 1:
+        raise TemplateError(f"{template}: rendered {len(docs)} YAML documents; a patch is one")
+    return docs[0] if docs else None
 
 
 def render_setup(plan: Plan, itinerary: Itinerary, source: ReadSource, *,

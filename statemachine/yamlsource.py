@@ -12,10 +12,29 @@ Decision (start-up time, issue 8): a document is parsed with libyaml's ``CSafeLo
 has it -- about 12x faster than the pure-Python parser on a built-in itinerary (2 ms against 24 ms),
 with the same nodes, marks (lines) and safe constructors. Only a document that parses cleanly is
 taken from it: on any YAML error the text is parsed again with the pure-Python ``SafeLoader``, so
-every error message and line reported is the one PyYAML's own parser gives.
+every error message and line reported is the one PyYAML's own parser gives (for texts up to
+``REPARSE_BYTES``; a larger one, or one the pure-Python parser cannot take, is reported with
+libyaml's message).
+
+Input limits (issue 13), the same for every YAML smrun reads (plans, itineraries, seeds, hook
+playbooks, rendered templates: :func:`load`, :func:`loads`, :func:`load_all_text`):
+
+- **size**: a file over ``MAX_BYTES`` (4 MiB; simulator seeds ``MAX_SEED_BYTES``, 32 MiB) is
+  refused before it is read whole or parsed;
+- **characters**: text that is not UTF-8, or holds a NUL or another character YAML forbids, is
+  refused with ``file:line:column`` of the first one (one regular-expression search, in C);
+- **nesting**: deeper than ``MAX_DEPTH`` (100) levels is refused (libyaml itself stops at 1000);
+- **aliases**: every node reached again through an alias counts once per reach; more than
+  ``MAX_ALIAS_NODES`` (100,000) such nodes in one document ("billion laughs", merge-key bombs)
+  is refused as "too many alias references", before anything is constructed. Composing is
+  safe: libyaml shares an aliased node, it does not copy it.
+
+The checks ride on the walk that records line numbers (no second parse in the good path); the
+alias accounting runs only when the text has a ``*`` at all.
 """
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,6 +46,15 @@ from statemachine.errors import Problem, SchemaError
 
 PathPart = str | int
 DocPath = tuple[PathPart, ...]
+
+MAX_BYTES = 4 * 1024 * 1024
+MAX_SEED_BYTES = 32 * 1024 * 1024  # simulator seeds: a 1,000-VM benchmark seed is ~5,000 objects
+MAX_DEPTH = 100
+MAX_ALIAS_NODES = 100_000
+REPARSE_BYTES = 256 * 1024
+# What YAML 1.1 (and PyYAML's reader) does not accept in a stream; NUL is the usual culprit.
+_FORBIDDEN = re.compile("[^\x09\x0A\x0D\x20-\x7E\x85\xA0-\uD7FF\uE000-\uFFFD"
+                        "\U00010000-\U0010FFFF]")
 
 
 class _Loader(yaml.SafeLoader):
@@ -77,72 +105,208 @@ def format_path(path: DocPath) -> str:
     return out
 
 
-def load(path: str | Path) -> SourceDoc:
-    """Read and parse the single YAML document in ``path``."""
+def _refuse(file: str, message: str, line: int | None = None,
+            column: int | None = None) -> SchemaError:
+    problem = Problem(file, "", message, line, column)
+    return SchemaError(str(problem), [problem])
+
+
+def read_text(path: str | Path, *, what: str = "", limit: int = MAX_BYTES) -> str:
+    """The UTF-8 text of ``path``, refused (one :class:`SchemaError` line naming the file) when it
+    cannot be read, is larger than ``limit`` bytes (checked before reading it whole), is not
+    UTF-8, or holds a character YAML forbids (``file:line:column``). ``what`` prefixes "cannot
+    read" (``"playbook"``)."""
     file = str(path)
+    cannot = f"cannot read {what}".rstrip()
     try:
-        text = Path(path).read_text(encoding="utf-8")
+        with open(path, "rb") as fh:
+            data = fh.read(limit + 1)  # never more than the cap, whatever the file is
     except OSError as exc:
-        raise SchemaError(f"{file}: cannot read: {exc.strerror or exc}",
-                          [Problem(file, "", f"cannot read: {exc.strerror or exc}")]) from None
-    except UnicodeDecodeError:
-        raise SchemaError(f"{file}: not UTF-8 text", [Problem(file, "", "not UTF-8 text")]) from None
-    return loads(text, file)
+        raise _refuse(file, f"{cannot}: {exc.strerror or exc}") from None
+    if len(data) > limit:
+        raise _refuse(file, f"larger than {_size(limit)}: refused before parsing "
+                            "(smrun reads YAML files of at most that size)")
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        column = exc.start - (data.rfind(b"\n", 0, exc.start) + 1) + 1
+        raise _refuse(file, f"not UTF-8 text (byte 0x{data[exc.start]:02x})", line, column) from None
+    check_characters(text, file)
+    return text
+
+
+def _size(limit: int) -> str:
+    return f"{limit // (1024 * 1024)} MiB" if limit % (1024 * 1024) == 0 else f"{limit} bytes"
+
+
+def check_characters(text: str, file: str) -> None:
+    """Refuse a NUL or another character that YAML does not allow, at ``file:line:column``."""
+    bad = _FORBIDDEN.search(text)
+    if bad is None:
+        return
+    pos = bad.start()
+    line = text.count("\n", 0, pos) + 1
+    column = pos - (text.rfind("\n", 0, pos) + 1) + 1
+    name = "NUL" if bad.group() == "\0" else f"U+{ord(bad.group()):04X}"
+    raise _refuse(file, f"forbidden character {name} (YAML allows no control characters)",
+                  line, column)
+
+
+def load(path: str | Path) -> SourceDoc:
+    """Read and parse the single YAML document in ``path`` (within the input limits)."""
+    return _loads_checked(read_text(path), str(path))
 
 
 def loads(text: str, file: str = "<string>") -> SourceDoc:
     """Parse ``text`` (one YAML document); ``file`` is used in messages."""
-    if _FAST is not None:
-        try:
-            return _parse(_FAST(text), file)
-        except Exception:  # noqa: BLE001 - any failure is reported by the reference parser below
-            pass
-    return _parse(_Loader(text), file)
+    if len(text) > MAX_BYTES:  # characters, not bytes: a cheap first cut before encoding
+        raise _refuse(file, f"larger than {_size(MAX_BYTES)}: refused before parsing")
+    check_characters(text, file)
+    return _loads_checked(text, file)
 
 
-def _parse(loader: Any, file: str) -> SourceDoc:
-    """Compose, check duplicate keys, construct: one document from ``loader``."""
+def _loads_checked(text: str, file: str) -> SourceDoc:
+    aliases = "*" in text
+    if _FAST is None:
+        return _parse(_Loader(text), file, aliases)
+    try:
+        return _parse(_FAST(text), file, aliases)
+    except SchemaError as exc:
+        if not isinstance(exc.__cause__, yaml.YAMLError):
+            raise  # our own limits and duplicate keys: the same from either parser
+        fast_error = exc
+    if len(text) > REPARSE_BYTES or "nested deeper than" in str(fast_error):
+        raise fast_error  # the pure-Python parser would be slow here, or recurse too deep
+    try:
+        return _parse(_Loader(text), file, aliases)
+    except RecursionError:
+        raise fast_error from None
+
+
+def _parse(loader: Any, file: str, aliases: bool) -> SourceDoc:
+    """Compose, check limits and duplicate keys, construct: one document from ``loader``."""
     try:
         node = loader.get_single_node()
         if node is None:
             data: Any = None
             lines: dict[DocPath, int] = {}
         else:
-            lines = {}
-            problems: list[Problem] = []
-            _walk(node, (), lines, problems, file)
-            if problems:
-                raise SchemaError(problems[0].message, problems)
+            walk = _Walk(file, aliases)
+            walk.walk(node, (), 0)
+            lines = walk.lines
+            if walk.problems:
+                raise SchemaError(walk.problems[0].message, walk.problems)
             data = loader.construct_document(node)
     except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        line = mark.line + 1 if mark is not None else None
-        what = " ".join(str(p) for p in (exc.context, exc.problem) if p) or "invalid YAML"
-        raise SchemaError(what, [Problem(file, "", f"invalid YAML: {what}", line)]) from None
+        raise _yaml_error(exc, file) from exc
     except yaml.YAMLError as exc:
-        raise SchemaError(str(exc), [Problem(file, "", f"invalid YAML: {exc}")]) from None
+        raise SchemaError(str(exc), [Problem(file, "", f"invalid YAML: {exc}")]) from exc
     finally:
         loader.dispose()
     return SourceDoc(data, file, lines)
 
 
-def _walk(node: yaml.Node, path: DocPath, lines: dict[DocPath, int],
-          problems: list[Problem], file: str) -> None:
-    lines.setdefault(path, node.start_mark.line + 1)
-    if isinstance(node, yaml.MappingNode):
-        seen: set[Any] = set()
-        for key_node, value_node in node.value:
-            key: PathPart = key_node.value if isinstance(key_node, yaml.ScalarNode) else "?"
-            if key == "<<":  # merge keys: the merged children keep their own lines
-                _walk(value_node, path, lines, problems, file)
-                continue
-            if key in seen:
-                problems.append(Problem(file, format_path((*path, key)), "duplicate key",
-                                        key_node.start_mark.line + 1))
-            seen.add(key)
-            lines[(*path, key)] = key_node.start_mark.line + 1
-            _walk(value_node, (*path, key), lines, problems, file)
-    elif isinstance(node, yaml.SequenceNode):
-        for index, item in enumerate(node.value):
-            lines[(*path, index)] = item.start_mark.line + 1
-            _walk(item, (*path, index), lines, problems, file)
+def _yaml_error(exc: yaml.MarkedYAMLError, file: str) -> SchemaError:
+    mark = exc.problem_mark or exc.context_mark
+    line = mark.line + 1 if mark is not None else None
+    what = " ".join(str(p) for p in (exc.context, exc.problem) if p) or "invalid YAML"
+    if "maximum nesting depth" in what:
+        what = f"nested deeper than {MAX_DEPTH} levels"
+        return SchemaError(what, [Problem(file, "", what, line, mark.column + 1 if mark else None)])
+    return SchemaError(what, [Problem(file, "", f"invalid YAML: {what}", line)])
+
+
+class _LimitExceeded(Exception):
+    """Stops a walk at once: the limit's problem is the only one reported."""
+
+
+class _Walk:
+    """One pass over the composed nodes: records lines, finds duplicate keys, and enforces
+    ``MAX_DEPTH`` and ``MAX_ALIAS_NODES`` (the latter only when ``aliases``: the text has a
+    ``*``, so without one no node can be reached twice)."""
+
+    def __init__(self, file: str, aliases: bool, record_lines: bool = True) -> None:
+        self.file = file
+        self.aliases = aliases
+        self.record = record_lines
+        self.lines: dict[DocPath, int] = {}
+        self.problems: list[Problem] = []
+        self.seen: set[int] = set()
+        self.expanded = 0
+        self.exceeded: Problem | None = None
+
+    def limit(self, node: yaml.Node, message: str) -> None:
+        mark = node.start_mark
+        self.exceeded = Problem(self.file, "", message, mark.line + 1, mark.column + 1)
+        self.problems = [self.exceeded]
+        raise _LimitExceeded
+
+    def walk(self, node: yaml.Node, path: DocPath, depth: int) -> None:
+        try:
+            self._walk(node, path, depth, False)
+        except _LimitExceeded:
+            pass
+
+    def _walk(self, node: yaml.Node, path: DocPath, depth: int, again: bool) -> None:
+        if self.record:
+            self.lines.setdefault(path, node.start_mark.line + 1)
+        if self.aliases:
+            if again or id(node) in self.seen:
+                again = True
+                self.expanded += 1
+                if self.expanded > MAX_ALIAS_NODES:
+                    self.limit(node, f"too many alias references (they expand to more than "
+                                     f"{MAX_ALIAS_NODES} nodes)")
+            else:
+                self.seen.add(id(node))
+        if isinstance(node, yaml.MappingNode):
+            if depth >= MAX_DEPTH:
+                self.limit(node, f"nested deeper than {MAX_DEPTH} levels")
+            seen: set[Any] = set()
+            for key_node, value_node in node.value:
+                key: PathPart = key_node.value if isinstance(key_node, yaml.ScalarNode) else "?"
+                if key == "<<":  # merge keys: the merged children keep their own lines
+                    self._walk(value_node, path, depth + 1, again)
+                    continue
+                if key in seen:
+                    self.problems.append(Problem(self.file, format_path((*path, key)),
+                                                 "duplicate key", key_node.start_mark.line + 1))
+                seen.add(key)
+                if self.record:
+                    self.lines[(*path, key)] = key_node.start_mark.line + 1
+                self._walk(value_node, (*path, key), depth + 1, again)
+        elif isinstance(node, yaml.SequenceNode):
+            if depth >= MAX_DEPTH:
+                self.limit(node, f"nested deeper than {MAX_DEPTH} levels")
+            for index, item in enumerate(node.value):
+                if self.record:
+                    self.lines[(*path, index)] = item.start_mark.line + 1
+                self._walk(item, (*path, index), depth + 1, again)
+
+
+def load_all_text(text: str, file: str, *, limit: int = MAX_BYTES) -> list[Any]:
+    """Every document of ``text`` (rendered templates, hook playbooks, seeds), within the same
+    limits as :func:`loads` (size, characters, depth, aliases) but without line numbers or the
+    duplicate-key check. Raises :class:`SchemaError`; libyaml's messages."""
+    if len(text) > limit:
+        raise _refuse(file, f"larger than {_size(limit)}: refused before parsing")
+    check_characters(text, file)
+    aliases = "*" in text
+    loader: Any = (_FAST or _Loader)(text)
+    out: list[Any] = []
+    try:
+        while loader.check_node():
+            node = loader.get_node()
+            walk = _Walk(file, aliases, record_lines=False)
+            walk.walk(node, (), 0)
+            if walk.exceeded is not None:
+                raise SchemaError(str(walk.exceeded), [walk.exceeded])
+            out.append(loader.construct_document(node))
+    except yaml.MarkedYAMLError as exc:
+        raise _yaml_error(exc, file) from exc
+    except yaml.YAMLError as exc:
+        raise SchemaError(str(exc), [Problem(file, "", f"invalid YAML: {exc}")]) from exc
+    finally:
+        loader.dispose()
+    return out

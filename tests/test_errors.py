@@ -1,8 +1,8 @@
 """The error tree (statemachine/errors.py): exit codes, retry classification, messages, the CLI mapping.
 
 Exit codes (product.md §5): 1 a VM failed or was canceled, 2 invalid input or usage (nothing
-applied), 3 preflight refused or a cluster unreachable (nothing applied); 0 is success and is no
-error. ``transient`` decides retries from the type, never from a message. The ``kubernetes``
+applied), 3 preflight refused or a cluster unreachable (nothing applied), 4 the state directory
+or journal cannot be used; 70 a bug in smrun (not an error class); 0 is success and is no error. ``transient`` decides retries from the type, never from a message. The ``kubernetes``
 side (every HTTP status to its class, ``ClusterError`` not an ``ApiException``) is tested in
 tests/k8s/test_k8s_errormap.py and not repeated here.
 """
@@ -47,6 +47,7 @@ EXPECTED: dict[type[SmrunError], tuple[int, bool]] = {
     errors.ReadinessTimeout: (1, False),
     errors.Canceled: (1, False),
     errors.LockHeld: (2, False),
+    errors.StateDirError: (4, False),
 }
 
 
@@ -73,7 +74,7 @@ def test_exit_code_and_transient_flag_per_class(cls: type[SmrunError]) -> None:
 
 
 def test_every_exit_code_is_one_the_cli_documents() -> None:
-    assert {cls.exit_code for cls in EXPECTED} == {1, 2, 3}
+    assert {cls.exit_code for cls in EXPECTED} == {1, 2, 3, 4}
 
 
 def test_only_transient_cluster_errors_are_retried() -> None:

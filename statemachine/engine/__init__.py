@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import fcntl
 import logging
+import os
 from pathlib import Path
 from typing import IO, Any
 
@@ -51,7 +52,6 @@ def run(plan: Any, itinerary: Any, *, state_dir: Path, max_in_flight: int | None
     Raises ``LockHeld`` (exit 2) when another run holds the plan, ``PreflightError`` or
     ``ClusterUnreachable`` (exit 3) before anything is applied.
     """
-    import os
     import sys
 
     from statemachine.engine import adapt
@@ -66,6 +66,9 @@ def run(plan: Any, itinerary: Any, *, state_dir: Path, max_in_flight: int | None
             journal.reset()  # fresh simulated clusters every run: the journal belongs to this run
         elif (journal.dir / "cancel.json").exists():
             (journal.dir / "cancel.json").unlink()  # a stale request must not cancel this run
+        # Before any cluster is contacted: the journal opens for appending and the disk has room
+        # (StateDirError, exit 4, otherwise). Nothing is applied without a writable journal.
+        journal.probe()
         with connect_plan(plan, cache_dir=journal.dir / "cache") as conn:
             clusters = {"source": conn.source, "target": conn.target}
             replay = journal.read()
@@ -113,15 +116,17 @@ def preflight(plan: Any, itinerary: Any, *, stream: IO[str]) -> int:
 
 def _running(directory: Path) -> bool:
     lock = directory / "lock"
-    if not lock.exists():
-        return False
-    with open(lock, "a+", encoding="utf-8") as fh:
-        try:
-            fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            return True
-        fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
-        return False
+    try:
+        fd = os.open(lock, os.O_RDONLY)  # read-only: works on a read-only state directory too
+    except OSError:
+        return False  # no lock file (or none we can open): no run holds it
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)
+    return False
 
 
 def status(plan: Any, *, state_dir: Path) -> list[dict[str, Any]]:

@@ -13,12 +13,24 @@ Every entry has ``ts`` (RFC 3339 UTC) and ``type``; VM entries have ``vm`` (``na
 ``""`` for the plan-level setup states). The entry types and their fields are documented in
 docs/engine.md; :func:`replay` folds them into one :class:`VmRecord` per VM, which is all the
 engine needs to resume. This module does not talk to clusters and does not decide what to do next.
+
+A state directory or journal that cannot be used (not a directory, read-only, full, a journal path
+that is a directory, an unreadable or corrupt journal) raises
+:class:`~statemachine.errors.StateDirError` (exit 4) with one line naming the path and the cause.
+:meth:`Journal.probe` finds the common cases before anything is applied. A write that fails
+mid-run (``ENOSPC``) marks the journal failed for good: nothing more is written (the in-process
+buffer is dropped, as a kill -9 would), every later append raises, and a create whose intent is
+not on disk is never sent (``groupcommit``); the same command resumes once there is room.
+``SMRUN_TEST_JOURNAL_ENOSPC_AFTER=N`` (tests only) makes the journal's writes fail with ENOSPC
+after N bytes in this process.
 """
 from __future__ import annotations
 
+import errno
 import fcntl
 import json
 import os
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -26,15 +38,108 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-from statemachine.errors import LockHeld, SmrunError, UsageError
+from statemachine.errors import LockHeld, StateDirError
 from statemachine.k8s import ObjectRef
 
 TERMINAL = ("Completed", "Failed", "Canceled")
 SETUP_KEY = ""  # the "VM" name under which plan-level setup states are journaled
 
 
-class JournalCorrupt(SmrunError):
-    """A journal line is not JSON (other than a torn last line, which is ignored)."""
+class JournalCorrupt(StateDirError):
+    """A journal line is not a JSON entry (other than a torn last line, which is ignored)."""
+
+
+# One journal line at most (a VM's reads are the largest entries: a few KB).
+MAX_LINE_BYTES = 16 * 1024 * 1024
+PROBE_BYTES = 64 * 1024  # what Journal.probe writes (and removes) to see that there is room
+
+
+def state_dir_error(path: Path, exc: OSError, doing: str) -> StateDirError:
+    """One line naming ``path`` and the cause, for ``exc`` raised while ``doing``."""
+    causes = {errno.ENOSPC: "no space left on the device", errno.EDQUOT: "disk quota exceeded",
+              errno.EROFS: "read-only file system", errno.EACCES: "permission denied",
+              errno.EPERM: "permission denied", errno.ENOTDIR: "not a directory",
+              errno.EISDIR: "is a directory", errno.EEXIST: "exists and is not a directory"}
+    cause = causes.get(exc.errno or 0) or exc.strerror or str(exc)
+    where = Path(exc.filename) if isinstance(exc.filename, str) else path
+    return StateDirError(f"{where}: cannot {doing}: {cause} (state directory; exit 4: nothing "
+                         "more was applied, run the same command again once this is fixed)")
+
+
+_test_budget: list[int] = []  # SMRUN_TEST_JOURNAL_ENOSPC_AFTER: bytes left before ENOSPC
+
+
+def _budget() -> list[int]:
+    if not _test_budget:
+        raw = os.environ.get("SMRUN_TEST_JOURNAL_ENOSPC_AFTER", "")
+        _test_budget.append(int(raw) if raw.strip().isdigit() else -1)
+    return _test_budget
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    """``os.write`` until all of ``data`` is written (or an OSError, e.g. ENOSPC)."""
+    budget = _budget()
+    view = memoryview(data)
+    while view:
+        if budget[0] >= 0 and len(view) > budget[0]:  # the test hook: a disk that fills up
+            if budget[0]:
+                os.write(fd, view[:budget[0]])
+            budget[0] = 0
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        n = os.write(fd, view)
+        if budget[0] >= 0:
+            budget[0] -= n
+        view = view[n:]
+
+
+class _Writer:
+    """The journal's in-process buffer over its file descriptor.
+
+    Decision: our own buffer rather than ``io.BufferedWriter``, because after a failed write
+    (``ENOSPC``) the unwritten rest must be dropped, not written later by a close or by the
+    garbage collector (it would land after entries it must not follow, or print "Exception
+    ignored" at exit). A lock lets the I/O pool flush beside the loop thread's appends."""
+
+    def __init__(self, fd: int, size: int = 1 << 16) -> None:
+        self.fd = fd
+        self.size = size
+        self.buf = bytearray()
+        self.lock = threading.Lock()
+        self.closed = False
+
+    def write(self, data: bytes) -> None:
+        with self.lock:
+            if self.closed:
+                raise ValueError("journal closed")
+            self.buf += data
+            if len(self.buf) >= self.size:
+                self._flush()
+
+    def flush(self) -> None:
+        with self.lock:
+            if self.closed:
+                raise ValueError("journal closed")
+            self._flush()
+
+    def _flush(self) -> None:
+        if self.buf:
+            data = bytes(self.buf)
+            self.buf.clear()  # written or, on failure, dropped: never written twice
+            _write_all(self.fd, data)
+
+    def fileno(self) -> int:
+        return self.fd
+
+    def close(self, *, drop: bool = False) -> None:
+        with self.lock:
+            if self.closed:
+                return
+            self.closed = True
+            try:
+                if not drop:
+                    self._flush()
+            finally:
+                os.close(self.fd)
 
 
 def private_dir(path: Path) -> None:
@@ -170,30 +275,56 @@ class Replay:
 
 
 def read_entries(path: Path) -> Iterator[dict[str, Any]]:
-    """Yield the journal's entries. A torn last line (the process died mid-write) is skipped."""
-    if not path.exists():
+    """Yield the journal's entries. A torn last line (the process died mid-write) is skipped.
+
+    Read line by line (never the whole file at once), each line at most ``MAX_LINE_BYTES``; a
+    line that is not a JSON object with a ``type`` is :class:`JournalCorrupt` (exit 4) naming
+    ``file:line``; a journal that cannot be read is :class:`StateDirError`."""
+    try:
+        fh = open(path, "rb")
+    except FileNotFoundError:
         return
-    lines = path.read_bytes().split(b"\n")
-    for i, line in enumerate(lines):
-        if not line.strip():
-            continue
-        try:
-            yield json.loads(line)
-        except json.JSONDecodeError:
-            if i >= len(lines) - 2:  # last (possibly unterminated) line: a torn write
+    except OSError as exc:
+        raise state_dir_error(path, exc, "read the journal") from None
+    with fh:
+        number = 0
+        while True:
+            try:
+                line = fh.readline(MAX_LINE_BYTES + 1)
+            except OSError as exc:
+                raise state_dir_error(path, exc, "read the journal") from None
+            if not line:
                 return
-            raise JournalCorrupt(f"{path}:{i + 1}: not a JSON line") from None
+            number += 1
+            if len(line) > MAX_LINE_BYTES:
+                raise JournalCorrupt(f"{path}:{number}: a journal line longer than "
+                                     f"{MAX_LINE_BYTES} bytes (not written by smrun)")
+            if not line.strip():
+                continue
+            try:
+                entry = json.loads(line)
+            except (ValueError, RecursionError):
+                if not line.endswith(b"\n") or not fh.peek(1):  # last line: a torn write
+                    return
+                raise JournalCorrupt(f"{path}:{number}: not a JSON line") from None
+            if not isinstance(entry, dict) or not isinstance(entry.get("type"), str):
+                raise JournalCorrupt(f"{path}:{number}: not a journal entry (no type)")
+            yield entry
 
 
 def replay(entries: Iterable[Mapping[str, Any]]) -> Replay:
     """Fold journal entries into per-VM records."""
     out = Replay(None, {})
-    for e in entries:
+    for number, e in enumerate(entries, 1):
         if e.get("type") == "run_started" and out.run_id is None:
             out.run_id = e.get("run")
         if "vm" in e:
-            rec = out.vms.setdefault(e["vm"], VmRecord(e["vm"]))
-            _apply_entry(rec, e)
+            try:
+                rec = out.vms.setdefault(e["vm"], VmRecord(e["vm"]))
+                _apply_entry(rec, e)
+            except (KeyError, TypeError, ValueError, AttributeError) as exc:
+                raise JournalCorrupt(f"journal entry {number} ({e.get('type')!r}) is malformed: "
+                                     f"{type(exc).__name__}: {exc}") from None
     return out
 
 
@@ -204,7 +335,9 @@ class Journal:
         self.dir = directory
         self.path = directory / "journal.jsonl"
         self.fsync = fsync
-        self._fh: IO[bytes] | None = None
+        self._fh: _Writer | None = None
+        self.failed: StateDirError | None = None  # set by the first failed write: no more writes
+        self.on_failure: Callable[[StateDirError], None] | None = None  # told once, any thread
         self._lock_fh: IO[str] | None = None
         self._dirty = False
         self._intents = False  # an intent appended since the last sync (see sync_later)
@@ -222,9 +355,8 @@ class Journal:
         try:
             private_dir(self.dir)
             fd = private_open(self.dir / "lock", os.O_RDWR | os.O_APPEND)
-        except OSError as exc:  # e.g. --state-dir names a file: bad input (exit 2), not a crash
-            raise UsageError(f"{self.dir.parent}: cannot use it as the state directory: "
-                             f"{exc.strerror or exc}") from None
+        except OSError as exc:  # e.g. --state-dir names a file, or a read-only file system
+            raise state_dir_error(self.dir, exc, "use it as the state directory") from None
         fh = os.fdopen(fd, "a+", encoding="utf-8")
         try:
             fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -234,17 +366,46 @@ class Journal:
             fh.close()
             raise LockHeld(f"plan is already running (lock {self.dir / 'lock'} held by pid {holder}); "
                            "wait for it to finish or use 'smrun cancel'") from None
-        fh.seek(0)
-        fh.truncate()
-        fh.write(str(os.getpid()))
-        fh.flush()
         self._lock_fh = fh
+        try:
+            fh.seek(0)
+            fh.truncate()
+            fh.write(str(os.getpid()))
+            fh.flush()
+        except OSError as exc:
+            self.unlock()
+            raise state_dir_error(self.dir / "lock", exc, "write the lock file") from None
+
+    def probe(self) -> None:
+        """Before the first write request: the journal can be opened for appending and the
+        file system takes ``PROBE_BYTES`` more (written, fsynced and removed again), so a full,
+        read-only or misnamed state directory is found before anything is applied."""
+        try:
+            private_dir(self.dir)
+        except OSError as exc:
+            raise state_dir_error(self.dir, exc, "use it as the state directory") from None
+        self._open()
+        probe = self.dir / ".probe"
+        try:
+            fd = private_open(probe, os.O_WRONLY | os.O_TRUNC)
+            try:
+                _write_all(fd, b"\0" * PROBE_BYTES)
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+                probe.unlink()
+        except OSError as exc:
+            with_name = exc if exc.filename else OSError(exc.errno, exc.strerror, str(self.dir))
+            raise state_dir_error(self.dir, with_name, "write in the state directory") from None
 
     def unlock(self) -> None:
         if self._lock_fh is not None:
-            fcntl.flock(self._lock_fh.fileno(), fcntl.LOCK_UN)
-            self._lock_fh.close()
-            self._lock_fh = None
+            fh, self._lock_fh = self._lock_fh, None
+            try:
+                fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+                fh.close()
+            except OSError:
+                pass  # closing the descriptor releases the lock whatever happened
 
     # -- entries --------------------------------------------------------------------------------
     def read(self) -> Replay:
@@ -253,11 +414,39 @@ class Journal:
 
     def reset(self) -> None:
         """Start a fresh journal (simulation plans: each run has its own clusters)."""
-        if self.path.exists():
-            self.path.unlink()
-        cancel = self.dir / "cancel.json"
-        if cancel.exists():
-            cancel.unlink()
+        try:
+            if self.path.exists() or self.path.is_symlink():
+                self.path.unlink()
+            cancel = self.dir / "cancel.json"
+            if cancel.exists():
+                cancel.unlink()
+        except OSError as exc:
+            raise state_dir_error(self.path, exc, "start a fresh journal") from None
+
+    def _open(self) -> _Writer:
+        if self._fh is None:
+            try:
+                private_dir(self.dir)
+                fd = private_open(self.path, os.O_RDWR | os.O_APPEND)
+            except OSError as exc:
+                raise state_dir_error(self.path, exc, "open the journal") from None
+            try:
+                _drop_torn_tail(fd)
+            except OSError as exc:
+                os.close(fd)
+                raise state_dir_error(self.path, exc, "open the journal") from None
+            self._fh = _Writer(fd)
+        return self._fh
+
+    def _fail(self, exc: OSError) -> StateDirError:
+        """Mark the journal failed for good (first failure wins) and tell ``on_failure``."""
+        first = self.failed is None
+        if first:
+            self.failed = state_dir_error(self.path, exc, "write the journal")
+        assert self.failed is not None
+        if first and self.on_failure is not None:
+            self.on_failure(self.failed)
+        return self.failed
 
     def append(self, type_: str, **fields: Any) -> dict[str, Any]:
         """Write an entry into the process's buffer; :meth:`flush` hands it to the kernel (then a
@@ -272,18 +461,19 @@ class Journal:
         ``ensure`` that found its object (``ours`` false) is only a note: it is looked up again.
         One flush per entry was 60 µs, a tenth of the engine's own CPU at 100 VMs.
         """
+        if self.failed is not None:
+            raise self.failed
         entry: dict[str, Any] = {"ts": utc_now(), "type": type_, **fields}
-        if self._fh is None:
-            private_dir(self.dir)
-            fd = private_open(self.path, os.O_RDWR | os.O_APPEND)
-            _drop_torn_tail(fd)
-            self._fh = os.fdopen(fd, "ab", buffering=1 << 16)
-        self._fh.write(json.dumps(entry, separators=(",", ":"), default=str).encode() + b"\n")
-        self._dirty = True
-        if type_ == "intent":
-            self._intents = True
-        elif type_ == "created" and fields.get("ours", True):
-            self._fh.flush()
+        fh = self._open()
+        try:
+            fh.write(json.dumps(entry, separators=(",", ":"), default=str).encode() + b"\n")
+            self._dirty = True
+            if type_ == "intent":
+                self._intents = True
+            elif type_ == "created" and fields.get("ours", True):
+                fh.flush()
+        except OSError as exc:
+            raise self._fail(exc) from None
         return entry
 
     def _flush_now(self) -> None:
@@ -291,15 +481,25 @@ class Journal:
 
     def flush(self) -> None:
         """Hand every appended entry to the kernel (survives a kill -9, not a power loss)."""
+        if self.failed is not None:
+            raise self.failed
         if self._fh is not None:
-            self._fh.flush()
+            try:
+                self._fh.flush()
+            except OSError as exc:
+                raise self._fail(exc) from None
 
     def sync(self) -> None:
         """fsync what was appended (group commit: one fsync covers every entry before it)."""
+        if self.failed is not None:
+            raise self.failed
         if self._fh is not None:
-            self._fh.flush()
-            if self._dirty and self.fsync:
-                os.fsync(self._fh.fileno())
+            try:
+                self._fh.flush()
+                if self._dirty and self.fsync:
+                    os.fsync(self._fh.fileno())
+            except OSError as exc:
+                raise self._fail(exc) from None
         self._dirty = self._intents = False
 
     def sync_later(self) -> Callable[[], None]:
@@ -320,13 +520,19 @@ class Journal:
         return self._fsync_bound
 
     def _flush_from_thread(self) -> bool:
+        """On the I/O pool: flush. Raises the journal's failure (then the create waiting on it
+        is not sent); False when the journal was closed meanwhile (close() synced)."""
+        if self.failed is not None:
+            raise self.failed
         fh = self._fh
         if fh is None:
             return False  # closed meanwhile: close() flushed and synced (see sync_later)
         try:
-            fh.flush()  # BufferedWriter locks: safe beside the loop thread's appends
+            fh.flush()  # _Writer locks: safe beside the loop thread's appends
         except ValueError:  # closed between the check and the call
             return False
+        except OSError as exc:
+            raise self._fail(exc) from None
         return True
 
     def _fsync_fd(self) -> None:
@@ -334,16 +540,24 @@ class Journal:
             return
         fh = self._fh
         try:
-            if fh is not None:
+            if fh is not None and not fh.closed:
                 os.fsync(fh.fileno())
-        except (OSError, ValueError):  # closed between the flush and the fsync
-            pass
+        except OSError as exc:
+            if fh is not None and fh.closed:
+                return  # closed between the flush and the fsync: close() synced
+            raise self._fail(exc) from None
 
     def close(self) -> None:
         if self._fh is not None:
-            self.sync()
-            self._fh.close()
-            self._fh = None
+            fh = self._fh
+            try:
+                if self.failed is None:
+                    self.sync()
+            except StateDirError:
+                pass  # recorded in self.failed; the caller reports it
+            finally:
+                self._fh = None
+                fh.close(drop=self.failed is not None)
         self.unlock()
 
 
@@ -354,7 +568,6 @@ def new_run_id() -> str:
 # -- cancel requests ----------------------------------------------------------------------------
 def request_cancel(directory: Path, vms: list[str] | None) -> None:
     """Record a cancel request (``vms`` None = every VM). Atomic replace so the reader never sees half."""
-    private_dir(directory)
     path = directory / "cancel.json"
     current = read_cancel(directory)
     if vms is None or current is None:
@@ -362,18 +575,27 @@ def request_cancel(directory: Path, vms: list[str] | None) -> None:
     else:
         data = {"all": False, "vms": sorted(current | set(vms))}
     tmp = directory / "cancel.json.tmp"
-    with os.fdopen(private_open(tmp, os.O_WRONLY | os.O_TRUNC), "w", encoding="utf-8") as fh:
-        fh.write(json.dumps(data))
-    os.replace(tmp, path)
+    try:
+        private_dir(directory)
+        with os.fdopen(private_open(tmp, os.O_WRONLY | os.O_TRUNC), "w", encoding="utf-8") as fh:
+            fh.write(json.dumps(data))
+        os.replace(tmp, path)
+    except OSError as exc:
+        raise state_dir_error(path, exc, "write the cancel request") from None
 
 
 def read_cancel(directory: Path) -> set[str] | None:
     """The VMs asked to cancel; ``None`` means every VM (or no file: check ``exists`` first)."""
     path = directory / "cancel.json"
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (FileNotFoundError, json.JSONDecodeError):
+        with open(path, "rb") as fh:
+            data = json.loads(fh.read(1024 * 1024))
+    except (OSError, ValueError, RecursionError):
+        # Missing, unreadable or not ours: no request (`smrun cancel` always writes a whole file).
+        return set()
+    if not isinstance(data, dict):
         return set()
     if data.get("all"):
         return None
-    return set(data.get("vms") or [])
+    vms = data.get("vms")
+    return {str(v) for v in vms} if isinstance(vms, list) else set()

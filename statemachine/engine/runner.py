@@ -28,6 +28,7 @@ from statemachine.errors import (
     ReadinessFailed,
     ReadinessTimeout,
     SmrunError,
+    StateDirError,
 )
 from statemachine.k8s import ObjectRef
 
@@ -69,6 +70,8 @@ def vm_flow(rt: Runtime, vm: VmModel, *, setup: bool = False) -> Gen:
     except Canceled as e:
         yield from end(rt, vm, "canceled", str(e) or "canceled", setup=setup)
         return
+    except StateDirError:
+        raise  # the journal cannot be written: stop here, as a kill would (no undo without it)
     except SmrunError as e:
         yield from end(rt, vm, "failed", str(e), setup=setup)
         return
@@ -369,6 +372,8 @@ def end(rt: Runtime, vm: VmModel, reason: str, message: str, *, setup: bool) -> 
             vm.ignore_cancel = True
             try:
                 yield from run_states(rt, vm, setup=setup)
+            except StateDirError:
+                raise
             except SmrunError as e:
                 finish(rt, vm, "Failed", f"{e}; the hand-off already happened, so nothing was undone")
                 return
@@ -419,6 +424,8 @@ def end(rt: Runtime, vm: VmModel, reason: str, message: str, *, setup: bool) -> 
                 else:
                     for ctx in _items(rt, vm, spec) if spec.for_each else [vm.context()]:
                         yield from run_action(rt, vm, spec, action, ctx, deadline)
+            except StateDirError:
+                raise  # undo without a journal would lose track of what is left: stop
             except SmrunError as e:
                 # Keep undoing the rest: one stuck object must not orphan everything else.
                 problems.append(f"undo {name}: {e}")

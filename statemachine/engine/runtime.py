@@ -106,6 +106,8 @@ class Runtime:
         self.pool: ThreadPoolExecutor | None = ThreadPoolExecutor(io_workers, "smrun-io") \
             if io_workers > 0 else None
         self._commit = GroupCommit(self.pool) if self.pool is not None else None
+        # A journal that cannot be written stops the run where it is (from any thread).
+        journal.on_failure = scheduler.fail
         self.inflight: dict[str, int] = {}  # VM key -> writes in flight (loop thread only)
         # (cluster, ref) of `ensure` creates in flight: other VMs wait for them (loop thread only)
         self.ensuring: set[tuple[str, ObjectRef]] = set()
@@ -190,7 +192,8 @@ class Runtime:
     def close(self) -> None:
         self.close_watches()
         if self.pool is not None:
-            self.pool.shutdown(wait=True)
+            # After a fatal error (the journal failed) nothing queued is sent any more.
+            self.pool.shutdown(wait=True, cancel_futures=self.scheduler.fatal is not None)
 
     def close_watches(self) -> None:
         for sub in self._watches.values():

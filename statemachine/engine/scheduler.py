@@ -67,6 +67,10 @@ class Scheduler:
         self._ready: list[Task] = []
         self._tasks: set[Task] = set()
         self._stopped = False
+        # An error that must stop every task at once (the journal cannot be written): set by
+        # fail() or by a task raising an exception whose class has ``stops_run = True``; the
+        # tasks are left where they are, as a kill would leave them, and run() re-raises it.
+        self.fatal: BaseException | None = None
         self.tick_hooks: list[Callable[[], None]] = []   # called every hook_interval (cancel file...)
         self.idle_hooks: list[Callable[[], None]] = []   # called after each batch of steps
 
@@ -79,6 +83,13 @@ class Scheduler:
         self._queue.put(("call", fn))
 
     def stop(self) -> None:
+        self._queue.put(("stop", None))
+
+    def fail(self, exc: BaseException) -> None:
+        """Stop with ``exc`` (thread-safe): no task takes another step; run() raises ``exc``."""
+        if self.fatal is None:
+            self.fatal = exc
+        self._stopped = True  # read before every step, so the current batch stops too
         self._queue.put(("stop", None))
 
     # -- called on the loop thread -----------------------------------------------------------------
@@ -129,6 +140,8 @@ class Scheduler:
             if now >= next_resync:
                 next_resync = now + self.resync
                 self.wake_all()
+        if self.fatal is not None:
+            raise self.fatal
 
     # -- internals ---------------------------------------------------------------------------------
     def _drain(self, timeout: float) -> None:
@@ -169,6 +182,8 @@ class Scheduler:
         while self._ready:
             batch, self._ready = self._ready, []
             for task in batch:
+                if self._stopped:
+                    return
                 if not task.done and task.wait is None:
                     self._step(task)
             for hook in self.idle_hooks:
@@ -186,6 +201,9 @@ class Scheduler:
             self._finish(task, None)
             return
         except Exception as e:  # noqa: BLE001 - a task's bug must not stop every other VM
+            if getattr(e, "stops_run", False):
+                self.fail(e)
+                return
             if e is not thrown:  # our own throw into a task that had not started is no crash
                 logger.exception("task %s crashed", task.name)
             self._finish(task, e)

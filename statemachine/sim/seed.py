@@ -3,7 +3,8 @@
 :func:`load_seed` reads a YAML/JSON file (or takes an already parsed mapping) and checks its
 shape: two known cluster keys, each a list of objects with ``apiVersion``, ``kind`` (a kind the
 simulator serves) and ``metadata.name``. Problems raise ``DefinitionError`` with one line naming
-the file and the field. It does not create anything (``cluster.py`` does).
+the file and the field; the file is read within yamlsource's input limits (size, characters,
+nesting, aliases). It does not create anything (``cluster.py`` does).
 """
 from __future__ import annotations
 
@@ -11,8 +12,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import yaml
-
+from statemachine import yamlsource
 from statemachine.errors import DefinitionError, Problem
 from statemachine.sim.kinds import KindRegistry
 
@@ -32,14 +32,13 @@ def load_seed(seed: str | Path | Mapping[str, Any] | None,
         return {c: [] for c in CLUSTERS}
     if isinstance(seed, (str, Path)):
         where = str(seed)
-        try:
-            data: Any = yaml.safe_load(Path(seed).read_text(encoding="utf-8"))
-        except OSError as exc:
-            raise _fail(where, "", f"cannot read seed file: {exc.strerror or exc}") from exc
-        except yaml.YAMLError as exc:
-            mark = getattr(exc, "problem_mark", None)
-            line = f" at line {mark.line + 1}" if mark is not None else ""
-            raise _fail(where, "", f"not valid YAML{line}") from exc
+        # The input limits of every YAML smrun reads (size, characters, nesting, aliases).
+        text = yamlsource.read_text(seed, what="seed file", limit=yamlsource.MAX_SEED_BYTES)
+        docs = yamlsource.load_all_text(text, where, limit=yamlsource.MAX_SEED_BYTES)
+        if len(docs) > 1:
+            raise _fail(where, "", f"{len(docs)} YAML documents; a seed file is one mapping "
+                                   "{source: [...], target: [...]}")
+        data: Any = docs[0] if docs else None
     else:
         where, data = "<seed>", seed
     if data is None:

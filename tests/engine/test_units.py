@@ -51,13 +51,14 @@ def test_resuming_after_a_torn_last_line_keeps_the_journal_readable(tmp_path: Pa
     assert Journal(tmp_path / "p").read().vms["shop/vm"].state == "B"
 
 
-def test_a_state_dir_that_is_a_file_is_bad_input_not_a_crash(tmp_path: Path) -> None:
-    from statemachine.errors import UsageError
+def test_a_state_dir_that_is_a_file_is_a_state_dir_error_not_a_crash(tmp_path: Path) -> None:
+    from statemachine.errors import StateDirError
 
     (tmp_path / "file").write_text("x")
-    with pytest.raises(UsageError, match="cannot use it as the state directory") as info:
+    with pytest.raises(StateDirError, match="cannot use it as the state directory: not a directory") \
+            as info:
         Journal.for_plan(tmp_path / "file", "plan").lock()
-    assert info.value.exit_code == 2
+    assert info.value.exit_code == 4
 
 
 def test_a_corrupt_line_in_the_middle_is_an_error(tmp_path: Path) -> None:
