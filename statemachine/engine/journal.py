@@ -106,11 +106,17 @@ class _Writer:
         self.buf = bytearray()
         self.lock = threading.Lock()
         self.closed = False
+        # The first failed write, kept under the lock: a flush racing with the failing one must
+        # not find the buffer empty and report success (a create would then go out without
+        # its intent on disk).
+        self.error: OSError | None = None
 
     def write(self, data: bytes) -> None:
         with self.lock:
             if self.closed:
                 raise ValueError("journal closed")
+            if self.error is not None:
+                raise self.error
             self.buf += data
             if len(self.buf) >= self.size:
                 self._flush()
@@ -122,10 +128,16 @@ class _Writer:
             self._flush()
 
     def _flush(self) -> None:
+        if self.error is not None:
+            raise self.error
         if self.buf:
             data = bytes(self.buf)
             self.buf.clear()  # written or, on failure, dropped: never written twice
-            _write_all(self.fd, data)
+            try:
+                _write_all(self.fd, data)
+            except OSError as exc:
+                self.error = exc
+                raise
 
     def fileno(self) -> int:
         return self.fd
