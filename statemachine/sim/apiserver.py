@@ -27,7 +27,7 @@ from urllib.parse import parse_qs, urlsplit
 import yaml
 
 from statemachine.errors import ClusterError, PermanentClusterError
-from statemachine.sim import admission, auth, discovery, openapi, watch
+from statemachine.sim import admission, auth, crd, discovery, openapi, patches, watch
 from statemachine.sim.faults import FaultInjector
 from statemachine.sim.kinds import Kind
 from statemachine.sim.requestlog import RequestLog
@@ -357,7 +357,8 @@ class Handler(BaseHTTPRequestHandler):
             raise not_found
         name = rest[1] if len(rest) > 1 else ""
         sub = rest[2] if len(rest) > 2 else ""
-        if sub and not (sub == "status" and kind.status_subresource):
+        if sub and not ((sub == "status" and kind.status_subresource) or
+                        (sub == "scale" and kind.scale is not None)):
             raise not_found
         return Route(kind, namespace, name, sub)
 
@@ -373,6 +374,9 @@ class Handler(BaseHTTPRequestHandler):
         store = self.server_api.store
         k, ns, name = route.kind, route.namespace, route.name
         dry_run = query.get("dryRun") == "All"
+        if route.subresource == "scale":
+            self._scale(method, route, raw, dry_run)
+            return
         if method == "GET" and not name:
             verb = "watch" if is_watch else "list"
             self._authorize(verb, route)
@@ -433,6 +437,9 @@ class Handler(BaseHTTPRequestHandler):
         if method == "DELETE" and name and not route.subresource:
             self._authorize("delete", route)
             self._json_body(raw)  # DeleteOptions: accepted, propagation is always background
+            if k.kind == crd.CRD_KIND and k.group == crd.GROUP:
+                self._send_json(200, crd.delete(store, name, dry_run=dry_run))
+                return
             self._send_json(200, store.delete(k, ns, name, dry_run=dry_run))
             return
         if method == "DELETE" and not name:
@@ -447,6 +454,32 @@ class Handler(BaseHTTPRequestHandler):
             return
         raise _error(405, "MethodNotAllowed",
                      "the server does not allow this method on the requested resource")
+
+    def _scale(self, method: str, route: Route, raw: bytes, dry_run: bool) -> None:
+        """The ``scale`` subresource of a custom resource (``crd.scale_*``)."""
+        store, k, ns, name = self.server_api.store, route.kind, route.namespace, route.name
+        if method == "GET":
+            self._authorize("get", route)
+            self._send_json(200, crd.scale_get(store, k, ns, name))
+            return
+        if method not in ("PUT", "PATCH"):
+            raise _error(405, "MethodNotAllowed",
+                         "the server does not allow this method on the requested resource")
+        self._authorize("update" if method == "PUT" else "patch", route)
+        body = self._json_body(raw)
+        if method == "PATCH":
+            ctype = (self.headers.get("Content-Type") or "").split(";")[0].strip()
+            ptype = PATCH_TYPES.get(ctype)
+            if ptype not in ("merge", "json", "strategic"):
+                raise _error(415, "UnsupportedMediaType",
+                             f"the body of the request was in an unknown format - accepted "
+                             f"media types include: {', '.join(list(PATCH_TYPES)[:3])}")
+            current = crd.scale_get(store, k, ns, name)
+            body = (patches.json_patch(current, body) if ptype == "json"
+                    else patches.merge_patch(current, body))
+        if not isinstance(body, dict):
+            raise _error(400, "BadRequest", "the request body must be a JSON object")
+        self._send_json(200, crd.scale_update(store, k, ns, name, body, dry_run=dry_run))
 
     def _check_identity(self, route: Route, body: dict[str, Any]) -> None:
         k = route.kind

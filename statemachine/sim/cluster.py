@@ -34,7 +34,7 @@ from typing import Any
 
 import yaml
 
-from statemachine.sim import auth
+from statemachine.sim import auth, crd
 from statemachine.sim.apiserver import ApiServer
 from statemachine.sim.controller import (DEFAULT_TICK, ClusterContext, Runner, SimNetwork,
                                          load_controllers)
@@ -111,6 +111,7 @@ class SimulatedClusters:
         ssl_context = self.cert.server_context() if self.cert is not None else None
         for name in CLUSTERS:
             store = Store(history=self._history)
+            crd.attach(store)
             ctx = ClusterContext(name, store, self.network, self.contexts, self.tick)
             self.contexts[name] = ctx
             self.network.clusters[name] = ctx

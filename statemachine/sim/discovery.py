@@ -59,6 +59,11 @@ def resource_list(registry: KindRegistry, group: str, version: str) -> dict[str,
             resources.append({"name": f"{k.plural}/status", "singularName": "",
                               "namespaced": k.namespaced, "kind": k.kind,
                               "verbs": ["get", "patch", "update"]})
+        if k.scale is not None:
+            resources.append({"name": f"{k.plural}/scale", "singularName": "",
+                              "namespaced": k.namespaced, "group": "autoscaling",
+                              "version": "v1", "kind": "Scale",
+                              "verbs": ["get", "patch", "update"]})
     gv = f"{group}/{version}" if group else version
     return {"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": gv,
             "resources": resources}

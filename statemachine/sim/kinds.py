@@ -40,6 +40,9 @@ class Kind:
     selectable_fields: tuple[str, ...] = field(default=(), compare=False)
     #: Discovery categories (``all`` for ``kubectl get all``).
     categories: tuple[str, ...] = field(default=(), compare=False)
+    #: The scale subresource of a CRD version: (specReplicasPath, statusReplicasPath,
+    #: labelSelectorPath or ""), or ``None``.
+    scale: tuple[str, str, str] | None = field(default=None, compare=False)
     #: The structural schema of a kind served from a CRD; ``None``: built-in kinds (the shipped
     #: upstream data is used for KubeVirt/CDI kinds, see ``admission.schema_of``).
     schema: StructuralSchema | None = field(default=None, compare=False)
@@ -147,6 +150,9 @@ KINDS: tuple[Kind, ...] = (
        namespaced=False, custom=False, verbs=("create",)),
     _k("authentication.k8s.io", "v1", "SelfSubjectReview", "selfsubjectreviews",
        namespaced=False, custom=False, verbs=("create",)),
+    # apiextensions: CRDs (crd.py serves the kinds they define)
+    _k("apiextensions.k8s.io", "v1", "CustomResourceDefinition", "customresourcedefinitions",
+       namespaced=False, status=True, short=("crd", "crds"), custom=False),
     # storage
     _k("storage.k8s.io", "v1", "StorageClass", "storageclasses", namespaced=False, short=("sc",),
        custom=False),
@@ -236,6 +242,30 @@ class KindRegistry:
 
     def in_group_version(self, group: str, version: str) -> list[Kind]:
         return [k for k in self.kinds if k.group == group and k.version == version]
+
+    # The registry of one cluster changes when CRDs are created, changed or deleted
+    # (``crd.py``); readers on other threads see either the old or the new tuple and index entry.
+    def add(self, kind: Kind) -> None:
+        """Serve ``kind``, replacing the kind at the same ``(group, version, plural)``."""
+        gvr = (kind.group, kind.version, kind.plural)
+        old = self._by_gvr.get(gvr)
+        if old is not None:
+            self._by_gvk.pop((old.api_version, old.kind), None)
+            kinds = tuple(kind if k is old else k for k in self.kinds)
+        else:
+            kinds = (*self.kinds, kind)
+        object.__setattr__(self, "kinds", kinds)
+        self._by_gvk[(kind.api_version, kind.kind)] = kind
+        self._by_gvr[gvr] = kind
+
+    def remove(self, kind: Kind) -> None:
+        """Stop serving the kind at ``kind``'s ``(group, version, plural)``."""
+        old = self._by_gvr.pop((kind.group, kind.version, kind.plural), None)
+        if old is None:
+            return
+        if self._by_gvk.get((old.api_version, old.kind)) is old:
+            del self._by_gvk[(old.api_version, old.kind)]
+        object.__setattr__(self, "kinds", tuple(k for k in self.kinds if k is not old))
 
 
 _DEFAULT = KindRegistry(KINDS)

@@ -96,7 +96,8 @@ class Store:
 
     def __init__(self, registry: KindRegistry | None = None, *,
                  history: int = DEFAULT_HISTORY) -> None:
-        self.registry = registry or KindRegistry.default()
+        # Each store has its own registry: a CRD created on one cluster serves nothing on another.
+        self.registry = KindRegistry(tuple(registry or KindRegistry.default()))
         self._by_name = {k.kind: k for k in self.registry}
         self._lock = threading.RLock()
         self._cond = threading.Condition(self._lock)
@@ -125,6 +126,23 @@ class Store:
         if found is None:
             raise KeyError(f"kind {kind!r} is not served by the simulator")
         return found
+
+    def add_kind(self, kind: Kind) -> None:
+        """Serve ``kind`` from now on (a CRD version); replaces an equal kind's registry entry."""
+        with self._lock:
+            self.registry.add(kind)
+            self._objects.setdefault(kind, {})
+            self._by_name.setdefault(kind.kind, kind)
+            if self._by_name[kind.kind] == kind:
+                self._by_name[kind.kind] = kind
+
+    def remove_kind(self, kind: Kind) -> None:
+        """Stop serving ``kind``; its objects must have been deleted first."""
+        with self._lock:
+            self.registry.remove(kind)
+            self._objects.pop(kind, None)
+            if self._by_name.get(kind.kind) == kind:
+                del self._by_name[kind.kind]
 
     @property
     def resource_version(self) -> int:
