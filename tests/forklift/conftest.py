@@ -40,3 +40,21 @@ def load(path: Path) -> Any:
 
 def load_all(path: Path) -> list[Any]:
     return [d for d in yaml.safe_load_all(path.read_text(encoding="utf-8")) if d is not None]
+
+
+@pytest.fixture
+def kubectl_for(tmp_path: Path) -> Any:
+    """``kubectl_for(sim)(*args, context=..., check=..., input=...)``: kubectl against any
+    simulator a test started itself (``kubectl`` is bound to the ``sim`` fixture's)."""
+    from tests.conftest import KUBECTL, run_kubectl
+
+    if not Path(KUBECTL).exists():
+        pytest.skip("kubectl is not installed")
+    cache = tmp_path / "kubectl-cache"
+    cache.mkdir(exist_ok=True)
+
+    def bind(sim: Any) -> Any:
+        def run(*args: str, **kw: Any) -> Any:
+            return run_kubectl(sim, cache, *args, **kw)
+        return run
+    return bind
