@@ -180,6 +180,15 @@ class Handler(BaseHTTPRequestHandler):
         self.wfile.write(data)
         self.status_sent = code
 
+    def _send_bytes(self, code: int, data: bytes, headers: dict[str, str]) -> None:
+        self.send_response(code)
+        self.send_header("Content-Length", str(len(data)))
+        for k, v in headers.items():
+            self.send_header(k, v)
+        self.end_headers()
+        self.wfile.write(data)
+        self.status_sent = code
+
     def _send_error(self, exc: ClusterError, route: Route | None) -> None:
         code = exc.status or 500
         details: dict[str, Any] | None = getattr(exc, "status_details", None)
@@ -299,14 +308,12 @@ class Handler(BaseHTTPRequestHandler):
         if parts and parts[0] == "openapi":
             if method != "GET":
                 return False
-            if parts == ["openapi", "v3"]:
-                doc = openapi.v3_root(reg)
-            elif parts[:3] == ["openapi", "v3", "api"] and len(parts) == 4:
-                doc = openapi.v3_group_version(reg, "", parts[3])
-            elif parts[:3] == ["openapi", "v3", "apis"] and len(parts) == 5:
-                doc = openapi.v3_group_version(reg, parts[3], parts[4])
-            if doc is None:
+            query = {k: v[-1] for k, v in parse_qs(urlsplit(self.path).query).items()}
+            answer = openapi.serve(reg, parts, query, self.headers)
+            if answer is None:
                 raise _error(404, "NotFound", "the server could not find the requested resource")
+            self._send_bytes(*answer)
+            return True
         elif method != "GET":
             return False
         elif parts == ["version"]:

@@ -65,7 +65,7 @@ def test_discovery(quiet: SimulatedClusters) -> None:
     assert resources["virtualmachines/status"]["verbs"] == ["get", "patch", "update"]
     assert raw.call("GET", "/apis/kubevirt.io")[1]["kind"] == "APIGroup"
     assert raw.call("GET", "/apis/nope.io/v1")[0] == 404
-    assert raw.call("GET", "/openapi/v2")[0] == 404  # kubectl tolerates it
+    assert raw.call("GET", "/openapi/v2")[0] == 200  # JSON (tests/sim/test_openapi.py)
 
 
 def test_status_errors_and_methods(quiet: SimulatedClusters) -> None:
