@@ -181,8 +181,9 @@ def _parser() -> argparse.ArgumentParser:
 
     command("itineraries", _cmd_itineraries, "list the built-in itineraries", plan=False)
 
-    p = command("import", lambda _args: _usage(parser), "write an smrun plan from another tool's "
+    p = command("import", _cmd_import, "write an smrun plan from another tool's "
                 "objects: `smrun import forklift --help`", plan=False)
+    p.set_defaults(import_parser=p)
     formats = p.add_subparsers(title="formats", metavar="FORMAT", parser_class=_Parser)
     help_text = ("convert a Forklift (MTV) Plan with its Providers, NetworkMap, StorageMap and Hooks "
                  "into an smrun plan; fields without an smrun equivalent are listed on stderr")
@@ -396,6 +397,12 @@ def _cmd_itineraries(_args: argparse.Namespace) -> int:
                      "DESCRIPTION": str(getattr(itinerary, "description", "") or "")})
     _print_table(rows, sys.stdout)
     return 0
+
+
+def _cmd_import(args: argparse.Namespace) -> int:
+    """``smrun import`` without a format: its usage, exit 2."""
+    parser: argparse.ArgumentParser = args.import_parser
+    return _usage(parser)
 
 
 def _cmd_import_forklift(args: argparse.Namespace) -> int:

@@ -6,7 +6,8 @@ or a ``kind: List`` / ``kind: <Kind>List`` (what ``kubectl get -o yaml`` prints)
 as ``forklift.yaml:42: Plan mtv/rebalance: spec.type: ...``. Objects read from a cluster carry
 the cluster instead of a file and no lines.
 
-Decisions: safe loading only; a duplicate key is an error (PyYAML would keep the last one and
+Decisions: smrun's input limits apply as to every YAML it reads (``yamlsource``: size,
+characters, nesting, aliases); safe loading only; a duplicate key is an error (PyYAML would keep the last one and
 hide the typo), as in :mod:`statemachine.yamlsource`; empty documents are skipped. This module
 checks nothing beyond "each document is an object or a list of objects" (``shape`` does).
 """
@@ -20,6 +21,7 @@ from typing import Any
 import yaml
 
 from statemachine.errors import DefinitionError, Problem
+from statemachine import yamlsource
 from statemachine.yamlsource import DocPath, format_path
 
 __all__ = ["InputObject", "Origin", "load_files"]
@@ -109,12 +111,11 @@ def load_files(paths: Sequence[str | Path], *, default_namespace: str = "") -> l
 
 
 def _load_file(file: str, default_namespace: str) -> Iterable[InputObject]:
-    try:
-        text = Path(file).read_text(encoding="utf-8")
-    except OSError as exc:
-        raise _fail(file, None, f"cannot read: {exc.strerror or exc}") from None
-    except UnicodeDecodeError:
-        raise _fail(file, None, "not UTF-8 text") from None
+    # smrun's input limits first (size, characters, nesting, alias expansion: yamlsource), then
+    # a second, line-recording parse; import files are small, so the double parse costs nothing
+    # that matters.
+    text = yamlsource.read_text(file)
+    yamlsource.load_all_text(text, file)
     loader = _Loader(text)
     found: list[InputObject] = []
     try:

@@ -82,9 +82,6 @@ def test_import_from_cluster_then_run(make_sim: Callable[..., SimulatedClusters]
                                       capsys: pytest.CaptureFixture[str]) -> None:
     sim = make_sim(seed=EXAMPLES / "live" / "seed.yaml")
     kubectl = kubectl_for(sim)
-    if kubectl("get", "customresourcedefinitions", context="target", check=False).returncode != 0:
-        # Until the simulator serves apiextensions.k8s.io (issue 18 item 1, another developer's).
-        pytest.skip("the simulator does not serve CustomResourceDefinitions yet")
     kubectl("apply", "-f", str(DATA / "crds.yaml"), context="target")
     wait_for(lambda: kubectl("get", "plans.forklift.konveyor.io", "-A", context="target",
                              check=False).returncode == 0, 20)

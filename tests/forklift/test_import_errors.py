@@ -179,3 +179,26 @@ def test_usage_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Non
     assert code == 2 and "-o/--output" in stderr
     code, _, stderr = run_import(capsys, str(tmp_path / "missing.yaml"), "-o", str(tmp_path / "p.yaml"))
     assert code == 2 and stderr.startswith(f"{tmp_path / 'missing.yaml'}: cannot read")
+
+
+def test_input_limits_apply(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The same limits as every YAML smrun reads: a NUL, an alias bomb."""
+    source = tmp_path / "nul.yaml"
+    source.write_text("apiVersion: v1\nkind: List\nitems: []\x00\n")
+    code, _, stderr = run_import(capsys, str(source), "-o", str(tmp_path / "p.yaml"))
+    assert code == 2 and stderr.startswith(f"{source}:3:") and "forbidden character NUL" in stderr
+    bomb = ["a: &a [x, x, x, x, x, x, x, x, x, x]"]
+    for i in range(1, 7):
+        bomb.append(f"{'abcdefg'[i]}: &{'abcdefg'[i]} [{', '.join(['*' + 'abcdefg'[i - 1]] * 10)}]")
+    source = tmp_path / "bomb.yaml"
+    source.write_text("\n".join(bomb) + "\n")
+    code, _, stderr = run_import(capsys, str(source), "-o", str(tmp_path / "p.yaml"))
+    assert code == 2 and "too many alias references" in stderr and len(stderr.splitlines()) == 1
+
+
+def test_import_without_a_format_shows_its_usage(capsys: pytest.CaptureFixture[str]) -> None:
+    from statemachine.cli import main
+
+    assert main(["import"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("usage: smrun import") and "forklift" in err
