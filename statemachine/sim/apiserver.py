@@ -3,20 +3,28 @@
 Stdlib ``ThreadingHTTPServer`` on 127.0.0.1, HTTP/1.1 keep-alive, ``TCP_NODELAY`` on every
 accepted socket (without it each response stalls ~40 ms on Nagle + delayed ACK). Serves discovery,
 the OpenAPI v3 stub, CRUD, patches, status subresources, watches, bearer-token authentication and
-RBAC, SelfSubjectAccessReview, schema admission of custom resources (``admission.py``), fault
-injection (``faults.FaultInjector``) and a request log. Responses are always JSON (a client asking
-for a Table gets a plain list, which kubectl prints as NAME/AGE). Errors are metav1.Status bodies
-with upstream reasons and messages.
+RBAC, the self reviews and TokenRequest (``reviews.py``), schema admission of custom resources
+(``admission.py``), fault injection (``faults.FaultInjector``) and a request log. Request bodies
+come off the wire through ``wire.py`` (Content-Length or chunked, the 3 MiB limit) and are
+decoded by ``decode.py`` (JSON, YAML, Kubernetes protobuf). Responses are always JSON (a client
+asking for a Table gets a plain list, which kubectl prints as NAME/AGE). Errors are metav1.Status
+bodies with upstream reasons and messages; a request that breaks the HTTP framing gets Go
+net/http's plain-text answer and the connection is closed. Idle keep-alive connections are closed
+after ``idle_timeout`` seconds (upstream: 90). A bad request never prints a traceback: an
+unexpected failure is one line on stderr and a 500.
 
-Not served: protobuf, Table, pagination (``limit`` is ignored; everything is returned), aggregated
-discovery, ``/proxy``, ``/exec``, subresources other than ``status``.
+Not served: protobuf responses, Table, pagination (``limit`` is ignored; everything is returned),
+aggregated discovery, ``/proxy``, ``/exec``, subresources other than ``status`` and
+``serviceaccounts/token``.
 """
 from __future__ import annotations
 
 import json
+import re
 import select
 import socket
 import ssl
+import sys
 import threading
 import time
 from dataclasses import dataclass
@@ -24,15 +32,17 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-import yaml
-
 from statemachine.errors import ClusterError, PermanentClusterError
-from statemachine.sim import admission, auth, crd, discovery, openapi, patches, watch
+from statemachine.sim import (admission, auth, crd, decode, discovery, openapi, patches, reviews,
+                              watch, wire)
 from statemachine.sim.faults import FaultInjector
 from statemachine.sim.kinds import Kind
 from statemachine.sim.requestlog import RequestLog
 from statemachine.sim.store import PatchType, Store
+from statemachine.sim.tokens import TokenIssuer
 
+_SELF_REVIEWS = frozenset({"SelfSubjectAccessReview", "SelfSubjectRulesReview",
+                           "SelfSubjectReview"})
 PATCH_TYPES: dict[str, PatchType] = {
     "application/merge-patch+json": "merge",
     "application/json-patch+json": "json",
@@ -56,6 +66,22 @@ def _error(status: int, reason: str, message: str) -> PermanentClusterError:
     return PermanentClusterError(message, status=status, reason=reason)
 
 
+#: kube-apiserver's HTTP/1.1 ``IdleTimeout`` (``secure_serving.go``).
+IDLE_TIMEOUT = 90.0
+#: How long a TLS handshake may take before the connection is dropped.
+HANDSHAKE_TIMEOUT = 10.0
+_BAD_ESCAPE = re.compile(r"%(?![0-9A-Fa-f]{2})")
+
+
+def log_line(message: str) -> None:
+    """The server's own log: one line on stderr (never a traceback)."""
+    try:
+        sys.stderr.write(message.replace("\n", " ") + "\n")
+        sys.stderr.flush()
+    except (OSError, ValueError):
+        pass
+
+
 @dataclass(frozen=True)
 class Route:
     """A parsed resource URL."""
@@ -72,7 +98,8 @@ class ApiServer:
     def __init__(self, name: str, store: Store, *, tokens: dict[str, str],
                  faults: FaultInjector | None = None, request_log: RequestLog | None = None,
                  host: str = "127.0.0.1", port: int = 0,
-                 ssl_context: ssl.SSLContext | None = None) -> None:
+                 ssl_context: ssl.SSLContext | None = None,
+                 idle_timeout: float = IDLE_TIMEOUT) -> None:
         self.name = name
         self.store = store
         self.tokens = tokens  # token -> user
@@ -80,6 +107,7 @@ class ApiServer:
         self.request_log = request_log
         self.stopping = threading.Event()
         store.admission = admission.admit
+        self.issuer = TokenIssuer()
         self._conns: set[socket.socket] = set()
         self._conns_lock = threading.Lock()
         api = self
@@ -104,8 +132,20 @@ class ApiServer:
                     api._conns.discard(request)
                 super().shutdown_request(request)
 
+            def handle_error(self, request: Any, client_address: Any) -> None:
+                # The stdlib prints a traceback here; Go's server logs one line.
+                exc = sys.exc_info()[1]
+                if api.stopping.is_set():
+                    return
+                host, port = (client_address or ("?", 0))[:2]
+                if isinstance(exc, (ssl.SSLError, OSError)):
+                    log_line(f"http: TLS handshake error from {host}:{port}: {exc}")
+                else:
+                    log_line(f"http: panic serving {host}:{port}: {type(exc).__name__}: {exc}")
+
         class _Handler(Handler):
             server_api = api
+            timeout = idle_timeout
 
         self._httpd = _Server((host, port), _Handler)
         if ssl_context is not None:
@@ -148,11 +188,13 @@ class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server_version = "smrun-sim"
     user = ""
+    identity: auth.Identity | None = None
     status_sent = 0
+    body = wire.Body()
 
     def setup(self) -> None:
         if isinstance(self.request, ssl.SSLSocket):
-            self.request.settimeout(10)
+            self.request.settimeout(HANDSHAKE_TIMEOUT)
             self.request.do_handshake()
             self.request.settimeout(None)
         super().setup()
@@ -166,12 +208,31 @@ class Handler(BaseHTTPRequestHandler):
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
         """Silence the stdlib's stderr access log; ``RequestLog`` is the log."""
 
+    def send_error(self, code: int, message: str | None = None,
+                   explain: str | None = None) -> None:
+        """The stdlib's answer to a request line or header it cannot parse, in Go's form."""
+        self._send_plain(wire.FramingError(code, self.responses.get(code, ("Error",))[0]))
+
+    def _send_plain(self, exc: wire.FramingError) -> None:
+        """Go net/http's answer to a request it refuses before any handler runs; then close."""
+        data = exc.body.encode()
+        try:
+            self.wfile.write(f"HTTP/1.1 {exc.code} {exc.text}\r\nContent-Type: text/plain; "
+                             f"charset=utf-8\r\nConnection: close\r\n\r\n".encode() + data)
+            self.wfile.flush()
+        except OSError:
+            pass
+        self.close_connection = True
+        self.status_sent = exc.code
+
     # ------------------------------------------------------------------ plumbing
     def _send_json(self, code: int, body: Any, headers: dict[str, str] | None = None) -> None:
         data = json.dumps(body, separators=(",", ":")).encode()
         self.send_response(code)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(data)))
+        if self.body.close:  # an unread rest of the body: the connection cannot be reused
+            self.send_header("Connection", "close")
         for k, v in (headers or {}).items():
             self.send_header(k, v)
         for text in admission.warnings():
@@ -200,22 +261,19 @@ class Handler(BaseHTTPRequestHandler):
         self._send_json(code, status_body(code, exc.reason or "InternalError", str(exc), details),
                         headers)
 
-    def _read_body(self) -> bytes:
-        length = int(self.headers.get("Content-Length") or 0)
-        return self.rfile.read(length) if length > 0 else b""
+    def _raw_body(self) -> bytes:
+        """The body, for a handler that uses it: 413 if it was over the limit (upstream checks
+        the limit when a handler reads the body, after authentication and authorization)."""
+        if self.body.too_large:
+            raise wire.too_large()
+        return self.body.data
 
-    def _json_body(self, raw: bytes, *, yaml_ok: bool = False) -> Any:
-        if not raw.strip():
-            return None
-        if "protobuf" in (self.headers.get("Content-Type") or ""):
-            # Protobuf bodies are not decoded; client-go then retries the request as JSON.
-            raise _error(415, "UnsupportedMediaType",
-                         "the body of the request was in an unknown format - accepted media "
-                         "types include: application/json, application/yaml")
-        try:
-            return yaml.safe_load(raw) if yaml_ok else json.loads(raw)
-        except (ValueError, yaml.YAMLError) as exc:
-            raise _error(400, "BadRequest", f"the request body is not valid: {exc}") from exc
+    def _object_body(self, route: Route) -> dict[str, Any]:
+        obj = decode.decode_object(self._raw_body(), self.headers.get("Content-Type"),
+                                   route.kind)
+        if not isinstance(obj, dict):
+            raise _error(400, "BadRequest", "the request body must be a JSON object")
+        return obj
 
     def _disconnected(self) -> bool:
         """Whether the client of a watch went away (EOF on its socket)."""
@@ -256,13 +314,24 @@ class Handler(BaseHTTPRequestHandler):
     def _handle(self, method: str) -> None:
         api = self.server_api
         started = time.time()
-        url = urlsplit(self.path)
-        query = {k: v[-1] for k, v in parse_qs(url.query, keep_blank_values=True).items()}
-        is_watch = query.get("watch") in ("true", "1")
-        raw = self._read_body() if method in ("POST", "PUT", "PATCH", "DELETE") else b""
-        self.user, self.status_sent = "", 0
+        self.user, self.identity, self.status_sent = "", None, 0
+        self.body = wire.Body()
+        path, is_watch = self.path.split("?", 1)[0], False
         route: Route | None = None
         try:
+            # Go refuses a target with a bad escape (url.ParseRequestURI) and a header line
+            # without a colon (textproto); the stdlib's parser lets both through.
+            if _BAD_ESCAPE.search(self.path) or self.headers.defects:
+                raise wire.FramingError(400, "Bad Request")
+            # Every body is read (or given up with the connection), whatever the method, so the
+            # next request on a keep-alive connection starts where it should.
+            self.body = wire.read_body(self.rfile, self.headers)
+            if self.body.close:
+                self.close_connection = True
+            url = urlsplit(self.path)
+            path = url.path
+            query = {k: v[-1] for k, v in parse_qs(url.query, keep_blank_values=True).items()}
+            is_watch = query.get("watch") in ("true", "1")
             fault = api.faults.pick() if api.faults is not None and not is_watch else None
             if fault == "drop":
                 self.close_connection = True
@@ -275,29 +344,57 @@ class Handler(BaseHTTPRequestHandler):
                 raise ClusterError("Too many requests, please try again later.", status=429,
                                    reason="TooManyRequests", retry_after=1)
             self._authenticate()
-            if self._discovery(method, url.path):
+            if self._discovery(method, path):
                 return
-            route = self._route(url.path)
+            route = self._route(path)
             with admission.request(query.get("fieldValidation")):
-                self._serve(method, route, query, raw, is_watch)
+                self._serve(method, route, query, is_watch)
+        except wire.FramingError as exc:
+            self._send_plain(exc)
         except ClusterError as exc:
             self._send_error(exc, route)
-        except (BrokenPipeError, ConnectionResetError):
+        except (BrokenPipeError, ConnectionResetError, TimeoutError):
             self.close_connection = True
+        except Exception as exc:  # a simulator bug: one log line and a 500, never a traceback
+            log_line(f"smrun-sim {api.name}: {method} {path}: {type(exc).__name__}: {exc}")
+            self.close_connection = True
+            if not self.status_sent:
+                try:
+                    self._send_error(ClusterError(f"Internal error occurred: {exc}", status=500,
+                                                  reason="InternalError"), route)
+                except OSError:
+                    pass
         finally:
             if api.request_log is not None:
-                api.request_log.record(cluster=api.name, method=method, path=url.path,
+                api.request_log.record(cluster=api.name, method=method, path=path,
                                        user=self.user, status=self.status_sent, start=started,
                                        watch=is_watch,
-                                       name=_created_name(raw) if method == "POST" else "")
+                                       name=_created_name(self.body.data)
+                                       if method == "POST" else "")
 
     def _authenticate(self) -> None:
+        api = self.server_api
         header = self.headers.get("Authorization") or ""
         token = header[7:].strip() if header.lower().startswith("bearer ") else ""
-        user = self.server_api.tokens.get(token) if token else None
-        if user is None:
+        user = api.tokens.get(token) if token else None
+        if user is not None:
+            self.identity = auth.Identity.static(user)
+        elif token.count(".") == 2:
+            self.identity = self._service_account(token)
+        if self.identity is None:
             raise ClusterError("Unauthorized", status=401, reason="Unauthorized")
-        self.user = user
+        self.user = self.identity.name
+
+    def _service_account(self, token: str) -> auth.Identity | None:
+        """The identity of a valid TokenRequest token whose service account still exists."""
+        claims = self.server_api.issuer.verify(token)
+        if claims is None:
+            return None
+        sa = self.server_api.store.try_get("ServiceAccount", claims.namespace, claims.name)
+        if sa is None or sa["metadata"].get("uid") != claims.uid:
+            return None
+        return auth.Identity.service_account(claims.namespace, claims.name, claims.uid,
+                                             f"JTI={claims.jti}")
 
     def _discovery(self, method: str, path: str) -> bool:
         """Serve discovery and OpenAPI documents; ``False`` if ``path`` is not one."""
@@ -365,24 +462,28 @@ class Handler(BaseHTTPRequestHandler):
         name = rest[1] if len(rest) > 1 else ""
         sub = rest[2] if len(rest) > 2 else ""
         if sub and not ((sub == "status" and kind.status_subresource) or
-                        (sub == "scale" and kind.scale is not None)):
+                        (sub == "scale" and kind.scale is not None) or
+                        (sub == "token" and kind.kind == "ServiceAccount")):
             raise not_found
         return Route(kind, namespace, name, sub)
 
     # ------------------------------------------------------------------ resources
     def _authorize(self, verb: str, route: Route) -> None:
+        groups = self.identity.groups if self.identity is not None else ()
         a = auth.Attributes(self.user, verb, route.kind.group, route.kind.plural,
-                            route.namespace, route.name, route.subresource)
+                            route.namespace, route.name, route.subresource, groups)
         if not auth.allowed(self.server_api.store, a):
             raise auth.forbidden(route.kind, a)
 
-    def _serve(self, method: str, route: Route, query: dict[str, str], raw: bytes,
-               is_watch: bool) -> None:
+    def _serve(self, method: str, route: Route, query: dict[str, str], is_watch: bool) -> None:
         store = self.server_api.store
         k, ns, name = route.kind, route.namespace, route.name
         dry_run = query.get("dryRun") == "All"
         if route.subresource == "scale":
-            self._scale(method, route, raw, dry_run)
+            self._scale(method, route, dry_run)
+            return
+        if route.subresource == "token":
+            self._token_request(method, route)
             return
         if method == "GET" and not name:
             verb = "watch" if is_watch else "list"
@@ -400,20 +501,11 @@ class Handler(BaseHTTPRequestHandler):
             self._send_json(200, store.get(k, ns, name))
             return
         if method == "POST" and not name:
-            if k.kind not in ("SelfSubjectAccessReview", "SelfSubjectReview"):
-                self._authorize("create", route)
-            body = self._json_body(raw)
-            if not isinstance(body, dict):
-                raise _error(400, "BadRequest", "the request body must be a JSON object")
-            # Reviews about oneself are open to every authenticated user (system:basic-user).
-            if k.kind == "SelfSubjectAccessReview":
-                self._send_json(201, self._access_review(body))
-                return
-            if k.kind == "SelfSubjectReview":
-                self._send_json(201, {"apiVersion": k.api_version, "kind": k.kind,
-                                      "metadata": {}, "status": {"userInfo": {
-                                          "username": self.user,
-                                          "groups": ["system:authenticated"]}}})
+            self._authorize("create", route)
+            body = self._object_body(route)
+            if k.kind in _SELF_REVIEWS:
+                self._check_identity(route, body)
+                self._send_json(201, self._self_review(k.kind, body))
                 return
             self._check_identity(route, body)
             body.setdefault("apiVersion", k.api_version)
@@ -422,9 +514,7 @@ class Handler(BaseHTTPRequestHandler):
             return
         if method == "PUT" and name:
             self._authorize("update", route)
-            body = self._json_body(raw)
-            if not isinstance(body, dict):
-                raise _error(400, "BadRequest", "the request body must be a JSON object")
+            body = self._object_body(route)
             self._check_identity(route, body)
             self._send_json(200, store.replace(k, body, namespace=ns, dry_run=dry_run,
                                                subresource=route.subresource or None))
@@ -437,13 +527,13 @@ class Handler(BaseHTTPRequestHandler):
                 raise _error(415, "UnsupportedMediaType",
                              f"the body of the request was in an unknown format - accepted "
                              f"media types include: {', '.join(list(PATCH_TYPES)[:4])}")
-            patch = self._json_body(raw, yaml_ok=ptype == "apply")
+            patch = decode.decode_patch(self._raw_body(), yaml_ok=ctype.endswith("yaml"))
             sub = route.subresource or None
             self._send_json(200, store.patch(k, ns, name, patch, ptype, sub, dry_run=dry_run))
             return
         if method == "DELETE" and name and not route.subresource:
             self._authorize("delete", route)
-            self._json_body(raw)  # DeleteOptions: accepted, propagation is always background
+            decode.decode_options(self._raw_body())  # DeleteOptions: propagation is background
             if k.kind == crd.CRD_KIND and k.group == crd.GROUP:
                 self._send_json(200, crd.delete(store, name, dry_run=dry_run))
                 return
@@ -462,7 +552,7 @@ class Handler(BaseHTTPRequestHandler):
         raise _error(405, "MethodNotAllowed",
                      "the server does not allow this method on the requested resource")
 
-    def _scale(self, method: str, route: Route, raw: bytes, dry_run: bool) -> None:
+    def _scale(self, method: str, route: Route, dry_run: bool) -> None:
         """The ``scale`` subresource of a custom resource (``crd.scale_*``)."""
         store, k, ns, name = self.server_api.store, route.kind, route.namespace, route.name
         if method == "GET":
@@ -473,7 +563,9 @@ class Handler(BaseHTTPRequestHandler):
             raise _error(405, "MethodNotAllowed",
                          "the server does not allow this method on the requested resource")
         self._authorize("update" if method == "PUT" else "patch", route)
-        body = self._json_body(raw)
+        body: Any = (decode.decode_patch(self._raw_body(), yaml_ok=False) if method == "PATCH"
+                     else decode.decode_object(self._raw_body(), self.headers.get("Content-Type"),
+                                               route.kind))
         if method == "PATCH":
             ctype = (self.headers.get("Content-Type") or "").split(";")[0].strip()
             ptype = PATCH_TYPES.get(ctype)
@@ -500,17 +592,27 @@ class Handler(BaseHTTPRequestHandler):
             raise _error(400, "BadRequest", "the namespace of the provided object does not "
                                             "match the namespace sent on the request")
 
-    def _access_review(self, body: dict[str, Any]) -> dict[str, Any]:
-        attrs = (body.get("spec") or {}).get("resourceAttributes") or {}
-        a = auth.Attributes(self.user, attrs.get("verb", ""), attrs.get("group", ""),
-                            attrs.get("resource", ""), attrs.get("namespace", ""),
-                            attrs.get("name", ""), attrs.get("subresource", ""))
-        ok = auth.allowed(self.server_api.store, a)
-        out = dict(body)
-        out["apiVersion"], out["kind"] = "authorization.k8s.io/v1", "SelfSubjectAccessReview"
-        out.setdefault("metadata", {})
-        out["status"] = {"allowed": ok} if ok else {"allowed": False, "reason": ""}
-        return out
+    def _self_review(self, kind: str, body: dict[str, Any]) -> dict[str, Any]:
+        store, who = self.server_api.store, self.identity
+        assert who is not None
+        if kind == "SelfSubjectAccessReview":
+            return reviews.access_review(store, who, body)
+        if kind == "SelfSubjectRulesReview":
+            return reviews.rules_review(store, who, body)
+        return reviews.self_review(who)
+
+    def _token_request(self, method: str, route: Route) -> None:
+        if method != "POST":
+            raise _error(405, "MethodNotAllowed",
+                         "the server does not allow this method on the requested resource")
+        self._authorize("create", route)
+        body = decode.decode_object(self._raw_body(), self.headers.get("Content-Type"),
+                                    route.kind) or {}
+        if not isinstance(body, dict) or body.get("kind") not in (None, "TokenRequest"):
+            raise _error(400, "BadRequest", "the request body must be a TokenRequest")
+        api = self.server_api
+        self._send_json(201, reviews.token_request(api.store, api.issuer, route.namespace,
+                                                   route.name, body))
 
     def _watch(self, route: Route, query: dict[str, str]) -> None:
         try:

@@ -1,16 +1,22 @@
-"""Bearer-token authentication and RBAC authorization for the simulated API server.
+"""Authentication identities and RBAC authorization for the simulated API server.
 
-Tokens map to user names (one token per seeded user per cluster; see ``cluster.py``). The user
-``admin`` is a cluster-admin and bypasses RBAC. Every other user is authorized from the RBAC
-objects in the cluster's store: ``ClusterRoleBinding`` grants its ``ClusterRole``'s rules
-everywhere, ``RoleBinding`` grants its ``Role`` (or ``ClusterRole``) rules in its namespace. Only
-``User`` subjects are considered (no groups, no service accounts), no aggregation. Discovery,
-``/version`` and ``/openapi`` are open to every authenticated user (upstream's
-``system:discovery``). Messages are the upstream ones, so clients print what they would print
-against a real cluster.
+Tokens map to user names (one token per seeded user per cluster; see ``cluster.py``); service
+account tokens come from ``tokens.py``. Every identity carries its groups, as upstream's
+authenticators set them: ``admin`` is in ``system:masters`` (which bypasses RBAC, as upstream's
+privileged-group authorizer does), seeded users in ``system:authenticated``, service accounts in
+``system:serviceaccounts`` and ``system:serviceaccounts:<namespace>`` too. Everyone else is
+authorized from the RBAC objects in the cluster's store: ``ClusterRoleBinding`` grants its
+``ClusterRole``'s rules everywhere, ``RoleBinding`` grants its ``Role`` (or ``ClusterRole``) rules
+in its namespace, to ``User``, ``Group`` and ``ServiceAccount`` subjects; rules match as upstream's
+(``*``, ``*/subresource``, resourceNames, nonResourceURLs with a trailing ``*``). No aggregation.
+Discovery, ``/version`` and ``/openapi`` are not checked (every authenticated user may read them,
+upstream's ``system:discovery``); the bootstrap roles that say so are in ``rbacdefaults.py``.
+:func:`rules_for` is upstream's rule resolver, behind SelfSubjectRulesReview. Messages are the
+upstream ones, so clients print what they would print against a real cluster.
 """
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,8 +25,45 @@ from statemachine.sim.kinds import Kind
 from statemachine.sim.store import Store
 
 ADMIN = "admin"
+MASTERS = "system:masters"
+AUTHENTICATED = "system:authenticated"
+SA_PREFIX = "system:serviceaccount:"
 SELF_REVIEWS = frozenset({"selfsubjectaccessreviews", "selfsubjectrulesreviews", "selfsubjectreviews"})
 SELF_REVIEW_GROUPS = frozenset({"authorization.k8s.io", "authentication.k8s.io"})
+
+
+@dataclass(frozen=True)
+class Identity:
+    """Who a request is from, as upstream's ``user.Info``."""
+
+    name: str
+    groups: tuple[str, ...] = (AUTHENTICATED,)
+    uid: str = ""
+    extra: tuple[tuple[str, tuple[str, ...]], ...] = ()
+
+    @classmethod
+    def static(cls, name: str) -> Identity:
+        """A seeded user (or ``admin``) authenticated by its static token."""
+        return cls(name, (MASTERS, AUTHENTICATED) if name == ADMIN else (AUTHENTICATED,))
+
+    @classmethod
+    def service_account(cls, namespace: str, name: str, uid: str,
+                        credential_id: str = "") -> Identity:
+        extra = ((("authentication.kubernetes.io/credential-id", (credential_id,)),)
+                 if credential_id else ())
+        return cls(f"{SA_PREFIX}{namespace}:{name}",
+                   ("system:serviceaccounts", f"system:serviceaccounts:{namespace}", AUTHENTICATED),
+                   uid, extra)
+
+    def user_info(self) -> dict[str, Any]:
+        """The ``UserInfo`` of a SelfSubjectReview."""
+        info: dict[str, Any] = {"username": self.name}
+        if self.uid:
+            info["uid"] = self.uid
+        info["groups"] = list(self.groups)
+        if self.extra:
+            info["extra"] = {k: list(v) for k, v in self.extra}
+        return info
 
 
 @dataclass(frozen=True)
@@ -34,50 +77,140 @@ class Attributes:
     namespace: str = ""
     name: str = ""
     subresource: str = ""
+    groups: tuple[str, ...] = ()
+
+
+def _has(values: Any, wanted: str) -> bool:
+    return isinstance(values, list) and ("*" in values or wanted in values)
+
+
+def _resource_matches(rules_resources: Any, resource: str, subresource: str) -> bool:
+    if not isinstance(rules_resources, list):
+        return False
+    full = f"{resource}/{subresource}" if subresource else resource
+    for r in rules_resources:
+        if r == "*" or r == full:
+            return True
+        if subresource and r == f"*/{subresource}":
+            return True
+    return False
 
 
 def _rule_allows(rule: dict[str, Any], a: Attributes) -> bool:
-    def has(values: Any, wanted: str) -> bool:
-        return isinstance(values, list) and ("*" in values or wanted in values)
-
-    resource = f"{a.resource}/{a.subresource}" if a.subresource else a.resource
-    if not has(rule.get("verbs"), a.verb) or not has(rule.get("apiGroups"), a.group):
+    if not _has(rule.get("verbs"), a.verb) or not _has(rule.get("apiGroups"), a.group):
         return False
-    if not has(rule.get("resources"), resource):
+    if not _resource_matches(rule.get("resources"), a.resource, a.subresource):
         return False
     names = rule.get("resourceNames") or []
     return not names or a.name in names
 
 
-def _names_user(binding: dict[str, Any], user: str) -> bool:
-    return any(s.get("kind") == "User" and s.get("name") == user
+def _url_allows(rule: dict[str, Any], verb: str, path: str) -> bool:
+    if not _has(rule.get("verbs"), verb):
+        return False
+    for url in rule.get("nonResourceURLs") or []:
+        if url == "*" or url == path or (url.endswith("*") and path.startswith(url[:-1])):
+            return True
+    return False
+
+
+def _applies(subject: dict[str, Any], user: str, groups: tuple[str, ...],
+             binding_namespace: str) -> bool:
+    kind, name = subject.get("kind"), subject.get("name")
+    if kind == "User":
+        return bool(name == user)
+    if kind == "Group":
+        return name in groups
+    if kind == "ServiceAccount":
+        ns = subject.get("namespace") or binding_namespace
+        return bool(user == f"{SA_PREFIX}{ns}:{name}")
+    return False
+
+
+def _bound(binding: dict[str, Any], user: str, groups: tuple[str, ...]) -> bool:
+    ns = (binding.get("metadata") or {}).get("namespace") or ""
+    return any(isinstance(s, dict) and _applies(s, user, groups, ns)
                for s in binding.get("subjects") or [])
+
+
+def _role_rules(store: Store, binding: dict[str, Any]) -> tuple[list[dict[str, Any]], str]:
+    """The rules a binding's roleRef grants, or an error text (upstream's lister message)."""
+    ref = binding.get("roleRef") or {}
+    name = ref.get("name", "")
+    if ref.get("kind") == "ClusterRole":
+        role = store.try_get("ClusterRole", "", name)
+        missing = f'clusterrole.rbac.authorization.k8s.io "{name}" not found'
+    else:
+        ns = (binding.get("metadata") or {}).get("namespace") or ""
+        role = store.try_get("Role", ns, name)
+        missing = f'role.rbac.authorization.k8s.io "{name}" not found'
+    if role is None:
+        return [], missing
+    return [r for r in role.get("rules") or [] if isinstance(r, dict)], ""
+
+
+def _visit(store: Store, user: str, groups: tuple[str, ...],
+           namespace: str) -> Iterator[tuple[list[dict[str, Any]], str]]:
+    """``(rules, error)`` per binding that applies: cluster bindings, then the namespace's.
+    Lazy, so that an authorization check stops at the first binding that allows."""
+    for crb in store.list("ClusterRoleBinding"):
+        if _bound(crb, user, groups):
+            yield _role_rules(store, crb)
+    if namespace:
+        for rb in store.list("RoleBinding", namespace):
+            if _bound(rb, user, groups):
+                yield _role_rules(store, rb)
 
 
 def allowed(store: Store, a: Attributes) -> bool:
     """Whether RBAC in ``store`` allows the request."""
-    if a.user == ADMIN:
+    if a.user == ADMIN or MASTERS in a.groups:
         return True
     # Upstream's system:basic-user lets every authenticated user ask what it may do.
     if a.group in SELF_REVIEW_GROUPS and a.resource in SELF_REVIEWS and a.verb == "create":
         return True
-    for crb in store.list("ClusterRoleBinding"):
-        if _names_user(crb, a.user):
-            role = store.try_get("ClusterRole", "", (crb.get("roleRef") or {}).get("name", ""))
-            if role and any(_rule_allows(r, a) for r in role.get("rules") or []):
-                return True
-    if a.namespace:
-        for rb in store.list("RoleBinding", a.namespace):
-            if not _names_user(rb, a.user):
-                continue
-            ref = rb.get("roleRef") or {}
-            if ref.get("kind") == "ClusterRole":
-                role = store.try_get("ClusterRole", "", ref.get("name", ""))
-            else:
-                role = store.try_get("Role", a.namespace, ref.get("name", ""))
-            if role and any(_rule_allows(r, a) for r in role.get("rules") or []):
-                return True
-    return False
+    return any(_rule_allows(rule, a) for rules, _ in _visit(store, a.user, a.groups, a.namespace)
+               for rule in rules)
+
+
+def url_allowed(store: Store, user: str, groups: tuple[str, ...], verb: str, path: str) -> bool:
+    """Whether RBAC allows ``verb`` on the non-resource URL ``path`` (e.g. ``/healthz``)."""
+    if user == ADMIN or MASTERS in groups:
+        return True
+    return any(_url_allows(rule, verb, path) for rules, _ in _visit(store, user, groups, "")
+               for rule in rules)
+
+
+def rules_for(store: Store, identity: Identity, namespace: str) -> dict[str, Any]:
+    """A SubjectRulesReviewStatus: every rule RBAC grants ``identity`` in ``namespace``.
+
+    As upstream's RBAC rule resolver: each applicable rule with resources becomes a resource
+    rule, each with nonResourceURLs a non-resource rule, in binding order; a binding whose role
+    is missing contributes its error to ``evaluationError`` (one error bare, several as
+    ``[a, b]``). RBAC enumerates everything it knows, so ``incomplete`` is false.
+    """
+    resource_rules: list[dict[str, Any]] = []
+    url_rules: list[dict[str, Any]] = []
+    errors: list[str] = []
+    for rules, error in _visit(store, identity.name, identity.groups, namespace):
+        if error and error not in errors:
+            errors.append(error)
+        for rule in rules:
+            if rule.get("resources"):
+                rr = {"verbs": list(rule.get("verbs") or []),
+                      "apiGroups": list(rule.get("apiGroups") or []),
+                      "resources": list(rule["resources"])}
+                if rule.get("resourceNames"):
+                    rr["resourceNames"] = list(rule["resourceNames"])
+                resource_rules.append(rr)
+            if rule.get("nonResourceURLs"):
+                url_rules.append({"verbs": list(rule.get("verbs") or []),
+                                  "nonResourceURLs": list(rule["nonResourceURLs"])})
+    status: dict[str, Any] = {"resourceRules": resource_rules, "nonResourceRules": url_rules,
+                              "incomplete": False}
+    if errors:
+        status["evaluationError"] = errors[0] if len(errors) == 1 else f"[{', '.join(errors)}]"
+    return status
 
 
 def forbidden(kind: Kind, a: Attributes) -> Forbidden:

@@ -15,7 +15,8 @@ Both share one :class:`~statemachine.sim.controller.SimNetwork`. Seeding order p
 namespaces ``default`` and ``kube-system``; ``statemachine.sim.defaults.base_objects(cluster)`` if
 that module exists (the KubeVirt CR, CA ConfigMaps, ...); then the seed file's objects (a seed
 object replaces a default with the same identity); every namespace they reference is created.
-Seeded objects keep their ``status``. Users: ``admin`` (cluster-admin) plus every ``User`` subject
+Seeded objects keep their ``status``. Before all of them, the bootstrap RBAC roles
+(``rbacdefaults``). Users: ``admin`` (cluster-admin) plus every ``User`` subject
 of a seeded binding, each with its own bearer token per cluster.
 """
 from __future__ import annotations
@@ -34,8 +35,8 @@ from typing import Any
 
 import yaml
 
-from statemachine.sim import auth, crd
-from statemachine.sim.apiserver import ApiServer
+from statemachine.sim import auth, crd, rbacdefaults
+from statemachine.sim.apiserver import IDLE_TIMEOUT, ApiServer
 from statemachine.sim.controller import (DEFAULT_TICK, ClusterContext, Runner, SimNetwork,
                                          load_controllers)
 from statemachine.sim.faults import FaultInjector
@@ -46,10 +47,11 @@ from statemachine.sim.tls import ServerCert, make_cert
 
 
 def _default_objects(cluster: str) -> list[Obj]:
+    bootstrap = rbacdefaults.bootstrap_objects()
     if importlib.util.find_spec("statemachine.sim.defaults") is None:
-        return []
+        return bootstrap
     module = importlib.import_module("statemachine.sim.defaults")
-    return list(module.base_objects(cluster))
+    return [*bootstrap, *module.base_objects(cluster)]
 
 
 def _identity(obj: Mapping[str, Any]) -> tuple[str, str, str, str]:
@@ -66,7 +68,7 @@ class SimulatedClusters:
                  fault_rate: float = 0.0, request_log: str | Path | None = None,
                  kubeconfig_out: str | Path | None = None, controllers: bool = True,
                  fault_seed: int | None = None, tls: bool = True,
-                 history: int = DEFAULT_HISTORY) -> None:
+                 history: int = DEFAULT_HISTORY, idle_timeout: float = IDLE_TIMEOUT) -> None:
         self._seed = load_seed(seed)  # validate before anything starts
         self.tick = tick
         self.fault_rate = fault_rate
@@ -76,6 +78,7 @@ class SimulatedClusters:
         self._with_controllers = controllers
         self._tls = tls
         self._history = history
+        self._idle_timeout = idle_timeout
         self.cert: ServerCert | None = None
         self.network = SimNetwork()
         self.contexts: dict[str, ClusterContext] = {}
@@ -119,7 +122,7 @@ class SimulatedClusters:
             self._tokens[name] = {u: f"sim-{name}-{u}-{secrets.token_hex(12)}" for u in users}
             server = ApiServer(name, store, tokens={t: u for u, t in self._tokens[name].items()},
                                faults=faults, request_log=self._log,
-                               ssl_context=ssl_context)
+                               ssl_context=ssl_context, idle_timeout=self._idle_timeout)
             self.servers[name] = server
         for name, ctx in self.contexts.items():
             self.runners[name] = Runner(ctx, load_controllers() if self._with_controllers else [])

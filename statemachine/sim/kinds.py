@@ -148,6 +148,8 @@ KINDS: tuple[Kind, ...] = (
     # authorization: create-only, answered from RBAC, never stored
     _k("authorization.k8s.io", "v1", "SelfSubjectAccessReview", "selfsubjectaccessreviews",
        namespaced=False, custom=False, verbs=("create",)),
+    _k("authorization.k8s.io", "v1", "SelfSubjectRulesReview", "selfsubjectrulesreviews",
+       namespaced=False, custom=False, verbs=("create",)),
     _k("authentication.k8s.io", "v1", "SelfSubjectReview", "selfsubjectreviews",
        namespaced=False, custom=False, verbs=("create",)),
     # apiextensions: CRDs (crd.py serves the kinds they define)
