@@ -2,7 +2,8 @@
 
 Everything goes through smrun's cluster layer (``statemachine.k8s.client``, the only importer of
 the ``kubernetes`` library): objects are fetched one by one as the conversion asks for them, so
-only the Plan's own Providers, maps, Hooks and Secrets are read. Ids are resolved by listing the
+only the Plan's own Providers, maps, Hooks and Secrets are read, plus the Migrations of the
+Plan's namespace (listed once: a Migration names its Plan, not the other way round). Ids are resolved by listing the
 kind once on the *source* cluster: the context itself for a ``host`` source Provider, else the
 cluster its URL and token reach (through a kubeconfig written to a private temporary folder and
 removed afterwards).
@@ -75,7 +76,15 @@ class ClusterReader:
         return InputObject({**obj, "apiVersion": api_version, "kind": kind}, Origin(self.where))
 
     def objects(self) -> ObjectSet:
-        return ObjectSet(fetcher=self.fetch, where=self.where)
+        """The cluster's objects, fetched on demand; the namespace's Migrations (which carry a
+        warm plan's cutover and are found by the Plan they name, not by name) listed at once."""
+        try:
+            items = self._cluster.list(API_VERSION, "Migration", namespace=self.namespace)
+        except NotFound:
+            items = []
+        migrations = [InputObject({**m, "apiVersion": API_VERSION, "kind": "Migration"},
+                                  Origin(self.where)) for m in items]
+        return ObjectSet(migrations, fetcher=self.fetch, where=self.where)
 
     def plan(self, objects: ObjectSet, name: str) -> InputObject:
         plan = objects.find(API_VERSION, "Plan", self.namespace, name)

@@ -20,6 +20,13 @@ DATA = REPO / "tests" / "data" / "forklift"
 EXAMPLES = REPO / "examples"
 
 
+@pytest.fixture(autouse=True)
+def _no_user_kubeconfig(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The host provider's context defaults to the current context of $KUBECONFIG: never the
+    developer's own kubeconfig in these tests."""
+    monkeypatch.setenv("KUBECONFIG", str(tmp_path / "no-kubeconfig"))
+
+
 def run_import(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
     capsys.readouterr()
     code = main(["import", "forklift", *args])

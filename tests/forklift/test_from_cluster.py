@@ -74,6 +74,9 @@ def _forklift_objects(sim: SimulatedClusters, vm_uid: str) -> list[dict[str, Any
             "vms": [{"id": vm_uid},
                     {"name": "db-1", "namespace": "shop",
                      "hooks": [{"step": "PreHook", "hook": {"name": "quiesce-db", "namespace": NS}}]}]}),
+        # Found by listing (a Migration names its Plan); a live plan has no cutover: a warning.
+        obj("Migration", "shop-live-run", {"plan": {"name": "shop-live", "namespace": NS},
+                                           "cutover": "2026-12-01T02:00:00Z"}),
     ]
 
 
@@ -99,8 +102,10 @@ def test_import_from_cluster_then_run(make_sim: Callable[..., SimulatedClusters]
     assert code == 0, stderr
     token = _kubeconfig_parts(sim, "source")[2]
     assert token not in stdout and token not in stderr
-    assert stderr.splitlines() == [f"cluster target: Plan {NS}/shop-live: spec.transferNetwork: "
-                                   "no smrun equivalent; ignored"]
+    assert stderr.splitlines() == [
+        f"cluster target: Plan {NS}/shop-live: spec.transferNetwork: no smrun equivalent; ignored",
+        f"cluster target: Migration {NS}/shop-live-run: spec.cutover: ignored: only warm migrations "
+        "have a cutover"]
     plan = load(out)
     spec = plan["spec"]
     # The VM given by id, resolved on the source Provider's cluster through its URL and token.

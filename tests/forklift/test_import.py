@@ -251,3 +251,42 @@ def test_simulation_plan_has_no_credentials(tmp_path: Path, capsys: pytest.Captu
     code, out, err = validate_offline(capsys, tmp_path / "out" / "live.yaml")
     assert code == 0, err
     assert "manifests rendered" in out
+
+
+def test_host_provider_defaults_to_the_current_context(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without --host-context, the host cluster is the context the objects were most likely
+    exported from: the kubeconfig's current context, named in the plan and in a warning."""
+    kubeconfig = tmp_path / "kubeconfig"
+    kubeconfig.write_text(yaml.safe_dump({"apiVersion": "v1", "kind": "Config", "current-context": "hub",
+                                          "contexts": [{"name": "hub", "context": {"cluster": "c", "user": "u"}}]}))
+    monkeypatch.setenv("KUBECONFIG", str(kubeconfig))
+    out = tmp_path / "p.yaml"
+    code, _, stderr = run_import(capsys, str(DATA / "live.yaml"), "-o", str(out))
+    assert code == 0, stderr
+    assert load(out)["spec"]["target"] == {"context": "hub"}
+    assert "Provider openshift-mtv/host: spec.url: empty (the host cluster): the plan uses context 'hub', " \
+           "the current context of the default kubeconfig (--host-context to choose another)" in stderr
+    monkeypatch.setenv("KUBECONFIG", str(tmp_path / "absent"))
+    code, _, stderr = run_import(capsys, str(DATA / "live.yaml"), "-o", str(out))
+    assert code == 0
+    assert load(out)["spec"]["target"] == {}
+    assert "spec.url: empty (the host cluster): the plan uses the current context of the default " \
+           "kubeconfig" in stderr
+
+
+def test_debug_output_has_no_secret(tmp_path: Path) -> None:
+    """Even with --debug (debug logs, tracebacks), no token reaches the terminal."""
+    import os
+    import subprocess
+    import sys
+
+    for args, code in ((["-o", str(tmp_path / "p.yaml"), "--plan", "shop-live"], 0),
+                       (["-o", str(tmp_path / "q.yaml"), "--plan", "nope"], 2)):  # an error path too
+        proc = subprocess.run([sys.executable, "-m", "statemachine", "--debug", "import", "forklift",
+                               str(DATA / "cold.yaml"), str(DATA / "live.yaml"), *args],
+                              capture_output=True, text=True, timeout=60,
+                              env=dict(os.environ, KUBECONFIG=str(tmp_path / "none")))
+        assert proc.returncode == code, proc.stderr
+        for token in TOKENS:
+            assert token not in proc.stdout and token not in proc.stderr
