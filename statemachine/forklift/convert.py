@@ -33,7 +33,19 @@ from statemachine.forklift.credentials import HostRef, KubeconfigText, is_host, 
 from statemachine.forklift.documents import InputObject
 from statemachine.forklift.inventory import INVENTORY_KINDS, Inventory
 from statemachine.forklift.objectset import ObjectSet
-from statemachine.forklift.shape import API_VERSION, PLAN_SPEC, VM
+from statemachine.forklift.shape import (
+    API_VERSION,
+    HOOK_SPEC,
+    MIGRATION_SPEC,
+    NETWORK_MAP_SPEC,
+    PLAN_SPEC,
+    PROVIDER_SPEC,
+    STORAGE_MAP_SPEC,
+    VM,
+    Arr,
+    Obj,
+    Shape,
+)
 from statemachine.yamlsource import DocPath
 
 __all__ = ["Conversion", "Options", "convert"]
@@ -150,11 +162,26 @@ class _Converter:
                 why = _WHY.get(key, "")
                 self.warn(obj, where, f"{IGNORED} ({why})" if why else IGNORED)
 
+    def unknown(self, obj: InputObject, path: DocPath, data: Any, shape: Shape) -> None:
+        """Name every field below ``path`` that Forklift's CRDs do not have (a typo, or a newer
+        Forklift): the checked shape lists them all."""
+        if isinstance(shape, Arr) and isinstance(data, list):
+            for i, item in enumerate(data):
+                self.unknown(obj, (*path, i), item, shape.items)
+        elif isinstance(shape, Obj) and isinstance(data, Mapping):
+            for key, value in data.items():
+                if key not in shape.fields:
+                    self.warn(obj, (*path, key), "not a Forklift v1beta1 field smrun knows; ignored")
+                else:
+                    self.unknown(obj, (*path, key), value, shape.fields[key])
+
     # -- the plan ------------------------------------------------------------------------------
 
     def run(self) -> Conversion:
         spec = self.fk.spec
         self.unmapped(self.fk, ("spec",), spec, _PLAN_MAPPED, PLAN_SPEC.fields)
+        for key in ("provider", "map", "transferNetwork"):
+            self.unknown(self.fk, ("spec", key), spec.get(key), PLAN_SPEC.fields[key])
         out_spec: dict[str, Any] = {"type": self.migration_type()}
         source_provider, target_provider = self.providers()
         out_spec.update(self.clusters(source_provider, target_provider))
@@ -238,6 +265,7 @@ class _Converter:
         run = mine[-1]
         self.objects.mark_used(run)
         spec = run.spec
+        self.unknown(run, ("spec",), spec, MIGRATION_SPEC)
         warm = out_spec["type"] == "warm"
         for key in ("cancel", "resumeConversion"):
             if spec.get(key):
@@ -279,6 +307,7 @@ class _Converter:
                                      "imports only openshift providers, i.e. KubeVirt clusters)")
             for key in sorted(provider.spec.get("settings") or {}):
                 self.warn(provider, ("spec", "settings", key), IGNORED)
+            self.unknown(provider, ("spec",), provider.spec, PROVIDER_SPEC)
             found.append(provider)
         return found[0], found[1]
 
@@ -332,6 +361,8 @@ class _Converter:
             obj = self.objects.need(API_VERSION, kind, ns, name, referrer=self.fk,
                                     path=("spec", "map", field_name))
             self.check_pair(obj, source, target)
+            self.unknown(obj, ("spec",), obj.spec,
+                         STORAGE_MAP_SPEC if kind == "StorageMap" else NETWORK_MAP_SPEC)
             entries = [convert_entry(obj, i, e) for i, e in enumerate(obj.spec.get("map") or [])]
             if field_name == "storage":
                 self.unique_storage(obj, entries)
@@ -428,6 +459,7 @@ class _Converter:
         for i, vm in enumerate(self.fk.spec["vms"]):
             path: DocPath = ("spec", "vms", i)
             self.unmapped(self.fk, path, vm, _VM_MAPPED, VM.fields)
+            self.unknown(self.fk, (*path, "hooks"), vm.get("hooks"), VM.fields["hooks"])
             self.delete_on_failure(self.fk, path, vm)
             name, namespace = vm.get("name"), vm.get("namespace")
             if not name and not vm.get("id"):
@@ -469,6 +501,7 @@ class _Converter:
         obj = self.objects.need(API_VERSION, "Hook", key[0], key[1], referrer=self.fk,
                                 path=(*binding_path, "hook"))
         spec = obj.spec
+        self.unknown(obj, ("spec",), spec, HOOK_SPEC)
         taken = set(self.hook_names.values())
         name = _label_for(obj.name, taken, key[0])
         if name != obj.name:
@@ -489,6 +522,7 @@ class _Converter:
                 text = base64.b64decode(str(playbook), validate=True).decode("utf-8")
             except (binascii.Error, ValueError):
                 raise obj.error(("spec", "playbook"), "not base64-encoded UTF-8 text") from None
+            self.check_playbook(obj, text)
             file = f"{self.options.stem}-hook-{name}.yml"
             self.out.playbooks[file] = text
             hook["playbook"] = f"./{file}"
@@ -501,6 +535,24 @@ class _Converter:
             hook["deadline"] = deadline
         self.hooks.append(hook)
         return name
+
+
+    @staticmethod
+    def check_playbook(obj: InputObject, text: str) -> None:
+        """The decoded playbook must be what an smrun plan accepts as one (YAML within the input
+        limits, at most the size of a ConfigMap): said here, at the Hook, not later at the file
+        the import wrote."""
+        from statemachine import yamlsource
+        from statemachine.errors import SchemaError
+        from statemachine.plan import PLAYBOOK_BYTES
+
+        try:
+            yamlsource.load_all_text(text, "playbook", limit=PLAYBOOK_BYTES)
+        except SchemaError as exc:
+            problem = exc.problems[0] if exc.problems else None
+            where = f" (line {problem.line})" if problem is not None and problem.line else ""
+            why = problem.message if problem is not None else str(exc)
+            raise obj.error(("spec", "playbook"), f"the decoded playbook{where}: {why}") from None
 
 
 def _qualified(namespace: Any, name: str) -> str:

@@ -290,3 +290,29 @@ def test_debug_output_has_no_secret(tmp_path: Path) -> None:
         assert proc.returncode == code, proc.stderr
         for token in TOKENS:
             assert token not in proc.stdout and token not in proc.stderr
+
+
+def test_fields_forklift_does_not_have_are_named(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A typo or a field of a newer Forklift, anywhere in the objects used: one warning each."""
+    docs = load_all(DATA / "hooks.yaml")
+    by_kind = {(d["kind"], d["metadata"]["name"]): d for d in docs}
+    by_kind[("Plan", "shop-with-hooks")]["spec"]["targetNamspace"] = "typo"
+    by_kind[("Plan", "shop-with-hooks")]["spec"]["vms"][0]["hooks"][0]["when"] = "always"
+    by_kind[("Provider", "east")]["spec"]["region"] = "eu-1"
+    by_kind[("NetworkMap", "east-networks")]["spec"]["map"][0]["source"]["vlanId"] = "10"
+    by_kind[("StorageMap", "east-storage")]["spec"]["map"][1]["destination"]["iops"] = "3000"
+    by_kind[("Hook", "quiesce")]["spec"]["retries"] = 3
+    source = tmp_path / "hooks.yaml"
+    source.write_text(yaml.safe_dump_all(docs, sort_keys=False))
+    code, _, stderr = run_import(capsys, str(source), "-o", str(tmp_path / "p.yaml"), "--host-context", "w")
+    assert code == 0, stderr
+    unknown = sorted(line.split(": ", 1)[1] for line in stderr.splitlines()
+                     if line.endswith("not a Forklift v1beta1 field smrun knows; ignored"))
+    suffix = ": not a Forklift v1beta1 field smrun knows; ignored"
+    assert unknown == sorted(f"{where}{suffix}" for where in (
+        "Plan openshift-mtv/shop-with-hooks: spec.targetNamspace",
+        "Plan openshift-mtv/shop-with-hooks: spec.vms[0].hooks[0].when",
+        "Provider openshift-mtv/east: spec.region",
+        "NetworkMap openshift-mtv/east-networks: spec.map[0].source.vlanId",
+        "StorageMap openshift-mtv/east-storage: spec.map[1].destination.iops",
+        "Hook openshift-mtv/quiesce: spec.retries"))

@@ -202,3 +202,19 @@ def test_import_without_a_format_shows_its_usage(capsys: pytest.CaptureFixture[s
     assert main(["import"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("usage: smrun import") and "forklift" in err
+
+
+def test_a_playbook_that_is_not_yaml_is_named_at_the_hook(tmp_path: Path,
+                                                          capsys: pytest.CaptureFixture[str]) -> None:
+    import base64
+
+    docs = load_all(DATA / "hooks.yaml")
+    _obj(docs, "Hook", "quiesce")["spec"]["playbook"] = base64.b64encode(b"- name: x\n  a: [1,\n").decode()
+    source = tmp_path / "hooks.yaml"
+    source.write_text(yaml.safe_dump_all(docs, sort_keys=False))
+    out = tmp_path / "out" / "p.yaml"
+    code, _, stderr = run_import(capsys, str(source), "-o", str(out))
+    assert code == 2
+    assert len(stderr.splitlines()) == 1
+    assert "Hook openshift-mtv/quiesce: spec.playbook: the decoded playbook (line 3): invalid YAML" in stderr
+    assert not (tmp_path / "out").exists()
