@@ -33,19 +33,22 @@ import json
 import re
 from collections.abc import Callable, Mapping, MutableMapping, Sequence
 from functools import lru_cache
+from itertools import islice
 from pathlib import Path
 from types import TracebackType
 from typing import Any
 
 import yaml
 from jinja2 import (ChainableUndefined, StrictUndefined, TemplateError as JinjaError,
-                    TemplateNotFound, TemplateSyntaxError, Undefined, UndefinedError, pass_context)
+                    TemplateNotFound, TemplateSyntaxError, Undefined, UndefinedError, nodes,
+                    pass_context)
 from jinja2.environment import TemplateExpression
 from jinja2.runtime import Context
 from jinja2.exceptions import SecurityError, TemplateRuntimeError
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 from jinja2.utils import missing
 
+from statemachine import budget
 from statemachine.codecache import CachingEnvironment, TemplateLoader, literal_references
 from statemachine.errors import TemplateError
 from statemachine.resources import data_dir
@@ -89,7 +92,29 @@ class _FieldUndefined(ChainableUndefined):
 
 class _Environment(CachingEnvironment, ImmutableSandboxedEnvironment):
     """The sandbox, failing loudly on unsafe attribute access instead of returning undefined;
-    its compiles go through the disk cache (``codecache.CachingEnvironment``)."""
+    its compiles go through the disk cache (``codecache.CachingEnvironment``); renders within
+    the render budget (:mod:`statemachine.budget`): ``*``, ``**``, ``+`` and ``%`` are checked
+    before they run, every call is a step, and every ``{% for %}`` iterable is wrapped so that
+    each iteration is one (a tree rewrite before code generation, so the cached code has it)."""
+
+    intercepted_binops = frozenset({"*", "**", "+", "%"})
+
+    def call_binop(self, context: Context, operator: str, left: Any, right: Any) -> Any:
+        budget.check_binop(operator, left, right)
+        return super().call_binop(context, operator, left, right)
+
+    def call(__self, __context: Context, __obj: Any, *args: Any, **kwargs: Any) -> Any:  # noqa: N805
+        budget.check_call(__obj, args, kwargs)
+        return super().call(__context, __obj, *args, **kwargs)
+
+    def _generate(self, source: nodes.Template, name: str | None, filename: str | None,
+                  defer_init: bool = False) -> str:
+        for loop in source.find_all(nodes.For):
+            it = loop.iter
+            if not (isinstance(it, nodes.Filter) and it.name == budget.LOOP_FILTER):
+                loop.iter = nodes.Filter(it, budget.LOOP_FILTER, [], [], None, None,
+                                         lineno=it.lineno)
+        return super()._generate(source, name, filename, defer_init)
 
     def make_globals(self, d: MutableMapping[str, Any] | None) -> MutableMapping[str, Any]:
         # A plain dict, not Jinja2's ChainMap over the environment's globals: every evaluation
@@ -320,6 +345,7 @@ def _new_environment(template_dirs: Sequence[Path | str], *, expressions: bool) 
     )
     env.globals.update(_GLOBALS)
     env.filters.update(_FILTERS)
+    budget.install(env)
     return env
 
 
@@ -386,19 +412,38 @@ def evaluate(expr: str, ctx: Mapping[str, Any], *, where: str = "") -> Any:
 
     ``where`` (like ``live.yaml:57: spec.states[3].readiness.ready``) prefixes error messages.
     """
+    started = budget.begin()
     try:
         result = _compiled(expr)(**ctx)
     except _EVALUATION_ERRORS as exc:
         raise _failure(exc, where, "expression", expr, undefined="") from None
+    finally:
+        budget.end(started)
     return _deep_plain(result)
 
 
 # What evaluating or rendering user text can raise; anything else is a bug in smrun.
-_EVALUATION_ERRORS = (JinjaError, ArithmeticError, TypeError, ValueError, LookupError)
+# RecursionError and MemoryError: a template that recursed or allocated past what the budget
+# could see coming (a macro calling itself) is the template's fault, not a crash.
+_EVALUATION_ERRORS = (JinjaError, ArithmeticError, TypeError, ValueError, LookupError,
+                      RecursionError, MemoryError)
+
+
+def _budget_message(exc: BaseException) -> str | None:
+    if isinstance(exc, budget.BudgetExceeded):
+        return str(exc)
+    if isinstance(exc, RecursionError):
+        return "render budget exceeded: recursion too deep (a macro or loop calling itself)"
+    if isinstance(exc, MemoryError):
+        return "render budget exceeded: out of memory"
+    return None
 
 
 def _failure(exc: Exception, where: str, what: str, text: str, *, undefined: str) -> TemplateError:
     """One clear error for an expression or a template string that failed."""
+    over = _budget_message(exc)
+    if over is not None:
+        return _error(where, f"{text!r}: {over}")
     if isinstance(exc, TemplateSyntaxError):
         return _error(where, f"{what} {text!r} does not compile: {exc.message}")
     if isinstance(exc, SecurityError):
@@ -434,8 +479,12 @@ def render_text(template_name: str, ctx: Mapping[str, Any], *,
     except TemplateSyntaxError as exc:
         where = f"{exc.filename or template_name}:{exc.lineno}"
         raise _error(where, f"syntax error: {exc.message}") from None
+    started = budget.begin()
     try:
-        return template.render(dict(ctx))
+        return _render_bounded(template, ctx)
+    except (budget.BudgetExceeded, RecursionError, MemoryError) as exc:
+        raise _error(_where(exc, template.filename or template_name),
+                     str(_budget_message(exc))) from None
     except TemplateNotFound as exc:
         raise _error(_where(exc, template.filename or template_name),
                      f"template {exc.name!r} not found") from None
@@ -451,14 +500,41 @@ def render_text(template_name: str, ctx: Mapping[str, Any], *,
     except (JinjaError, ArithmeticError, TypeError, ValueError, LookupError) as exc:
         raise _error(_where(exc, template.filename or template_name),
                      f"{type(exc).__name__}: {exc}") from None
+    finally:
+        budget.end(started)
+
+
+def _render_bounded(template: Any, ctx: Mapping[str, Any]) -> str:
+    """``template.render(ctx)``, stopped once the text passes ``budget.OUTPUT_CHARS`` (what
+    ``Template.render`` does, counting the chunks in blocks of 16: a loop in C, not a Python
+    step per chunk; one chunk is at most ``budget.VALUE_CHARS`` unless it comes from the
+    context, so the overshoot is bounded)."""
+    parts: list[str] = []
+    total = 0
+    try:
+        chunks = template.root_render_func(template.new_context(dict(ctx)))
+        while True:
+            block = list(islice(chunks, 16))
+            if not block:
+                break
+            total += sum(map(len, block))
+            if total > budget.OUTPUT_CHARS:
+                raise budget.too_big("the rendered text", total, budget.OUTPUT_CHARS)
+            parts += block
+    except Exception:
+        template.environment.handle_exception()  # re-raises with the template's own lines
+    return "".join(parts)
 
 
 def render_string(source: str, ctx: Mapping[str, Any], *, where: str = "") -> str:
     """Render one template string (a REF field, a message) with strict undefined."""
+    started = budget.begin()
     try:
-        return str(_compiled_string(source).render(dict(ctx)))
+        return _render_bounded(_compiled_string(source), ctx)
     except _EVALUATION_ERRORS as exc:
         raise _failure(exc, where, "template", source, undefined="undefined: ") from None
+    finally:
+        budget.end(started)
 
 
 def render_value(value: Any, ctx: Mapping[str, Any], *, where: str = "") -> Any:
