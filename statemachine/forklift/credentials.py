@@ -1,7 +1,9 @@
 """A Forklift ``openshift`` Provider and its Secret, as a kubeconfig smrun can use.
 
 Forklift reaches a remote KubeVirt cluster with the Provider's ``spec.url`` and, from its Secret,
-``token``, the CA (``ca.crt``, or the older ``cacert``) and ``insecureSkipVerify``. A Provider
+``token``, the CA (``ca.crt``, or the older ``cacert``) and ``insecureSkipVerify``. A Secret
+without a token that holds a whole kubeconfig under ``kubeconfig`` (as smrun's own operator
+mode keeps one) is taken as it is. A Provider
 with an empty URL is the ``host`` cluster, the one Forklift itself runs in: it has no
 credentials of its own, so the plan refers to a kubeconfig context for it instead.
 
@@ -71,17 +73,22 @@ def secret_value(secret: InputObject, key: str) -> str | None:
 
 
 def kubeconfig_for(provider: InputObject, secret: InputObject) -> KubeconfigText:
-    """The kubeconfig of a remote openshift Provider (``spec.url`` + its Secret's token).
+    """The kubeconfig of a remote openshift Provider: ``spec.url`` + its Secret's token (what
+    Forklift uses), else a whole kubeconfig kept in the Secret under ``kubeconfig``.
 
-    Raises ``DefinitionError`` when the URL or the token is missing.
+    Raises ``DefinitionError`` when neither a token nor a kubeconfig is there, or the URL is
+    missing.
     """
+    if not secret_value(secret, "token") and secret_value(secret, "kubeconfig"):
+        return _embedded(secret)
     url = str(provider.spec.get("url") or "") or (secret_value(secret, "url") or "")
     if not url:
         raise provider.error(("spec", "url"), "Required value (a remote openshift provider needs "
                                               "the API server URL)")
     token = secret_value(secret, "token")
     if not token:
-        raise secret.error(("data", "token"), f"Required value (the bearer token of {provider.label})")
+        raise secret.error(("data", "token"), f"Required value (the bearer token of {provider.label}, "
+                                              "or a kubeconfig under data.kubeconfig)")
     insecure = (secret_value(secret, "insecureSkipVerify") or "").strip().lower() in ("true", "1")
     ca = secret_value(secret, "ca.crt") or secret_value(secret, "cacert")
     name = provider.name
@@ -98,6 +105,22 @@ def kubeconfig_for(provider: InputObject, secret: InputObject) -> KubeconfigText
         "current-context": name,
     }
     return KubeconfigText(yaml.safe_dump(config, sort_keys=False), name)
+
+
+def _embedded(secret: InputObject) -> KubeconfigText:
+    """The kubeconfig a Secret holds under ``kubeconfig``, checked for a current context."""
+    text = secret_value(secret, "kubeconfig") or ""
+    try:
+        config = yaml.safe_load(text)
+    except yaml.YAMLError:
+        config = None
+    context = config.get("current-context") if isinstance(config, Mapping) else None
+    names = [c.get("name") for c in config.get("contexts") or [] if isinstance(c, Mapping)] \
+        if isinstance(config, Mapping) else []
+    if not isinstance(context, str) or context not in names:
+        raise secret.error(("data", "kubeconfig"), "not a kubeconfig with a current-context that "
+                                                   "names one of its contexts")
+    return KubeconfigText(text, context)
 
 
 def default_kubeconfig() -> Path:

@@ -316,3 +316,29 @@ def test_fields_forklift_does_not_have_are_named(tmp_path: Path, capsys: pytest.
         "NetworkMap openshift-mtv/east-networks: spec.map[0].source.vlanId",
         "StorageMap openshift-mtv/east-storage: spec.map[1].destination.iops",
         "Hook openshift-mtv/quiesce: spec.retries"))
+
+
+def test_a_secret_may_hold_a_whole_kubeconfig(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    config = {"apiVersion": "v1", "kind": "Config", "current-context": "south-admin",
+              "clusters": [{"name": "south", "cluster": {"server": "https://10.0.0.1:6443"}}],
+              "users": [{"name": "admin", "user": {"token": "sha256~embedded-kubeconfig-token"}}],
+              "contexts": [{"name": "south-admin", "context": {"cluster": "south", "user": "admin"}}]}
+    docs = load_all(DATA / "cold.yaml")
+    secret = next(d for d in docs if d["metadata"]["name"] == "south-token")
+    secret["stringData"] = {"kubeconfig": yaml.safe_dump(config)}
+    source = tmp_path / "cold.yaml"
+    source.write_text(yaml.safe_dump_all(docs, sort_keys=False))
+    out = tmp_path / "out" / "p.yaml"
+    code, stdout, stderr = run_import(capsys, str(source), "-o", str(out))
+    assert code == 0, stderr
+    assert load(out)["spec"]["source"] == {"kubeconfig": "./p-south.kubeconfig", "context": "south-admin"}
+    written = tmp_path / "out" / "p-south.kubeconfig"
+    assert load(written) == config
+    assert stat.S_IMODE(written.stat().st_mode) == 0o600
+    assert "sha256~embedded-kubeconfig-token" not in stdout + stderr
+    secret["stringData"] = {"kubeconfig": "just: text"}
+    source.write_text(yaml.safe_dump_all(docs, sort_keys=False))
+    code, _, stderr = run_import(capsys, str(source), "-o", str(out))
+    assert code == 2
+    assert "Secret mtv/south-token: data.kubeconfig: not a kubeconfig with a current-context" in stderr
+    assert "just: text" not in stderr
