@@ -33,8 +33,8 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from statemachine.errors import ClusterError, PermanentClusterError
-from statemachine.sim import (admission, auth, crd, decode, discovery, openapi, patches, reviews,
-                              watch, wire)
+from statemachine.sim import (admission, auth, crd, decode, discovery, managedfields, openapi,
+                              patches, reviews, watch, wire)
 from statemachine.sim.faults import FaultInjector
 from statemachine.sim.kinds import Kind
 from statemachine.sim.requestlog import RequestLog
@@ -510,14 +510,16 @@ class Handler(BaseHTTPRequestHandler):
             self._check_identity(route, body)
             body.setdefault("apiVersion", k.api_version)
             body.setdefault("kind", k.kind)
-            self._send_json(201, store.create(k, body, namespace=ns or None, dry_run=dry_run))
+            self._send_json(201, store.create(k, body, namespace=ns or None, dry_run=dry_run,
+                                              manager=self._manager(query)))
             return
         if method == "PUT" and name:
             self._authorize("update", route)
             body = self._object_body(route)
             self._check_identity(route, body)
             self._send_json(200, store.replace(k, body, namespace=ns, dry_run=dry_run,
-                                               subresource=route.subresource or None))
+                                               subresource=route.subresource or None,
+                                               manager=self._manager(query)))
             return
         if method == "PATCH" and name:
             self._authorize("patch", route)
@@ -527,9 +529,13 @@ class Handler(BaseHTTPRequestHandler):
                 raise _error(415, "UnsupportedMediaType",
                              f"the body of the request was in an unknown format - accepted "
                              f"media types include: {', '.join(list(PATCH_TYPES)[:4])}")
+            managedfields.validate_patch_options(ptype == "apply", query.get("fieldManager", ""),
+                                                 query.get("force"))
             patch = decode.decode_patch(self._raw_body(), yaml_ok=ctype.endswith("yaml"))
             sub = route.subresource or None
-            self._send_json(200, store.patch(k, ns, name, patch, ptype, sub, dry_run=dry_run))
+            self._send_json(200, store.patch(k, ns, name, patch, ptype, sub, dry_run=dry_run,
+                                             manager=self._manager(query),
+                                             force=query.get("force") == "true"))
             return
         if method == "DELETE" and name and not route.subresource:
             self._authorize("delete", route)
@@ -579,6 +585,11 @@ class Handler(BaseHTTPRequestHandler):
         if not isinstance(body, dict):
             raise _error(400, "BadRequest", "the request body must be a JSON object")
         self._send_json(200, crd.scale_update(store, k, ns, name, body, dry_run=dry_run))
+
+    def _manager(self, query: dict[str, str]) -> str:
+        """The write's field manager: ``?fieldManager=``, else derived from the User-Agent."""
+        return query.get("fieldManager") or managedfields.manager_from_user_agent(
+            self.headers.get("User-Agent") or "")
 
     def _check_identity(self, route: Route, body: dict[str, Any]) -> None:
         k = route.kind

@@ -44,6 +44,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from statemachine.errors import Conflict, NotFound
+from statemachine.sim import managedfields
 from statemachine.sim.kinds import Kind
 from statemachine.sim.store import Obj, Store, StoreEvent
 
@@ -118,6 +119,9 @@ class Controller:
 
     #: Kinds whose events trigger ``reconcile`` (kind names or ``group/version/Kind``).
     watches: tuple[str, ...] = ()
+    #: The manager its writes are recorded for in managedFields (that of the upstream component
+    #: it stands for); ``None``: chosen by module, see :func:`field_manager`.
+    field_manager: str | None = None
 
     def reconcile(self, ctx: ClusterContext, obj: Obj) -> bool | None:
         raise NotImplementedError
@@ -141,6 +145,18 @@ def load_controllers() -> list[Controller]:
     return list(factory()) if factory is not None else []
 
 
+_MANAGER_BY_MODULE = {"job": "kube-controller-manager", "pause": "kube-controller-manager",
+                      "cdi": "cdi-controller", "import_source": "cdi-controller"}
+
+
+def field_manager(controller: Controller) -> str:
+    """The managedFields manager of ``controller``'s writes (virt-controller unless said)."""
+    if controller.field_manager:
+        return controller.field_manager
+    module = type(controller).__module__.rpartition(".")[2]
+    return _MANAGER_BY_MODULE.get(module, "virt-controller")
+
+
 DirtyKey = tuple[int, Kind, str, str]  # (controller index, kind, namespace, name)
 
 
@@ -152,6 +168,7 @@ class Runner:
         self.ctx = ctx
         self.controllers = controllers
         self.resync_ticks = max(1, resync_ticks)
+        self._managers = [field_manager(c) for c in controllers]
         self._watch: dict[Kind, list[int]] = {}
         for i, c in enumerate(controllers):
             for name in c.watches:
@@ -212,11 +229,13 @@ class Runner:
             controller = self.controllers[i]
             current = self.ctx.store.try_get(kind, ns, name)
             try:
-                if current is None:
-                    if deleted_obj is not None:
-                        controller.deleted(self.ctx, deleted_obj)
-                    continue
-                if controller.reconcile(self.ctx, current):
+                with managedfields.acting_as(self._managers[i]):
+                    if current is None:
+                        if deleted_obj is not None:
+                            controller.deleted(self.ctx, deleted_obj)
+                        continue
+                    requeue = controller.reconcile(self.ctx, current)
+                if requeue:
                     with self._lock:
                         self._dirty.setdefault((i, kind, ns, name), None)
             except (Conflict, NotFound) as exc:

@@ -1,20 +1,26 @@
-"""Patch algorithms the simulated API server applies: JSON merge patch (RFC 7386) and JSON patch
-(RFC 6902).
+"""Patch algorithms the simulated API server applies: JSON merge patch (RFC 7386), JSON patch
+(RFC 6902), strategic merge patch, and the merge step of server-side apply.
 
-Strategic merge patch (built-in kinds only; custom resources get 415 as from a real apiserver) is
-approximated without the Go struct tags: maps merge as in a merge patch; a list of objects that
-all carry the same identifying key (``name``, ``mountPath``, ``containerPort``, ``type``) is merged
-element by element on that key (``$patch: delete`` removes one, ``$setElementOrder/<field>``
-orders them); any other list is replaced; other ``$`` directives are dropped. That covers what
-kubectl apply/label/annotate send for ConfigMaps, Secrets, Jobs and PVCs. Pure functions over
-JSON values; inputs are never mutated.
+Strategic merge patch (built-in kinds only; custom resources get 415 before it is reached) follows
+each field's patch strategy and merge key from the ``fieldtypes`` table: lists tagged ``merge``
+merge item by item on their merge key (or as a set of scalars), every other list is replaced, maps
+merge key by key and ``null`` deletes. Directives: ``$patch: replace`` (a map or list replaced
+whole), ``$patch: delete`` (a list item by merge key, or a map), ``$retainKeys`` (unlisted fields
+cleared), ``$deleteFromPrimitiveList/<field>`` and ``$setElementOrder/<field>`` (the final order of
+the listed items). A malformed directive is a 400.
+
+Not here: field ownership and conflicts of server-side apply (``managedfields.py``). Pure
+functions over JSON values; inputs are never mutated.
 """
 from __future__ import annotations
 
 import copy
+import json
 from typing import Any
 
-from statemachine.errors import Invalid
+from statemachine.errors import Invalid, PermanentClusterError
+from statemachine.sim.fieldsets import Schema, item_key
+from statemachine.sim.fieldtypes import ATOMIC, Rule, Rules
 
 
 def merge_patch(target: Any, patch: Any) -> Any:
@@ -30,48 +36,159 @@ def merge_patch(target: Any, patch: Any) -> Any:
     return out
 
 
-MERGE_KEYS = ("name", "mountPath", "containerPort", "type")
+# ------------------------------------------------------------------ strategic merge patch
+_ORDER = "$setElementOrder/"
+_DELETE_FROM = "$deleteFromPrimitiveList/"
 
 
-def _merge_key(a: list[Any], b: list[Any]) -> str | None:
-    items = a + b
-    if not b or not all(isinstance(i, dict) for i in items):
-        return None
-    return next((k for k in MERGE_KEYS if all(k in i for i in items)), None)
+def _bad(message: str) -> PermanentClusterError:
+    return PermanentClusterError(message, status=400, reason="BadRequest")
 
 
-def _merge_list(target: list[Any], patch: list[Any], order: Any) -> list[Any]:
-    key = _merge_key(target, patch)
-    if key is None:
-        return [strategic_merge_patch(None, p) for p in patch]
-    out = {item[key]: copy.deepcopy(item) for item in target}
-    for item in patch:
-        if item.get("$patch") == "delete":
-            out.pop(item[key], None)
-        else:
-            out[item[key]] = strategic_merge_patch(out.get(item[key]), item)
-    if isinstance(order, list):
-        ranked = [o.get(key) for o in order if isinstance(o, dict)]
-        return sorted(out.values(), key=lambda i: ranked.index(i[key]) if i[key] in ranked
-                      else len(ranked))
-    return list(out.values())
-
-
-def strategic_merge_patch(target: Any, patch: Any) -> Any:
-    """A merge patch that merges lists of keyed objects (see the module docstring)."""
+def strategic_merge_patch(target: Any, patch: Any, rules: Rules | None = None) -> Any:
+    """Strategic merge patch of ``target`` by ``patch``; ``rules`` (``fieldtypes.rules_for``)
+    give each list's strategy and merge key (see the module docstring)."""
     if not isinstance(patch, dict):
         return copy.deepcopy(patch)
-    out = dict(target) if isinstance(target, dict) else {}
+    out = _smp_map(target if isinstance(target, dict) else {}, patch, rules or {}, "")
+    return {} if out is None else out
+
+
+def _smp_map(target: dict[str, Any], patch: dict[str, Any], rules: Rules,
+             path: str) -> dict[str, Any] | None:
+    """The merged map, or ``None`` for ``$patch: delete``."""
+    directive = patch.get("$patch")
+    if directive is not None:
+        if directive == "replace":
+            return _smp_map({}, {k: v for k, v in patch.items() if k != "$patch"}, rules, path)
+        if directive == "delete":
+            return None
+        raise _bad(f"Unknown patch type: {directive}")
+    out = dict(target)
+    retain = patch.get("$retainKeys")
+    if retain is not None:
+        if not isinstance(retain, list):
+            raise _bad("invalid patch: $retainKeys must be a list")
+        out = {k: v for k, v in out.items() if k in retain}
+    prefix = f"{path}." if path else ""
     for key, value in patch.items():
+        if key.startswith(_DELETE_FROM):
+            field = key[len(_DELETE_FROM):]
+            if not isinstance(value, list):
+                raise _bad(f"invalid patch: {key} must be a list")
+            if isinstance(out.get(field), list):
+                out[field] = [v for v in out[field] if v not in value]
+            continue
         if key.startswith("$"):
             continue
         if value is None:
             out.pop(key, None)
-        elif isinstance(value, list) and isinstance(out.get(key), list):
-            out[key] = _merge_list(out[key], value, patch.get(f"$setElementOrder/{key}"))
+            continue
+        current = out.get(key)
+        if isinstance(value, dict):
+            merged = _smp_map(current if isinstance(current, dict) else {}, value, rules,
+                              prefix + key)
+            if merged is None:
+                out.pop(key, None)
+            else:
+                out[key] = merged
+        elif isinstance(value, list):
+            out[key] = _smp_list(current if isinstance(current, list) else [], value, rules,
+                                 prefix + key)
         else:
-            out[key] = strategic_merge_patch(out.get(key), value)
+            out[key] = value
+    for key, order in patch.items():
+        if key.startswith(_ORDER) and isinstance(out.get(key[len(_ORDER):]), list):
+            field = key[len(_ORDER):]
+            out[field] = _ordered(out[field], order, rules.get(prefix + field, ATOMIC))
     return out
+
+
+def _smp_list(target: list[Any], patch: list[Any], rules: Rules, path: str) -> list[Any]:
+    rule = rules.get(path, ATOMIC)
+    replace = any(isinstance(i, dict) and i.get("$patch") == "replace" for i in patch)
+    items = [i for i in patch if not (isinstance(i, dict) and i.get("$patch") == "replace")]
+    if replace or not rule.smp_merge:
+        return [_fresh(i, rules, path) for i in items
+                if not (isinstance(i, dict) and i.get("$patch") == "delete")]
+    if not rule.merge_key:
+        out = list(target)
+        out.extend(v for v in items if v not in out)
+        return out
+    key = rule.merge_key
+    out = list(target)
+    for item in items:
+        if not isinstance(item, dict) or key not in item:
+            raise _bad(f"map: {item} does not contain declared merge key: {key}")
+        at = next((i for i, cur in enumerate(out)
+                   if isinstance(cur, dict) and cur.get(key) == item[key]), None)
+        if item.get("$patch") == "delete":
+            if at is not None:
+                del out[at]
+            continue
+        merged = _smp_map(out[at] if at is not None else {}, item, rules, path)
+        if at is None:
+            if merged is not None:
+                out.append(merged)
+        elif merged is None:
+            del out[at]
+        else:
+            out[at] = merged
+    return out
+
+
+def _fresh(value: Any, rules: Rules, path: str) -> Any:
+    """A patch value with nothing to merge into (directives resolved, nulls dropped)."""
+    if isinstance(value, dict):
+        merged = _smp_map({}, value, rules, path)
+        return {} if merged is None else merged
+    if isinstance(value, list):
+        return _smp_list([], value, rules, path)
+    return value
+
+
+def _ordered(items: list[Any], order: Any, rule: Rule) -> list[Any]:
+    """``$setElementOrder``: the listed items in that order, then the others as they were."""
+    if not isinstance(order, list):
+        raise _bad("invalid patch: $setElementOrder must be a list")
+    key = rule.merge_key
+
+    def ident(item: Any) -> Any:
+        value = item.get(key) if key and isinstance(item, dict) else item
+        return json.dumps(value, sort_keys=True)
+
+    rank = {ident(o): i for i, o in enumerate(order)}
+    return sorted(items, key=lambda item: rank.get(ident(item), len(rank)))
+
+
+# ------------------------------------------------------------------ server-side apply merge
+def apply_merge(live: Any, config: Any, schema: Schema, path: str = "") -> Any:
+    """The live object with an applied configuration merged in: maps field by field,
+    associative lists item by item (new items appended), set lists as a union, anything
+    else (scalars, atomic lists and maps) replaced by the configuration's value."""
+    if isinstance(config, dict) and isinstance(live, dict) and not schema.map_is_atomic(path):
+        merged = dict(live)
+        prefix = f"{path}." if path else ""
+        for key, value in config.items():
+            merged[key] = apply_merge(live[key], value, schema, prefix + key) if key in live \
+                else value
+        return merged
+    if isinstance(config, list) and isinstance(live, list):
+        rule = schema.rule(path)
+        if rule.list_type == "set":
+            return live + [v for v in config if v not in live]
+        if rule.list_type == "map":
+            mine = {item_key(i, rule): i for i in config}
+            if None not in mine:
+                items = []
+                for item in live:
+                    key = item_key(item, rule)
+                    if key in mine:
+                        items.append(apply_merge(item, mine.pop(key), schema, path))
+                    else:
+                        items.append(item)
+                return items + list(mine.values())
+    return config
 
 
 def _unescape(token: str) -> str:

@@ -21,21 +21,26 @@ Contract for callers (the HTTP layer and the controllers):
   while the store lock is held. It must be quick and must NOT write to the store (queue work for
   another thread instead; ``controller.Runner`` does exactly that).
 
-What it does not do: admission (``admission.py``, through the ``admission`` hook), authorization (``auth.py``), defaulting
-of kind-specific fields (controllers own that), server-side apply field ownership (apply is a merge).
+Every write records ``metadata.managedFields`` for its manager (``manager=`` on the write methods,
+else the thread's ``managedfields.acting_manager()``); apply patches go through
+``managedfields.apply`` (ownership, conflicts, removal of dropped fields).
+
+What it does not do: admission (``admission.py``, through the ``admission`` hook), authorization
+(``auth.py``), defaulting of kind-specific fields (controllers own that).
 """
 from __future__ import annotations
 
 import datetime as _dt
 import json
 import threading
+import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
 from statemachine.errors import Conflict, Gone, Invalid, NotFound, PermanentClusterError
-from statemachine.sim import patches, selectors
+from statemachine.sim import managedfields, patches, selectors
 from statemachine.sim.kinds import Kind, KindRegistry
 
 Obj = dict[str, Any]
@@ -47,12 +52,35 @@ DEFAULT_HISTORY = 10_000
 
 
 def clone(obj: Any) -> Any:
-    """A deep copy of a JSON value (a JSON round trip is faster than ``copy.deepcopy``)."""
-    return json.loads(json.dumps(obj))
+    """A deep copy of a JSON value (a JSON round trip is faster than ``copy.deepcopy``).
+
+    An object's ``metadata.managedFields`` entries are shared, not copied: they are never changed
+    in place (``managedfields`` builds new ones), so snapshots share them and a write does not
+    pay for copying them twice. Callers must not edit them in place either.
+    """
+    meta = obj.get("metadata") if isinstance(obj, dict) else None
+    managed = meta.get("managedFields") if isinstance(meta, dict) else None
+    if not isinstance(managed, list):
+        return json.loads(json.dumps(obj))
+    rest = dict(obj)
+    rest["metadata"] = {k: v for k, v in meta.items() if k != "managedFields"}  # type: ignore[union-attr]
+    out = json.loads(json.dumps(rest))
+    out["metadata"]["managedFields"] = list(managed)
+    return out
+
+
+_now_cache: tuple[int, str] = (0, "")
 
 
 def now_rfc3339() -> str:
-    return _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    """The current UTC time, second precision (formatted once per second: every write
+    stamps its managedFields entry with it)."""
+    global _now_cache
+    second = int(time.time())
+    if second != _now_cache[0]:
+        _now_cache = (second, _dt.datetime.fromtimestamp(second, _dt.timezone.utc)
+                      .strftime("%Y-%m-%dT%H:%M:%SZ"))
+    return _now_cache[1]
 
 
 @dataclass(frozen=True)
@@ -257,14 +285,16 @@ class Store:
 
     # ----------------------------------------------------------------- writes
     def create(self, kind: Kind | str, obj: Obj, *, namespace: str | None = None,
-               keep_status: bool = False, dry_run: bool = False) -> Obj:
+               keep_status: bool = False, dry_run: bool = False, manager: str | None = None,
+               applied: bool = False) -> Obj:
         """Create ``obj``; returns a copy of what was stored.
 
         ``namespace`` overrides ``metadata.namespace`` (the HTTP layer passes the URL's).
         The server-set fields (uid, creationTimestamp, resourceVersion, generation, apiVersion,
         kind) are filled in; ``generateName`` is honoured. A kind with a status subresource drops
         the ``status`` of the body, as the apiserver does, unless ``keep_status`` (for seeding
-        and controllers). Raises ``Conflict`` (AlreadyExists) or ``NotFound`` (namespace).
+        and controllers). ``applied``: the create is an apply by ``manager`` (an Apply entry).
+        Raises ``Conflict`` (AlreadyExists) or ``NotFound`` (namespace).
         """
         k = self.kind(kind)
         new = clone(obj)
@@ -301,18 +331,23 @@ class Store:
             if self.admission is not None:
                 self.admission(k, new, None, None)
             meta["uid"] = str(uuid.uuid4())
-            meta["creationTimestamp"] = now_rfc3339()
+            meta["creationTimestamp"] = now = now_rfc3339()
             meta["generation"] = 1
             for server_set in ("deletionTimestamp", "deletionGracePeriodSeconds"):
                 meta.pop(server_set, None)
+            managedfields.on_create(k, new, manager or managedfields.acting_manager(), now,
+                                    applied=applied)
             if dry_run:
                 meta["resourceVersion"] = str(self._rv)
                 return clone(new)  # type: ignore[no-any-return]
             return clone(self._commit("ADDED", k, new, key))  # type: ignore[no-any-return]
 
     def _write(self, k: Kind, old: Obj, body: Obj, subresource: str | None,
-               dry_run: bool = False) -> Obj:
-        """Turn ``body`` into the next version of ``old`` and commit it. Lock held."""
+               dry_run: bool = False, manager: str | None = None, applied: bool = False) -> Obj:
+        """Turn ``body`` into the next version of ``old`` and commit it. Lock held.
+
+        ``applied``: ``body`` already carries its managedFields (an apply); otherwise the write
+        is recorded as an Update by ``manager``."""
         meta_old = old["metadata"]
         name = meta_old["name"]
         if subresource not in (None, "", "status"):
@@ -358,6 +393,12 @@ class Store:
         if _spec_part(new) != _spec_part(old):
             meta["generation"] = meta_old.get("generation", 1) + 1
         meta["resourceVersion"] = meta_old["resourceVersion"]
+        if applied:
+            if subresource == "status":
+                new["metadata"]["managedFields"] = body["metadata"].get("managedFields")
+        else:
+            managedfields.on_update(k, old, new, manager or managedfields.acting_manager(),
+                                    subresource, now_rfc3339())
         if new == old:
             return clone(old)  # type: ignore[no-any-return]  # no-op: no RV bump, no event
         key = self._key(k, meta_old.get("namespace"), name)
@@ -376,7 +417,8 @@ class Store:
         return obj
 
     def replace(self, kind: Kind | str, obj: Obj, *, namespace: str | None = None,
-                subresource: str | None = None, dry_run: bool = False) -> Obj:
+                subresource: str | None = None, dry_run: bool = False,
+                manager: str | None = None) -> Obj:
         """PUT semantics: replace the object (or only its status with ``subresource="status"``).
 
         If ``metadata.resourceVersion`` is set and is not the current one → ``Conflict`` 409.
@@ -391,15 +433,16 @@ class Store:
             rv = meta.get("resourceVersion")
             if rv and str(rv) != old["metadata"]["resourceVersion"]:
                 raise _conflict(k, name)
-            return self._write(k, old, obj, subresource, dry_run)
+            return self._write(k, old, obj, subresource, dry_run, manager)
 
     def patch(self, kind: Kind | str, namespace: str | None, name: str, patch: Any,
               patch_type: PatchType = "merge", subresource: str | None = None, *,
-              dry_run: bool = False) -> Obj:
+              dry_run: bool = False, manager: str | None = None, force: bool = False) -> Obj:
         """Apply a patch: ``merge`` (RFC 7386), ``json`` (RFC 6902), ``strategic`` (415 for
-        custom resources; approximated for built-in kinds, see ``patches``) or ``apply`` (server-side apply, simplified:
-        creates the object if missing, else merges). A ``metadata.resourceVersion`` in a merge
-        patch is a precondition (409 if stale).
+        custom resources; by each field's patch strategy, see ``patches``) or ``apply``
+        (server-side apply by ``manager``, ``force`` taking over conflicting fields; creates the
+        object if missing; see ``managedfields``). A ``metadata.resourceVersion`` in a merge,
+        strategic or apply patch is a precondition (409 if stale).
         """
         k = self.kind(kind)
         if patch_type == "strategic" and k.custom:
@@ -411,9 +454,10 @@ class Store:
             existing = self._objects[k].get(self._key(k, namespace, name))
             if existing is None:
                 if patch_type == "apply" and not subresource and isinstance(patch, dict):
-                    body = clone(patch)
+                    body = managedfields.applied_config(patch)
                     body.setdefault("metadata", {})["name"] = name
-                    return self.create(k, body, namespace=namespace, dry_run=dry_run)
+                    return self.create(k, body, namespace=namespace, dry_run=dry_run,
+                                       manager=manager, applied=True)
                 raise _not_found(k, name)
             if patch_type == "json":
                 new = patches.json_patch(existing, patch)
@@ -424,11 +468,18 @@ class Store:
                 precondition = (patch.get("metadata") or {}).get("resourceVersion")
                 if precondition and str(precondition) != existing["metadata"]["resourceVersion"]:
                     raise _conflict(k, name)
-                new = (patches.strategic_merge_patch(existing, patch) if patch_type == "strategic"
-                       else patches.merge_patch(existing, patch))
+                if patch_type == "apply":
+                    new = managedfields.apply(k, existing, patch,
+                                              manager or managedfields.acting_manager(),
+                                              force=force, subresource=subresource,
+                                              now=now_rfc3339())
+                    return self._write(k, existing, new, subresource, dry_run, applied=True)
+                new = (patches.strategic_merge_patch(existing, patch,
+                                                     managedfields.schema_of(k).rules)
+                       if patch_type == "strategic" else patches.merge_patch(existing, patch))
             if not isinstance(new, dict):
                 raise _invalid(k, name, "the patched object is not a JSON object")
-            return self._write(k, existing, new, subresource, dry_run)
+            return self._write(k, existing, new, subresource, dry_run, manager)
 
     def update_status(self, kind: Kind | str, namespace: str | None, name: str,
                       status: Obj) -> Obj:
