@@ -30,11 +30,11 @@ import time
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, unquote, urlsplit
 
 from statemachine.errors import ClusterError, PermanentClusterError
-from statemachine.sim import (admission, auth, crd, decode, discovery, managedfields, openapi,
-                              patches, reviews, watch, wire)
+from statemachine.sim import (admission, auth, crd, decode, deletion, discovery, managedfields,
+                              openapi, patches, reviews, selectors, validation, watch, wire)
 from statemachine.sim.faults import FaultInjector
 from statemachine.sim.kinds import Kind
 from statemachine.sim.requestlog import RequestLog
@@ -459,7 +459,9 @@ class Handler(BaseHTTPRequestHandler):
         kind = reg.by_resource(group, version, rest[0])
         if kind is None or len(rest) > 3:
             raise not_found
-        name = rest[1] if len(rest) > 1 else ""
+        # Names and namespaces arrive percent-encoded (clients escape ':' in RBAC names).
+        name = unquote(rest[1]) if len(rest) > 1 else ""
+        namespace = unquote(namespace)
         sub = rest[2] if len(rest) > 2 else ""
         if sub and not ((sub == "status" and kind.status_subresource) or
                         (sub == "scale" and kind.scale is not None) or
@@ -479,12 +481,17 @@ class Handler(BaseHTTPRequestHandler):
         store = self.server_api.store
         k, ns, name = route.kind, route.namespace, route.name
         dry_run = query.get("dryRun") == "All"
+        if name and (bad_name := validation.path_segment_name(name)) is not None:
+            raise _error(400, "BadRequest", bad_name)
         if route.subresource == "scale":
             self._scale(method, route, dry_run)
             return
         if route.subresource == "token":
             self._token_request(method, route)
             return
+        if not name and method in ("GET", "DELETE") and query.get("fieldSelector"):
+            query["fieldSelector"] = selectors.checked_field_selector(
+                k, query["fieldSelector"]) or ""
         if method == "GET" and not name:
             verb = "watch" if is_watch else "list"
             self._authorize(verb, route)
@@ -511,15 +518,21 @@ class Handler(BaseHTTPRequestHandler):
             body.setdefault("apiVersion", k.api_version)
             body.setdefault("kind", k.kind)
             self._send_json(201, store.create(k, body, namespace=ns or None, dry_run=dry_run,
-                                              manager=self._manager(query)))
+                                              manager=self._manager(query),
+                                              validate=True))
             return
         if method == "PUT" and name:
             self._authorize("update", route)
             body = self._object_body(route)
             self._check_identity(route, body)
+            body_name = (body.get("metadata") or {}).get("name") or ""
+            if body_name != name:
+                raise _error(400, "BadRequest", f"the name of the object ({body_name}) does not "
+                                                f"match the name on the URL ({name})")
             self._send_json(200, store.replace(k, body, namespace=ns, dry_run=dry_run,
                                                subresource=route.subresource or None,
-                                               manager=self._manager(query)))
+                                               manager=self._manager(query),
+                                               validate=True))
             return
         if method == "PATCH" and name:
             self._authorize("patch", route)
@@ -535,22 +548,30 @@ class Handler(BaseHTTPRequestHandler):
             sub = route.subresource or None
             self._send_json(200, store.patch(k, ns, name, patch, ptype, sub, dry_run=dry_run,
                                              manager=self._manager(query),
-                                             force=query.get("force") == "true"))
+                                             force=query.get("force") == "true",
+                                             validate=True))
             return
         if method == "DELETE" and name and not route.subresource:
             self._authorize("delete", route)
-            decode.decode_options(self._raw_body())  # DeleteOptions: propagation is background
+            opts = deletion.delete_options(k, decode.decode_options(self._raw_body()), query)
             if k.kind == crd.CRD_KIND and k.group == crd.GROUP:
-                self._send_json(200, crd.delete(store, name, dry_run=dry_run))
+                self._send_json(200, crd.delete(store, name, dry_run=opts.dry_run))
                 return
-            self._send_json(200, store.delete(k, ns, name, dry_run=dry_run))
+            deletion.check_deletable(k, name)
+            self._send_json(200, store.delete(k, ns, name, dry_run=opts.dry_run,
+                                              propagation=opts.propagation,
+                                              preconditions=opts.preconditions))
             return
         if method == "DELETE" and not name:
             self._authorize("deletecollection", route)
+            opts = deletion.delete_options(k, decode.decode_options(self._raw_body()), query)
             items = store.list(k, ns, label_selector=query.get("labelSelector"),
                                field_selector=query.get("fieldSelector"))
+            for o in items:
+                deletion.check_deletable(k, o["metadata"]["name"])
             done = [store.delete(k, o["metadata"].get("namespace"), o["metadata"]["name"],
-                                 dry_run=dry_run) for o in items]
+                                 dry_run=opts.dry_run, propagation=opts.propagation,
+                                 preconditions=opts.preconditions) for o in items]
             self._send_json(200, {"apiVersion": k.api_version, "kind": k.list_kind_name(),
                                   "metadata": {"resourceVersion": str(store.resource_version)},
                                   "items": done})

@@ -4,9 +4,12 @@ Everything the API server and the simulated controllers read or write goes throu
 :class:`Store`. It keeps what etcd plus the generic apiserver registry would: objects by kind,
 namespace and name; one global ``resourceVersion`` counter that bumps by exactly one per committed
 write (so event *n* in the history has resourceVersion *n*); ``uid``, ``creationTimestamp``,
-``generation`` (bumped only when something outside ``metadata``/``status`` changes); the
-status-subresource rules; finalizers and ``deletionTimestamp``; ``generateName``; owner-reference
-garbage collection; and a bounded event history for watches (older → ``Gone``/410).
+``generation`` on the kinds that have one (bumped only when something outside
+``metadata``/``status`` changes); the status-subresource rules; finalizers and
+``deletionTimestamp``; ``generateName``; delete propagation and preconditions, with the garbage
+collector and namespace controller of ``deletion.py`` running beside it; the apiserver's object
+validation (``validation.py``) for writes made with ``validate=True``; and a bounded event
+history for watches (older → ``Gone``/410).
 
 Contract for callers (the HTTP layer and the controllers):
 
@@ -40,7 +43,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from statemachine.errors import Conflict, Gone, Invalid, NotFound, PermanentClusterError
-from statemachine.sim import managedfields, patches, selectors
+from statemachine.sim import deletion, managedfields, patches, selectors, validation
 from statemachine.sim.kinds import Kind, KindRegistry
 
 Obj = dict[str, Any]
@@ -131,6 +134,7 @@ class Store:
         self._cond = threading.Condition(self._lock)
         self._objects: dict[Kind, dict[Key, Obj]] = {k: {} for k in self.registry}
         self._owned: dict[str, set[tuple[Kind, Key]]] = {}  # owner uid -> dependents
+        self._uids: dict[str, tuple[Kind, Key]] = {}  # uid -> the object that has it
         self._rv = 0
         self._history: list[StoreEvent] = []
         self._history_limit = history
@@ -140,6 +144,7 @@ class Store:
         #: Called with (kind, next object, previous object or None, subresource) before a create
         #: or update commits; may change the object or raise (``admission.admit``).
         self.admission: Callable[[Kind, Obj, Obj | None, str | None], None] | None = None
+        self.gc = deletion.GarbageCollector(self)
 
     # ----------------------------------------------------------------- lookup helpers
     def kind(self, kind: Kind | str) -> Kind:
@@ -203,9 +208,11 @@ class Store:
             self._unindex_owners(kind, key, old)
         if etype == "DELETED":
             table.pop(key, None)
+            self._uids.pop(obj["metadata"].get("uid", ""), None)
         else:
             table[key] = obj
             self._index_owners(kind, key, obj)
+            self._uids[obj["metadata"]["uid"]] = (kind, key)
         event = StoreEvent(etype, kind, obj, self._rv, old)
         self._history.append(event)
         if len(self._history) > 2 * self._history_limit:
@@ -230,6 +237,31 @@ class Store:
                 deps.discard((kind, key))
                 if not deps:
                     self._owned.pop(ref["uid"], None)
+
+    # ----------------------------------------------------------------- ownership (for the GC)
+    def by_uid(self, uid: str) -> tuple[Kind, Obj] | None:
+        """The kind and stored snapshot (read-only) of the object with ``uid``, if any."""
+        with self._lock:
+            found = self._uids.get(uid)
+            if found is None:
+                return None
+            obj = self._objects[found[0]].get(found[1])
+            return (found[0], obj) if obj is not None else None
+
+    def has_dependents(self, uid: str) -> bool:
+        return uid in self._owned
+
+    def dependents(self, uid: str) -> list[tuple[Kind, str, str]]:
+        """``(kind, namespace, name)`` of every object with an ownerReference to ``uid``."""
+        with self._lock:
+            return sorted(((k, ns, name) for k, (ns, name) in self._owned.get(uid, ())),
+                          key=lambda d: (d[0].plural, d[1], d[2]))
+
+    def in_namespace(self, namespace: str) -> list[tuple[Kind, Obj]]:
+        """Every namespaced object in ``namespace`` (stored snapshots: read-only)."""
+        with self._lock:
+            return [(k, o) for k, table in self._objects.items() if k.namespaced
+                    for (ns, _), o in table.items() if ns == namespace]
 
     # ----------------------------------------------------------------- reads
     def get(self, kind: Kind | str, namespace: str | None, name: str) -> Obj:
@@ -286,15 +318,18 @@ class Store:
     # ----------------------------------------------------------------- writes
     def create(self, kind: Kind | str, obj: Obj, *, namespace: str | None = None,
                keep_status: bool = False, dry_run: bool = False, manager: str | None = None,
-               applied: bool = False) -> Obj:
+               applied: bool = False, validate: bool = False) -> Obj:
         """Create ``obj``; returns a copy of what was stored.
 
         ``namespace`` overrides ``metadata.namespace`` (the HTTP layer passes the URL's).
-        The server-set fields (uid, creationTimestamp, resourceVersion, generation, apiVersion,
-        kind) are filled in; ``generateName`` is honoured. A kind with a status subresource drops
-        the ``status`` of the body, as the apiserver does, unless ``keep_status`` (for seeding
-        and controllers). ``applied``: the create is an apply by ``manager`` (an Apply entry).
-        Raises ``Conflict`` (AlreadyExists) or ``NotFound`` (namespace).
+        The server-set fields (uid, creationTimestamp, resourceVersion, generation where the kind
+        has one, apiVersion, kind) are filled in; ``generateName`` is honoured. A kind with a
+        status subresource drops the ``status`` of the body, as the apiserver does, unless
+        ``keep_status`` (for seeding and controllers). ``applied``: the create is an apply by
+        ``manager`` (an Apply entry). ``validate``: run the apiserver's object validation
+        (``validation.check_create``; the HTTP layer sets it). Raises ``Conflict``
+        (AlreadyExists), ``NotFound`` (namespace), ``Forbidden`` (namespace terminating) or
+        ``Invalid``.
         """
         k = self.kind(kind)
         new = clone(obj)
@@ -309,17 +344,21 @@ class Store:
             meta.pop("namespace", None)
             ns = ""
         with self._lock:
+            if k.namespaced and (self.registry.by_kind("v1", "Namespace") is not None):
+                ns_obj = self._objects[self._by_name["Namespace"]].get(("", ns))
+                if ns_obj is None:
+                    raise NotFound(f'namespaces "{ns}" not found', status=404, reason="NotFound")
+                if ns_obj["metadata"].get("deletionTimestamp"):
+                    raise deletion.namespace_terminating(k, ns, meta.get("name") or "")
+            if validate:
+                validation.check_create(k, new)
             if not meta.get("name"):
                 prefix = meta.get("generateName")
                 if not prefix:
                     raise _invalid(k, "", "metadata.name: Required value: name or generateName "
                                           "is required")
-                meta["name"] = prefix + uuid.uuid4().hex[:5]
+                meta["name"] = deletion.generate_name(prefix)
             name = meta["name"]
-            if k.namespaced and (self.registry.by_kind("v1", "Namespace") is not None):
-                ns_kind = self._by_name["Namespace"]
-                if ("", ns) not in self._objects[ns_kind]:
-                    raise NotFound(f'namespaces "{ns}" not found', status=404, reason="NotFound")
             key = (ns, name)
             if key in self._objects[k]:
                 raise Conflict(f'{k.qualified_resource} "{name}" already exists', status=409,
@@ -328,11 +367,17 @@ class Store:
                 new.pop("status", None)
             if k.kind == "Namespace":
                 new.setdefault("status", {"phase": "Active"})
+                spec = new.setdefault("spec", {})
+                if isinstance(spec, dict) and "kubernetes" not in (spec.get("finalizers") or []):
+                    spec["finalizers"] = [*(spec.get("finalizers") or []), "kubernetes"]
             if self.admission is not None:
                 self.admission(k, new, None, None)
             meta["uid"] = str(uuid.uuid4())
             meta["creationTimestamp"] = now = now_rfc3339()
-            meta["generation"] = 1
+            if validation.tracks_generation(k):
+                meta["generation"] = 1
+            else:
+                meta.pop("generation", None)
             for server_set in ("deletionTimestamp", "deletionGracePeriodSeconds"):
                 meta.pop(server_set, None)
             managedfields.on_create(k, new, manager or managedfields.acting_manager(), now,
@@ -343,11 +388,14 @@ class Store:
             return clone(self._commit("ADDED", k, new, key))  # type: ignore[no-any-return]
 
     def _write(self, k: Kind, old: Obj, body: Obj, subresource: str | None,
-               dry_run: bool = False, manager: str | None = None, applied: bool = False) -> Obj:
+               dry_run: bool = False, manager: str | None = None, applied: bool = False,
+               validate: bool = False) -> Obj:
         """Turn ``body`` into the next version of ``old`` and commit it. Lock held.
 
         ``applied``: ``body`` already carries its managedFields (an apply); otherwise the write
-        is recorded as an Update by ``manager``."""
+        is recorded as an Update by ``manager``. ``validate``: the write came through the API, so
+        the name and namespace in ``body`` must be the URL's (400 otherwise) and
+        ``validation.check_update`` runs."""
         meta_old = old["metadata"]
         name = meta_old["name"]
         if subresource not in (None, "", "status"):
@@ -356,9 +404,19 @@ class Store:
         if subresource == "status" and not k.status_subresource:
             raise _not_found(k, name)
         body_meta = body.get("metadata") or {}
-        if body_meta.get("name", name) != name:
-            raise _invalid(k, name, "metadata.name: Invalid value: the name of the object does "
-                                    "not match the name on the URL")
+        if not isinstance(body_meta, dict):
+            body_meta = {}
+        body_name = body_meta.get("name", "" if validate else name)
+        if body_name != name:
+            raise PermanentClusterError(f"the name of the object ({body_name or ''}) does not "
+                                        f"match the name on the URL ({name})", status=400,
+                                        reason="BadRequest")
+        if validate and k.namespaced and body_meta.get("namespace") not in (
+                None, "", meta_old.get("namespace")):
+            raise PermanentClusterError("the namespace of the provided object does not match "
+                                        "the namespace sent on the request", status=400,
+                                        reason="BadRequest")
+        body_uid = body_meta.get("uid")
         if subresource == "status":
             new = clone(old)
             if "status" in body:
@@ -374,24 +432,33 @@ class Store:
                 else:
                     new.pop("status", None)
             meta = new.setdefault("metadata", {})
+            if not isinstance(meta, dict):
+                meta = new["metadata"] = {}
             for server_set in ("uid", "creationTimestamp", "deletionTimestamp",
                                "deletionGracePeriodSeconds", "namespace", "name"):
                 if server_set in meta_old:
                     meta[server_set] = meta_old[server_set]
                 else:
                     meta.pop(server_set, None)
-            if meta_old.get("deletionTimestamp"):
-                added = set(meta.get("finalizers") or []) - set(meta_old.get("finalizers") or [])
-                if added:
-                    raise PermanentClusterError(
-                        f'{k.qualified_resource} "{name}" is forbidden: no new finalizers can '
-                        "be added if the object is being deleted", status=403, reason="Forbidden")
+            if k.kind == "Namespace" and validate:
+                # A Namespace's spec (its finalizers) changes only through /finalize.
+                if "spec" in old:
+                    new["spec"] = clone(old["spec"])
+                else:
+                    new.pop("spec", None)
+            validation.raise_if(k, name, validation.no_new_finalizers(meta_old, meta))
+            if validate:
+                checked = dict(new, metadata=dict(meta, uid=body_uid or meta_old.get("uid")))
+                validation.check_update(k, old, checked)
         if self.admission is not None:
             self.admission(k, new, old, subresource)
         meta = new["metadata"]
-        meta["generation"] = meta_old.get("generation", 1)
-        if _spec_part(new) != _spec_part(old):
-            meta["generation"] = meta_old.get("generation", 1) + 1
+        if validation.tracks_generation(k):
+            meta["generation"] = meta_old.get("generation", 1)
+            if _spec_part(new) != _spec_part(old):
+                meta["generation"] = meta_old.get("generation", 1) + 1
+        else:
+            meta.pop("generation", None)
         meta["resourceVersion"] = meta_old["resourceVersion"]
         if applied:
             if subresource == "status":
@@ -404,10 +471,8 @@ class Store:
         key = self._key(k, meta_old.get("namespace"), name)
         if dry_run:
             return clone(new)  # type: ignore[no-any-return]
-        if meta.get("deletionTimestamp") and not meta.get("finalizers"):
-            committed = self._commit("DELETED", k, new, key)
-            self._collect_garbage(meta["uid"])
-            return clone(committed)  # type: ignore[no-any-return]
+        if meta.get("deletionTimestamp") and not deletion.finalizers_pending(k, new):
+            return clone(self._commit("DELETED", k, new, key))  # type: ignore[no-any-return]
         return clone(self._commit("MODIFIED", k, new, key))  # type: ignore[no-any-return]
 
     def _current(self, k: Kind, namespace: str | None, name: str) -> Obj:
@@ -418,11 +483,13 @@ class Store:
 
     def replace(self, kind: Kind | str, obj: Obj, *, namespace: str | None = None,
                 subresource: str | None = None, dry_run: bool = False,
-                manager: str | None = None) -> Obj:
+                manager: str | None = None, validate: bool = False) -> Obj:
         """PUT semantics: replace the object (or only its status with ``subresource="status"``).
 
         If ``metadata.resourceVersion`` is set and is not the current one → ``Conflict`` 409.
         An empty resourceVersion means an unconditional update (as upstream allows for most kinds).
+        ``validate`` (the HTTP layer): a ``metadata.uid`` in the body is a precondition (409 as
+        upstream's storage answers it) and ``validation.check_update`` runs.
         """
         k = self.kind(kind)
         meta = obj.get("metadata") or {}
@@ -433,16 +500,20 @@ class Store:
             rv = meta.get("resourceVersion")
             if rv and str(rv) != old["metadata"]["resourceVersion"]:
                 raise _conflict(k, name)
-            return self._write(k, old, obj, subresource, dry_run, manager)
+            if validate:
+                deletion.check_preconditions(k, old, {"uid": meta.get("uid")})
+            return self._write(k, old, obj, subresource, dry_run, manager, validate=validate)
 
     def patch(self, kind: Kind | str, namespace: str | None, name: str, patch: Any,
               patch_type: PatchType = "merge", subresource: str | None = None, *,
-              dry_run: bool = False, manager: str | None = None, force: bool = False) -> Obj:
+              dry_run: bool = False, manager: str | None = None, force: bool = False,
+              validate: bool = False) -> Obj:
         """Apply a patch: ``merge`` (RFC 7386), ``json`` (RFC 6902), ``strategic`` (415 for
         custom resources; by each field's patch strategy, see ``patches``) or ``apply``
         (server-side apply by ``manager``, ``force`` taking over conflicting fields; creates the
         object if missing; see ``managedfields``). A ``metadata.resourceVersion`` in a merge,
-        strategic or apply patch is a precondition (409 if stale).
+        strategic or apply patch is a precondition (409 if stale). ``validate``: as for
+        :meth:`replace`.
         """
         k = self.kind(kind)
         if patch_type == "strategic" and k.custom:
@@ -457,7 +528,7 @@ class Store:
                     body = managedfields.applied_config(patch)
                     body.setdefault("metadata", {})["name"] = name
                     return self.create(k, body, namespace=namespace, dry_run=dry_run,
-                                       manager=manager, applied=True)
+                                       manager=manager, applied=True, validate=validate)
                 raise _not_found(k, name)
             if patch_type == "json":
                 new = patches.json_patch(existing, patch)
@@ -473,13 +544,15 @@ class Store:
                                               manager or managedfields.acting_manager(),
                                               force=force, subresource=subresource,
                                               now=now_rfc3339())
-                    return self._write(k, existing, new, subresource, dry_run, applied=True)
+                    return self._write(k, existing, new, subresource, dry_run, applied=True,
+                                       validate=validate)
                 new = (patches.strategic_merge_patch(existing, patch,
                                                      managedfields.schema_of(k).rules)
                        if patch_type == "strategic" else patches.merge_patch(existing, patch))
             if not isinstance(new, dict):
                 raise _invalid(k, name, "the patched object is not a JSON object")
-            return self._write(k, existing, new, subresource, dry_run, manager)
+            return self._write(k, existing, new, subresource, dry_run, manager,
+                               validate=validate)
 
     def update_status(self, kind: Kind | str, namespace: str | None, name: str,
                       status: Obj) -> Obj:
@@ -511,46 +584,44 @@ class Store:
             return new
 
     def delete(self, kind: Kind | str, namespace: str | None, name: str, *,
-               dry_run: bool = False) -> Obj:
+               dry_run: bool = False, propagation: str | None = None,
+               preconditions: dict[str, Any] | None = None) -> Obj:
         """Delete; returns the object as of the delete.
 
-        With finalizers: sets ``deletionTimestamp`` (MODIFIED) and the object stays until
-        its finalizers are removed (then DELETED). Without: removed now (DELETED). Dependents
-        (``ownerReferences`` naming it) are deleted in turn. Deleting a Namespace deletes what is in it.
+        ``propagation`` (``Background``, ``Foreground``, ``Orphan`` or ``None`` = keep the
+        object's GC finalizers as they are) adds or removes the ``orphan`` and
+        ``foregroundDeletion`` finalizers as the apiserver does. ``preconditions`` (``uid``,
+        ``resourceVersion``) → 409 when they do not hold. With finalizers pending (a Namespace's
+        ``spec.finalizers`` count): sets ``deletionTimestamp`` (MODIFIED; a Namespace becomes
+        ``Terminating``) and the object stays until they are removed (then DELETED). Without:
+        removed now (DELETED). Dependents and a namespace's content are then handled by the
+        garbage collector (``deletion.GarbageCollector``), asynchronously.
         """
         k = self.kind(kind)
         with self._lock:
             old = self._current(k, namespace, name)
+            if preconditions:
+                deletion.check_preconditions(k, old, preconditions)
+            new = clone(old)
+            meta = new["metadata"]
+            fins = deletion.finalizers_for(meta.get("finalizers") or [], propagation)
+            if fins:
+                meta["finalizers"] = fins
+            else:
+                meta.pop("finalizers", None)
             if dry_run:
-                return clone(old)  # type: ignore[no-any-return]
-            if old["metadata"].get("finalizers"):
-                if old["metadata"].get("deletionTimestamp"):
-                    return clone(old)  # type: ignore[no-any-return]
-                new = clone(old)
-                new["metadata"]["deletionTimestamp"] = now_rfc3339()
-                new["metadata"]["deletionGracePeriodSeconds"] = 0
-                return clone(self._commit("MODIFIED", k, new, self._key(  # type: ignore[no-any-return]
-                    k, namespace, name)))
-            gone = clone(old)
-            committed = self._commit("DELETED", k, gone, self._key(k, namespace, name))
-            self._collect_garbage(old["metadata"]["uid"])
-            if k.kind == "Namespace":
-                self._empty_namespace(name)
-            return clone(committed)  # type: ignore[no-any-return]
-
-    def _collect_garbage(self, owner_uid: str) -> None:
-        """Background cascading deletion of the dependents of a removed owner. Lock held."""
-        for dep_kind, (ns, dep_name) in sorted(self._owned.pop(owner_uid, set()),
-                                               key=lambda d: (d[0].plural, d[1])):
-            if (ns, dep_name) in self._objects[dep_kind]:
-                self.delete(dep_kind, ns, dep_name)
-
-    def _empty_namespace(self, namespace: str) -> None:
-        for k, table in self._objects.items():
-            if k.namespaced:
-                for ns, name in [key for key in table if key[0] == namespace]:
-                    if (ns, name) in table:
-                        self.delete(k, ns, name)
+                return new  # type: ignore[no-any-return]
+            key = self._key(k, namespace, name)
+            if deletion.finalizers_pending(k, new):
+                if not meta.get("deletionTimestamp"):
+                    meta["deletionTimestamp"] = now_rfc3339()
+                    meta["deletionGracePeriodSeconds"] = 0
+                if k.kind == "Namespace" and not k.group:
+                    new.setdefault("status", {})["phase"] = "Terminating"
+                if new == old:
+                    return new  # type: ignore[no-any-return]
+                return clone(self._commit("MODIFIED", k, new, key))  # type: ignore[no-any-return]
+            return clone(self._commit("DELETED", k, new, key))  # type: ignore[no-any-return]
 
     def remove_finalizer(self, kind: Kind | str, namespace: str | None, name: str,
                          finalizer: str) -> Obj | None:

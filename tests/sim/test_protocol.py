@@ -21,6 +21,7 @@ from statemachine.sim.cluster import SimulatedClusters
 from statemachine.sim.controller import ClusterContext, Controller, Runner, SimNetwork
 from statemachine.sim.serve import main as serve_main
 from statemachine.sim.store import Obj, Store
+from tests.polling import wait_for
 
 MakeSim = Callable[..., SimulatedClusters]
 
@@ -138,12 +139,15 @@ def test_store_garbage_collection_and_namespace_delete() -> None:
                                                         "ownerReferences": [ref]}})
     store.create("ConfigMap", {"metadata": {"name": "keep", "namespace": "b"}})
     store.delete("DataVolume", "a", "dv")
-    assert store.try_get("PersistentVolumeClaim", "a", "dv") is None
+    # The garbage collector works asynchronously, as kube-controller-manager's does.
+    wait_for(lambda: store.try_get("PersistentVolumeClaim", "a", "dv") is None, what="GC")
     store.create("ConfigMap", {"metadata": {"name": "gone", "namespace": "a"}})
     store.delete("Namespace", "", "a")
+    wait_for(lambda: store.try_get("Namespace", "", "a") is None, what="namespace removal")
     assert store.list("ConfigMap") == [store.get("ConfigMap", "b", "keep")]
     with pytest.raises(NotFound):
         store.create("ConfigMap", {"metadata": {"name": "x", "namespace": "a"}})
+    store.close()
 
 
 def test_store_history_expires() -> None:

@@ -1,0 +1,462 @@
+"""kube-apiserver's object validation for writes that come through the API.
+
+What a real apiserver checks on every create and update, whatever the kind, plus the few
+kind-specific rules smrun's objects meet (apiserver-fidelity.md §7):
+
+- ``metadata``: the name rule of the kind (DNS-1123 subdomain for most kinds, DNS-1123 label for
+  Namespaces, DNS-1035 label for Services, path segment for RBAC kinds), ``generateName``, label
+  keys and values, annotation keys and their total size, owner references, finalizers;
+- updates: ``metadata.uid`` is immutable, no new finalizers once deleting, ConfigMap/Secret
+  ``immutable``, Secret ``type``, a Job's selector/template/completions, a PVC's spec (only
+  ``resources.requests.storage`` of a bound claim may grow, ``volumeName`` may be set once);
+- which kinds carry ``metadata.generation`` (:func:`tracks_generation`).
+
+Errors are 422 ``Invalid`` with upstream's message, aggregate and ``details.causes``
+(:func:`invalid`). Values in messages are formatted as Go's ``%q``/``%v``/``%#v`` would print
+them; a Go struct dump (a Job's pod template) is abbreviated, see docs/simulator.md.
+
+What it does not do: schema validation of fields (``openapi.py``), admission webhooks, the
+URL/body identity checks (``apiserver.py`` and ``store.py`` answer those with 400), and
+per-field rules of kinds smrun does not write (Pod spec updates, Service IPs).
+"""
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping
+from typing import Any
+
+from statemachine.errors import Invalid
+from statemachine.sim.kinds import Kind
+
+Obj = dict[str, Any]
+#: (cause reason, field path, message body)
+Cause = tuple[str, str, str]
+
+# --------------------------------------------------------------------------- Go-style values
+
+
+def go_quote(value: str) -> str:
+    """Go's ``%q`` of a string (close enough: JSON escaping of a printable string is the same)."""
+    return json.dumps(value, ensure_ascii=False)
+
+
+def go_value(value: Any) -> str:
+    """How ``field.Error`` prints a bad value: strings quoted, numbers and bools bare, nil ``null``,
+    a string slice as ``[]string{...}``; any other structure as compact JSON."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return str(value)
+    if isinstance(value, str):
+        return go_quote(value)
+    if isinstance(value, list) and all(isinstance(v, str) for v in value):
+        return "[]string{" + ", ".join(go_quote(v) for v in value) + "}"
+    return json.dumps(value, separators=(",", ":"), sort_keys=True)
+
+
+def invalid_value(field: str, value: Any, detail: str) -> Cause:
+    return ("FieldValueInvalid", field, f"Invalid value: {go_value(value)}: {detail}")
+
+
+def required(field: str, detail: str = "") -> Cause:
+    return ("FieldValueRequired", field, f"Required value: {detail}" if detail else "Required value")
+
+
+def forbidden(field: str, detail: str) -> Cause:
+    return ("FieldValueForbidden", field, f"Forbidden: {detail}")
+
+
+def not_supported(field: str, value: Any, supported: list[str]) -> Cause:
+    return ("FieldValueNotSupported", field, f"Unsupported value: {go_value(value)}: supported "
+                                             f"values: {', '.join(go_quote(s) for s in supported)}")
+
+
+def too_long(field: str, limit: int) -> Cause:
+    return ("FieldValueTooLong", field, f"Too long: may not be more than {limit} bytes")
+
+
+def invalid(kind_name: str, group: str, name: str, causes: list[Cause]) -> Invalid:
+    """A 422 ``Invalid`` as ``errors.NewInvalid`` builds it: ``<Kind>[.<group>] "<name>" is
+    invalid: <aggregate>`` (one error bare, several as ``[a, b]`` without duplicates), and
+    ``details`` naming the Kind with one cause per error."""
+    lines: list[str] = []
+    for _, field, body in causes:
+        line = f"{field}: {body}" if field else body
+        if line not in lines:
+            lines.append(line)
+    aggregate = lines[0] if len(lines) == 1 else "[" + ", ".join(lines) + "]"
+    qualified = f"{kind_name}.{group}" if group else kind_name
+    exc = Invalid(f'{qualified} {go_quote(name)} is invalid: {aggregate}', status=422,
+                  reason="Invalid")
+    details: dict[str, Any] = {"name": name, "group": group, "kind": kind_name,
+                               "causes": [{"reason": r, "message": b, "field": f}
+                                          for r, f, b in causes]}
+    exc.status_details = {k: v for k, v in details.items() if v}  # type: ignore[attr-defined]
+    return exc
+
+
+def raise_if(kind: Kind, name: str, causes: list[Cause]) -> None:
+    if causes:
+        raise invalid(kind.kind, kind.group, name, causes)
+
+# --------------------------------------------------------------------------- string rules
+
+
+def _regex_error(msg: str, fmt: str, *examples: str) -> str:
+    """``validation.RegexError``: the message, the examples (each followed by ``, ``, joined with
+    `` or ``) and the regex."""
+    if not examples:
+        return f"{msg} (regex used for validation is '{fmt}')"
+    shown = " or ".join(f"'{e}', " for e in examples)
+    return f"{msg} (e.g. {shown}regex used for validation is '{fmt}')"
+
+
+def _max_len(n: int) -> str:
+    return f"must be no more than {n} characters"
+
+
+_LABEL_FMT = "[a-z0-9]([-a-z0-9]*[a-z0-9])?"
+_SUBDOMAIN_FMT = _LABEL_FMT + r"(\." + _LABEL_FMT + ")*"
+_DNS1035_FMT = "[a-z]([-a-z0-9]*[a-z0-9])?"
+_QNAME_FMT = "([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]"
+_LABEL_VALUE_FMT = f"({_QNAME_FMT})?"
+_CONFIG_KEY_FMT = "[-._a-zA-Z0-9]+"
+_LABEL_RE = re.compile(_LABEL_FMT)
+_SUBDOMAIN_RE = re.compile(_SUBDOMAIN_FMT)
+_DNS1035_RE = re.compile(_DNS1035_FMT)
+_QNAME_RE = re.compile(_QNAME_FMT)
+_LABEL_VALUE_RE = re.compile(_LABEL_VALUE_FMT)
+_CONFIG_KEY_RE = re.compile(_CONFIG_KEY_FMT)
+
+_SUBDOMAIN_MSG = _regex_error(
+    "a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or "
+    "'.', and must start and end with an alphanumeric character", _SUBDOMAIN_FMT, "example.com")
+_LABEL_MSG = _regex_error(
+    "a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-', and "
+    "must start and end with an alphanumeric character", _LABEL_FMT, "my-name", "123-abc")
+_DNS1035_MSG = _regex_error(
+    "a DNS-1035 label must consist of lower case alphanumeric characters or '-', start with an "
+    "alphabetic character, and end with an alphanumeric character", _DNS1035_FMT, "my-name",
+    "abc-123")
+_QNAME_MSG = _regex_error(
+    "must consist of alphanumeric characters, '-', '_' or '.', and must start and end with an "
+    "alphanumeric character", _QNAME_FMT, "MyName", "my.name", "123-abc")
+_LABEL_VALUE_MSG = _regex_error(
+    "a valid label must be an empty string or consist of alphanumeric characters, '-', '_' or "
+    "'.', and must start and end with an alphanumeric character", _LABEL_VALUE_FMT, "MyValue",
+    "my_value", "12345")
+_CONFIG_KEY_MSG = _regex_error(
+    "a valid config key must consist of alphanumeric characters, '-', '_' or '.'",
+    _CONFIG_KEY_FMT, "key.name", "KEY_NAME", "key-name")
+
+
+def dns1123_subdomain(value: str) -> list[str]:
+    errs = [_max_len(253)] if len(value) > 253 else []
+    if not _SUBDOMAIN_RE.fullmatch(value):
+        errs.append(_SUBDOMAIN_MSG)
+    return errs
+
+
+def dns1123_label(value: str) -> list[str]:
+    errs = [_max_len(63)] if len(value) > 63 else []
+    if not _LABEL_RE.fullmatch(value):
+        errs.append(_LABEL_MSG)
+    return errs
+
+
+def dns1035_label(value: str) -> list[str]:
+    errs = [_max_len(63)] if len(value) > 63 else []
+    if not _DNS1035_RE.fullmatch(value):
+        errs.append(_DNS1035_MSG)
+    return errs
+
+
+def path_segment(value: str, prefix: bool = False) -> list[str]:
+    """``path.IsValidPathSegmentName`` (``prefix``: only the characters, as for generateName)."""
+    if not prefix and value in (".", ".."):
+        return [f"may not be '{value}'"]
+    return [f"may not contain '{c}'" for c in ("/", "%") if c in value]
+
+
+def qualified_name(value: str) -> list[str]:
+    """``validation.IsQualifiedName``: an optional DNS subdomain prefix and ``/``, then a name."""
+    parts = value.split("/")
+    if len(parts) > 2:
+        return ["a qualified name " + _QNAME_MSG +
+                " with an optional DNS subdomain prefix and '/' (e.g. 'example.com/MyName')"]
+    errs: list[str] = []
+    name = parts[-1]
+    if len(parts) == 2:
+        prefix = parts[0]
+        if not prefix:
+            errs.append("prefix part must be non-empty")
+        else:
+            errs += ["prefix part " + m for m in dns1123_subdomain(prefix)]
+    if not name:
+        errs.append("name part must be non-empty")
+    elif len(name) > 63:
+        errs.append("name part " + _max_len(63))
+    if not _QNAME_RE.fullmatch(name):
+        errs.append("name part " + _QNAME_MSG)
+    return errs
+
+
+def label_value(value: str) -> list[str]:
+    errs = [_max_len(63)] if len(value) > 63 else []
+    if not _LABEL_VALUE_RE.fullmatch(value):
+        errs.append(_LABEL_VALUE_MSG)
+    return errs
+
+
+def config_key(value: str) -> list[str]:
+    """``validation.IsConfigMapKey`` (ConfigMap and Secret data keys)."""
+    errs = [_max_len(253)] if len(value) > 253 else []
+    if not _CONFIG_KEY_RE.fullmatch(value):
+        errs.append(_CONFIG_KEY_MSG)
+    if value in (".", ".."):
+        errs.append(f"must not be '{value}'")
+    elif value.startswith(".."):
+        errs.append("must not start with '..'")
+    return errs
+
+# --------------------------------------------------------------------------- kinds
+
+
+def _name_rule(kind: Kind) -> str:
+    if kind.group == "" and kind.kind == "Namespace":
+        return "label"
+    if kind.group == "" and kind.kind == "Service":
+        return "dns1035"
+    if kind.group == "rbac.authorization.k8s.io":
+        return "path"
+    return "subdomain"
+
+
+def name_problems(kind: Kind, value: str, prefix: bool = False) -> list[str]:
+    """What the kind's name function says about ``value`` (``prefix``: a generateName, whose
+    trailing ``-`` is allowed)."""
+    rule = _name_rule(kind)
+    if rule == "path":
+        return path_segment(value, prefix)
+    if prefix and len(value) > 1 and value.endswith("-"):
+        value = value[:-2] + "a"  # upstream's maskTrailingDash
+    if rule == "label":
+        return dns1123_label(value)
+    if rule == "dns1035":
+        return dns1035_label(value)
+    return dns1123_subdomain(value)
+
+
+#: Kinds whose registry sets ``metadata.generation`` (apiserver-fidelity.md §7.6): custom
+#: resources and the workload kinds. ConfigMaps, Secrets, Namespaces, PVCs, Services, Events,
+#: ServiceAccounts, RBAC objects and StorageClasses have none.
+_GENERATION_BUILTINS = frozenset({("", "Pod"), ("batch", "Job")})
+
+
+def tracks_generation(kind: Kind) -> bool:
+    return kind.custom or (kind.group, kind.kind) in _GENERATION_BUILTINS
+
+
+TOTAL_ANNOTATION_SIZE = 256 * 1024
+MAX_DATA_SIZE = 1024 * 1024
+_ORPHAN, _FOREGROUND = "orphan", "foregroundDeletion"
+
+
+def _metadata_causes(meta: Mapping[str, Any]) -> list[Cause]:
+    """Labels, annotations, owner references and finalizers (create and update alike)."""
+    causes: list[Cause] = []
+    labels = meta.get("labels") or {}
+    if isinstance(labels, dict):
+        for key in sorted(labels):
+            causes += [invalid_value("metadata.labels", key, m) for m in qualified_name(key)]
+            value = labels[key]
+            if isinstance(value, str):
+                causes += [invalid_value("metadata.labels", value, m) for m in label_value(value)]
+    annotations = meta.get("annotations") or {}
+    if isinstance(annotations, dict):
+        size = 0
+        for key in sorted(annotations):
+            causes += [invalid_value("metadata.annotations", key, m)
+                       for m in qualified_name(key.lower())]
+            size += len(key) + len(str(annotations[key] or ""))
+        if size > TOTAL_ANNOTATION_SIZE:
+            causes.append(too_long("metadata.annotations", TOTAL_ANNOTATION_SIZE))
+    for ref in meta.get("ownerReferences") or []:
+        if not isinstance(ref, dict):
+            continue
+        api_version = str(ref.get("apiVersion") or "")
+        if not api_version.rpartition("/")[2]:
+            causes.append(invalid_value("metadata.ownerReferences.apiVersion", api_version,
+                                        "version must not be empty"))
+        for fld in ("kind", "name", "uid"):
+            if not ref.get(fld):
+                causes.append(invalid_value(f"metadata.ownerReferences.{fld}",
+                                            str(ref.get(fld) or ""), f"{fld} must not be empty"))
+    finalizers = [f for f in meta.get("finalizers") or [] if isinstance(f, str)]
+    for fin in finalizers:
+        causes += [invalid_value("metadata.finalizers", fin, m) for m in qualified_name(fin)]
+    if _ORPHAN in finalizers and _FOREGROUND in finalizers:
+        causes.append(invalid_value("metadata.finalizers", finalizers,
+                                    f"finalizer {_ORPHAN} and {_FOREGROUND} cannot be both set"))
+    return causes
+
+
+def _data_causes(kind: Kind, obj: Obj) -> list[Cause]:
+    if kind.group or kind.kind not in ("ConfigMap", "Secret"):
+        return []
+    causes: list[Cause] = []
+    size = 0
+    for bag in ("data", "binaryData", "stringData"):
+        values = obj.get(bag)
+        if not isinstance(values, dict):
+            continue
+        for key in sorted(values):
+            causes += [invalid_value(f"{bag}[{key}]", key, m) for m in config_key(key)]
+            size += len(str(values[key] or ""))
+    if size > MAX_DATA_SIZE:
+        causes.append(too_long("", MAX_DATA_SIZE))
+    return causes
+
+
+def check_create(kind: Kind, obj: Obj) -> None:
+    """Validate an object about to be created (namespace already resolved, name possibly still
+    to be generated). Raises 422 ``Invalid``."""
+    meta = obj.get("metadata") or {}
+    name = meta.get("name") or ""
+    generate = meta.get("generateName") or ""
+    causes: list[Cause] = []
+    if generate:
+        causes += [invalid_value("metadata.generateName", generate, m)
+                   for m in name_problems(kind, generate, prefix=True)]
+    if not name and not generate:
+        causes.append(required("metadata.name", "name or generateName is required"))
+    elif name:
+        causes += [invalid_value("metadata.name", name, m) for m in name_problems(kind, name)]
+    causes += _metadata_causes(meta)
+    causes += _data_causes(kind, obj)
+    raise_if(kind, name or generate, causes)
+
+
+def check_update(kind: Kind, old: Obj, new: Obj) -> None:
+    """Validate the next version ``new`` of ``old`` (server-set metadata already carried over,
+    except ``uid``, which is checked here). Raises 422 ``Invalid``."""
+    meta, meta_old = new["metadata"], old["metadata"]
+    name = meta_old.get("name", "")
+    causes: list[Cause] = []
+    uid = meta.get("uid")
+    if uid and uid != meta_old.get("uid"):
+        causes.append(invalid_value("metadata.uid", uid, "field is immutable"))
+    causes += _metadata_causes(meta)
+    if not kind.group and kind.kind in ("ConfigMap", "Secret"):
+        causes += _data_causes(kind, new) + _immutable_data(kind, old, new)
+    elif kind.group == "batch" and kind.kind == "Job":
+        causes += _job_update(old, new)
+    elif not kind.group and kind.kind == "PersistentVolumeClaim":
+        causes += _pvc_update(old, new)
+    raise_if(kind, name, causes)
+
+
+def no_new_finalizers(old_meta: Mapping[str, Any], new_meta: Mapping[str, Any]) -> list[Cause]:
+    """Once an object is being deleted its finalizers may only go away (every writer)."""
+    if not old_meta.get("deletionTimestamp"):
+        return []
+    had = set(old_meta.get("finalizers") or [])
+    added = sorted(f for f in new_meta.get("finalizers") or [] if f not in had)
+    if not added:
+        return []
+    return [forbidden("metadata.finalizers", "no new finalizers can be added if the object is "
+                                             f"being deleted, found new finalizers {go_value(added)}")]
+
+
+_IMMUTABLE_WHEN_SET = "field is immutable when `immutable` is set"
+
+
+def _immutable_data(kind: Kind, old: Obj, new: Obj) -> list[Cause]:
+    causes: list[Cause] = []
+    if old.get("immutable") is True:
+        if new.get("immutable") is not True:
+            causes.append(forbidden("immutable", _IMMUTABLE_WHEN_SET))
+        if kind.kind == "Secret":
+            # stringData is write-only upstream (folded into data); here it is kept as sent.
+            if (old.get("data"), old.get("stringData")) != (new.get("data"), new.get("stringData")):
+                causes.append(forbidden("data", _IMMUTABLE_WHEN_SET))
+        else:
+            for bag in ("data", "binaryData"):
+                if old.get(bag) != new.get(bag):
+                    causes.append(forbidden(bag, _IMMUTABLE_WHEN_SET))
+    if kind.kind == "Secret":
+        old_type, new_type = old.get("type") or "Opaque", new.get("type") or "Opaque"
+        if old_type != new_type:
+            causes.append(invalid_value("type", new_type, "field is immutable"))
+    return causes
+
+
+def _go_label_selector(selector: Any) -> str:
+    """A LabelSelector as Go's ``%#v`` prints it (map keys sorted, as fmt does)."""
+    sel = selector if isinstance(selector, dict) else {}
+    labels = sel.get("matchLabels") or {}
+    shown = ("map[string]string{" + ", ".join(f"{go_quote(k)}:{go_quote(str(labels[k]))}"
+                                               for k in sorted(labels)) + "}"
+             if labels else "map[string]string(nil)")
+    exprs = sel.get("matchExpressions") or []
+    shown_exprs = ("[]v1.LabelSelectorRequirement{...}" if exprs
+                   else "[]v1.LabelSelectorRequirement(nil)")
+    return f"v1.LabelSelector{{MatchLabels:{shown}, MatchExpressions:{shown_exprs}}}"
+
+
+def _job_update(old: Obj, new: Obj) -> list[Cause]:
+    spec, spec_old = new.get("spec") or {}, old.get("spec") or {}
+    causes: list[Cause] = []
+    if spec.get("selector") != spec_old.get("selector"):
+        causes.append(("FieldValueInvalid", "spec.selector",
+                       f"Invalid value: {_go_label_selector(spec.get('selector'))}: "
+                       "field is immutable"))
+    if spec.get("template") != spec_old.get("template"):
+        causes.append(("FieldValueInvalid", "spec.template",
+                       "Invalid value: core.PodTemplateSpec{...}: field is immutable"))
+    for fld in ("completions", "completionMode", "podFailurePolicy", "backoffLimitPerIndex"):
+        if spec.get(fld) != spec_old.get(fld):
+            causes.append(invalid_value(f"spec.{fld}", spec.get(fld), "field is immutable"))
+    return causes
+
+
+def _storage(obj: Obj) -> Any:
+    return (((obj.get("spec") or {}).get("resources") or {}).get("requests") or {}).get("storage")
+
+
+def _pvc_update(old: Obj, new: Obj) -> list[Cause]:
+    # Imported here: the quantity parser lives with the controllers that also need it.
+    from statemachine.sim.controllers.conditions import parse_quantity
+    spec_old = json.loads(json.dumps(old.get("spec") or {}))
+    spec_new = json.loads(json.dumps(new.get("spec") or {}))
+    if not spec_old.get("volumeName"):
+        spec_old.pop("volumeName", None)
+        spec_new.pop("volumeName", None)
+    for spec in (spec_old, spec_new):
+        spec.pop("volumeAttributesClassName", None)
+    bound = ((new.get("status") or old.get("status") or {}).get("phase")) == "Bound"
+    if bound:
+        for spec in (spec_old, spec_new):
+            ((spec.get("resources") or {}).get("requests") or {}).pop("storage", None)
+    causes: list[Cause] = []
+    if spec_old != spec_new:
+        diff = "\n".join(f"  {key}: {json.dumps(spec_old.get(key))} -> {json.dumps(spec_new.get(key))}"
+                         for key in sorted(set(spec_old) | set(spec_new))
+                         if spec_old.get(key) != spec_new.get(key))
+        causes.append(forbidden("spec", "spec is immutable after creation except resources.requests "
+                                        f"and volumeAttributesClassName for bound claims\n{diff}"))
+    if parse_quantity(_storage(new)) < parse_quantity(_storage(old)):
+        causes.append(forbidden("spec.resources.requests.storage",
+                                "field can not be less than previous value"))
+    return causes
+
+
+def path_segment_name(name: str) -> str | None:
+    """The 400 message a resource URL's name gets when it is not a valid path segment."""
+    problems = path_segment(name)
+    if not problems:
+        return None
+    return f"Name parameter invalid: {go_quote(name)}: {';'.join(problems)}"

@@ -1,0 +1,419 @@
+"""Object validation as kube-apiserver does it (apiserver-fidelity.md §1, §7), through kubectl, the
+``kubernetes`` client and lightkube: names per kind, labels and annotations, immutable fields,
+``generation`` only where the kind has one, JSON patches that remove required metadata, delete
+preconditions and field selectors per kind. Each rule is checked with its status code, reason
+and exact message."""
+from __future__ import annotations
+
+import json
+import subprocess
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from kubernetes import client, config
+from kubernetes.client.exceptions import ApiException
+from lightkube import Client as LightClient
+from lightkube import KubeConfig
+from lightkube.core.exceptions import ApiError
+from lightkube.generic_resource import create_namespaced_resource
+from lightkube.models.meta_v1 import ObjectMeta
+from lightkube.resources.core_v1 import ConfigMap, Namespace, Pod, Secret
+
+from statemachine.sim.cluster import SimulatedClusters
+from tests.conftest import KUBECTL, run_kubectl
+
+MakeSim = Callable[..., SimulatedClusters]
+Kubectl = Callable[..., subprocess.CompletedProcess[str]]
+
+SUBDOMAIN = ("a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, "
+             "'-' or '.', and must start and end with an alphanumeric character (e.g. "
+             "'example.com', regex used for validation is "
+             r"'[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*')")
+LABEL = ("a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-', "
+         "and must start and end with an alphanumeric character (e.g. 'my-name',  or '123-abc', "
+         "regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?')")
+DNS1035 = ("a DNS-1035 label must consist of lower case alphanumeric characters or '-', start "
+           "with an alphabetic character, and end with an alphanumeric character (e.g. "
+           "'my-name',  or 'abc-123', regex used for validation is "
+           "'[a-z]([-a-z0-9]*[a-z0-9])?')")
+LABEL_VALUE = ("a valid label must be an empty string or consist of alphanumeric characters, "
+               "'-', '_' or '.', and must start and end with an alphanumeric character (e.g. "
+               "'MyValue',  or 'my_value',  or '12345', regex used for validation is "
+               "'(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?')")
+QNAME = ("must consist of alphanumeric characters, '-', '_' or '.', and must start and end with "
+         "an alphanumeric character (e.g. 'MyName',  or 'my.name',  or '123-abc', regex used "
+         "for validation is '([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]')")
+
+
+@pytest.fixture
+def quiet(make_sim: MakeSim) -> SimulatedClusters:
+    """Clusters without controllers: objects stay exactly as the test writes them."""
+    return make_sim(controllers=False)
+
+
+@pytest.fixture
+def core(quiet: SimulatedClusters) -> Iterator[client.CoreV1Api]:
+    api = config.new_client_from_config(config_file=str(quiet.kubeconfig_path), context="source")
+    yield client.CoreV1Api(api)
+    api.close()
+
+
+@pytest.fixture
+def light(quiet: SimulatedClusters) -> LightClient:
+    return LightClient(config=KubeConfig.from_file(quiet.kubeconfig_path), namespace="default")
+
+
+@pytest.fixture
+def kube(quiet: SimulatedClusters, tmp_path: Path) -> Kubectl:
+    if not Path(KUBECTL).exists():
+        pytest.skip("kubectl is not installed (.ci/run installs it)")
+    cache = tmp_path / "kubectl-cache"
+    cache.mkdir(exist_ok=True)
+
+    def run(*args: str, **kw: Any) -> subprocess.CompletedProcess[str]:
+        return run_kubectl(quiet, cache, *args, **kw)
+    return run
+
+
+def _status(exc: ApiException) -> dict[str, Any]:
+    body: dict[str, Any] = json.loads(exc.body)
+    assert body["kind"] == "Status" and body["code"] == exc.status
+    return body
+
+
+def _refused(call: Callable[[], Any]) -> dict[str, Any]:
+    with pytest.raises(ApiException) as err:
+        call()
+    return _status(err.value)
+
+
+def _cm(name: str = "", **meta: Any) -> dict[str, Any]:
+    md: dict[str, Any] = {"name": name, **meta} if name else dict(meta)
+    return {"apiVersion": "v1", "kind": "ConfigMap", "metadata": md, "data": {"k": "v"}}
+
+
+def _apply(kube: Kubectl, doc: dict[str, Any], *args: str) -> subprocess.CompletedProcess[str]:
+    return kube("apply", "-f", "-", *args, input=json.dumps(doc), check=False)
+
+
+# ------------------------------------------------------------------------------------ names
+def test_names_follow_the_rule_of_their_kind(core: client.CoreV1Api) -> None:
+    body = _refused(lambda: core.create_namespaced_config_map("default", _cm("Bad_Name")))
+    assert body["reason"] == "Invalid" and body["code"] == 422
+    assert body["message"] == (f'ConfigMap "Bad_Name" is invalid: metadata.name: Invalid value: '
+                               f'"Bad_Name": {SUBDOMAIN}')
+    assert body["details"] == {"name": "Bad_Name", "kind": "ConfigMap", "causes": [
+        {"reason": "FieldValueInvalid", "message": f'Invalid value: "Bad_Name": {SUBDOMAIN}',
+         "field": "metadata.name"}]}
+    # A path-like name is no subdomain either; too long gets both messages, aggregated.
+    body = _refused(lambda: core.create_namespaced_config_map("default", _cm("../x")))
+    assert body["message"].endswith(f'metadata.name: Invalid value: "../x": {SUBDOMAIN}')
+    long = "A" * 254
+    body = _refused(lambda: core.create_namespaced_config_map("default", _cm(long)))
+    assert body["message"] == (
+        f'ConfigMap "{long}" is invalid: [metadata.name: Invalid value: "{long}": must be no '
+        f'more than 253 characters, metadata.name: Invalid value: "{long}": {SUBDOMAIN}]')
+    # Namespaces are DNS-1123 labels (no dots), Services DNS-1035 labels (no leading digit).
+    body = _refused(lambda: core.create_namespace({"metadata": {"name": "a.b"}}))
+    assert body["message"] == f'Namespace "a.b" is invalid: metadata.name: Invalid value: "a.b": {LABEL}'
+    body = _refused(lambda: core.create_namespaced_service(
+        "default", {"metadata": {"name": "1abc"}, "spec": {"ports": [{"port": 80}]}}))
+    assert body["message"] == (f'Service "1abc" is invalid: metadata.name: Invalid value: '
+                               f'"1abc": {DNS1035}')
+    body = _refused(lambda: core.create_namespaced_config_map("default", {"metadata": {}}))
+    assert body["message"] == ('ConfigMap "" is invalid: metadata.name: Required value: name or '
+                               'generateName is required')
+    assert body["details"]["causes"][0]["reason"] == "FieldValueRequired"
+
+
+def test_generate_name_and_rbac_path_segment_names(quiet: SimulatedClusters,
+                                                   core: client.CoreV1Api,
+                                                   dynamic_client: Any) -> None:
+    made = core.create_namespaced_config_map("default", _cm(generate_name="web-")).metadata.name
+    assert made.startswith("web-") and len(made) == 9
+    assert set(made[4:]) <= set("bcdfghjklmnpqrstvwxz2456789")
+    # The prefix is cut so the generated name stays within 63 characters.
+    long = core.create_namespaced_config_map("default", _cm(generate_name="p" * 70)).metadata.name
+    assert len(long) == 63
+    body = _refused(lambda: core.create_namespaced_config_map("default",
+                                                             _cm(generate_name="Web-")))
+    assert body["message"] == (f'ConfigMap "Web-" is invalid: metadata.generateName: Invalid '
+                               f'value: "Web-": {SUBDOMAIN}')
+    roles = dynamic_client(quiet).resources.get(api_version="rbac.authorization.k8s.io/v1",
+                                                kind="Role")
+    ok = roles.create(namespace="default", body={"metadata": {"name": "system:Reader"},
+                                                 "rules": []})
+    assert ok.metadata.name == "system:Reader"  # RBAC names are path segments, not DNS names
+    with pytest.raises(ApiException) as err:
+        roles.create(namespace="default", body={"metadata": {"name": "a/b"}, "rules": []})
+    assert _status(err.value)["message"] == (
+        'Role.rbac.authorization.k8s.io "a/b" is invalid: metadata.name: Invalid value: "a/b": '
+        "may not contain '/'")
+
+
+def test_names_on_the_url_must_be_path_segments(quiet: SimulatedClusters) -> None:
+    from tests.sim.test_protocol import Raw
+    code, body = Raw(quiet).call("GET", "/api/v1/namespaces/default/configmaps/a%25b")
+    assert (code, body["reason"]) == (400, "BadRequest")
+    assert body["message"] == 'Name parameter invalid: "a%b": may not contain \'%\''
+
+
+# ------------------------------------------------------------------------------------ labels
+def test_label_and_annotation_rules(light: LightClient) -> None:
+    with pytest.raises(ApiError) as err:
+        light.create(ConfigMap(metadata=ObjectMeta(name="l", labels={"app": "x" * 64})))
+    status = err.value.status
+    assert (status.code, status.reason) == (422, "Invalid")
+    assert status.message == ('ConfigMap "l" is invalid: metadata.labels: Invalid value: '
+                              f'"{"x" * 64}": must be no more than 63 characters')
+    with pytest.raises(ApiError) as err:
+        light.create(ConfigMap(metadata=ObjectMeta(name="l", labels={"a/b/c": "v", "k": "-v"})))
+    assert err.value.status.message == (
+        'ConfigMap "l" is invalid: [metadata.labels: Invalid value: "a/b/c": a qualified name '
+        f"{QNAME} with an optional DNS subdomain prefix and '/' (e.g. 'example.com/MyName'), "
+        f'metadata.labels: Invalid value: "-v": {LABEL_VALUE}]')
+    with pytest.raises(ApiError) as err:
+        light.create(ConfigMap(metadata=ObjectMeta(name="l", labels={"/x": "v"})))
+    assert err.value.status.message.endswith('Invalid value: "/x": prefix part must be non-empty')
+    assert err.value.status.details.causes[0].field == "metadata.labels"
+    # Annotation keys are checked lower-cased; values are free, but their total size is bounded.
+    light.create(ConfigMap(metadata=ObjectMeta(name="ok", annotations={"Example.COM/Note": "!"})))
+    with pytest.raises(ApiError) as err:
+        light.create(ConfigMap(metadata=ObjectMeta(name="big", annotations={"a": "x" * 262144})))
+    assert err.value.status.message == ('ConfigMap "big" is invalid: metadata.annotations: Too '
+                                        'long: may not be more than 262144 bytes')
+    assert err.value.status.details.causes[0].reason == "FieldValueTooLong"
+    with pytest.raises(ApiError) as err:
+        light.create(ConfigMap(metadata=ObjectMeta(name="f", finalizers=["orphan",
+                                                                         "foregroundDeletion"])))
+    assert err.value.status.message == (
+        'ConfigMap "f" is invalid: metadata.finalizers: Invalid value: []string{"orphan", '
+        '"foregroundDeletion"}: finalizer orphan and foregroundDeletion cannot be both set')
+    with pytest.raises(ApiError) as err:
+        light.create(ConfigMap(metadata=ObjectMeta(name="d"), data={"a b": "v"}))
+    assert err.value.status.message == (
+        'ConfigMap "d" is invalid: data[a b]: Invalid value: "a b": a valid config key must '
+        "consist of alphanumeric characters, '-', '_' or '.' (e.g. 'key.name',  or 'KEY_NAME',"
+        "  or 'key-name', regex used for validation is '[-._a-zA-Z0-9]+')")
+
+
+def test_kubectl_shows_invalid_labels(kube: Kubectl) -> None:
+    proc = _apply(kube, _cm("c", labels={"app": "x" * 64}))
+    assert proc.returncode != 0
+    assert ('The ConfigMap "c" is invalid: metadata.labels: Invalid value: '
+            f'"{"x" * 64}": must be no more than 63 characters') in proc.stderr
+
+
+# ------------------------------------------------------------------------------------ updates
+def test_immutable_configmap_and_secret(kube: Kubectl, light: LightClient) -> None:
+    light.create(ConfigMap(metadata=ObjectMeta(name="frozen"), data={"a": "1"}, immutable=True))
+    proc = kube("patch", "configmap", "frozen", "--type=merge", "-p", '{"data":{"a":"2"}}',
+                check=False)
+    assert proc.returncode != 0
+    assert ('The ConfigMap "frozen" is invalid: data: Forbidden: field is immutable when '
+            '`immutable` is set') in proc.stderr
+    proc = kube("patch", "configmap", "frozen", "--type=merge", "-p", '{"immutable":false}',
+                check=False)
+    assert "immutable: Forbidden: field is immutable when `immutable` is set" in proc.stderr
+    kube("label", "configmap", "frozen", "team=a")  # metadata stays writable
+    light.create(Secret(metadata=ObjectMeta(name="s"), type="Opaque", data={"k": "dg=="}))
+    with pytest.raises(ApiError) as err:
+        light.patch(Secret, "s", {"type": "kubernetes.io/tls"}, patch_type=_merge())
+    assert err.value.status.message == ('Secret "s" is invalid: type: Invalid value: '
+                                        '"kubernetes.io/tls": field is immutable')
+
+
+def _merge() -> Any:
+    from lightkube.types import PatchType
+    return PatchType.MERGE
+
+
+def test_job_template_and_pvc_spec_are_immutable(quiet: SimulatedClusters,
+                                                 dynamic_client: Any) -> None:
+    dyn = dynamic_client(quiet)
+    jobs = dyn.resources.get(api_version="batch/v1", kind="Job")
+    job = jobs.create(namespace="default", body={
+        "metadata": {"name": "j"}, "spec": {"template": {"spec": {
+            "restartPolicy": "Never", "containers": [{"name": "c", "image": "busybox"}]}}}})
+    assert job.metadata.generation == 1
+    with pytest.raises(ApiException) as err:
+        jobs.patch(namespace="default", name="j", content_type="application/merge-patch+json",
+                   body={"spec": {"template": {"spec": {"containers": [
+                       {"name": "c", "image": "alpine"}]}}}})
+    body = _status(err.value)
+    assert body["message"] == ('Job.batch "j" is invalid: spec.template: Invalid value: '
+                               'core.PodTemplateSpec{...}: field is immutable')
+    assert body["details"]["causes"][0]["field"] == "spec.template"
+    jobs.patch(namespace="default", name="j", content_type="application/merge-patch+json",
+               body={"spec": {"parallelism": 2}})  # mutable fields still change
+    pvcs = dyn.resources.get(api_version="v1", kind="PersistentVolumeClaim")
+    pvcs.create(namespace="default", body={"metadata": {"name": "p"}, "spec": {
+        "accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}}})
+    with pytest.raises(ApiException) as err:
+        pvcs.patch(namespace="default", name="p", content_type="application/merge-patch+json",
+                   body={"spec": {"accessModes": ["ReadWriteMany"]}})
+    body = _status(err.value)
+    assert body["message"].startswith(
+        'PersistentVolumeClaim "p" is invalid: spec: Forbidden: spec is immutable after '
+        "creation except resources.requests and volumeAttributesClassName for bound claims")
+    # A bound claim may grow, never shrink.
+    quiet.store("source").update_status("PersistentVolumeClaim", "default", "p",
+                                        {"phase": "Bound"})
+    grown = pvcs.patch(namespace="default", name="p",
+                       content_type="application/merge-patch+json",
+                       body={"spec": {"resources": {"requests": {"storage": "2Gi"}}}})
+    assert grown.spec.resources.requests.storage == "2Gi"
+    with pytest.raises(ApiException) as err:
+        pvcs.patch(namespace="default", name="p", content_type="application/merge-patch+json",
+                   body={"spec": {"resources": {"requests": {"storage": "1Gi"}}}})
+    assert _status(err.value)["message"] == (
+        'PersistentVolumeClaim "p" is invalid: spec.resources.requests.storage: Forbidden: '
+        "field can not be less than previous value")
+
+
+def test_uid_is_immutable(core: client.CoreV1Api) -> None:
+    cm = core.create_namespaced_config_map("default", _cm("u"))
+    uid = cm.metadata.uid
+    body = _refused(lambda: core.patch_namespaced_config_map(
+        "u", "default", {"metadata": {"uid": "0000"}}))
+    assert body["message"] == ('ConfigMap "u" is invalid: metadata.uid: Invalid value: "0000": '
+                               "field is immutable")
+    # On PUT the body's uid is a precondition, checked by the storage layer: 409.
+    cm.metadata.uid = "0000"
+    body = _refused(lambda: core.replace_namespaced_config_map("u", "default", cm))
+    assert (body["code"], body["reason"]) == (409, "Conflict")
+    assert body["message"] == (
+        'Operation cannot be fulfilled on configmaps "u": StorageError: invalid object, Code: 4, '
+        "Key: /registry/configmaps/default/u, ResourceVersion: 0, AdditionalErrorMsg: "
+        f"Precondition failed: UID in precondition: 0000, UID in object meta: {uid}")
+    # creationTimestamp is silently kept, as upstream's BeforeUpdate does.
+    cm.metadata.uid = None
+    cm.metadata.creation_timestamp = None
+    assert core.replace_namespaced_config_map("u", "default", cm).metadata.uid == uid
+
+
+def test_generation_only_on_kinds_that_have_it(quiet: SimulatedClusters,
+                                               core: client.CoreV1Api,
+                                               dynamic_client: Any) -> None:
+    cm = core.create_namespaced_config_map("default", _cm("g"))
+    assert cm.metadata.generation is None
+    cm = core.patch_namespaced_config_map("g", "default", {"data": {"k": "w"}})
+    assert cm.metadata.generation is None
+    ns = core.create_namespace({"metadata": {"name": "gen"}})
+    assert ns.metadata.generation is None
+    assert ns.spec.finalizers == ["kubernetes"] and ns.status.phase == "Active"
+    vms = dynamic_client(quiet).resources.get(api_version="kubevirt.io/v1",
+                                              kind="VirtualMachine")
+    vm = vms.create(namespace="default", body={"metadata": {"name": "vm"},
+                                               "spec": {"runStrategy": "Halted"}})
+    assert vm.metadata.generation == 1
+
+
+def test_json_patch_cannot_remove_required_metadata(quiet: SimulatedClusters,
+                                                    core: client.CoreV1Api,
+                                                    dynamic_client: Any) -> None:
+    core.create_namespaced_config_map("default", _cm("j"))
+    cms = dynamic_client(quiet).resources.get(api_version="v1", kind="ConfigMap")
+    for path in ("/metadata/name", "/metadata"):
+        body = _refused(lambda: cms.patch(name="j", namespace="default",
+                                          body=[{"op": "remove", "path": path}],
+                                          content_type="application/json-patch+json"))
+        assert (body["code"], body["reason"]) == (400, "BadRequest")
+        assert body["message"] == "the name of the object () does not match the name on the URL (j)"
+    body = _refused(lambda: core.patch_namespaced_config_map(
+        "j", "default", {"metadata": {"name": "other"}}))
+    assert body["message"] == ("the name of the object (other) does not match the name on the "
+                               "URL (j)")
+    assert core.read_namespaced_config_map("j", "default").metadata.name == "j"
+
+
+# ------------------------------------------------------------------------------------ deletes
+def test_delete_preconditions(core: client.CoreV1Api, light: LightClient) -> None:
+    cm = core.create_namespaced_config_map("default", _cm("p"))
+    body = _refused(lambda: core.delete_namespaced_config_map(
+        "p", "default", body=client.V1DeleteOptions(
+            preconditions=client.V1Preconditions(uid="not-it"))))
+    assert (body["code"], body["reason"]) == (409, "Conflict")
+    assert body["message"] == (
+        'Operation cannot be fulfilled on configmaps "p": StorageError: invalid object, Code: 4, '
+        "Key: /registry/configmaps/default/p, ResourceVersion: 0, AdditionalErrorMsg: "
+        f"Precondition failed: UID in precondition: not-it, UID in object meta: {cm.metadata.uid}")
+    body = _refused(lambda: core.delete_namespaced_config_map(
+        "p", "default", body=client.V1DeleteOptions(
+            preconditions=client.V1Preconditions(resource_version="1"))))
+    assert body["message"].endswith(
+        "Precondition failed: ResourceVersion in precondition: 1, ResourceVersion in object "
+        f"meta: {cm.metadata.resource_version}")
+    core.delete_namespaced_config_map("p", "default", body=client.V1DeleteOptions(
+        preconditions=client.V1Preconditions(uid=cm.metadata.uid,
+                                             resource_version=cm.metadata.resource_version)))
+    with pytest.raises(ApiError) as err:
+        light.get(ConfigMap, "p")
+    assert err.value.status.code == 404
+
+
+# ------------------------------------------------------------------------------------ selectors
+def test_field_selectors_per_kind(kube: Kubectl, light: LightClient,
+                                  core: client.CoreV1Api) -> None:
+    core.create_namespaced_config_map("default", _cm("one"))
+    proc = kube("get", "configmaps", "--field-selector", "data.k=v", check=False)
+    assert proc.returncode != 0
+    assert ('Error from server (BadRequest): Unable to find "/v1, Resource=configmaps" that '
+            'match label selector "", field selector "data.k=v": "data.k" is not a known field '
+            'selector: only "metadata.name", "metadata.namespace"') in proc.stderr
+    assert "one" in kube("get", "configmaps", "--field-selector", "metadata.name=one").stdout
+    proc = kube("get", "vm", "--field-selector", "status.printableStatus=Running", check=False)
+    assert "field label not supported: status.printableStatus" in proc.stderr
+    proc = kube("get", "jobs", "--field-selector", "spec.parallelism=1", check=False)
+    assert 'field label "spec.parallelism" not supported for batchv1.Job' in proc.stderr
+    proc = kube("get", "namespaces", "--field-selector", "metadata.namespace=x", check=False)
+    assert "field label not supported: metadata.namespace" in proc.stderr
+    assert "default" in kube("get", "namespaces", "--field-selector", "status.phase=Active").stdout
+    proc = kube("get", "pods", "--field-selector", "spec.nodeName", check=False)
+    assert ("invalid selector: 'spec.nodeName'; can't understand 'spec.nodeName'"
+            in proc.stderr)
+    # Pods: the conversion function's labels, with spec.host the legacy name of spec.nodeName.
+    light.create(Pod.from_dict({"metadata": {"name": "p1"}, "spec": {
+        "nodeName": "n1", "containers": [{"name": "c", "image": "i"}]}}))
+    light.create(Pod.from_dict({"metadata": {"name": "p2"}, "spec": {
+        "containers": [{"name": "c", "image": "i"}]}}))
+    assert [p.metadata.name for p in light.list(Pod, fields={"spec.host": "n1"})] == ["p1"]
+    assert [p.metadata.name for p in light.list(Pod, fields={"spec.nodeName": ""})] == ["p2"]
+    with pytest.raises(ApiError) as err:
+        list(light.list(Pod, fields={"spec.containers": "x"}))
+    assert (err.value.status.code, err.value.status.message) == (
+        400, "field label not supported: spec.containers")
+    light.create(Secret(metadata=ObjectMeta(name="tls"), type="kubernetes.io/tls"))
+    assert [s.metadata.name for s in light.list(Secret, fields={"type": "kubernetes.io/tls"})] \
+        == ["tls"]
+    # Watches go through the same check.
+    with pytest.raises(ApiException) as werr:
+        core.list_namespaced_config_map("default", watch=True, field_selector="data.k=v",
+                                        _preload_content=False)
+    assert _status(werr.value)["message"].startswith('"data.k" is not a known field selector')
+
+
+def test_custom_kinds_accept_their_selectable_fields(quiet: SimulatedClusters,
+                                                     light: LightClient) -> None:
+    vm_kind = create_namespaced_resource("kubevirt.io", "v1", "VirtualMachine",
+                                         "virtualmachines")
+    light.create(vm_kind.from_dict({"metadata": {"name": "a"}, "spec": {"runStrategy": "Halted"}}))
+    assert [v.metadata.name for v in light.list(vm_kind, fields={"metadata.name": "a"})] == ["a"]
+    with pytest.raises(ApiError) as err:
+        list(light.list(vm_kind, fields={"spec.runStrategy": "Halted"}))
+    assert err.value.status.message == "field label not supported: spec.runStrategy"
+    kind = quiet.store("source").kind("VirtualMachine")
+    from dataclasses import replace
+
+    from statemachine.sim import selectors
+    with_field = replace(kind, selectable_fields=(".spec.runStrategy",))
+    assert selectors.checked_field_selector(with_field, "spec.runStrategy=Halted") == \
+        "spec.runStrategy=Halted"
+
+
+def test_namespace_object_is_unaffected_by_spec_writes(light: LightClient) -> None:
+    light.create(Namespace(metadata=ObjectMeta(name="keep")))
+    patched = light.patch(Namespace, "keep", {"spec": {"finalizers": []}}, patch_type=_merge())
+    assert patched.spec.finalizers == ["kubernetes"]
