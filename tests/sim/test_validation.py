@@ -47,6 +47,9 @@ QNAME = ("must consist of alphanumeric characters, '-', '_' or '.', and must sta
          "for validation is '([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]')")
 
 
+VM_SPEC = {"runStrategy": "Halted", "template": {"spec": {"domain": {"devices": {}}}}}
+
+
 @pytest.fixture
 def quiet(make_sim: MakeSim) -> SimulatedClusters:
     """Clusters without controllers: objects stay exactly as the test writes them."""
@@ -307,7 +310,7 @@ def test_generation_only_on_kinds_that_have_it(quiet: SimulatedClusters,
     vms = dynamic_client(quiet).resources.get(api_version="kubevirt.io/v1",
                                               kind="VirtualMachine")
     vm = vms.create(namespace="default", body={"metadata": {"name": "vm"},
-                                               "spec": {"runStrategy": "Halted"}})
+                                               "spec": VM_SPEC})
     assert vm.metadata.generation == 1
 
 
@@ -399,7 +402,7 @@ def test_custom_kinds_accept_their_selectable_fields(quiet: SimulatedClusters,
                                                      light: LightClient) -> None:
     vm_kind = create_namespaced_resource("kubevirt.io", "v1", "VirtualMachine",
                                          "virtualmachines")
-    light.create(vm_kind.from_dict({"metadata": {"name": "a"}, "spec": {"runStrategy": "Halted"}}))
+    light.create(vm_kind.from_dict({"metadata": {"name": "a"}, "spec": VM_SPEC}))
     assert [v.metadata.name for v in light.list(vm_kind, fields={"metadata.name": "a"})] == ["a"]
     with pytest.raises(ApiError) as err:
         list(light.list(vm_kind, fields={"spec.runStrategy": "Halted"}))
