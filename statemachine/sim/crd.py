@@ -101,7 +101,9 @@ def attach(store: Store) -> None:
         for crd in _builtin_templates():
             name = crd["metadata"]["name"]
             if store.try_get(CRD_KIND, None, name) is None:
-                store.create(CRD_KIND, crd, keep_status=True)
+                # The schemas are large: stores share them (never changed in place).
+                store.install(CRD_KIND, {**crd, "metadata": json.loads(json.dumps(
+                    crd["metadata"])), "status": json.loads(json.dumps(crd["status"]))})
     finally:
         installing = False
 

@@ -67,11 +67,11 @@ class Kind:
 def _k(group: str, version: str, kind: str, plural: str, *, namespaced: bool = True,
        status: bool = False, short: tuple[str, ...] = (), custom: bool = True,
        verbs: tuple[str, ...] = VERBS_ALL, columns: tuple[dict[str, Any], ...] = (),
-       categories: tuple[str, ...] = ()) -> Kind:
+       categories: tuple[str, ...] = (), scale: tuple[str, str, str] | None = None) -> Kind:
     return Kind(group=group, version=version, kind=kind, plural=plural, singular=kind.lower(),
                 namespaced=namespaced, status_subresource=status, short_names=short,
                 list_kind=f"{kind}List", verbs=verbs, custom=custom, printer_columns=columns,
-                categories=categories)
+                categories=categories, scale=scale)
 
 
 def _col(name: str, type_: str, path: str, description: str = "",
@@ -114,6 +114,23 @@ _DV_COLUMNS = (
 _EXPORT_COLUMNS = (_col("SourceKind", "string", ".spec.source.kind"),
                    _col("SourceName", "string", ".spec.source.name"),
                    _col("Phase", "string", ".status.phase"))
+_REPLICA_COLUMNS = (_col("Desired", "integer", ".spec.replicas"),
+                   _col("Current", "integer", ".status.replicas"),
+                   _col("Ready", "integer", ".status.readyReplicas"), _AGE)
+_REPLICA_SCALE = (".spec.replicas", ".status.replicas", ".status.labelSelector")
+_SNAPSHOT_TAIL = (_col("ReadyToUse", "boolean", ".status.readyToUse"),
+                  _col("CreationTime", "date", ".status.creationTime"),
+                  _col("Error", "string", ".status.error.message"))
+_SNAPSHOT_COLUMNS = (_col("SourceKind", "string", ".spec.source.kind"),
+                     _col("SourceName", "string", ".spec.source.name"),
+                     _col("Phase", "string", ".status.phase"), *_SNAPSHOT_TAIL)
+_RESTORE_COLUMNS = (_col("TargetKind", "string", ".spec.target.kind"),
+                    _col("TargetName", "string", ".spec.target.name"),
+                    _col("Complete", "boolean", ".status.complete"),
+                    _col("RestoreTime", "date", ".status.restoreTime"))
+_CLONE_COLUMNS = (_col("Phase", "string", ".status.phase"),
+                  _col("SourceVirtualMachine", "string", ".spec.source.name"),
+                  _col("TargetVirtualMachine", "string", ".spec.target.name"))
 _BACKUP_COLUMNS = (_col("SourceKind", "string", ".spec.source.kind"),
                    _col("SourceName", "string", ".spec.source.name"),
                    _col("Type", "string", ".status.type"),
@@ -165,6 +182,27 @@ KINDS: tuple[Kind, ...] = (
        short=("vmi", "vmis"), columns=_VMI_COLUMNS, categories=_ALL),
     _k("kubevirt.io", "v1", "VirtualMachineInstanceMigration", "virtualmachineinstancemigrations",
        status=True, short=("vmim", "vmims"), columns=_VMIM_COLUMNS, categories=_ALL),
+    _k("kubevirt.io", "v1", "VirtualMachineInstanceReplicaSet",
+       "virtualmachineinstancereplicasets", status=True, short=("vmirs", "vmirss"),
+       columns=_REPLICA_COLUMNS, categories=_ALL, scale=_REPLICA_SCALE),
+    _k("pool.kubevirt.io", "v1beta1", "VirtualMachinePool", "virtualmachinepools", status=True,
+       short=("vmpool", "vmpools"), columns=_REPLICA_COLUMNS, categories=_ALL,
+       scale=_REPLICA_SCALE),
+    # snapshot, restore, clone, migration policies
+    _k("snapshot.kubevirt.io", "v1beta1", "VirtualMachineSnapshot", "virtualmachinesnapshots",
+       status=True, short=("vmsnapshot", "vmsnapshots"), columns=_SNAPSHOT_COLUMNS,
+       categories=_ALL),
+    _k("snapshot.kubevirt.io", "v1beta1", "VirtualMachineSnapshotContent",
+       "virtualmachinesnapshotcontents", status=True,
+       short=("vmsnapshotcontent", "vmsnapshotcontents"), columns=_SNAPSHOT_TAIL,
+       categories=_ALL),
+    _k("snapshot.kubevirt.io", "v1beta1", "VirtualMachineRestore", "virtualmachinerestores",
+       status=True, short=("vmrestore", "vmrestores"), columns=_RESTORE_COLUMNS,
+       categories=_ALL),
+    _k("clone.kubevirt.io", "v1beta1", "VirtualMachineClone", "virtualmachineclones",
+       status=True, short=("vmclone", "vmclones"), columns=_CLONE_COLUMNS, categories=_ALL),
+    _k("migrations.kubevirt.io", "v1alpha1", "MigrationPolicy", "migrationpolicies",
+       namespaced=False, status=True),
     _k("kubevirt.io", "v1", "KubeVirt", "kubevirts", status=True, short=("kv", "kvs"),
        columns=_KV_COLUMNS, categories=_ALL),
     # instancetypes
@@ -185,6 +223,10 @@ KINDS: tuple[Kind, ...] = (
        columns=_DV_COLUMNS, categories=_ALL),
     _k("cdi.kubevirt.io", "v1beta1", "StorageProfile", "storageprofiles", namespaced=False,
        status=True),
+    _k("cdi.kubevirt.io", "v1beta1", "DataSource", "datasources", short=("das",),
+       categories=_ALL),
+    _k("cdi.kubevirt.io", "v1beta1", "DataImportCron", "dataimportcrons", short=("dic", "dics"),
+       columns=(_col("Format", "string", ".status.sourceFormat"),), categories=_ALL),
     # export
     _k("export.kubevirt.io", "v1", "VirtualMachineExport", "virtualmachineexports",
        status=True, short=("vmexport", "vmexports"), columns=_EXPORT_COLUMNS,

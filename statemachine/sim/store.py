@@ -387,6 +387,22 @@ class Store:
                 return clone(new)  # type: ignore[no-any-return]
             return clone(self._commit("ADDED", k, new, key))  # type: ignore[no-any-return]
 
+    def install(self, kind: Kind | str, obj: Obj) -> None:
+        """Store a large built-in object at start-up without copying it (the built-in CRDs).
+
+        ``obj`` must be a fresh top-level dict with its own ``metadata`` and ``status``; the rest
+        may be shared between stores, as the store never changes a stored object in place.
+        No admission, no namespace; server-set metadata is filled in."""
+        k = self.kind(kind)
+        meta = obj["metadata"]
+        with self._lock:
+            key = self._key(k, meta.get("namespace"), meta["name"])
+            if key in self._objects[k]:
+                raise Conflict(f'{k.qualified_resource} "{meta["name"]}" already exists',
+                               status=409, reason="AlreadyExists")
+            meta.update(uid=str(uuid.uuid4()), creationTimestamp=now_rfc3339(), generation=1)
+            self._commit("ADDED", k, obj, key)
+
     def _write(self, k: Kind, old: Obj, body: Obj, subresource: str | None,
                dry_run: bool = False, manager: str | None = None, applied: bool = False,
                validate: bool = False) -> Obj:

@@ -285,3 +285,22 @@ def test_lightkube_creates_a_crd_and_its_objects(sim: SimulatedClusters) -> None
     with pytest.raises(ApiError) as err:
         client.get(Shirt, "lk", namespace="default")
     assert err.value.status.code == 404
+
+
+def test_builtin_replica_set_has_the_scale_subresource(sim: SimulatedClusters,
+                                                       kubectl: Callable[..., Any]) -> None:
+    raw = Raw(sim)
+    rs = {"apiVersion": "kubevirt.io/v1", "kind": "VirtualMachineInstanceReplicaSet",
+          "metadata": {"name": "rs", "namespace": "default"},
+          "spec": {"replicas": 1, "selector": {"matchLabels": {"app": "rs"}},
+                   "template": {"metadata": {"labels": {"app": "rs"}},
+                                "spec": {"domain": {"devices": {}}}}}}
+    code, made = raw.call("POST", "/apis/kubevirt.io/v1/namespaces/default/"
+                                  "virtualmachineinstancereplicasets", rs)
+    assert code == 201, made
+    assert made["spec"]["template"]["metadata"]["labels"] == {"app": "rs"}  # kept, not pruned
+    kubectl("scale", "vmirs/rs", "--replicas=2")
+    code, scale = raw.call("GET", "/apis/kubevirt.io/v1/namespaces/default/"
+                                  "virtualmachineinstancereplicasets/rs/scale")
+    assert code == 200 and scale["spec"] == {"replicas": 2}
+    kubectl("get", "vmsnapshots,vmrestores,migrationpolicies,datasources")
