@@ -162,6 +162,8 @@ class SimulatedClusters:
         objects: dict[tuple[str, str, str, str], Obj] = {}
         for obj in [*_default_objects(cluster), *self._seed[cluster]]:
             objects[_identity(obj)] = obj
+        # Seeded CRDs first: the kinds they define are then known below.
+        crd.seed(store, [o for o in objects.values() if crd.is_crd(o)])
         namespaces = ["default", "kube-system"]
         for obj in objects.values():
             kind = store.registry.by_kind(obj.get("apiVersion", ""), obj.get("kind", ""))
@@ -178,7 +180,8 @@ class SimulatedClusters:
             if ("v1", "Namespace", "", ns) not in objects:
                 store.create("Namespace", {"metadata": {"name": ns}})
         for obj in sorted(objects.values(), key=lambda o: o.get("kind") != "Namespace"):
-            store.create(f"{obj['apiVersion']}/{obj['kind']}", obj, keep_status=True)
+            if not crd.is_crd(obj):
+                store.create(f"{obj['apiVersion']}/{obj['kind']}", obj, keep_status=True)
         users = [auth.ADMIN]
         users += [u for u in auth.users_in(list(objects.values())) if u != auth.ADMIN]
         return users

@@ -279,6 +279,34 @@ def admit_crd(kind: Kind, new: Obj, old: Obj | None, subresource: str | None) ->
     new["status"] = _status(new, old)
 
 
+def is_crd(obj: Obj) -> bool:
+    return obj.get("kind") == CRD_KIND and obj.get("apiVersion") == f"{GROUP}/v1"
+
+
+def seed(store: Store, crds: list[Obj]) -> None:
+    """Create seeded CRDs as the API would (defaulted, validated, with status); a CRD the API
+    would refuse raises ``Invalid``."""
+    kind = store.kind(f"{GROUP}/v1/{CRD_KIND}")
+    for obj in crds:
+        body = json.loads(json.dumps(obj))
+        body.setdefault("metadata", {})
+        admit_crd(kind, body, None, None)
+        store.create(kind, body, keep_status=True)
+
+
+def seed_kinds(objects: list[Obj]) -> set[tuple[str, str]]:
+    """``(apiVersion, kind)`` of every kind the CRDs among ``objects`` define (for seed checks)."""
+    out = set()
+    for obj in objects:
+        spec = obj.get("spec")
+        if not is_crd(obj) or not isinstance(spec, dict) or not isinstance(spec.get("names"), dict):
+            continue  # malformed: refused when the seed is created
+        for kind in kinds_of({"spec": {**spec, "versions": [
+                v for v in spec.get("versions") or [] if isinstance(v, dict)]}}):
+            out.add((kind.api_version, kind.kind))
+    return out
+
+
 # ----------------------------------------------------------------------------- delete
 
 def delete(store: Store, name: str, *, dry_run: bool = False) -> Obj:

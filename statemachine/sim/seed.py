@@ -2,7 +2,8 @@
 
 :func:`load_seed` reads a YAML/JSON file (or takes an already parsed mapping) and checks its
 shape: two known cluster keys, each a list of objects with ``apiVersion``, ``kind`` (a kind the
-simulator serves) and ``metadata.name``. Problems raise ``DefinitionError`` with one line naming
+simulator serves, or one a CustomResourceDefinition in the same list defines) and
+``metadata.name``. Problems raise ``DefinitionError`` with one line naming
 the file and the field; the file is read within yamlsource's input limits (size, characters,
 nesting, aliases). It does not create anything (``cluster.py`` does).
 """
@@ -14,6 +15,7 @@ from typing import Any
 
 from statemachine import yamlsource
 from statemachine.errors import DefinitionError, Problem
+from statemachine.sim import crd
 from statemachine.sim.kinds import KindRegistry
 
 CLUSTERS = ("source", "target")
@@ -53,6 +55,7 @@ def load_seed(seed: str | Path | Mapping[str, Any] | None,
         objects = data.get(cluster) or []
         if not isinstance(objects, list):
             raise _fail(where, cluster, "must be a list of objects")
+        defined = crd.seed_kinds([dict(o) for o in objects if isinstance(o, Mapping)])
         for i, obj in enumerate(objects):
             path = f"{cluster}[{i}]"
             if not isinstance(obj, Mapping):
@@ -62,7 +65,8 @@ def load_seed(seed: str | Path | Mapping[str, Any] | None,
                 raise _fail(where, f"{path}.apiVersion", "required")
             if not isinstance(kind, str) or not kind:
                 raise _fail(where, f"{path}.kind", "required")
-            if registry.by_kind(api_version, kind) is None:
+            if registry.by_kind(api_version, kind) is None and \
+                    (api_version, kind) not in defined:
                 raise _fail(where, f"{path}.kind",
                             f"{api_version} {kind} is not served by the simulator")
             meta = obj.get("metadata")

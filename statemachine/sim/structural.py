@@ -77,7 +77,7 @@ def go_value(value: Any) -> str:
 class Node:
     """One compiled schema node. Only the keywords a structural schema can carry are kept."""
 
-    __slots__ = ("type", "properties", "additional", "items", "required", "enum", "preserve",
+    __slots__ = ("type", "type_ok", "properties", "additional", "items", "required", "enum", "preserve",
                  "int_or_string", "nullable", "defaults", "pattern", "pattern_text", "minimum",
                  "maximum", "exclusive_min", "exclusive_max", "min_length", "max_length",
                  "min_items", "max_items", "embedded", "has_defaults")
@@ -87,6 +87,9 @@ class Node:
     def __init__(self, schema: dict[str, Any]) -> None:
         self.type: str | None = schema.get("type") if isinstance(schema.get("type"), str) else None
         self.int_or_string = bool(schema.get("x-kubernetes-int-or-string"))
+        self.type_ok: Callable[[Any], bool] | None = (
+            _JSON_TYPES.get(self.type) if self.type is not None and not self.int_or_string
+            else None)
         self.preserve = bool(schema.get("x-kubernetes-preserve-unknown-fields"))
         self.embedded = bool(schema.get("x-kubernetes-embedded-resource"))
         self.nullable = bool(schema.get("nullable"))
@@ -186,11 +189,25 @@ class Node:
                                f'Invalid value: "{actual}": {path} in body must be of type '
                                f'integer,string: "{actual}"'))
                 return
-        elif self.type is not None and not _JSON_TYPES.get(self.type, lambda v: True)(value):
+        elif self.type_ok is not None and not self.type_ok(value):
             actual = _type_name(value)
             errors.append(("FieldValueTypeInvalid", path,
                            f'Invalid value: "{actual}": {path} in body must be of type '
                            f'{self.type}: "{actual}"'))
+            return
+        if isinstance(value, dict):
+            props = self.properties
+            additional = self.additional
+            for key in self.required:
+                if key not in value:
+                    errors.append(("FieldValueRequired", _join(path, key), "Required value"))
+            prefix = f"{path}." if path else ""
+            for key, item in value.items():
+                child = props.get(key) if props is not None else None
+                if child is None:
+                    child = additional
+                if child is not None:
+                    child.validate(item, prefix + key, errors)
             return
         if self.enum is not None and value not in self.enum:
             supported = ", ".join(go_value(v) for v in self.enum)
@@ -201,17 +218,6 @@ class Node:
             self._validate_string(value, path, errors)
         elif isinstance(value, (int, float)) and not isinstance(value, bool):
             self._validate_number(value, path, errors)
-        elif isinstance(value, dict):
-            for key in self.required:
-                if key not in value:
-                    errors.append(("FieldValueRequired", _join(path, key), "Required value"))
-            props = self.properties
-            for key, item in value.items():
-                child = props.get(key) if props is not None else None
-                if child is None:
-                    child = self.additional
-                if child is not None:
-                    child.validate(item, _join(path, key), errors)
         elif isinstance(value, list):
             if self.max_items is not None and len(value) > self.max_items:
                 errors.append(("FieldValueTooMany", path,

@@ -304,3 +304,23 @@ def test_builtin_replica_set_has_the_scale_subresource(sim: SimulatedClusters,
                                   "virtualmachineinstancereplicasets/rs/scale")
     assert code == 200 and scale["spec"] == {"replicas": 2}
     kubectl("get", "vmsnapshots,vmrestores,migrationpolicies,datasources")
+
+
+def test_a_seed_may_define_crds_and_their_objects(make_sim: Callable[..., SimulatedClusters],
+                                                  dynamic_client: Any) -> None:
+    from statemachine.errors import SmrunError
+    seeded = make_sim(controllers=False, seed={"source": [
+        SHIRT_CRD, {**_shirt("seeded", {"color": "red"}),
+                    "metadata": {"name": "seeded", "namespace": "wardrobe"}}]})
+    dyn = dynamic_client(seeded)
+    shirts = dyn.resources.get(api_version="stable.example.com/v1", kind="Shirt")
+    assert [s.metadata.name for s in shirts.get(namespace="wardrobe").items] == ["seeded"]
+    crd = dyn.resources.get(api_version="apiextensions.k8s.io/v1",
+                            kind="CustomResourceDefinition").get(name=SHIRT_CRD["metadata"]["name"])
+    assert [c.type for c in crd.status.conditions] == ["NamesAccepted", "Established"]
+    # not on the other cluster
+    assert seeded.store("target").registry.by_kind("stable.example.com/v1", "Shirt") is None
+    bad = json.loads(json.dumps(SHIRT_CRD))
+    bad["spec"]["scope"] = "Galaxy"
+    with pytest.raises(SmrunError, match="spec.scope: Unsupported value"):
+        make_sim(controllers=False, seed={"source": [bad]})
