@@ -474,8 +474,9 @@ class Handler(BaseHTTPRequestHandler):
         groups = self.identity.groups if self.identity is not None else ()
         a = auth.Attributes(self.user, verb, route.kind.group, route.kind.plural,
                             route.namespace, route.name, route.subresource, groups)
-        if not auth.allowed(self.server_api.store, a):
-            raise auth.forbidden(route.kind, a)
+        ok, reason = auth.decide(self.server_api.store, a)
+        if not ok:
+            raise auth.forbidden(route.kind, a, reason)
 
     def _serve(self, method: str, route: Route, query: dict[str, str], is_watch: bool) -> None:
         store = self.server_api.store
@@ -483,6 +484,11 @@ class Handler(BaseHTTPRequestHandler):
         dry_run = query.get("dryRun") == "All"
         if name and (bad_name := validation.path_segment_name(name)) is not None:
             raise _error(400, "BadRequest", bad_name)
+        if not _accepts_json(self.headers.get("Accept")):
+            # Answers are JSON only; a client that takes nothing else is told so, as upstream
+            # tells a client asking for a media type it does not serve.
+            raise _error(406, "NotAcceptable",
+                         "only the following media types are accepted: application/json")
         if route.subresource == "scale":
             self._scale(method, route, dry_run)
             return
@@ -673,6 +679,15 @@ class Handler(BaseHTTPRequestHandler):
             self.wfile.flush()
         except OSError:
             pass
+
+
+def _accepts_json(accept: str | None) -> bool:
+    """Whether an ``Accept`` header allows a JSON answer (kubectl's protobuf requests send
+    ``application/vnd.kubernetes.protobuf,application/json``; a Table request names JSON too)."""
+    if not accept:
+        return True
+    accept = accept.lower()
+    return "json" in accept or "*/*" in accept or "application/*" in accept
 
 
 def _created_name(raw: bytes) -> str:

@@ -11,12 +11,15 @@ in its namespace, to ``User``, ``Group`` and ``ServiceAccount`` subjects; rules 
 (``*``, ``*/subresource``, resourceNames, nonResourceURLs with a trailing ``*``). No aggregation.
 Discovery, ``/version`` and ``/openapi`` are not checked (every authenticated user may read them,
 upstream's ``system:discovery``); the bootstrap roles that say so are in ``rbacdefaults.py``.
-:func:`rules_for` is upstream's rule resolver, behind SelfSubjectRulesReview. Messages are the
-upstream ones, so clients print what they would print against a real cluster.
+:func:`decide` also gives upstream's reason (``RBAC: allowed by RoleBinding "b/ns" of Role "r"
+to User "u"``, or the errors met, such as a binding's missing role), which SelfSubjectAccessReview
+returns and a 403 message ends with. :func:`rules_for` is upstream's rule resolver, behind
+SelfSubjectRulesReview. Messages are the upstream ones, so clients print what they would print
+against a real cluster.
 """
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -127,10 +130,29 @@ def _applies(subject: dict[str, Any], user: str, groups: tuple[str, ...],
     return False
 
 
-def _bound(binding: dict[str, Any], user: str, groups: tuple[str, ...]) -> bool:
+def _subject(binding: dict[str, Any], user: str,
+             groups: tuple[str, ...]) -> dict[str, Any] | None:
+    """The first subject of ``binding`` that names the caller, or ``None``."""
     ns = (binding.get("metadata") or {}).get("namespace") or ""
-    return any(isinstance(s, dict) and _applies(s, user, groups, ns)
-               for s in binding.get("subjects") or [])
+    for s in binding.get("subjects") or []:
+        if isinstance(s, dict) and _applies(s, user, groups, ns):
+            return s
+    return None
+
+
+def _describe(binding: dict[str, Any], subject: dict[str, Any]) -> str:
+    """Upstream's description of the binding that allowed a request (in its ``reason``)."""
+    meta, ref = binding.get("metadata") or {}, binding.get("roleRef") or {}
+    ns = meta.get("namespace") or ""
+    who = subject.get("name", "")
+    if subject.get("kind") == "ServiceAccount":
+        who = f"{who}/{subject.get('namespace') or ns}"
+    target = f'{subject.get("kind")} "{who}"'
+    if binding.get("kind") == "RoleBinding" or ns:
+        return (f'RoleBinding "{meta.get("name")}/{ns}" of {ref.get("kind")} '
+                f'"{ref.get("name")}" to {target}')
+    return (f'ClusterRoleBinding "{meta.get("name")}" of {ref.get("kind")} "{ref.get("name")}" '
+            f"to {target}")
 
 
 def _role_rules(store: Store, binding: dict[str, Any]) -> tuple[list[dict[str, Any]], str]:
@@ -149,36 +171,64 @@ def _role_rules(store: Store, binding: dict[str, Any]) -> tuple[list[dict[str, A
     return [r for r in role.get("rules") or [] if isinstance(r, dict)], ""
 
 
-def _visit(store: Store, user: str, groups: tuple[str, ...],
-           namespace: str) -> Iterator[tuple[list[dict[str, Any]], str]]:
-    """``(rules, error)`` per binding that applies: cluster bindings, then the namespace's.
-    Lazy, so that an authorization check stops at the first binding that allows."""
+Visit = tuple[dict[str, Any], dict[str, Any], list[dict[str, Any]], str]
+
+
+def _visit(store: Store, user: str, groups: tuple[str, ...], namespace: str) -> Iterator[Visit]:
+    """``(binding, subject, rules, error)`` per binding that applies: cluster bindings, then the
+    namespace's. Lazy, so that an authorization check stops at the first binding that allows."""
     for crb in store.list("ClusterRoleBinding"):
-        if _bound(crb, user, groups):
-            yield _role_rules(store, crb)
+        subject = _subject(crb, user, groups)
+        if subject is not None:
+            yield (crb, subject, *_role_rules(store, crb))
     if namespace:
         for rb in store.list("RoleBinding", namespace):
-            if _bound(rb, user, groups):
-                yield _role_rules(store, rb)
+            subject = _subject(rb, user, groups)
+            if subject is not None:
+                yield (rb, subject, *_role_rules(store, rb))
+
+
+def _aggregate(errors: list[str]) -> str:
+    """apimachinery's ``NewAggregate(errs).Error()``: one error bare, several as ``[a, b]``."""
+    unique = list(dict.fromkeys(errors))
+    return unique[0] if len(unique) == 1 else f"[{', '.join(unique)}]"
+
+
+def _decide(store: Store, user: str, groups: tuple[str, ...], namespace: str,
+            allows: Callable[[dict[str, Any]], bool]) -> tuple[bool, str]:
+    """Upstream's authorizer chain: ``system:masters`` is allowed with no reason; RBAC allows
+    with ``RBAC: allowed by <binding>``, or gives no opinion with the errors it met as reason."""
+    if user == ADMIN or MASTERS in groups:
+        return True, ""
+    errors: list[str] = []
+    for binding, subject, rules, error in _visit(store, user, groups, namespace):
+        if error:
+            errors.append(error)
+        elif any(allows(rule) for rule in rules):
+            return True, f"RBAC: allowed by {_describe(binding, subject)}"
+    return False, f"RBAC: {_aggregate(errors)}" if errors else ""
+
+
+def decide(store: Store, a: Attributes) -> tuple[bool, str]:
+    """Whether RBAC in ``store`` allows the request, and upstream's reason."""
+    ok, reason = _decide(store, a.user, a.groups, a.namespace, lambda r: _rule_allows(r, a))
+    # Upstream's system:basic-user lets every authenticated user ask what it may do; the
+    # bootstrap binding says so, this holds even if a seed replaced it.
+    if not ok and a.group in SELF_REVIEW_GROUPS and a.resource in SELF_REVIEWS and \
+            a.verb == "create":
+        return True, ""
+    return ok, reason
 
 
 def allowed(store: Store, a: Attributes) -> bool:
     """Whether RBAC in ``store`` allows the request."""
-    if a.user == ADMIN or MASTERS in a.groups:
-        return True
-    # Upstream's system:basic-user lets every authenticated user ask what it may do.
-    if a.group in SELF_REVIEW_GROUPS and a.resource in SELF_REVIEWS and a.verb == "create":
-        return True
-    return any(_rule_allows(rule, a) for rules, _ in _visit(store, a.user, a.groups, a.namespace)
-               for rule in rules)
+    return decide(store, a)[0]
 
 
-def url_allowed(store: Store, user: str, groups: tuple[str, ...], verb: str, path: str) -> bool:
-    """Whether RBAC allows ``verb`` on the non-resource URL ``path`` (e.g. ``/healthz``)."""
-    if user == ADMIN or MASTERS in groups:
-        return True
-    return any(_url_allows(rule, verb, path) for rules, _ in _visit(store, user, groups, "")
-               for rule in rules)
+def url_decide(store: Store, user: str, groups: tuple[str, ...], verb: str,
+               path: str) -> tuple[bool, str]:
+    """:func:`decide` for ``verb`` on the non-resource URL ``path`` (e.g. ``/healthz``)."""
+    return _decide(store, user, groups, "", lambda r: _url_allows(r, verb, path))
 
 
 def rules_for(store: Store, identity: Identity, namespace: str) -> dict[str, Any]:
@@ -192,7 +242,7 @@ def rules_for(store: Store, identity: Identity, namespace: str) -> dict[str, Any
     resource_rules: list[dict[str, Any]] = []
     url_rules: list[dict[str, Any]] = []
     errors: list[str] = []
-    for rules, error in _visit(store, identity.name, identity.groups, namespace):
+    for _, _, rules, error in _visit(store, identity.name, identity.groups, namespace):
         if error and error not in errors:
             errors.append(error)
         for rule in rules:
@@ -209,17 +259,18 @@ def rules_for(store: Store, identity: Identity, namespace: str) -> dict[str, Any
     status: dict[str, Any] = {"resourceRules": resource_rules, "nonResourceRules": url_rules,
                               "incomplete": False}
     if errors:
-        status["evaluationError"] = errors[0] if len(errors) == 1 else f"[{', '.join(errors)}]"
+        status["evaluationError"] = _aggregate(errors)
     return status
 
 
-def forbidden(kind: Kind, a: Attributes) -> Forbidden:
-    """The 403 upstream answers for a denied request."""
+def forbidden(kind: Kind, a: Attributes, reason: str = "") -> Forbidden:
+    """The 403 upstream answers for a denied request (``reason``: the authorizer's, if any)."""
     target = f'{kind.qualified_resource} "{a.name}"' if a.name else kind.qualified_resource
     resource = f"{a.resource}/{a.subresource}" if a.subresource else a.resource
     where = (f'in the namespace "{a.namespace}"' if a.namespace else "at the cluster scope")
-    return Forbidden(f'{target} is forbidden: User "{a.user}" cannot {a.verb} resource '
-                     f'"{resource}" in API group "{a.group}" {where}', status=403,
+    message = (f'{target} is forbidden: User "{a.user}" cannot {a.verb} resource '
+               f'"{resource}" in API group "{a.group}" {where}')
+    return Forbidden(f"{message}: {reason}" if reason else message, status=403,
                      reason="Forbidden")
 
 

@@ -1,7 +1,7 @@
 """The answers to the requests that ask the server about its caller, and TokenRequest.
 
 - SelfSubjectAccessReview (``kubectl auth can-i VERB RESOURCE`` / ``can-i get /healthz``): the
-  spec echoed back with ``status.allowed``, from RBAC (``auth.allowed`` / ``auth.url_allowed``).
+  spec echoed back with ``status.allowed`` and upstream's ``reason`` (``auth.decide``).
 - SelfSubjectRulesReview (``kubectl auth can-i --list``): ``auth.rules_for``; upstream answers a
   fresh object carrying only the status, and 400 ``no namespace on request`` without a namespace.
 - SelfSubjectReview (``kubectl auth whoami``): the caller's ``UserInfo``.
@@ -39,17 +39,20 @@ def access_review(store: Store, who: auth.Identity, body: dict[str, Any]) -> dic
         a = auth.Attributes(who.name, str(res.get("verb", "")), str(res.get("group", "")),
                             str(res.get("resource", "")), str(res.get("namespace", "")),
                             str(res.get("name", "")), str(res.get("subresource", "")), who.groups)
-        ok = auth.allowed(store, a)
+        ok, reason = auth.decide(store, a)
     elif isinstance(url, dict) and url:
-        ok = auth.url_allowed(store, who.name, who.groups, str(url.get("verb", "")),
-                              str(url.get("path", "")))
+        ok, reason = auth.url_decide(store, who.name, who.groups, str(url.get("verb", "")),
+                                     str(url.get("path", "")))
     else:
         raise Invalid('SelfSubjectAccessReview.authorization.k8s.io "" is invalid: '
                       "spec.resourceAttributes: Invalid value: \"null\": exactly one of "
                       "nonResourceAttributes or resourceAttributes must be specified",
                       status=422, reason="Invalid")
+    status: dict[str, Any] = {"allowed": ok}
+    if reason:
+        status["reason"] = reason
     return {"kind": "SelfSubjectAccessReview", "apiVersion": _AUTHZ,
-            "metadata": {"creationTimestamp": None}, "spec": spec, "status": {"allowed": ok}}
+            "metadata": {"creationTimestamp": None}, "spec": spec, "status": status}
 
 
 def rules_review(store: Store, who: auth.Identity, body: dict[str, Any]) -> dict[str, Any]:

@@ -120,6 +120,14 @@ def test_kubectl_auth_can_i(kc: Kubectl) -> None:
     assert kc("auth", "can-i", "get", "/metrics", context="source-viewer").stdout == "yes\n"
     assert kc("auth", "can-i", "get", "/logs", context="source-viewer",
               check=False).stdout == "no\n"
+    # A binding whose role is missing: RBAC says why it has no opinion, and kubectl prints it.
+    dangling = kc("auth", "can-i", "get", "pods", "-n", "other", context="source-viewer",
+                  check=False)
+    assert dangling.stdout == 'no - RBAC: role.rbac.authorization.k8s.io "gone" not found\n'
+    denied = kc("get", "pods", "-n", "other", context="source-viewer", check=False)
+    assert ('pods is forbidden: User "viewer" cannot list resource "pods" in API group "" in the '
+            'namespace "other": RBAC: role.rbac.authorization.k8s.io "gone" not found'
+            ) in denied.stderr
 
 
 def test_kubectl_auth_can_i_list(kc: Kubectl) -> None:
@@ -211,6 +219,13 @@ def test_rules_review_through_the_kubernetes_client(rbac_sim: SimulatedClusters)
         spec=client.V1SelfSubjectAccessReviewSpec(resource_attributes=client.V1ResourceAttributes(
             verb="list", resource="configmaps", namespace="default"))))
     assert access.status.allowed is True
+    assert access.status.reason == ('RBAC: allowed by RoleBinding "viewer-cm/default" of Role '
+                                    '"cm-reader" to User "viewer"')
+    vms = authz.create_self_subject_access_review(client.V1SelfSubjectAccessReview(
+        spec=client.V1SelfSubjectAccessReviewSpec(resource_attributes=client.V1ResourceAttributes(
+            verb="watch", resource="virtualmachines", group="kubevirt.io"))))
+    assert vms.status.reason == ('RBAC: allowed by ClusterRoleBinding "ops-vms" of ClusterRole '
+                                 '"vm-watcher" to Group "system:authenticated"')
 
 
 def test_token_request_through_the_kubernetes_client(rbac_sim: SimulatedClusters) -> None:

@@ -119,5 +119,15 @@ def test_protobuf_create_over_https(make_sim: Callable[..., SimulatedClusters]) 
     conn.request("POST", "/api/v1/namespaces/default/configmaps",
                  body=_envelope("v1", "Secret", _configmap_raw("wrong")), headers=headers)
     resp = conn.getresponse()
-    assert resp.status == 400, resp.read()
+    wrong = json.loads(resp.read())
+    assert resp.status == 400 and wrong["reason"] == "BadRequest", wrong
+    # A client that accepts protobuf only is told that answers are JSON (nothing is created).
+    conn.request("POST", "/api/v1/namespaces/default/configmaps",
+                 body=_envelope("v1", "ConfigMap", _configmap_raw("pb-only")),
+                 headers={**headers, "Accept": PROTOBUF})
+    resp = conn.getresponse()
+    status = json.loads(resp.read())
+    assert (resp.status, status["reason"], status["message"]) == (
+        406, "NotAcceptable", "only the following media types are accepted: application/json")
+    assert sim.store("source").try_get("ConfigMap", "default", "pb-only") is None
     conn.close()
