@@ -34,7 +34,8 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 from statemachine.errors import ClusterError, PermanentClusterError
 from statemachine.sim import (admission, auth, crd, decode, deletion, discovery, managedfields,
-                              openapi, patches, reviews, selectors, validation, watch, wire)
+                              openapi, paging, patches, printing, reviews, selectors, validation,
+                              watch, wire)
 from statemachine.sim.faults import FaultInjector
 from statemachine.sim.kinds import Kind
 from statemachine.sim.requestlog import RequestLog
@@ -53,8 +54,9 @@ PATCH_TYPES: dict[str, PatchType] = {
 
 
 def status_body(code: int, reason: str, message: str,
-                details: dict[str, Any] | None = None) -> dict[str, Any]:
-    body: dict[str, Any] = {"kind": "Status", "apiVersion": "v1", "metadata": {},
+                details: dict[str, Any] | None = None,
+                metadata: dict[str, Any] | None = None) -> dict[str, Any]:
+    body: dict[str, Any] = {"kind": "Status", "apiVersion": "v1", "metadata": metadata or {},
                             "status": "Failure", "message": message, "reason": reason,
                             "code": code}
     if details:
@@ -108,6 +110,8 @@ class ApiServer:
         self.stopping = threading.Event()
         store.admission = admission.admit
         self.issuer = TokenIssuer()
+        #: Seconds between the periodic BOOKMARKs of a watch that allows them.
+        self.bookmark_every = watch.BOOKMARK_EVERY
         self._conns: set[socket.socket] = set()
         self._conns_lock = threading.Lock()
         api = self
@@ -258,8 +262,8 @@ class Handler(BaseHTTPRequestHandler):
             if not route.name:
                 details.pop("name")
         headers = {"Retry-After": str(int(exc.retry_after))} if exc.retry_after else None
-        self._send_json(code, status_body(code, exc.reason or "InternalError", str(exc), details),
-                        headers)
+        self._send_json(code, status_body(code, exc.reason or "InternalError", str(exc), details,
+                                          getattr(exc, "status_metadata", None)), headers)
 
     def _raw_body(self) -> bytes:
         """The body, for a handler that uses it: 413 if it was over the limit (upstream checks
@@ -501,17 +505,21 @@ class Handler(BaseHTTPRequestHandler):
         if method == "GET" and not name:
             verb = "watch" if is_watch else "list"
             self._authorize(verb, route)
+            list_opts = paging.list_options(query, watch=is_watch)
+            tables = printing.table_request(self.headers.get("Accept"), query)
             if is_watch:
-                self._watch(route, query)
+                self._watch(route, query, list_opts, tables)
                 return
-            items, rv = store.list_rv(k, ns, label_selector=query.get("labelSelector"),
-                                      field_selector=query.get("fieldSelector"))
-            self._send_json(200, {"apiVersion": k.api_version, "kind": k.list_kind_name(),
-                                  "metadata": {"resourceVersion": str(rv)}, "items": items})
+            items, meta = paging.list_page(store, k, ns, list_opts)
+            self._send_json(200, printing.table(tables, k, items, meta) if tables else {
+                "apiVersion": k.api_version, "kind": k.list_kind_name(), "metadata": meta,
+                "items": items})
             return
         if method == "GET":
             self._authorize("get", route)
-            self._send_json(200, store.get(k, ns, name))
+            tables = printing.table_request(self.headers.get("Accept"), query)
+            obj = store.get(k, ns, name)
+            self._send_json(200, printing.object_table(tables, k, obj) if tables else obj)
             return
         if method == "POST" and not name:
             self._authorize("create", route)
@@ -652,14 +660,16 @@ class Handler(BaseHTTPRequestHandler):
         self._send_json(201, reviews.token_request(api.store, api.issuer, route.namespace,
                                                    route.name, body))
 
-    def _watch(self, route: Route, query: dict[str, str]) -> None:
+    def _watch(self, route: Route, query: dict[str, str], opts: paging.ListOptions,
+               tables: printing.TableRequest | None) -> None:
         try:
-            timeout = float(query.get("timeoutSeconds") or watch.DEFAULT_TIMEOUT)
+            timeout = float(query.get("timeoutSeconds") or 0) or watch.default_timeout()
         except ValueError:
-            timeout = watch.DEFAULT_TIMEOUT
-        req = watch.WatchRequest(route.kind, route.namespace, query.get("labelSelector"),
-                                 query.get("fieldSelector"), query.get("resourceVersion"),
-                                 timeout, query.get("allowWatchBookmarks") == "true")
+            timeout = watch.default_timeout()
+        paging.parse_resource_version(opts.resource_version)  # a 400 before the stream starts
+        req = watch.WatchRequest(route.kind, route.namespace, opts.label_selector,
+                                 opts.field_selector, opts.resource_version, timeout,
+                                 opts.allow_bookmarks, opts.send_initial_events)
         self.send_response(200)
         self.send_header("Content-Type", "application/json")
         self.send_header("Transfer-Encoding", "chunked")
@@ -674,7 +684,8 @@ class Handler(BaseHTTPRequestHandler):
 
         try:
             watch.stream(self.server_api.store, req, send, self._disconnected,
-                         self.server_api.stopping)
+                         self.server_api.stopping, bookmark_every=self.server_api.bookmark_every,
+                         transform=printing.WatchTables(tables, route.kind) if tables else None)
             self.wfile.write(b"0\r\n\r\n")
             self.wfile.flush()
         except OSError:

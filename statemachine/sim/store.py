@@ -9,7 +9,8 @@ write (so event *n* in the history has resourceVersion *n*); ``uid``, ``creation
 ``deletionTimestamp``; ``generateName``; delete propagation and preconditions, with the garbage
 collector and namespace controller of ``deletion.py`` running beside it; the apiserver's object
 validation (``validation.py``) for writes made with ``validate=True``; and a bounded event
-history for watches (older → ``Gone``/410).
+history for watches and consistent lists (``history.History``: the last ``history``
+events of each kind; older → ``Gone``/410).
 
 Contract for callers (the HTTP layer and the controllers):
 
@@ -42,8 +43,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from statemachine.errors import Conflict, Gone, Invalid, NotFound, PermanentClusterError
+from statemachine.errors import Conflict, Invalid, NotFound, PermanentClusterError
 from statemachine.sim import deletion, managedfields, patches, selectors, validation
+from statemachine.sim.history import History
 from statemachine.sim.kinds import Kind, KindRegistry
 
 Obj = dict[str, Any]
@@ -51,7 +53,10 @@ EventType = Literal["ADDED", "MODIFIED", "DELETED"]
 PatchType = Literal["merge", "json", "strategic", "apply"]
 Key = tuple[str, str]  # (namespace, name); namespace "" for cluster-scoped kinds
 
-DEFAULT_HISTORY = 10_000
+#: Watch events kept per kind. Like a watch cache of a quiet cluster (upstream keeps at least 100
+#: per resource, and etcd compacts every 5 minutes): a watch or continue token older than this
+#: many changes of its kind gets 410 Expired.
+DEFAULT_HISTORY = 1000
 
 
 def clone(obj: Any) -> Any:
@@ -135,10 +140,9 @@ class Store:
         self._objects: dict[Kind, dict[Key, Obj]] = {k: {} for k in self.registry}
         self._owned: dict[str, set[tuple[Kind, Key]]] = {}  # owner uid -> dependents
         self._uids: dict[str, tuple[Kind, Key]] = {}  # uid -> the object that has it
+        self._kind_conds: dict[Kind, threading.Condition] = {}  # woken by that kind's events
         self._rv = 0
-        self._history: list[StoreEvent] = []
-        self._history_limit = history
-        self._first_rv = 1  # resourceVersion of self._history[0]
+        self._history = History(history)
         self._subscribers: list[Callable[[StoreEvent], None]] = []
         self.closed = False
         #: Called with (kind, next object, previous object or None, subresource) before a create
@@ -215,13 +219,12 @@ class Store:
             self._uids[obj["metadata"]["uid"]] = (kind, key)
         event = StoreEvent(etype, kind, obj, self._rv, old)
         self._history.append(event)
-        if len(self._history) > 2 * self._history_limit:
-            drop = len(self._history) - self._history_limit
-            del self._history[:drop]
-            self._first_rv += drop
         for cb in list(self._subscribers):
             cb(event)
         self._cond.notify_all()
+        kind_cond = self._kind_conds.get(kind)
+        if kind_cond is not None:
+            kind_cond.notify_all()
         return obj
 
     def _index_owners(self, kind: Kind, key: Key, obj: Obj) -> None:
@@ -669,29 +672,69 @@ class Store:
                 fins.append(finalizer)
             return self._write(k, old, body, None)
 
-    # ----------------------------------------------------------------- watch support
-    def events_since(self, resource_version: int) -> EventList:
-        """Every event with a resourceVersion above ``resource_version``.
+    # ----------------------------------------------------------------- watch and list support
+    def events_since(self, resource_version: int, kind: Kind | str | None = None) -> EventList:
+        """Every event (of ``kind``, or of every kind) with a resourceVersion above
+        ``resource_version``, in commit order.
 
-        Raises ``Gone`` (410 Expired) if that version is older than the retained history.
+        Raises ``Gone`` (410 Expired) if that version is older than a kind's retained history.
         """
         with self._lock:
-            if resource_version < self._first_rv - 1:
-                raise Gone(f"too old resource version: {resource_version} ({self._first_rv - 1})",
-                           status=410, reason="Expired")
-            start = max(0, resource_version - self._first_rv + 1)
-            return self._history[start:]
+            kinds = [self.kind(kind)] if kind is not None else list(self._objects)
+            events = [e for k in kinds for e in self._history.since(k, resource_version)]
+        if kind is None:
+            events.sort(key=lambda e: e.resource_version)
+        return events
 
-    def wait_for_change(self, after_rv: int, timeout: float) -> bool:
-        """Block until the RV exceeds ``after_rv``, the store closes, or ``timeout`` passes.
-        Returns whether there is something new."""
-        with self._cond:
-            if self._rv <= after_rv and not self.closed:
-                self._cond.wait(timeout)
-            return self._rv > after_rv
+    def watch_batch(self, kind: Kind, after_rv: int) -> tuple[EventList, int]:
+        """The kind's events after ``after_rv`` and the resourceVersion they bring a watcher
+        to (the current one), read atomically. Raises ``Gone`` as :meth:`events_since`."""
+        with self._lock:
+            return self._history.since(kind, after_rv), self._rv
+
+    def snapshot(self, kind: Kind | str, resource_version: int | None = None, *,
+                 key: Key | None = None) -> tuple[dict[Key, Obj], int]:
+        """The kind's stored objects by (namespace, name) (only ``key``'s, if given), now
+        (``None``) or as they were at ``resource_version``, and that version. The objects are the
+        store's own snapshots: read-only. Raises ``Gone`` if the version was compacted out of
+        the history."""
+        k = self.kind(kind)
+        with self._lock:
+            table = self._objects[k]
+            if key is not None:
+                one = table.get(key)
+                table = {key: one} if one is not None else {}
+            if resource_version is None or resource_version >= self._rv:
+                return dict(table), self._rv
+            state = self._history.rollback(k, table, resource_version)
+            if key is not None:
+                state = {key: state[key]} if key in state else {}
+            return state, resource_version
+
+    def wait_for_change(self, after_rv: int, timeout: float,
+                        kind: Kind | None = None) -> bool:
+        """Block until the RV (that of ``kind``'s last event, if given) exceeds ``after_rv``,
+        the store closes, or ``timeout`` passes. Returns whether there is something new."""
+        with self._lock:
+            if kind is None:
+                cond = self._cond
+
+                def changed() -> bool:
+                    return self._rv > after_rv
+            else:
+                cond = self._kind_conds.get(kind) or self._kind_conds.setdefault(
+                    kind, threading.Condition(self._lock))
+
+                def changed() -> bool:
+                    return self._history.last_rv(kind) > after_rv
+            if not changed() and not self.closed:
+                cond.wait(timeout)
+            return changed()
 
     def close(self) -> None:
         """Wake every waiting watcher so it can end (used on shutdown)."""
         with self._cond:
             self.closed = True
             self._cond.notify_all()
+            for cond in self._kind_conds.values():
+                cond.notify_all()
