@@ -6,16 +6,15 @@ the OpenAPI v3 stub, CRUD, patches, status subresources, watches, bearer-token a
 RBAC, the self reviews and TokenRequest (``reviews.py``), schema admission of custom resources
 (``admission.py``), fault injection (``faults.FaultInjector``) and a request log. Request bodies
 come off the wire through ``wire.py`` (Content-Length or chunked, the 3 MiB limit) and are
-decoded by ``decode.py`` (JSON, YAML, Kubernetes protobuf). Responses are always JSON (a client
-asking for a Table gets a plain list, which kubectl prints as NAME/AGE). Errors are metav1.Status
-bodies with upstream reasons and messages; a request that breaks the HTTP framing gets Go
-net/http's plain-text answer and the connection is closed. Idle keep-alive connections are closed
-after ``idle_timeout`` seconds (upstream: 90). A bad request never prints a traceback: an
-unexpected failure is one line on stderr and a 500.
+decoded by ``decode.py`` (JSON, YAML, Kubernetes protobuf). Responses are JSON; a client asking
+for a Table gets one (``printing.py``); lists page and honour resourceVersion semantics
+(``paging.py``). Errors are metav1.Status bodies with upstream reasons and messages; a request
+that breaks the HTTP framing gets Go net/http's plain-text answer and the connection is closed.
+Idle keep-alive connections are closed after ``idle_timeout`` seconds (upstream: 90). A bad
+request never prints a traceback: an unexpected failure is one line on stderr and a 500.
 
-Not served: protobuf responses, Table, pagination (``limit`` is ignored; everything is returned),
-aggregated discovery, ``/proxy``, ``/exec``, subresources other than ``status`` and
-``serviceaccounts/token``.
+Not served: protobuf responses, aggregated discovery, ``/proxy``, ``/exec``, subresources other
+than ``status`` and ``serviceaccounts/token``.
 """
 from __future__ import annotations
 

@@ -14,6 +14,7 @@ from types import FrameType
 from statemachine.errors import SmrunError
 from statemachine.sim.cluster import SimulatedClusters
 from statemachine.sim.controller import DEFAULT_TICK
+from statemachine.sim.store import DEFAULT_HISTORY
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -28,6 +29,9 @@ def _parser() -> argparse.ArgumentParser:
                    help="fraction of non-watch requests answered with 500, 429 or a dropped "
                         "connection")
     p.add_argument("--request-log", metavar="FILE", help="append one JSON line per request")
+    p.add_argument("--watch-history", type=int, default=DEFAULT_HISTORY, metavar="N",
+                   help="watch events kept per kind; older resourceVersions get 410 Expired "
+                        f"(default {DEFAULT_HISTORY})")
     return p
 
 
@@ -43,6 +47,10 @@ def main(argv: list[str]) -> int:
         print(f"smrun sim serve: --fault-rate must be between 0 and 1, got {args.fault_rate}",
               file=sys.stderr)
         return 2
+    if args.watch_history < 1:
+        print(f"smrun sim serve: --watch-history must be at least 1, got {args.watch_history}",
+              file=sys.stderr)
+        return 2
     stop = threading.Event()
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
@@ -51,7 +59,7 @@ def main(argv: list[str]) -> int:
     try:
         sim = SimulatedClusters(seed=args.seed, tick=args.tick,
                                 fault_rate=args.fault_rate, request_log=args.request_log,
-                                kubeconfig_out=args.kubeconfig_out)
+                                kubeconfig_out=args.kubeconfig_out, history=args.watch_history)
         sim.start()
     except SmrunError as exc:
         print(str(exc).splitlines()[0], file=sys.stderr)

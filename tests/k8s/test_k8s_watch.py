@@ -135,28 +135,50 @@ def test_watch_resumes_after_the_server_ends_the_stream(
 
 def test_expired_resource_version_relists_and_keeps_watching(
         make_sim: Callable[..., Any], make_kube: Callable[..., KubeCluster]) -> None:
-    sim = make_sim(seed=NAMESPACES, controllers=False)
+    """The informer's watch is down (its thread is stuck in a handler while the server ends the
+    stream) during more writes than the server's small history keeps: the re-watch gets 410, the
+    informer re-lists, and its cache and the events it emits match the server afterwards."""
+    sim = make_sim(seed=NAMESPACES, controllers=False, history=5)
     kube = make_kube(sim, watch_timeout=(1, 1))
     key = ResourceKey("v1", "ConfigMap", "a")
-    kube.create(configmap("before", ns="a"))
+    for name in ("keep", "change", "remove", "noise"):
+        kube.create(configmap(name, ns="a"))
+    gate = threading.Event()
     rec = Recorder()
-    kube.watch(key, rec)
-    rec.wait_for("ADDED", "before")
-    # Writes the watch on namespace "a" does not see push its resourceVersion out of the
-    # store's bounded history; the next re-watch (after 1 s) is answered 410.
-    store = sim.store("source")
-    store.create("ConfigMap", configmap("noise", ns="b"))
-    for i in range(20_010):
-        store.patch("ConfigMap", "b", "noise", {"data": {"i": str(i)}}, "merge")
+
+    def stall(kind: str, obj: dict[str, Any]) -> None:
+        rec(kind, obj)
+        if obj["metadata"]["name"] == "stall":
+            gate.wait(10)
+    kube.watch(key, stall)
+    rec.wait_for("ADDED", "noise")
     informer = kube.informer(key)
-    assert informer is not None
+    assert informer is not None and informer.relists == 1
+    kube.create(configmap("stall", ns="a"))
+    rec.wait_for("ADDED", "stall")
+    time.sleep(1.5)  # the server ends the 1 s stream; the stuck informer cannot re-watch yet
+    store = sim.store("source")
+    store.patch("ConfigMap", "a", "change", {"data": {"k": "changed"}})
+    store.delete("ConfigMap", "a", "remove")
+    store.create("ConfigMap", configmap("new", ns="a"))
+    for i in range(10):  # more changes of the kind than the history keeps
+        store.patch("ConfigMap", "a", "noise", {"data": {"i": str(i)}})
+    gate.set()
     deadline = time.monotonic() + 10
     while informer.relists < 2 and time.monotonic() < deadline:
         time.sleep(0.02)
     assert informer.relists == 2 and kube.stats()["list"] == 2
+    rec.wait_for("DELETED", "remove")
+    rec.wait_for("ADDED", "new")
+    assert rec.names("MODIFIED").count("change") == 1
+    assert rec.names("ADDED").count("keep") == 1  # unchanged objects are not re-announced
+    served = {o["metadata"]["name"]: o["metadata"]["resourceVersion"]
+              for o in store.list("ConfigMap", "a")}
+    cached = {o["metadata"]["name"]: o["metadata"]["resourceVersion"]
+              for o in informer.snapshot()}
+    assert cached == served and set(served) == {"keep", "change", "noise", "stall", "new"}
     kube.create(configmap("after", ns="a"))
     rec.wait_for("ADDED", "after")
-    assert rec.names("ADDED").count("before") == 1  # unchanged objects are not re-announced
 
 
 def test_close_stops_every_watch_thread_promptly(
