@@ -19,7 +19,6 @@ What it does not do: protobuf tables, ``PartialObjectMetadata`` lists without a 
 from __future__ import annotations
 
 import datetime as _dt
-import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -144,15 +143,25 @@ def _generic(obj: Obj, now: _dt.datetime) -> list[Any]:
     return [meta.get("name", ""), stamp]
 
 
-@functools.lru_cache(maxsize=None)
-def columns_for(kind: Kind) -> tuple[tuple[dict[str, Any], ...], Renderer]:
+Columns = tuple[tuple[dict[str, Any], ...], Renderer]
+# By Kind identity, not equality: a CRD updated with other printer columns makes an equal Kind.
+_COLUMNS: dict[int, tuple[Kind, Columns]] = {}
+
+
+def columns_for(kind: Kind) -> Columns:
     """The column definitions of ``kind`` and the function that renders one row's cells."""
+    cached = _COLUMNS.get(id(kind))
+    if cached is not None and cached[0] is kind:
+        return cached[1]
     printer = printers.PRINTERS.get((kind.group, kind.kind))
     if printer is not None:
-        return printer.columns, printer.cells
-    if kind.custom:
-        return _custom_columns(kind)
-    return (printers.NAME, _CREATED_AT), _generic
+        found: Columns = (printer.columns, printer.cells)
+    elif kind.custom:
+        found = _custom_columns(kind)
+    else:
+        found = ((printers.NAME, _CREATED_AT), _generic)
+    _COLUMNS[id(kind)] = (kind, found)
+    return found
 
 
 # ----------------------------------------------------------------------------- tables
