@@ -64,6 +64,10 @@ def resource_list(registry: KindRegistry, group: str, version: str) -> dict[str,
                               "namespaced": k.namespaced, "group": "autoscaling",
                               "version": "v1", "kind": "Scale",
                               "verbs": ["get", "patch", "update"]})
+        if k.kind == "ServiceAccount" and not k.group:  # TokenRequest (reviews.py)
+            resources.append({"name": "serviceaccounts/token", "singularName": "",
+                              "namespaced": True, "group": "authentication.k8s.io",
+                              "version": "v1", "kind": "TokenRequest", "verbs": ["create"]})
     gv = f"{group}/{version}" if group else version
     return {"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": gv,
             "resources": resources}

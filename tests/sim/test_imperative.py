@@ -239,6 +239,10 @@ def test_token_request_through_the_kubernetes_client(rbac_sim: SimulatedClusters
         spec=client.V1TokenRequestSpec(audiences=["smrun"], expiration_seconds=900)))
     assert tr.spec.audiences == ["smrun"] and tr.spec.expiration_seconds == 900
     assert tr.status.expiration_timestamp is not None
+    token_entry = next(r for r in core.get_api_resources().resources
+                       if r.name == "serviceaccounts/token")
+    assert (token_entry.kind, token_entry.group, token_entry.verbs) == (
+        "TokenRequest", "authentication.k8s.io", ["create"])
     cfg = client.Configuration()
     cfg.host = rbac_sim.url("source")
     cfg.ssl_ca_cert = str(rbac_sim.ca_path)
