@@ -16,7 +16,9 @@ see ``schemas.py``), as kube-apiserver's custom resource handler does:
 - the object is validated: 422 ``Invalid`` with one cause per field error.
 
 A main-resource write of a kind with a status subresource ignores ``status`` (the store keeps the
-old one); a ``/status`` write is checked against the status schema only.
+old one); a ``/status`` write is checked against the status schema only. An update does not walk
+the top-level fields it leaves unchanged (upstream ratchets unchanged fields too; here it keeps a
+metadata-only patch as cheap as before).
 """
 from __future__ import annotations
 
@@ -106,6 +108,12 @@ def admit(kind: Kind, new: dict[str, Any], old: dict[str, Any] | None,
             node.validate(new["status"], "status", errors)
     else:
         skip = ("status",) if kind.status_subresource else ()
+        if old is not None:
+            # Top-level fields an update leaves as they were are not walked again: what is
+            # stored was admitted when written, and upstream ratchets unchanged fields too.
+            skip += tuple(key for key, value in new.items()
+                          if key not in ("metadata", "apiVersion", "kind") and key in old
+                          and old[key] == value)
         unknown = schema.prune(new, skip=skip)
         schema.default(new, skip=skip)
         errors = []  # validated after the unknown-field check, as decoding comes first
