@@ -107,7 +107,7 @@ def admit(kind: Kind, new: dict[str, Any], old: dict[str, Any] | None,
             node.default(new["status"])
             node.validate(new["status"], "status", errors)
     else:
-        skip = ("status",) if kind.status_subresource else ()
+        skip: tuple[str, ...] = ("status",) if kind.status_subresource else ()
         if old is not None:
             # Top-level fields an update leaves as they were are not walked again: what is
             # stored was admitted when written, and upstream ratchets unchanged fields too.
