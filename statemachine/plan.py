@@ -316,8 +316,8 @@ class _Builder:
                 except SchemaError as exc:
                     why = _without_file(exc, str(playbook_path))
                     self.fail((*at, "playbook"),
-                              f"cannot read playbook file {h['playbook']}" if why.startswith("cannot read")
-                              else f"playbook {h['playbook']}: {why}")
+                              f"cannot read playbook file {h['playbook']}" if why.startswith(": cannot read")
+                              else f"playbook {h['playbook']}{why}")
                     text = None
             deadline = self._duration(h.get("deadline"), (*at, "deadline"))
             hooks.append(Hook(h["name"], h["image"], text, playbook_path, h.get("serviceAccount"),
@@ -433,9 +433,10 @@ class _Builder:
 
 
 def _without_file(exc: SchemaError, file: str) -> str:
-    """The problem of ``exc`` with its ``file:`` prefix dropped (the plan line names the file)."""
+    """The problem of ``exc`` without its leading ``file`` (the caller names the file as the plan
+    spells it): ``:1:13: forbidden character NUL ...`` or ``: larger than ...``."""
     text = str(exc.problems[0]) if exc.problems else str(exc)
-    return text[len(file) + 1:].lstrip(" ") if text.startswith(file + ":") else text
+    return text[len(file):] if text.startswith(file + ":") else f": {text}"
 
 
 def _go_duration(value: str | int) -> str:

@@ -69,9 +69,9 @@ def run(plan: Any, itinerary: Any, *, state_dir: Path, max_in_flight: int | None
         # Before any cluster is contacted: the journal opens for appending and the disk has room
         # (StateDirError, exit 4, otherwise). Nothing is applied without a writable journal.
         journal.probe()
+        replay = journal.read()  # a corrupt journal is found before any cluster is contacted
         with connect_plan(plan, cache_dir=journal.dir / "cache") as conn:
             clusters = {"source": conn.source, "target": conn.target}
-            replay = journal.read()
             selected = [v for v in plan.vms if not vms or v.name in vms or f"{v.namespace}/{v.name}" in vms]
             fresh = [v for v in selected
                      if (rec := replay.vms.get(f"{v.namespace}/{v.name}")) is None

@@ -422,7 +422,12 @@ class Journal:
     # -- entries --------------------------------------------------------------------------------
     def read(self) -> Replay:
         self.flush()
-        return replay(read_entries(self.path))
+        try:
+            return replay(read_entries(self.path))
+        except JournalCorrupt as exc:
+            if str(self.path) in str(exc):
+                raise
+            raise JournalCorrupt(f"{self.path}: {exc}") from None
 
     def reset(self) -> None:
         """Start a fresh journal (simulation plans: each run has its own clusters)."""
