@@ -64,6 +64,13 @@ def request(field_validation: str | None) -> Iterator[_Request]:
         _local.ctx = None
 
 
+def warn(text: str) -> None:
+    """Add a ``Warning`` header to this thread's current request (if any)."""
+    ctx: _Request | None = getattr(_local, "ctx", None)
+    if ctx is not None:
+        ctx.warnings.append(text)
+
+
 def warnings() -> list[str]:
     """The warnings of this thread's current request (``Warning`` header texts)."""
     ctx: _Request | None = getattr(_local, "ctx", None)

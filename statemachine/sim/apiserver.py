@@ -485,6 +485,8 @@ class Handler(BaseHTTPRequestHandler):
         store = self.server_api.store
         k, ns, name = route.kind, route.namespace, route.name
         dry_run = query.get("dryRun") == "All"
+        if k.deprecation:
+            admission.warn(k.deprecation)
         if name and (bad_name := validation.path_segment_name(name)) is not None:
             raise _error(400, "BadRequest", bad_name)
         if not _accepts_json(self.headers.get("Accept")):

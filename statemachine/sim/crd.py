@@ -64,7 +64,10 @@ def kinds_of(crd: Obj) -> list[Kind]:
             categories=tuple(names.get("categories") or ()),
             schema=StructuralSchema(raw) if isinstance(raw, dict) else None,
             scale=(scale.get("specReplicasPath", ""), scale.get("statusReplicasPath", ""),
-                   scale.get("labelSelectorPath", "")) if isinstance(scale, dict) else None))
+                   scale.get("labelSelectorPath", "")) if isinstance(scale, dict) else None,
+            deprecation=(version.get("deprecationWarning") or
+                         f"{spec.get('group', '')}/{version.get('name', '')} {kind_name} is "
+                         "deprecated") if version.get("deprecated") else ""))
     return out
 
 
@@ -110,7 +113,7 @@ def attach(store: Store) -> None:
 
 def _differs(a: Kind, b: Kind) -> bool:
     fields = ("kind", "singular", "namespaced", "status_subresource", "short_names", "list_kind",
-              "printer_columns", "selectable_fields", "categories", "scale")
+              "printer_columns", "selectable_fields", "categories", "scale", "deprecation")
     if any(getattr(a, f) != getattr(b, f) for f in fields):
         return True
     if a.schema is None and b.schema is not None and a.custom:

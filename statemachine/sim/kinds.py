@@ -43,6 +43,8 @@ class Kind:
     #: The scale subresource of a CRD version: (specReplicasPath, statusReplicasPath,
     #: labelSelectorPath or ""), or ``None``.
     scale: tuple[str, str, str] | None = field(default=None, compare=False)
+    #: The warning every request to this version gets (a CRD version marked ``deprecated``).
+    deprecation: str = field(default="", compare=False)
     #: The structural schema of a kind served from a CRD; ``None``: built-in kinds (the shipped
     #: upstream data is used for KubeVirt/CDI kinds, see ``admission.schema_of``).
     schema: StructuralSchema | None = field(default=None, compare=False)
@@ -246,7 +248,9 @@ KINDS: tuple[Kind, ...] = (
 )
 
 
-@dataclass(frozen=True)
+# eq=False: a registry is one cluster's (it changes as CRDs come and go), compared and hashed by
+# identity.
+@dataclass(frozen=True, eq=False)
 class KindRegistry:
     """Indexes over a tuple of kinds. ``KindRegistry.default()`` serves :data:`KINDS`."""
 

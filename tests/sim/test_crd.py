@@ -324,3 +324,21 @@ def test_a_seed_may_define_crds_and_their_objects(make_sim: Callable[..., Simula
     bad["spec"]["scope"] = "Galaxy"
     with pytest.raises(SmrunError, match="spec.scope: Unsupported value"):
         make_sim(controllers=False, seed={"source": [bad]})
+
+
+def test_deprecated_version_warns(sim: SimulatedClusters, kubectl: Callable[..., Any],
+                                  tmp_path: Path) -> None:
+    crd = json.loads(json.dumps(SHIRT_CRD))
+    old = json.loads(json.dumps(crd["spec"]["versions"][0]))
+    old.update(name="v1beta1", storage=False, deprecated=True)
+    crd["spec"]["versions"].append(old)
+    path = tmp_path / "crd.json"
+    path.write_text(json.dumps(crd))
+    kubectl("apply", "-f", str(path))
+    proc = kubectl("get", "shirts.v1beta1.stable.example.com")
+    assert "Warning: stable.example.com/v1beta1 Shirt is deprecated" in proc.stderr
+    crd["spec"]["versions"][1]["deprecationWarning"] = "use v1"
+    path.write_text(json.dumps(crd))
+    kubectl("apply", "-f", str(path))
+    assert "Warning: use v1" in kubectl("get", "shirts.v1beta1.stable.example.com").stderr
+    assert "Warning" not in kubectl("get", "shirts.v1.stable.example.com").stderr
