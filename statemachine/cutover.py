@@ -29,9 +29,10 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from statemachine.errors import UsageError
+from statemachine.errors import StateDirError, UsageError, state_dir_error
 
 FILE_NAME = "cutover.json"
+MAX_BYTES = 1024 * 1024  # the override file is a few hundred bytes; anything larger is not ours
 
 __all__ = ["CutoverOverride", "FILE_NAME", "cutover_for", "normalize_time", "read_override",
            "set_cutover", "with_override"]
@@ -71,14 +72,23 @@ def normalize_time(text: str, *, now: datetime | None = None) -> str:
 def read_override(directory: Path) -> CutoverOverride:
     """The override in ``directory`` (a plan's state directory); empty when there is none."""
     try:
-        data = json.loads((Path(directory) / FILE_NAME).read_text(encoding="utf-8"))
+        with open(Path(directory) / FILE_NAME, "rb") as fh:
+            raw = fh.read(MAX_BYTES + 1)  # written by `smrun cutover`: small; never read more
+        if len(raw) > MAX_BYTES:
+            raise ValueError(f"larger than {MAX_BYTES} bytes")
+        data = json.loads(raw)
     except FileNotFoundError:
         return CutoverOverride()
-    except (OSError, json.JSONDecodeError) as exc:
-        raise UsageError(f"{Path(directory) / FILE_NAME}: unreadable cutover override: {exc}") from None
+    except OSError as exc:
+        raise state_dir_error(Path(directory) / FILE_NAME, exc, "read the cutover override") from None
+    except (ValueError, RecursionError) as exc:
+        raise UsageError(f"{Path(directory) / FILE_NAME}: unreadable cutover override: "
+                         f"{str(exc)[:200]}") from None
     if not isinstance(data, dict):
         raise UsageError(f"{Path(directory) / FILE_NAME}: a cutover override must be a JSON object")
     vms = data.get("vms") or {}
+    if not isinstance(vms, dict):
+        raise UsageError(f"{Path(directory) / FILE_NAME}: vms must be a JSON object")
     return CutoverOverride(all=data.get("all") or None,
                            vms={str(k): str(v) for k, v in vms.items() if v})
 
@@ -113,10 +123,13 @@ def set_cutover(plan: Any, *, state_dir: Path, at: str, vms: list[str] | None = 
     else:
         # Plan-wide: replaces every earlier per-VM override too, as the newest instruction.
         data = {"all": when, "vms": {}}
-    directory.mkdir(parents=True, exist_ok=True)
     tmp = directory / (FILE_NAME + ".tmp")
-    tmp.write_text(json.dumps(data, sort_keys=True), encoding="utf-8")
-    os.replace(tmp, directory / FILE_NAME)
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        tmp.write_text(json.dumps(data, sort_keys=True), encoding="utf-8")
+        os.replace(tmp, directory / FILE_NAME)
+    except OSError as exc:
+        raise state_dir_error(directory / FILE_NAME, exc, "write the cutover override") from None
     which = ", ".join(keys) if keys else f"all VMs of plan {plan.name}"
     print(f"cutover of {which} set to {when}; a running smrun cuts over when the current precopy "
           "round or wait ends")
@@ -140,7 +153,7 @@ def cutover_for(directory: Path, key: str, default: str | None) -> str | None:
     if cached is None or cached[0] != mtime:
         try:
             cached = (mtime, read_override(directory))
-        except UsageError:
+        except (UsageError, StateDirError):
             if cached is None:
                 return default
         else:

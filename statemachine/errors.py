@@ -32,8 +32,10 @@ message string. Messages are short and never contain manifest bodies (a Secret c
 """
 from __future__ import annotations
 
+import errno
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 
 class SmrunError(Exception):
@@ -185,3 +187,15 @@ class StateDirError(SmrunError):
 
     exit_code = EXIT_STATE_DIR
     stops_run = True  # the engine's scheduler stops every VM where it is (see scheduler.fail)
+
+
+def state_dir_error(path: Path, exc: OSError, doing: str) -> StateDirError:
+    """One line naming ``path`` and the cause, for ``exc`` raised while ``doing``."""
+    causes = {errno.ENOSPC: "no space left on the device", errno.EDQUOT: "disk quota exceeded",
+              errno.EROFS: "read-only file system", errno.EACCES: "permission denied",
+              errno.EPERM: "permission denied", errno.ENOTDIR: "not a directory",
+              errno.EISDIR: "is a directory", errno.EEXIST: "exists and is not a directory"}
+    cause = causes.get(exc.errno or 0) or exc.strerror or str(exc)
+    where = Path(exc.filename) if isinstance(exc.filename, str) else path
+    return StateDirError(f"{where}: cannot {doing}: {cause} (state directory; exit 4: nothing "
+                         "more was applied, run the same command again once this is fixed)")

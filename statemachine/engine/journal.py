@@ -38,7 +38,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-from statemachine.errors import LockHeld, StateDirError
+from statemachine.errors import LockHeld, StateDirError, state_dir_error
 from statemachine.k8s import ObjectRef
 
 TERMINAL = ("Completed", "Failed", "Canceled")
@@ -52,18 +52,6 @@ class JournalCorrupt(StateDirError):
 # One journal line at most (a VM's reads are the largest entries: a few KB).
 MAX_LINE_BYTES = 16 * 1024 * 1024
 PROBE_BYTES = 64 * 1024  # what Journal.probe writes (and removes) to see that there is room
-
-
-def state_dir_error(path: Path, exc: OSError, doing: str) -> StateDirError:
-    """One line naming ``path`` and the cause, for ``exc`` raised while ``doing``."""
-    causes = {errno.ENOSPC: "no space left on the device", errno.EDQUOT: "disk quota exceeded",
-              errno.EROFS: "read-only file system", errno.EACCES: "permission denied",
-              errno.EPERM: "permission denied", errno.ENOTDIR: "not a directory",
-              errno.EISDIR: "is a directory", errno.EEXIST: "exists and is not a directory"}
-    cause = causes.get(exc.errno or 0) or exc.strerror or str(exc)
-    where = Path(exc.filename) if isinstance(exc.filename, str) else path
-    return StateDirError(f"{where}: cannot {doing}: {cause} (state directory; exit 4: nothing "
-                         "more was applied, run the same command again once this is fixed)")
 
 
 _test_budget: list[int] = []  # SMRUN_TEST_JOURNAL_ENOSPC_AFTER: bytes left before ENOSPC

@@ -138,6 +138,15 @@ def test_running_out_of_space_mid_run_stops_safely_and_the_same_command_resumes(
     assert set(added.values()) == {1} and len(added) == 3 * len(names)  # nothing created twice
 
 
+def test_cutover_with_a_state_dir_that_is_a_file_exits_4(tmp_path: Path,
+                                                       capsys: pytest.CaptureFixture[str]) -> None:
+    plan = Path(__file__).resolve().parents[2] / "examples" / "warm" / "plan.yaml"
+    (tmp_path / "state").write_text("not a directory")
+    assert main(["cutover", str(plan), "--at", "now", "--state-dir", str(tmp_path / "state")]) == 4
+    line = one_line(capsys.readouterr().err)
+    assert str(tmp_path / "state") in line and "not a directory" in line
+
+
 def _tmpfs_available() -> bool:
     if shutil.which("unshare") is None or shutil.which("mount") is None:
         return False
