@@ -24,6 +24,7 @@ from __future__ import annotations
 import base64
 import binascii
 import re
+from datetime import datetime
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -273,7 +274,7 @@ class _Converter:
                                                          if key == "cancel" else ""))
         if spec.get("cutover"):
             if warm:
-                out_spec["cutover"] = spec["cutover"]
+                out_spec["cutover"] = _timestamp(run, ("spec", "cutover"), spec["cutover"])
             else:
                 self.warn(run, ("spec", "cutover"), f"ignored: only warm migrations have a cutover")
         by_id = {str(v["id"]): i for i, v in enumerate(self.fk.spec["vms"]) if v.get("id")}
@@ -290,7 +291,7 @@ class _Converter:
             if index is None:
                 self.warn(run, (*path, "id"), "no VM of the Plan has this id; ignored")
                 continue
-            vms[index]["cutover"] = item["cutover"]
+            vms[index]["cutover"] = _timestamp(run, (*path, "cutover"), item["cutover"])
 
     # -- providers and credentials -----------------------------------------------------------
 
@@ -553,6 +554,18 @@ class _Converter:
             where = f" (line {problem.line})" if problem is not None and problem.line else ""
             why = problem.message if problem is not None else str(exc)
             raise obj.error(("spec", "playbook"), f"the decoded playbook{where}: {why}") from None
+
+
+def _timestamp(obj: InputObject, path: DocPath, value: str) -> str:
+    """``value`` if it is an RFC 3339 time with an offset (the CRD's ``date-time``), else an error
+    at the Migration's field rather than later at the plan's."""
+    try:
+        moment = datetime.fromisoformat(value.replace("z", "Z"))
+    except ValueError:
+        moment = None
+    if moment is None or moment.tzinfo is None:
+        raise obj.error(path, f"{value!r} is not an RFC 3339 time such as 2026-12-01T02:00:00Z")
+    return value
 
 
 def _qualified(namespace: Any, name: str) -> str:

@@ -342,3 +342,29 @@ def test_a_secret_may_hold_a_whole_kubeconfig(tmp_path: Path, capsys: pytest.Cap
     assert code == 2
     assert "Secret mtv/south-token: data.kubeconfig: not a kubeconfig with a current-context" in stderr
     assert "just: text" not in stderr
+
+
+def test_per_vm_cutover_from_the_newest_migration(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    docs = load_all(DATA / "warm.yaml")
+    plan = next(d for d in docs if d["kind"] == "Plan")
+    plan["spec"]["vms"][1]["id"] = "uid-of-ledger-2"
+    newest = {"apiVersion": "forklift.konveyor.io/v1beta1", "kind": "Migration",
+              "metadata": {"name": "ledger-warm-run-2", "namespace": "konveyor-forklift",
+                           "creationTimestamp": "2026-12-01T08:00:00Z"},
+              "spec": {"plan": {"name": "ledger-warm"}, "cutover": "2026-12-02T02:00:00+01:00",
+                       "vmCutover": [{"id": "uid-of-ledger-2", "cutover": "2026-12-02T04:30:00Z"},
+                                     {"id": "not-in-the-plan", "cutover": "2026-12-02T05:00:00Z"}]}}
+    docs.append(newest)
+    source = tmp_path / "warm.yaml"
+    source.write_text(yaml.safe_dump_all(docs, sort_keys=False))
+    out = tmp_path / "p.yaml"
+    code, _, stderr = run_import(capsys, str(source), "-o", str(out), "--host-context", "w")
+    assert code == 0, stderr
+    spec = load(out)["spec"]
+    assert spec["cutover"] == "2026-12-02T02:00:00+01:00"
+    assert spec["vms"] == [{"name": "ledger-1", "namespace": "ledger"},
+                           {"name": "ledger-2", "namespace": "ledger", "cutover": "2026-12-02T04:30:00Z"}]
+    assert [line.split(": ", 1)[1] for line in stderr.splitlines()] == [
+        "Migration konveyor-forklift/ledger-warm-run-1: an older Migration of the Plan; ignored",
+        "Migration konveyor-forklift/ledger-warm-run-2: spec.vmCutover[1].id: no VM of the Plan has this "
+        "id; ignored"]

@@ -218,3 +218,16 @@ def test_a_playbook_that_is_not_yaml_is_named_at_the_hook(tmp_path: Path,
     assert len(stderr.splitlines()) == 1
     assert "Hook openshift-mtv/quiesce: spec.playbook: the decoded playbook (line 3): invalid YAML" in stderr
     assert not (tmp_path / "out").exists()
+
+
+def test_a_bad_cutover_time_is_named_at_the_migration(tmp_path: Path,
+                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    docs = load_all(DATA / "warm.yaml")
+    _obj(docs, "Migration")["spec"]["cutover"] = "tomorrow at two"
+    source = tmp_path / "warm.yaml"
+    source.write_text(yaml.safe_dump_all(docs, sort_keys=False))
+    code, _, stderr = run_import(capsys, str(source), "-o", str(tmp_path / "p.yaml"))
+    assert code == 2 and len(stderr.splitlines()) == 1
+    assert stderr.startswith(f"{source}:")
+    assert "Migration konveyor-forklift/ledger-warm-run-1: spec.cutover: 'tomorrow at two' is not an " \
+           "RFC 3339 time" in stderr
