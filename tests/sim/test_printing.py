@@ -112,6 +112,27 @@ def test_kubectl_get_core_kinds_and_wide(sim: SimulatedClusters, tmp_path: Path)
     assert _rows(secrets)[0][:3] == ["s", "Opaque", "1"]
     ns = _kubectl(sim, tmp_path, "get", "ns", "default")
     assert _header(ns) == ["NAME", "STATUS", "AGE"] and _rows(ns)[0][:2] == ["default", "Active"]
+    # --sort-by asks for includeObject=Object and sorts the rows on the objects kubectl gets back.
+    store.create("ConfigMap", {"metadata": {"name": "a-first", "namespace": "default"},
+                               "data": {"z": "2"}})
+    store.create("ConfigMap", {"metadata": {"name": "b-second", "namespace": "default"},
+                               "data": {"z": "1"}})
+    by_z = _kubectl(sim, tmp_path, "get", "cm", "--sort-by=.data.z")
+    names = [row[0] for row in _rows(by_z)]
+    assert _header(by_z) == ["NAME", "DATA", "AGE"]
+    assert names.index("b-second") < names.index("a-first")  # by z, not by name
+    events = store.create("Event", {
+        "metadata": {"name": "p.1", "namespace": "default"}, "type": "Warning",
+        "reason": "BackOff", "message": "Back-off restarting failed container ",
+        "involvedObject": {"kind": "Pod", "name": "p", "namespace": "default"},
+        "source": {"component": "kubelet", "host": "node01"}, "count": 3,
+        "firstTimestamp": started, "lastTimestamp": started})
+    assert events["metadata"]["name"] == "p.1"
+    ev = _kubectl(sim, tmp_path, "get", "events")
+    assert _header(ev) == ["LAST", "SEEN", "TYPE", "REASON", "OBJECT", "MESSAGE"]
+    assert _rows(ev)[0][0].startswith("3m") and _rows(ev)[0][1:4] == ["Warning", "BackOff",
+                                                                     "pod/p"]
+    assert ev.splitlines()[1].endswith("Back-off restarting failed container")
     # Kinds without a built-in printer get the generic table: NAME, CREATED AT (a timestamp).
     store.create("Role", {"metadata": {"name": "r", "namespace": "default"}, "rules": []})
     roles = _kubectl(sim, tmp_path, "get", "roles")
