@@ -13,7 +13,11 @@ Modules, one concept each:
 - ``objectset``: the objects by kind and name, and the references between them;
 - ``inventory``: resolving ids (object uids) to names, from the input or a cluster;
 - ``credentials``: a Provider and its Secret as a kubeconfig;
-- ``convert``: the mapping to an smrun plan, with a warning for every field left behind;
+- ``scope``: what one conversion shares (inputs, result, warnings, id resolution);
+- ``convert``: the Plan itself (type, providers and clusters, VMs), built on ``maps``
+  (NetworkMap, StorageMap), ``hooks`` (Hooks and their bindings) and ``migrations`` (cutover
+  times), with a warning for every field left behind;
+- ``importer``: one import run, from reading to the check of the plan it wrote;
 - ``output``: writing the plan and its side files (kubeconfigs with mode 0600);
 - ``fromcluster``: reading the objects of one Plan through smrun's cluster layer.
 
