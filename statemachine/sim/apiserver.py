@@ -468,7 +468,8 @@ class Handler(BaseHTTPRequestHandler):
         sub = rest[2] if len(rest) > 2 else ""
         if sub and not ((sub == "status" and kind.status_subresource) or
                         (sub == "scale" and kind.scale is not None) or
-                        (sub == "token" and kind.kind == "ServiceAccount")):
+                        (sub == "token" and kind.kind == "ServiceAccount") or
+                        (sub == "finalize" and kind.kind == "Namespace" and not kind.group)):
             raise not_found
         return Route(kind, namespace, name, sub)
 
@@ -540,6 +541,9 @@ class Handler(BaseHTTPRequestHandler):
             self._authorize("update", route)
             body = self._object_body(route)
             self._check_identity(route, body)
+            if route.subresource == "finalize":
+                self._send_json(200, deletion.finalize_namespace(store, name, body))
+                return
             body_name = (body.get("metadata") or {}).get("name") or ""
             if body_name != name:
                 raise _error(400, "BadRequest", f"the name of the object ({body_name}) does not "

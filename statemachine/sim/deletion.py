@@ -16,10 +16,11 @@
   and is removed once empty. The store calls into here; this module never touches the store's
   internals, only its public methods.
 - Namespace admission: :func:`namespace_terminating` (403 for creates in a Terminating
-  namespace) and :func:`check_deletable` (``default``, ``kube-system``, ``kube-public``).
+  namespace) and :func:`check_deletable` (``default``, ``kube-system``, ``kube-public``);
+  the ``/finalize`` subresource (:func:`finalize_namespace`).
 
-What it does not do: graceful deletion of Pods (no kubelet: they go at once), the ``/finalize``
-subresource, Events about GC (``OwnerRefInvalidNamespace``), the deprecation warning header for
+What it does not do: graceful deletion of Pods (no kubelet: they go at once), validation of
+the finalizer names sent to ``/finalize``, Events about GC (``OwnerRefInvalidNamespace``), the deprecation warning header for
 Jobs deleted without a policy.
 """
 from __future__ import annotations
@@ -158,6 +159,21 @@ def namespace_terminating(kind: Kind, namespace: str, name: str) -> Forbidden:
                                   "because it is being terminated",
                       [{"reason": "NamespaceTerminating", "field": "metadata.namespace",
                         "message": f"namespace {namespace} is being terminated"}])
+
+
+def finalize_namespace(store: Store, name: str, body: Obj) -> Obj:
+    """``PUT namespaces/NAME/finalize``: the body's ``spec.finalizers`` replace the namespace's
+    (what the namespace controller does once it has emptied it, and what an admin forcing a
+    stuck namespace out sends). A Terminating namespace left with none is removed."""
+    wanted = [f for f in (body.get("spec") or {}).get("finalizers") or [] if isinstance(f, str)]
+
+    def change(obj: Obj) -> None:
+        spec = obj.setdefault("spec", {})
+        if wanted:
+            spec["finalizers"] = wanted
+        else:
+            spec.pop("finalizers", None)
+    return store.mutate("Namespace", "", name, change)
 
 
 def check_deletable(kind: Kind, name: str) -> None:

@@ -21,6 +21,7 @@ per-field rules of kinds smrun does not write (Pod spec updates, Service IPs).
 """
 from __future__ import annotations
 
+import functools
 import json
 import re
 from collections.abc import Mapping
@@ -181,8 +182,12 @@ def path_segment(value: str, prefix: bool = False) -> list[str]:
     return [f"may not contain '{c}'" for c in ("/", "%") if c in value]
 
 
+# Label and annotation keys and values repeat on every object of a kind: their verdicts are
+# cached (the rules are pure), which keeps validation to a few dict lookups per write.
+@functools.lru_cache(maxsize=8192)
 def qualified_name(value: str) -> list[str]:
-    """``validation.IsQualifiedName``: an optional DNS subdomain prefix and ``/``, then a name."""
+    """``validation.IsQualifiedName``: an optional DNS subdomain prefix and ``/``, then a name.
+    (Cached: callers must not modify the returned list.)"""
     parts = value.split("/")
     if len(parts) > 2:
         return ["a qualified name " + _QNAME_MSG +
@@ -204,6 +209,7 @@ def qualified_name(value: str) -> list[str]:
     return errs
 
 
+@functools.lru_cache(maxsize=8192)
 def label_value(value: str) -> list[str]:
     errs = [_max_len(63)] if len(value) > 63 else []
     if not _LABEL_VALUE_RE.fullmatch(value):
@@ -211,6 +217,7 @@ def label_value(value: str) -> list[str]:
     return errs
 
 
+@functools.lru_cache(maxsize=8192)
 def config_key(value: str) -> list[str]:
     """``validation.IsConfigMapKey`` (ConfigMap and Secret data keys)."""
     errs = [_max_len(253)] if len(value) > 253 else []
@@ -265,18 +272,20 @@ MAX_DATA_SIZE = 1024 * 1024
 _ORPHAN, _FOREGROUND = "orphan", "foregroundDeletion"
 
 
-def _metadata_causes(meta: Mapping[str, Any]) -> list[Cause]:
-    """Labels, annotations, owner references and finalizers (create and update alike)."""
+def _metadata_causes(meta: Mapping[str, Any], old: Mapping[str, Any] | None = None) -> list[Cause]:
+    """Labels, annotations, owner references and finalizers (create and update alike; on an
+    update, a field equal to the stored one was already accepted and is not checked again)."""
     causes: list[Cause] = []
+    old = old or {}
     labels = meta.get("labels") or {}
-    if isinstance(labels, dict):
+    if isinstance(labels, dict) and labels != old.get("labels"):
         for key in sorted(labels):
             causes += [invalid_value("metadata.labels", key, m) for m in qualified_name(key)]
             value = labels[key]
             if isinstance(value, str):
                 causes += [invalid_value("metadata.labels", value, m) for m in label_value(value)]
     annotations = meta.get("annotations") or {}
-    if isinstance(annotations, dict):
+    if isinstance(annotations, dict) and annotations != old.get("annotations"):
         size = 0
         for key in sorted(annotations):
             causes += [invalid_value("metadata.annotations", key, m)
@@ -284,7 +293,8 @@ def _metadata_causes(meta: Mapping[str, Any]) -> list[Cause]:
             size += len(key) + len(str(annotations[key] or ""))
         if size > TOTAL_ANNOTATION_SIZE:
             causes.append(too_long("metadata.annotations", TOTAL_ANNOTATION_SIZE))
-    for ref in meta.get("ownerReferences") or []:
+    refs = meta.get("ownerReferences") or []
+    for ref in refs if refs != old.get("ownerReferences") else ():
         if not isinstance(ref, dict):
             continue
         api_version = str(ref.get("apiVersion") or "")
@@ -295,6 +305,8 @@ def _metadata_causes(meta: Mapping[str, Any]) -> list[Cause]:
             if not ref.get(fld):
                 causes.append(invalid_value(f"metadata.ownerReferences.{fld}",
                                             str(ref.get(fld) or ""), f"{fld} must not be empty"))
+    if meta.get("finalizers") == old.get("finalizers"):
+        return causes
     finalizers = [f for f in meta.get("finalizers") or [] if isinstance(f, str)]
     for fin in finalizers:
         causes += [invalid_value("metadata.finalizers", fin, m) for m in qualified_name(fin)]
@@ -304,8 +316,11 @@ def _metadata_causes(meta: Mapping[str, Any]) -> list[Cause]:
     return causes
 
 
-def _data_causes(kind: Kind, obj: Obj) -> list[Cause]:
+def _data_causes(kind: Kind, obj: Obj, old: Obj | None = None) -> list[Cause]:
     if kind.group or kind.kind not in ("ConfigMap", "Secret"):
+        return []
+    if old is not None and all(obj.get(b) == old.get(b)
+                               for b in ("data", "binaryData", "stringData")):
         return []
     causes: list[Cause] = []
     size = 0
@@ -349,9 +364,9 @@ def check_update(kind: Kind, old: Obj, new: Obj) -> None:
     uid = meta.get("uid")
     if uid and uid != meta_old.get("uid"):
         causes.append(invalid_value("metadata.uid", uid, "field is immutable"))
-    causes += _metadata_causes(meta)
+    causes += _metadata_causes(meta, meta_old)
     if not kind.group and kind.kind in ("ConfigMap", "Secret"):
-        causes += _data_causes(kind, new) + _immutable_data(kind, old, new)
+        causes += _data_causes(kind, new, old) + _immutable_data(kind, old, new)
     elif kind.group == "batch" and kind.kind == "Job":
         causes += _job_update(old, new)
     elif not kind.group and kind.kind == "PersistentVolumeClaim":

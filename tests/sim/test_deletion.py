@@ -241,3 +241,21 @@ def test_system_namespaces_cannot_be_deleted(kube: Kubectl, light: LightClient) 
     with pytest.raises(ApiError) as err:
         light.delete(Namespace, "kube-system")
     assert (err.value.status.code, err.value.status.reason) == (403, "Forbidden")
+
+
+def test_finalize_subresource_releases_a_stuck_namespace(kube: Kubectl,
+                                                         light: LightClient) -> None:
+    light.create(Namespace(metadata=ObjectMeta(name="stuck")))
+    light.create(ConfigMap(metadata=ObjectMeta(name="held", finalizers=["example.com/hold"])),
+                 namespace="stuck")
+    light.delete(Namespace, "stuck")
+    wait_for(lambda: (light.get(Namespace, "stuck").status.conditions or [None])[-1],
+             what="namespace controller pass")
+    assert light.get(Namespace, "stuck").status.phase == "Terminating"
+    # What an admin types to force a stuck namespace out: the finalize subresource.
+    body = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "stuck"},
+            "spec": {"finalizers": []}}
+    kube("replace", "--raw", "/api/v1/namespaces/stuck/finalize", "-f", "-",
+         input=json.dumps(body))
+    wait_for(lambda: "stuck" not in kube("get", "namespaces", "-o", "name").stdout,
+             what="namespace removed")

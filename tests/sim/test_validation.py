@@ -207,6 +207,14 @@ def test_kubectl_shows_invalid_labels(kube: Kubectl) -> None:
     assert proc.returncode != 0
     assert ('The ConfigMap "c" is invalid: metadata.labels: Invalid value: '
             f'"{"x" * 64}": must be no more than 63 characters') in proc.stderr
+    # Updates are validated too.
+    _apply(kube, _cm("c")).check_returncode()
+    proc = kube("label", "configmap", "c", "bad key=v", check=False)
+    assert proc.returncode != 0
+    proc = kube("annotate", "configmap", "c", "a/b/c=v", check=False)
+    assert ('The ConfigMap "c" is invalid: metadata.annotations: Invalid value: "a/b/c": a '
+            f"qualified name {QNAME} with an optional DNS subdomain prefix and '/' (e.g. "
+            "'example.com/MyName')") in proc.stderr
 
 
 # ------------------------------------------------------------------------------------ updates
