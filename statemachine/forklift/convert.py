@@ -178,12 +178,13 @@ class _Converter(Maps, Hooks, Migrations):
         return "warm" if spec.get("warm") else "cold"
 
     def delete_on_failure(self, obj: InputObject, path: DocPath, data: Mapping[str, Any]) -> None:
-        # smrun's undo always removes the target objects it created when a VM fails (what
-        # Forklift does with deleteVmOnFailMigration: true); keeping them has no equivalent.
+        # smrun's undo removes the target objects it created when a VM fails (what Forklift does
+        # with deleteVmOnFailMigration: true), unless KubeVirt had already handed the VM over;
+        # keeping them for troubleshooting has no equivalent.
         if data.get("deleteVmOnFailMigration") is False:
             self.warn(obj, (*path, "deleteVmOnFailMigration"),
-                      "false: no smrun equivalent (smrun's undo always removes the target VM of a "
-                      "failed migration); ignored")
+                      "false: no smrun equivalent (smrun's undo removes the target VM of a failed "
+                      "migration); ignored")
 
 
     # -- providers and credentials -----------------------------------------------------------

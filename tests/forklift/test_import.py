@@ -368,3 +368,19 @@ def test_per_vm_cutover_from_the_newest_migration(tmp_path: Path, capsys: pytest
         "Migration konveyor-forklift/ledger-warm-run-1: an older Migration of the Plan; ignored",
         "Migration konveyor-forklift/ledger-warm-run-2: spec.vmCutover[1].id: no VM of the Plan has this "
         "id; ignored"]
+
+
+def test_keeping_a_failed_target_vm_has_no_equivalent(tmp_path: Path,
+                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    docs = load_all(DATA / "cold.yaml")
+    plan = next(d for d in docs if d["kind"] == "Plan")
+    plan["spec"]["deleteVmOnFailMigration"] = False
+    plan["spec"]["vms"][2]["deleteVmOnFailMigration"] = False
+    plan["spec"]["vms"][0]["deleteVmOnFailMigration"] = True  # what smrun does: nothing to say
+    source = tmp_path / "cold.yaml"
+    source.write_text(yaml.safe_dump_all(docs, sort_keys=False))
+    code, _, stderr = run_import(capsys, str(source), "-o", str(tmp_path / "p.yaml"))
+    assert code == 0, stderr
+    assert sorted(line.split(": ", 2)[2] for line in stderr.splitlines()) == sorted(
+        f"{where}.deleteVmOnFailMigration: false: no smrun equivalent (smrun's undo removes the target "
+        "VM of a failed migration); ignored" for where in ("spec", "spec.vms[2]"))
