@@ -251,3 +251,63 @@ def test_apply_merges_associative_lists_by_key(lk: Client) -> None:
     # team-app stops applying "app": the container goes (nobody else owns it)
     gone = lk.apply(pod({"name": "sidecar", "image": "proxy:1"}), field_manager="team-app")
     assert [c.name for c in gone.spec.containers] == ["sidecar"]
+
+
+RACK_CRD: dict[str, Any] = {
+    "apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+    "metadata": {"name": "racks.example.com"},
+    "spec": {"group": "example.com", "scope": "Namespaced",
+             "names": {"plural": "racks", "singular": "rack", "kind": "Rack"},
+             "versions": [{"name": "v1", "served": True, "storage": True,
+                           "schema": {"openAPIV3Schema": {"type": "object", "properties": {
+                               "spec": {"type": "object", "properties": {
+                                   "slots": {"type": "array", "x-kubernetes-list-type": "map",
+                                             "x-kubernetes-list-map-keys": ["name"],
+                                             "items": {"type": "object", "required": ["name"],
+                                                       "properties": {
+                                                           "name": {"type": "string"},
+                                                           "size": {"type": "integer"}}}},
+                                   "tags": {"type": "array", "x-kubernetes-list-type": "set",
+                                            "items": {"type": "string"}},
+                                   "hosts": {"type": "array",
+                                             "items": {"type": "string"}}}}}}}}]}}
+
+
+def test_custom_resource_lists_follow_the_crd_markers(kubectl: Kubectl, tmp_path: Path) -> None:
+    crd = tmp_path / "crd.yaml"
+    crd.write_text(yaml.safe_dump(RACK_CRD))
+    kubectl("apply", "--server-side", "-f", str(crd))
+    kubectl("wait", "--for=condition=Established", "crd/racks.example.com", "--timeout=5s")
+
+    def apply(manager: str, spec: dict[str, Any], *extra: str) -> CompletedProcess[str]:
+        path = tmp_path / f"{manager}.yaml"
+        path.write_text(yaml.safe_dump({"apiVersion": "example.com/v1", "kind": "Rack",
+                                        "metadata": {"name": "r1", "namespace": "default"},
+                                        "spec": spec}))
+        return kubectl("apply", "--server-side", f"--field-manager={manager}", "-f",
+                       str(path), *extra, check=False)
+
+    assert apply("a", {"slots": [{"name": "s1", "size": 1}], "tags": ["red"],
+                       "hosts": ["h1"]}).returncode == 0
+    # map list items and set values of two managers live side by side
+    assert apply("b", {"slots": [{"name": "s2", "size": 2}], "tags": ["blue"]}).returncode == 0
+    rack = json.loads(kubectl("get", "rack", "r1", "-o", "json").stdout)
+    assert rack["spec"]["slots"] == [{"name": "s1", "size": 1}, {"name": "s2", "size": 2}]
+    assert rack["spec"]["tags"] == ["red", "blue"]
+    # another manager's item field, and an atomic list, conflict
+    out = apply("b", {"slots": [{"name": "s1", "size": 9}], "hosts": ["h2"]})
+    assert out.returncode != 0
+    assert 'Apply failed with 2 conflicts: conflicts with "a":' in out.stderr
+    assert '- .spec.hosts' in out.stderr and '- .spec.slots[name="s1"].size' in out.stderr
+    assert apply("b", {"slots": [{"name": "s1", "size": 9}], "hosts": ["h2"]},
+                 "--force-conflicts").returncode == 0
+    rack = json.loads(kubectl("get", "rack", "r1", "-o", "json",
+                              "--show-managed-fields").stdout)
+    # b no longer applies s2 or blue: they are gone; s1 (still a's item) has b's size
+    assert rack["spec"] == {"slots": [{"name": "s1", "size": 9}], "tags": ["red"],
+                            "hosts": ["h2"]}
+    fields = {e["manager"]: e["fieldsV1"] for e in rack["metadata"]["managedFields"]}
+    assert fields["a"] == {"f:spec": {"f:slots": {'k:{"name":"s1"}': {".": {}, "f:name": {}}},
+                                      "f:tags": {'v:"red"': {}}}}
+    assert fields["b"] == {"f:spec": {"f:hosts": {}, "f:slots": {
+        'k:{"name":"s1"}': {".": {}, "f:name": {}, "f:size": {}}}}}
