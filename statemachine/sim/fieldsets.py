@@ -113,13 +113,12 @@ def set_of(obj: dict[str, Any], schema: Schema, scope: str = "all") -> Trie:
 
 def _value_set(value: Any, schema: Schema, path: str, whole: bool) -> Trie | None:
     """The set of one value; ``whole`` marks every map and list item as a member (a subtree a
-    write added). ``None``: an applied empty map or granular list, which owns nothing.
-    Tries are built in upstream's serialization order (``"."`` first, then sorted)."""
+    write added). ``None``: an empty granular list, which owns nothing (an empty map is owned
+    itself, as upstream's field sets do). Tries are built in upstream's serialization order
+    (``"."`` first, then sorted)."""
     if isinstance(value, dict):
-        if schema.map_is_atomic(path) or not value and whole:
+        if not value or schema.map_is_atomic(path):
             return {}
-        if not value:
-            return None
         return _map_set(value, schema, path, whole, whole and schema.owns_added_map(path))
     if isinstance(value, list):
         out = _list_set(value, schema, path, whole, whole)

@@ -166,7 +166,9 @@ def test_a_dropped_field_is_removed_unless_another_manager_owns_it(lk: Client) -
                      field_manager="alice")
     assert after.data == {"a": "1", "c": "3"}  # b removed, c kept for bob
     assert after.metadata.labels == {"team": "x"}
-    gone = lk.apply(ConfigMap.from_dict(_cm("drop", {})), field_manager="bob")
+    config = _cm("drop", {})
+    del config["data"]
+    gone = lk.apply(ConfigMap.from_dict(config), field_manager="bob")
     assert gone.data == {"a": "1"}
     managers = {e.manager for e in gone.metadata.managedFields}
     assert managers == {"alice"}  # bob's entry is empty, so it is gone
