@@ -525,6 +525,7 @@ class Handler(BaseHTTPRequestHandler):
             return
         if method == "POST" and not name:
             self._authorize("create", route)
+            manager = self._manager(query, "CreateOptions")
             body = self._object_body(route)
             if k.kind in _SELF_REVIEWS:
                 self._check_identity(route, body)
@@ -534,11 +535,12 @@ class Handler(BaseHTTPRequestHandler):
             body.setdefault("apiVersion", k.api_version)
             body.setdefault("kind", k.kind)
             self._send_json(201, store.create(k, body, namespace=ns or None, dry_run=dry_run,
-                                              manager=self._manager(query),
+                                              manager=manager,
                                               validate=True))
             return
         if method == "PUT" and name:
             self._authorize("update", route)
+            manager = self._manager(query, "UpdateOptions")
             body = self._object_body(route)
             self._check_identity(route, body)
             if route.subresource == "finalize":
@@ -550,7 +552,7 @@ class Handler(BaseHTTPRequestHandler):
                                                 f"match the name on the URL ({name})")
             self._send_json(200, store.replace(k, body, namespace=ns, dry_run=dry_run,
                                                subresource=route.subresource or None,
-                                               manager=self._manager(query),
+                                               manager=manager,
                                                validate=True))
             return
         if method == "PATCH" and name:
@@ -561,8 +563,8 @@ class Handler(BaseHTTPRequestHandler):
                 raise _error(415, "UnsupportedMediaType",
                              f"the body of the request was in an unknown format - accepted "
                              f"media types include: {', '.join(list(PATCH_TYPES)[:4])}")
-            managedfields.validate_patch_options(ptype == "apply", query.get("fieldManager", ""),
-                                                 query.get("force"))
+            managedfields.validate_options("PatchOptions", query.get("fieldManager", ""),
+                                           apply=ptype == "apply", force=query.get("force"))
             patch = decode.decode_patch(self._raw_body(), yaml_ok=ctype.endswith("yaml"))
             sub = route.subresource or None
             self._send_json(200, store.patch(k, ns, name, patch, ptype, sub, dry_run=dry_run,
@@ -626,8 +628,11 @@ class Handler(BaseHTTPRequestHandler):
             raise _error(400, "BadRequest", "the request body must be a JSON object")
         self._send_json(200, crd.scale_update(store, k, ns, name, body, dry_run=dry_run))
 
-    def _manager(self, query: dict[str, str]) -> str:
-        """The write's field manager: ``?fieldManager=``, else derived from the User-Agent."""
+    def _manager(self, query: dict[str, str], options: str = "") -> str:
+        """The write's field manager: ``?fieldManager=``, else derived from the User-Agent;
+        ``options`` (``CreateOptions``/``UpdateOptions``) validates it first."""
+        if options:
+            managedfields.validate_options(options, query.get("fieldManager", ""))
         return query.get("fieldManager") or managedfields.manager_from_user_agent(
             self.headers.get("User-Agent") or "")
 

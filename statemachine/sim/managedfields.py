@@ -72,26 +72,28 @@ def manager_from_user_agent(user_agent: str) -> str:
     return out
 
 
-def validate_patch_options(apply: bool, manager: str, force: str | None) -> None:
-    """PatchOptions validation: 422 ``PatchOptions.meta.k8s.io "" is invalid``."""
+def validate_options(options: str, manager: str, *, apply: bool = False,
+                     force: str | None = None) -> None:
+    """CreateOptions/UpdateOptions/PatchOptions validation of ``fieldManager`` (and ``force``):
+    422 ``<options>.meta.k8s.io "" is invalid: ...`` as upstream answers."""
     causes = []
     if apply and not manager:
         causes.append(("fieldManager", "FieldValueRequired",
                        "Required value: is required for apply patch"))
-    if not apply and force is not None:
+    if options == "PatchOptions" and not apply and force is not None:
         causes.append(("force", "FieldValueForbidden",
                        "Forbidden: may not be specified for non-apply patch"))
-    if len(manager) > MAX_MANAGER_LENGTH:
+    if len(manager.encode()) > MAX_MANAGER_LENGTH:
         causes.append(("fieldManager", "FieldValueTooLong",
                        f"Too long: may not be more than {MAX_MANAGER_LENGTH} bytes"))
     if not causes:
         return
     text = [f"{field}: {message}" for field, _, message in causes]
     joined = text[0] if len(text) == 1 else "[" + ", ".join(text) + "]"
-    exc = Invalid(f'PatchOptions.meta.k8s.io "" is invalid: {joined}', status=422,
+    exc = Invalid(f'{options}.meta.k8s.io "" is invalid: {joined}', status=422,
                   reason="Invalid")
     exc.status_details = {  # type: ignore[attr-defined]
-        "group": "meta.k8s.io", "kind": "PatchOptions",
+        "group": "meta.k8s.io", "kind": options,
         "causes": [{"reason": reason, "message": message, "field": field}
                    for field, reason, message in causes]}
     raise exc

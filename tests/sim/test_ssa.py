@@ -313,3 +313,20 @@ def test_custom_resource_lists_follow_the_crd_markers(kubectl: Kubectl, tmp_path
                                       "f:tags": {'v:"red"': {}}}}
     assert fields["b"] == {"f:spec": {"f:hosts": {}, "f:slots": {
         'k:{"name":"s1"}': {".": {}, "f:name": {}, "f:size": {}}}}}
+
+
+def test_field_manager_longer_than_128_bytes_is_refused(core: k8s.CoreV1Api, dyn: Any) -> None:
+    with pytest.raises(ApiException) as err:
+        core.create_namespaced_config_map("default", _cm("long", {"a": "1"}),
+                                          field_manager="m" * 129)
+    body = json.loads(err.value.body)
+    assert err.value.status == 422
+    assert body["message"] == ('CreateOptions.meta.k8s.io "" is invalid: fieldManager: '
+                               'Too long: may not be more than 128 bytes')
+    core.create_namespaced_config_map("default", _cm("long", {"a": "1"}),
+                                      field_manager="m" * 128)
+    with pytest.raises(ApiException) as patched:
+        _patch_raw(dyn, _cm_path("long"), _cm("long", {"a": "2"}), fieldManager="x" * 200)
+    assert json.loads(patched.value.body)["details"]["causes"] == [
+        {"reason": "FieldValueTooLong", "message": "Too long: may not be more than 128 bytes",
+         "field": "fieldManager"}]
