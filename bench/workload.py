@@ -34,7 +34,7 @@ def vm_name(i: int) -> str:
 
 def _vm_spec(name: str, group: int) -> Obj:
     return {
-        "domain": {"devices": {
+        "domain": {"memory": {"guest": "1Gi"}, "devices": {
             "disks": [{"name": "root", "disk": {"bus": "virtio"}},
                       {"name": "config", "disk": {"bus": "virtio"}},
                       {"name": "tls", "disk": {"bus": "virtio"}}],

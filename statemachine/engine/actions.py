@@ -175,7 +175,21 @@ def create(rt: Runtime, vm: VmModel, state: StateT, action: ActionT, ctx: Mappin
         manifest = stamp(doc, labels)
         ref = ObjectRef.of(manifest)
         rt.ensure_watch(cluster_name, ref)
-        if any(c.confirmed and c.cluster == cluster_name and c.ref == ref for c in vm.record.created):
+        prior = [c for c in vm.record.created if c.cluster == cluster_name and c.ref == ref]
+        if prior and not any(c.confirmed for c in prior):
+            # Only the intent was journaled (killed around the create): the create may have
+            # landed. Look before creating again: admission webhooks judge a create before the
+            # apiserver checks the name, so a second create of a live migration is refused with
+            # KubeVirt's "in-flight migration" error instead of a 409 we could adopt from.
+            existing = yield from retrying(rt, vm, f"get {ref}", lambda: cluster.fetch(ref), deadline)
+            if existing is not None:
+                ours = _accept_existing(vm, cluster_name, existing, manifest, ref, action.kind, labels)
+                vm.log("created", state=state.name, cluster=cluster_name, ref=ref_to_json(ref),
+                       ours=ours)
+                vm.last_object = (cluster_name, ref)
+                out.append((cluster_name, ref))
+                continue
+        if any(c.confirmed for c in prior):
             # This run created it before (we are resuming, or looping back). If the cluster has
             # removed it since (KubeVirt deletes a finished source migration), creating it again
             # would start the work a second time: never create an object twice.

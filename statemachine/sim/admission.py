@@ -71,6 +71,11 @@ def warn(text: str) -> None:
         ctx.warnings.append(text)
 
 
+def in_request() -> bool:
+    """Whether this thread is serving an API request (its store writes are admitted)."""
+    return getattr(_local, "ctx", None) is not None
+
+
 def warnings() -> list[str]:
     """The warnings of this thread's current request (``Warning`` header texts)."""
     ctx: _Request | None = getattr(_local, "ctx", None)

@@ -26,7 +26,7 @@ import ssl
 import sys
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
@@ -35,6 +35,7 @@ from statemachine.errors import ClusterError, PermanentClusterError
 from statemachine.sim import (admission, auth, crd, decode, deletion, discovery, managedfields,
                               openapi, paging, patches, printing, reviews, selectors, validation,
                               watch, wire)
+from statemachine.sim import events, subresources, webhooks
 from statemachine.sim.faults import FaultInjector
 from statemachine.sim.kinds import Kind
 from statemachine.sim.requestlog import RequestLog
@@ -58,6 +59,8 @@ def status_body(code: int, reason: str, message: str,
     body: dict[str, Any] = {"kind": "Status", "apiVersion": "v1", "metadata": metadata or {},
                             "status": "Failure", "message": message, "reason": reason,
                             "code": code}
+    if not reason:  # omitempty: an admission webhook's single error carries no reason
+        del body["reason"]
     if details:
         body["details"] = details
     return body
@@ -107,7 +110,8 @@ class ApiServer:
         self.faults = faults
         self.request_log = request_log
         self.stopping = threading.Event()
-        store.admission = admission.admit
+        # Schema admission (decoding, pruning, validation), then KubeVirt's webhooks.
+        store.admission = webhooks.hook(store, admission.admit)
         self.issuer = TokenIssuer()
         #: Seconds between the periodic BOOKMARKs of a watch that allows them.
         self.bookmark_every = watch.BOOKMARK_EVERY
@@ -194,6 +198,10 @@ class Handler(BaseHTTPRequestHandler):
     identity: auth.Identity | None = None
     status_sent = 0
     body = wire.Body()
+    #: Set while serving another API's view of a stored kind (events.k8s.io/v1 Events): the
+    #: kind requests are authorized as, and the conversion applied to every 2xx body.
+    view_kind: Kind | None = None
+    view: Any = None
 
     def setup(self) -> None:
         if isinstance(self.request, ssl.SSLSocket):
@@ -230,6 +238,8 @@ class Handler(BaseHTTPRequestHandler):
 
     # ------------------------------------------------------------------ plumbing
     def _send_json(self, code: int, body: Any, headers: dict[str, str] | None = None) -> None:
+        if self.view is not None and 200 <= code < 300:
+            body = self.view(body)
         data = json.dumps(body, separators=(",", ":")).encode()
         self.send_response(code)
         self.send_header("Content-Type", "application/json")
@@ -261,7 +271,8 @@ class Handler(BaseHTTPRequestHandler):
             if not route.name:
                 details.pop("name")
         headers = {"Retry-After": str(int(exc.retry_after))} if exc.retry_after else None
-        self._send_json(code, status_body(code, exc.reason or "InternalError", str(exc), details,
+        reason = exc.reason or ("" if getattr(exc, "empty_reason", False) else "InternalError")
+        self._send_json(code, status_body(code, reason, str(exc), details,
                                           getattr(exc, "status_metadata", None)), headers)
 
     def _raw_body(self) -> bytes:
@@ -319,6 +330,7 @@ class Handler(BaseHTTPRequestHandler):
         started = time.time()
         self.user, self.identity, self.status_sent = "", None, 0
         self.body = wire.Body()
+        self.view_kind, self.view = None, None
         path, is_watch = self.path.split("?", 1)[0], False
         route: Route | None = None
         try:
@@ -347,6 +359,8 @@ class Handler(BaseHTTPRequestHandler):
                 raise ClusterError("Too many requests, please try again later.", status=429,
                                    reason="TooManyRequests", retry_after=1)
             self._authenticate()
+            if subresources.serve(self, method, path, query, self._raw_body()):
+                return
             if self._discovery(method, path):
                 return
             route = self._route(path)
@@ -421,7 +435,7 @@ class Handler(BaseHTTPRequestHandler):
         elif parts == ["api"]:
             doc = discovery.api_versions(f"127.0.0.1:{api.port}")
         elif parts == ["apis"]:
-            doc = discovery.api_group_list(reg)
+            doc = subresources.with_group(discovery.api_group_list(reg))
         elif parts in (["healthz"], ["readyz"], ["livez"]):
             body = b"ok"
             self.send_response(200)
@@ -476,7 +490,8 @@ class Handler(BaseHTTPRequestHandler):
     # ------------------------------------------------------------------ resources
     def _authorize(self, verb: str, route: Route) -> None:
         groups = self.identity.groups if self.identity is not None else ()
-        a = auth.Attributes(self.user, verb, route.kind.group, route.kind.plural,
+        kind = self.view_kind or route.kind
+        a = auth.Attributes(self.user, verb, kind.group, kind.plural,
                             route.namespace, route.name, route.subresource, groups)
         ok, reason = auth.decide(self.server_api.store, a)
         if not ok:
@@ -484,6 +499,11 @@ class Handler(BaseHTTPRequestHandler):
 
     def _serve(self, method: str, route: Route, query: dict[str, str], is_watch: bool) -> None:
         store = self.server_api.store
+        if route.kind.kind == "Event" and not route.kind.custom:
+            events.sweep(store)
+            if route.kind.group == "events.k8s.io":
+                self._serve_event_view(method, route, query, is_watch)
+                return
         k, ns, name = route.kind, route.namespace, route.name
         dry_run = query.get("dryRun") == "All"
         if k.deprecation:
@@ -534,9 +554,10 @@ class Handler(BaseHTTPRequestHandler):
             self._check_identity(route, body)
             body.setdefault("apiVersion", k.api_version)
             body.setdefault("kind", k.kind)
+            uid = webhooks.default_job(body) if k.kind == "Job" and k.group == "batch" else None
             self._send_json(201, store.create(k, body, namespace=ns or None, dry_run=dry_run,
                                               manager=manager,
-                                              validate=True))
+                                              validate=True, uid=uid))
             return
         if method == "PUT" and name:
             self._authorize("update", route)
@@ -636,6 +657,26 @@ class Handler(BaseHTTPRequestHandler):
         return query.get("fieldManager") or managedfields.manager_from_user_agent(
             self.headers.get("User-Agent") or "")
 
+    def _serve_event_view(self, method: str, route: Route, query: dict[str, str],
+                          is_watch: bool) -> None:
+        """``events.k8s.io/v1`` Events: the core Event storage served through a conversion."""
+        ctype = (self.headers.get("Content-Type") or "").split(";")[0].strip()
+        raw = self._raw_body()
+        if raw.strip() and decode.media_type(ctype) != decode.PROTOBUF:
+            ptype = PATCH_TYPES.get(ctype)
+            body = (decode.decode_patch(raw, yaml_ok=ctype.endswith("yaml")) if method == "PATCH"
+                    else decode.decode_object(raw, ctype, route.kind))
+            self.body = replace(self.body, data=json.dumps(events.core_request(body, ptype))
+                                .encode())
+        core = self.server_api.store.kind("v1/Event")
+        self.view_kind, self.view = route.kind, events.view_v1
+        try:
+            self._serve(method, Route(core, route.namespace, route.name, route.subresource),
+                        query, is_watch)
+        except ClusterError as exc:
+            raise type(exc)(str(exc).replace('events "', 'events.events.k8s.io "', 1),
+                            status=exc.status, reason=exc.reason) from exc
+
     def _check_identity(self, route: Route, body: dict[str, Any]) -> None:
         k = route.kind
         if body.get("kind") not in (None, k.kind) or \
@@ -688,7 +729,11 @@ class Handler(BaseHTTPRequestHandler):
         self.status_sent = 200
         self.close_connection = True
 
+        view = self.view
+
         def send(data: bytes) -> None:
+            if view is not None:
+                data = b"".join(_convert_line(line, view) for line in data.splitlines(True))
             self.wfile.write(b"%x\r\n%s\r\n" % (len(data), data))
             self.wfile.flush()
 
@@ -700,6 +745,17 @@ class Handler(BaseHTTPRequestHandler):
             self.wfile.flush()
         except OSError:
             pass
+
+
+def _convert_line(line: bytes, view: Any) -> bytes:
+    """One watch line with its object converted to another API's view."""
+    try:
+        event = json.loads(line)
+    except ValueError:
+        return line
+    if isinstance(event, dict) and isinstance(event.get("object"), dict):
+        event["object"] = view(event["object"])
+    return (json.dumps(event, separators=(",", ":")) + "\n").encode()
 
 
 def _accepts_json(accept: str | None) -> bool:

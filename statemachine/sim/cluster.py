@@ -35,7 +35,7 @@ from typing import Any
 
 import yaml
 
-from statemachine.sim import auth, crd, rbacdefaults
+from statemachine.sim import auth, crd, events, rbacdefaults
 from statemachine.sim.apiserver import IDLE_TIMEOUT, ApiServer
 from statemachine.sim.controller import (DEFAULT_TICK, ClusterContext, Runner, SimNetwork,
                                          load_controllers)
@@ -68,7 +68,8 @@ class SimulatedClusters:
                  fault_rate: float = 0.0, request_log: str | Path | None = None,
                  kubeconfig_out: str | Path | None = None, controllers: bool = True,
                  fault_seed: int | None = None, tls: bool = True,
-                 history: int = DEFAULT_HISTORY, idle_timeout: float = IDLE_TIMEOUT) -> None:
+                 history: int = DEFAULT_HISTORY, idle_timeout: float = IDLE_TIMEOUT,
+                 event_ttl: float = events.DEFAULT_TTL) -> None:
         self._seed = load_seed(seed)  # validate before anything starts
         self.tick = tick
         self.fault_rate = fault_rate
@@ -78,6 +79,7 @@ class SimulatedClusters:
         self._with_controllers = controllers
         self._tls = tls
         self._history = history
+        self._event_ttl = event_ttl
         self._idle_timeout = idle_timeout
         self.cert: ServerCert | None = None
         self.network = SimNetwork()
@@ -114,6 +116,7 @@ class SimulatedClusters:
         ssl_context = self.cert.server_context() if self.cert is not None else None
         for name in CLUSTERS:
             store = Store(history=self._history)
+            events.configure(store, self._event_ttl)
             crd.attach(store)
             ctx = ClusterContext(name, store, self.network, self.contexts, self.tick)
             self.contexts[name] = ctx

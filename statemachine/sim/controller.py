@@ -44,7 +44,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from statemachine.errors import Conflict, NotFound
-from statemachine.sim import managedfields
+from statemachine.sim import events, managedfields
 from statemachine.sim.kinds import Kind
 from statemachine.sim.store import Obj, Store, StoreEvent
 
@@ -210,6 +210,7 @@ class Runner:
     def _loop(self) -> None:
         while not self._stop.wait(self.ctx.tick):
             self.step()
+            events.sweep(self.ctx.store)  # expired Events go, as an apiserver's leases run out
 
     def step(self) -> None:
         """One tick: reconcile every dirty object once (and everything on resync ticks)."""

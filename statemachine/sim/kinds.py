@@ -155,6 +155,8 @@ KINDS: tuple[Kind, ...] = (
     _k("", "v1", "Service", "services", status=True, short=("svc",), custom=False,
        categories=_ALL),
     _k("", "v1", "ServiceAccount", "serviceaccounts", short=("sa",), custom=False),
+    # events.k8s.io/v1: a second view of the core Event storage (``events.py`` converts)
+    _k("events.k8s.io", "v1", "Event", "events", short=("ev",), custom=False),
     # batch
     _k("batch", "v1", "Job", "jobs", status=True, custom=False, categories=_ALL),
     # rbac

@@ -134,7 +134,9 @@ class Store:
                  history: int = DEFAULT_HISTORY) -> None:
         # Each store has its own registry: a CRD created on one cluster serves nothing on another.
         self.registry = KindRegistry(tuple(registry or KindRegistry.default()))
-        self._by_name = {k.kind: k for k in self.registry}
+        self._by_name: dict[str, Kind] = {}
+        for k in self.registry:  # first wins: "Event" is the core v1 kind, not events.k8s.io's
+            self._by_name.setdefault(k.kind, k)
         self._lock = threading.RLock()
         self._cond = threading.Condition(self._lock)
         self._objects: dict[Kind, dict[Key, Obj]] = {k: {} for k in self.registry}
@@ -321,7 +323,7 @@ class Store:
     # ----------------------------------------------------------------- writes
     def create(self, kind: Kind | str, obj: Obj, *, namespace: str | None = None,
                keep_status: bool = False, dry_run: bool = False, manager: str | None = None,
-               applied: bool = False, validate: bool = False) -> Obj:
+               applied: bool = False, validate: bool = False, uid: str | None = None) -> Obj:
         """Create ``obj``; returns a copy of what was stored.
 
         ``namespace`` overrides ``metadata.namespace`` (the HTTP layer passes the URL's).
@@ -330,7 +332,8 @@ class Store:
         status subresource drops the ``status`` of the body, as the apiserver does, unless
         ``keep_status`` (for seeding and controllers). ``applied``: the create is an apply by
         ``manager`` (an Apply entry). ``validate``: run the apiserver's object validation
-        (``validation.check_create``; the HTTP layer sets it). Raises ``Conflict``
+        (``validation.check_create``; the HTTP layer sets it). ``uid``: the uid to give the
+        object, for create-time defaulting that needs it (a Job's selector). Raises ``Conflict``
         (AlreadyExists), ``NotFound`` (namespace), ``Forbidden`` (namespace terminating) or
         ``Invalid``.
         """
@@ -375,7 +378,7 @@ class Store:
                     spec["finalizers"] = [*(spec.get("finalizers") or []), "kubernetes"]
             if self.admission is not None:
                 self.admission(k, new, None, None)
-            meta["uid"] = str(uuid.uuid4())
+            meta["uid"] = uid or str(uuid.uuid4())
             meta["creationTimestamp"] = now = now_rfc3339()
             if validation.tracks_generation(k):
                 meta["generation"] = 1

@@ -80,7 +80,7 @@ def test_default_field_validation_prunes_with_a_warning(quiet: SimulatedClusters
     assert "runing" not in stored["spec"]
     # fieldValidation=Ignore: dropped silently; an unknown mode is a 400
     code, headers, _ = _raw(quiet, "POST", "/apis/kubevirt.io/v1/namespaces/default/"
-                            "virtualmachines?fieldValidation=Ignore", _vm("quiet", {"x": 1}))
+                            "virtualmachines?fieldValidation=Ignore", _vm("quiet", {"x": 1, "runStrategy": "Halted"}))
     assert code == 201 and not [k for k in headers if k.lower() == "warning"]
     code, _, status = _raw(quiet, "POST", "/apis/kubevirt.io/v1/namespaces/default/"
                            "virtualmachines?fieldValidation=Loud", _vm("loud", {}))

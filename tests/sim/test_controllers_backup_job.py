@@ -52,7 +52,7 @@ def running_vm_with_disk(s: Store, size: str = "8Gi") -> None:
     s.create("PersistentVolumeClaim", {"metadata": {"name": "scratch", "namespace": NS}, "spec": {
         "accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": size}}}})
     s.create("VirtualMachine", {"metadata": {"name": "vm1", "namespace": NS}, "spec": {
-        "runStrategy": "Always", "template": {"spec": {"domain": {"devices": {}}, "volumes": [
+        "runStrategy": "Always", "template": {"spec": {"domain": {"devices": {}, "memory": {"guest": "1Gi"}}, "volumes": [
             {"name": "root", "persistentVolumeClaim": {"claimName": "vm1-root"}}]}}}})
     s.create("VirtualMachineBackupTracker", {"metadata": {"name": "vm1-mig", "namespace": NS},
                                              "spec": {"source": {"apiGroup": "kubevirt.io",
@@ -141,7 +141,7 @@ def test_backup_waits_for_a_running_vm(shop_clusters: SimulatedClusters) -> None
 def test_vm_halted_stops_and_removes_the_vmi(shop_clusters: SimulatedClusters) -> None:
     s = shop_clusters.store("source")
     s.create("VirtualMachine", {"metadata": {"name": "vm2", "namespace": NS}, "spec": {
-        "runStrategy": "Always", "template": {"spec": {"domain": {"devices": {}}}}}})
+        "runStrategy": "Always", "template": {"spec": {"domain": {"devices": {}, "memory": {"guest": "1Gi"}}}}}})
     phases: list[str] = []
 
     def running() -> bool:

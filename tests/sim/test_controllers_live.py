@@ -27,7 +27,8 @@ VM: dict[str, Any] = {
     "apiVersion": "kubevirt.io/v1", "kind": "VirtualMachine",
     "metadata": {"name": "web", "namespace": NS},
     "spec": {"runStrategy": "Always", "template": {"spec": {
-        "domain": {"devices": {"interfaces": [{"name": "default", "masquerade": {}}]}},
+        "domain": {"devices": {"interfaces": [{"name": "default", "masquerade": {}}]},
+                   "memory": {"guest": "1Gi"}},
         "networks": [{"name": "default", "pod": {}}],
         "volumes": [{"name": "root", "containerDisk": {"image": "quay.io/containerdisks/fedora"}}],
     }}}}

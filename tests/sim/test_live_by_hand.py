@@ -28,6 +28,7 @@ spec:
   template:
     spec:
       domain:
+        memory: {guest: 1Gi}
         devices:
           interfaces: [{name: default, masquerade: {}}]
           disks: [{name: root, disk: {bus: virtio}}]

@@ -10,13 +10,23 @@ Conditions ``Bound``, ``Running`` and ``Ready`` as in §4.5.
 
 http sources are fetched from the simulated world (``import_source.py``): a VirtualMachineExport
 volume link of any simulated cluster (with the export token in ``secretExtraHeaders``), or the
-always-reachable image host ``images.sim.smrun.io``. Anything else cannot be reached: the DV
-stays ``ImportInProgress`` with ``Running=False reason=Error`` and a growing ``restartCount``
-and, as a simulator decision (upstream retries forever), turns ``Failed`` after
-:data:`MAX_RESTARTS` restarts so that tests and plans see an end.
+always-reachable image host ``images.sim.smrun.io``. Anything else cannot be reached, and the
+importer retries forever as CDI's does (kubevirt-fidelity.md §8): the DV stays
+``ImportInProgress`` (``progress: N/A``); each failed attempt sets ``Running=False reason=Error``
+with the importer's message, bumps ``restartCount`` (and the PVC annotation
+``cdi.kubevirt.io/storage.pod.restarts``) and records a Warning ``Error`` on the DV and a Warning
+``ErrImportFailed`` on the PVC; after a CrashLoopBackOff wait (1, 2, 4 … 32 ticks, the kubelet's
+10 s doubling to 5 min, scaled) the container runs again (``Running=True "Pod is running"``). A
+source that becomes reachable then completes the import. A missing clone source fails the DV
+after :data:`MAX_RESTARTS` attempts.
+
+Events on the DataVolume (component ``datavolume-import-controller``, §5.6): the Bound
+condition's reason (``Pending``/``Bound`` ``PVC <n> …``) whenever it changes, ``ImportScheduled``,
+``ImportInProgress``, ``ImportSucceeded`` and Warning ``ImportFailed`` on those phase changes; on
+the PVC (``import-controller``) ``ImportSucceeded`` ``Import Successful``.
 
 Fault injection: ``sim.smrun.io/fail: "true"`` on the DataVolume → ``Failed`` right after
-``Pending`` (``Running=False reason=Error``).
+``Pending`` (``Running=False reason=Error``): the hard failure tests need.
 
 PersistentVolumeClaims not created for a DataVolume are bound on the next tick (Immediate class)
 or when a consumer appears (WaitForFirstConsumer class).
@@ -28,14 +38,23 @@ from __future__ import annotations
 
 from typing import Any
 
+from statemachine.sim import events
 from statemachine.sim.controller import ClusterContext, Controller
 from statemachine.sim.controllers.conditions import (
-    annotations_of, condition_is, set_condition, wants_failure)
+    annotations_of, condition_is, get_condition, set_condition, wants_failure)
 from statemachine.sim.controllers.import_source import check_http_source
 from statemachine.sim.controllers.vmi import claim_names
 from statemachine.sim.store import Obj
 
 MAX_RESTARTS = 3
+MAX_BACKOFF_TICKS = 32
+DV_COMPONENT = "datavolume-import-controller"
+PVC_COMPONENT = "import-controller"
+RESTARTS_ANNOTATION = "cdi.kubevirt.io/storage.pod.restarts"
+_PHASE_EVENTS = {"ImportScheduled": ("Normal", "Import into {} scheduled"),
+                 "ImportInProgress": ("Normal", "Import into {} in progress"),
+                 "Succeeded": ("Normal", "Successfully imported into PVC {}"),
+                 "Failed": ("Warning", "Failed to import into PVC {}")}
 PROGRESS_STEP = 25.0
 BIND_IMMEDIATE = "cdi.kubevirt.io/storage.bind.immediate.requested"
 CREATED_FOR = "cdi.kubevirt.io/createdForDataVolume"
@@ -119,8 +138,7 @@ class DataVolumeController(Controller):
             if pvc is None:
                 pvc = ctx.store.create("PersistentVolumeClaim", self._pvc_body(ctx, obj),
                                        keep_status=True)
-            status.update({"phase": "Pending", "progress": "N/A", "claimName": name,
-                           "restartCount": 0})
+            status.update({"phase": "Pending", "progress": "N/A", "claimName": name})
             set_condition(status, "Bound", "False", "Pending", f"PVC {name} Pending", style="cdi")
             set_condition(status, "Running", "False", style="cdi")
             set_condition(status, "Ready", "False", style="cdi")
@@ -155,7 +173,31 @@ class DataVolumeController(Controller):
             self._transfer(ctx, obj, status, kind, source)
         if status != (obj.get("status") or {}):
             ctx.store.update_status("DataVolume", ns, name, status)
+            self._events(ctx, obj, status, kind)
         return True
+
+    def _events(self, ctx: ClusterContext, dv: Obj, status: dict[str, Any], kind: str) -> None:
+        """The events CDI records for this status change (§5.6)."""
+        old = dv.get("status") or {}
+        name = dv["metadata"]["name"]
+        bound, was = get_condition(status, "Bound"), get_condition(old, "Bound")
+        if bound is not None and bound.get("reason") and (was is None or any(
+                bound.get(f) != was.get(f) for f in ("status", "reason", "message"))):
+            events.record(ctx.store, dv, "Normal", str(bound["reason"]),
+                          str(bound.get("message", "")), component=DV_COMPONENT)
+        phase = status.get("phase")
+        if phase != old.get("phase") and phase in _PHASE_EVENTS and kind not in ("pvc", "upload"):
+            etype, text = _PHASE_EVENTS[phase]
+            reason = {"Succeeded": "ImportSucceeded", "Failed": "ImportFailed"}.get(
+                str(phase), str(phase))
+            events.record(ctx.store, dv, etype, reason, text.format(name),
+                          component=DV_COMPONENT)
+            if phase == "Succeeded":
+                pvc = ctx.store.try_get("PersistentVolumeClaim", dv["metadata"].get("namespace"),
+                                        name)
+                if pvc is not None:
+                    events.record(ctx.store, pvc, "Normal", "ImportSucceeded",
+                                  "Import Successful", component=PVC_COMPONENT)
 
     def _transfer(self, ctx: ClusterContext, dv: Obj, status: dict[str, Any], kind: str,
                   source: dict[str, Any]) -> None:
@@ -169,6 +211,9 @@ class DataVolumeController(Controller):
             if ctx.store.try_get("PersistentVolumeClaim", ref.get("namespace") or ns,
                                  ref.get("name", "")) is None:
                 problem = f'source PVC {ref.get("namespace") or ns}/{ref.get("name")} not found'
+        if problem is not None and kind == "http":
+            self._retry(ctx, dv, status, problem)
+            return
         if problem is not None:
             restarts = int(status.get("restartCount") or 0) + 1
             status["restartCount"] = restarts
@@ -189,6 +234,33 @@ class DataVolumeController(Controller):
         set_condition(status, "Ready", "True", style="cdi")
         set_condition(status, "Bound", "True", "Bound", f"PVC {dv['metadata']['name']} Bound",
                       style="cdi")
+
+    def _retry(self, ctx: ClusterContext, dv: Obj, status: dict[str, Any], problem: str) -> None:
+        """One tick of an importer that cannot reach its source (see the module docstring)."""
+        md = dv["metadata"]
+        ns, name = md.get("namespace"), md["name"]
+        backoff: dict[str, int] = ctx.state.setdefault("importer-backoff", {})
+        running = get_condition(status, "Running")
+        status["progress"] = "N/A"
+        if running is None or running.get("status") == "True":  # the importer ran and exited
+            restarts = int(status.get("restartCount") or 0) + 1
+            status["restartCount"] = restarts
+            set_condition(status, "Running", "False", "Error", problem, style="cdi")
+            backoff[md["uid"]] = min(2 ** (restarts - 1), MAX_BACKOFF_TICKS)
+            events.record(ctx.store, dv, "Warning", "Error", problem, component=DV_COMPONENT)
+            pvc = ctx.store.try_get("PersistentVolumeClaim", ns, name)
+            if pvc is not None:
+                ctx.store.mutate("PersistentVolumeClaim", ns, name, lambda o: o["metadata"]
+                                 .setdefault("annotations", {}).update(
+                                     {RESTARTS_ANNOTATION: str(restarts)}))
+                events.record(ctx.store, pvc, "Warning", "ErrImportFailed", problem,
+                              component=PVC_COMPONENT)
+            return
+        left = backoff.get(md["uid"], 0) - 1
+        backoff[md["uid"]] = left
+        if left <= 0:  # CrashLoopBackOff over: the kubelet starts the container again
+            backoff.pop(md["uid"], None)
+            set_condition(status, "Running", "True", "Pod is running", style="cdi")
 
     def _pvc_body(self, ctx: ClusterContext, dv: Obj) -> Obj:
         md = dv["metadata"]

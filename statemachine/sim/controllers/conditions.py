@@ -129,18 +129,8 @@ def parse_quantity(value: Any) -> int:
 
 def event(ctx_store: Any, involved: Mapping[str, Any], reason: str, message: str,
           etype: str = "Normal") -> None:
-    """Record a core/v1 Event about ``involved`` (best effort: never fails the caller)."""
-    md = involved.get("metadata") or {}
-    ns = md.get("namespace") or "default"
-    body = {
-        "metadata": {"generateName": f"{md.get('name', 'obj')}.", "namespace": ns},
-        "involvedObject": {"apiVersion": involved.get("apiVersion"), "kind": involved.get("kind"),
-                           "name": md.get("name"), "namespace": ns, "uid": md.get("uid")},
-        "reason": reason, "message": message, "type": etype,
-        "source": {"component": "sim-controllers"},
-        "firstTimestamp": now(), "lastTimestamp": now(), "count": 1,
-    }
-    try:
-        ctx_store.create("Event", body)
-    except Exception:  # noqa: BLE001 - events are informative only
-        pass
+    """Record an Event of virt-controller about ``involved`` (see ``statemachine.sim.events``)."""
+    from statemachine.sim import events  # events imports the store, as this module does
+
+    events.record(ctx_store, involved, etype, reason, message,
+                  component="virtualmachine-controller")

@@ -1,12 +1,15 @@
 """The simulated Job controller: a Job runs for one tick, then completes (or fails on request).
 
 Tick 1: ``status.active: 1``, ``startTime``, a Pod ``<job>-<suffix>`` (labels ``job-name``,
-``batch.kubernetes.io/job-name``, ``controller-uid``; owned by the Job) in phase Running.
+``batch.kubernetes.io/job-name``, ``controller-uid``; owned by the Job; ``pods.py``) in phase
+Running on ``<cluster>-node01``; event ``SuccessfulCreate`` ``Created pod: <pod>``.
 Tick 2: success — Pod ``Succeeded`` with ``containerStatuses[0].state.terminated`` (exit code 0 and
 the termination message), Job ``succeeded: 1``, ``completionTime``, conditions
 ``SuccessCriteriaMet=True`` and ``Complete=True``; or, with ``sim.smrun.io/fail: "true"``, Pod
 ``Failed`` (exit code 1), Job ``failed: 1``, conditions ``FailureTarget=True`` and ``Failed=True``
-reason ``BackoffLimitExceeded``.
+reason ``BackoffLimitExceeded``. Events ``Completed`` ``Job completed`` or Warning
+``BackoffLimitExceeded`` (component ``job-controller``). ``kubectl logs job/<name>`` prints the
+termination message (``pods.log_text``).
 
 Termination message: the annotation ``sim.smrun.io/termination-message`` on the Job is copied as
 is; otherwise a delta-copy Job (one whose container env names a VirtualMachineBackup export
@@ -25,13 +28,15 @@ import json
 import re
 from typing import Any
 
+from statemachine.sim import addresses, events
 from statemachine.sim.controller import ClusterContext, Controller
-from statemachine.sim import addresses
+from statemachine.sim.controllers import pods
 from statemachine.sim.controllers.backup import backup_round
 from statemachine.sim.controllers.conditions import (
     annotations_of, condition_is, now, set_condition, wants_failure)
 from statemachine.sim.store import Obj
 
+COMPONENT = "job-controller"
 MESSAGE_IN = "sim.smrun.io/termination-message"
 MESSAGE_OUT = "sim.smrun.io/termination-message-out"
 _BACKUP_URL = re.compile(r"https://([^/]+)/api/export\.kubevirt\.io/v1/namespaces/([^/]+)/"
@@ -95,15 +100,8 @@ class JobController(Controller):
         failing, message = outcome(ctx, obj)
         pod = ctx.store.try_get("Pod", ns, pod_name)
         if pod is not None:
-            terminated = {"exitCode": 1 if failing else 0,
-                          "reason": "Error" if failing else "Completed",
-                          "startedAt": status["startTime"], "finishedAt": now()}
-            if message:
-                terminated["message"] = message
-            pod_status = {"phase": "Failed" if failing else "Succeeded", "containerStatuses": [
-                {"name": self._container(obj), "ready": False, "restartCount": 0,
-                 "state": {"terminated": terminated}}]}
-            ctx.store.update_status("Pod", ns, pod_name, pod_status)
+            ctx.store.update_status("Pod", ns, pod_name,
+                                    pods.finished_status(pod, failed=failing, message=message))
         status.pop("active", None)
         status["ready"] = 0
         if failing:
@@ -112,6 +110,8 @@ class JobController(Controller):
                           "Job has reached the specified backoff limit", style="meta")
             set_condition(status, "Failed", "True", "BackoffLimitExceeded",
                           "Job has reached the specified backoff limit", style="meta")
+            events.record(ctx.store, obj, "Warning", "BackoffLimitExceeded",
+                          "Job has reached the specified backoff limit", component=COMPONENT)
         else:
             status["succeeded"] = 1
             status["completionTime"] = now()
@@ -119,29 +119,22 @@ class JobController(Controller):
                           "Reached expected number of succeeded pods", style="meta")
             set_condition(status, "Complete", "True", "CompletionsReached",
                           "Reached expected number of succeeded pods", style="meta")
+            events.record(ctx.store, obj, "Normal", "Completed", "Job completed",
+                          component=COMPONENT)
         if message:
             ctx.store.mutate("Job", ns, name, lambda o: o["metadata"].setdefault(
                 "annotations", {}).update({MESSAGE_OUT: message}))
         ctx.store.update_status("Job", ns, name, status)
         return None
 
-    @staticmethod
-    def _container(job: Obj) -> str:
-        spec = ((job.get("spec") or {}).get("template") or {}).get("spec") or {}
-        containers = spec.get("containers") or [{}]
-        return str(containers[0].get("name", "main"))
-
     def _pod(self, ctx: ClusterContext, job: Obj, pod_name: str) -> None:
         md = job["metadata"]
-        template = (job.get("spec") or {}).get("template") or {}
-        labels = dict((template.get("metadata") or {}).get("labels") or {})
-        labels.update({"job-name": md["name"], "batch.kubernetes.io/job-name": md["name"],
-                       "controller-uid": md["uid"], "batch.kubernetes.io/controller-uid": md["uid"]})
-        body = {"metadata": {"name": pod_name, "namespace": md.get("namespace"), "labels": labels,
-                             "ownerReferences": [{"apiVersion": "batch/v1", "kind": "Job",
-                                                  "name": md["name"], "uid": md["uid"],
-                                                  "controller": True, "blockOwnerDeletion": True}]},
-                "spec": template.get("spec") or {"containers": []}}
-        if ctx.store.try_get("Pod", md.get("namespace"), pod_name) is None:
-            ctx.store.create("Pod", body)
-        ctx.store.update_status("Pod", md.get("namespace"), pod_name, {"phase": "Running"})
+        ns = md.get("namespace")
+        node = f"{ctx.name}-node01"
+        pod = ctx.store.try_get("Pod", ns, pod_name)
+        if pod is None:
+            pod = ctx.store.create("Pod", pods.job_pod(job, pod_name, node), keep_status=True)
+            events.record(ctx.store, job, "Normal", "SuccessfulCreate", f"Created pod: {pod_name}",
+                          component=COMPONENT)
+        ctx.store.update_status("Pod", ns, pod_name,
+                                pods.running_status(pod, node, pods.pod_ip(ctx, pod_name)))

@@ -32,7 +32,7 @@ from __future__ import annotations
 from typing import Any
 
 from statemachine.sim.controller import ClusterContext, Controller
-from statemachine.sim.controllers import kubevirt
+from statemachine.sim.controllers import kubevirt, migration_pods
 from statemachine.sim.controllers.conditions import (
     FAIL_MIGRATION_AT, HOLD_MIGRATION_AT, annotations_of, event, now, remove_condition, set_condition)
 from statemachine.sim.controllers.migration_sides import (
@@ -104,6 +104,7 @@ class MigrationController(Controller):
         nxt = self._step(ctx, obj, status, vmi)
         if nxt is not None and nxt != status.get("phase"):
             _set_phase(status, nxt)
+            migration_pods.on_phase(ctx, obj, status, vmi, side(obj), nxt)
             if nxt in FINAL:
                 self._finalise(ctx, obj, status, vmi)
         addrs = kubevirt.announce(ctx)
@@ -303,6 +304,7 @@ class MigrationController(Controller):
                     mutate_state(ctx, vmi, aborted)
                 cancel_peer(ctx, vmim)
             _set_phase(status, "Failed")
+            migration_pods.on_phase(ctx, vmim, status, vmi, which, "Failed")
             self._finalise(ctx, vmim, status, vmi)
             event(ctx.store, vmim, "FailedMigration", "Migration failed due to being canceled",
                   "Warning")

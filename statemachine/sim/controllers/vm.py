@@ -17,13 +17,27 @@ Status: ``printableStatus`` by the first-match rules of §2.2, ``created``, ``re
 ``runStrategy``, ``conditions`` (``Ready`` from the VMI; every other VMI condition copied
 verbatim; ``Failure`` when an instancetype or preference is missing, in which case no VMI is made).
 
+``status.stateChangeRequests`` (written by the ``start``/``stop``/``restart`` subresources,
+``subresources.py``) are carried out first, one per tick: ``Stop`` deletes the VMI with that uid
+and is popped once it is gone; ``Start`` creates a VMI (a final one is deleted first).
+
+A VMI is created through KubeVirt's VMI admission (``webhooks.py``): a refusal (e.g. no memory)
+leaves the VM without a VMI, with a Warning ``FailedCreate`` event and the ``Failure`` condition
+(reason ``FailedCreate``), retried on every resync as upstream retries with backoff.
+
+Events (component ``virtualmachine-controller``, kubevirt-fidelity.md §5.1): ``SuccessfulCreate``
+when a VMI is created, ``SuccessfulDelete`` (with the VMI's uid) when one is deleted,
+``FailedCreate``.
+
 The controller watches VMs and VMIs (a VMI event reconciles its owner VM). What it does not do:
-ControllerRevisions, instancetype expansion, restart-required detection, start/stop subresources.
+ControllerRevisions, instancetype expansion, restart-required detection, crash-loop backoff.
 """
 from __future__ import annotations
 
 from typing import Any
 
+from statemachine.errors import ClusterError
+from statemachine.sim import events, webhooks
 from statemachine.sim.controller import ClusterContext, Controller
 from statemachine.sim.controllers.conditions import annotations_of, get_condition, set_condition
 from statemachine.sim.controllers.vmi import (
@@ -33,6 +47,7 @@ from statemachine.sim.store import Obj
 RESTORE_ANNOTATION = "kubevirt.io/restore-run-strategy"
 DV_READY_PHASES = ("Succeeded", "WaitForFirstConsumer", "PendingPopulation")
 _VM_OWNED_CONDITIONS = ("Ready", "Failure")
+COMPONENT = "virtualmachine-controller"
 
 
 def run_strategy(vm: Obj) -> str:
@@ -58,6 +73,8 @@ class VirtualMachineController(Controller):
     """VM ↔ VMI per runStrategy and VM status (see module docstring)."""
 
     watches = ("VirtualMachine", "VirtualMachineInstance")
+    #: Why the last VMI create of this reconcile was refused (reason, message), if it was.
+    _failure: tuple[str, str] | None = None
 
     def reconcile(self, ctx: ClusterContext, obj: Obj) -> bool | None:
         if obj["kind"] == "VirtualMachineInstance":
@@ -81,18 +98,27 @@ class VirtualMachineController(Controller):
         failure = self._missing_references(ctx, vm)
         requeue: bool | None = None
         rs = run_strategy(vm)
-        if not md.get("deletionTimestamp") and failure is None:
+        self._failure = None
+        pending = bool((vm.get("status") or {}).get("stateChangeRequests"))
+        if not md.get("deletionTimestamp") and failure is None and pending:
+            # Requests first; the run strategy takes over again once none are pending.
+            requeue = self._state_change(ctx, vm, vmi) or None
+            failure = self._failure
+            vm = ctx.store.get("VirtualMachine", ns, name)
+            vmi = ctx.store.try_get("VirtualMachineInstance", ns, name)
+        if not md.get("deletionTimestamp") and failure is None and not requeue:
             dvs_ready = self._data_volumes_ready(ctx, vm)
             vmi_phase = ((vmi or {}).get("status") or {}).get("phase", "")
             being_deleted = bool(vmi and vmi["metadata"].get("deletionTimestamp"))
             if rs == "Halted" or (rs == "Manual" and vmi is None):
                 if vmi is not None and not being_deleted:
-                    ctx.store.delete("VirtualMachineInstance", ns, name)
+                    self._delete_vmi(ctx, vm, vmi)
             elif vmi is None:
                 if rs in ("Always", "RerunOnFailure", "WaitAsReceiver") or (
                         rs == "Once" and not (vm.get("status") or {}).get("created")):
                     if dvs_ready:
                         vmi = self._create_vmi(ctx, vm, receiver=rs == "WaitAsReceiver")
+                        failure = self._failure
                     else:
                         requeue = True
             elif being_deleted:
@@ -113,16 +139,60 @@ class VirtualMachineController(Controller):
                         vm = ctx.store.get("VirtualMachine", ns, name)
                         rs = "Halted"
                     else:
-                        ctx.store.delete("VirtualMachineInstance", ns, name)
+                        self._delete_vmi(ctx, vm, vmi)
                 elif rs == "Always" or vmi_phase == "Failed":
-                    ctx.store.delete("VirtualMachineInstance", ns, name)
+                    self._delete_vmi(ctx, vm, vmi)
                     requeue = True
         elif md.get("deletionTimestamp") and vmi is not None:
             if not vmi["metadata"].get("deletionTimestamp"):
-                ctx.store.delete("VirtualMachineInstance", ns, name)
+                self._delete_vmi(ctx, vm, vmi)
         self._write_status(ctx, vm, ctx.store.try_get("VirtualMachineInstance", ns, name), rs,
                            failure)
         return requeue
+
+    def _state_change(self, ctx: ClusterContext, vm: Obj, vmi: Obj | None) -> bool:
+        """Carry out the first pending ``stateChangeRequests`` entry; whether any remain."""
+        md = vm["metadata"]
+        ns, name = md.get("namespace"), md["name"]
+        requests = list((vm.get("status") or {}).get("stateChangeRequests") or [])
+        first = requests[0] if isinstance(requests[0], dict) else {}
+        final = ((vmi or {}).get("status") or {}).get("phase") in FINAL_PHASES
+        if first.get("action") == "Stop":
+            if vmi is not None and first.get("uid") in (None, "", vmi["metadata"]["uid"]):
+                if not vmi["metadata"].get("deletionTimestamp"):
+                    self._delete_vmi(ctx, vm, vmi)
+                return True
+            requests.pop(0)
+        elif first.get("action") == "Start":
+            if vmi is not None and final:
+                if not vmi["metadata"].get("deletionTimestamp"):
+                    self._delete_vmi(ctx, vm, vmi)
+                return True
+            if vmi is None:
+                if not self._data_volumes_ready(ctx, vm):
+                    return True
+                if self._create_vmi(ctx, vm, receiver=False) is None:
+                    return True
+            requests.pop(0)
+        else:
+            requests.pop(0)
+
+        def popped(o: Obj) -> None:
+            st = o.setdefault("status", {})
+            if requests:
+                st["stateChangeRequests"] = requests
+            else:
+                st.pop("stateChangeRequests", None)
+                st.pop("startFailure", None)
+        ctx.store.mutate("VirtualMachine", ns, name, popped)
+        return bool(requests)
+
+    def _delete_vmi(self, ctx: ClusterContext, vm: Obj, vmi: Obj) -> None:
+        md = vmi["metadata"]
+        ctx.store.delete("VirtualMachineInstance", md.get("namespace"), md["name"])
+        events.record(ctx.store, vm, "Normal", "SuccessfulDelete",
+                      "Stopped the virtual machine by deleting the virtual machine instance "
+                      f"{md['uid']}", component=COMPONENT)
 
     def _missing_references(self, ctx: ClusterContext, vm: Obj) -> tuple[str, str] | None:
         spec = vm.get("spec") or {}
@@ -170,7 +240,9 @@ class VirtualMachineController(Controller):
                 ready = False
         return ready
 
-    def _create_vmi(self, ctx: ClusterContext, vm: Obj, *, receiver: bool) -> Obj:
+    def _create_vmi(self, ctx: ClusterContext, vm: Obj, *, receiver: bool) -> Obj | None:
+        """Create the VMI through the VMI admission webhooks; ``None`` (and ``self._failure``,
+        a FailedCreate event) when they refuse it."""
         md = vm["metadata"]
         template = (vm.get("spec") or {}).get("template") or {}
         tmd = template.get("metadata") or {}
@@ -191,7 +263,19 @@ class VirtualMachineController(Controller):
             "ownerReferences": [{"apiVersion": "kubevirt.io/v1", "kind": "VirtualMachine",
                                  "name": md["name"], "uid": md["uid"], "controller": True,
                                  "blockOwnerDeletion": True}]}, "spec": spec}
-        return ctx.store.create("VirtualMachineInstance", body)
+        webhooks.mutate_vmi(body)
+        try:
+            webhooks.validate_vmi_create(body)
+        except ClusterError as exc:
+            message = f"Error creating virtual machine instance: {exc}"
+            events.record(ctx.store, vm, "Warning", "FailedCreate", message, component=COMPONENT)
+            self._failure = ("FailedCreate", message)
+            return None
+        created = ctx.store.create("VirtualMachineInstance", body)
+        events.record(ctx.store, vm, "Normal", "SuccessfulCreate",
+                      "Started the virtual machine by creating the new virtual machine instance "
+                      f"{md['name']}", component=COMPONENT)
+        return created
 
     # ------------------------------------------------------------------ status
     def _write_status(self, ctx: ClusterContext, vm: Obj, vmi: Obj | None, rs: str,

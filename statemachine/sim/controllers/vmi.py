@@ -3,23 +3,29 @@
 Ordinary VMIs: ``"" → Pending → Scheduling → Scheduled → Running`` (kubevirt-lifecycle.md §2.1, §3.4):
 ``Ready=False/PodNotExists`` until "the pod" exists, ``False/GuestNotRunning`` while it starts, and
 ``True`` once Running, when ``LiveMigratable`` and ``StorageLiveMigratable`` are computed (§3.1-3.2)
-and ``status.nodeName`` is set. No Pod objects are created: the phases stand for them.
+and ``status.nodeName`` is set. A VMI created through the API already is ``Pending`` (the VMI
+mutating webhook, ``webhooks.py``). The virt-launcher pod (``launchers.py``) is created at
+``Scheduling`` and runs from ``Scheduled`` (``status.activePods``); a running VMI without one (a
+seeded VMI) gets one at once. Events (kubevirt-fidelity.md §5.2-5.3): ``SuccessfulCreate`` (pod,
+virtualmachine-controller), ``Created`` and ``Started`` (virt-handler) on the way up;
+``ShuttingDown`` and ``Stopped`` on deletion, then ``SuccessfulDelete`` for the pod.
 
-Receiver VMIs (annotation ``kubevirt.io/create-migration-target: "true"``): ``"" → WaitingForSync``
-only; every later phase belongs to the decentralized migration (``migration.py``), which moves the
+Receiver VMIs (annotation ``kubevirt.io/create-migration-target: "true"``): ``Pending`` (or ``""``)
+``→ WaitingForSync`` only; every later phase belongs to the decentralized migration (``migration.py``), which moves the
 VMI as the target pod appears and the migration completes or fails.
 
-Deletion: a VMI that is still running first turns ``Succeeded`` (the guest shut down), then its
-finalizers are removed on the next tick; a final, unstarted or waiting receiver VMI loses its
-finalizers at once.
+Deletion: a VMI that is still running first turns ``Succeeded`` (the guest shut down, its pod
+``Succeeded``), then its pods are deleted and its finalizers removed on the next tick; a final,
+unstarted or waiting receiver VMI loses its finalizers at once.
 
-What it does not do: pods, scheduling constraints, guest agents, pause/freeze subresources.
+What it does not do: scheduling constraints, guest agents, freeze/reset subresources.
 """
 from __future__ import annotations
 
 from typing import Any
 
 from statemachine.sim.controller import ClusterContext, Controller
+from statemachine.sim.controllers import launchers
 from statemachine.sim.controllers.conditions import (
     annotations_of, get_condition, remove_condition, set_condition)
 from statemachine.sim.store import Obj
@@ -87,7 +93,7 @@ class VirtualMachineInstanceController(Controller):
         if md.get("deletionTimestamp"):
             return self._deleting(ctx, obj, phase)
         if is_receiver(obj):
-            if phase == "":
+            if phase in ("", "Pending"):
                 status["phase"] = "WaitingForSync"
                 set_condition(status, "Ready", "False", "PodNotExists",
                               "virt-launcher pod has not yet been scheduled")
@@ -102,11 +108,19 @@ class VirtualMachineInstanceController(Controller):
             elif nxt == "Scheduling":
                 set_condition(status, "Ready", "False", "GuestNotRunning",
                               "Guest VM is not reported as running")
+                launchers.create(ctx, obj, launchers.current_name(ctx, obj))
             elif nxt == "Scheduled":
                 status["nodeName"] = node_name(ctx)
+                status["activePods"] = launchers.schedule(
+                    ctx, obj, launchers.current_name(ctx, obj), status["nodeName"])
             else:
                 self._running_status(ctx, obj, status)
             ctx.store.update_status("VirtualMachineInstance", ns, name, status)
+            if nxt == "Running":
+                launchers.handler_event(ctx, obj, "Normal", "Created",
+                                        "VirtualMachineInstance defined.", status["nodeName"])
+                launchers.handler_event(ctx, obj, "Normal", "Started",
+                                        "VirtualMachineInstance started.", status["nodeName"])
             if nxt == "Scheduled":
                 ctx.store.mutate("VirtualMachineInstance", ns, name, lambda o: o["metadata"]
                                  .setdefault("labels", {}).update(
@@ -114,6 +128,11 @@ class VirtualMachineInstanceController(Controller):
             return True
         if phase == "Running" and not is_receiver(obj):
             before = dict(status)
+            pod = launchers.current_name(ctx, obj)
+            if not launchers.exists(ctx, ns or "", pod):  # e.g. a seeded running VMI
+                launchers.create(ctx, obj, pod)
+                status["activePods"] = launchers.schedule(
+                    ctx, obj, pod, str(status.get("nodeName") or node_name(ctx)))
             self._running_status(ctx, obj, status)
             if status != before:
                 ctx.store.update_status("VirtualMachineInstance", ns, name, status)
@@ -148,7 +167,16 @@ class VirtualMachineInstanceController(Controller):
             set_condition(status, "Ready", "False", "PodTerminating",
                           "virt-launcher pod is terminating")
             ctx.store.update_status("VirtualMachineInstance", ns, name, status)
+            if phase == "Running":
+                launchers.handler_event(ctx, vmi, "Normal", "ShuttingDown",
+                                        "Signaled Graceful Shutdown")
+                launchers.handler_event(ctx, vmi, "Normal", "Stopped",
+                                        "The VirtualMachineInstance was shut down.")
+            for pod in launchers.owned(ctx, vmi):
+                launchers.finish(ctx, vmi, pod)
             return True
+        for pod in launchers.owned(ctx, vmi):
+            launchers.delete(ctx, vmi, pod)
         if md.get("finalizers"):
             ctx.store.mutate("VirtualMachineInstance", ns, name,
                              lambda o: o["metadata"].pop("finalizers", None))

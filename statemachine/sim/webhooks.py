@@ -1,0 +1,274 @@
+"""KubeVirt's admission webhooks (virt-api) as the simulated API server runs them.
+
+kubevirt-fidelity.md §3. Mutating first, then validating, on every create and update that comes
+through the API (dry runs included: the webhooks declare ``sideEffects: None``):
+
+- VirtualMachineInstanceMigration create: label ``kubevirt.io/vmi-name`` and finalizer
+  ``kubevirt.io/migrationJobFinalize`` (``migrations-mutator``); then the checks of
+  ``migration-create-validator`` in upstream's order: vmiName, priority, VMI exists, VMI not
+  final, VMI live-migratable, no other in-flight migration for the VMI, decentralized fields.
+  Update: the spec is frozen, and the selector label may not be removed or changed in flight.
+- VirtualMachine create/update (``virtualmachine-validator``): ``running`` xor ``runStrategy``, a
+  known run strategy, a template, memory for dedicated CPUs.
+- VirtualMachineInstance create: ``virtualmachineinstances-mutator`` (finalizer
+  ``kubevirt.io/foregroundDeleteVirtualMachine``, ``status.phase: Pending`` with its transition
+  timestamp) and ``virtualmachineinstances-create-validator``'s mandatory memory; update: the
+  spec may not change (``virtualmachineinstances-update-validator``; every API user here is a
+  non-KubeVirt user, the simulated controllers write to the store directly).
+- Jobs get the batch registry's create defaults (``jobdefaults.py``), which need the uid the
+  object will have: :func:`default_job` returns it.
+
+:func:`hook` is the store's admission hook: the schema admission first (decoding with strict
+field validation, pruning, validation), then these webhooks, for writes made while serving an API
+request only (the simulated controllers write to the store directly, as KubeVirt's own service
+accounts pass the webhooks).
+
+A denial is :class:`Denied`: the Status the kube-apiserver returns for a webhook's answer, its
+message prefixed ``admission webhook "<name>" denied the request: ``; code 400 with no reason for
+a single error, 422 ``Invalid`` with ``details.causes`` for field causes.
+
+What it does not do: instancetype/preference expansion and conflicts, network and storage
+admitters, preset application, the VMI status revert for non-KubeVirt users, warnings headers.
+"""
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+from statemachine.errors import PermanentClusterError
+from statemachine.sim import admission, jobdefaults
+from statemachine.sim.kinds import Kind
+from statemachine.sim.store import Obj, Store, now_rfc3339
+
+VMIM_CREATE = "migration-create-validator.kubevirt.io"
+VMIM_UPDATE = "migration-update-validator.kubevirt.io"
+VM_VALIDATOR = "virtualmachine-validator.kubevirt.io"
+VMI_CREATE = "virtualmachineinstances-create-validator.kubevirt.io"
+VMI_UPDATE = "virtualmachineinstances-update-validator.kubevirt.io"
+
+VMI_NAME_LABEL = "kubevirt.io/vmi-name"
+MIGRATION_FINALIZER = "kubevirt.io/migrationJobFinalize"
+VMI_FINALIZER = "kubevirt.io/foregroundDeleteVirtualMachine"
+RUN_STRATEGIES = ("Always", "Halted", "Manual", "RerunOnFailure", "Once", "WaitAsReceiver")
+FINAL = ("Succeeded", "Failed")
+NO_MEMORY = ("no memory requested, at least one of 'spec.domain.memory.guest', "
+             "'spec.domain.memory.hugepages.pageSize' or 'spec.domain.resources.requests.memory' "
+             "must be set")
+_WATCHED = ("VirtualMachineInstanceMigration", "VirtualMachine", "VirtualMachineInstance")
+
+
+class Denied(PermanentClusterError):
+    """A webhook's refusal, carrying the whole Status (``status_details`` may be empty)."""
+
+    empty_reason = True
+
+    def __init__(self, webhook: str, message: str, *, status: int = 400, reason: str = "",
+                 causes: list[dict[str, str]] | None = None) -> None:
+        super().__init__(f'admission webhook "{webhook}" denied the request: {message}',
+                         status=status, reason=reason)
+        self.status_details: dict[str, Any] = {"causes": causes} if causes else {}
+
+
+def _causes(webhook: str, causes: list[dict[str, str]]) -> Denied:
+    """422 from field causes (KubeVirt's ``ToAdmissionResponse``)."""
+    message = ", ".join(c["message"] for c in causes[:10])
+    if len(causes) > 10:
+        message += f", and {len(causes) - 10} more validation errors"
+    return Denied(webhook, message, status=422, reason="Invalid", causes=causes[:10])
+
+
+def _cause(ctype: str, message: str, field: str = "") -> dict[str, str]:
+    cause = {"reason": ctype, "message": message}
+    if field:
+        cause["field"] = field
+    return cause
+
+
+def watches(kind: Kind) -> bool:
+    """Whether updates of ``kind`` go through a webhook here (a patch is then dry-run first)."""
+    return kind.group == "kubevirt.io" and kind.kind in _WATCHED
+
+
+# ---------------------------------------------------------------------- entry points
+Hook = Callable[[Kind, Obj, "Obj | None", "str | None"], None]
+
+
+def hook(store: Store, schema_admission: Hook) -> Hook:
+    """The store's admission hook: ``schema_admission``, then the webhooks (API requests only)."""
+    def run(kind: Kind, new: Obj, old: Obj | None, subresource: str | None) -> None:
+        schema_admission(kind, new, old, subresource)
+        if subresource or not watches(kind) or not admission.in_request():
+            return
+        if old is None:
+            admit_create(store, kind, new)
+        else:
+            admit_update(kind, old, new)
+    return run
+
+
+def default_job(body: Obj) -> str:
+    """A Job's create defaults; returns the uid the Job is to be stored with."""
+    uid = str(uuid.uuid4())
+    jobdefaults.default(body, uid)
+    return uid
+
+
+def admit_create(store: Store, kind: Kind, body: Obj) -> None:
+    """Mutate ``body`` in place and validate it. Raises :class:`Denied`."""
+    ns = (body.get("metadata") or {}).get("namespace") or "default"
+    if kind.kind == "VirtualMachineInstanceMigration":
+        mutate_migration(body)
+        validate_migration_create(store, ns, body)
+    elif kind.kind == "VirtualMachine":
+        validate_vm(body)
+    elif kind.kind == "VirtualMachineInstance":
+        mutate_vmi(body)
+        validate_vmi_create(body)
+
+
+def admit_update(kind: Kind, old: Obj, new: Obj) -> None:
+    """Validate an update of a watched kind (``new`` is the would-be object). Raises
+    :class:`Denied`."""
+    if kind.kind == "VirtualMachineInstanceMigration":
+        validate_migration_update(old, new)
+    elif kind.kind == "VirtualMachine":
+        validate_vm(new)
+    elif kind.kind == "VirtualMachineInstance":
+        if (new.get("spec") or {}) != (old.get("spec") or {}):
+            raise _causes(VMI_UPDATE, [_cause("FieldValueNotSupported",
+                                              "update of VMI object is restricted")])
+
+
+# ---------------------------------------------------------------------- migrations
+def mutate_migration(body: Obj) -> None:
+    md = body.setdefault("metadata", {})
+    md.setdefault("labels", {})[VMI_NAME_LABEL] = str((body.get("spec") or {}).get("vmiName", ""))
+    fins = md.setdefault("finalizers", [])
+    if MIGRATION_FINALIZER not in fins:
+        fins.append(MIGRATION_FINALIZER)
+
+
+def _feature_gates(store: Store) -> list[str]:
+    for kv in store.list("KubeVirt"):
+        config = (kv.get("spec") or {}).get("configuration") or {}
+        return list((config.get("developerConfiguration") or {}).get("featureGates") or [])
+    return []
+
+
+def validate_migration_create(store: Store, namespace: str, body: Obj) -> None:
+    spec = body.get("spec") or {}
+    vmi_name = str(spec.get("vmiName") or "")
+    if not vmi_name:
+        raise _causes(VMIM_CREATE, [_cause("FieldValueRequired", "vmiName is missing",
+                                           "spec.vmiName")])
+    if spec.get("priority"):
+        raise _causes(VMIM_CREATE, [_cause(
+            "FieldValueForbidden", "Migration priority queue, only virt-controller is allowed "
+            "to set priority field", "spec.migrationPriority")])
+    vmi = store.try_get("VirtualMachineInstance", namespace, vmi_name)
+    if vmi is None:
+        raise Denied(VMIM_CREATE, f'the VMI "{namespace}/{vmi_name}" does not exist')
+    status = vmi.get("status") or {}
+    if status.get("phase") in FINAL:
+        raise Denied(VMIM_CREATE, "Cannot migrate VMI in finalized state.")
+    decentralized = bool(spec.get("sendTo") or spec.get("receive"))
+    for cond in status.get("conditions") or []:
+        if cond.get("type") == "LiveMigratable" and cond.get("status") == "False" and not (
+                cond.get("reason") == "DisksNotLiveMigratable" and decentralized):
+            raise Denied(VMIM_CREATE, f"Cannot migrate VMI, Reason: {cond.get('reason', '')}, "
+                                      f"Message: {cond.get('message', '')}")
+    for other in store.list("VirtualMachineInstanceMigration", namespace,
+                            label_selector=f"{VMI_NAME_LABEL}={vmi_name}"):
+        if (other.get("status") or {}).get("phase") not in FINAL:
+            raise Denied(VMIM_CREATE, "in-flight migration detected. Active migration job "
+                                      f"({other['metadata']['uid']}) is currently already in "
+                                      f"progress for VMI {vmi_name}.")
+    if decentralized and "DecentralizedLiveMigration" not in _feature_gates(store):
+        raise _causes(VMIM_CREATE, [_cause(
+            "FieldValueNotSupported", "DecentralizedLiveMigration feature gate is not enabled "
+            "in kubevirt resource", "spec.sendTo" if spec.get("sendTo") else "spec.receive")])
+    send_id = (spec.get("sendTo") or {}).get("migrationID")
+    receive_id = (spec.get("receive") or {}).get("migrationID")
+    if spec.get("sendTo") and spec.get("receive") and send_id != receive_id:
+        raise _causes(VMIM_CREATE, [_cause(
+            "FieldValueInvalid", f"sendTo migrationID {send_id} does not match receive "
+            f"migrationID {receive_id}", "spec")])
+
+
+def validate_migration_update(old: Obj, new: Obj) -> None:
+    if (new.get("spec") or {}) != (old.get("spec") or {}):
+        raise _causes(VMIM_UPDATE, [_cause("FieldValueInvalid",
+                                           "update of Migration object's spec is restricted",
+                                           "spec")])
+    if (old.get("status") or {}).get("phase") in FINAL:
+        return
+    before = ((old.get("metadata") or {}).get("labels") or {}).get(VMI_NAME_LABEL)
+    after = ((new.get("metadata") or {}).get("labels") or {}).get(VMI_NAME_LABEL)
+    if before is None or before == after:
+        return
+    message = ("selector label can't be removed from an in-flight migration" if after is None
+               else "selector label can't be modified on an in-flight migration")
+    raise _causes(VMIM_UPDATE, [_cause("FieldValueInvalid", message,
+                                       f"metadata.labels.{VMI_NAME_LABEL}")])
+
+
+# ---------------------------------------------------------------------- VMs and VMIs
+def validate_vm(vm: Obj) -> None:
+    if (vm.get("metadata") or {}).get("deletionTimestamp"):
+        return
+    spec = vm.get("spec") or {}
+    causes = []
+    if "running" in spec and spec.get("running") is not None and spec.get("runStrategy"):
+        causes.append(_cause("FieldValueInvalid",
+                             "Running and RunStrategy are mutually exclusive. Note that Running "
+                             "is deprecated, please use RunStrategy instead", "spec.running"))
+    elif spec.get("running") is None and not spec.get("runStrategy"):
+        causes.append(_cause("FieldValueRequired", "RunStrategy must be specified",
+                             "spec.running"))
+    strategy = spec.get("runStrategy")
+    if strategy and strategy not in RUN_STRATEGIES:
+        causes.append(_cause("FieldValueInvalid", f"Invalid RunStrategy ({strategy})",
+                             "spec.runStrategy"))
+    template = spec.get("template")
+    if not template:
+        causes.append(_cause("FieldValueRequired", "missing virtual machine template.",
+                             "spec.template"))
+    elif ((template.get("spec") or {}).get("domain") or {}).get("cpu", {}).get(
+            "dedicatedCPUPlacement") and not _has_memory(template.get("spec") or {}, True):
+        causes.append(_cause(
+            "FieldValueRequired",
+            "spec.template.spec.domain.resources.requests.memory, spec.template.spec.domain."
+            "resources.limits.memory, spec.template.spec.domain.memory.hugepages or spec."
+            "template.spec.domain.memory.guest should be provided",
+            "spec.template.spec.domain.resources.requests.memory"))
+    if causes:
+        raise _causes(VM_VALIDATOR, causes)
+
+
+def _has_memory(vmi_spec: dict[str, Any], limits_count: bool = False) -> bool:
+    domain = vmi_spec.get("domain") or {}
+    memory = domain.get("memory") or {}
+    resources = domain.get("resources") or {}
+    if memory.get("guest") or memory.get("hugepages"):
+        return True
+    if (resources.get("requests") or {}).get("memory"):
+        return True
+    return bool(limits_count and (resources.get("limits") or {}).get("memory"))
+
+
+def mutate_vmi(body: Obj) -> None:
+    """``virtualmachineinstances-mutator`` on create."""
+    md = body.setdefault("metadata", {})
+    fins = md.setdefault("finalizers", [])
+    if VMI_FINALIZER not in fins:
+        fins.append(VMI_FINALIZER)
+    status = body.setdefault("status", {})
+    status["phase"] = "Pending"
+    status["phaseTransitionTimestamps"] = [{"phase": "Pending",
+                                            "phaseTransitionTimestamp": now_rfc3339()}]
+
+
+def validate_vmi_create(body: Obj) -> None:
+    if not _has_memory(body.get("spec") or {}):
+        raise _causes(VMI_CREATE, [_cause("FieldValueRequired", NO_MEMORY)])

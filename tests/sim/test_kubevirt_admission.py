@@ -1,0 +1,186 @@
+"""KubeVirt's admission webhooks as clients see them (kubevirt-fidelity.md §3; issue 18 item 10):
+status codes, reasons, messages and causes, also on ``dryRun=All``, through kubectl and the
+``kubernetes`` client."""
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from statemachine.sim.cluster import SimulatedClusters
+from polling import wait_for
+
+NS = "default"
+GROUP, VERSION = "kubevirt.io", "v1"
+
+
+def custom_api(sim: SimulatedClusters) -> Any:
+    from kubernetes import client, config
+    return client.CustomObjectsApi(config.new_client_from_config(
+        config_file=str(sim.kubeconfig_path), context="source"))
+
+
+def vm(name: str, memory: bool = True, **spec: Any) -> dict[str, Any]:
+    domain: dict[str, Any] = {"devices": {}}
+    if memory:
+        domain["memory"] = {"guest": "1Gi"}
+    return {"apiVersion": "kubevirt.io/v1", "kind": "VirtualMachine",
+            "metadata": {"name": name, "namespace": NS},
+            "spec": {**spec, "template": {"spec": {"domain": domain}}}}
+
+
+def vmim(name: str, vmi: str) -> dict[str, Any]:
+    return {"apiVersion": "kubevirt.io/v1", "kind": "VirtualMachineInstanceMigration",
+            "metadata": {"name": name, "namespace": NS}, "spec": {"vmiName": vmi}}
+
+
+def refused(call: Callable[[], Any]) -> dict[str, Any]:
+    from kubernetes.client.exceptions import ApiException
+    with pytest.raises(ApiException) as info:
+        call()
+    body: dict[str, Any] = json.loads(info.value.body)
+    assert body["code"] == info.value.status
+    return body
+
+
+@pytest.fixture
+def running(make_sim: Callable[..., SimulatedClusters]) -> SimulatedClusters:
+    """A running VMI ``vm1`` on clusters without controllers: migrations stay in flight."""
+    sim = make_sim(controllers=False)
+    sim.store("source").create("VirtualMachineInstance", {
+        "metadata": {"name": "vm1", "namespace": NS},
+        "spec": {"domain": {"devices": {}, "memory": {"guest": "1Gi"}}},
+        "status": {"phase": "Running"}}, keep_status=True)
+    return sim
+
+
+def create_vmim(sim: SimulatedClusters, body: dict[str, Any], **kw: Any) -> Any:
+    return custom_api(sim).create_namespaced_custom_object(
+        GROUP, VERSION, NS, "virtualmachineinstancemigrations", body, **kw)
+
+
+@pytest.mark.parametrize("dry_run", [None, "All"])
+def test_migration_for_a_missing_vmi_is_refused(sim: SimulatedClusters,
+                                                dry_run: str | None) -> None:
+    kw = {"dry_run": dry_run} if dry_run else {}
+    body = refused(lambda: create_vmim(sim, vmim("m1", "ghost"), **kw))
+    assert body["code"] == 400 and "reason" not in body and "details" not in body
+    assert body["message"] == ('admission webhook "migration-create-validator.kubevirt.io" '
+                               'denied the request: the VMI "default/ghost" does not exist')
+
+
+def test_second_in_flight_migration_is_refused(running: SimulatedClusters, tmp_path: Any) -> None:
+    from tests.conftest import run_kubectl
+    s = running.store("source")
+    first = create_vmim(running, vmim("m1", "vm1"))
+    assert first["metadata"]["labels"] == {"kubevirt.io/vmi-name": "vm1"}
+    assert "kubevirt.io/migrationJobFinalize" in first["metadata"]["finalizers"]
+    for kw in ({}, {"dry_run": "All"}):
+        body = refused(lambda: create_vmim(running, vmim("m2", "vm1"), **kw))
+        assert body["code"] == 400
+        assert body["message"] == (
+            'admission webhook "migration-create-validator.kubevirt.io" denied the request: '
+            f"in-flight migration detected. Active migration job ({first['metadata']['uid']}) "
+            "is currently already in progress for VMI vm1.")
+    proc = run_kubectl(running, tmp_path / "cache", "apply", "-f", "-", check=False,
+                       input=json.dumps(vmim("m3", "vm1")))
+    assert proc.returncode == 1
+    assert "in-flight migration detected" in proc.stderr
+    assert s.try_get("VirtualMachineInstanceMigration", NS, "m2") is None
+    # Once the first one is final, a new one is accepted.
+    s.update_status("VirtualMachineInstanceMigration", NS, "m1", {"phase": "Succeeded"})
+    create_vmim(running, vmim("m2", "vm1"))
+
+
+def test_migration_spec_is_frozen(running: SimulatedClusters) -> None:
+    create_vmim(running, vmim("m1", "vm1"))
+    api = custom_api(running)
+    for kw in ({}, {"dry_run": "All"}):
+        body = refused(lambda: api.patch_namespaced_custom_object(
+            GROUP, VERSION, NS, "virtualmachineinstancemigrations", "m1",
+            {"spec": {"vmiName": "other"}}, **kw))
+        assert (body["code"], body["reason"]) == (422, "Invalid")
+        assert body["message"] == ('admission webhook "migration-update-validator.kubevirt.io" '
+                                   "denied the request: update of Migration object's spec is "
+                                   "restricted")
+        assert body["details"]["causes"] == [{
+            "reason": "FieldValueInvalid", "field": "spec",
+            "message": "update of Migration object's spec is restricted"}]
+    # Labels and annotations may change.
+    api.patch_namespaced_custom_object(GROUP, VERSION, NS, "virtualmachineinstancemigrations",
+                                       "m1", {"metadata": {"annotations": {"a": "b"}}})
+
+
+def test_vm_with_running_and_run_strategy_is_refused(sim: SimulatedClusters,
+                                                     kubectl: Callable[..., Any]) -> None:
+    api = custom_api(sim)
+    for kw in ({}, {"dry_run": "All"}):
+        body = refused(lambda: api.create_namespaced_custom_object(
+            GROUP, VERSION, NS, "virtualmachines", vm("both", running=True, runStrategy="Always"),
+            **kw))
+        assert (body["code"], body["reason"]) == (422, "Invalid")
+        message = ("Running and RunStrategy are mutually exclusive. Note that Running is "
+                   "deprecated, please use RunStrategy instead")
+        assert body["message"] == ('admission webhook "virtualmachine-validator.kubevirt.io" '
+                                   f"denied the request: {message}")
+        assert body["details"]["causes"] == [{"reason": "FieldValueInvalid",
+                                              "message": message, "field": "spec.running"}]
+    proc = kubectl("apply", "-f", "-", check=False, input=json.dumps(
+        vm("both", running=True, runStrategy="Always")))
+    assert "Running and RunStrategy are mutually exclusive" in proc.stderr
+    proc = kubectl("apply", "-f", "-", check=False, input=json.dumps(vm("neither")))
+    assert "RunStrategy must be specified" in proc.stderr
+    assert sim.store("source").try_get("VirtualMachine", NS, "both") is None
+
+
+def test_vm_without_memory_is_accepted_but_cannot_start(sim: SimulatedClusters,
+                                                        kubectl: Callable[..., Any]) -> None:
+    api = custom_api(sim)
+    api.create_namespaced_custom_object(GROUP, VERSION, NS, "virtualmachines",
+                                        vm("nomem", memory=False, runStrategy="Always"))
+    s = sim.store("source")
+
+    def failure() -> Any:
+        conds = (s.get("VirtualMachine", NS, "nomem").get("status") or {}).get("conditions") or []
+        return next((c for c in conds if c["type"] == "Failure"), None)
+    cond = wait_for(failure)
+    assert cond["status"] == "True" and cond["reason"] == "FailedCreate"
+    assert s.try_get("VirtualMachineInstance", NS, "nomem") is None
+    described = kubectl("describe", "vm", "nomem").stdout
+    assert "FailedCreate" in described and "Warning" in described
+    events = kubectl("events", "--for", "vm/nomem").stdout
+    assert ('Error creating virtual machine instance: admission webhook '
+            '"virtualmachineinstances-create-validator.kubevirt.io" denied the request: no memory '
+            "requested, at least one of 'spec.domain.memory.guest', "
+            "'spec.domain.memory.hugepages.pageSize' or 'spec.domain.resources.requests.memory' "
+            "must be set") in " ".join(events.split())
+    # The same VMI created directly is refused with 422 and a cause without a field.
+    body = refused(lambda: api.create_namespaced_custom_object(
+        GROUP, VERSION, NS, "virtualmachineinstances",
+        {"apiVersion": "kubevirt.io/v1", "kind": "VirtualMachineInstance",
+         "metadata": {"name": "bare"}, "spec": {"domain": {"devices": {}}}}))
+    assert (body["code"], body["reason"]) == (422, "Invalid")
+    assert body["details"]["causes"][0]["reason"] == "FieldValueRequired"
+    assert "field" not in body["details"]["causes"][0]
+
+
+def test_vmi_create_is_mutated_to_pending(sim: SimulatedClusters) -> None:
+    created = custom_api(sim).create_namespaced_custom_object(
+        GROUP, VERSION, NS, "virtualmachineinstances",
+        {"apiVersion": "kubevirt.io/v1", "kind": "VirtualMachineInstance",
+         "metadata": {"name": "bare"},
+         "spec": {"domain": {"devices": {}, "memory": {"guest": "1Gi"}}}}, dry_run="All")
+    assert created["status"]["phase"] == "Pending"
+    assert created["status"]["phaseTransitionTimestamps"][0]["phase"] == "Pending"
+    assert created["metadata"]["finalizers"] == ["kubevirt.io/foregroundDeleteVirtualMachine"]
+    assert sim.store("source").try_get("VirtualMachineInstance", NS, "bare") is None
+
+
+def test_vmi_spec_update_is_refused(running: SimulatedClusters) -> None:
+    body = refused(lambda: custom_api(running).patch_namespaced_custom_object(
+        GROUP, VERSION, NS, "virtualmachineinstances", "vm1",
+        {"spec": {"hostname": "changed"}}))
+    assert body["code"] == 422
+    assert body["message"].endswith("update of VMI object is restricted")
