@@ -428,3 +428,25 @@ def test_namespace_object_is_unaffected_by_spec_writes(light: LightClient) -> No
     light.create(Namespace(metadata=ObjectMeta(name="keep")))
     patched = light.patch(Namespace, "keep", {"spec": {"finalizers": []}}, patch_type=_merge())
     assert patched.spec.finalizers == ["kubernetes"]
+
+
+def test_core_event_selectors_and_deletecollection(kube: Kubectl, light: LightClient,
+                                                   core: client.CoreV1Api) -> None:
+    from lightkube.resources.core_v1 import Event
+    for name, involved in (("e1", "web"), ("e2", "db")):
+        light.create(Event.from_dict({
+            "metadata": {"name": name}, "reason": "Started", "type": "Normal",
+            "involvedObject": {"kind": "Pod", "name": involved, "namespace": "default"},
+            "source": {"component": "kubelet"}}))
+    # What kubectl describe and kubectl events send: involvedObject.* and friends.
+    got = light.list(Event, fields={"involvedObject.name": "web", "source": "kubelet"})
+    assert [e.metadata.name for e in got] == ["e1"]
+    proc = kube("get", "events", "--field-selector", "note=x", check=False)
+    assert "field label not supported: note" in proc.stderr
+    # deletecollection goes through the same check, and deletes only what matches.
+    body = _refused(lambda: core.delete_collection_namespaced_event(
+        "default", field_selector="reportingInstance=x"))
+    assert (body["code"], body["message"]) == (400, "field label not supported: "
+                                                    "reportingInstance")
+    core.delete_collection_namespaced_event("default", field_selector="involvedObject.name=db")
+    assert [e.metadata.name for e in light.list(Event)] == ["e1"]
