@@ -450,3 +450,18 @@ def test_core_event_selectors_and_deletecollection(kube: Kubectl, light: LightCl
                                                     "reportingInstance")
     core.delete_collection_namespaced_event("default", field_selector="involvedObject.name=db")
     assert [e.metadata.name for e in light.list(Event)] == ["e1"]
+
+
+def test_crd_selectable_fields_filter_lists(kube: Kubectl) -> None:
+    from tests.sim.test_crd import SHIRT_CRD, _shirt
+    kube("apply", "-f", "-", input=json.dumps(SHIRT_CRD))
+    docs = [_shirt("red-1", {"color": "red"}), _shirt("blue-1", {"color": "blue"})]
+    for doc in docs:
+        kube("apply", "-f", "-", input=json.dumps(doc))
+    got = kube("get", "shirts", "--field-selector", "spec.color=red", "-o", "name").stdout
+    assert got.split() == ["shirt.stable.example.com/red-1"]
+    got = kube("get", "shirts", "--field-selector", "spec.color!=red,metadata.namespace=default",
+               "-o", "name").stdout
+    assert got.split() == ["shirt.stable.example.com/blue-1"]
+    proc = kube("get", "shirts", "--field-selector", "spec.size=M", check=False)
+    assert "field label not supported: spec.size" in proc.stderr
