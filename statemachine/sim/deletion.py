@@ -9,7 +9,8 @@
 - :class:`GarbageCollector` plays kube-controller-manager's garbage collector and namespace
   controller for one store, on its own thread, started on first need: dependents whose owners
   are gone (by uid, or in another namespace) are deleted, or lose the dangling reference when
-  another owner remains; ``Orphan`` owners release their dependents, then lose the finalizer;
+  another owner remains (a cluster-scoped dependent naming a namespaced owner kind is never
+  collected for it, as upstream); ``Orphan`` owners release their dependents, then lose the finalizer;
   ``Foreground`` owners get their dependents deleted and stay until no dependent with
   ``blockOwnerDeletion`` is left; a ``Terminating`` namespace has its content deleted
   (respecting the content's finalizers), its ``status.conditions`` kept as upstream words them,
@@ -238,6 +239,15 @@ class GarbageCollector:
         kind, owner = found
         return not kind.namespaced or owner["metadata"].get("namespace") == namespace
 
+    def _unresolvable(self, ref: Mapping[str, Any], namespace: str) -> bool:
+        """A cluster-scoped dependent naming a namespaced owner kind: upstream's GC can never
+        resolve it, so it never collects the dependent for it."""
+        if namespace:
+            return False
+        kind = self._store.registry.by_kind(str(ref.get("apiVersion") or ""),
+                                            str(ref.get("kind") or ""))
+        return kind is not None and kind.namespaced
+
     def _enqueue(self, item: _Item) -> None:
         with self._cond:
             self._pending[item] = None
@@ -282,7 +292,8 @@ class GarbageCollector:
             return
         meta = dep["metadata"]
         refs = meta.get("ownerReferences") or []
-        dangling = {r.get("uid") for r in refs if not self._owner_exists(r, namespace)}
+        dangling = {r.get("uid") for r in refs if not self._owner_exists(r, namespace)
+                    and not self._unresolvable(r, namespace)}
         if not dangling:
             return
         if len(dangling) < len(refs):

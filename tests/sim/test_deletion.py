@@ -259,3 +259,18 @@ def test_finalize_subresource_releases_a_stuck_namespace(kube: Kubectl,
          input=json.dumps(body))
     wait_for(lambda: "stuck" not in kube("get", "namespaces", "-o", "name").stdout,
              what="namespace removed")
+
+
+def test_cluster_scoped_dependent_of_a_namespaced_kind_is_kept(core: client.CoreV1Api) -> None:
+    to_cm = {"apiVersion": "v1", "kind": "ConfigMap", "name": "gone", "uid": "no-such-uid"}
+    core.create_namespace({"metadata": {"name": "odd", "ownerReferences": [to_cm]}})
+    to_ns = {"apiVersion": "v1", "kind": "Namespace", "name": "gone", "uid": "no-such-ns-uid"}
+    core.create_namespace({"metadata": {"name": "collected", "ownerReferences": [to_ns]}})
+    # The collector works in order: once the second is gone, the first has been looked at.
+    def collected() -> bool:
+        try:
+            return core.read_namespace("collected").status.phase == "Terminating"
+        except ApiException as exc:
+            return exc.status == 404
+    wait_for(collected, what="dangling namespace collected")
+    assert core.read_namespace("odd").metadata.deletion_timestamp is None
