@@ -79,10 +79,6 @@ def error_status(exc: ClusterError) -> dict[str, Any]:
     return body
 
 
-def expired_status(exc: Gone) -> dict[str, Any]:
-    return error_status(exc)
-
-
 class _Filter:
     def __init__(self, req: WatchRequest) -> None:
         self.req = req
