@@ -1,5 +1,5 @@
 """The warm itinerary offline: it validates, its loop is declared, and its templates render
-manifests that validate against the upstream OpenAPI documents ($SMRUN_UPSTREAM).
+manifests that validate against the upstream schemas the simulator ships.
 
 Manifests are rendered from the example plan's seed with the outputs a run records in round 1
 (``round_outputs``), and once through ``smrun render``'s own path (placeholders for outputs).
