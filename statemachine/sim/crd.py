@@ -4,7 +4,9 @@
   committed (created or changed) serves its kinds at once (each served version is a
   :class:`~statemachine.sim.kinds.Kind` carrying the version's names, scope, subresources,
   printer columns, selectable fields and structural schema), and installs the built-in
-  KubeVirt/CDI CRDs (:func:`builtin_crds`) whose schemas come from the shipped upstream data.
+  CRDs of the custom kinds it serves (:func:`builtin_crds`): KubeVirt/CDI schemas come from the
+  shipped upstream data; the others (NetworkAttachmentDefinition, ServiceExport) keep whatever
+  is sent.
 - :func:`admit_crd` (the admission of a CRD write): defaults ``spec.names`` and the rest as
   kube-apiserver does, refuses what it refuses (422 with causes), and sets ``status``
   (``NamesAccepted``, ``Established``, ``acceptedNames``, ``storedVersions``).
@@ -33,8 +35,6 @@ from statemachine.sim.structural import FieldError, StructuralSchema
 CRD_KIND = "CustomResourceDefinition"
 GROUP = "apiextensions.k8s.io"
 _DNS_LABEL = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
-# Kinds of the built-in registry that are installed as CRDs (kubevirt-fidelity.md §1).
-_CRD_GROUPS = ("kubevirt.io",)
 
 
 # ----------------------------------------------------------------------------- kinds of a CRD
@@ -130,7 +130,7 @@ def _builtin_templates() -> tuple[Obj, ...]:
     copies what it stores)."""
     out = []
     for kind in KINDS:
-        if not kind.group.endswith(_CRD_GROUPS):
+        if not kind.custom:  # every custom kind is a CRD on a real cluster too
             continue
         raw = schemas.kind_schema(kind.api_version, kind.kind)
         version: dict[str, Any] = {
@@ -149,14 +149,20 @@ def _builtin_templates() -> tuple[Obj, ...]:
             names["categories"] = list(kind.categories)
         crd = {"apiVersion": f"{GROUP}/v1", "kind": CRD_KIND,
                "metadata": {"name": f"{kind.plural}.{kind.group}",
-                            "labels": {"kubevirt.io": ""} if kind.group != "cdi.kubevirt.io"
-                            else {"cdi.kubevirt.io": ""}},
+                            "labels": _labels(kind.group)},
                "spec": {"group": kind.group, "names": names,
                         "scope": "Namespaced" if kind.namespaced else "Cluster",
                         "versions": [version], "conversion": {"strategy": "None"}}}
         crd["status"] = _status(crd, None)
         out.append(crd)
     return tuple(out)
+
+
+def _labels(group: str) -> dict[str, str]:
+    """The label the installing operator puts on its CRDs (kubevirt-fidelity.md §1.1)."""
+    if group == "cdi.kubevirt.io":
+        return {"cdi.kubevirt.io": ""}
+    return {"kubevirt.io": ""} if group.endswith("kubevirt.io") else {}
 
 
 def builtin_crds() -> list[Obj]:

@@ -342,3 +342,11 @@ def test_deprecated_version_warns(sim: SimulatedClusters, kubectl: Callable[...,
     kubectl("apply", "-f", str(path))
     assert "Warning: use v1" in kubectl("get", "shirts.v1beta1.stable.example.com").stderr
     assert "Warning" not in kubectl("get", "shirts.v1.stable.example.com").stderr
+
+
+def test_other_custom_kinds_are_crds_too(sim: SimulatedClusters, kubectl: Callable[..., Any]) -> None:
+    names = kubectl("get", "crd", "-o", "name").stdout.split()
+    assert "customresourcedefinition.apiextensions.k8s.io/" \
+           "network-attachment-definitions.k8s.cni.cncf.io" in names
+    assert "customresourcedefinition.apiextensions.k8s.io/serviceexports.multicluster.x-k8s.io" \
+        in names
