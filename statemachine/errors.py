@@ -9,6 +9,7 @@ else that escapes is a bug in smrun and exits ``EXIT_INTERNAL`` (70)::
     ├── DefinitionError             exit 2: a plan, itinerary, template or seed file is invalid
     │   ├── SchemaError             .problems: every (file, line, path, message) found
     │   └── TemplateError           missing template, undefined variable, sandbox violation, bad YAML out
+    │       └── RenderBudgetExceeded  a template or expression went over its render budget
     ├── PreflightError              exit 3: checks against the clusters refused the plan (.problems)
     ├── ClusterError                a cluster request failed; .status, .reason (never the request body)
     │   ├── TransientClusterError   429, 5xx, connection errors: retried with backoff
@@ -89,6 +90,12 @@ class SchemaError(DefinitionError):
 
 class TemplateError(DefinitionError):
     """A template is missing, uses an undefined variable, breaks the sandbox, or renders bad YAML."""
+
+
+class RenderBudgetExceeded(TemplateError):
+    """A template or expression went over its render budget (time, output or value size; see
+    ``statemachine/budget.py``). A defect of the itinerary whatever the clusters hold, so
+    preflight does not fold it into its list of findings: it is exit 2, one line."""
 
 
 class PreflightError(SmrunError):

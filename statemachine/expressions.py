@@ -50,7 +50,7 @@ from jinja2.utils import missing
 
 from statemachine import budget
 from statemachine.codecache import CachingEnvironment, TemplateLoader, literal_references
-from statemachine.errors import TemplateError
+from statemachine.errors import RenderBudgetExceeded, TemplateError
 from statemachine.resources import data_dir
 
 __all__ = [
@@ -443,7 +443,7 @@ def _failure(exc: Exception, where: str, what: str, text: str, *, undefined: str
     """One clear error for an expression or a template string that failed."""
     over = _budget_message(exc)
     if over is not None:
-        return _error(where, f"{text!r}: {over}")
+        return RenderBudgetExceeded(f"{where}: {text!r}: {over}" if where else f"{text!r}: {over}")
     if isinstance(exc, TemplateSyntaxError):
         return _error(where, f"{what} {text!r} does not compile: {exc.message}")
     if isinstance(exc, SecurityError):
@@ -483,8 +483,8 @@ def render_text(template_name: str, ctx: Mapping[str, Any], *,
     try:
         return _render_bounded(template, ctx)
     except (budget.BudgetExceeded, RecursionError, MemoryError) as exc:
-        raise _error(_where(exc, template.filename or template_name),
-                     str(_budget_message(exc))) from None
+        raise RenderBudgetExceeded(f"{_where(exc, template.filename or template_name)}: "
+                                   f"{_budget_message(exc)}") from None
     except TemplateNotFound as exc:
         raise _error(_where(exc, template.filename or template_name),
                      f"template {exc.name!r} not found") from None

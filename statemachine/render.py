@@ -222,7 +222,7 @@ def _render_state(itinerary: Itinerary, state: StateSpec, ctx: Mapping[str, Any]
                 if not action.where or str(exc).startswith(action.where):
                     raise
                 suffix = f" (VM {vm})" if vm else ""
-                raise TemplateError(f"{action.where}: {exc}{suffix}") from None
+                raise type(exc)(f"{action.where}: {exc}{suffix}") from None
     return out
 
 

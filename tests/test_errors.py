@@ -32,6 +32,7 @@ EXPECTED: dict[type[SmrunError], tuple[int, bool]] = {
     errors.DefinitionError: (2, False),
     errors.SchemaError: (2, False),
     errors.TemplateError: (2, False),
+    errors.RenderBudgetExceeded: (2, False),
     errors.PreflightError: (3, False),
     errors.ClusterError: (1, False),
     errors.TransientClusterError: (1, True),

@@ -17,7 +17,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
-from statemachine.errors import ClusterError, SmrunError
+from statemachine.errors import ClusterError, RenderBudgetExceeded, SmrunError
 from statemachine.k8s import Cluster, ObjectRef, copy_obj
 
 Need = tuple[str, str, str, str]  # (cluster, apiVersion, kind, namespace)
@@ -239,6 +239,8 @@ def run_checks(plan: Any, itinerary: Any, clusters: Mapping[str, Cluster], *,
     if setup:
         try:
             rendered += render.render_setup(plan, itinerary, source)
+        except RenderBudgetExceeded:
+            raise
         except SmrunError as e:
             findings.problems.append(f"setup: {e}")
     todo = list(plan.vms if vms is None else vms)
@@ -309,8 +311,8 @@ def _check_vm(plan: Any, itinerary: Any, vm: Any, source: ClusterReads,
             out.refs.append(((c.cluster, c.object.api_version, c.object.kind,
                               c.object.render(ctx).namespace or ""), "get"))
         _checks(itinerary, ctx, who, out, expressions)
-    except ClusterError:
-        raise
+    except (ClusterError, RenderBudgetExceeded):
+        raise  # a runaway template is the itinerary's defect: exit 2, not a finding
     except SmrunError as e:
         out.problems.append(f"{who}: {e}")
     return out
