@@ -3,7 +3,7 @@
 - :func:`delete_options` reads ``DeleteOptions`` (body and query) as the apiserver does:
   ``propagationPolicy``, the legacy ``orphanDependents``, ``preconditions``, ``dryRun``; 422 for
   invalid combinations; a batch/v1 Job without a policy orphans its dependents (upstream keeps
-  that default for API clients; kubectl always sends ``Background``).
+  that default for API clients, with a ``Warning`` header; kubectl always sends ``Background``).
 - :func:`finalizers_for` turns the policy into the ``orphan``/``foregroundDeletion`` finalizers;
   :func:`check_preconditions` answers 409 with the storage layer's message.
 - :class:`GarbageCollector` plays kube-controller-manager's garbage collector and namespace
@@ -21,8 +21,7 @@
   the ``/finalize`` subresource (:func:`finalize_namespace`).
 
 What it does not do: graceful deletion of Pods (no kubelet: they go at once), validation of
-the finalizer names sent to ``/finalize``, Events about GC (``OwnerRefInvalidNamespace``), the deprecation warning header for
-Jobs deleted without a policy.
+the finalizer names sent to ``/finalize``, Events about GC (``OwnerRefInvalidNamespace``).
 """
 from __future__ import annotations
 
@@ -36,7 +35,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from statemachine.errors import ClusterError, Conflict, Forbidden, NotFound
-from statemachine.sim import validation
+from statemachine.sim import admission, validation
 from statemachine.sim.kinds import Kind
 
 if TYPE_CHECKING:
@@ -48,6 +47,9 @@ Obj = dict[str, Any]
 ORPHAN, FOREGROUND = "orphan", "foregroundDeletion"
 POLICIES = ("Foreground", "Background", "Orphan")
 PROTECTED_NAMESPACES = ("default", "kube-system", "kube-public")
+JOB_ORPHAN_WARNING = ("child pods are preserved by default when jobs are deleted; set "
+                      "propagationPolicy=Background to remove them or set "
+                      "propagationPolicy=Orphan to suppress this warning")
 #: ``names.SimpleNameGenerator``: 5 characters from this alphabet after a prefix of at most 58.
 _NAME_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"
 _MAX_PREFIX = 58
@@ -84,6 +86,7 @@ def delete_options(kind: Kind, body: Any, query: Mapping[str, str]) -> DeleteReq
         policy = "Orphan" if orphan else "Background"
     if policy is None and kind.group == "batch" and kind.kind == "Job":
         policy = "Orphan"  # batch/v1 Job's DefaultGarbageCollectionPolicy, kept for old clients
+        admission.warn(JOB_ORPHAN_WARNING)
     pre = opts.get("preconditions")
     dry = opts.get("dryRun") or ([query["dryRun"]] if query.get("dryRun") else [])
     return DeleteRequest(policy, pre if isinstance(pre, dict) else None, "All" in dry)

@@ -2,7 +2,9 @@
 (apiserver-fidelity.md §8), through kubectl, the ``kubernetes`` client and lightkube."""
 from __future__ import annotations
 
+import http.client
 import json
+import ssl
 import subprocess
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -173,7 +175,19 @@ def test_job_without_policy_orphans_its_dependents(quiet: SimulatedClusters,
     ref = {"apiVersion": "batch/v1", "kind": "Job", "name": "j", "uid": job.metadata.uid}
     core.create_namespaced_config_map("default", {"metadata": {"name": "out",
                                                                "ownerReferences": [ref]}})
-    jobs.delete(name="j", namespace="default")  # no body, no policy: batch/v1 orphans
+    # No policy: batch/v1 orphans, and says so in a Warning header.
+    conn = http.client.HTTPSConnection(
+        "127.0.0.1", int(quiet.url("source").rsplit(":", 1)[1]),
+        context=ssl.create_default_context(cafile=str(quiet.ca_path)))
+    conn.request("DELETE", "/apis/batch/v1/namespaces/default/jobs/j",
+                 headers={"Authorization": f"Bearer {quiet.token('source')}"})
+    resp = conn.getresponse()
+    resp.read()
+    assert resp.status == 200
+    assert resp.getheader("Warning") == (
+        '299 - "child pods are preserved by default when jobs are deleted; set '
+        'propagationPolicy=Background to remove them or set propagationPolicy=Orphan to '
+        'suppress this warning"')
     wait_for(lambda: not quiet.store("source").try_get("Job", "default", "j"), what="job gone")
     assert core.read_namespaced_config_map("out", "default").metadata.owner_references is None
 
