@@ -33,8 +33,8 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 from statemachine.errors import ClusterError, PermanentClusterError
 from statemachine.sim import (admission, auth, crd, decode, deletion, discovery, managedfields,
-                              openapi, paging, patches, printing, reviews, selectors, validation,
-                              watch, wire)
+                              openapi, paging, patches, printing, protobuf, reviews, selectors,
+                              validation, watch, wire)
 from statemachine.sim import events, subresources, webhooks
 from statemachine.sim.faults import FaultInjector
 from statemachine.sim.kinds import Kind
@@ -768,7 +768,10 @@ def _accepts_json(accept: str | None) -> bool:
 
 
 def _created_name(raw: bytes) -> str:
-    """``metadata.name`` of a JSON create body, for the request log ("" when there is none)."""
+    """``metadata.name`` of a JSON or protobuf create body, for the request log ("" when there
+    is none)."""
+    if raw.startswith(protobuf.MAGIC):
+        return protobuf.object_name(raw)
     if raw[:1] != b"{":
         return ""
     try:

@@ -280,3 +280,16 @@ def decode_object(body: bytes, kind: Kind) -> dict[str, Any]:
     obj = {"apiVersion": api_version or kind.api_version, "kind": kind_name}
     obj.update(decode_message(raw, kind_name))
     return obj
+
+
+def object_name(body: bytes) -> str:
+    """``metadata.name`` of an enveloped object (field 1 of every kind with metadata), or ``""``
+    when there is none or the body does not decode; for the request log."""
+    try:
+        _, _, raw = unwrap(body)
+        for number, value in fields(raw):
+            if number == 1 and isinstance(value, bytes):
+                return str(decode_message(value, "ObjectMeta").get("name", ""))
+    except DecodeError:
+        pass
+    return ""

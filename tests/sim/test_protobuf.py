@@ -9,6 +9,7 @@ import http.client
 import json
 import ssl
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 
@@ -97,8 +98,10 @@ def test_a_kind_without_a_message_table_is_unsupported() -> None:
         protobuf.decode_object(_envelope("batch/v1", "Job", b""), lookup("batch/v1", "Job"))
 
 
-def test_protobuf_create_over_https(make_sim: Callable[..., SimulatedClusters]) -> None:
-    sim = make_sim(controllers=False)
+def test_protobuf_create_over_https(make_sim: Callable[..., SimulatedClusters],
+                                    tmp_path: Path) -> None:
+    log = tmp_path / "requests.jsonl"
+    sim = make_sim(controllers=False, request_log=log)
     ctx = ssl.create_default_context(cafile=str(sim.ca_path))
     conn = http.client.HTTPSConnection("127.0.0.1", sim.servers["source"].port, context=ctx)
     headers = {"Authorization": f"Bearer {sim.token('source')}", "Content-Type": PROTOBUF,
@@ -131,3 +134,7 @@ def test_protobuf_create_over_https(make_sim: Callable[..., SimulatedClusters]) 
         406, "NotAcceptable", "only the following media types are accepted: application/json")
     assert sim.store("source").try_get("ConfigMap", "default", "pb-only") is None
     conn.close()
+    sim.stop()
+    posts = [json.loads(line) for line in log.read_text().splitlines()]
+    assert [(r["name"], r["status"]) for r in posts if r["method"] == "POST"][:2] == [
+        ("raw", 201), ("", 415)]  # the request log names a protobuf create too
