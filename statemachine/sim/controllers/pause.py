@@ -3,10 +3,10 @@
 - A VMI whose spec asks for ``startStrategy: Paused`` reaches ``Running`` and then reports the
   condition ``Paused=True`` (reason ``PausedByUser``), as virt-handler does for a guest started
   paused. The warm itinerary's default cutover (restartPaused) waits for exactly that.
-- ``PUT .../virtualmachineinstances/<name>/pause`` belongs to KubeVirt's aggregated
-  ``subresources.kubevirt.io`` API, which the simulated API server does not serve, and simulated
-  Jobs run no containers. So the effect is modelled on the caller: when a Job whose container
-  env ``VMI_PATH`` ends in ``/pause`` completes, the VMI it names becomes ``Paused=True``.
+- ``PUT .../virtualmachineinstances/<name>/pause`` is served (``statemachine/sim/subresources.py``),
+  but simulated Jobs run no containers, so a Job that calls it from inside the cluster (smrun's
+  warm cutover) is modelled on the caller: when a Job whose container env ``VMI_PATH`` ends in
+  ``/pause`` completes, the VMI it names becomes ``Paused=True``.
 
 Neither unpauses anything; a VMI that is stopped and started again starts fresh.
 """
