@@ -175,6 +175,11 @@ class Store:
             if self._by_name[kind.kind] == kind:
                 self._by_name[kind.kind] = kind
 
+    def serves(self, kind: Kind) -> bool:
+        """Whether ``kind`` (this very object) is still served: a CRD change or delete replaces
+        or removes it, and the watches on it end, as kube-apiserver ends them."""
+        return self.registry.by_resource(kind.group, kind.version, kind.plural) is kind
+
     def remove_kind(self, kind: Kind) -> None:
         """Stop serving ``kind``; its objects must have been deleted first."""
         with self._lock:

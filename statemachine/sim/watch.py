@@ -160,7 +160,7 @@ def stream(store: Store, req: WatchRequest, send: Callable[[bytes], None],
                 send(_line(etype, encode(ev.obj)))
         last = max(last, current)
         now = time.monotonic()
-        if now >= deadline:
+        if now >= deadline or not store.serves(req.kind):  # its CRD was deleted or changed
             return
         if req.bookmarks and (now >= next_bookmark or now >= bookmark_deadline):
             bookmark(last)

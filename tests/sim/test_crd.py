@@ -350,3 +350,27 @@ def test_other_custom_kinds_are_crds_too(sim: SimulatedClusters, kubectl: Callab
            "network-attachment-definitions.k8s.cni.cncf.io" in names
     assert "customresourcedefinition.apiextensions.k8s.io/serviceexports.multicluster.x-k8s.io" \
         in names
+
+
+def test_watches_end_when_the_crd_is_deleted(sim: SimulatedClusters,
+                                             dynamic_client: Any) -> None:
+    dyn = dynamic_client(sim)
+    crds = dyn.resources.get(api_version="apiextensions.k8s.io/v1",
+                             kind="CustomResourceDefinition")
+    crds.create(body=SHIRT_CRD)
+    shirts = dyn.resources.get(api_version="stable.example.com/v1", kind="Shirt")
+    shirts.create(body=_shirt("gone", {"color": "red"}), namespace="default")
+    seen: list[str] = []
+    ended = threading.Event()
+
+    def watch() -> None:
+        for event in shirts.watch(namespace="default", timeout=30):
+            seen.append(event["type"])
+        ended.set()
+
+    thread = threading.Thread(target=watch, daemon=True)
+    thread.start()
+    time.sleep(0.3)
+    crds.delete(name=SHIRT_CRD["metadata"]["name"])
+    assert ended.wait(5), "the watch did not end"
+    assert seen == ["ADDED", "DELETED"]
