@@ -35,7 +35,7 @@ from statemachine.errors import ClusterError, PermanentClusterError
 from statemachine.sim import (admission, auth, crd, decode, deletion, discovery, managedfields,
                               openapi, paging, patches, printing, protobuf, reviews, selectors,
                               validation, watch, wire)
-from statemachine.sim import events, subresources, webhooks
+from statemachine.sim import events, impersonation, subresources, webhooks
 from statemachine.sim.faults import FaultInjector
 from statemachine.sim.kinds import Kind
 from statemachine.sim.requestlog import RequestLog
@@ -400,6 +400,12 @@ class Handler(BaseHTTPRequestHandler):
             self.identity = self._service_account(token)
         if self.identity is None:
             raise ClusterError("Unauthorized", status=401, reason="Unauthorized")
+        self.user = self.identity.name
+        try:
+            self.identity = impersonation.apply(api.store, self.identity, self.headers)
+        except impersonation.WithoutUser as exc:
+            raise wire.FramingError(500, "Internal Server Error",
+                                    f'Internal Server Error: "{self.path}": {exc}') from None
         self.user = self.identity.name
 
     def _service_account(self, token: str) -> auth.Identity | None:

@@ -265,7 +265,13 @@ def rules_for(store: Store, identity: Identity, namespace: str) -> dict[str, Any
 
 def forbidden(kind: Kind, a: Attributes, reason: str = "") -> Forbidden:
     """The 403 upstream answers for a denied request (``reason``: the authorizer's, if any)."""
-    target = f'{kind.qualified_resource} "{a.name}"' if a.name else kind.qualified_resource
+    return forbidden_resource(kind.qualified_resource, a, reason)
+
+
+def forbidden_resource(qualified_resource: str, a: Attributes, reason: str = "") -> Forbidden:
+    """:func:`forbidden` for a resource named as messages name it (``users``,
+    ``uids.authentication.k8s.io``)."""
+    target = f'{qualified_resource} "{a.name}"' if a.name else qualified_resource
     resource = f"{a.resource}/{a.subresource}" if a.subresource else a.resource
     where = (f'in the namespace "{a.namespace}"' if a.namespace else "at the cluster scope")
     message = (f'{target} is forbidden: User "{a.user}" cannot {a.verb} resource '

@@ -288,3 +288,48 @@ def test_reviews_and_token_through_lightkube(rbac_sim: SimulatedClusters) -> Non
                                            spec=TokenRequestSpec(audiences=[])), name="lk")
     assert isinstance(tr, TokenRequest)
     assert tr.status is not None and tr.status.token.count(".") == 2
+
+
+def test_kubectl_as_impersonates_users_groups_and_service_accounts(
+        rbac_sim: SimulatedClusters, kc: Kubectl) -> None:
+    # admin (system:masters) may impersonate anyone; the request then acts as them.
+    who = json.loads(kc("auth", "whoami", "--as=viewer", "-o", "json").stdout)
+    assert who["status"]["userInfo"] == {"username": "viewer",
+                                         "groups": ["system:authenticated"]}
+    who = json.loads(kc("auth", "whoami", "--as=alice", "--as-group=devs", "--as-uid=u-1",
+                        "-o", "json").stdout)["status"]["userInfo"]
+    assert (who["username"], who["uid"], who["groups"]) == (
+        "alice", "u-1", ["devs", "system:authenticated"])
+    kc("get", "configmaps", "--as=viewer")
+    denied = kc("create", "configmap", "x", "--as=viewer", check=False)
+    assert 'User "viewer" cannot create resource "configmaps"' in denied.stderr
+    assert kc("auth", "can-i", "get", "configmaps", "--as=viewer").stdout == "yes\n"
+    kc("create", "serviceaccount", "robot")
+    kc("create", "rolebinding", "robot-cm", "--role=cm-reader", "--serviceaccount=default:robot")
+    rows = kc("auth", "can-i", "--list", "--as=system:serviceaccount:default:robot").stdout
+    assert ["configmaps", "[]", "[]", "[get", "list]"] in [r.split() for r in rows.splitlines()]
+    sa = json.loads(kc("auth", "whoami", "--as=system:serviceaccount:default:robot", "-o",
+                       "json").stdout)["status"]["userInfo"]
+    assert sa["groups"] == ["system:serviceaccounts", "system:serviceaccounts:default",
+                            "system:authenticated"]
+    # Others need the impersonate verb, per kind of thing impersonated.
+    refused = kc("get", "configmaps", "--as=admin", context="source-viewer", check=False)
+    assert ('Error from server (Forbidden): users "admin" is forbidden: User "viewer" cannot '
+            'impersonate resource "users" in API group "" at the cluster scope'
+            ) in refused.stderr
+    kc("create", "clusterrole", "impersonate-devs", "--verb=impersonate", "--resource=groups",
+       "--resource-name=devs")
+    kc("create", "clusterrole", "impersonate-alice", "--verb=impersonate", "--resource=users",
+       "--resource-name=alice")
+    kc("create", "clusterrolebinding", "viewer-imp", "--clusterrole=impersonate-alice",
+       "--user=viewer")
+    kc("create", "clusterrolebinding", "viewer-imp-devs", "--clusterrole=impersonate-devs",
+       "--user=viewer")
+    alice = json.loads(kc("auth", "whoami", "--as=alice", "--as-group=devs", "-o", "json",
+                          context="source-viewer").stdout)["status"]["userInfo"]
+    assert (alice["username"], alice["groups"]) == ("alice", ["devs", "system:authenticated"])
+    ops = kc("get", "configmaps", "--as=alice", "--as-group=ops", context="source-viewer",
+             check=False)
+    assert ('groups "ops" is forbidden: User "viewer" cannot impersonate resource "groups" in '
+            'API group "" at the cluster scope') in ops.stderr
+

@@ -320,6 +320,9 @@ MALFORMED: list[tuple[str, str, bytes, bytes]] = [
                      "application/vnd.kubernetes.protobuf\r\nContent-Length: 4\r\n\r\n",
      b"{}{}", b"HTTP/1.1 400"),
     ("bad request line", "GARBAGE\r\n\r\n", b"", b"HTTP/1.1 400"),
+    ("impersonated group without a user", "GET /version HTTP/1.1\r\nAuthorization: Bearer "
+                                          "TOKEN\r\nImpersonate-Group: devs\r\n\r\n", b"",
+     b"HTTP/1.1 500 Internal Server Error"),
     ("unknown method", "BREW /version HTTP/1.1\r\n\r\n", b"", b"HTTP/1.1 "),
     ("bad utf-8 body", f"POST {CM_PATH} HTTP/1.1\r\nAuthorization: Bearer TOKEN\r\n"
                        "Content-Type: application/json\r\nContent-Length: 4\r\n\r\n",
