@@ -80,3 +80,40 @@ def test_load_reads_files_and_reports_missing_ones(tmp_path: Path) -> None:
 def test_merge_keys_still_work() -> None:
     doc = loads("base: &b {x: 1}\nuse:\n  <<: *b\n  y: 2\n", "m.yaml")
     assert doc.data["use"] == {"x": 1, "y": 2}
+
+
+def test_input_limits_name_file_line_and_column(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue 13: each limit is one SchemaError line; the corpus (tests/test_hostile_corpus.py)
+    runs the same through the command line."""
+    from statemachine import yamlsource
+
+    def refused(text: str) -> str:
+        with pytest.raises(SchemaError) as caught:
+            loads(text, "p.yaml")
+        (line,) = str(caught.value).splitlines()
+        return line
+
+    bomb = "a: &a [x, x, x, x, x, x, x, x, x, x]\n" + "".join(
+        f"{chr(98 + i)}: &{chr(98 + i)} [" + ", ".join([f"*{chr(97 + i)}"] * 10) + "]\n"
+        for i in range(8))
+    assert "too many alias references" in refused(bomb)
+    assert refused("a: " + "[" * 150 + "]" * 150 + "\n") == "p.yaml:1:103: nested deeper than 100 levels"
+    assert refused("a: 1\nb: x\0y\n") == ("p.yaml:2:5: forbidden character NUL (YAML allows no "
+                                          "control characters)")
+    monkeypatch.setattr(yamlsource, "MAX_NODES", 50)
+    assert "more than 50 values" in refused("a: [" + ", ".join(["1"] * 60) + "]\n")
+    monkeypatch.setattr(yamlsource, "MAX_BYTES", 10)
+    assert refused("a: " + "x" * 20) == "p.yaml: larger than 10 bytes: refused before parsing"
+
+
+def test_a_file_over_the_cap_is_not_read_whole(tmp_path: Path) -> None:
+    from statemachine import yamlsource
+
+    path = tmp_path / "huge.yaml"
+    with open(path, "wb") as fh:
+        fh.truncate(64 * 1024 * 1024)
+    with pytest.raises(SchemaError, match="larger than 4 MiB: refused before parsing"):
+        yamlsource.load(path)
+    (tmp_path / "bad.yaml").write_bytes(b"a: 1\nb: \xc3\x28\n")
+    with pytest.raises(SchemaError, match=r"bad.yaml:2:4: not UTF-8 text \(byte 0xc3\)"):
+        yamlsource.load(tmp_path / "bad.yaml")
