@@ -8,8 +8,11 @@ else that escapes is a bug in smrun and exits ``EXIT_INTERNAL`` (70)::
     ├── UsageError                  exit 2: bad command line
     ├── DefinitionError             exit 2: a plan, itinerary, template or seed file is invalid
     │   ├── SchemaError             .problems: every (file, line, path, message) found
-    │   └── TemplateError           missing template, undefined variable, sandbox violation, bad YAML out
-    │       └── RenderBudgetExceeded  a template or expression went over its render budget
+    │   ├── TemplateError           missing template, undefined variable, sandbox violation, bad YAML out
+    │   │   └── RenderBudgetExceeded  a template or expression went over its render budget
+    │   └── UnknownProvider         a plan names a provider no installed package registers
+    ├── DataNotFound                smrun's own data folders (itineraries, templates, schemas) are missing
+    ├── IllegalTransition           the engine tried a move its itinerary does not allow (a bug)
     ├── PreflightError              exit 3: checks against the clusters refused the plan (.problems)
     ├── ClusterError                a cluster request failed; .status, .reason (never the request body)
     │   ├── TransientClusterError   429, 5xx, connection errors: retried with backoff
@@ -26,7 +29,8 @@ else that escapes is a bug in smrun and exits ``EXIT_INTERNAL`` (70)::
     ├── Canceled                    the VM's migration was canceled
     ├── LockHeld                    exit 2: another smrun run holds this plan's lock
     └── StateDirError               exit 4: the state directory or journal cannot be used
-                                    (full, read-only, not a directory, unreadable)
+        │                           (full, read-only, not a directory, unreadable)
+        └── JournalCorrupt          a journal line is not JSON (and is not a torn last line)
 
 ``transient`` is a class attribute, so the decision to retry is made from the type, never from a
 message string. Messages are short and never contain manifest bodies (a Secret could leak).
@@ -96,6 +100,22 @@ class RenderBudgetExceeded(TemplateError):
     """A template or expression went over its render budget (time, output or value size; see
     ``statemachine/budget.py``). A defect of the itinerary whatever the clusters hold, so
     preflight does not fold it into its list of findings: it is exit 2, one line."""
+
+
+class UnknownProvider(DefinitionError):
+    """A plan names a provider that no installed package registers."""
+
+
+class DataNotFound(SmrunError):
+    """smrun's packaged data (itineraries, templates, schemas) cannot be found: a broken install."""
+
+
+class IllegalTransition(SmrunError):
+    """The engine asked its state machine for a move the itinerary's graph does not have.
+
+    Always a bug in smrun (the runner chose a state the flow rules cannot reach), never bad input:
+    the machine refuses it so that it cannot go unnoticed.
+    """
 
 
 class PreflightError(SmrunError):
@@ -206,3 +226,7 @@ def state_dir_error(path: Path, exc: OSError, doing: str) -> StateDirError:
     where = Path(exc.filename) if isinstance(exc.filename, str) else path
     return StateDirError(f"{where}: cannot {doing}: {cause} (state directory; exit 4: nothing "
                          "more was applied, run the same command again once this is fixed)")
+
+
+class JournalCorrupt(StateDirError):
+    """A journal line (other than a torn last line) is not a JSON entry."""

@@ -11,13 +11,11 @@ from importlib import resources as _resources
 from pathlib import Path
 from typing import Literal
 
-from statemachine.errors import SmrunError
+from statemachine.errors import DataNotFound
+
+__all__ = ["DataNotFound", "Kind", "data_dir"]
 
 Kind = Literal["itineraries", "templates", "schemas"]
-
-
-class DataNotFound(SmrunError):
-    """smrun's packaged data is missing: the installation is broken."""
 
 
 def data_dir(kind: Kind) -> Path:

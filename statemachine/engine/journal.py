@@ -38,15 +38,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-from statemachine.errors import LockHeld, StateDirError, state_dir_error
+from statemachine.errors import JournalCorrupt, LockHeld, StateDirError, state_dir_error
 from statemachine.k8s import ObjectRef
 
 TERMINAL = ("Completed", "Failed", "Canceled")
 SETUP_KEY = ""  # the "VM" name under which plan-level setup states are journaled
-
-
-class JournalCorrupt(StateDirError):
-    """A journal line is not a JSON entry (other than a torn last line, which is ignored)."""
 
 
 # One journal line at most (a VM's reads are the largest entries: a few KB).

@@ -1,21 +1,21 @@
 """Providers: who knows how to migrate VMs along a migration path (product.md §8).
 
-A provider answers, for a path (= migration type: ``cold``, ``warm``, ``live``), which itinerary
-runs it, which status steps it shows, which predicates it adds, and -- as an escape hatch -- the
-phase of a VM status for states it implements in Python. Providers register through the entry-point
-group ``smrun.providers``; the built-in ``kubevirt`` provider is purely declarative.
+A provider answers, for a path (= migration type: ``cold``, ``warm``, ``live``), whether it can
+migrate along it and which itinerary does. That is all smrun asks: the pipeline, the predicates and
+every state live in the itinerary's YAML (product.md §8). Providers register through the
+entry-point group ``smrun.providers``; the built-in ``kubevirt`` provider is purely declarative.
 
 This module only finds and asks providers. It does not run anything, and it does not talk to a
 cluster.
 """
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from importlib.metadata import entry_points
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
-from statemachine.errors import DefinitionError
+from statemachine.errors import DefinitionError, UnknownProvider
 
 if TYPE_CHECKING:
     from statemachine.itinerary import Itinerary
@@ -26,10 +26,6 @@ DEFAULT_PROVIDER = "kubevirt"
 
 __all__ = ["DEFAULT_PROVIDER", "ENTRY_POINT_GROUP", "Provider", "UnknownProvider", "available_providers",
            "itinerary_for_plan", "load_provider"]
-
-
-class UnknownProvider(DefinitionError):
-    """A plan names a provider that no installed package registers."""
 
 
 @runtime_checkable
@@ -44,17 +40,6 @@ class Provider(Protocol):
         """The itinerary that runs ``path`` (used when the plan names none)."""
         ...
 
-    def pipeline(self, path: str) -> list[str]:
-        """The status steps shown for ``path``, in order."""
-        ...
-
-    def predicate(self, path: str) -> Mapping[str, str]:
-        """Extra predicates (name -> expression) this provider adds for ``path``."""
-        ...
-
-    def phase(self, vm_status: Mapping[str, Any]) -> str | None:
-        """The next phase for a VM in a state implemented in Python, or ``None`` (declarative)."""
-        ...
 
 
 # Tests replace entries here to register a provider without installing a distribution; real
