@@ -46,10 +46,6 @@ COMMANDS = ("run", "validate", "render", "graph", "status", "cancel", "cutover",
 EXIT_INTERRUPTED = 130
 
 
-class EngineUnavailable(SmrunError):
-    """The engine (``statemachine.engine``) is not installed in this build."""
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line with ``argv`` (default ``sys.argv[1:]``); return the exit code."""
     args_list = _insert_default_command(list(sys.argv[1:] if argv is None else argv))
@@ -150,6 +146,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--max-in-flight", type=_positive_int, default=None, metavar="N",
                    help="VMs migrated at once (default: the plan's settings.maxInFlight)")
     p.add_argument("--vm", action="append", metavar="NAME", help="only this VM (repeatable; NAME or NS/NAME)")
+    p.add_argument("--resync", type=_positive_float, default=None, metavar="SECONDS",
+                   help="re-check a wait that saw no watch event after this long (default: 2)")
 
     p = command("validate", _cmd_validate,
                 "check the plan, its itinerary and templates; then preflight against the clusters "
@@ -218,6 +216,16 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError("must be more than 0")
+    return value
+
+
 def _usage(parser: argparse.ArgumentParser) -> int:
     parser.print_help(sys.stderr)
     return 2
@@ -241,24 +249,14 @@ def _load(plan_path: Path) -> tuple[Any, Any]:
     return plan, itinerary_for_plan(plan)
 
 
-def _engine() -> Any:
-    try:
-        import statemachine.engine as engine
-    except ImportError as exc:
-        raise EngineUnavailable(f"the smrun engine is not available in this build ({exc})") from exc
-    for name in ("run", "status", "cancel", "preflight"):
-        if not hasattr(engine, name):
-            raise EngineUnavailable(f"the smrun engine is not available in this build "
-                                    f"(statemachine.engine has no {name}())")
-    return engine
-
-
 def _cmd_run(args: argparse.Namespace) -> int:
+    from statemachine import commands
+
     plan, itinerary = _load(args.plan)
     _check_vms(plan, args.vm)
-    code: int = _engine().run(plan, itinerary, state_dir=args.state_dir, max_in_flight=args.max_in_flight,
-                              vms=args.vm, output=args.output, stream=sys.stdout)
-    return code
+    return commands.run(plan, itinerary, state_dir=args.state_dir,
+                        max_in_flight=args.max_in_flight, vms=args.vm, output=args.output,
+                        stream=sys.stdout, resync=args.resync)
 
 
 def _cmd_validate(args: argparse.Namespace) -> int:
@@ -283,13 +281,9 @@ def _cmd_validate(args: argparse.Namespace) -> int:
           f"{itinerary.name!r}" + (f", {rendered} manifests rendered" if plan.simulation else "") + ")")
     if args.offline:
         return 0
-    try:
-        engine = _engine()
-    except EngineUnavailable as exc:
-        print(f"smrun: cluster checks skipped: {exc}", file=sys.stderr)
-        return 0
-    code: int = engine.preflight(plan, itinerary, stream=sys.stdout)
-    return code
+    from statemachine import commands
+
+    return commands.preflight(plan, itinerary, stream=sys.stdout)
 
 
 def _cmd_render(args: argparse.Namespace) -> int:
@@ -335,7 +329,9 @@ def _cmd_status(args: argparse.Namespace) -> int:
     from statemachine.plan import load_plan
 
     plan = load_plan(args.plan)
-    rows: list[dict[str, Any]] = _engine().status(plan, state_dir=args.state_dir)
+    from statemachine import commands
+
+    rows = commands.status(plan, state_dir=args.state_dir)
     if args.output == "json":
         for row in rows:
             print(json.dumps(row, sort_keys=True, default=str))
@@ -373,8 +369,9 @@ def _cmd_cancel(args: argparse.Namespace) -> int:
 
     plan = load_plan(args.plan)
     _check_vms(plan, args.vm)
-    code: int = _engine().cancel(plan, state_dir=args.state_dir, vms=args.vm)
-    return code
+    from statemachine import commands
+
+    return commands.cancel(plan, state_dir=args.state_dir, vms=args.vm, stream=sys.stdout)
 
 
 def _cmd_cutover(args: argparse.Namespace) -> int:
@@ -436,10 +433,8 @@ def _cmd_import_forklift(args: argparse.Namespace) -> int:
 def _sim(argv: list[str]) -> int:
     if argv[:1] != ["serve"]:
         raise UsageError("smrun sim: the only subcommand is `serve` (see `smrun sim serve --help`)")
-    try:
-        from statemachine.sim.serve import main as serve_main
-    except ImportError as exc:
-        raise EngineUnavailable(f"the simulator is not available in this build ({exc})") from exc
+    from statemachine.sim.serve import main as serve_main
+
     code: int = serve_main(argv[1:])
     return code
 

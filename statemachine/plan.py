@@ -35,6 +35,7 @@ from statemachine import schema as _schema
 from statemachine import yamlsource
 from statemachine.errors import Problem, SchemaError
 from statemachine.filekind import expect
+from statemachine.k8s import default_kubeconfig
 from statemachine.itinerary import parse_duration
 from statemachine.yamlsource import DocPath, SourceDoc
 
@@ -278,7 +279,7 @@ class _Builder:
         kubeconfig = raw.get("kubeconfig")
         if kubeconfig is not None:
             return ClusterRef(self.resolve(kubeconfig), raw.get("context"))
-        return ClusterRef(_default_kubeconfig(), raw.get("context"))
+        return ClusterRef(default_kubeconfig(), raw.get("context"))
 
     def _simulation(self, raw: Mapping[str, Any] | None) -> Simulation | None:
         if raw is None:
@@ -450,7 +451,4 @@ def _migration_type(spec: Mapping[str, Any]) -> MigrationType:
     return "warm" if spec.get("warm") else "cold"
 
 
-def _default_kubeconfig() -> Path:
-    env = os.environ.get("KUBECONFIG", "")
-    first = next((p for p in env.split(os.pathsep) if p), None)
-    return Path(os.path.expanduser(first)) if first else Path.home() / ".kube" / "config"
+

@@ -205,15 +205,26 @@ def settle_failure(verdict: Verdict, *, now: float, first_failed_at: float | Non
 def timeout_message(state: str, waited: float, obj: Mapping[str, Any] | None,
                     spec: ReadinessSpec | None, ctx: Mapping[str, Any]) -> str:
     """``<state>: timed out after 10m: ready: ... was false (...)`` for :class:`ReadinessTimeout`."""
-    if spec is None or spec.ready is None:
-        why = "the object does not exist" if obj is None else "the object exists"
-    else:
+    if spec is not None and spec.ready is not None:
         why = explain(spec.ready, obj, ctx, clause="ready")
+    elif obj is None:
+        why = "the object does not exist"
+    elif spec is not None and spec.failed is not None:
+        # No ready clause and the object exists: only a failure held within its dwell kept it.
+        why = f"failed: {spec.failed.source.strip()} did not clear"
+    else:
+        why = "the object exists"
     return f"{state}: timed out after {format_duration(waited)}: {why}"
 
 
 def format_duration(seconds: float) -> str:
-    """``5400`` -> ``1h30m``; ``42.5`` -> ``42s``; ``0`` -> ``0s``."""
+    """``5400`` -> ``1h30m``; ``42.5`` -> ``42s``; ``0.3`` -> ``0.3s``; ``0`` -> ``0s``.
+
+    The one duration format users see (time-outs, dwells, progress). Under a second the value is
+    kept (a test's or a tight wait's 0.3 s must not read as ``0s``); above, whole seconds.
+    """
+    if 0 < seconds < 1:
+        return f"{seconds:.3g}s"
     total = int(round(seconds))
     hours, rest = divmod(total, 3600)
     minutes, secs = divmod(rest, 60)

@@ -7,11 +7,14 @@ The rules (product.md §2, model-codebases.md §7.1 and §7.9):
 - only modules under ``statemachine.engine`` import ``transitions``;
 - the pure layers (loading, validating, rendering and evaluating definitions) import neither the
   engine, nor the ``kubernetes``-backed client, nor the simulator;
-- ``statemachine.sim`` does not import the engine;
+- ``statemachine.sim`` does not import the engine, and the engine does not import the simulator
+  (the caller composes the clusters: ``statemachine.connect``), nor the command-line side;
+- no import cycles among the engine's modules;
 - ``statemachine.k8s`` builds on nothing of smrun but the error tree; providers import neither
   the engine, nor the cluster layer, nor the simulator; ``errors``, ``resources`` and
   ``yamlsource`` are leaves;
-- ``statemachine.cli`` imports the engine only inside the command functions, and nothing ``cli``
+- ``statemachine.cli`` imports the engine (through ``statemachine.commands``) only inside the
+  command functions, and nothing ``cli``
   or ``import statemachine`` loads at import time reaches ``kubernetes``, ``transitions`` or the
   engine;
 - ``statemachine.copier`` runs in a stock Python image: standard library only.
@@ -212,7 +215,7 @@ def test_the_scanner_sees_every_module_and_knows_lazy_from_eager_imports() -> No
     assert len(modules) > 50
     by_target = {i.target: i for i in _imports("statemachine.cli")}
     assert not by_target["statemachine.errors"].lazy
-    assert by_target["statemachine.engine"].lazy
+    assert by_target["statemachine.commands"].lazy
     # ``from statemachine.k8s import retry as _retry`` names a submodule, which is resolved.
     assert "statemachine.k8s.retry" in {i.target for i in _imports("statemachine.k8s.client")}
     # ``importlib.import_module("...")`` with a literal counts as an import.
@@ -256,6 +259,34 @@ def test_pure_layers_import_neither_engine_nor_client_nor_simulator(module: str)
 def test_the_simulator_does_not_import_the_engine() -> None:
     sim = [i for i in _all_imports() if _within(i.module, "statemachine.sim")]
     assert _violations(sim, ["statemachine.engine", "transitions"]) == []
+
+
+def test_the_engine_imports_neither_the_simulator_nor_the_command_line() -> None:
+    engine = [i for i in _all_imports() if _within(i.module, "statemachine.engine")]
+    forbidden = ["statemachine.sim", "statemachine.connect", "statemachine.commands",
+                 "statemachine.cli"]
+    assert _violations(engine, forbidden) == []
+
+
+def test_no_import_cycles_inside_the_engine() -> None:
+    # Runtime imports only (eager or lazy); ``if TYPE_CHECKING:`` imports never run.
+    graph: dict[str, set[str]] = {}
+    for i in _all_imports():
+        if _within(i.module, "statemachine.engine") and _within(i.target, "statemachine.engine") \
+                and not i.type_only and i.target != i.module:
+            graph.setdefault(i.module, set()).add(i.target)
+    cycles: list[list[str]] = []
+
+    def visit(node: str, path: list[str]) -> None:
+        for nxt in sorted(graph.get(node, ())):
+            if nxt in path:
+                cycles.append(path[path.index(nxt):] + [nxt])
+            elif len(path) < len(graph) + 1:
+                visit(nxt, [*path, nxt])
+
+    for start in sorted(graph):
+        visit(start, [start])
+    assert cycles == []
 
 
 def test_the_k8s_layer_builds_only_on_the_error_tree() -> None:
@@ -305,10 +336,12 @@ def test_no_allowed_exception_pulls_in_the_engine_or_client() -> None:
 
 
 def test_the_cli_imports_the_engine_only_inside_command_functions() -> None:
+    heavy = ("statemachine.engine", "statemachine.commands", "statemachine.connect")
     eager = [str(i) for i in _imports("statemachine.cli")
-             if _within(i.target, "statemachine.engine") and not i.lazy]
+             if any(_within(i.target, h) for h in heavy) and not i.lazy]
     assert eager == []
-    assert any(_within(i.target, "statemachine.engine") for i in _imports("statemachine.cli"))
+    assert any(_within(i.target, "statemachine.commands") for i in _imports("statemachine.cli"))
+    assert any(_within(i.target, "statemachine.engine") for i in _imports("statemachine.commands"))
 
 
 @pytest.mark.parametrize("start", ["statemachine", "statemachine.cli", *PURE_MODULES])

@@ -12,14 +12,11 @@ from __future__ import annotations
 
 import hashlib
 import json
-import logging
 import random
-import re
 from collections.abc import Callable, Generator, Mapping
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from statemachine.engine.flow import ActionT, RefT, StateT
 from statemachine.engine.journal import ref_to_json
 from statemachine.engine.scheduler import Wait
 from statemachine.errors import (
@@ -28,36 +25,27 @@ from statemachine.errors import (
     ReadinessTimeout,
     TransientClusterError,
 )
-from statemachine.k8s import ObjectRef, copy_obj
+from statemachine.itinerary import Action, RefSpec, StateSpec
+from statemachine.k8s import Cluster, Obj, ObjectRef, copy_obj
+from statemachine.readiness import format_duration
 
 if TYPE_CHECKING:
     from statemachine.engine.runtime import Runtime, VmModel
 
-logger = logging.getLogger("statemachine.engine")
 T = TypeVar("T")
 Gen = Generator[Wait, None, T]
+Ctx = Mapping[str, Any]
 
 OWNER_LABELS = ("smrun.io/plan", "smrun.io/vm", "smrun.io/vm-namespace")
-_LABEL_BAD = re.compile(r"[^A-Za-z0-9_.-]")
 
 
-def label_value(text: str) -> str:
-    """A valid label value: allowed characters only, alphanumeric ends, at most 63 characters
-    (shortened ones get a hash suffix so two long names stay distinct)."""
-    value = _LABEL_BAD.sub("-", text).strip("-_.")
-    if len(value) > 63:
-        digest = hashlib.sha256(text.encode()).hexdigest()[:8]
-        value = value[:54].rstrip("-_.") + "-" + digest
-    return value
-
-
-def manifest_hash(manifest: Mapping[str, Any]) -> str:
+def manifest_hash(manifest: Obj) -> str:
     return hashlib.sha256(json.dumps(manifest, sort_keys=True, default=str).encode()).hexdigest()
 
 
-def stamp(manifest: Mapping[str, Any], labels: Mapping[str, str]) -> dict[str, Any]:
+def stamp(manifest: Obj, labels: Mapping[str, str]) -> Obj:
     """A copy of ``manifest`` with smrun's labels and the manifest-hash annotation."""
-    out: dict[str, Any] = copy_obj(dict(manifest))
+    out: Obj = copy_obj(dict(manifest))
     meta = out.setdefault("metadata", {})
     digest = manifest_hash(manifest)
     meta["labels"] = {**(meta.get("labels") or {}), **labels}
@@ -65,7 +53,7 @@ def stamp(manifest: Mapping[str, Any], labels: Mapping[str, str]) -> dict[str, A
     return out
 
 
-def is_ours(obj: Mapping[str, Any] | None, labels: Mapping[str, str]) -> bool:
+def is_ours(obj: Obj | None, labels: Mapping[str, str]) -> bool:
     have = ((obj or {}).get("metadata") or {}).get("labels") or {}
     return all(have.get(k) == labels.get(k) for k in OWNER_LABELS if k in labels) and \
         all(k in have for k in OWNER_LABELS if k in labels)
@@ -137,33 +125,32 @@ def retrying(rt: Runtime, vm: VmModel, what: str, fn: Callable[[], T], deadline:
                 delay = e.retry_after * (1 + random.random() / 2)
             if rt.clock() + delay > deadline:
                 raise
-            logger.warning("%s: %s: %s failed (%s); retry %d in %.2fs", vm.key or "setup", vm.state_name,
-                           what, e, attempt, delay)
+            vm.logger.warning("%s failed (%s); retry %d in %.2fs", what, e, attempt, delay)
             rt.emit(vm, "retry", message=f"{what}: {e}", attempt=attempt)
             yield Wait(until=rt.clock() + delay)
 
 
 # -- helpers ------------------------------------------------------------------------------------
-def render_ref(rt: Runtime, ref: RefT, ctx: Mapping[str, Any]) -> ObjectRef:
+def render_ref(rt: Runtime, ref: RefSpec, ctx: Ctx) -> ObjectRef:
     r = rt.lang.render_value({"apiVersion": ref.api_version, "kind": ref.kind,
                               "namespace": ref.namespace or "", "name": ref.name}, ctx)
     return ObjectRef(str(r["apiVersion"]), str(r["kind"]), str(r["namespace"] or ""), str(r["name"]))
 
 
-def action_cluster(state: StateT, action: ActionT) -> str:
+def action_cluster(state: StateSpec, action: Action) -> str:
     if action.cluster:
         return action.cluster
-    if action.ref is not None and action.ref.cluster:
-        return action.ref.cluster
+    if action.object is not None and action.object.cluster:
+        return action.object.cluster
     return state.cluster
 
 
-def _content(obj: Mapping[str, Any]) -> Any:
+def _content(obj: Obj) -> Obj:
     return {k: v for k, v in obj.items() if k not in ("metadata", "status", "apiVersion", "kind")}
 
 
 # -- actions ------------------------------------------------------------------------------------
-def create(rt: Runtime, vm: VmModel, state: StateT, action: ActionT, ctx: Mapping[str, Any],
+def create(rt: Runtime, vm: VmModel, state: StateSpec, action: Action, ctx: Ctx,
            deadline: float) -> Gen[list[tuple[str, ObjectRef]]]:
     """``apply`` / ``ensure``: returns the (cluster, ref) of every object of the template."""
     cluster_name = action_cluster(state, action)
@@ -195,8 +182,8 @@ def create(rt: Runtime, vm: VmModel, state: StateT, action: ActionT, ctx: Mappin
             # would start the work a second time: never create an object twice.
             existing = yield from retrying(rt, vm, f"get {ref}", lambda: cluster.fetch(ref), deadline)
             if existing is None:
-                logger.info("%s: %s: %s on %s was created by this run and has since been removed; "
-                            "not creating it again", vm.key or "setup", state.name, ref, cluster_name)
+                vm.logger.info("%s on %s was created by this run and has since been removed; "
+                               "not creating it again", ref, cluster_name)
                 vm.last_object = (cluster_name, ref)
                 out.append((cluster_name, ref))
                 continue
@@ -210,8 +197,8 @@ def create(rt: Runtime, vm: VmModel, state: StateT, action: ActionT, ctx: Mappin
     return out
 
 
-def _create_one(rt: Runtime, vm: VmModel, cluster_name: str, cluster: Any,
-                manifest: dict[str, Any], ref: ObjectRef, kind: str, labels: Mapping[str, str],
+def _create_one(rt: Runtime, vm: VmModel, cluster_name: str, cluster: Cluster,
+                manifest: Obj, ref: ObjectRef, kind: str, labels: Mapping[str, str],
                 deadline: float) -> Gen[bool]:
     shared = (cluster_name, ref)
     if kind == "ensure":
@@ -231,7 +218,7 @@ def _create_one(rt: Runtime, vm: VmModel, cluster_name: str, cluster: Any,
         try:
             yield from retrying(rt, vm, f"create {ref}", lambda: cluster.create(manifest), deadline,
                                 blocking=True, durable=True)
-            logger.info("%s: %s: created %s on %s", vm.key or "setup", vm.state_name, ref, cluster_name)
+            vm.logger.info("created %s on %s", ref, cluster_name)
             return True
         except Conflict:
             pass
@@ -252,37 +239,36 @@ def _create_one(rt: Runtime, vm: VmModel, cluster_name: str, cluster: Any,
         return _accept_existing(vm, cluster_name, existing, manifest, ref, kind, labels)
 
 
-def _accept_existing(vm: VmModel, cluster_name: str, existing: Mapping[str, Any],
-                     manifest: Mapping[str, Any], ref: ObjectRef, kind: str,
+def _accept_existing(vm: VmModel, cluster_name: str, existing: Obj,
+                     manifest: Obj, ref: ObjectRef, kind: str,
                      labels: Mapping[str, str]) -> bool:
     """An object of that name exists: adopt it if it is ours (True), accept it for ``ensure``
     (False: not ours, so undo never deletes it), else refuse to overwrite it."""
     if is_ours(existing, labels):
-        logger.info("%s: %s: adopted %s on %s", vm.key or "setup", vm.state_name, ref, cluster_name)
+        vm.logger.info("adopted %s on %s", ref, cluster_name)
         return True
     if kind == "ensure":
         if _content(existing) != _content(manifest):
-            logger.warning("%s: %s: %s exists on %s with different content; using it as is",
-                           vm.key or "setup", vm.state_name, ref, cluster_name)
+            vm.logger.warning("%s exists on %s with different content; using it as is",
+                              ref, cluster_name)
         return False
     raise OwnershipConflict(f"{ref} already exists on {cluster_name} and was not created by "
                             f"this plan for this VM; not overwriting it")
 
 
-def patch(rt: Runtime, vm: VmModel, state: StateT, action: ActionT, ctx: Mapping[str, Any],
+def patch(rt: Runtime, vm: VmModel, state: StateSpec, action: Action, ctx: Ctx,
           deadline: float) -> Gen[None]:
-    assert action.ref is not None
+    assert action.object is not None
     cluster_name = action_cluster(state, action)
     cluster = rt.clusters[cluster_name]
-    ref = render_ref(rt, action.ref, ctx)
-    if isinstance(action.patch, Mapping) and set(action.patch) == {"template"}:
-        body: Any = rt.lang.render_patch(str(action.patch["template"]), ctx)
-    else:
-        body = rt.lang.render_value(action.patch, ctx)
+    ref = render_ref(rt, action.object, ctx)
+    body = (rt.lang.render_patch(action.template, ctx) if action.template is not None
+            else rt.lang.render_value(action.patch, ctx))
+    patch_type = action.patch_type or "merge"
     yield from retrying(rt, vm, f"patch {ref}",
-                        lambda: cluster.patch(ref, body, patch_type=action.patch_type), deadline,
+                        lambda: cluster.patch(ref, body, patch_type=patch_type), deadline,
                         blocking=True)
-    logger.info("%s: %s: patched %s on %s", vm.key or "setup", vm.state_name, ref, cluster_name)
+    vm.logger.info("patched %s on %s", ref, cluster_name)
 
 
 def delete_and_wait(rt: Runtime, vm: VmModel, cluster_name: str, ref: ObjectRef,
@@ -321,7 +307,7 @@ def delete_created(rt: Runtime, vm: VmModel, state_name: str, deadline: float) -
         yield from delete_and_wait(rt, vm, c.cluster, c.ref, deadline)  # journals "deleted"
 
 
-def wait_timer(rt: Runtime, vm: VmModel, action: ActionT, ctx: Mapping[str, Any]) -> Gen[None]:
+def wait_timer(rt: Runtime, vm: VmModel, action: Action, ctx: Ctx) -> Gen[None]:
     if action.until is not None:
         while True:
             # A fresh view of the VM on every wake: `smrun cutover` may have moved vm.cutover.
@@ -339,11 +325,10 @@ def wait_timer(rt: Runtime, vm: VmModel, action: ActionT, ctx: Mapping[str, Any]
             vm.waiting_for = f"until {value}"
             # Re-evaluated on every wake (resync), so a changed plan value is seen.
             yield Wait(until=rt.clock() + min(left, rt.resync))
-    seconds = action.seconds
-    if isinstance(seconds, str):
-        seconds = rt.lang.evaluate(seconds, ctx)
-    end = rt.clock() + float(seconds or 0)
-    vm.waiting_for = f"timer {float(seconds or 0):g}s"
+    seconds = float((action.seconds if action.seconds_expr is None
+                     else rt.lang.evaluate(action.seconds_expr, ctx)) or 0)
+    end = rt.clock() + seconds
+    vm.waiting_for = f"timer {format_duration(seconds)}"
     while rt.clock() < end:
         yield Wait(until=end)
 
@@ -373,7 +358,7 @@ def post_event(rt: Runtime, vm: VmModel, *, reason: str, message: str, warning: 
         try:
             cluster.create(event)
         except Exception as e:  # noqa: BLE001 - events are informative only
-            logger.debug("could not post an Event for %s: %s", vm.key, e)
+            vm.logger.debug("could not post an Event: %s", e)
 
     if rt.pool is not None:
         rt.submit_write(send)

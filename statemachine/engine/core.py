@@ -3,35 +3,39 @@
 It replays the journal (resume; rerun of failed/canceled VMs only), runs the plan-level setup
 states once, then starts at most ``max_in_flight`` VMs at a time on one scheduler loop, notices
 cancel requests (the state directory's cancel file, one ``stat`` every quarter second) and reports
-progress events. Library users build it with injected clusters::
+progress events. Library users compose it with clusters of their choosing::
 
-    engine = Engine(plan, itinerary, source=src, target=dst, journal=Journal(path))
+    engine = Engine(load_plan("plan.yaml"), load_itinerary("live"), source=src, target=dst,
+                    journal=Journal(path), settings=EngineSettings(max_in_flight=20))
     result = engine.run()
 
-It does not connect to clusters, run preflight checks or render output (see ``statemachine.engine``).
+It runs exactly the loaded :class:`~statemachine.itinerary.Itinerary` for a
+:class:`~statemachine.plan.Plan`, with smrun's own context, label and predicate code. It does not
+connect to clusters, start simulated ones, run preflight checks, read the environment or print
+(the command line, ``statemachine.commands``, does those).
 """
 from __future__ import annotations
 
 import logging
-import os
-import signal
-from functools import partial
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any, Protocol
 
-from statemachine.engine import runner
+from statemachine import context as contexts
+from statemachine import predicates as preds
+import statemachine.engine.runner as runner
 from statemachine.engine.actions import render_ref, retrying
-from statemachine.engine.flow import Flow, ReadT
 from statemachine.engine.journal import SETUP_KEY, Journal, VmRecord, new_run_id, read_cancel
-from statemachine.engine.lang import DefaultLanguage, Language
-from statemachine.engine.runtime import Runtime, VmModel
+from statemachine.engine.runtime import Event, EventSink, Runtime, VmModel
 from statemachine.engine.scheduler import Scheduler, Task
 from statemachine.errors import Canceled, SmrunError
-from statemachine.k8s import Cluster, ObjectRef
+from statemachine.itinerary import TERMINAL_STATES, Itinerary, ReadSpec
+from statemachine.k8s import Cluster, Obj, ObjectRef
+from statemachine.plan import VM, Plan
 
 logger = logging.getLogger("statemachine.engine")
 
@@ -50,11 +54,29 @@ OUTPUT_FLUSH_EVERY = 0.01
 class Prefetched(Protocol):
     """Objects read shortly before the run (``preflight.ClusterReads``)."""
 
-    def recent(self, cluster: str, ref: ObjectRef, max_age: float) -> tuple[bool, Any]: ...
+    def recent(self, cluster: str, ref: ObjectRef, max_age: float) -> tuple[bool, Obj | None]: ...
 
 
-ContextBuilder = Callable[[Any, Any, Mapping[str, Any]], dict[str, Any]]
-PredicateEvaluator = Callable[[Flow, Mapping[str, Any]], dict[str, bool]]
+@dataclass(frozen=True)
+class EngineSettings:
+    """How the engine runs a plan; every field has the default ``smrun run`` uses.
+
+    ``max_in_flight`` and ``step_timeout`` default (``None``) to the plan's ``spec.settings``.
+    """
+
+    #: At most this many VMs migrate at once (``None``: ``spec.settings.maxInFlight``).
+    max_in_flight: int | None = None
+    #: A state's default time-out in seconds (``None``: ``spec.settings.stepTimeout``).
+    step_timeout: float | None = None
+    #: Only these VMs (``name`` or ``namespace/name``); empty: every VM of the plan.
+    vms: tuple[str, ...] = ()
+    #: Seconds between re-evaluations of a wait that saw no watch event (a safety net only).
+    resync: float = 2.0
+    #: The caller removed any stale cancel file before starting (``smrun run`` does, before
+    #: preflight), so a cancel file present at start is a request made since and is honoured.
+    cancel_file_is_fresh: bool = False
+    #: Threads that send writes (creates, patches, deletes) so one slow request stalls no VM.
+    io_workers: int = 8
 
 
 @dataclass(frozen=True)
@@ -77,8 +99,9 @@ class RunResult:
         return 0 if all(v.phase == "Completed" for v in self.vms) else 1
 
 
-def vm_key(vm: Any) -> str:
-    return f"{vm.namespace}/{vm.name}"
+def vm_key(vm: VM) -> str:
+    """How the journal and events name a VM: ``namespace/name``."""
+    return vm.ref
 
 
 def _strip_secret(obj: Any) -> Any:
@@ -90,45 +113,33 @@ def _strip_secret(obj: Any) -> Any:
 
 
 class Engine:
-    """Runs ``plan``'s VMs through ``itinerary`` (a loaded ``Itinerary``, or an engine ``Flow``).
+    """Runs ``plan``'s VMs through ``itinerary`` over two clusters.
 
     ``source``/``target`` are any :class:`~statemachine.k8s.Cluster`; ``journal`` is where the run
     is recorded (and what it resumes from); ``on_event`` receives every progress event (dicts as
-    in docs/engine.md). ``lang``, ``context`` and ``predicates`` default to smrun's own.
+    in docs/engine.md); ``servers`` are the clusters' API server URLs for templates
+    (``clusters.source.server``), when known; ``prefetched`` are objects preflight just read.
     """
 
-    def __init__(self, plan: Any, itinerary: Any, *, source: Cluster, target: Cluster, journal: Journal,
-                 on_event: Callable[[dict[str, Any]], None] | Iterable[Callable[[dict[str, Any]], None]]
-                 | None = None,
-                 max_in_flight: int | None = None, vms: list[str] | None = None,
-                 lang: Language | None = None, context: ContextBuilder | None = None,
-                 predicates: PredicateEvaluator | None = None, resync: float = 2.0,
-                 step_timeout: float | None = None, clock: Callable[[], float] = time.monotonic,
-                 cancel_file_is_fresh: bool = False, prefetched: Prefetched | None = None) -> None:
-        from statemachine.engine import adapt
+    def __init__(self, plan: Plan, itinerary: Itinerary, *, source: Cluster, target: Cluster,
+                 journal: Journal, settings: EngineSettings = EngineSettings(),
+                 on_event: EventSink | Iterable[EventSink] | None = None,
+                 servers: Mapping[str, str] | None = None, prefetched: Prefetched | None = None,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self.plan = plan
-        self.flow = itinerary if isinstance(itinerary, Flow) else adapt.flow_from_itinerary(itinerary)
+        self.itinerary = itinerary
         self.journal = journal
-        self.lang = lang or DefaultLanguage(getattr(itinerary, "template_dir", None))
-        real_plan = _is_real_plan(plan)
-        self.context_builder = context or (adapt.context_builder() if real_plan else None)
-        self.labels_fn = adapt.labels_builder(plan) if real_plan else None
-        self.predicates = predicates or (adapt.predicate_evaluator() if real_plan else None)
+        self.settings = settings
+        self.servers = dict(servers or {})
         self.clusters: dict[str, Cluster] = {"source": source, "target": target}
-        settings = getattr(plan, "settings", None)
-        self.max_in_flight = max(1, int(max_in_flight or getattr(settings, "max_in_flight", 10) or 10))
-        self.selected = vms
+        self.max_in_flight = max(1, settings.max_in_flight or plan.settings.max_in_flight)
+        self.step_timeout = float(settings.step_timeout or plan.settings.step_timeout)
         if callable(on_event):
-            self.sinks: list[Callable[[dict[str, Any]], None]] = [on_event]
+            self.sinks: list[EventSink] = [on_event]
         else:
             self.sinks = list(on_event or [])
-        self.scheduler = Scheduler(resync=resync, clock=clock)
-        self.step_timeout = float(step_timeout or getattr(settings, "step_timeout", 1800.0) or 1800.0)
+        self.scheduler = Scheduler(resync=settings.resync, clock=clock)
         self._cancel_mtime: float | None = None
-        # True when the caller removed any stale cancel file before it started (``engine.run``
-        # does, before preflight): a cancel file present at start is then a request made while
-        # preflight ran, and must be honoured rather than taken as the baseline.
-        self.cancel_file_is_fresh = cancel_file_is_fresh
         self.prefetched = prefetched
         self._flushed_at = float("-inf")
         # Every prefetched object is older than this engine: past this time none is recent
@@ -141,24 +152,8 @@ class Engine:
         self._results: dict[str, VmResult] = {}
         self._in_flight = 0
         self.max_seen_in_flight = 0
-        crash = os.environ.get("SMRUN_CRASH_AT", "").split(":")
-        self._crash_at = (crash[0], crash[1], int(crash[2])) if len(crash) == 3 else None
-        self._crash_seen = 0
 
-    def _maybe_crash(self, event: dict[str, Any]) -> None:
-        """Crash testing: ``SMRUN_CRASH_AT=event:state:n`` kills this process (SIGKILL) right after
-        the n-th matching event, so tests can stop a run at an exact point of the flow."""
-        assert self._crash_at is not None
-        name, state, nth = self._crash_at
-        if event["event"] == name and event.get("state") == state:
-            self._crash_seen += 1
-            if self._crash_seen == nth:
-                # "Right after the event": the journal and outputs as they stand at this event
-                # (otherwise the kill lands at the previous batch's end, which other points cover).
-                self._flush_outputs()
-                os.kill(os.getpid(), signal.SIGKILL)
-
-    def _flush_outputs(self, *, at_most_every: float = 0.0) -> None:
+    def flush_outputs(self, *, at_most_every: float = 0.0) -> None:
         """Journal entries to the kernel, events to their streams: after a batch of steps at most
         every ``OUTPUT_FLUSH_EVERY`` seconds (each is a syscall, and every syscall on the loop
         thread gives the GIL to the I/O and watch threads for a while), on every tick, at the
@@ -180,12 +175,10 @@ class Engine:
         if self.prefetched is not None and self.scheduler.clock() > self._prefetch_until:
             self.prefetched = None
 
-    def subscribe(self, callback: Callable[[dict[str, Any]], None]) -> None:
+    def subscribe(self, callback: EventSink) -> None:
         self.sinks.append(callback)
 
-    def _emit(self, event: dict[str, Any]) -> None:
-        if self._crash_at is not None:
-            self._maybe_crash(event)
+    def _emit(self, event: Event) -> None:
         for sink in self.sinks:
             try:
                 sink(event)
@@ -196,12 +189,12 @@ class Engine:
     def run(self) -> RunResult:
         replay = self.journal.read()
         run_id = replay.run_id or new_run_id()
-        self.rt = rt = Runtime(plan_name=self.plan.name, run_id=run_id, flow=self.flow,
-                               clusters=self.clusters, journal=self.journal, lang=self.lang,
+        self.rt = rt = Runtime(plan=self.plan, itinerary=self.itinerary, run_id=run_id,
+                               clusters=self.clusters, journal=self.journal,
                                scheduler=self.scheduler, step_timeout=self.step_timeout,
-                               emit=self._emit, labels_fn=self.labels_fn)
-        vms = [v for v in self.plan.vms
-               if not self.selected or v.name in self.selected or vm_key(v) in self.selected]
+                               emit=self._emit, io_workers=self.settings.io_workers)
+        chosen = self.settings.vms
+        vms = [v for v in self.plan.vms if not chosen or v.name in chosen or v.ref in chosen]
         self.journal.append("run_started", run=run_id, vms=[vm_key(v) for v in vms])
         rt.emit(None, "run_started", run=run_id, vms=len(vms))
         for v in vms:
@@ -216,14 +209,15 @@ class Engine:
             self._models[key] = model
             self._queue.append(model)
         cancel_dir = self.journal.dir
-        self._cancel_mtime = None if self.cancel_file_is_fresh else _mtime(cancel_dir / "cancel.json")
+        self._cancel_mtime = (None if self.settings.cancel_file_is_fresh
+                              else _mtime(cancel_dir / "cancel.json"))
         self.scheduler.tick_hooks.append(lambda: self._check_cancel(cancel_dir))
-        self.scheduler.idle_hooks.append(lambda: self._flush_outputs(at_most_every=OUTPUT_FLUSH_EVERY))
-        self.scheduler.tick_hooks.append(self._flush_outputs)  # what a tick hook itself emitted
+        self.scheduler.idle_hooks.append(lambda: self.flush_outputs(at_most_every=OUTPUT_FLUSH_EVERY))
+        self.scheduler.tick_hooks.append(self.flush_outputs)  # what a tick hook itself emitted
         self.scheduler.tick_hooks.append(self._drop_old_prefetch)
         setup_rec = replay.vms.get(SETUP_KEY)
         try:
-            if self.flow.setup_states and self._queue and \
+            if self.itinerary.setup.states and self._queue and \
                     not (setup_rec is not None and setup_rec.terminal == "Completed"):
                 self._start_setup(setup_rec or VmRecord(SETUP_KEY))
             else:
@@ -236,11 +230,11 @@ class Engine:
                                                    model.record.message))
         result = RunResult(run_id, tuple(self._results[vm_key(v)] for v in vms
                                          if vm_key(v) in self._results))
-        counts = {p.lower(): result.count(p) for p in ("Completed", "Failed", "Canceled")}
+        counts = {p.lower(): result.count(p) for p in TERMINAL_STATES}
         self.journal.append("run_finished", run=run_id, **counts)
         rt.emit(None, "run_finished", message=", ".join(f"{v} {k}" for k, v in counts.items()),
                 total=len(result.vms), **counts)
-        self._flush_outputs()
+        self.flush_outputs()
         return result
 
     def cancel(self, vms: list[str] | None = None) -> None:
@@ -306,7 +300,7 @@ class Engine:
             rt.emit(model, "vm_started")
         model.base_context = self._context(model.vm)
         rec = model.record
-        reads_specs = self.flow.setup_reads if setup else self.flow.reads
+        reads_specs = self.itinerary.setup.reads if setup else self.itinerary.reads
         try:
             if rec.predicates is None:
                 reads = yield from self._read_all(model, reads_specs, None)
@@ -335,24 +329,25 @@ class Engine:
             return
         yield from runner.vm_flow(rt, model, setup=setup)
 
-    def _read_all(self, model: VmModel, specs: tuple[ReadT, ...],
+    def _read_all(self, model: VmModel, specs: tuple[ReadSpec, ...],
                   journaled: dict[str, Any] | None) -> runner.Gen:
         out: dict[str, Any] = {}
         deadline = self.rt.clock() + self.step_timeout
         for spec in specs:
-            if journaled is not None and spec.name in journaled and spec.ref.kind != "Secret":
+            if journaled is not None and spec.name in journaled and spec.object.kind != "Secret":
                 out[spec.name] = journaled[spec.name]
                 continue
             ctx = model.context()
             ctx["reads"] = out
-            if spec.when is not None and not self.lang.evaluate(spec.when, ctx):
+            if spec.when is not None and not self.rt.lang.evaluate(spec.when, ctx):
                 out[spec.name] = None
                 continue
-            items = [None] if spec.for_each is None else list(self.lang.evaluate(spec.for_each, ctx) or [])
+            items = ([None] if spec.for_each is None
+                     else list(self.rt.lang.evaluate(spec.for_each, ctx) or []))
             values = []
             for item in items:
-                ref = render_ref(self.rt, spec.ref, {**ctx, "item": item})
-                cluster_name = spec.ref.cluster or spec.cluster
+                ref = render_ref(self.rt, spec.object, {**ctx, "item": item})
+                cluster_name = spec.object.cluster or spec.cluster
                 cluster = self.clusters[cluster_name]
                 known, obj = (self.prefetched.recent(cluster_name, ref, PREFETCH_MAX_AGE)
                               if self.prefetched is not None else (False, None))
@@ -367,24 +362,13 @@ class Engine:
             out[spec.name] = values if spec.for_each is not None else values[0]
         return out
 
-    def _context(self, vm: Any) -> dict[str, Any]:
-        run = {"id": self.rt.run_id, "plan": self.plan.name}
-        if self.context_builder is not None:
-            ctx = dict(self.context_builder(self.plan, vm, run))
-        else:
-            ctx = {"plan": {"name": self.plan.name}, "run": run}
-            if vm is not None:
-                ctx["vm"] = {"name": vm.name, "namespace": vm.namespace}
-        ctx.setdefault("run", run)
-        if isinstance(ctx["run"], dict):
-            ctx["run"].setdefault("labels", {})
-        return ctx
+    def _context(self, vm: VM | None) -> dict[str, Any]:
+        if vm is None:
+            return contexts.setup_context(self.plan, run_id=self.rt.run_id, servers=self.servers)
+        return contexts.vm_context(self.plan, vm, run_id=self.rt.run_id, servers=self.servers)
 
     def _predicates(self, model: VmModel) -> dict[str, bool]:
-        if self.predicates is None:
-            return {name: bool(self.lang.evaluate(expr, model.context()))
-                    for name, expr in self.flow.predicates.items()}
-        return dict(self.predicates(self.flow, model.context()))
+        return preds.evaluate_all(self.itinerary, model.context())
 
     def _check_cancel(self, directory: Path) -> None:
         mtime = _mtime(directory / "cancel.json")
@@ -407,7 +391,7 @@ class Engine:
             model = self._models[key]
             if wanted(key) and model.cancelable and not model.ignore_cancel:
                 model.cancelable = False
-                logger.info("%s: cancel requested", key)
+                model.logger.info("cancel requested")
                 self.scheduler.throw(task, Canceled("canceled by user"))
         if self._setup is not None and not self._queue:
             # Every VM waiting for the plan-level setup was canceled: stop the setup too (it
@@ -419,14 +403,6 @@ class Engine:
                 self.scheduler.throw(setup_task, Canceled("canceled by user"))
 
 
-def _is_real_plan(plan: Any) -> bool:
-    try:
-        from statemachine.plan import Plan
-    except ImportError:  # pragma: no cover
-        return False
-    return isinstance(plan, Plan)
-
-
 def _mtime(path: Path) -> float | None:
     try:
         return path.stat().st_mtime_ns / 1e9
@@ -434,4 +410,4 @@ def _mtime(path: Path) -> float | None:
         return None
 
 
-__all__ = ["Engine", "RunResult", "VmResult", "ObjectRef"]
+__all__ = ["Engine", "EngineSettings", "RunResult", "VmResult"]

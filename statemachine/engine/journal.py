@@ -41,7 +41,6 @@ from typing import IO, Any
 from statemachine.errors import JournalCorrupt, LockHeld, StateDirError, state_dir_error
 from statemachine.k8s import ObjectRef
 
-TERMINAL = ("Completed", "Failed", "Canceled")
 SETUP_KEY = ""  # the "VM" name under which plan-level setup states are journaled
 
 
@@ -226,7 +225,8 @@ class VmRecord:
     visits: dict[str, int] = field(default_factory=dict)
 
 
-def _apply_entry(rec: VmRecord, e: Mapping[str, Any]) -> None:
+def apply_entry(rec: VmRecord, e: Mapping[str, Any]) -> None:
+    """Fold one journal entry into ``rec`` (replay, and the engine as it writes)."""
     kind = e["type"]
     if kind == "vm_started":
         fresh = VmRecord(rec.vm)
@@ -317,7 +317,7 @@ def replay(entries: Iterable[Mapping[str, Any]]) -> Replay:
         if "vm" in e:
             try:
                 rec = out.vms.setdefault(e["vm"], VmRecord(e["vm"]))
-                _apply_entry(rec, e)
+                apply_entry(rec, e)
             except (KeyError, TypeError, ValueError, AttributeError) as exc:
                 raise JournalCorrupt(f"journal entry {number} ({e.get('type')!r}) is malformed: "
                                      f"{type(exc).__name__}: {exc}") from None

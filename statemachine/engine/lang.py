@@ -1,97 +1,61 @@
-"""The engine's seam to the itinerary language: templates, expressions and readiness verdicts.
+"""The engine's one door to the itinerary language: templates, expressions and readiness verdicts.
 
-:class:`Language` is what the engine calls; :class:`DefaultLanguage` implements it with smrun's
-own sandboxed ``statemachine.expressions`` and pure ``statemachine.readiness`` modules. Tests may
-inject a smaller implementation. Nothing here touches a cluster.
+:class:`Language` binds smrun's sandboxed :mod:`statemachine.expressions`, :mod:`statemachine.render`
+and the pure :mod:`statemachine.readiness` to one itinerary's template folder, and takes the
+loader's own objects (:class:`~statemachine.itinerary.Condition`,
+:class:`~statemachine.itinerary.ReadinessSpec`): nothing is turned back into text and parsed again.
+It owns no rule of its own: readiness, the failure dwell and the time-out message live in
+``readiness``. Nothing here touches a cluster.
 """
 from __future__ import annotations
 
-import functools
 from collections.abc import Mapping
-from typing import Any, Literal, Protocol
+from pathlib import Path
+from typing import Any
 
 from statemachine import expressions, render
 from statemachine import readiness as rd
-from statemachine.engine.flow import ReadinessT
-from statemachine.itinerary import Condition, parse_condition
+from statemachine.itinerary import Condition, ReadinessSpec
+from statemachine.k8s import Obj
 
-Status = Literal["ready", "pending", "failed"]
-
-
-class Language(Protocol):
-    def evaluate(self, expr: str, ctx: Mapping[str, Any]) -> Any:
-        """Evaluate an expression (predicates, forEach, outputs, next.when, wait seconds)."""
-        ...
-
-    def render_manifests(self, template: str, ctx: Mapping[str, Any]) -> list[dict[str, Any]]:
-        """Render a template file into its YAML documents."""
-        ...
-
-    def render_value(self, value: Any, ctx: Mapping[str, Any]) -> Any:
-        """Render every string inside a YAML value."""
-        ...
-
-    def render_patch(self, template: str, ctx: Mapping[str, Any]) -> Any:
-        """Render a patch template file into its one YAML document."""
-        ...
-
-    def readiness(self, obj: Mapping[str, Any] | None, readiness: ReadinessT,
-                  ctx: Mapping[str, Any]) -> tuple[Status, str]:
-        """``failed`` checked before ``ready``; returns (status, message). The message explains
-        a failure; a pending verdict's may be empty (the engine asks :meth:`explain` on timeout)."""
-        ...
-
-    def explain(self, clause: str, condition: str, obj: Mapping[str, Any] | None,
-                ctx: Mapping[str, Any]) -> str:
-        """``ready: <condition> was false (<path> = <value>, ...)``."""
-        ...
-
-    def progress(self, obj: Mapping[str, Any] | None, readiness: ReadinessT,
-                 ctx: Mapping[str, Any]) -> str: ...
-
-    def holds(self, condition: str, obj: Mapping[str, Any] | None, ctx: Mapping[str, Any]) -> bool:
-        """Whether a condition (expression or kubectl-style shorthand) holds for ``obj``."""
-        ...
+Ctx = Mapping[str, Any]
 
 
-class DefaultLanguage:
-    """smrun's language: ``statemachine.expressions`` + ``statemachine.readiness``."""
+class Language:
+    """Expressions and templates of one itinerary (templates are found in ``template_dir``)."""
 
-    def __init__(self, template_dir: Any = None) -> None:
+    def __init__(self, template_dir: Path) -> None:
         self.template_dir = template_dir
 
-    def evaluate(self, expr: str, ctx: Mapping[str, Any]) -> Any:
+    def evaluate(self, expr: str, ctx: Ctx) -> Any:
+        """An expression's value (predicates, forEach, outputs, next.when, wait seconds)."""
         return expressions.evaluate(expr, dict(ctx))
 
-    def render_manifests(self, template: str, ctx: Mapping[str, Any]) -> list[dict[str, Any]]:
+    def render_manifests(self, template: str, ctx: Ctx) -> list[Obj]:
+        """A template file's YAML documents."""
         return render.render_documents(template, dict(ctx), template_dir=self.template_dir)
 
-    def render_value(self, value: Any, ctx: Mapping[str, Any]) -> Any:
+    def render_value(self, value: object, ctx: Ctx) -> Any:
+        """Every string inside a YAML value, rendered."""
         return expressions.render_value(value, dict(ctx))
 
-    def render_patch(self, template: str, ctx: Mapping[str, Any]) -> Any:
+    def render_patch(self, template: str, ctx: Ctx) -> Any:
+        """A patch template file's one YAML document."""
         return render.render_patch(template, dict(ctx), template_dir=self.template_dir)
 
-    def readiness(self, obj: Mapping[str, Any] | None, readiness: ReadinessT,
-                  ctx: Mapping[str, Any]) -> tuple[Status, str]:
-        verdict = rd.evaluate(obj, readiness.spec, dict(ctx), describe=False)
-        return verdict.status, verdict.message
+    def verdict(self, obj: Obj | None, spec: ReadinessSpec, ctx: Ctx) -> rd.Verdict:
+        """Ready, pending or failed (``failed`` first). A pending verdict is not described: the
+        engine judges on every watch event and asks for a description only when it times out."""
+        return rd.evaluate(obj, spec, dict(ctx), describe=False)
 
-    def explain(self, clause: str, condition: str, obj: Mapping[str, Any] | None,
-                ctx: Mapping[str, Any]) -> str:
-        return str(rd.explain(_condition(condition), obj, dict(ctx), clause=clause))
+    def holds(self, condition: Condition, obj: Obj | None, ctx: Ctx) -> bool:
+        """Whether a condition (expression or kubectl-style shorthand) holds for ``obj``."""
+        return bool(expressions.evaluate(condition.expression, {**ctx, "object": obj},
+                                         where=condition.where))
 
-    def progress(self, obj: Mapping[str, Any] | None, readiness: ReadinessT,
-                 ctx: Mapping[str, Any]) -> str:
-        if not readiness.progress:
-            return ""
-        return str(expressions.evaluate(readiness.progress, {**ctx, "object": obj}) or "")
+    def progress(self, obj: Obj | None, spec: ReadinessSpec, ctx: Ctx) -> str:
+        return rd.progress(obj, spec, ctx)
 
-    def holds(self, condition: str, obj: Mapping[str, Any] | None, ctx: Mapping[str, Any]) -> bool:
-        return bool(expressions.evaluate(_condition(condition).expression, {**ctx, "object": obj}))
-
-
-@functools.lru_cache(maxsize=512)
-def _condition(text: str) -> Condition:
-    """Conditions are parsed once: the commit check and ``explain`` run them repeatedly."""
-    return parse_condition(text)
+    def timeout_message(self, state: str, waited: float, obj: Obj | None, spec: ReadinessSpec,
+                        ctx: Ctx) -> str:
+        return rd.timeout_message(state, waited, obj, spec, ctx)

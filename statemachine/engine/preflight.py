@@ -15,10 +15,16 @@ from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from statemachine import expressions
 from statemachine.errors import ClusterError, RenderBudgetExceeded, SmrunError
-from statemachine.k8s import Cluster, ObjectRef, copy_obj
+from statemachine.itinerary import Itinerary, StateSpec
+from statemachine.k8s import Cluster, Obj, ObjectRef, copy_obj
+from statemachine.plan import VM, Plan
+
+if TYPE_CHECKING:
+    from statemachine.render import RenderedManifest as Rendered
 
 Need = tuple[str, str, str, str]  # (cluster, apiVersion, kind, namespace)
 
@@ -59,13 +65,13 @@ class ClusterReads:
                  clock: Callable[[], float] = time.monotonic) -> None:
         self.clusters = clusters
         self.clock = clock
-        self._memo: dict[tuple[str, str, str, str, str], Future[tuple[float, dict[str, Any] | None]]] = {}
+        self._memo: dict[tuple[str, str, str, str, str], Future[tuple[float, Obj | None]]] = {}
         self._lock = threading.Lock()
         self._asks: dict[tuple[str, str, str, str], int] = {}
-        self._lists: dict[tuple[str, str, str, str], Future[dict[str, dict[str, Any]] | None]] = {}
+        self._lists: dict[tuple[str, str, str, str], Future[dict[str, Obj] | None]] = {}
 
     def get(self, cluster: str, api_version: str, kind: str, namespace: str,
-            name: str) -> dict[str, Any] | None:
+            name: str) -> Obj | None:
         key = (cluster, api_version, kind, namespace or "", name)
         with self._lock:
             answer = self._memo.get(key)
@@ -84,13 +90,13 @@ class ClusterReads:
         _, found = answer.result()
         return copy_obj(found) if found is not None else None
 
-    def _read(self, cluster: str, ref: ObjectRef) -> dict[str, Any] | None:
+    def _read(self, cluster: str, ref: ObjectRef) -> Obj | None:
         """One object: from a list of its kind in its namespace once several VMs have asked for
         that kind there (one request instead of one per VM: 734 → ~30 requests at 100 VMs),
         else with a GET. Secrets are never listed (only the ones named are read), and a list
         that is refused or fails falls back to GETs: preflight needs only ``get``."""
         coll = (cluster, ref.api_version, ref.kind, ref.namespace)
-        listing: Future[dict[str, dict[str, Any]] | None] | None = None
+        listing: Future[dict[str, Obj] | None] | None = None
         if ref.namespace and ref.kind != "Secret":
             with self._lock:
                 self._asks[coll] = self._asks.get(coll, 0) + 1
@@ -116,7 +122,7 @@ class ClusterReads:
                 return found.get(ref.name)
         return self.clusters[cluster].get(ref)
 
-    def recent(self, cluster: str, ref: ObjectRef, max_age: float) -> tuple[bool, dict[str, Any] | None]:
+    def recent(self, cluster: str, ref: ObjectRef, max_age: float) -> tuple[bool, Obj | None]:
         """``(True, object or None)`` when this pass read ``ref`` less than ``max_age`` seconds ago,
         else ``(False, None)``: the caller must read it itself."""
         answer = self._memo.get((cluster, ref.api_version, ref.kind, ref.namespace or "", ref.name))
@@ -141,12 +147,13 @@ def _group(api_version: str) -> str:
     return api_version.split("/")[0] if "/" in api_version else ""
 
 
-def _has_delete_created(state: Any) -> bool:
+def _has_delete_created(state: StateSpec) -> bool:
     acts = (*state.actions, *state.undo)
     return any(a.kind == "delete_created" for a in acts) or bool(state.retry and state.retry.recreate)
 
 
-def needed_permissions(itinerary: Any, rendered: Iterable[Any], refs: Iterable[tuple[Need, str]]
+def needed_permissions(itinerary: Itinerary, rendered: Iterable[Rendered],
+                       refs: Iterable[tuple[Need, str]]
                        ) -> dict[Need, set[str]]:
     """Verbs per (cluster, apiVersion, kind, namespace) from rendered manifests and extra refs."""
     states = {s.name: s for s in (*itinerary.states, *itinerary.setup.states)}
@@ -217,14 +224,14 @@ CHECK_THREADS = 4
 
 @dataclass
 class _VmFindings:
-    rendered: list[Any] = field(default_factory=list)
+    rendered: list[Rendered] = field(default_factory=list)
     refs: list[tuple[Need, str]] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
 
 
-def run_checks(plan: Any, itinerary: Any, clusters: Mapping[str, Cluster], *,
-               vms: Iterable[Any] | None = None, setup: bool = True,
+def run_checks(plan: Plan, itinerary: Itinerary, clusters: Mapping[str, Cluster], *,
+               vms: Iterable[VM] | None = None, setup: bool = True,
                servers: Mapping[str, str] | None = None,
                reads: ClusterReads | None = None) -> Findings:
     """All preflight findings for ``vms`` (default: every VM of the plan), in plan order.
@@ -234,7 +241,7 @@ def run_checks(plan: Any, itinerary: Any, clusters: Mapping[str, Cluster], *,
 
     findings = Findings()
     source = reads if reads is not None else ClusterReads(clusters)
-    rendered: list[Any] = []
+    rendered: list[Rendered] = []
     refs: list[tuple[Need, str]] = []
     if setup:
         try:
@@ -266,10 +273,10 @@ def run_checks(plan: Any, itinerary: Any, clusters: Mapping[str, Cluster], *,
     return findings
 
 
-def _check_vm(plan: Any, itinerary: Any, vm: Any, source: ClusterReads,
+def _check_vm(plan: Plan, itinerary: Itinerary, vm: VM, source: ClusterReads,
               servers: Mapping[str, str] | None) -> _VmFindings:
     """One VM's part of preflight (runs on a pool thread; touches nothing shared but ``source``)."""
-    from statemachine import context, expressions, render
+    from statemachine import context, render
 
     out = _VmFindings()
     who = f"{vm.namespace}/{vm.name}"
@@ -291,7 +298,7 @@ def _check_vm(plan: Any, itinerary: Any, vm: Any, source: ClusterReads,
         for state in itinerary.states:
             # State reads: get, and watch (a missing one is waited for). forEach refs are
             # rendered without their item: only the namespace matters here.
-            for r in getattr(state, "reads", ()):
+            for r in state.reads:
                 try:
                     ref = r.object.render({**ctx, "item": None, "index": 0})
                 except SmrunError:
@@ -310,7 +317,7 @@ def _check_vm(plan: Any, itinerary: Any, vm: Any, source: ClusterReads,
             c = itinerary.commit
             out.refs.append(((c.cluster, c.object.api_version, c.object.kind,
                               c.object.render(ctx).namespace or ""), "get"))
-        _checks(itinerary, ctx, who, out, expressions)
+        _checks(itinerary, ctx, who, out)
     except (ClusterError, RenderBudgetExceeded):
         raise  # a runaway template is the itinerary's defect: exit 2, not a finding
     except SmrunError as e:
@@ -318,8 +325,8 @@ def _check_vm(plan: Any, itinerary: Any, vm: Any, source: ClusterReads,
     return out
 
 
-def _checks(itinerary: Any, ctx: Mapping[str, Any], who: str, findings: _VmFindings,
-            expressions: Any) -> None:
+def _checks(itinerary: Itinerary, ctx: Mapping[str, Any], who: str,
+            findings: _VmFindings) -> None:
     for check in itinerary.preflight:
         if check.when is not None and not expressions.evaluate(check.when, ctx):
             continue

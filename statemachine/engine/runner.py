@@ -12,14 +12,12 @@ never journaled: a resumed run re-reads them, so Secret values never reach the s
 """
 from __future__ import annotations
 
-import logging
+from collections.abc import Generator
 from functools import partial
-from collections.abc import Generator, Mapping
 from typing import Any
 
-from statemachine.engine import actions
-from statemachine.engine.actions import obj_key, render_ref, retrying
-from statemachine.engine.flow import ActionT, ReadT, StateT
+import statemachine.engine.actions as actions
+from statemachine.engine.actions import Ctx, obj_key, render_ref, retrying
 from statemachine.engine.runtime import Runtime, VmModel
 from statemachine.engine.scheduler import Wait
 from statemachine.errors import (
@@ -30,9 +28,10 @@ from statemachine.errors import (
     SmrunError,
     StateDirError,
 )
-from statemachine.k8s import ObjectRef
-
-logger = logging.getLogger("statemachine.engine")
+from statemachine.itinerary import Action, ReadSpec, StateSpec
+from statemachine.k8s import Obj, ObjectRef
+from statemachine.predicates import state_enabled
+from statemachine.readiness import format_duration, settle_failure
 
 # A wait's progress expression (e.g. a DataVolume's percentage) is evaluated and reported at most
 # every PROGRESS_EVERY seconds: in the simulator the object it reads changes on every 50 ms tick,
@@ -41,21 +40,6 @@ logger = logging.getLogger("statemachine.engine")
 # that, is reported at once. (Real controllers update progress every few seconds: no change there.)
 PROGRESS_EVERY = 0.1
 Gen = Generator[Wait, None, Any]
-
-
-def fmt_duration(seconds: float) -> str:
-    seconds = float(seconds)
-    if seconds >= 3600 and seconds % 3600 == 0:
-        return f"{int(seconds // 3600)}h"
-    if seconds >= 60 and seconds % 60 == 0:
-        return f"{int(seconds // 60)}m"
-    return f"{seconds:g}s"
-
-
-def enabled(state: StateT, predicates: Mapping[str, bool]) -> bool:
-    if not all(predicates.get(p, False) for p in state.when_all):
-        return False
-    return not state.when_any or any(predicates.get(p, False) for p in state.when_any)
 
 
 # -- whole VM -------------------------------------------------------------------------------------
@@ -78,7 +62,7 @@ def vm_flow(rt: Runtime, vm: VmModel, *, setup: bool = False) -> Gen:
     except Exception as e:  # noqa: BLE001 - a bug (ours or a template's) must not orphan objects
         # Decision: an unexpected error still goes through undo (and the commit rule); ending the
         # VM Failed without undo would leave everything the earlier states created behind.
-        logger.exception("%s: internal error in %s", vm.key or "setup", vm.state_name)
+        vm.logger.exception("internal error")
         yield from end(rt, vm, "failed", f"internal error: {type(e).__name__}: {e}", setup=setup)
         return
     finish(rt, vm, "Completed", "")
@@ -86,10 +70,10 @@ def vm_flow(rt: Runtime, vm: VmModel, *, setup: bool = False) -> Gen:
 
 def finish(rt: Runtime, vm: VmModel, phase: str, message: str) -> None:
     vm.log("vm_terminal", phase=phase, message=message)
-    getattr(vm, f"enter_{phase}")()
+    vm.move(phase)
     event = {"Completed": "vm_succeeded", "Failed": "vm_failed", "Canceled": "vm_canceled"}[phase]
     # INFO, not WARNING: the progress output already reports every terminal phase to the user.
-    logger.info("%s: %s%s", vm.key or "setup", phase, f": {message}" if message else "")
+    vm.logger.info("%s", message or "done")
     rt.emit(vm, event, message=message)
     reason = {"Completed": "MigrationSucceeded", "Failed": "MigrationFailed",
               "Canceled": "MigrationCanceled"}[phase]
@@ -98,7 +82,7 @@ def finish(rt: Runtime, vm: VmModel, phase: str, message: str) -> None:
 
 
 def run_states(rt: Runtime, vm: VmModel, *, setup: bool) -> Gen:
-    states = rt.flow.setup_states if setup else rt.flow.states
+    states = rt.itinerary.setup.states if setup else rt.itinerary.states
     names = [s.name for s in states]
     rec = vm.record
     if rec.state is None or rec.state not in names:
@@ -113,7 +97,7 @@ def run_states(rt: Runtime, vm: VmModel, *, setup: bool) -> Gen:
         spec = states[idx]
         if spec.name == "Completed":
             return
-        if not enabled(spec, predicates):
+        if not state_enabled(spec, predicates):
             vm.log("state_skipped", state=spec.name)
             idx += 1
             continue
@@ -123,7 +107,7 @@ def run_states(rt: Runtime, vm: VmModel, *, setup: bool) -> Gen:
         idx = choose_next(rt, vm, states, idx)
 
 
-def choose_next(rt: Runtime, vm: VmModel, states: tuple[StateT, ...], idx: int) -> int:
+def choose_next(rt: Runtime, vm: VmModel, states: tuple[StateSpec, ...], idx: int) -> int:
     spec = states[idx]
     names = [s.name for s in states]
     ctx = vm.context()
@@ -134,7 +118,7 @@ def choose_next(rt: Runtime, vm: VmModel, states: tuple[StateT, ...], idx: int) 
 
 
 # -- one state ------------------------------------------------------------------------------------
-def execute_state(rt: Runtime, vm: VmModel, spec: StateT) -> Gen:
+def execute_state(rt: Runtime, vm: VmModel, spec: StateSpec) -> Gen:
     attempts = 0
     while True:
         vm.enter(spec.name)
@@ -147,7 +131,7 @@ def execute_state(rt: Runtime, vm: VmModel, spec: StateT) -> Gen:
             if spec.retry is None or attempts >= spec.retry.limit:
                 raise
             attempts += 1
-            logger.warning("%s: %s failed; retry %d of %d", vm.key, spec.name, attempts, spec.retry.limit)
+            vm.logger.warning("failed; retry %d of %d", attempts, spec.retry.limit)
             if spec.retry.recreate:
                 yield from actions.delete_created(rt, vm, spec.name, rt.clock() + rt.step_timeout)
             yield Wait(until=rt.clock() + spec.retry.backoff)
@@ -156,7 +140,7 @@ def execute_state(rt: Runtime, vm: VmModel, spec: StateT) -> Gen:
             vm.state_reads = {}
 
 
-def resolve_state_reads(rt: Runtime, vm: VmModel, spec: StateT, reads: tuple[ReadT, ...],
+def resolve_state_reads(rt: Runtime, vm: VmModel, spec: StateSpec, reads: tuple[ReadSpec, ...],
                         deadline: float, *, wait: bool = True) -> Generator[Wait, None, dict[str, Any]]:
     """Resolve a state's ``reads`` in order (each sees the VM's reads and the ones before it).
 
@@ -183,10 +167,10 @@ def resolve_state_reads(rt: Runtime, vm: VmModel, spec: StateT, reads: tuple[Rea
     return out
 
 
-def _read_object(rt: Runtime, vm: VmModel, spec: StateT, read: ReadT, ctx: Mapping[str, Any],
+def _read_object(rt: Runtime, vm: VmModel, spec: StateSpec, read: ReadSpec, ctx: Ctx,
                  deadline: float, wait: bool) -> Gen:
-    ref = render_ref(rt, read.ref, ctx)
-    cluster = read.ref.cluster or read.cluster
+    ref = render_ref(rt, read.object, ctx)
+    cluster = read.object.cluster or read.cluster
     get = partial(rt.clusters[cluster].get, ref)
     noted = False
     while True:
@@ -195,7 +179,7 @@ def _read_object(rt: Runtime, vm: VmModel, spec: StateT, read: ReadT, ctx: Mappi
             return obj
         if rt.clock() >= deadline:
             raise ReadinessTimeout(f"{spec.name}: timed out after "
-                                   f"{fmt_duration(spec.timeout or rt.step_timeout)}: read "
+                                   f"{format_duration(spec.timeout or rt.step_timeout)}: read "
                                    f"{read.name}: {ref} not found on the {cluster} cluster")
         rt.ensure_watch(cluster, ref)
         if not noted:
@@ -206,14 +190,14 @@ def _read_object(rt: Runtime, vm: VmModel, spec: StateT, read: ReadT, ctx: Mappi
         yield Wait((obj_key(cluster, ref),), deadline)
 
 
-def _items(rt: Runtime, vm: VmModel, spec: StateT) -> list[dict[str, Any]]:
+def _items(rt: Runtime, vm: VmModel, spec: StateSpec) -> list[dict[str, Any]]:
     if spec.for_each is None:
         return [vm.context()]
     items = rt.lang.evaluate(spec.for_each, vm.context()) or []
     return [vm.context(item=item, index=i) for i, item in enumerate(list(items))]
 
 
-def run_action(rt: Runtime, vm: VmModel, spec: StateT, action: ActionT, ctx: Mapping[str, Any],
+def run_action(rt: Runtime, vm: VmModel, spec: StateSpec, action: Action, ctx: Ctx,
                deadline: float) -> Generator[Wait, None, list[tuple[str, ObjectRef]]]:
     if action.when is not None and not rt.lang.evaluate(action.when, ctx):
         return []
@@ -222,8 +206,8 @@ def run_action(rt: Runtime, vm: VmModel, spec: StateT, action: ActionT, ctx: Map
     if action.kind == "patch":
         yield from actions.patch(rt, vm, spec, action, ctx, deadline)
     elif action.kind == "delete":
-        assert action.ref is not None
-        ref = render_ref(rt, action.ref, ctx)
+        assert action.object is not None
+        ref = render_ref(rt, action.object, ctx)
         yield from actions.delete_and_wait(rt, vm, actions.action_cluster(spec, action), ref, deadline)
     elif action.kind == "delete_created":
         yield from actions.delete_created(rt, vm, spec.name, deadline)
@@ -232,7 +216,7 @@ def run_action(rt: Runtime, vm: VmModel, spec: StateT, action: ActionT, ctx: Map
     return []
 
 
-def run_state_once(rt: Runtime, vm: VmModel, spec: StateT, deadline: float) -> Gen:
+def run_state_once(rt: Runtime, vm: VmModel, spec: StateSpec, deadline: float) -> Gen:
     ctxs = _items(rt, vm, spec)
     targets: list[tuple[str, ObjectRef] | None] = []
     for ctx in ctxs:
@@ -245,7 +229,7 @@ def run_state_once(rt: Runtime, vm: VmModel, spec: StateT, deadline: float) -> G
             ref = render_ref(rt, spec.readiness.object, ctx)
             first = (spec.readiness.object.cluster or spec.cluster, ref)
         targets.append(first)
-    objs: list[Any] = [None] * len(ctxs)
+    objs: list[Obj | None] = [None] * len(ctxs)
     rd = spec.readiness
     if rd is not None and (rd.ready or rd.failed or any(t is not None for t in targets)):
         # No clause: ready once the object exists (a state with only timeout/progress has none).
@@ -263,7 +247,7 @@ def run_state_once(rt: Runtime, vm: VmModel, spec: StateT, deadline: float) -> G
         vm.log("outputs", state=spec.name, values=values)
 
 
-def wait_ready(rt: Runtime, vm: VmModel, spec: StateT, ctxs: list[dict[str, Any]],
+def wait_ready(rt: Runtime, vm: VmModel, spec: StateSpec, ctxs: list[dict[str, Any]],
                targets: list[tuple[str, ObjectRef] | None], deadline: float) -> Gen:
     rd = spec.readiness
     assert rd is not None
@@ -279,8 +263,8 @@ def wait_ready(rt: Runtime, vm: VmModel, spec: StateT, ctxs: list[dict[str, Any]
     progress_at = -PROGRESS_EVERY
     while True:
         now = rt.clock()
-        objs: list[Any] = []
-        pending: list[tuple[int, Any]] = []
+        objs: list[Obj | None] = []
+        pending: list[tuple[int, Obj | None]] = []
         wake = deadline
         for i, (ctx, t) in enumerate(zip(ctxs, targets)):
             assert t is not None
@@ -290,42 +274,34 @@ def wait_ready(rt: Runtime, vm: VmModel, spec: StateT, ctxs: list[dict[str, Any]
             read = getattr(cluster, "peek", cluster.get)
             obj = yield from retrying(rt, vm, f"get {t[1]}", partial(read, t[1]), deadline)
             objs.append(obj)
-            status, message = rt.lang.readiness(obj, rd, {**ctx, "object": obj})
-            if status == "failed":
-                since = first_failed.setdefault(i, now)
-                if not rd.failed_for or now - since >= rd.failed_for:
-                    where = f" [{i}]" if spec.for_each is not None else ""
-                    text = message or f"failed: {rd.failed}"
-                    if not text.startswith("failed"):
-                        text = f"failed: {text}"
-                    raise ReadinessFailed(f"{spec.name}{where}: {text}")
-                wake = min(wake, since + rd.failed_for)
-                pending.append((i, obj))
-            else:
+            seen = rt.lang.verdict(obj, rd, {**ctx, "object": obj})
+            verdict, since = settle_failure(seen, now=now, first_failed_at=first_failed.get(i),
+                                            failed_for=rd.failed_for)
+            if verdict.failed:
+                where = f" [{i}]" if spec.for_each is not None else ""
+                text = verdict.message
+                if not text.startswith("failed"):
+                    text = f"failed: {text}"
+                raise ReadinessFailed(f"{spec.name}{where}: {text}")
+            if since is None:
                 first_failed.pop(i, None)
-                if status != "ready":
-                    pending.append((i, obj))
+            else:  # failed, but not yet for `failedFor`: look again when the dwell is up
+                first_failed[i] = since
+                wake = min(wake, since + (rd.failed_for or 0.0))
+            if not verdict.ready:
+                pending.append((i, obj))
         if not pending:
             return objs
         i, obj = pending[0]
         ctx = {**ctxs[i], "object": obj}
         if now >= deadline:
-            if rd.ready:
-                clause = rt.lang.explain("ready", rd.ready, obj, ctx)
-            elif obj is None:
-                clause = "the object does not exist"
-            else:
-                clause = f"failed: {rd.failed} did not clear"
-            raise ReadinessTimeout(f"{spec.name}: timed out after {fmt_duration(timeout)}: {clause}")
+            raise ReadinessTimeout(rt.lang.timeout_message(spec.name, timeout, obj, rd, ctx))
         waiting_for = f"{targets[i][1]}" + (f" ({len(pending)}/{len(ctxs)} pending)"  # type: ignore[index]
                                             if len(ctxs) > 1 else "")
         if rd.progress:
             if waiting_for != vm.waiting_for or now - progress_at >= PROGRESS_EVERY:
                 progress_at = now
-                try:
-                    vm.progress = rt.lang.progress(obj, rd, ctx)
-                except SmrunError:
-                    vm.progress = ""
+                vm.progress = rt.lang.progress(obj, rd, ctx)
             else:
                 # Not now: look again when the interval is up, so the latest value is reported
                 # even if the object then stays as it is.
@@ -343,7 +319,7 @@ def wait_ready(rt: Runtime, vm: VmModel, spec: StateT, ctxs: list[dict[str, Any]
 # -- failure, cancel, undo ------------------------------------------------------------------------
 def _committed(rt: Runtime, vm: VmModel) -> bool | None:
     """True/False: whether the hand-off happened; None: the commit object could not be read."""
-    commit = rt.flow.commit
+    commit = rt.itinerary.commit
     if commit is None or commit.after not in vm.record.entered:
         return False
     try:
@@ -352,7 +328,7 @@ def _committed(rt: Runtime, vm: VmModel) -> bool | None:
         obj = rt.clusters[commit.cluster].fetch(ref)  # never a cached view for this decision
         return bool(rt.lang.holds(commit.condition, obj, {**ctx, "object": obj}))
     except (ClusterError, SmrunError) as e:
-        logger.warning("%s: commit object could not be read: %s", vm.key, e)
+        vm.logger.warning("commit object could not be read: %s", e)
         return None
 
 
@@ -388,14 +364,14 @@ def end(rt: Runtime, vm: VmModel, reason: str, message: str, *, setup: bool) -> 
         yield Wait(until=rt.clock() + 0.01)
     if not vm.record.undoing:
         vm.log("undo_started", reason=reason, message=message)
-    states = rt.flow.setup_states if setup else rt.flow.states
+    states = rt.itinerary.setup.states if setup else rt.itinerary.states
     by_name = {s.name: s for s in states}
     problems: list[str] = []
     for name in reversed(list(vm.record.entered)):
         if name in vm.record.undone or name not in by_name:
             continue
         spec = by_name[name]
-        if spec.undo and not setup and rt.flow.commit is not None:
+        if spec.undo and not setup and rt.itinerary.commit is not None:
             # KubeVirt may finish the hand-off while we undo (the migration was already copying):
             # look again before every undo step, so undo never deletes the only running copy.
             committed = _committed(rt, vm)
@@ -404,7 +380,7 @@ def end(rt: Runtime, vm: VmModel, reason: str, message: str, *, setup: bool) -> 
                        "the commit object could not be read")
                 problems.append(f"undo stopped before {name}: {why}; nothing further was removed, "
                                 "check the VM on both clusters")
-                logger.error("%s: undo stopped before %s: %s", vm.key, name, why)
+                vm.logger.error("undo stopped before %s: %s", name, why)
                 break
         if spec.undo:
             rt.emit(vm, "undo", message=f"undo {name}", undo_state=name)
@@ -415,7 +391,7 @@ def end(rt: Runtime, vm: VmModel, reason: str, message: str, *, setup: bool) -> 
                     wait=False)
             except SmrunError as e:
                 problems.append(f"undo {name}: {e}")
-                logger.error("%s: undo %s: %s", vm.key, name, e)
+                vm.logger.error("undo %s: %s", name, e)
         for action in spec.undo:
             deadline = rt.clock() + (spec.timeout or rt.step_timeout)
             try:
@@ -429,7 +405,7 @@ def end(rt: Runtime, vm: VmModel, reason: str, message: str, *, setup: bool) -> 
             except SmrunError as e:
                 # Keep undoing the rest: one stuck object must not orphan everything else.
                 problems.append(f"undo {name}: {e}")
-                logger.error("%s: undo %s: %s", vm.key, name, e)
+                vm.logger.error("undo %s: %s", name, e)
         vm.state_reads = {}
         vm.log("undo_state_done", state=name)
     text = message + ("; undo problems: " + "; ".join(problems) if problems else "")

@@ -1,34 +1,58 @@
 """Shared services of one run (:class:`Runtime`) and the per-VM model (:class:`VmModel`).
 
-This is the only module in smrun that imports ``transitions``. One ``Machine`` is built per
-itinerary (``auto_transitions=False``, ``queued=True``, ``send_event=True``) and drives every VM
-model through ``add_model``; its states are the itinerary's states plus ``Pending``, ``Failed``
-and ``Canceled``, its triggers ``enter_<State>`` (from anywhere: the runner decides the target from
-the itinerary's flow rules) and its callbacks are bound methods of the engine, never strings from
-YAML (transitions would import a dotted string). The machine is only touched on the loop thread.
+This is the only module in smrun that imports ``transitions``. One ``Machine`` per run is built
+from the itinerary's own graph: the legal edges ``statemachine.itinerary.flow_edges`` computes
+(the same function ``smrun graph`` draws), ``Pending`` to each start state, a self-loop on every
+state (resume re-enters the journaled state; ``retry`` re-enters the failed one), and from
+anywhere to ``Completed``, ``Failed`` and ``Canceled``. Every move is one trigger, ``go``, whose
+transitions are guarded by their destination (``VmModel.move``): a move the graph does not have raises
+:class:`~statemachine.errors.IllegalTransition` instead of passing unnoticed. Callbacks are bound
+methods, never strings from YAML (transitions would import a dotted string). The machine is only
+touched on the loop thread.
 """
 from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable, Mapping, MutableMapping
 from concurrent.futures import ThreadPoolExecutor
-from collections.abc import Callable, Mapping
 from typing import Any
 
-from transitions import Machine
+from transitions import EventData, Machine, MachineError
 
+from statemachine import context as contexts
 from statemachine.cutover import FILE_NAME as CUTOVER_FILE, with_override
-from statemachine.engine.actions import label_value
-from statemachine.engine.flow import Flow
 from statemachine.engine.groupcommit import GroupCommit
-from statemachine.engine.journal import Journal, VmRecord, _apply_entry, utc_now
+from statemachine.engine.journal import Journal, VmRecord, apply_entry, utc_now
 from statemachine.engine.lang import Language
 from statemachine.engine.scheduler import Scheduler
-from statemachine.k8s import Cluster, ObjectRef, ResourceKey, Subscription
+from statemachine.errors import IllegalTransition
+from statemachine.itinerary import (TERMINAL_STATES, Itinerary, StateSpec, flow_edges,
+                                    start_states)
+from statemachine.k8s import Cluster, Obj, ObjectRef, ResourceKey, Subscription
+from statemachine.plan import VM, Plan
 
 logger = logging.getLogger("statemachine.engine")
 
-EventSink = Callable[[dict[str, Any]], None]
+Event = dict[str, Any]
+EventSink = Callable[[Event], None]
+PENDING = "Pending"
+#: The one trigger every move goes through (its guard picks the transition by destination).
+MOVE = "go"
+
+
+class VmLogger(logging.LoggerAdapter[logging.Logger]):
+    """The engine's logger for one VM: every line starts ``<namespace>/<name>: <state>: ``."""
+
+    def __init__(self, model: VmModel) -> None:
+        super().__init__(logger, {})
+        self.model = model
+
+    def process(self, msg: Any, kwargs: MutableMapping[str, Any]) -> tuple[Any, MutableMapping[str, Any]]:
+        m = self.model
+        state = m.state_name
+        where = f"{m.key or 'setup'}: {state}: " if state != PENDING else f"{m.key or 'setup'}: "
+        return f"{where}{msg}", kwargs
 
 
 class VmModel:
@@ -36,11 +60,12 @@ class VmModel:
 
     state: str  # set by transitions
 
-    def __init__(self, runtime: Runtime, key: str, vm: Any, record: VmRecord) -> None:
+    def __init__(self, runtime: Runtime, key: str, vm: VM | None, record: VmRecord) -> None:
         self.rt = runtime
         self.key = key
         self.vm = vm                        # the plan's VM entry (None for setup)
         self.record = record
+        self.logger = VmLogger(self)
         self.base_context: dict[str, Any] = {}
         self.reads: dict[str, Any] = {}
         # The current state's own `reads` (resolved at entry, merged over `reads`, never journaled).
@@ -56,20 +81,12 @@ class VmModel:
 
     @property
     def state_name(self) -> str:
-        return getattr(self, "state", "Pending")
+        return getattr(self, "state", PENDING)
 
     def labels(self, state: str) -> dict[str, str]:
-        if self.rt.labels_fn is not None:
-            return self.rt.labels_fn(self.vm, state, self.rt.run_id)
-        labels = {"smrun.io/plan": label_value(self.rt.plan_name),
-                  "smrun.io/state": label_value(state),
-                  "smrun.io/run": label_value(self.rt.run_id)}
-        if self.vm is not None:
-            labels["smrun.io/vm"] = label_value(str(self.vm.name))
-            labels["smrun.io/vm-namespace"] = label_value(str(self.vm.namespace))
-        return labels
+        return contexts.labels_for(self.rt.plan, self.vm, run_id=self.rt.run_id, state=state)
 
-    def context(self, **extra: Any) -> dict[str, Any]:
+    def context(self, **extra: object) -> dict[str, Any]:
         ctx = dict(self.base_context)
         ctx["reads"] = {**self.reads, **self.state_reads} if self.state_reads else self.reads
         ctx["outputs"] = dict(self.record.outputs)
@@ -81,26 +98,64 @@ class VmModel:
             ctx = with_override(ctx, self.rt.journal.dir, self.key)
         return ctx
 
-    def log(self, type_: str, **fields: Any) -> dict[str, Any]:
-        """Journal an entry for this VM (durably) and fold it into the in-memory record."""
+    def log(self, type_: str, **fields: object) -> Event:
+        """Journal an entry for this VM and fold it into the in-memory record."""
         entry = self.rt.journal.append(type_, vm=self.key, **fields)
-        _apply_entry(self.record, entry)
+        apply_entry(self.record, entry)
         return entry
 
     def enter(self, state: str) -> None:
+        """Journal the entry into ``state``, then move the machine there."""
         self.log("state_entered", state=state)
-        getattr(self, f"enter_{state}")()
+        self.move(state)
+
+    def move(self, to: str) -> None:
+        """The one way a VM changes state. A move the itinerary's graph lacks is a bug."""
+        try:
+            moved = self.trigger(MOVE, to=to)  # type: ignore[attr-defined]  # added by transitions
+        except MachineError as e:
+            raise IllegalTransition(f"{self.key or 'setup'}: no move from {self.state_name} to "
+                                    f"{to}: {e.value}") from None
+        if not moved:
+            raise IllegalTransition(f"{self.key or 'setup'}: the itinerary has no move from "
+                                    f"{self.state_name} to {to}")
+
+
+def legal_moves(itinerary: Itinerary) -> set[tuple[str, str]]:
+    """Every (from, to) the engine may take for ``itinerary`` (see the module docstring)."""
+    moves: set[tuple[str, str]] = set()
+    for group in (itinerary.setup.states, itinerary.states):
+        if not group:
+            continue
+        moves.update((PENDING, s) for s in start_states(group))
+        moves.update((e.source, e.target) for e in flow_edges(group))
+        for s in (PENDING, *(x.name for x in group)):
+            moves.add((s, s))  # resume re-enters the journaled state; retry the failed one
+            moves.update((s, t) for t in TERMINAL_STATES)
+    return moves
+
+
+class _To:
+    """The guard of one ``move`` transition: passes when the move asks for its destination."""
+
+    def __init__(self, dest: str) -> None:
+        self.dest = dest
+
+    def __call__(self, event: EventData) -> bool:
+        return bool(event.kwargs.get("to") == self.dest)
 
 
 class Runtime:
     """What every VM's runner shares: clusters, journal, language, scheduler, watches, events."""
 
-    def __init__(self, *, plan_name: str, run_id: str, flow: Flow, clusters: Mapping[str, Cluster],
-                 journal: Journal, lang: Language, scheduler: Scheduler, step_timeout: float,
-                 emit: EventSink, backoff_base: float = 0.2, backoff_max: float = 10.0,
-                 labels_fn: Callable[[Any, str, str], dict[str, str]] | None = None,
-                 io_workers: int = 8) -> None:
-        self.labels_fn = labels_fn
+    def __init__(self, *, plan: Plan, itinerary: Itinerary, run_id: str,
+                 clusters: Mapping[str, Cluster], journal: Journal, scheduler: Scheduler,
+                 step_timeout: float, emit: EventSink, io_workers: int = 8,
+                 backoff_base: float = 0.2, backoff_max: float = 10.0) -> None:
+        self.plan = plan
+        self.plan_name = plan.name
+        self.itinerary = itinerary
+        self.lang = Language(itinerary.template_dir)
         # Writes go through a small fixed pool so one slow request does not stall every VM; the
         # journal, the machine and all decisions stay on the loop thread.
         self.pool: ThreadPoolExecutor | None = ThreadPoolExecutor(io_workers, "smrun-io") \
@@ -116,12 +171,9 @@ class Runtime:
         self._cutover_path = journal.dir / CUTOVER_FILE
         self.cutover_file_seen = self._cutover_path.exists()
         scheduler.tick_hooks.append(self._look_for_cutover_file)
-        self.plan_name = plan_name
         self.run_id = run_id
-        self.flow = flow
         self.clusters = dict(clusters)
         self.journal = journal
-        self.lang = lang
         self.scheduler = scheduler
         self.clock = scheduler.clock
         self.resync = scheduler.resync
@@ -130,36 +182,35 @@ class Runtime:
         self.backoff_max = backoff_max
         self._sink = emit
         self._watches: dict[tuple[str, ResourceKey], Subscription] = {}
-        names = ["Pending"]
-        for s in (*flow.setup_states, *flow.states):
-            if s.name not in names:
-                names.append(s.name)
-        names += [n for n in ("Completed", "Failed", "Canceled") if n not in names]
-        self.machine = Machine(model=[], states=names, initial="Pending", auto_transitions=False,
+        self._specs: dict[str, StateSpec] = {s.name: s for s in itinerary.setup.states}
+        self._specs.update((s.name, s) for s in itinerary.states)
+        names = [PENDING, *self._specs, *(t for t in TERMINAL_STATES if t not in self._specs)]
+        self.machine = Machine(model=[], states=names, initial=PENDING, auto_transitions=False,
                                queued=True, send_event=True,
                                after_state_change=[self._after_state_change])
-        for name in names[1:]:
-            self.machine.add_transition(f"enter_{name}", source="*", dest=name)
+        for source, dest in sorted(legal_moves(itinerary)):
+            self.machine.add_transition(MOVE, source, dest, conditions=[_To(dest)])
 
     # -- models -------------------------------------------------------------------------------------
     def add(self, model: VmModel) -> None:
-        self.machine.add_model(model)
+        """Put ``model`` on the machine, at its journaled state when it resumes."""
+        at = model.record.state if model.record.state in self.machine.states else PENDING
+        if model.record.terminal is not None:
+            at = PENDING  # a rerun of a failed or canceled VM starts afresh
+        self.machine.add_model(model, initial=at)
 
     def remove(self, model: VmModel) -> None:
         self.machine.remove_model(model)
 
-    def _after_state_change(self, event: Any) -> None:
-        vm: VmModel = event.model
+    def _after_state_change(self, event: EventData) -> None:
+        vm = event.model
+        assert isinstance(vm, VmModel)
         vm.state_started_at = self.clock()
         vm.waiting_for = vm.progress = ""
-        if vm.state in ("Completed", "Failed", "Canceled"):
+        if vm.state in TERMINAL_STATES:
             return
-        spec = None
-        try:
-            spec = self.flow.state(vm.state)
-        except KeyError:
-            pass
-        vm.step = spec.step if spec is not None else ""
+        spec = self._specs.get(vm.state)
+        vm.step = (spec.step or "") if spec is not None else ""
         self.emit(vm, "state_entered", step=vm.step)
 
     # -- watches ------------------------------------------------------------------------------------
@@ -170,7 +221,7 @@ class Runtime:
             return
         kind, notify = ref.kind, self.scheduler.notify
 
-        def handler(_event: str, obj: dict[str, Any]) -> None:
+        def handler(_event: str, obj: Obj) -> None:
             meta = obj.get("metadata") or {}
             notify((cluster, kind, str(meta.get("namespace") or ""), str(meta.get("name", ""))))
 
@@ -204,8 +255,8 @@ class Runtime:
         self._watches.clear()
 
     # -- events -------------------------------------------------------------------------------------
-    def emit(self, vm: VmModel | None, event: str, *, message: str = "", **fields: Any) -> None:
-        data: dict[str, Any] = {"ts": utc_now(), "event": event, "plan": self.plan_name}
+    def emit(self, vm: VmModel | None, event: str, *, message: str = "", **fields: object) -> None:
+        data: Event = {"ts": utc_now(), "event": event, "plan": self.plan_name}
         if vm is not None:
             data["vm"] = vm.key
             data["state"] = vm.state_name

@@ -11,8 +11,10 @@ with jitter, retries logged at WARNING) and ``informer.py`` (one shared list+wat
 """
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Literal, Protocol
 
 Obj = dict[str, Any]
@@ -127,3 +129,12 @@ def copy_obj(obj: Any) -> Any:
 
 def iter_refs(objs: Iterable[Mapping[str, Any]]) -> list[ObjectRef]:
     return [ObjectRef.of(o) for o in objs]
+
+
+def default_kubeconfig() -> Path:
+    """The kubeconfig a cluster reference without one means, as kubectl reads it: the first
+    non-empty entry of ``$KUBECONFIG`` (``~`` expanded), else ``~/.kube/config``. The one owner
+    of this rule: the plan loader and the client both ask here."""
+    env = os.environ.get("KUBECONFIG", "")
+    first = next((p for p in env.split(os.pathsep) if p), None)
+    return Path(first).expanduser() if first else Path.home() / ".kube" / "config"

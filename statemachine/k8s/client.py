@@ -25,7 +25,6 @@ import builtins
 import hashlib
 import json
 import logging
-import os
 import threading
 import time
 from collections import Counter
@@ -41,7 +40,8 @@ from statemachine.errors import (
     NotFound,
     PermanentClusterError,
 )
-from statemachine.k8s import Obj, ObjectRef, PatchType, ResourceKey, Subscription, WatchHandler, copy_obj
+from statemachine.k8s import (Obj, ObjectRef, PatchType, ResourceKey, Subscription, WatchHandler,
+                             copy_obj, default_kubeconfig)
 from statemachine.k8s import retry as _retry
 from statemachine.k8s.errormap import from_status, translate
 from statemachine.k8s.informer import Informer, StreamHandle
@@ -73,11 +73,7 @@ def _load_kube_config(kubeconfig: Path | None, context: str | None) -> Any:
     from kubernetes import client as k8s_client
     from kubernetes import config as k8s_config
 
-    if kubeconfig is None:
-        env = os.environ.get("KUBECONFIG", "")
-        first = env.split(os.pathsep)[0] if env else ""
-        kubeconfig = Path(first) if first else Path.home() / ".kube" / "config"
-    kubeconfig = kubeconfig.expanduser()
+    kubeconfig = (kubeconfig or default_kubeconfig()).expanduser()
     if not kubeconfig.is_file():
         raise DefinitionError(f"{kubeconfig}: kubeconfig file not found")
     cfg = k8s_client.Configuration()

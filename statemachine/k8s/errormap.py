@@ -151,11 +151,9 @@ def _from_api_exception(exc: Any) -> ClusterError:
 
 def _transport_error_types() -> tuple[type[BaseException], ...]:
     types: list[type[BaseException]] = [ConnectionError, TimeoutError, http.client.HTTPException]
-    try:  # urllib3 is a dependency of kubernetes; cheap to import, unlike kubernetes itself.
-        import urllib3.exceptions
-        types.append(urllib3.exceptions.HTTPError)
-    except ImportError:  # pragma: no cover - kubernetes always brings urllib3
-        pass
+    import urllib3.exceptions  # a dependency of kubernetes; cheap to import, unlike kubernetes
+
+    types.append(urllib3.exceptions.HTTPError)
     return tuple(types)
 
 

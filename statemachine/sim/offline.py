@@ -54,10 +54,8 @@ class SeedReads:
 
 
 def _simulator_defaults(cluster: str) -> list[Mapping[str, Any]]:
-    try:
-        from statemachine.sim.defaults import base_objects
-    except ImportError:  # a build without the simulator's defaults: the seed alone
-        return []
+    from statemachine.sim.defaults import base_objects
+
     return list(base_objects(cluster))
 
 

@@ -1,40 +1,20 @@
-"""In-memory stand-ins for unit tests of the engine core only (the e2e tests use the simulator).
+"""An in-memory cluster for unit tests of the engine core (the e2e tests use the simulator).
 
 ``FakeCluster`` implements the ``Cluster`` protocol over a dict with synchronous watch callbacks
 and a tiny Job "controller" (a created Job completes after ``job_seconds``, or fails when it has
-the ``sim.smrun.io/fail`` annotation). ``FakeLanguage`` is a plain Jinja2 evaluator with templates
-given as strings, so the core can be tested before (and independently of) the real language.
-``VM`` and ``Plan`` are the smallest plan the engine accepts (a name, VMs, settings).
+the ``sim.smrun.io/fail`` annotation). It is the only stand-in: itineraries, plans, the language,
+the context, labels and predicates are the product's own (tests/engine/flows.py).
 """
 from __future__ import annotations
 
 import copy
 import threading
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
-import jinja2
-import jinja2.sandbox
-import yaml
-
-from statemachine.engine.flow import ReadinessT
 from statemachine.errors import Conflict, TransientClusterError
 from statemachine.k8s import ObjectRef, ResourceKey
-
-
-@dataclass(frozen=True)
-class VM:
-    name: str
-    namespace: str = "shop"
-
-
-@dataclass
-class Plan:
-    name: str
-    vms: tuple[VM, ...]
-    settings: Any = None
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -53,7 +33,7 @@ kind: Job
 metadata:
   name: "{{ vm.name }}-job"
   namespace: "{{ vm.namespace }}"
-  {% if vm.name.startswith('bad') %}annotations: {"sim.smrun.io/fail": "true"}{% endif %}
+  annotations: {"sim.smrun.io/fail": "{{ vm.name.startswith('bad') | lower }}"}
 spec: {template: {spec: {containers: [{name: c, image: busybox}], restartPolicy: Never}}}
 """
 
@@ -171,58 +151,3 @@ def _merge(dst: dict[str, Any], patch: Mapping[str, Any]) -> None:
             _merge(dst[k], v)
         else:
             dst[k] = copy.deepcopy(v)
-
-
-class FakeLanguage:
-    """Jinja2 expressions; ``condition=X`` shorthand only; templates from a dict."""
-
-    def __init__(self, templates: Mapping[str, str]) -> None:
-        self.env = jinja2.sandbox.ImmutableSandboxedEnvironment(
-            loader=jinja2.DictLoader(dict(templates)), undefined=jinja2.ChainableUndefined)
-        self.env.filters["tojson"] = lambda v: __import__("json").dumps(v)
-
-    def evaluate(self, expr: str, ctx: Mapping[str, Any]) -> Any:
-        value = self.env.compile_expression(expr)(**ctx)
-        return None if isinstance(value, jinja2.Undefined) else value
-
-    def render_manifests(self, template: str, ctx: Mapping[str, Any]) -> list[dict[str, Any]]:
-        text = self.env.get_template(template).render(**ctx)
-        return [d for d in yaml.safe_load_all(text) if d]
-
-    def render_patch(self, template: str, ctx: Mapping[str, Any]) -> Any:
-        return yaml.safe_load(self.env.get_template(template).render(**ctx))
-
-    def render_value(self, value: Any, ctx: Mapping[str, Any]) -> Any:
-        if isinstance(value, str):
-            return self.env.from_string(value).render(**ctx)
-        if isinstance(value, Mapping):
-            return {k: self.render_value(v, ctx) for k, v in value.items()}
-        if isinstance(value, list):
-            return [self.render_value(v, ctx) for v in value]
-        return value
-
-    def holds(self, condition: str, obj: Any, ctx: Mapping[str, Any]) -> bool:
-        if condition.startswith("condition="):
-            want = condition.split("=", 1)[1]
-            conds = ((obj or {}).get("status") or {}).get("conditions") or []
-            return any(c.get("type") == want and c.get("status") == "True" for c in conds)
-        if condition == "delete":
-            return obj is None
-        return bool(self.evaluate(condition, {**ctx, "object": obj}))
-
-    def readiness(self, obj: Any, readiness: ReadinessT, ctx: Mapping[str, Any]) -> tuple[str, str]:
-        if readiness.failed and self.holds(readiness.failed, obj, ctx):
-            return "failed", f"failed: {readiness.failed} holds"
-        if readiness.ready is None:
-            return ("ready", "exists") if obj is not None else ("pending", "does not exist")
-        if self.holds(readiness.ready, obj, ctx):
-            return "ready", "ready"
-        return "pending", f"ready: {readiness.ready} was false"
-
-    def explain(self, clause: str, condition: str, obj: Any, ctx: Mapping[str, Any]) -> str:
-        phase = ((obj or {}).get("status") or {}).get("phase")
-        return f"{clause}: {condition} was false (object.status.phase = {phase!r})"
-
-    def progress(self, obj: Any, readiness: ReadinessT, ctx: Mapping[str, Any]) -> str:
-        return str(self.evaluate(readiness.progress, {**ctx, "object": obj}) or "") \
-            if readiness.progress else ""

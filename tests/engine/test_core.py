@@ -1,18 +1,26 @@
-"""Engine core (scheduler, journal, actions, undo, resume) against in-memory fake clusters."""
+"""Engine core (scheduler, journal, actions, undo, resume) against in-memory fake clusters.
+
+Every flow is YAML loaded by ``load_itinerary`` (tests/engine/flows.py), and every plan a real
+``Plan``: the engine runs the loader's objects with the production language, context, labels and
+predicates, exactly as ``smrun run`` does.
+"""
 from __future__ import annotations
 
+import logging
+import threading
 import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from statemachine.engine.core import Engine
-from statemachine.engine.flow import ActionT, Flow, NextT, ReadinessT, RefT, StateT
 from statemachine.engine.journal import Journal, read_entries, request_cancel
-from statemachine.errors import LockHeld
+from statemachine.errors import Conflict, LockHeld, TransientClusterError
+from statemachine.itinerary import Itinerary
 from statemachine.k8s import ObjectRef
-from .fakes import FakeCluster, FakeLanguage, JOB_TEMPLATE, Plan, VM
+
+from .fakes import JOB_TEMPLATE, FakeCluster
+from .flows import engine, itinerary, plan
 
 TEMPLATES = {
     "cm.yaml": """apiVersion: v1
@@ -26,19 +34,66 @@ kind: ConfigMap
 metadata: {name: "{{ vm.name }}-result", namespace: "{{ vm.namespace }}"}
 data: {job: "{{ outputs.jobName }}"}
 """,
+    "shared.yaml": """apiVersion: v1
+kind: ConfigMap
+metadata: {name: shared, namespace: shop}
+data: {v: "1"}
+""",
+    "handoff.yaml": """apiVersion: v1
+kind: ConfigMap
+metadata: {name: "{{ vm.name }}-handoff", namespace: shop}
+data: {done: "yes"}
+""",
+    "item.yaml": """apiVersion: v1
+kind: ConfigMap
+metadata: {name: "d-{{ item }}", namespace: shop}
+""",
+    "round.yaml": """apiVersion: v1
+kind: ConfigMap
+metadata: {name: "round-{{ outputs.get('round', 0) + 1 }}", namespace: shop}
+""",
 }
 
+MAKE_CONFIG = """
+  - name: MakeConfig
+    step: Prepare
+    actions: [{apply: cm.yaml}]
+    undo: [{delete: created}]
+"""
 
-def make_flow(*, ready: str = "condition=Complete", timeout: float | None = None) -> Flow:
-    undo = (ActionT("delete_created"),)
-    return Flow("test", (
-        StateT("MakeConfig", step="Prepare", actions=(ActionT("apply", template="cm.yaml"),), undo=undo),
-        StateT("RunJob", step="Work", actions=(ActionT("apply", template="job.yaml"),),
-               readiness=ReadinessT(ready=ready, failed="condition=Failed", timeout=timeout),
-               outputs={"jobName": "object.metadata.name"}, undo=undo),
-        StateT("UseOutput", step="Work", actions=(ActionT("apply", template="result.yaml"),), undo=undo),
-        StateT("Completed"),
-    ))
+
+def run_job(ready: str = "condition=Complete", extra: str = "") -> str:
+    return f"""
+  - name: RunJob
+    step: Work
+    actions: [{{apply: job.yaml}}]
+    readiness: {{ready: "{ready}", failed: "condition=Failed"{extra}}}
+    outputs: {{jobName: object.metadata.name}}
+    undo: [{{delete: created}}]
+"""
+
+
+USE_OUTPUT = """
+  - name: UseOutput
+    step: Work
+    actions: [{apply: result.yaml}]
+    undo: [{delete: created}]
+"""
+COMPLETED = "\n  - name: Completed\n"
+NEVER = ("readiness: {object: {apiVersion: v1, kind: ConfigMap, name: '{{ vm.name }}-cfg', "
+         "namespace: '{{ vm.namespace }}'}, ready: \"object.data.never == 'yes'\", timeout: 1}")
+COMMIT_ON_JOB = """
+commit:
+  after: RunJob
+  object: {apiVersion: batch/v1, kind: Job, name: "{{ vm.name }}-job", namespace: "{{ vm.namespace }}"}
+  condition: condition=Complete
+"""
+
+
+def flow(tmp_path: Path, *states: str, head: str = "", name: str = "test") -> Itinerary:
+    """An itinerary of ``states`` (YAML list items) after ``head`` (other spec fields)."""
+    body = head + "states:" + "".join(states or (MAKE_CONFIG, run_job(), USE_OUTPUT)) + COMPLETED
+    return itinerary(tmp_path / f"it-{name}", body, TEMPLATES, name=name)
 
 
 def objects(cluster: FakeCluster) -> dict[tuple[str, str, str], Any]:
@@ -46,18 +101,11 @@ def objects(cluster: FakeCluster) -> dict[tuple[str, str, str], Any]:
     return {k: v for k, v in cluster.objects.items() if k[0] != "Event"}
 
 
-def engine(tmp_path: Path, plan: Plan, flow: Flow, cluster: FakeCluster, **kw: Any) -> Engine:
-    events: list[dict[str, Any]] = kw.pop("events", [])
-    return Engine(plan, flow, source=cluster, target=cluster,
-                  journal=Journal(tmp_path / plan.name), lang=FakeLanguage(TEMPLATES),
-                  on_event=events.append, resync=0.2, **kw)
-
-
 def test_twenty_vms_with_max_in_flight_five_all_complete(tmp_path: Path) -> None:
     cluster = FakeCluster("c", job_seconds=0.02)
-    plan = Plan("p20", tuple(VM(f"vm-{i}") for i in range(20)))
+    p = plan("p20", [f"vm-{i}" for i in range(20)])
     events: list[dict[str, Any]] = []
-    result = engine(tmp_path, plan, make_flow(), cluster, events=events, max_in_flight=5).run()
+    result = engine(tmp_path, p, flow(tmp_path), cluster, events=events, max_in_flight=5).run()
     assert result.exit_code == 0 and result.count("Completed") == 20
     in_flight = peak = 0
     for e in events:
@@ -73,8 +121,7 @@ def test_twenty_vms_with_max_in_flight_five_all_complete(tmp_path: Path) -> None
 
 def test_failed_job_runs_undo_and_fails_the_vm(tmp_path: Path) -> None:
     cluster = FakeCluster("c", job_seconds=0.02)
-    plan = Plan("pf", (VM("bad-1"), VM("good-1")))
-    result = engine(tmp_path, plan, make_flow(), cluster).run()
+    result = engine(tmp_path, plan("pf", ["bad-1", "good-1"]), flow(tmp_path), cluster).run()
     phases = {v.vm: v.phase for v in result.vms}
     assert phases == {"shop/bad-1": "Failed", "shop/good-1": "Completed"}
     assert result.exit_code == 1
@@ -89,25 +136,23 @@ def test_failed_job_runs_undo_and_fails_the_vm(tmp_path: Path) -> None:
 
 def test_wait_that_never_holds_times_out_naming_the_clause(tmp_path: Path) -> None:
     cluster = FakeCluster("c", job_seconds=0.01)
-    flow = make_flow(ready="object.status.phase == 'Succeeded'", timeout=0.3)
-    result = engine(tmp_path, Plan("pt", (VM("vm-1"),)), flow, cluster).run()
-    (vm,) = result.vms
+    it = flow(tmp_path, MAKE_CONFIG, run_job("object.status.phase == 'Succeeded'", ", timeout: 1"),
+              USE_OUTPUT)
+    (vm,) = engine(tmp_path, plan("pt", ["vm-1"]), it, cluster).run().vms
     assert vm.phase == "Failed"
-    assert "RunJob: timed out after 0.3s: ready: object.status.phase == 'Succeeded' was false" in vm.message
+    assert "RunJob: timed out after 1s: ready: object.status.phase == 'Succeeded' was false" in vm.message
     assert objects(cluster) == {}
 
 
 def test_cancel_during_a_wait_runs_undo_and_ends_canceled(tmp_path: Path) -> None:
     cluster = FakeCluster("c", job_seconds=60)
-    plan = Plan("pc", (VM("vm-1"),))
     events: list[dict[str, Any]] = []
 
     def on_event(e: dict[str, Any]) -> None:
-        events.append(e)
         if e["event"] == "state_waiting":
             request_cancel(tmp_path / "pc", None)
 
-    eng = engine(tmp_path, plan, make_flow(), cluster, events=events)
+    eng = engine(tmp_path, plan("pc", ["vm-1"]), flow(tmp_path), cluster, events=events)
     eng.subscribe(on_event)
     result = eng.run()
     assert [v.phase for v in result.vms] == ["Canceled"]
@@ -117,8 +162,8 @@ def test_cancel_during_a_wait_runs_undo_and_ends_canceled(tmp_path: Path) -> Non
 
 def test_resume_after_a_stop_mid_wait_creates_nothing_twice(tmp_path: Path) -> None:
     cluster = FakeCluster("c", job_seconds=0.3)
-    plan = Plan("pr", tuple(VM(f"vm-{i}") for i in range(3)))
-    first = engine(tmp_path, plan, make_flow(), cluster)
+    p, it = plan("pr", [f"vm-{i}" for i in range(3)]), flow(tmp_path)
+    first = engine(tmp_path, p, it, cluster)
 
     def stop_when_waiting(e: dict[str, Any]) -> None:
         if e["event"] == "state_waiting":
@@ -126,7 +171,7 @@ def test_resume_after_a_stop_mid_wait_creates_nothing_twice(tmp_path: Path) -> N
 
     first.subscribe(stop_when_waiting)
     first.run()
-    result = engine(tmp_path, plan, make_flow(), cluster).run()
+    result = engine(tmp_path, p, it, cluster).run()
     assert result.count("Completed") == 3
     assert set(cluster.created_total.values()) == {1}
     # run id is stable across resume
@@ -136,10 +181,10 @@ def test_resume_after_a_stop_mid_wait_creates_nothing_twice(tmp_path: Path) -> N
 
 def test_rerun_of_a_finished_plan_reruns_only_failed_vms(tmp_path: Path) -> None:
     cluster = FakeCluster("c", job_seconds=0.01)
-    plan = Plan("pp", (VM("bad-1"), VM("good-1")))
-    engine(tmp_path, plan, make_flow(), cluster).run()
+    p, it = plan("pp", ["bad-1", "good-1"]), flow(tmp_path)
+    engine(tmp_path, p, it, cluster).run()
     events: list[dict[str, Any]] = []
-    result = engine(tmp_path, plan, make_flow(), cluster, events=events).run()
+    result = engine(tmp_path, p, it, cluster, events=events).run()
     started = [e["vm"] for e in events if e["event"] == "vm_started"]
     assert started == ["shop/bad-1"]
     assert {v.vm: v.phase for v in result.vms}["shop/good-1"] == "Completed"
@@ -147,9 +192,9 @@ def test_rerun_of_a_finished_plan_reruns_only_failed_vms(tmp_path: Path) -> None
 
 def test_transient_create_errors_are_retried(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     cluster = FakeCluster("c", job_seconds=0.01, fail_creates=2)
-    result = engine(tmp_path, Plan("pe", (VM("vm-1"),)), make_flow(), cluster).run()
+    result = engine(tmp_path, plan("pe", ["vm-1"]), flow(tmp_path), cluster).run()
     assert result.exit_code == 0
-    assert "retry 1" in caplog.text
+    assert "shop/vm-1: MakeConfig: create" in caplog.text and "retry 1" in caplog.text
 
 
 def test_an_object_that_is_not_ours_is_never_overwritten(tmp_path: Path) -> None:
@@ -157,7 +202,7 @@ def test_an_object_that_is_not_ours_is_never_overwritten(tmp_path: Path) -> None
     foreign = {"apiVersion": "v1", "kind": "ConfigMap",
                "metadata": {"name": "vm-1-cfg", "namespace": "shop"}, "data": {"owner": "someone"}}
     cluster.create(foreign)
-    result = engine(tmp_path, Plan("po", (VM("vm-1"),)), make_flow(), cluster).run()
+    result = engine(tmp_path, plan("po", ["vm-1"]), flow(tmp_path), cluster).run()
     assert result.vms[0].phase == "Failed" and "not overwriting" in result.vms[0].message
     assert cluster.objects[("ConfigMap", "shop", "vm-1-cfg")]["data"] == {"owner": "someone"}
 
@@ -173,18 +218,11 @@ def test_a_second_run_of_the_same_plan_refuses(tmp_path: Path) -> None:
     Journal(tmp_path / "plan").lock()  # released: a later run may take it
 
 
-def _commit_flow(after_commit: StateT) -> Flow:
-    base = make_flow()
-    from statemachine.engine.flow import CommitT
-    commit = CommitT("RunJob", "target", RefT("batch/v1", "Job", "{{ vm.name }}-job", "{{ vm.namespace }}"),
-                     "condition=Complete")
-    return Flow("commit", (*base.states[:2], after_commit, StateT("Completed")), commit=commit)
-
-
 def test_cancel_after_the_hand_off_finishes_the_migration(tmp_path: Path) -> None:
     cluster = FakeCluster("c", job_seconds=0.01)
-    flow = _commit_flow(StateT("Settle", actions=(ActionT("wait", seconds=0.5),)))
-    eng = engine(tmp_path, Plan("pk", (VM("vm-1"),)), flow, cluster)
+    it = flow(tmp_path, MAKE_CONFIG, run_job(), "\n  - name: Settle\n    actions: [{wait: 1}]\n",
+              head=COMMIT_ON_JOB)
+    eng = engine(tmp_path, plan("pk", ["vm-1"]), it, cluster)
     eng.subscribe(lambda e: e["event"] == "state_entered" and e["state"] == "Settle"
                   and request_cancel(tmp_path / "pk", None))
     (vm,) = eng.run().vms
@@ -194,31 +232,26 @@ def test_cancel_after_the_hand_off_finishes_the_migration(tmp_path: Path) -> Non
 
 def test_failure_after_the_hand_off_does_not_undo(tmp_path: Path) -> None:
     cluster = FakeCluster("c", job_seconds=0.01)
-    never = ReadinessT(ready="object.data.never == 'yes'", timeout=0.2,
-                       object=RefT("v1", "ConfigMap", "{{ vm.name }}-cfg", "{{ vm.namespace }}"))
-    (vm,) = engine(tmp_path, Plan("pn", (VM("vm-1"),)), _commit_flow(StateT("Check", readiness=never)),
-                   cluster).run().vms
+    it = flow(tmp_path, MAKE_CONFIG, run_job(), f"\n  - name: Check\n    {NEVER}\n",
+              head=COMMIT_ON_JOB)
+    (vm,) = engine(tmp_path, plan("pn", ["vm-1"]), it, cluster).run().vms
     assert vm.phase == "Failed" and "hand-off already happened" in vm.message
     assert ("Job", "shop", "vm-1-job") in cluster.objects
 
 
 def test_for_each_and_a_next_loop(tmp_path: Path) -> None:
     cluster = FakeCluster("c")
-    lang = FakeLanguage({"item.yaml": 'apiVersion: v1\nkind: ConfigMap\nmetadata: {name: "d-{{ item }}", '
-                                      'namespace: shop}\n',
-                         "round.yaml": 'apiVersion: v1\nkind: ConfigMap\nmetadata: {name: "round-'
-                                       '{{ (outputs.round or 0) + 1 }}", namespace: shop}\n'})
-    flow = Flow("loops", (
-        StateT("Disks", for_each="[1, 2, 3]", actions=(ActionT("apply", template="item.yaml"),),
-               outputs={"disks": "object.metadata.name"}),
-        StateT("Round", actions=(ActionT("apply", template="round.yaml"),),
-               outputs={"round": "(outputs.round or 0) + 1"},
-               next=(NextT("Round", "outputs.round < 3"),)),
-        StateT("Completed"),
-    ))
-    eng = Engine(Plan("pl", (VM("vm-1"),)), flow, source=cluster, target=cluster,
-                 journal=Journal(tmp_path / "pl"), lang=lang, resync=0.2)
-    assert eng.run().exit_code == 0
+    it = flow(tmp_path, """
+  - name: Disks
+    forEach: "[1, 2, 3]"
+    actions: [{apply: item.yaml}]
+    outputs: {disks: object.metadata.name}
+  - name: Round
+    actions: [{apply: round.yaml}]
+    outputs: {round: "(outputs.round or 0) + 1"}
+    next: [{to: Round, when: "outputs.round < 3"}]
+""")
+    assert engine(tmp_path, plan("pl", ["vm-1"]), it, cluster).run().exit_code == 0
     names = sorted(n for (_, _, n) in objects(cluster))
     assert names == ["d-1", "d-2", "d-3", "round-1", "round-2", "round-3"]
     rec = Journal(tmp_path / "pl").read().vms["shop/vm-1"]
@@ -228,31 +261,25 @@ def test_for_each_and_a_next_loop(tmp_path: Path) -> None:
 
 def test_failed_for_ignores_a_failure_until_it_held_long_enough(tmp_path: Path) -> None:
     cluster = FakeCluster("c", job_seconds=0.01)
-    flow = make_flow()
-    run_job = flow.states[1]
-    assert run_job.readiness is not None
-    slow = StateT(run_job.name, actions=run_job.actions, undo=run_job.undo,
-                  readiness=ReadinessT(ready="condition=Complete", failed="condition=Failed", failed_for=0.4))
+    it = flow(tmp_path, MAKE_CONFIG, run_job(extra=", failedFor: 1"))
     started = time.monotonic()
-    (vm,) = engine(tmp_path, Plan("pd", (VM("bad-1"),)), Flow("d", (flow.states[0], slow, StateT("Completed"))),
-                   cluster).run().vms
-    assert vm.phase == "Failed" and time.monotonic() - started >= 0.4
+    (vm,) = engine(tmp_path, plan("pd", ["bad-1"]), it, cluster).run().vms
+    assert vm.phase == "Failed" and time.monotonic() - started >= 1.0
 
 
-SHARED = {"shared.yaml": 'apiVersion: v1\nkind: ConfigMap\nmetadata: {name: shared, namespace: shop}\n'
-                         'data: {v: "1"}\n'}
+SHARE = """
+setup:
+  states:
+    - name: Share
+      actions: [{apply: shared.yaml}]
+"""
 
 
 def test_setup_runs_once_before_the_vms_and_its_failure_fails_every_vm(tmp_path: Path) -> None:
     cluster = FakeCluster("c", job_seconds=0.01)
-    lang = FakeLanguage({**TEMPLATES, **SHARED})
-    setup = (StateT("Share", actions=(ActionT("apply", template="shared.yaml"),)),)
-    flow = make_flow()
-    flow = Flow("s", flow.states, setup_states=setup)
+    it = flow(tmp_path, head=SHARE)
     events: list[dict[str, Any]] = []
-    eng = Engine(Plan("ps", (VM("vm-1"), VM("vm-2"))), flow, source=cluster, target=cluster,
-                 journal=Journal(tmp_path / "ps"), lang=lang, on_event=events.append, resync=0.2)
-    assert eng.run().exit_code == 0
+    assert engine(tmp_path, plan("ps", ["vm-1", "vm-2"]), it, cluster, events=events).run().exit_code == 0
     shared = cluster.objects[("ConfigMap", "shop", "shared")]["metadata"]["labels"]
     assert "smrun.io/vm" not in shared and shared["smrun.io/plan"] == "ps"
     entered = [(e["vm"], e["state"]) for e in events if e["event"] == "state_entered"]
@@ -260,14 +287,13 @@ def test_setup_runs_once_before_the_vms_and_its_failure_fails_every_vm(tmp_path:
     # A setup that fails (the shared object exists and is not ours) fails every VM.
     cluster2 = FakeCluster("c2")
     cluster2.create({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "shared", "namespace": "shop"}})
-    result = Engine(Plan("ps2", (VM("vm-1"), VM("vm-2"))), flow, source=cluster2, target=cluster2,
-                    journal=Journal(tmp_path / "ps2"), lang=lang, resync=0.2).run()
+    p2 = plan("ps2", ["vm-1", "vm-2"])
+    result = engine(tmp_path, p2, it, cluster2).run()
     assert [v.phase for v in result.vms] == ["Failed", "Failed"]
     assert all(v.message.startswith("setup failed:") for v in result.vms)
     # Fixed (the foreign object is gone): a rerun tries the setup again and then the VMs.
     cluster2.delete(ObjectRef("v1", "ConfigMap", "shop", "shared"))
-    rerun = Engine(Plan("ps2", (VM("vm-1"), VM("vm-2"))), flow, source=cluster2, target=cluster2,
-                   journal=Journal(tmp_path / "ps2"), lang=lang, resync=0.2).run()
+    rerun = engine(tmp_path, p2, it, cluster2).run()
     assert [v.phase for v in rerun.vms] == ["Completed", "Completed"]
 
 
@@ -275,13 +301,9 @@ def test_ensure_accepts_an_existing_object_and_never_deletes_it(tmp_path: Path) 
     cluster = FakeCluster("c", job_seconds=0.01)
     cluster.create({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "shared", "namespace": "shop"},
                     "data": {"v": "other"}})
-    lang = FakeLanguage({**TEMPLATES, **SHARED})
-    flow = make_flow()
-    ensure = StateT("Share", actions=(ActionT("ensure", template="shared.yaml"),),
-                    undo=(ActionT("delete_created"),))
-    flow = Flow("e", (ensure, *flow.states))
-    result = Engine(Plan("pe2", (VM("bad-1"),)), flow, source=cluster, target=cluster,
-                    journal=Journal(tmp_path / "pe2"), lang=lang, resync=0.2).run()
+    share = "\n  - name: Share\n    actions: [{ensure: shared.yaml}]\n    undo: [{delete: created}]\n"
+    it = flow(tmp_path, share, MAKE_CONFIG, run_job(), USE_OUTPUT)
+    result = engine(tmp_path, plan("pe2", ["bad-1"]), it, cluster).run()
     assert result.vms[0].phase == "Failed"  # its Job fails; undo runs
     assert cluster.objects[("ConfigMap", "shop", "shared")]["data"] == {"v": "other"}
     assert ("ConfigMap", "shop", "bad-1-cfg") not in cluster.objects
@@ -290,7 +312,7 @@ def test_ensure_accepts_an_existing_object_and_never_deletes_it(tmp_path: Path) 
 def test_cancel_of_queued_vms_ends_them_without_starting(tmp_path: Path) -> None:
     cluster = FakeCluster("c", job_seconds=0.2)
     events: list[dict[str, Any]] = []
-    eng = engine(tmp_path, Plan("pq", (VM("vm-1"), VM("vm-2"), VM("vm-3"))), make_flow(), cluster,
+    eng = engine(tmp_path, plan("pq", ["vm-1", "vm-2", "vm-3"]), flow(tmp_path), cluster,
                  events=events, max_in_flight=1)
     eng.subscribe(lambda e: e["event"] == "state_waiting" and eng.cancel(["vm-2", "shop/vm-3"]))
     result = eng.run()
@@ -301,22 +323,17 @@ def test_cancel_of_queued_vms_ends_them_without_starting(tmp_path: Path) -> None
 def test_a_hand_off_during_undo_stops_the_undo(tmp_path: Path) -> None:
     """KubeVirt can finish the hand-off while undo runs (the copy was already under way): the
     engine looks again before every undo step and stops rather than delete the only copy."""
-    from statemachine.engine.flow import CommitT
     cluster = FakeCluster("c", job_seconds=0.01)
-    lang = FakeLanguage({**TEMPLATES, "handoff.yaml": 'apiVersion: v1\nkind: ConfigMap\nmetadata: '
-                         '{name: "{{ vm.name }}-handoff", namespace: shop}\ndata: {done: "yes"}\n'})
-    never = ReadinessT(ready="object.data.never == 'yes'", timeout=0.2,
-                       object=RefT("v1", "ConfigMap", "{{ vm.name }}-cfg", "{{ vm.namespace }}"))
-    base = make_flow()
-    flow = Flow("late", (
-        *base.states[:2],
-        # This state's undo plays KubeVirt completing the hand-off in the middle of our undo.
-        StateT("Check", readiness=never, undo=(ActionT("apply", template="handoff.yaml"),)),
-        StateT("Completed")),
-        commit=CommitT("RunJob", "target", RefT("v1", "ConfigMap", "{{ vm.name }}-handoff", "shop"),
-                       "object.data.done == 'yes'"))
-    (vm,) = Engine(Plan("pu", (VM("vm-1"),)), flow, source=cluster, target=cluster,
-                   journal=Journal(tmp_path / "pu"), lang=lang, resync=0.2).run().vms
+    # Check's undo plays KubeVirt completing the hand-off in the middle of our undo.
+    it = flow(tmp_path, MAKE_CONFIG, run_job(),
+              f"\n  - name: Check\n    {NEVER}\n    undo: [{{apply: handoff.yaml}}]\n",
+              head="""
+commit:
+  after: RunJob
+  object: {apiVersion: v1, kind: ConfigMap, name: "{{ vm.name }}-handoff", namespace: shop}
+  condition: "object.data.done == 'yes'"
+""")
+    (vm,) = engine(tmp_path, plan("pu", ["vm-1"]), it, cluster).run().vms
     assert vm.phase == "Failed"
     assert "undo stopped before RunJob: the hand-off happened during undo" in vm.message
     # Nothing after the hand-off was removed: the Job and the ConfigMap are still there.
@@ -328,17 +345,15 @@ def test_a_cancel_from_another_process_is_noticed_within_a_second(tmp_path: Path
     """`smrun cancel` writes the cancel file; the run checks it every quarter second (one stat per
     run), independent of the much longer resync period."""
     cluster = FakeCluster("c")
-    never = ReadinessT(ready="object.data.never == 'yes'", timeout=30,
-                       object=RefT("v1", "ConfigMap", "{{ vm.name }}-cfg", "{{ vm.namespace }}"))
-    flow = Flow("wait", (make_flow().states[0], StateT("Hold", readiness=never), StateT("Completed")))
+    hold = NEVER.replace("timeout: 1", "timeout: 30")
+    it = flow(tmp_path, MAKE_CONFIG, f"\n  - name: Hold\n    {hold}\n")
     asked: list[float] = []
 
     def on_event(e: dict[str, Any]) -> None:
         if e["event"] == "state_waiting" and not asked:
             asked.append(time.monotonic())
             request_cancel(tmp_path / "pc", None)
-    eng = Engine(Plan("pc", (VM("vm-1"),)), flow, source=cluster, target=cluster,
-                 journal=Journal(tmp_path / "pc"), lang=FakeLanguage(TEMPLATES), resync=30.0)
+    eng = engine(tmp_path, plan("pc", ["vm-1"]), it, cluster, resync=30.0)
     eng.subscribe(on_event)
     (vm,) = eng.run().vms
     assert vm.phase == "Canceled"
@@ -346,14 +361,24 @@ def test_a_cancel_from_another_process_is_noticed_within_a_second(tmp_path: Path
     assert ("ConfigMap", "shop", "vm-1-cfg") not in cluster.objects  # undo ran
 
 
-def test_an_unexpected_error_in_a_state_still_undoes_what_was_created(tmp_path: Path) -> None:
+def test_an_unexpected_error_in_a_state_still_undoes_what_was_created(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A bug (any exception that is not an SmrunError) in a later state must not orphan the
     objects earlier states created: the VM fails *through undo*, naming the internal error."""
+    from statemachine.engine.lang import Language
+
+    real = Language.evaluate
+
+    def buggy(self: Language, expr: str, ctx: Any) -> Any:
+        if expr == "'boom'":
+            raise ZeroDivisionError("a bug")  # stands for any bug below the engine
+        return real(self, expr, ctx)
+
+    monkeypatch.setattr(Language, "evaluate", buggy)
     cluster = FakeCluster("c", job_seconds=0.01)
-    base = make_flow()
-    broken = StateT("Broken", outputs={"x": "1 / 0"}, undo=(ActionT("delete_created"),))
-    flow = Flow("boom", (*base.states[:2], broken, StateT("Completed")))
-    (vm,) = engine(tmp_path, Plan("px", (VM("vm-1"),)), flow, cluster).run().vms
+    broken = "\n  - name: Broken\n    outputs: {x: \"'boom'\"}\n    undo: [{delete: created}]\n"
+    it = flow(tmp_path, MAKE_CONFIG, run_job(), broken)
+    (vm,) = engine(tmp_path, plan("px", ["vm-1"]), it, cluster).run().vms
     assert vm.phase == "Failed" and "ZeroDivisionError" in vm.message
     assert not objects(cluster), objects(cluster)  # the ConfigMap and the Job were undone
     types = [e["type"] for e in read_entries(tmp_path / "px" / "journal.jsonl")]
@@ -365,22 +390,17 @@ class _PhantomConflictCluster(FakeCluster):
 
     def create(self, manifest: Any, *, dry_run: bool = False) -> dict[str, Any]:
         if manifest.get("kind") == "ConfigMap":
-            from statemachine.errors import Conflict
             raise Conflict("already exists", status=409)
         return super().create(manifest, dry_run=dry_run)
 
 
 def test_a_conflict_on_an_object_that_never_shows_up_is_bounded_by_the_state_timeout(
         tmp_path: Path) -> None:
-    import threading
-
     cluster = _PhantomConflictCluster("c", job_seconds=0.01)
-    flow = Flow("phantom", (StateT("MakeConfig", actions=(ActionT("apply", template="cm.yaml"),),
-                                   timeout=0.3, undo=(ActionT("delete_created"),)),
-                            StateT("Completed")))
+    it = flow(tmp_path, MAKE_CONFIG.replace("step: Prepare", "timeout: 1"))
     box: dict[str, Any] = {}
     runner = threading.Thread(target=lambda: box.setdefault(
-        "result", engine(tmp_path, Plan("pc", (VM("vm-1"),)), flow, cluster).run()), daemon=True)
+        "result", engine(tmp_path, plan("pc", ["vm-1"]), it, cluster).run()), daemon=True)
     runner.start()
     runner.join(10)
     assert not runner.is_alive(), "the engine looped forever on 409 + not found"
@@ -390,7 +410,6 @@ def test_a_conflict_on_an_object_that_never_shows_up_is_bounded_by_the_state_tim
 
 def test_a_retry_waits_at_least_the_servers_retry_after() -> None:
     from statemachine.engine.actions import retrying
-    from statemachine.errors import TransientClusterError
 
     class Rt:
         backoff_base, backoff_max = 0.2, 10.0
@@ -401,6 +420,7 @@ def test_a_retry_waits_at_least_the_servers_retry_after() -> None:
 
     class Vm:
         key, state_name = "ns/vm", "S"
+        logger = logging.getLogger("test")
 
     calls = []
 
@@ -422,7 +442,7 @@ def test_a_cancel_requested_before_the_engine_starts_is_honoured(tmp_path: Path)
     "cancel requested" during preflight must cancel the run, not become the baseline."""
     cluster = FakeCluster("c", job_seconds=0.3)
     request_cancel(tmp_path / "pz", None)
-    result = engine(tmp_path, Plan("pz", (VM("vm-1"), VM("vm-2"))), make_flow(), cluster,
+    result = engine(tmp_path, plan("pz", ["vm-1", "vm-2"]), flow(tmp_path), cluster,
                     max_in_flight=1, cancel_file_is_fresh=True).run()
     assert [v.phase for v in result.vms] == ["Canceled", "Canceled"]
     assert not objects(cluster)
@@ -431,32 +451,30 @@ def test_a_cancel_requested_before_the_engine_starts_is_honoured(tmp_path: Path)
 def test_a_resumed_vm_whose_secret_read_fails_is_undone_not_left_behind(tmp_path: Path) -> None:
     """On resume Secrets are read again (never journaled). If that read fails, the VM already
     created objects in the earlier run: it must fail *through undo*, not straight to Failed."""
-    from statemachine.engine.flow import ReadT
     cluster = FakeCluster("c", job_seconds=0.3)
     secret_ref = ObjectRef("v1", "Secret", "shop", "creds")
     cluster.create({"apiVersion": "v1", "kind": "Secret",
                     "metadata": {"name": "creds", "namespace": "shop"}, "data": {"k": "dg=="}})
-    base = make_flow()
-    flow = Flow("resume", base.states,
-                reads=(ReadT("creds", "source", RefT("v1", "Secret", "creds", "shop")),))
-    plan = Plan("prs", (VM("vm-1"),))
-    first = engine(tmp_path, plan, flow, cluster)
+    it = flow(tmp_path, head="""
+reads:
+  - {name: creds, cluster: source, object: {apiVersion: v1, kind: Secret, name: creds, namespace: shop}}
+""")
+    p = plan("prs", ["vm-1"])
+    first = engine(tmp_path, p, it, cluster)
     first.subscribe(lambda e: e["event"] == "state_waiting" and first.scheduler.stop())
     first.run()
     assert ("ConfigMap", "shop", "vm-1-cfg") in cluster.objects  # created before the "kill"
     cluster.delete(secret_ref)
-    (vm,) = engine(tmp_path, plan, flow, cluster).run().vms
+    (vm,) = engine(tmp_path, p, it, cluster).run().vms
     assert vm.phase == "Failed" and "creds" in vm.message
     assert not objects(cluster), objects(cluster)
 
 
-def _loop_flow(b: StateT) -> Flow:
-    return Flow("loop", (
-        StateT("A", actions=(ActionT("apply", template="cm.yaml"),),
-               outputs={"count": "(outputs.count or 0) + 1"}),
-        b,
-        StateT("Completed"),
-    ))
+COUNT_A = """
+  - name: A
+    actions: [{apply: cm.yaml}]
+    outputs: {count: "(outputs.count or 0) + 1"}
+"""
 
 
 def test_an_object_this_run_created_and_the_cluster_removed_is_not_created_again(
@@ -465,8 +483,8 @@ def test_an_object_this_run_created_and_the_cluster_removed_is_not_created_again
     deletes a finished source migration): creating it again would redo the work."""
     cluster = FakeCluster("c")
     ref = ObjectRef("v1", "ConfigMap", "shop", "vm-1-cfg")
-    flow = _loop_flow(StateT("B", next=(NextT("A", "outputs.count < 2"),)))
-    eng = engine(tmp_path, Plan("pr", (VM("vm-1"),)), flow, cluster)
+    it = flow(tmp_path, COUNT_A, "\n  - name: B\n    next: [{to: A, when: 'outputs.count < 2'}]\n")
+    eng = engine(tmp_path, plan("pr", ["vm-1"]), it, cluster)
     gone: list[bool] = []
 
     def remove_once(e: dict[str, Any]) -> None:
@@ -482,10 +500,14 @@ def test_an_object_this_run_created_and_the_cluster_removed_is_not_created_again
 def test_an_object_the_itinerary_deleted_by_name_is_created_afresh_when_looping(
         tmp_path: Path) -> None:
     cluster = FakeCluster("c")
-    drop = ActionT("delete", ref=RefT("v1", "ConfigMap", "{{ vm.name }}-cfg", "shop"),
-                   when="outputs.count < 2")
-    flow = _loop_flow(StateT("B", actions=(drop,), next=(NextT("A", "outputs.count < 2"),)))
-    (vm,) = engine(tmp_path, Plan("pd", (VM("vm-1"),)), flow, cluster).run().vms
+    it = flow(tmp_path, COUNT_A, """
+  - name: B
+    actions:
+      - delete: {apiVersion: v1, kind: ConfigMap, name: "{{ vm.name }}-cfg", namespace: shop}
+        when: "outputs.count < 2"
+    next: [{to: A, when: "outputs.count < 2"}]
+""")
+    (vm,) = engine(tmp_path, plan("pd", ["vm-1"]), it, cluster).run().vms
     assert vm.phase == "Completed"
     assert cluster.created_total[("ConfigMap", "shop", "vm-1-cfg")] == 2
     assert ("ConfigMap", "shop", "vm-1-cfg") in cluster.objects
@@ -504,13 +526,10 @@ def test_ensure_sends_no_create_for_an_object_that_already_exists(tmp_path: Path
         attempts.append(manifest["metadata"]["name"])
         return real_create(manifest, **kw)
     cluster.create = counting_create  # type: ignore[method-assign]
-    flow = Flow("ensure", (
-        StateT("Shared", actions=(ActionT("ensure", template="cm.yaml"),),
-               undo=(ActionT("delete_created"),)),
-        StateT("Fail", readiness=ReadinessT(ready="false", timeout=0.1,
-                                            object=RefT("v1", "ConfigMap", "{{ vm.name }}-cfg", "shop"))),
-        StateT("Completed")))
-    (vm,) = engine(tmp_path, Plan("pe", (VM("vm-1"),)), flow, cluster).run().vms
+    it = flow(tmp_path, "\n  - name: Shared\n    actions: [{ensure: cm.yaml}]\n    undo: [{delete: created}]\n",
+              "\n  - name: Fail\n    readiness: {ready: 'false', timeout: 1, object: {apiVersion: v1, "
+              "kind: ConfigMap, name: '{{ vm.name }}-cfg', namespace: shop}}\n")
+    (vm,) = engine(tmp_path, plan("pe", ["vm-1"]), it, cluster).run().vms
     assert vm.phase == "Failed"
     assert "vm-1-cfg" not in attempts
     assert cluster.objects[("ConfigMap", "shop", "vm-1-cfg")]["data"] == {"shared": "x"}  # kept
@@ -518,16 +537,19 @@ def test_ensure_sends_no_create_for_an_object_that_already_exists(tmp_path: Path
 
 def test_cancel_during_the_setup_stops_it_undoes_it_and_cancels_every_vm(tmp_path: Path) -> None:
     cluster = FakeCluster("c", job_seconds=0.01)
-    lang = FakeLanguage({**TEMPLATES, **SHARED})
     # The setup makes the shared ConfigMap, then waits for an object that never comes.
-    setup = (StateT("Share", actions=(ActionT("apply", template="shared.yaml"),),
-                    undo=(ActionT("delete_created"),)),
-             StateT("WaitForever", readiness=ReadinessT(
-                 object=RefT("v1", "ConfigMap", "never", "shop")), timeout=600.0))
-    flow = Flow("sc", make_flow().states, setup_states=setup)
+    it = flow(tmp_path, head="""
+setup:
+  states:
+    - name: Share
+      actions: [{apply: shared.yaml}]
+      undo: [{delete: created}]
+    - name: WaitForever
+      timeout: 10m
+      readiness: {object: {apiVersion: v1, kind: ConfigMap, name: never, namespace: shop}}
+""")
     events: list[dict[str, Any]] = []
-    eng = Engine(Plan("psc", (VM("vm-1"), VM("vm-2"))), flow, source=cluster, target=cluster,
-                 journal=Journal(tmp_path / "psc"), lang=lang, on_event=events.append, resync=0.2)
+    eng = engine(tmp_path, plan("psc", ["vm-1", "vm-2"]), it, cluster, events=events)
     eng.subscribe(lambda e: e["event"] == "state_waiting" and e.get("vm") == "" and eng.cancel())
     started = time.monotonic()
     result = eng.run()

@@ -4,7 +4,9 @@ Real clusters: kubeconfig + context of ``spec.source``/``spec.target`` through
 ``statemachine.k8s.client.connect``. ``spec.simulation``: start ``SimulatedClusters`` in this
 process from the seed and connect to them through their kubeconfig with the same real client
 over HTTP (never an in-process shortcut), so a demo exercises exactly what a real run does.
-It does not check permissions (see :mod:`statemachine.engine.preflight`).
+It does not check permissions (see :mod:`statemachine.engine.preflight`). It sits beside the
+command line, not in the engine: the caller composes the clusters, and the engine never imports
+the simulator (tests/test_layers.py).
 """
 from __future__ import annotations
 
@@ -16,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from statemachine.k8s import Cluster
+from statemachine.plan import Plan
 
 logger = logging.getLogger(__name__)
 
@@ -50,7 +53,7 @@ class Connection:
         self.close()
 
 
-def connect_plan(plan: Any, *, cache_dir: Path | None = None) -> Connection:
+def connect_plan(plan: Plan, *, cache_dir: Path | None = None) -> Connection:
     """Connect to the plan's clusters (starting simulated ones for ``spec.simulation``)."""
     from statemachine.k8s.client import connect
 
@@ -72,7 +75,8 @@ def connect_plan(plan: Any, *, cache_dir: Path | None = None) -> Connection:
             # bring it there before preflight looks, as on a real cluster.
             if not sim.settle():
                 logger.warning("simulated clusters did not settle; continuing")
-            refs = {"source": (sim.kubeconfig_path, "source"), "target": (sim.kubeconfig_path, "target")}
+            refs: dict[str, tuple[Path | None, str | None]] = {
+                "source": (sim.kubeconfig_path, "source"), "target": (sim.kubeconfig_path, "target")}
             servers = {n: sim.url(n) for n in ("source", "target")}
         else:
             refs = {"source": (plan.source.kubeconfig, plan.source.context),

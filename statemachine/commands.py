@@ -1,0 +1,158 @@
+"""What ``smrun run|validate|status|cancel`` do with a loaded plan: compose, call, report.
+
+This is the command-line side of the engine. It takes the plan's lock, connects to its clusters
+(starting simulated ones for ``spec.simulation``, :mod:`statemachine.connect`), runs preflight,
+builds the :class:`~statemachine.engine.Engine` with its settings and an output renderer, and
+prints what a person needs (preflight warnings, the suggested Role rules, status rows, cancel
+acknowledgements). The engine itself composes nothing, reads no environment and prints nothing.
+Exit codes and one-line errors stay in ``statemachine.cli``.
+"""
+from __future__ import annotations
+
+import fcntl
+import os
+import sys
+from pathlib import Path
+from typing import IO, Any
+
+from statemachine.connect import connect_plan
+from statemachine.engine import Engine, EngineSettings, Journal
+from statemachine.engine import preflight as checks
+from statemachine.engine.journal import request_cancel
+from statemachine.engine.progress import renderer_for
+from statemachine.errors import PreflightError
+from statemachine.itinerary import Itinerary
+from statemachine.plan import Plan
+
+__all__ = ["cancel", "preflight", "run", "status"]
+
+
+def _print_findings(findings: checks.Findings, stream: IO[str]) -> None:
+    for w in findings.warnings:
+        stream.write(f"warning: {w}\n")
+    if findings.rules:
+        stream.write("Role rules that would close the permission gaps:\n")
+        stream.write("\n".join(findings.rules) + "\n")
+    stream.flush()
+
+
+def _refuse(findings: checks.Findings) -> None:
+    raise PreflightError("preflight refused the plan; nothing was applied", findings.problems)
+
+
+def run(plan: Plan, itinerary: Itinerary, *, state_dir: Path, max_in_flight: int | None = None,
+        vms: list[str] | None = None, output: str = "text", stream: IO[str] | None = None,
+        resync: float | None = None) -> int:
+    """Run (or resume) ``plan``; returns 0 when every VM completed, 1 otherwise.
+
+    Raises ``LockHeld`` (exit 2) when another run holds the plan, ``PreflightError`` or
+    ``ClusterUnreachable`` (exit 3) before anything is applied.
+    """
+    stream = stream or sys.stdout
+    journal = Journal.for_plan(Path(state_dir), plan.name)
+    journal.lock()
+    try:
+        if plan.simulation is not None:
+            journal.reset()  # fresh simulated clusters every run: the journal belongs to this run
+        elif (journal.dir / "cancel.json").exists():
+            (journal.dir / "cancel.json").unlink()  # a stale request must not cancel this run
+        # Before any cluster is contacted: the journal opens for appending and the disk has room
+        # (StateDirError, exit 4, otherwise). Nothing is applied without a writable journal.
+        journal.probe()
+        replay = journal.read()  # a corrupt journal is found before any cluster is contacted
+        with connect_plan(plan, cache_dir=journal.dir / "cache") as conn:
+            clusters = {"source": conn.source, "target": conn.target}
+            selected = [v for v in plan.vms if not vms or v.name in vms or v.ref in vms]
+            fresh = [v for v in selected
+                     if (rec := replay.vms.get(v.ref)) is None
+                     or rec.predicates is None or rec.terminal in ("Failed", "Canceled")]
+            setup_rec = replay.vms.get("")
+            setup_fresh = setup_rec is None or setup_rec.terminal != "Completed"
+            # What preflight reads, the engine reuses for VMs that start soon after it.
+            prefetched = checks.ClusterReads(clusters)
+            if fresh or setup_fresh:
+                findings = checks.run_checks(plan, itinerary, clusters, vms=fresh,
+                                             setup=setup_fresh, servers=conn.servers,
+                                             reads=prefetched)
+                _print_findings(findings, sys.stderr if output == "json" else stream)
+                if findings.blocking:
+                    _refuse(findings)
+            settings = EngineSettings(
+                max_in_flight=max_in_flight, vms=tuple(vms or ()),
+                resync=resync if resync is not None else EngineSettings.resync,
+                # a stale cancel file was removed above: one present now was written by
+                # `smrun cancel` during preflight
+                cancel_file_is_fresh=True)
+            engine = Engine(plan, itinerary, source=conn.source, target=conn.target,
+                            journal=journal, settings=settings,
+                            on_event=renderer_for(output, stream), servers=conn.servers,
+                            prefetched=prefetched)
+            return engine.run().exit_code
+    finally:
+        journal.close()
+
+
+def preflight(plan: Plan, itinerary: Itinerary, *, stream: IO[str]) -> int:
+    """Cluster checks for ``smrun validate``: 0 when nothing blocks; raises PreflightError (3)."""
+    with connect_plan(plan) as conn:
+        findings = checks.run_checks(plan, itinerary,
+                                     {"source": conn.source, "target": conn.target},
+                                     servers=conn.servers)
+    _print_findings(findings, stream)
+    if findings.blocking:
+        _refuse(findings)
+    stream.write(f"preflight: {len(plan.vms)} VMs: clusters reachable, kinds served, reads "
+                 "resolved, permissions sufficient\n")
+    return 0
+
+
+def _running(directory: Path) -> bool:
+    lock = directory / "lock"
+    try:
+        fd = os.open(lock, os.O_RDONLY)  # read-only: works on a read-only state directory too
+    except OSError:
+        return False  # no lock file (or none we can open): no run holds it
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)
+    return False
+
+
+def status(plan: Plan, *, state_dir: Path) -> list[dict[str, Any]]:
+    """One row per VM of the plan: ``vm``, ``phase``, ``state``, ``message``, ``outputs``."""
+    journal = Journal.for_plan(Path(state_dir), plan.name)
+    replay = journal.read()
+    running = _running(journal.dir)
+    rows = []
+    for v in plan.vms:
+        rec = replay.vms.get(v.ref)
+        if rec is None or rec.predicates is None:
+            phase, state, message, outputs = "Pending", "", "", {}
+        else:
+            phase = rec.terminal or ("Running" if running else "Interrupted")
+            if rec.undoing and not rec.terminal:
+                phase = "Canceling" if rec.undoing == "canceled" else "Failing"
+            state = "Completed" if rec.terminal == "Completed" else (rec.last_entered or "")
+            message, outputs = rec.message, rec.outputs
+        rows.append({"vm": v.ref, "phase": phase, "state": state, "message": message,
+                     "outputs": outputs, "run": replay.run_id})
+    return rows
+
+
+def cancel(plan: Plan, *, state_dir: Path, vms: list[str] | None = None,
+           stream: IO[str] | None = None) -> int:
+    """Ask the running ``smrun run`` of ``plan`` to cancel ``vms`` (default: all). 0 if sent."""
+    stream = stream or sys.stdout
+    directory = Path(state_dir) / plan.name
+    if not _running(directory):
+        stream.write(f"smrun: no 'smrun run' of plan {plan.name} is in progress (state dir "
+                     f"{state_dir}); nothing to cancel\n")
+        return 1
+    request_cancel(directory, vms or None)
+    which = "all VMs" if not vms else ", ".join(vms)
+    stream.write(f"cancel requested for {which} of plan {plan.name}; the running smrun undoes "
+                 "them\n")
+    return 0
