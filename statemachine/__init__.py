@@ -38,10 +38,13 @@ from statemachine.errors import (
     ClusterError,
     ClusterUnreachable,
     Conflict,
+    DataNotFound,
     DefinitionError,
     Forbidden,
     Gone,
+    IllegalTransition,
     Invalid,
+    JournalCorrupt,
     LockHeld,
     NotFound,
     OwnershipConflict,
@@ -56,11 +59,12 @@ from statemachine.errors import (
     StateDirError,
     TemplateError,
     TransientClusterError,
+    UnknownProvider,
     UsageError,
 )
 
 if _typing.TYPE_CHECKING:  # the lazy names below, spelled out for type checkers and editors
-    from statemachine.engine import Engine, Journal, RunResult, VmResult
+    from statemachine.engine import Engine, EngineSettings, Journal, RunResult, VmResult
     from statemachine.itinerary import Itinerary, load_itinerary
     from statemachine.k8s import Cluster, ObjectRef
     from statemachine.k8s.client import connect
@@ -76,6 +80,7 @@ _LAZY: dict[str, str] = {
     "Itinerary": "statemachine.itinerary",
     # The engine (the only importer of ``transitions``).
     "Engine": "statemachine.engine",
+    "EngineSettings": "statemachine.engine",
     "Journal": "statemachine.engine",
     "RunResult": "statemachine.engine",
     "VmResult": "statemachine.engine",
@@ -96,6 +101,7 @@ __all__ = [
     # running them
     "Cluster",
     "Engine",
+    "EngineSettings",
     "Journal",
     "ObjectRef",
     "RunResult",
@@ -106,10 +112,13 @@ __all__ = [
     "ClusterError",
     "ClusterUnreachable",
     "Conflict",
+    "DataNotFound",
     "DefinitionError",
     "Forbidden",
     "Gone",
+    "IllegalTransition",
     "Invalid",
+    "JournalCorrupt",
     "LockHeld",
     "NotFound",
     "OwnershipConflict",
@@ -124,6 +133,7 @@ __all__ = [
     "StateDirError",
     "TemplateError",
     "TransientClusterError",
+    "UnknownProvider",
     "UsageError",
 ]
 

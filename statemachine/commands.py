@@ -1,7 +1,7 @@
 """What ``smrun run|validate|status|cancel`` do with a loaded plan: compose, call, report.
 
 This is the command-line side of the engine. It takes the plan's lock, connects to its clusters
-(starting simulated ones for ``spec.simulation``, :mod:`statemachine.connect`), runs preflight,
+(starting simulated ones for ``spec.simulation``, :mod:`statemachine.clusters`), runs preflight,
 builds the :class:`~statemachine.engine.Engine` with its settings and an output renderer, and
 prints what a person needs (preflight warnings, the suggested Role rules, status rows, cancel
 acknowledgements). The engine itself composes nothing, reads no environment and prints nothing.
@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 from typing import IO, Any
 
-from statemachine.connect import connect_plan
+from statemachine.clusters import connect_plan
 from statemachine.engine import Engine, EngineSettings, Journal
 from statemachine.engine import preflight as checks
 from statemachine.engine.journal import request_cancel

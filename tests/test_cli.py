@@ -12,6 +12,7 @@ import pytest
 import yaml
 
 import statemachine.cli as cli
+import statemachine.commands as commands
 from statemachine.cli import main
 from statemachine.errors import PreflightError
 
@@ -22,7 +23,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 class FakeEngine:
-    """Records the calls the CLI makes to ``statemachine.engine``."""
+    """Records the calls the CLI makes to ``statemachine.commands``."""
 
     def __init__(self, code: int = 0) -> None:
         self.calls: list[tuple[str, tuple[Any, ...], dict[str, Any]]] = []
@@ -45,10 +46,16 @@ class FakeEngine:
         return self.code
 
 
+def _use(monkeypatch: pytest.MonkeyPatch, fake: Any) -> None:
+    for name in ("run", "status", "cancel", "preflight"):
+        if hasattr(fake, name):
+            monkeypatch.setattr(commands, name, getattr(fake, name))
+
+
 @pytest.fixture()
 def engine(monkeypatch: pytest.MonkeyPatch) -> FakeEngine:
     fake = FakeEngine()
-    monkeypatch.setattr(cli, "_engine", lambda: fake)
+    _use(monkeypatch, fake)
     return fake
 
 
@@ -75,7 +82,7 @@ def test_a_bare_plan_means_run(engine: FakeEngine) -> None:
     assert name == "run"
     assert args[0].name == "sim-live" and args[1].name == "live"
     assert kwargs == {"state_dir": Path(".smrun"), "max_in_flight": None, "vms": None, "output": "text",
-                      "stream": sys.stdout}
+                      "stream": sys.stdout, "resync": None}
 
 
 def test_run_passes_its_options_and_returns_the_engines_code(engine: FakeEngine, tmp_path: Path) -> None:
@@ -132,18 +139,9 @@ def test_a_refused_preflight_exits_3(monkeypatch: pytest.MonkeyPatch, capsys: py
     def refuse(*_args: Any, **_kwargs: Any) -> int:
         raise PreflightError("preflight refused the plan", ["shop/web-1: SourceRunning: not running"])
 
-    monkeypatch.setattr(cli, "_engine", lambda: SimpleNamespace(preflight=refuse))
+    _use(monkeypatch, SimpleNamespace(preflight=refuse))
     assert main(["validate", str(CLUSTER_PLAN)]) == 3
     assert "  - shop/web-1: SourceRunning: not running" in capsys.readouterr().err
-
-
-def test_engine_commands_say_when_the_engine_is_missing(monkeypatch: pytest.MonkeyPatch,
-                                                        capsys: pytest.CaptureFixture[str]) -> None:
-    monkeypatch.setitem(sys.modules, "statemachine.engine", None)  # makes the import fail
-    assert main(["status", str(SIM_PLAN)]) == 1
-    assert "engine is not available" in capsys.readouterr().err
-    assert main(["validate", str(CLUSTER_PLAN)]) == 0  # static part passed; cluster part skipped
-    assert "cluster checks skipped" in capsys.readouterr().err
 
 
 def test_render_prints_whole_documents_with_secrets_masked(capsys: pytest.CaptureFixture[str]) -> None:
@@ -317,7 +315,7 @@ def test_status_shows_each_warm_round_on_its_own_line(monkeypatch: pytest.Monkey
     monkeypatch.setattr(fake, "status", lambda *a, **k: [
         {"vm": "ledger/ledger-1", "phase": "Running", "state": "PrecopyWait",
          "outputs": {"rounds": rounds, "backupCert": "-----BEGIN CERTIFICATE-----\n" + "x" * 200}}])
-    monkeypatch.setattr(cli, "_engine", lambda: fake)
+    _use(monkeypatch, fake)
     assert main(["status", str(SIM_PLAN)]) == 0
     out = capsys.readouterr().out.splitlines()
     assert out[0].split() == ["VM", "PHASE", "STATE"]

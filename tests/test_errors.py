@@ -49,6 +49,10 @@ EXPECTED: dict[type[SmrunError], tuple[int, bool]] = {
     errors.Canceled: (1, False),
     errors.LockHeld: (2, False),
     errors.StateDirError: (4, False),
+    errors.UnknownProvider: (2, False),
+    errors.DataNotFound: (1, False),
+    errors.JournalCorrupt: (4, False),
+    errors.IllegalTransition: (1, False),
 }
 
 

@@ -8,7 +8,7 @@ The rules (product.md §2, model-codebases.md §7.1 and §7.9):
 - the pure layers (loading, validating, rendering and evaluating definitions) import neither the
   engine, nor the ``kubernetes``-backed client, nor the simulator;
 - ``statemachine.sim`` does not import the engine, and the engine does not import the simulator
-  (the caller composes the clusters: ``statemachine.connect``), nor the command-line side;
+  (the caller composes the clusters: ``statemachine.clusters``), nor the command-line side;
 - no import cycles among the engine's modules;
 - ``statemachine.k8s`` builds on nothing of smrun but the error tree; providers import neither
   the engine, nor the cluster layer, nor the simulator; ``errors``, ``resources`` and
@@ -263,7 +263,7 @@ def test_the_simulator_does_not_import_the_engine() -> None:
 
 def test_the_engine_imports_neither_the_simulator_nor_the_command_line() -> None:
     engine = [i for i in _all_imports() if _within(i.module, "statemachine.engine")]
-    forbidden = ["statemachine.sim", "statemachine.connect", "statemachine.commands",
+    forbidden = ["statemachine.sim", "statemachine.clusters", "statemachine.commands",
                  "statemachine.cli"]
     assert _violations(engine, forbidden) == []
 
@@ -336,7 +336,7 @@ def test_no_allowed_exception_pulls_in_the_engine_or_client() -> None:
 
 
 def test_the_cli_imports_the_engine_only_inside_command_functions() -> None:
-    heavy = ("statemachine.engine", "statemachine.commands", "statemachine.connect")
+    heavy = ("statemachine.engine", "statemachine.commands", "statemachine.clusters")
     eager = [str(i) for i in _imports("statemachine.cli")
              if any(_within(i.target, h) for h in heavy) and not i.lazy]
     assert eager == []

@@ -4,7 +4,7 @@ The live and the cold example run through ``smrun run`` (subprocesses: ``--outpu
 and ``--debug`` once). Every Secret value of the examples' seeds (``data`` decoded from base64,
 ``stringData`` as written) and the export token the simulator generates for the cold run are then
 searched for in stdout, stderr (the DEBUG log included), every file of the state directory,
-``smrun status`` and ``smrun render`` (masked). The cold run is also killed (``SMRUN_CRASH_AT``)
+``smrun status`` and ``smrun render`` (masked). The cold run is also killed (tests/crashrun.py)
 right after the state that reads the token, and the rerun must complete: the token is re-read
 from the source, not from the journal.
 
@@ -163,8 +163,11 @@ def test_cold_example_leaks_no_secret_and_resumes_after_the_token_read(
     try:
         # First run: text output, --debug (DEBUG logs on stderr), killed right after the state
         # that read the token and wrote the target's header Secret.
-        crashed = smrun("--debug", "run", str(plan), "--state-dir", str(state), cwd=tmp_path,
-                        env={"SMRUN_CRASH_AT": "state_completed:CreateImportSecrets:1"})
+        crashed = subprocess.run(
+            [sys.executable, str(Path(__file__).resolve().parent / "crashrun.py"),
+             "state_completed:CreateImportSecrets:1", "--", "--debug", "run", str(plan),
+             "--state-dir", str(state)], capture_output=True, text=True, timeout=RUN_TIMEOUT,
+            cwd=tmp_path, env=dict(os.environ, PYTHONUNBUFFERED="1"))
         assert crashed.returncode == -9, crashed.stdout[-2000:] + crashed.stderr[-2000:]
         assert " DEBUG " in crashed.stderr  # the debug log really was on
         again = smrun("run", str(plan), "--output", "json", "--state-dir", str(state), cwd=tmp_path)

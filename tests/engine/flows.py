@@ -59,9 +59,11 @@ def plan(name: str, vms: Iterable[VM | str], *, max_in_flight: int = 10,
 
 def engine(journal_root: Path, p: Plan, it: Itinerary, source: Cluster,
            target: Cluster | None = None, *, events: list[dict[str, Any]] | None = None,
-           resync: float = 0.2, **settings: Any) -> Engine:
+           sinks: Iterable[Any] = (), journal: Journal | None = None, resync: float = 0.2,
+           prefetched: Any = None, **settings: Any) -> Engine:
     """An engine over fake clusters with a fast resync; ``events`` collects every event."""
-    sink = events.append if events is not None else None
+    on_event = [*([events.append] if events is not None else []), *sinks]
     return Engine(p, it, source=source, target=target or source,
-                  journal=Journal(journal_root / p.name),
-                  settings=EngineSettings(resync=resync, **settings), on_event=sink)
+                  journal=journal or Journal(journal_root / p.name),
+                  settings=EngineSettings(resync=resync, **settings), on_event=on_event,
+                  prefetched=prefetched)

@@ -14,17 +14,18 @@ import io
 import json
 import os
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 import pytest
 
 from statemachine.engine.core import Engine
-from statemachine.engine.flow import ActionT, Flow, StateT
+from statemachine.itinerary import Itinerary
 from statemachine.engine.journal import Journal, read_entries, ref_to_json
 from statemachine.engine.progress import JsonLines, PlainLines
 from statemachine.k8s import ObjectRef
 
-from .fakes import FakeCluster, FakeLanguage, Plan, VM
+from .fakes import FakeCluster
+from .flows import engine, itinerary, plan
 
 REF = ref_to_json(ObjectRef("v1", "ConfigMap", "shop", "vm-1-cfg"))
 
@@ -145,18 +146,22 @@ def test_after_sync_the_file_holds_every_entry(tmp_path: Path, fsyncs: list[int]
 
 
 # -- the engine's batches -------------------------------------------------------------------------
-def timer_flow() -> Flow:
+def timer_flow(tmp_path: Path) -> Itinerary:
     """States that only wait: no cluster write, so nothing but the loop's batch end flushes."""
-    wait = (ActionT("wait", seconds=0.03),)
-    return Flow("timers", (StateT("A", actions=wait), StateT("B", actions=wait),
-                           StateT("C", actions=wait), StateT("Completed")))
+    wait = "actions: [{wait: {seconds: '0.03'}}]"
+    return itinerary(tmp_path / "timers", f"""
+states:
+  - {{name: A, {wait}}}
+  - {{name: B, {wait}}}
+  - {{name: C, {wait}}}
+  - name: Completed
+""", name="timers")
 
 
-def make_engine(tmp_path: Path, plan: Plan, sinks: list[Any]) -> Engine:
-    cluster = FakeCluster("c")
-    return Engine(plan, timer_flow(), source=cluster, target=cluster,
-                  journal=Journal(tmp_path / plan.name, fsync=False), lang=cast(Any, FakeLanguage({})),
-                  on_event=sinks, resync=0.2)
+def make_engine(tmp_path: Path, names: list[str], sinks: list[Any], name: str) -> Engine:
+    p = plan(name, names)
+    return engine(tmp_path, p, timer_flow(tmp_path), FakeCluster("c"), sinks=sinks,
+                  journal=Journal(tmp_path / p.name, fsync=False))
 
 
 def test_the_engine_flushes_the_journal_at_the_end_of_each_batch(tmp_path: Path) -> None:
@@ -167,8 +172,7 @@ def test_the_engine_flushes_the_journal_at_the_end_of_each_batch(tmp_path: Path)
         if e["event"] == "state_completed":
             seen[e["state"]] = [(x["type"], x.get("state", "")) for x in read_entries(path)]
 
-    plan = Plan("batches", (VM("vm-1"),))
-    (vm,) = make_engine(tmp_path, plan, [on_event]).run().vms
+    (vm,) = make_engine(tmp_path, ["vm-1"], [on_event], "batches").run().vms
     assert vm.phase == "Completed"
     assert set(seen) == {"A", "B", "C"}
     # When B completes (after its timer, a later batch), the entries of the batches before are
@@ -200,8 +204,8 @@ def test_the_engine_flushes_sinks_that_can_flush(tmp_path: Path) -> None:
     plain_out = FlushRecordingStream()
     plain = PlainLines(plain_out)
     no_flush: list[dict[str, Any]] = []  # a plain callable is still fed, and never asked to flush
-    plan = Plan("sinks", (VM("vm-1"), VM("vm-2")))
-    result = make_engine(tmp_path, plan, [counting, JsonLines(out), plain, no_flush.append]).run()
+    result = make_engine(tmp_path, ["vm-1", "vm-2"],
+                         [counting, JsonLines(out), plain, no_flush.append], "sinks").run()
     assert result.exit_code == 0
 
     assert counting.flushes >= 1

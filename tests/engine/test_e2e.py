@@ -9,7 +9,6 @@ from __future__ import annotations
 import io
 import json
 import logging
-import os
 import signal
 import subprocess
 import sys
@@ -20,7 +19,8 @@ from typing import Any
 
 import pytest
 
-import statemachine.engine as engine
+import statemachine.commands as commands
+from statemachine.engine import Journal
 from statemachine.errors import LockHeld, PreflightError
 from statemachine.itinerary import load_itinerary
 from statemachine.plan import load_plan
@@ -77,7 +77,7 @@ def simc(tmp_path: Path) -> Iterator[SimulatedClusters]:
 def run_lib(plan_path: Path, state_dir: Path, **kw: Any) -> tuple[int, list[dict[str, Any]]]:
     plan = load_plan(plan_path)
     out = io.StringIO()
-    code = engine.run(plan, load_itinerary(plan.itinerary), state_dir=state_dir, output="json",
+    code = commands.run(plan, load_itinerary(plan.itinerary), state_dir=state_dir, output="json",
                       stream=out, resync=0.3, **kw)
     return code, [json.loads(line) for line in out.getvalue().splitlines()]
 
@@ -131,17 +131,17 @@ def test_cancel_during_a_wait_runs_undo_and_ends_canceled(simc: SimulatedCluster
         def write(self, text: str) -> int:
             if '"state_waiting"' in text and not getattr(self, "sent", False):
                 self.sent = True
-                assert engine.cancel(plan, state_dir=state, vms=None) == 0
+                assert commands.cancel(plan, state_dir=state, vms=None) == 0
             return super().write(text)
 
     out = Stream()
-    code = engine.run(plan, load_itinerary(plan.itinerary), state_dir=state, output="json",
+    code = commands.run(plan, load_itinerary(plan.itinerary), state_dir=state, output="json",
                       stream=out, resync=0.1)
     events = [json.loads(line) for line in out.getvalue().splitlines()]
     assert code == 1
     assert [e["event"] for e in events if e["event"].startswith("vm_")][-1] == "vm_canceled"
     assert created.left("cancel") == [] and created.added[("ConfigMap", "c-1-config")] == 1
-    assert engine.status(plan, state_dir=state)[0]["phase"] == "Canceled"
+    assert commands.status(plan, state_dir=state)[0]["phase"] == "Canceled"
 
 
 def test_with_faults_the_run_completes_and_retries_are_logged(
@@ -161,8 +161,8 @@ def test_user_without_create_rights_is_refused_before_anything_is_created(
     created = Creations(simc)
     plan = load_plan(write_plan(tmp_path, simc, ["r-1"], target_context="target-viewer", name="rbac"))
     itinerary = load_itinerary(plan.itinerary)
-    for call in (lambda: engine.preflight(plan, itinerary, stream=io.StringIO()),
-                 lambda: engine.run(plan, itinerary, state_dir=tmp_path / "state", output="json",
+    for call in (lambda: commands.preflight(plan, itinerary, stream=io.StringIO()),
+                 lambda: commands.run(plan, itinerary, state_dir=tmp_path / "state", output="json",
                                     stream=io.StringIO())):
         with pytest.raises(PreflightError) as info:
             call()
@@ -179,16 +179,20 @@ def test_user_without_create_rights_is_refused_before_anything_is_created(
 
 
 # -- subprocess: kill -9 and the lock ---------------------------------------------------------------
-def smrun(plan: Path, state: Path, **env: str) -> subprocess.Popen[str]:
-    env = dict(os.environ, SMRUN_RESYNC_SECONDS="0.3", **env)
-    return subprocess.Popen([sys.executable, "-m", "statemachine", "run", str(plan), "--state-dir",
-                             str(state), "--output", "json"], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, env=env)
+CRASHRUN = Path(__file__).resolve().parents[1] / "crashrun.py"
+
+
+def smrun(plan: Path, state: Path, *, crash_at: str = "") -> subprocess.Popen[str]:
+    """``smrun run`` (through tests/crashrun.py with ``crash_at``: EVENT:STATE:N)."""
+    head = [str(CRASHRUN), crash_at, "--"] if crash_at else ["-m", "statemachine"]
+    return subprocess.Popen([sys.executable, *head, "run", str(plan), "--state-dir", str(state),
+                             "--output", "json", "--resync", "0.3"], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
 
 
 def run_until(plan: Path, state: Path, *, event: str, state_name: str, nth: int = 1) -> bool:
     """Run ``smrun run`` that SIGKILLs itself right after the ``nth`` matching event."""
-    proc = smrun(plan, state, SMRUN_CRASH_AT=f"{event}:{state_name}:{nth}")
+    proc = smrun(plan, state, crash_at=f"{event}:{state_name}:{nth}")
     proc.communicate(timeout=60)
     return proc.returncode == -signal.SIGKILL
 
@@ -207,7 +211,7 @@ def test_kill_9_at_every_boundary_then_rerun_completes_without_duplicates(
         plan = write_plan(tmp_path, simc, [f"k{i}-a", f"k{i}-b", f"bad-k{i}"], name=f"kill{i}")
         nth = 1 if event == "undo" else 2
         assert run_until(plan, tmp_path / "state", event=event, state_name=state_name, nth=nth)
-        before = {r["vm"]: r["phase"] for r in engine.status(load_plan(plan), state_dir=tmp_path / "state")}
+        before = {r["vm"]: r["phase"] for r in commands.status(load_plan(plan), state_dir=tmp_path / "state")}
         # Killed mid-run: some VM is not terminal (interrupted, or killed during its undo: the
         # VMs that were not failing may already have completed by then).
         assert {"Interrupted", "Failing"} & set(before.values()), before
@@ -217,7 +221,7 @@ def test_kill_9_at_every_boundary_then_rerun_completes_without_duplicates(
         finals = {e["vm"]: e["event"] for e in map(json.loads, out.splitlines())
                   if e["event"] in ("vm_succeeded", "vm_failed")}
         assert finals.get(f"shop/k{i}-a", "vm_succeeded") == "vm_succeeded"
-        rows = {r["vm"]: r["phase"] for r in engine.status(load_plan(plan), state_dir=tmp_path / "state")}
+        rows = {r["vm"]: r["phase"] for r in commands.status(load_plan(plan), state_dir=tmp_path / "state")}
         assert rows == {f"shop/k{i}-a": "Completed", f"shop/k{i}-b": "Completed",
                         f"shop/bad-k{i}": "Failed"}, (event, state_name)
         assert [n for n in created.left(f"kill{i}") if "bad" in n] == [], (event, state_name)
@@ -242,13 +246,13 @@ def test_a_second_run_of_the_same_plan_refuses(simc: SimulatedClusters, tmp_path
     finally:
         first.kill()
         first.wait(timeout=30)
-    journal = engine.Journal.for_plan(tmp_path / "state", "locked")
+    journal = Journal.for_plan(tmp_path / "state", "locked")
     journal.lock()  # released once the first process is gone
     journal.close()
     with pytest.raises(LockHeld):
-        held = engine.Journal.for_plan(tmp_path / "state", "locked")
+        held = Journal.for_plan(tmp_path / "state", "locked")
         held.lock()
         try:
-            engine.Journal.for_plan(tmp_path / "state", "locked").lock()
+            Journal.for_plan(tmp_path / "state", "locked").lock()
         finally:
             held.close()

@@ -19,15 +19,18 @@ import time
 from collections import Counter
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
-from statemachine.engine.core import Engine, RunResult
-from statemachine.engine.flow import ActionT, Flow, ReadinessT, StateT
+from statemachine.engine.core import RunResult
 from statemachine.engine.journal import Journal, read_entries
+from statemachine.itinerary import Itinerary
 from statemachine.errors import Conflict, Forbidden
 from statemachine.k8s import ObjectRef
 
-from .fakes import FakeCluster, FakeLanguage, JOB_TEMPLATE, Plan, VM
+from statemachine.plan import Plan
+
+from .fakes import JOB_TEMPLATE, FakeCluster
+from .flows import engine, itinerary, plan
 
 SHARED = "shared-cfg"
 SHARED_KEY = ("ConfigMap", "shop", SHARED)
@@ -78,24 +81,29 @@ class SlowCluster(FakeCluster):
         return copy.deepcopy(obj) if obj is not None else self.get(ref)
 
 
-UNDO = (ActionT("delete_created"),)
-
-
-def flow(kind: str = "ensure", *, work: bool = True) -> Flow:
+def flow(tmp_path: Path, kind: str = "ensure", *, work: bool = True) -> Itinerary:
     # A state timeout of a few seconds: a regression fails the VM quickly instead of hanging.
-    states = [StateT("Shared", actions=(ActionT(kind, template="shared.yaml"),), undo=UNDO,  # type: ignore[arg-type]
-                     timeout=4.0)]
-    if work:
-        states.append(StateT("Work", actions=(ActionT("apply", template="job.yaml"),),
-                             readiness=ReadinessT(ready="condition=Complete", failed="condition=Failed"),
-                             undo=UNDO, timeout=4.0))
-    return Flow("coalesce", (*states, StateT("Completed")))
+    work_state = """
+  - name: Work
+    actions: [{apply: job.yaml}]
+    readiness: {ready: condition=Complete, failed: condition=Failed}
+    undo: [{delete: created}]
+    timeout: 4s
+""" if work else ""
+    return itinerary(tmp_path / f"coalesce-{kind}-{work}", f"""
+states:
+  - name: Shared
+    actions: [{{{kind}: shared.yaml}}]
+    undo: [{{delete: created}}]
+    timeout: 4s
+{work_state.strip(chr(10))}
+  - name: Completed
+""", TEMPLATES, name="coalesce")
 
 
-def run(tmp_path: Path, plan: Plan, fl: Flow, cluster: SlowCluster) -> tuple[RunResult, Journal]:
-    journal = Journal(tmp_path / plan.name)
-    eng = Engine(plan, fl, source=cluster, target=cluster, journal=journal,
-                 lang=cast(Any, FakeLanguage(TEMPLATES)), resync=5.0, max_in_flight=10)
+def run(tmp_path: Path, p: Plan, fl: Itinerary, cluster: SlowCluster) -> tuple[RunResult, Journal]:
+    journal = Journal(tmp_path / p.name)
+    eng = engine(tmp_path, p, fl, cluster, journal=journal, resync=5.0, max_in_flight=10)
     return eng.run(), journal
 
 
@@ -111,8 +119,8 @@ def shared_created(journal: Journal) -> dict[str, bool]:
 
 def test_five_vms_ensuring_one_object_send_one_create(tmp_path: Path) -> None:
     cluster = SlowCluster()
-    plan = Plan("five", (*(VM(f"vm-{i}") for i in range(4)), VM("bad-4")))
-    result, journal = run(tmp_path, plan, flow(), cluster)
+    p = plan("five", [*(f"vm-{i}" for i in range(4)), "bad-4"])
+    result, journal = run(tmp_path, p, flow(tmp_path), cluster)
 
     assert cluster.creates[SHARED] == 1  # not five, four of them 409s
     assert phases(result) == {**{f"shop/vm-{i}": "Completed" for i in range(4)}, "shop/bad-4": "Failed"}
@@ -129,9 +137,9 @@ def test_five_vms_ensuring_one_object_send_one_create(tmp_path: Path) -> None:
 def test_waiters_create_it_themselves_when_the_creator_fails(tmp_path: Path) -> None:
     cluster = SlowCluster()
     cluster.fail_next[SHARED] = Forbidden("configmaps is forbidden", status=403)
-    plan = Plan("fails", tuple(VM(f"vm-{i}") for i in range(4)))
+    p = plan("fails", [f"vm-{i}" for i in range(4)])
     started = time.monotonic()
-    result, journal = run(tmp_path, plan, flow(work=False), cluster)
+    result, journal = run(tmp_path, p, flow(tmp_path, work=False), cluster)
 
     assert time.monotonic() - started < 3.0  # bounded: nobody waits for the state's deadline
     got = phases(result)
@@ -158,7 +166,7 @@ def outside_object() -> dict[str, Any]:
 def test_ensure_after_a_409_reads_the_object_with_fetch_and_accepts_it(tmp_path: Path) -> None:
     cluster = SlowCluster(delay=0.0)
     cluster.outside[SHARED_KEY] = outside_object()
-    result, journal = run(tmp_path, Plan("outside-e", (VM("vm-1"),)), flow(work=False), cluster)
+    result, journal = run(tmp_path, plan("outside-e", ["vm-1"]), flow(tmp_path, work=False), cluster)
 
     assert phases(result) == {"shop/vm-1": "Completed"}
     assert cluster.creates[SHARED] == 1
@@ -170,7 +178,7 @@ def test_ensure_after_a_409_reads_the_object_with_fetch_and_accepts_it(tmp_path:
 def test_apply_after_a_409_refuses_an_object_that_is_not_ours(tmp_path: Path) -> None:
     cluster = SlowCluster(delay=0.0)
     cluster.outside[SHARED_KEY] = outside_object()
-    result, journal = run(tmp_path, Plan("outside-a", (VM("vm-1"),)), flow("apply", work=False),
+    result, journal = run(tmp_path, plan("outside-a", ["vm-1"]), flow(tmp_path, "apply", work=False),
                           cluster)
 
     (vm,) = result.vms
@@ -194,7 +202,7 @@ class SlowDeleteCluster(SlowCluster):
 def test_undo_of_an_unconfirmed_create_never_deletes_another_vms_shared_object(tmp_path: Path) -> None:
     cluster = SlowDeleteCluster(delay=0.0)
     cluster.fail_next[SHARED] = Forbidden("configmaps is forbidden", status=403)
-    result, journal = run(tmp_path, Plan("late-undo", (VM("vm-0"), VM("vm-1"))), flow(work=False),
+    result, journal = run(tmp_path, plan("late-undo", ["vm-0", "vm-1"]), flow(tmp_path, work=False),
                           cluster)
 
     assert phases(result) == {"shop/vm-0": "Failed", "shop/vm-1": "Completed"}

@@ -16,19 +16,22 @@ import threading
 import time
 from collections import Counter
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 import pytest
 
-from statemachine.engine.core import PREFETCH_MAX_AGE, Engine
-from statemachine.engine.flow import ActionT, Flow, ReadT, RefT, StateT
+from statemachine.engine.core import PREFETCH_MAX_AGE
 from statemachine.engine.journal import Journal, read_entries
 # The module, not the engine package's preflight() function of the same name.
 from statemachine.engine.preflight import LIST_AFTER, ClusterReads
 from statemachine.errors import Forbidden, TransientClusterError
 from statemachine.k8s import ObjectRef
 
-from .fakes import FakeCluster, FakeLanguage, Plan, VM
+from statemachine.itinerary import Itinerary
+from statemachine.plan import Plan
+
+from .fakes import FakeCluster
+from .flows import engine, itinerary, plan
 
 
 def cm(name: str, namespace: str = "shop", **data: str) -> dict[str, Any]:
@@ -240,7 +243,7 @@ def test_a_failed_read_is_not_remembered() -> None:
 TEMPLATES = {"out.yaml": """apiVersion: v1
 kind: ConfigMap
 metadata: {name: "{{ vm.name }}-out", namespace: "{{ vm.namespace }}"}
-data: {seen: "{{ reads.cfg.data.k }}"}
+data: {seen: "{{ reads.cfg.data.k if reads.cfg else '' }}"}
 """}
 
 
@@ -256,19 +259,24 @@ class GetCountingCluster(FakeCluster):
         return super().get(ref)
 
 
-def read_flow(*, optional: bool = False) -> Flow:
-    cfg = ReadT("cfg", "source", RefT("v1", "ConfigMap", "{{ vm.name }}-src", "{{ vm.namespace }}"),
-                optional=optional)
-    return Flow("prefetch", (
-        StateT("Write", actions=(ActionT("apply", template="out.yaml"),)),
-        StateT("Completed"),
-    ), reads=(cfg,))
+def read_flow(tmp_path: Path, *, optional: bool = False) -> Itinerary:
+    return itinerary(tmp_path / f"prefetch-{optional}", f"""
+reads:
+  - name: cfg
+    cluster: source
+    optional: {str(optional).lower()}
+    object: {{apiVersion: v1, kind: ConfigMap, name: "{{{{ vm.name }}}}-src", namespace: "{{{{ vm.namespace }}}}"}}
+states:
+  - name: Write
+    actions: [{{apply: out.yaml}}]
+  - name: Completed
+""", TEMPLATES, name="prefetch")
 
 
-def run_engine(tmp_path: Path, plan: Plan, src: FakeCluster, dst: FakeCluster, flow: Flow,
+def run_engine(tmp_path: Path, p: Plan, src: FakeCluster, dst: FakeCluster, flow: Itinerary,
                prefetched: Any) -> Any:
-    return Engine(plan, flow, source=src, target=dst, journal=Journal(tmp_path / plan.name, fsync=False),
-                  lang=cast(Any, FakeLanguage(TEMPLATES)), resync=0.2, prefetched=prefetched).run()
+    return engine(tmp_path, p, flow, src, dst, journal=Journal(tmp_path / p.name, fsync=False),
+                  prefetched=prefetched).run()
 
 
 def started_reads(tmp_path: Path, plan: str) -> dict[str, Any]:
@@ -293,7 +301,7 @@ def test_a_vm_starting_soon_after_preflight_does_not_read_again(tmp_path: Path) 
     src.objects[("ConfigMap", "shop", "vm-1-src")]["data"]["k"] = "changed later"
     now[0] = PREFETCH_MAX_AGE - 1
 
-    result = run_engine(tmp_path, Plan("fresh", (VM("vm-1"), VM("vm-2"))), src, dst, read_flow(), reads)
+    result = run_engine(tmp_path, plan("fresh", ["vm-1", "vm-2"]), src, dst, read_flow(tmp_path), reads)
     assert [v.phase for v in result.vms] == ["Completed", "Completed"]
     assert src.gets[ObjectRef("v1", "ConfigMap", "shop", "vm-1-src")] == 0
     assert src.gets[ObjectRef("v1", "ConfigMap", "shop", "vm-2-src")] == 0
@@ -311,7 +319,7 @@ def test_a_prefetch_older_than_the_max_age_is_read_again(tmp_path: Path) -> None
     src.objects[("ConfigMap", "shop", "vm-1-src")]["data"]["k"] = "current"
     now[0] = PREFETCH_MAX_AGE + 1
 
-    (vm,) = run_engine(tmp_path, Plan("stale", (VM("vm-1"),)), src, dst, read_flow(), reads).vms
+    (vm,) = run_engine(tmp_path, plan("stale", ["vm-1"]), src, dst, read_flow(tmp_path), reads).vms
     assert vm.phase == "Completed"
     assert src.gets[ObjectRef("v1", "ConfigMap", "shop", "vm-1-src")] == 1
     assert started_reads(tmp_path, "stale")["shop/vm-1"]["cfg"]["data"] == {"k": "current"}
@@ -329,7 +337,7 @@ def test_a_prefetch_that_does_not_know_the_ref_is_read_from_the_cluster(tmp_path
     src, dst = GetCountingCluster("source"), FakeCluster("target")
     src.create(cm("vm-1-src", k="live"))
     stub = Unknown()
-    (vm,) = run_engine(tmp_path, Plan("unknown", (VM("vm-1"),)), src, dst, read_flow(), stub).vms
+    (vm,) = run_engine(tmp_path, plan("unknown", ["vm-1"]), src, dst, read_flow(tmp_path), stub).vms
     ref = ObjectRef("v1", "ConfigMap", "shop", "vm-1-src")
     assert vm.phase == "Completed"
     assert stub.asked == [("source", ref, PREFETCH_MAX_AGE)]
@@ -343,7 +351,7 @@ def test_a_required_read_prefetched_as_absent_fails_the_vm(tmp_path: Path) -> No
     src.create(cm("vm-1-src"))  # appears afterwards: the engine goes by what preflight saw
     src.gets.clear()
 
-    (vm,) = run_engine(tmp_path, Plan("absent", (VM("vm-1"),)), src, dst, read_flow(), reads).vms
+    (vm,) = run_engine(tmp_path, plan("absent", ["vm-1"]), src, dst, read_flow(tmp_path), reads).vms
     assert vm.phase == "Failed"
     assert vm.message.startswith("read cfg: ConfigMap shop/vm-1-src not found")
     assert src.gets[ObjectRef("v1", "ConfigMap", "shop", "vm-1-src")] == 0
@@ -355,8 +363,8 @@ def test_an_optional_read_prefetched_as_absent_is_none(tmp_path: Path) -> None:
     now = [0.0]
     reads = prefetch(src, dst, ["vm-1"], now)
     src.gets.clear()
-    (vm,) = run_engine(tmp_path, Plan("optional", (VM("vm-1"),)), src, dst,
-                       read_flow(optional=True), reads).vms
+    (vm,) = run_engine(tmp_path, plan("optional", ["vm-1"]), src, dst,
+                       read_flow(tmp_path, optional=True), reads).vms
     assert vm.phase == "Completed"
     assert started_reads(tmp_path, "optional")["shop/vm-1"] == {"cfg": None}
     assert sum(src.gets.values()) == 0

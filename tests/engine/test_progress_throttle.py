@@ -15,17 +15,17 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 import pytest
 
 from statemachine.engine import runner
-from statemachine.engine.core import Engine, RunResult
-from statemachine.engine.flow import ActionT, Flow, ReadinessT, StateT
-from statemachine.engine.journal import Journal
+from statemachine.engine.core import RunResult
+from statemachine.itinerary import Itinerary
 from statemachine.k8s import ObjectRef
 
-from .fakes import FakeCluster, FakeLanguage, Plan, VM
+from .fakes import FakeCluster
+from .flows import engine, itinerary, plan
 
 TEMPLATES = {
     # One object per item; `pct` plays a DataVolume's progress, `done` its phase.
@@ -37,13 +37,16 @@ data: {pct: "{{ 'ab'[item] }}-0", done: "no"}
 }
 
 
-def flow(items: int) -> Flow:
-    return Flow("progress", (
-        StateT("Copy", for_each=str(list(range(items))), timeout=10.0,
-               actions=(ActionT("apply", template="dv.yaml"),),
-               readiness=ReadinessT(ready="object.data.done == 'yes'", progress="object.data.pct")),
-        StateT("Completed"),
-    ))
+def flow(tmp_path: Path, items: int) -> Itinerary:
+    return itinerary(tmp_path / "progress", f"""
+states:
+  - name: Copy
+    forEach: "{list(range(items))}"
+    timeout: 10s
+    actions: [{{apply: dv.yaml}}]
+    readiness: {{ready: "object.data.done == 'yes'", progress: object.data.pct}}
+  - name: Completed
+""", TEMPLATES, name="progress")
 
 
 def ref(item: int) -> ObjectRef:
@@ -74,9 +77,8 @@ def run_while(tmp_path: Path, items: int, drive: Callable[[FakeCluster, list[Wai
     thread = threading.Thread(target=driver, daemon=True)
     thread.start()
     # resync 5 s: the wait is woken by watch events only, not by the safety-net resync.
-    eng = Engine(Plan("pp", (VM("vm-1"),)), flow(items), source=cluster, target=cluster,
-                 journal=Journal(tmp_path / "pp"), lang=cast(Any, FakeLanguage(TEMPLATES)),
-                 on_event=on_event, resync=5.0)
+    eng = engine(tmp_path, plan("pp", ["vm-1"]), flow(tmp_path, items), cluster,
+                 sinks=[on_event], resync=5.0)
     result = eng.run()
     thread.join(5.0)
     assert not thread.is_alive()

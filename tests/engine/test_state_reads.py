@@ -7,13 +7,12 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from statemachine.engine.core import Engine
-from statemachine.engine.flow import ActionT, Flow, ReadinessT, ReadT, RefT, StateT
 from statemachine.engine.journal import Journal
+from statemachine.itinerary import Itinerary
 from statemachine.k8s import ObjectRef
 
-from .fakes import JOB_TEMPLATE, FakeCluster, FakeLanguage
-from .test_core import VM, Plan
+from .fakes import JOB_TEMPLATE, FakeCluster
+from .flows import engine, itinerary, plan
 
 SECRET_VALUE = "c3VwZXItc2VjcmV0LXZhbHVl"  # what must never reach the journal
 
@@ -21,7 +20,7 @@ TEMPLATES = {
     "copy.yaml": """apiVersion: v1
 kind: Secret
 metadata: {name: "{{ vm.name }}-copy", namespace: "{{ vm.namespace }}"}
-data: {token: "{{ reads.token.data.token }}", vm: "{{ reads.vmName }}"}
+data: {token: "{{ reads.token.data.token if reads.token else '' }}", vm: "{{ reads.vmName }}"}
 """,
     "job.yaml": JOB_TEMPLATE,
     "late.yaml": """apiVersion: v1
@@ -31,42 +30,52 @@ data: {sawToken: "{{ reads.token is defined }}"}
 """,
 }
 
-TOKEN_REF = RefT("v1", "Secret", "{{ vm.name }}-token", "{{ vm.namespace }}", "source")
-
-
 def token_secret(vm: str) -> dict[str, Any]:
     return {"apiVersion": "v1", "kind": "Secret",
             "metadata": {"name": f"{vm}-token", "namespace": "shop"}, "data": {"token": SECRET_VALUE}}
 
 
-def make_flow(*, optional: bool = False, timeout: float | None = None,
-              fail_after: bool = False) -> Flow:
-    undo = (ActionT("delete_created"),
-            # Undo sees the state's reads again: it records what it read on the VM's ConfigMap.
-            ActionT("patch", ref=RefT("v1", "ConfigMap", "{{ vm.name }}-late", "{{ vm.namespace }}"),
-                    patch={"data": {"undoSaw": "{{ reads.token.metadata.name }}"}},
-                    when="reads.token is not none"))
-    states = [
-        StateT("Late", actions=(ActionT("apply", template="late.yaml"),)),
-        StateT("CopyToken", actions=(ActionT("apply", template="copy.yaml"),),
-               reads=(ReadT("token", "source", TOKEN_REF, optional=optional),),
-               outputs={"copied": "object.metadata.name"}, timeout=timeout, undo=undo),
-    ]
-    if fail_after:
-        states.append(StateT("RunJob", actions=(ActionT("apply", template="job.yaml"),),
-                             readiness=ReadinessT(ready="condition=Complete", failed="condition=Failed")))
-    states.append(StateT("Completed"))
-    return Flow("reads", tuple(states), reads=(ReadT("vmName", "source", RefT(
-        "v1", "ConfigMap", "{{ vm.name }}-late", "{{ vm.namespace }}"), optional=True),))
+def make_flow(tmp_path: Path, *, optional: bool = False, timeout: int | None = None,
+              fail_after: bool = False) -> Itinerary:
+    run_job = """
+  - name: RunJob
+    actions: [{apply: job.yaml}]
+    readiness: {ready: condition=Complete, failed: condition=Failed}
+""" if fail_after else ""
+    limit = f"\n    timeout: {timeout}" if timeout is not None else ""
+    return itinerary(tmp_path / "reads", f"""
+reads:
+  - name: vmName
+    cluster: source
+    optional: true
+    object: {{apiVersion: v1, kind: ConfigMap, name: "{{{{ vm.name }}}}-late", namespace: "{{{{ vm.namespace }}}}"}}
+states:
+  - name: Late
+    actions: [{{apply: late.yaml}}]
+  - name: CopyToken
+    actions: [{{apply: copy.yaml}}]
+    reads:
+      - name: token
+        cluster: source
+        optional: {str(optional).lower()}
+        object: {{apiVersion: v1, kind: Secret, name: "{{{{ vm.name }}}}-token", namespace: "{{{{ vm.namespace }}}}", cluster: source}}
+    outputs: {{copied: object.metadata.name}}{limit}
+    undo:
+      - delete: created
+      # Undo sees the state's reads again: it records what it read on the VM's ConfigMap.
+      - patch:
+          object: {{apiVersion: v1, kind: ConfigMap, name: "{{{{ vm.name }}}}-late", namespace: "{{{{ vm.namespace }}}}"}}
+          patch: {{data: {{undoSaw: "{{{{ reads.token.metadata.name }}}}"}}}}
+        when: "reads.token is not none"
+{run_job.strip(chr(10))}
+  - name: Completed
+""", TEMPLATES, name="reads")
 
 
-def run(tmp_path: Path, flow: Flow, cluster: FakeCluster, vm: str = "web-1",
+def run(tmp_path: Path, flow: Itinerary, cluster: FakeCluster, vm: str = "web-1",
         events: list[dict[str, Any]] | None = None) -> Any:
-    engine = Engine(Plan("p", (VM(vm),)), flow, source=cluster, target=cluster,
-                    journal=Journal(tmp_path / "p"), lang=FakeLanguage(TEMPLATES),
-                    on_event=(events if events is not None else []).append, resync=0.1,
-                    step_timeout=5)
-    return engine.run()
+    return engine(tmp_path, plan("p", [vm], step_timeout=5), flow, cluster, events=events,
+                  resync=0.1).run()
 
 
 def journal_text(tmp_path: Path) -> str:
@@ -76,7 +85,7 @@ def journal_text(tmp_path: Path) -> str:
 def test_state_read_is_visible_to_actions_and_never_journaled(tmp_path: Path) -> None:
     cluster = FakeCluster("c")
     cluster.create(token_secret("web-1"))
-    result = run(tmp_path, make_flow(), cluster)
+    result = run(tmp_path, make_flow(tmp_path), cluster)
     assert result.vms[0].phase == "Completed", result.vms[0].message
     copy = cluster.get(ObjectRef("v1", "Secret", "shop", "web-1-copy"))
     assert copy is not None and copy["data"]["token"] == SECRET_VALUE
@@ -91,7 +100,7 @@ def test_state_read_is_visible_to_actions_and_never_journaled(tmp_path: Path) ->
 def test_state_reads_are_not_visible_to_other_states(tmp_path: Path) -> None:
     cluster = FakeCluster("c")
     cluster.create(token_secret("web-1"))
-    assert run(tmp_path, make_flow(), cluster).vms[0].phase == "Completed"
+    assert run(tmp_path, make_flow(tmp_path), cluster).vms[0].phase == "Completed"
     late = cluster.get(ObjectRef("v1", "ConfigMap", "shop", "web-1-late"))
     assert late is not None and late["data"]["sawToken"] == "False"
 
@@ -102,7 +111,7 @@ def test_missing_read_is_waited_for_until_it_appears(tmp_path: Path) -> None:
     timer.start()
     events: list[dict[str, Any]] = []
     try:
-        result = run(tmp_path, make_flow(), cluster, events=events)
+        result = run(tmp_path, make_flow(tmp_path), cluster, events=events)
     finally:
         timer.cancel()
     assert result.vms[0].phase == "Completed", result.vms[0].message
@@ -112,17 +121,17 @@ def test_missing_read_is_waited_for_until_it_appears(tmp_path: Path) -> None:
 
 def test_missing_read_fails_the_state_at_its_timeout(tmp_path: Path) -> None:
     cluster = FakeCluster("c")
-    result = run(tmp_path, make_flow(timeout=0.3), cluster)
+    result = run(tmp_path, make_flow(tmp_path, timeout=1), cluster)
     vm = result.vms[0]
     assert vm.phase == "Failed"
-    assert vm.message.startswith("CopyToken: timed out after 0.3s: read token: "
+    assert vm.message.startswith("CopyToken: timed out after 1s: read token: "
                                  "Secret shop/web-1-token not found on the source cluster")
     assert cluster.get(ObjectRef("v1", "Secret", "shop", "web-1-copy")) is None
 
 
 def test_missing_optional_read_is_none_without_waiting(tmp_path: Path) -> None:
     cluster = FakeCluster("c")
-    result = run(tmp_path, make_flow(optional=True, timeout=0.3), cluster)
+    result = run(tmp_path, make_flow(tmp_path, optional=True, timeout=1), cluster)
     assert result.vms[0].phase == "Completed", result.vms[0].message
     copy = cluster.get(ObjectRef("v1", "Secret", "shop", "web-1-copy"))
     assert copy is not None and copy["data"]["token"] == ""
@@ -131,7 +140,7 @@ def test_missing_optional_read_is_none_without_waiting(tmp_path: Path) -> None:
 def test_undo_sees_the_state_reads_again(tmp_path: Path) -> None:
     cluster = FakeCluster("c")
     cluster.create(token_secret("bad-1"))
-    result = run(tmp_path, make_flow(fail_after=True), cluster, vm="bad-1")
+    result = run(tmp_path, make_flow(tmp_path, fail_after=True), cluster, vm="bad-1")
     assert result.vms[0].phase == "Failed"
     late = cluster.get(ObjectRef("v1", "ConfigMap", "shop", "bad-1-late"))
     assert late is not None and late["data"]["undoSaw"] == "bad-1-token"
@@ -156,7 +165,7 @@ def test_resume_into_the_state_reads_it_again(tmp_path: Path) -> None:
               "state": "CopyToken"}]
     (directory / "journal.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines))
     gets_before = cluster.calls.count(("get", "Secret"))
-    result = run(tmp_path, make_flow(), cluster)
+    result = run(tmp_path, make_flow(tmp_path), cluster)
     assert result.vms[0].phase == "Completed", result.vms[0].message
     assert cluster.calls.count(("get", "Secret")) > gets_before
     copy = cluster.get(ObjectRef("v1", "Secret", "shop", "web-1-copy"))

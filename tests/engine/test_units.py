@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from statemachine.engine.actions import is_ours, label_value, stamp
+from statemachine.context import labels_for
+from statemachine.engine.actions import is_ours, stamp
 from statemachine.engine.journal import Journal, JournalCorrupt, read_cancel, read_entries, request_cancel
 from statemachine.engine.preflight import plural, role_rules
 from statemachine.engine.progress import JsonLines, LiveTable, PlainLines, renderer_for
@@ -88,10 +89,15 @@ def test_cancel_requests_accumulate_and_all_wins(tmp_path: Path) -> None:
 
 
 def test_label_values_are_valid_and_long_ones_stay_distinct() -> None:
-    assert label_value("web-1") == "web-1"
-    long_a, long_b = label_value("x" * 80 + "a"), label_value("x" * 80 + "b")
+    """The engine stamps ``context.labels_for`` (the one label algorithm) on what it creates."""
+    from .flows import plan, vm
+
+    short = labels_for(plan("web", ["web-1"]), vm("web-1"), run_id="r1", state="Started")
+    assert short == {"smrun.io/plan": "web", "smrun.io/vm": "web-1", "smrun.io/vm-namespace": "shop",
+                     "smrun.io/state": "Started", "smrun.io/run": "r1"}
+    long_a = labels_for(plan("x" * 80 + "a", ["v"]), None, run_id="r1")["smrun.io/plan"]
+    long_b = labels_for(plan("x" * 80 + "b", ["v"]), None, run_id="r1")["smrun.io/plan"]
     assert len(long_a) <= 63 and long_a != long_b
-    assert label_value("a/b c") == "a-b-c"
 
 
 def test_stamp_adds_labels_and_hash_without_touching_the_input() -> None:
@@ -168,11 +174,11 @@ def test_the_live_table_stays_short_with_many_vms() -> None:
 def test_patch_templates_render_to_a_patch_body_not_a_manifest(tmp_path: Path) -> None:
     """`patch: {template: file}` files hold a merge patch (a mapping without apiVersion/kind) or a
     JSON patch (a list); the engine must not demand a Kubernetes object of them."""
-    from statemachine.engine.lang import DefaultLanguage
+    from statemachine.engine.lang import Language
     (tmp_path / "owner.yaml.j2").write_text(
         "metadata:\n  ownerReferences:\n    - {kind: VirtualMachine, name: {{ vm.name | tojson }}}\n")
     (tmp_path / "ops.yaml.j2").write_text("- {op: add, path: /metadata/labels/x, value: y}\n")
-    lang = DefaultLanguage(template_dir=tmp_path)
+    lang = Language(tmp_path)
     merge = lang.render_patch("owner.yaml.j2", {"vm": {"name": "web-1"}})
     assert merge == {"metadata": {"ownerReferences": [{"kind": "VirtualMachine", "name": "web-1"}]}}
     assert lang.render_patch("ops.yaml.j2", {}) == [

@@ -21,18 +21,17 @@ import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 import pytest
 
 from statemachine.engine.actions import offload
-from statemachine.engine.flow import Flow
 from statemachine.engine.journal import Journal, ref_to_json
 from statemachine.engine.runtime import Runtime
 from statemachine.engine.scheduler import Scheduler, TaskGen
 from statemachine.k8s import ObjectRef
 
-from .fakes import FakeLanguage
+from .flows import itinerary, plan
 
 BOUND = 5.0  # seconds: the longest any step of these tests may take before it counts as a hang
 REF = ref_to_json(ObjectRef("v1", "ConfigMap", "shop", "vm-1-cfg"))
@@ -112,8 +111,9 @@ def harness(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Harness
     monkeypatch.setattr(os, "fsync", fsync)
     journal = Journal(tmp_path / "p")  # fsync=True: the default, and what a real run uses
     scheduler = Scheduler(resync=BOUND)
-    rt = Runtime(plan_name="p", run_id="r1", flow=Flow("t", ()), clusters={}, journal=journal,
-                 lang=cast(Any, FakeLanguage({})), scheduler=scheduler, step_timeout=BOUND,
+    it = itinerary(tmp_path / "it", "states: [{name: Completed}]")
+    rt = Runtime(plan=plan("p", ["vm-1"]), itinerary=it, run_id="r1", clusters={},
+                 journal=journal, scheduler=scheduler, step_timeout=BOUND,
                  emit=lambda _e: None, io_workers=8)
     h = Harness(rt, journal, rec, fsync, {})
     try:

@@ -281,7 +281,7 @@ def _run_and_cancel(sim: SimulatedClusters, tmp_path: Path, vm: str,
     try:
         # The engine looks at the cancel file on every resync tick: make that prompt.
         proc = _smrun("run", str(plan), "--vm", vm, "--output", "json", "--state-dir", str(state),
-                      cwd=tmp_path, SMRUN_RESYNC_SECONDS="0.02")
+                      "--resync", "0.02", cwd=tmp_path)
     finally:
         stop.set()
         watcher.join(timeout=5)

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from statemachine.engine import preflight
+from statemachine.commands import preflight
 from statemachine.errors import PreflightError
 from statemachine.plan import load_plan
 
