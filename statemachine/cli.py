@@ -380,7 +380,8 @@ def _cmd_cutover(args: argparse.Namespace) -> int:
 
     plan = load_plan(args.plan)
     _check_vms(plan, args.vm)
-    return set_cutover(plan, state_dir=args.state_dir, at=args.at, vms=args.vm)
+    print(set_cutover(plan, state_dir=args.state_dir, at=args.at, vms=args.vm))
+    return 0
 
 
 def _cmd_itineraries(_args: argparse.Namespace) -> int:

@@ -35,7 +35,12 @@ from typing import Any
 from statemachine.expressions import dns_name
 from statemachine.plan import VM, ClusterRef, Hook, Plan, Settings
 
-__all__ = ["DEFAULT_RUN_ID", "clusters_context", "hook_context", "labels_for", "plan_context",
+#: A template or expression context (``plan``, ``vm``, ``reads``, ``outputs``...), and the named
+#: values kept in one (``reads``, ``outputs``): JSON-like data from YAML and clusters.
+Context = dict[str, Any]
+Values = dict[str, Any]
+
+__all__ = ["Context", "Values", "DEFAULT_RUN_ID", "clusters_context", "hook_context", "labels_for", "plan_context",
            "settings_context", "setup_context", "vm_context", "vm_value", "with_item"]
 
 DEFAULT_RUN_ID = "render"

@@ -105,10 +105,11 @@ def _resolve_vms(plan: Any, names: Iterable[str]) -> list[str]:
     return keys
 
 
-def set_cutover(plan: Any, *, state_dir: Path, at: str, vms: list[str] | None = None) -> int:
-    """Set the cutover of ``plan``'s VMs (``vms``; default: all) to ``at``; return the exit code.
+def set_cutover(plan: Any, *, state_dir: Path, at: str, vms: list[str] | None = None) -> str:
+    """Set the cutover of ``plan``'s VMs (``vms``; default: all) to ``at``; return one line
+    saying what was set (the command line prints it; this module prints nothing).
 
-    ``at`` is an RFC 3339 time or ``now``. Prints one line saying what was set. Raises
+    ``at`` is an RFC 3339 time or ``now``. Raises
     :class:`UsageError` (exit code 2) for a plan that is not warm, an unknown VM or a bad time.
     """
     if getattr(plan, "type", None) != "warm":
@@ -131,9 +132,8 @@ def set_cutover(plan: Any, *, state_dir: Path, at: str, vms: list[str] | None = 
     except OSError as exc:
         raise state_dir_error(directory / FILE_NAME, exc, "write the cutover override") from None
     which = ", ".join(keys) if keys else f"all VMs of plan {plan.name}"
-    print(f"cutover of {which} set to {when}; a running smrun cuts over when the current precopy "
-          "round or wait ends")
-    return 0
+    return (f"cutover of {which} set to {when}; a running smrun cuts over when the current precopy "
+            "round or wait ends")
 
 
 _cache: dict[Path, tuple[float, CutoverOverride]] = {}

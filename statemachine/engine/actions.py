@@ -15,7 +15,7 @@ import json
 import random
 from collections.abc import Callable, Generator, Mapping
 from datetime import datetime, timezone
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, TypeVar, cast
 
 from statemachine.engine.journal import ref_to_json
 from statemachine.engine.scheduler import Wait
@@ -34,7 +34,7 @@ if TYPE_CHECKING:
 
 T = TypeVar("T")
 Gen = Generator[Wait, None, T]
-Ctx = Mapping[str, Any]
+Ctx = Mapping[str, object]
 
 OWNER_LABELS = ("smrun.io/plan", "smrun.io/vm", "smrun.io/vm-namespace")
 
@@ -78,7 +78,7 @@ def offload(rt: Runtime, fn: Callable[[], T], vm: VmModel | None = None, *,
         if durable:
             rt.journal.sync()  # durable before the write it announces
         return fn()
-    box: dict[str, Any] = {}
+    box: dict[str, object] = {}
     key = ("io", "", "", str(id(box)))
     owner = vm.key if vm is not None else None
     if owner is not None:
@@ -101,8 +101,8 @@ def offload(rt: Runtime, fn: Callable[[], T], vm: VmModel | None = None, *,
     while "value" not in box and "error" not in box:
         yield Wait((key,))
     if "error" in box:
-        raise box["error"]
-    return box["value"]  # type: ignore[no-any-return]
+        raise cast(BaseException, box["error"])
+    return cast(T, box["value"])
 
 
 def retrying(rt: Runtime, vm: VmModel, what: str, fn: Callable[[], T], deadline: float, *,

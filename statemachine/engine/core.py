@@ -23,14 +23,16 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Protocol
 
 from statemachine import context as contexts
+from statemachine.context import Context, Values
 from statemachine import predicates as preds
 import statemachine.engine.runner as runner
 from statemachine.engine.actions import render_ref, retrying
 from statemachine.engine.journal import SETUP_KEY, Journal, VmRecord, new_run_id, read_cancel
-from statemachine.engine.runtime import Event, EventSink, Runtime, VmModel
+from statemachine.engine.progress import Event, EventSink
+from statemachine.engine.runtime import Runtime, VmModel
 from statemachine.engine.scheduler import Scheduler, Task
 from statemachine.errors import Canceled, SmrunError
 from statemachine.itinerary import TERMINAL_STATES, Itinerary, ReadSpec
@@ -104,7 +106,7 @@ def vm_key(vm: VM) -> str:
     return vm.ref
 
 
-def _strip_secret(obj: Any) -> Any:
+def _strip_secret(obj: object) -> object:
     if isinstance(obj, list):
         return [_strip_secret(o) for o in obj]
     if isinstance(obj, dict) and obj.get("kind") == "Secret":
@@ -330,8 +332,8 @@ class Engine:
         yield from runner.vm_flow(rt, model, setup=setup)
 
     def _read_all(self, model: VmModel, specs: tuple[ReadSpec, ...],
-                  journaled: dict[str, Any] | None) -> runner.Gen:
-        out: dict[str, Any] = {}
+                  journaled: Values | None) -> runner.Gen:
+        out: Values = {}
         deadline = self.rt.clock() + self.step_timeout
         for spec in specs:
             if journaled is not None and spec.name in journaled and spec.object.kind != "Secret":
@@ -362,7 +364,7 @@ class Engine:
             out[spec.name] = values if spec.for_each is not None else values[0]
         return out
 
-    def _context(self, vm: VM | None) -> dict[str, Any]:
+    def _context(self, vm: VM | None) -> Context:
         if vm is None:
             return contexts.setup_context(self.plan, run_id=self.rt.run_id, servers=self.servers)
         return contexts.vm_context(self.plan, vm, run_id=self.rt.run_id, servers=self.servers)

@@ -21,8 +21,8 @@ that is a directory, an unreadable or corrupt journal) raises
 mid-run (``ENOSPC``) marks the journal failed for good: nothing more is written (the in-process
 buffer is dropped, as a kill -9 would), every later append raises, and a create whose intent is
 not on disk is never sent (``groupcommit``); the same command resumes once there is room.
-``SMRUN_TEST_JOURNAL_ENOSPC_AFTER=N`` (tests only) makes the journal's writes fail with ENOSPC
-after N bytes in this process.
+Tests make the journal's writes fail with ENOSPC after N bytes by setting ``_test_budget`` (the
+engine reads no environment).
 """
 from __future__ import annotations
 
@@ -38,9 +38,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
+from statemachine.context import Values
 from statemachine.errors import JournalCorrupt, LockHeld, StateDirError, state_dir_error
 from statemachine.k8s import ObjectRef
 
+#: One journal line: ``ts``, ``type``, ``vm`` and the entry's own JSON fields.
+Entry = dict[str, Any]
 SETUP_KEY = ""  # the "VM" name under which plan-level setup states are journaled
 
 
@@ -49,19 +52,14 @@ MAX_LINE_BYTES = 16 * 1024 * 1024
 PROBE_BYTES = 64 * 1024  # what Journal.probe writes (and removes) to see that there is room
 
 
-_test_budget: list[int] = []  # SMRUN_TEST_JOURNAL_ENOSPC_AFTER: bytes left before ENOSPC
-
-
-def _budget() -> list[int]:
-    if not _test_budget:
-        raw = os.environ.get("SMRUN_TEST_JOURNAL_ENOSPC_AFTER", "")
-        _test_budget.append(int(raw) if raw.strip().isdigit() else -1)
-    return _test_budget
+# Tests only: bytes the journal may still write before its writes fail with ENOSPC (a disk that
+# fills up); -1 means no limit. Tests set it in-process (monkeypatch).
+_test_budget: list[int] = [-1]
 
 
 def _write_all(fd: int, data: bytes) -> None:
     """``os.write`` until all of ``data`` is written (or an OSError, e.g. ENOSPC)."""
-    budget = _budget()
+    budget = _test_budget
     view = memoryview(data)
     while view:
         if budget[0] >= 0 and len(view) > budget[0]:  # the test hook: a disk that fills up
@@ -188,7 +186,7 @@ def ref_to_json(ref: ObjectRef) -> dict[str, str]:
     return {"apiVersion": ref.api_version, "kind": ref.kind, "namespace": ref.namespace, "name": ref.name}
 
 
-def ref_from_json(data: Mapping[str, Any]) -> ObjectRef:
+def ref_from_json(data: Mapping[str, object]) -> ObjectRef:
     return ObjectRef(str(data["apiVersion"]), str(data["kind"]), str(data.get("namespace", "")),
                      str(data["name"]))
 
@@ -209,13 +207,13 @@ class VmRecord:
 
     vm: str
     predicates: dict[str, bool] | None = None
-    reads: dict[str, Any] | None = None      # reads as fetched at start (Secret data left out)
+    reads: Values | None = None      # reads as fetched at start (Secret data left out)
     state: str | None = None                 # the last state entered
     state_done: bool = False                 # whether ``state`` completed (or was skipped)
     last_entered: str | None = None          # the last state actually entered (not skipped)
     skipped: bool = False                    # ``state`` was skipped (its ``next`` does not apply)
     entered: list[str] = field(default_factory=list)     # states entered, in order, without repeats
-    outputs: dict[str, Any] = field(default_factory=dict)
+    outputs: Values = field(default_factory=dict)
     created: list[CreatedObject] = field(default_factory=list)
     undoing: str | None = None               # "failed" or "canceled" once undo started
     undo_message: str = ""
@@ -225,7 +223,7 @@ class VmRecord:
     visits: dict[str, int] = field(default_factory=dict)
 
 
-def apply_entry(rec: VmRecord, e: Mapping[str, Any]) -> None:
+def apply_entry(rec: VmRecord, e: Entry) -> None:
     """Fold one journal entry into ``rec`` (replay, and the engine as it writes)."""
     kind = e["type"]
     if kind == "vm_started":
@@ -270,7 +268,7 @@ class Replay:
     vms: dict[str, VmRecord]
 
 
-def read_entries(path: Path) -> Iterator[dict[str, Any]]:
+def read_entries(path: Path) -> Iterator[Entry]:
     """Yield the journal's entries. A torn last line (the process died mid-write) is skipped.
 
     Read line by line (never the whole file at once), each line at most ``MAX_LINE_BYTES``; a
@@ -308,7 +306,7 @@ def read_entries(path: Path) -> Iterator[dict[str, Any]]:
             yield entry
 
 
-def replay(entries: Iterable[Mapping[str, Any]]) -> Replay:
+def replay(entries: Iterable[Entry]) -> Replay:
     """Fold journal entries into per-VM records."""
     out = Replay(None, {})
     for number, e in enumerate(entries, 1):
@@ -342,8 +340,8 @@ class Journal:
         self._flush_bound: Callable[[], None] = self._flush_now
 
     @classmethod
-    def for_plan(cls, state_dir: Path, plan_name: str, **kw: Any) -> Journal:
-        return cls(Path(state_dir) / plan_name, **kw)
+    def for_plan(cls, state_dir: Path, plan_name: str, *, fsync: bool = True) -> Journal:
+        return cls(Path(state_dir) / plan_name, fsync=fsync)
 
     # -- lock -----------------------------------------------------------------------------------
     def lock(self) -> None:
@@ -449,7 +447,7 @@ class Journal:
             self.on_failure(self.failed)
         return self.failed
 
-    def append(self, type_: str, **fields: Any) -> dict[str, Any]:
+    def append(self, type_: str, **fields: object) -> Entry:
         """Write an entry into the process's buffer; :meth:`flush` hands it to the kernel (then a
         kill -9 cannot lose it) and :meth:`sync` makes it durable against a machine crash.
 
@@ -464,7 +462,7 @@ class Journal:
         """
         if self.failed is not None:
             raise self.failed
-        entry: dict[str, Any] = {"ts": utc_now(), "type": type_, **fields}
+        entry: Entry = {"ts": utc_now(), "type": type_, **fields}
         fh = self._open()
         try:
             fh.write(json.dumps(entry, separators=(",", ":"), default=str).encode() + b"\n")
@@ -572,7 +570,7 @@ def request_cancel(directory: Path, vms: list[str] | None) -> None:
     path = directory / "cancel.json"
     current = read_cancel(directory)
     if vms is None or current is None:
-        data: dict[str, Any] = {"all": True, "vms": []}
+        data: dict[str, object] = {"all": True, "vms": []}
     else:
         data = {"all": False, "vms": sorted(current | set(vms))}
     tmp = directory / "cancel.json.tmp"

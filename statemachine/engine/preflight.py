@@ -15,9 +15,10 @@ from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from statemachine import expressions
+from statemachine.context import Context
 from statemachine.errors import ClusterError, RenderBudgetExceeded, SmrunError
 from statemachine.itinerary import Itinerary, StateSpec
 from statemachine.k8s import Cluster, Obj, ObjectRef, copy_obj
@@ -325,12 +326,12 @@ def _check_vm(plan: Plan, itinerary: Itinerary, vm: VM, source: ClusterReads,
     return out
 
 
-def _checks(itinerary: Itinerary, ctx: Mapping[str, Any], who: str,
+def _checks(itinerary: Itinerary, ctx: Context, who: str,
             findings: _VmFindings) -> None:
     for check in itinerary.preflight:
         if check.when is not None and not expressions.evaluate(check.when, ctx):
             continue
-        items: list[Any] = [None]
+        items: list[object] = [None]
         if check.for_each is not None:
             items = list(expressions.evaluate(check.for_each, ctx) or [])
         for i, item in enumerate(items):

@@ -13,7 +13,12 @@ from __future__ import annotations
 import json
 import shutil
 import time
+from collections.abc import Callable
 from typing import IO, Any
+
+#: A progress event (docs/engine.md), and what receives them.
+Event = dict[str, Any]
+EventSink = Callable[[Event], None]
 
 _TERMINAL_EVENTS = {"vm_succeeded": "Completed", "vm_failed": "Failed", "vm_canceled": "Canceled"}
 
@@ -23,7 +28,7 @@ class JsonLines:
         self.stream = stream
         self._lines: list[str] = []
 
-    def __call__(self, event: dict[str, Any]) -> None:
+    def __call__(self, event: Event) -> None:
         self._lines.append(json.dumps(event, default=str, sort_keys=False))
 
     def flush(self) -> None:
@@ -41,7 +46,7 @@ class PlainLines:
     def __init__(self, stream: IO[str]) -> None:
         self.stream = stream
 
-    def __call__(self, e: dict[str, Any]) -> None:
+    def __call__(self, e: Event) -> None:
         kind = e["event"]
         who = e.get("vm") or ("setup" if "vm" in e else e.get("plan", ""))
         if kind == "run_started":
@@ -74,13 +79,13 @@ class LiveTable:
         self.stream = stream
         self.max_rows = max_rows
         self.interval = interval
-        self.rows: dict[str, dict[str, Any]] = {}
+        self.rows: dict[str, Event] = {}
         self.started: dict[str, float] = {}
         self._last = 0.0
         self._drawn = 0
         self.footer = ""
 
-    def __call__(self, e: dict[str, Any]) -> None:
+    def __call__(self, e: Event) -> None:
         vm = e.get("vm")
         if vm is not None:
             row = self.rows.setdefault(vm or "(setup)", {"state": "", "step": "", "waiting": ""})
@@ -132,7 +137,7 @@ class LiveTable:
         self.stream.flush()
 
 
-def renderer_for(output: str, stream: IO[str]) -> Any:
+def renderer_for(output: str, stream: IO[str]) -> EventSink:
     """``json`` → JSON lines; otherwise a live table on a terminal, plain lines elsewhere."""
     if output == "json":
         return JsonLines(stream)

@@ -18,6 +18,7 @@ from typing import Any
 
 import statemachine.engine.actions as actions
 from statemachine.engine.actions import Ctx, obj_key, render_ref, retrying
+from statemachine.context import Context, Values
 from statemachine.engine.runtime import Runtime, VmModel
 from statemachine.engine.scheduler import Wait
 from statemachine.errors import (
@@ -141,7 +142,7 @@ def execute_state(rt: Runtime, vm: VmModel, spec: StateSpec) -> Gen:
 
 
 def resolve_state_reads(rt: Runtime, vm: VmModel, spec: StateSpec, reads: tuple[ReadSpec, ...],
-                        deadline: float, *, wait: bool = True) -> Generator[Wait, None, dict[str, Any]]:
+                        deadline: float, *, wait: bool = True) -> Generator[Wait, None, Values]:
     """Resolve a state's ``reads`` in order (each sees the VM's reads and the ones before it).
 
     Decision: a missing non-optional object is *waited for* (watch-driven) until ``deadline``, the
@@ -150,7 +151,7 @@ def resolve_state_reads(rt: Runtime, vm: VmModel, spec: StateSpec, reads: tuple[
     with :class:`ReadinessTimeout` naming the read. With ``wait=False`` (undo) missing is ``none``:
     undo must not hang on an object that is gone. Values are kept in memory only.
     """
-    out: dict[str, Any] = {}
+    out: Values = {}
     for read in reads:
         ctx = vm.context()
         ctx["reads"] = {**ctx["reads"], **out}
@@ -190,7 +191,7 @@ def _read_object(rt: Runtime, vm: VmModel, spec: StateSpec, read: ReadSpec, ctx:
         yield Wait((obj_key(cluster, ref),), deadline)
 
 
-def _items(rt: Runtime, vm: VmModel, spec: StateSpec) -> list[dict[str, Any]]:
+def _items(rt: Runtime, vm: VmModel, spec: StateSpec) -> list[Context]:
     if spec.for_each is None:
         return [vm.context()]
     items = rt.lang.evaluate(spec.for_each, vm.context()) or []
@@ -240,14 +241,14 @@ def run_state_once(rt: Runtime, vm: VmModel, spec: StateSpec, deadline: float) -
                 objs[i] = yield from retrying(rt, vm, f"get {t[1]}",
                                               partial(rt.clusters[t[0]].get, t[1]), deadline)
     if spec.outputs:
-        values: dict[str, Any] = {}
+        values: Values = {}
         for name, expr in spec.outputs.items():
             per_item = [rt.lang.evaluate(expr, {**ctx, "object": obj}) for ctx, obj in zip(ctxs, objs)]
             values[name] = per_item if spec.for_each is not None else per_item[0]
         vm.log("outputs", state=spec.name, values=values)
 
 
-def wait_ready(rt: Runtime, vm: VmModel, spec: StateSpec, ctxs: list[dict[str, Any]],
+def wait_ready(rt: Runtime, vm: VmModel, spec: StateSpec, ctxs: list[Context],
                targets: list[tuple[str, ObjectRef] | None], deadline: float) -> Gen:
     rd = spec.readiness
     assert rd is not None

@@ -21,10 +21,12 @@ from typing import Any
 from transitions import EventData, Machine, MachineError
 
 from statemachine import context as contexts
+from statemachine.context import Context, Values
 from statemachine.cutover import FILE_NAME as CUTOVER_FILE, with_override
 from statemachine.engine.groupcommit import GroupCommit
 from statemachine.engine.journal import Journal, VmRecord, apply_entry, utc_now
 from statemachine.engine.lang import Language
+from statemachine.engine.progress import Event, EventSink
 from statemachine.engine.scheduler import Scheduler
 from statemachine.errors import IllegalTransition
 from statemachine.itinerary import (TERMINAL_STATES, Itinerary, StateSpec, flow_edges,
@@ -34,8 +36,6 @@ from statemachine.plan import VM, Plan
 
 logger = logging.getLogger("statemachine.engine")
 
-Event = dict[str, Any]
-EventSink = Callable[[Event], None]
 PENDING = "Pending"
 #: The one trigger every move goes through (its guard picks the transition by destination).
 MOVE = "go"
@@ -66,10 +66,10 @@ class VmModel:
         self.vm = vm                        # the plan's VM entry (None for setup)
         self.record = record
         self.logger = VmLogger(self)
-        self.base_context: dict[str, Any] = {}
-        self.reads: dict[str, Any] = {}
+        self.base_context: Context = {}
+        self.reads: Values = {}
         # The current state's own `reads` (resolved at entry, merged over `reads`, never journaled).
-        self.state_reads: dict[str, Any] = {}
+        self.state_reads: Values = {}
         self.cancelable = True              # False once undo (or a committed finish) is under way
         self.ignore_cancel = False
         self.step = ""
@@ -86,7 +86,7 @@ class VmModel:
     def labels(self, state: str) -> dict[str, str]:
         return contexts.labels_for(self.rt.plan, self.vm, run_id=self.rt.run_id, state=state)
 
-    def context(self, **extra: object) -> dict[str, Any]:
+    def context(self, **extra: object) -> Context:
         ctx = dict(self.base_context)
         ctx["reads"] = {**self.reads, **self.state_reads} if self.state_reads else self.reads
         ctx["outputs"] = dict(self.record.outputs)

@@ -17,7 +17,7 @@ import logging
 import queue
 import time
 from collections.abc import Callable, Generator, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 logger = logging.getLogger(__name__)
@@ -47,7 +47,6 @@ class Task:
     token: int = 0
     done: bool = False
     pending_throw: BaseException | None = None
-    data: dict[str, Any] = field(default_factory=dict)
 
 
 class Scheduler:

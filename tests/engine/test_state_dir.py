@@ -3,7 +3,7 @@
 Every case ends with one line on stderr naming the path and the cause, exit 4 (``StateDirError``),
 and no write request reached a cluster before the journal was known to be writable (the
 simulator's request log). Running out of space mid-run is injected in the journal's file writer
-(``SMRUN_TEST_JOURNAL_ENOSPC_AFTER``, here set in-process): the run stops where it is, every object
+(``journal._test_budget``, set in-process): the run stops where it is, every object
 on the cluster has its intent in the journal, and the same command then resumes and finishes.
 A real full or read-only tmpfs is used too when this machine lets the test mount one.
 """
@@ -68,7 +68,6 @@ def one_line(err: str) -> str:
 
 @pytest.fixture
 def no_resync_wait(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("SMRUN_RESYNC_SECONDS", "0.3")
     monkeypatch.setenv("SMRUN_CACHE_DIR", "off")
 
 
@@ -118,7 +117,8 @@ def test_running_out_of_space_mid_run_stops_safely_and_the_same_command_resumes(
                     if e.type == "ADDED" and e.obj["kind"] in ("ConfigMap", "Job") else None)
     # The probe passes; then the disk fills after a few KB of journal: mid-run, after some creates.
     monkeypatch.setattr(journal_module, "_test_budget", [PROBE_BYTES + 6000])
-    assert main(["run", str(plan), "--state-dir", str(state), "--output", "json"]) == 4
+    assert main(["run", str(plan), "--state-dir", str(state), "--output", "json",
+                 "--resync", "0.3"]) == 4
     captured = capsys.readouterr()
     line = one_line(captured.err)
     assert str(state / "disk" / "journal.jsonl") in line and "no space left on the device" in line
@@ -132,7 +132,8 @@ def test_running_out_of_space_mid_run_stops_safely_and_the_same_command_resumes(
     assert len(made) < 3 * len(names)  # it stopped mid-run
 
     monkeypatch.setattr(journal_module, "_test_budget", [-1])  # room again
-    assert main(["run", str(plan), "--state-dir", str(state), "--output", "json"]) == 0
+    assert main(["run", str(plan), "--state-dir", str(state), "--output", "json",
+                 "--resync", "0.3"]) == 0
     events = [json.loads(x) for x in capsys.readouterr().out.splitlines()]
     assert events[-1]["event"] == "run_finished" and events[-1]["completed"] == len(names)
     assert set(added.values()) == {1} and len(added) == 3 * len(names)  # nothing created twice

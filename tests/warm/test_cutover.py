@@ -18,10 +18,11 @@ from .harness import EXAMPLE_PLAN
 
 def test_plan_wide_then_per_vm_override(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     plan = load_plan(EXAMPLE_PLAN)
-    assert cutover.set_cutover(plan, state_dir=tmp_path, at="2030-01-02T03:04:05+02:00") == 0
-    assert "set to 2030-01-02T01:04:05Z" in capsys.readouterr().out
-    assert cutover.set_cutover(plan, state_dir=tmp_path, at="2030-01-02T00:00:00Z",
-                               vms=["ledger-2"]) == 0
+    said = cutover.set_cutover(plan, state_dir=tmp_path, at="2030-01-02T03:04:05+02:00")
+    assert said.startswith("cutover of all VMs") and "set to 2030-01-02T01:04:05Z" in said
+    assert capsys.readouterr().out == ""  # the library prints nothing; the CLI prints `said`
+    assert "ledger/ledger-2" in cutover.set_cutover(plan, state_dir=tmp_path,
+                                                    at="2030-01-02T00:00:00Z", vms=["ledger-2"])
     written = json.loads((tmp_path / "warm-demo" / "cutover.json").read_text())
     assert written == {"all": "2030-01-02T01:04:05Z", "vms": {"ledger/ledger-2": "2030-01-02T00:00:00Z"}}
     override = cutover.read_override(tmp_path / "warm-demo")
