@@ -296,13 +296,28 @@ class Edge:
 
 def flow_edges(states: tuple[StateSpec, ...], *, skips: bool = True) -> list[Edge]:
     """Every possible transition. ``linear``: to the next listed state; ``skip``: further on,
-    past states that have a ``when`` (included only with ``skips``); ``next``: explicit."""
+    past states that have a ``when`` (included only with ``skips``); ``next``: explicit. A
+    ``next`` target that has a ``when`` may be skipped too: the flow then goes on from it in list
+    order, so the states after it are ``skip`` edges of the state that jumped."""
     edges: list[Edge] = []
+    index = {s.name: i for i, s in enumerate(states)}
+
+    def skipping_from(source: str, k: int) -> None:
+        """Edges to the states after ``states[k]`` (which may be skipped), while they may be."""
+        if not skips or states[k].when is None:
+            return
+        for j in range(k + 1, len(states)):
+            edges.append(Edge(source, states[j].name, "skip"))
+            if states[j].when is None:
+                break
+
     for i, state in enumerate(states):
         if state.name == "Completed":
             continue
         for entry in state.next:
             edges.append(Edge(state.name, entry.to, "next", entry.when))
+            if entry.to in index:
+                skipping_from(state.name, index[entry.to])
         if any(entry.when is None for entry in state.next):
             continue  # an unconditional `next` always wins: no fall-through
         for j in range(i + 1, len(states)):

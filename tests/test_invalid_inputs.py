@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-import statemachine.cli as cli
+import statemachine.commands as commands
 from statemachine.cli import main
 
 INVALID = Path(__file__).parent / "data" / "invalid"
@@ -42,10 +42,10 @@ def test_there_are_at_least_thirty_cases() -> None:
 @pytest.mark.parametrize("case", CASES, ids=[f"{c.parent.name}/{c.stem}" for c in CASES])
 def test_validate_refuses_with_one_line_per_problem(case: Path, monkeypatch: pytest.MonkeyPatch,
                                                     capsys: pytest.CaptureFixture[str]) -> None:
-    def no_engine() -> Any:
+    def no_cluster_checks(*_args: Any, **_kwargs: Any) -> int:
         raise AssertionError("an invalid input reached the cluster checks")
 
-    monkeypatch.setattr(cli, "_engine", no_engine)
+    monkeypatch.setattr(commands, "preflight", no_cluster_checks)
     code = main(["validate", str(case)])
     captured = capsys.readouterr()
     lines = captured.err.splitlines()

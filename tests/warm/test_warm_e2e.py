@@ -232,7 +232,7 @@ def test_smrun_cutover_moves_the_cutover_while_the_plan_runs(
     import io
     import subprocess
 
-    from statemachine import engine
+    from statemachine import commands
     from statemachine.engine.journal import request_cancel
     from statemachine.itinerary import load_itinerary
     from statemachine.plan import load_plan
@@ -265,7 +265,7 @@ def test_smrun_cutover_moves_the_cutover_while_the_plan_runs(
 
     threading.Thread(target=move_after_round_two, daemon=True).start()
     out = io.StringIO()
-    code = engine.run(plan, load_itinerary("warm"), state_dir=state, output="json", stream=out,
+    code = commands.run(plan, load_itinerary("warm"), state_dir=state, output="json", stream=out,
                       resync=0.2)
     moved.set()
     assert code == 0, out.getvalue()[-3000:]
@@ -302,7 +302,7 @@ def test_smrun_cutover_during_a_long_precopy_wait_ends_it_at_once(
     import io
     import subprocess
 
-    from statemachine import engine
+    from statemachine import commands
     from statemachine.engine.journal import request_cancel
     from statemachine.itinerary import load_itinerary
     from statemachine.plan import load_plan
@@ -334,7 +334,7 @@ def test_smrun_cutover_during_a_long_precopy_wait_ends_it_at_once(
 
     threading.Thread(target=cut_over_once_waiting, daemon=True).start()
     out = io.StringIO()
-    code = engine.run(load_plan(plan_path), load_itinerary("warm"), state_dir=state, output="json",
+    code = commands.run(load_plan(plan_path), load_itinerary("warm"), state_dir=state, output="json",
                       stream=out, resync=0.2)
     moved.set()
     assert code == 0, out.getvalue()[-3000:]
