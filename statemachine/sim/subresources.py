@@ -60,6 +60,12 @@ class _Status(PermanentClusterError):
         self.status_details = details or {}
 
 
+def _groups(handler: Any) -> tuple[str, ...]:
+    """The caller's groups, so that RBAC bindings to groups apply here too."""
+    identity = getattr(handler, "identity", None)
+    return tuple(identity.groups) if identity is not None else ()
+
+
 def _conflict(resource: str, name: str, err: str) -> _Status:
     return _Status(f'Operation cannot be fulfilled on {resource}.kubevirt.io "{name}": {err}',
                    status=409, reason="Conflict",
@@ -120,7 +126,8 @@ def serve(handler: Any, method: str, path: str, query: dict[str, str], raw: byte
                     "the server does not allow this method on the requested resource",
                     status=405, reason="MethodNotAllowed")
             store: Store = handler.server_api.store
-            attrs = auth.Attributes(handler.user, "update", GROUP, resource, ns, name, action)
+            attrs = auth.Attributes(handler.user, "update", GROUP, resource, ns, name, action,
+                                    _groups(handler))
             if not auth.allowed(store, attrs):
                 raise auth.forbidden(_fake_kind(resource), attrs)
             options = _options(raw)
@@ -325,7 +332,7 @@ def _pod_log(handler: Any, method: str, ns: str, name: str, query: dict[str, str
         raise PermanentClusterError("the server does not allow this method on the requested "
                                     "resource", status=405, reason="MethodNotAllowed")
     store: Store = handler.server_api.store
-    attrs = auth.Attributes(handler.user, "get", "", "pods", ns, name, "log")
+    attrs = auth.Attributes(handler.user, "get", "", "pods", ns, name, "log", _groups(handler))
     pod_kind = store.kind("Pod")
     if not auth.allowed(store, attrs):
         raise auth.forbidden(pod_kind, attrs)

@@ -36,6 +36,7 @@ SEED = {"source": [
     {"apiVersion": RBAC, "kind": "ClusterRole", "metadata": {"name": "vm-watcher"},
      "rules": [{"apiGroups": ["kubevirt.io"], "resources": ["virtualmachines"],
                 "verbs": ["get", "list", "watch"]},
+               {"apiGroups": [""], "resources": ["pods", "pods/log"], "verbs": ["get"]},
                {"nonResourceURLs": ["/metrics"], "verbs": ["get"]}]},
     {"apiVersion": RBAC, "kind": "ClusterRoleBinding", "metadata": {"name": "ops-vms"},
      "subjects": [{"kind": "Group", "name": "system:authenticated"}],
@@ -121,12 +122,12 @@ def test_kubectl_auth_can_i(kc: Kubectl) -> None:
     assert kc("auth", "can-i", "get", "/logs", context="source-viewer",
               check=False).stdout == "no\n"
     # A binding whose role is missing: RBAC says why it has no opinion, and kubectl prints it.
-    dangling = kc("auth", "can-i", "get", "pods", "-n", "other", context="source-viewer",
+    dangling = kc("auth", "can-i", "delete", "pods", "-n", "other", context="source-viewer",
                   check=False)
     assert dangling.stdout == 'no - RBAC: role.rbac.authorization.k8s.io "gone" not found\n'
-    denied = kc("get", "pods", "-n", "other", context="source-viewer", check=False)
-    assert ('pods is forbidden: User "viewer" cannot list resource "pods" in API group "" in the '
-            'namespace "other": RBAC: role.rbac.authorization.k8s.io "gone" not found'
+    denied = kc("get", "secrets", "-n", "other", context="source-viewer", check=False)
+    assert ('secrets is forbidden: User "viewer" cannot list resource "secrets" in API group "" '
+            'in the namespace "other": RBAC: role.rbac.authorization.k8s.io "gone" not found'
             ) in denied.stderr
 
 
@@ -332,4 +333,14 @@ def test_kubectl_as_impersonates_users_groups_and_service_accounts(
              check=False)
     assert ('groups "ops" is forbidden: User "viewer" cannot impersonate resource "groups" in '
             'API group "" at the cluster scope') in ops.stderr
+
+
+def test_group_bindings_apply_to_subresources(rbac_sim: SimulatedClusters, kc: Kubectl) -> None:
+    # pods/log is granted to the group system:authenticated (ClusterRoleBinding ops-vms).
+    rbac_sim.store("source").create("Pod", {"metadata": {"name": "p", "namespace": "default"},
+                                            "spec": {"containers": [{"name": "c",
+                                                                     "image": "busybox"}]}})
+    logs = kc("logs", "p", context="source-viewer", check=False)
+    assert "forbidden" not in logs.stderr
+    assert 'container "c" in pod "p" is waiting to start' in logs.stderr
 
