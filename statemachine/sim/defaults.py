@@ -12,7 +12,8 @@ simulated controllers rely on:
   ``kubevirt-external-ca`` (``ca-bundle: ""``), as the operator creates them (§6.2), plus
   ``kubevirt-export-ca``;
 - StorageClasses ``standard`` (default, Immediate binding) and ``local-wffc``
-  (WaitForFirstConsumer), with StorageProfiles for both.
+  (WaitForFirstConsumer), with StorageProfiles for both;
+- Nodes ``<cluster>-node01`` and ``<cluster>-node02`` as KubeVirt shows them (``nodes.py``).
 
 It does not create users, RBAC or workloads: that is the seed file's job. The values (addresses,
 PEMs, export host) come from ``statemachine.sim.addresses`` so that the controllers
@@ -22,7 +23,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from statemachine.sim import addresses
+from statemachine.sim import addresses, nodes
 
 DEFAULT_STORAGE_CLASS = "standard"
 WFFC_STORAGE_CLASS = "local-wffc"
@@ -93,4 +94,5 @@ def base_objects(cluster_name: str) -> list[dict[str, Any]]:
         _storage_class(WFFC_STORAGE_CLASS, "WaitForFirstConsumer", False),
         _storage_profile(DEFAULT_STORAGE_CLASS),
         _storage_profile(WFFC_STORAGE_CLASS),
+        *nodes.base_nodes(cluster_name),
     ]

@@ -146,6 +146,7 @@ _TRACKER_COLUMNS = (_col("SourceKind", "string", ".spec.source.kind"),
 KINDS: tuple[Kind, ...] = (
     # core v1
     _k("", "v1", "Namespace", "namespaces", namespaced=False, status=True, short=("ns",), custom=False),
+    _k("", "v1", "Node", "nodes", namespaced=False, status=True, short=("no",), custom=False),
     _k("", "v1", "ConfigMap", "configmaps", short=("cm",), custom=False),
     _k("", "v1", "Secret", "secrets", custom=False),
     _k("", "v1", "PersistentVolumeClaim", "persistentvolumeclaims", status=True, short=("pvc",),

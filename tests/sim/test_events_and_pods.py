@@ -269,3 +269,21 @@ def test_typed_client_lists_every_pod_kind(sim: SimulatedClusters, cluster: str,
     items = core_api(sim, cluster).list_namespaced_pod(NS).items
     assert sorted(p.metadata.name.split("-")[0] for p in items) == ["copy", "virt"]
     assert all(p.status.conditions for p in items)
+
+
+def test_nodes_as_kubevirt_shows_them(sim: SimulatedClusters, kubectl: Callable[..., Any]) -> None:
+    vmi = running_vm(sim)
+    nodes = {n.metadata.name: n for n in core_api(sim).list_node().items}
+    assert sorted(nodes) == ["source-node01", "source-node02"]
+    node = nodes[vmi["status"]["nodeName"]]
+    assert node.metadata.labels["kubevirt.io/schedulable"] == "true"
+    assert node.metadata.annotations["kubevirt.io/heartbeat"]
+    assert node.status.allocatable["devices.kubevirt.io/kvm"] == "1k"
+    assert [c.status for c in node.status.conditions if c.type == "Ready"] == ["True"]
+    table = kubectl("get", "nodes").stdout
+    assert "source-node01" in table and "Ready" in table
+    described = kubectl("describe", "node", "source-node01").stdout
+    assert "virt-launcher-vm1-sou01" in described
+    assert "devices.kubevirt.io/kvm" in described
+    assert kubectl("get", "nodes", "-l", "kubevirt.io/schedulable=true", "-o", "name").stdout \
+        .split() == ["node/source-node01", "node/source-node02"]

@@ -26,7 +26,7 @@ import hashlib
 import json
 from typing import Any
 
-from statemachine.sim import jobdefaults
+from statemachine.sim import jobdefaults, nodes
 from statemachine.sim.controller import ClusterContext
 from statemachine.sim.store import Obj, now_rfc3339
 
@@ -185,8 +185,6 @@ def _image(container: dict[str, Any]) -> tuple[str, str]:
     return image, f"{repo}@sha256:{digest}" if image else ""
 
 
-def _node_ip(node: str) -> str:
-    return "192.168.1.2" if node.endswith("2") else "192.168.1.1"
 
 
 def running_status(pod: Obj, node: str, pod_ip: str) -> dict[str, Any]:
@@ -201,7 +199,7 @@ def running_status(pod: Obj, node: str, pod_ip: str) -> dict[str, Any]:
                          "containerID": _container_id(uid, str(container.get("name", ""))),
                          "state": {"running": {"startedAt": stamp}}})
     gates = bool((pod.get("spec") or {}).get("readinessGates"))
-    return {"phase": "Running", "hostIP": _node_ip(node), "hostIPs": [{"ip": _node_ip(node)}],
+    return {"phase": "Running", "hostIP": nodes.node_ip(node), "hostIPs": [{"ip": nodes.node_ip(node)}],
             "podIP": pod_ip, "podIPs": [{"ip": pod_ip}], "startTime": stamp,
             "qosClass": (pod.get("status") or {}).get("qosClass", "Burstable"),
             "conditions": _conditions(stamp, scheduled=True, ready=True, gates=gates),
