@@ -122,12 +122,24 @@ def test_successful_migration_end_states(clusters: SimulatedClusters) -> None:
                                           "web-target")["metadata"]["uid"]
     assert state["targetNode"] == t_vmi["status"]["nodeName"]
     assert "kubevirt.io/create-migration-target" not in t_vmi["metadata"].get("annotations", {})
+    # the target pod became the VMI's pod (kubevirt-fidelity.md §4.5)
+    pod = t.get("Pod", NS, "virt-launcher-web-tar02")
+    assert pod["metadata"]["labels"]["kubevirt.io/migrationJobUID"] == state["migrationUid"]
+    assert pod["status"]["phase"] == "Running" and pod["spec"]["nodeName"] == "target-node02"
+    assert t_vmi["status"]["activePods"] == {pod["metadata"]["uid"]: "target-node02"}
+    on_vmi = {e["reason"] for e in t.list("Event", NS, field_selector="involvedObject.name=web,"
+                                          "involvedObject.kind=VirtualMachineInstance")}
+    assert {"PreparingTarget", "Migrated"} <= on_vmi
+    on_vmim = {e["reason"] for e in t.list("Event", NS,
+                                           field_selector="involvedObject.name=web-target")}
+    assert {"SuccessfulCreate", "SuccessfulHandOver", "SuccessfulMigration"} <= on_vmim
     # source: VM halted, VMI and VMIM gone
     wait_for(lambda: s.get("VirtualMachine", NS, "web")["spec"]["runStrategy"] == "Halted")
     wait_for(lambda: s.try_get("VirtualMachineInstance", NS, "web") is None, what="S-VMI gone")
     wait_for(lambda: s.try_get("VirtualMachineInstanceMigration", NS, "web-source") is None,
              what="S-VMIM gone")
     wait_for(lambda: status(s, "VirtualMachine", "web")["printableStatus"] == "Stopped")
+    assert s.list("Pod", NS) == []  # the source pod went with its VMI
     assert t.get("VirtualMachine", NS, "web")["metadata"]["annotations"][
         "kubevirt.io/restore-run-strategy"] == "Always"
 
