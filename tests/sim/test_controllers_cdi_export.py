@@ -6,11 +6,12 @@ DataVolume on the target that downloads the export's external link with the expo
 from __future__ import annotations
 
 import base64
+import threading
 import time
 from typing import Any
 
 from statemachine.sim.cluster import SimulatedClusters
-from statemachine.sim.store import Store
+from statemachine.sim.store import Store, StoreEvent
 from polling import wait_for
 
 NS = "shop"
@@ -31,15 +32,26 @@ def dv(name: str, source: dict[str, Any], *, annotations: dict[str, str] | None 
 
 
 def phases_of(store: Store, name: str, until: tuple[str, ...]) -> list[str]:
+    """Every phase the DataVolume goes through until one of ``until``, from the store's commit
+    stream (polling could miss a phase that lasts one tick on a loaded machine)."""
     seen: list[str] = []
+    lock = threading.Lock()
 
-    def step() -> bool:
-        phase = (store.get("DataVolume", NS, name).get("status") or {}).get("phase")
-        if phase and (not seen or seen[-1] != phase):
-            seen.append(phase)
-        return phase in until
-    wait_for(step, what=f"DataVolume {name} in {until}")
-    return seen
+    def note(phase: str | None) -> None:
+        with lock:
+            if phase and (not seen or seen[-1] != phase):
+                seen.append(phase)
+
+    def on_commit(event: StoreEvent) -> None:
+        if event.kind.kind == "DataVolume" and event.obj["metadata"]["name"] == name:
+            note((event.obj.get("status") or {}).get("phase"))
+    unsubscribe = store.subscribe(on_commit)
+    try:
+        note((store.get("DataVolume", NS, name).get("status") or {}).get("phase"))
+        wait_for(lambda: bool(seen) and seen[-1] in until, what=f"DataVolume {name} in {until}")
+    finally:
+        unsubscribe()
+    return list(seen)
 
 
 def test_blank_datavolume_phases_conditions_and_pvc(shop_clusters: SimulatedClusters) -> None:
