@@ -4,7 +4,8 @@
 returns the :class:`~statemachine.forklift.convert.Conversion` (with its warnings, which the
 caller prints) and the paths written. The written plan is loaded again with smrun's own plan
 loader before this returns, so an import that succeeds always gives a plan that passes
-``smrun validate --offline``; should it not, the files just written are removed and the problem
+``smrun validate --offline`` (whose rendering of a simulated plan also needs the seed to hold the
+plan's VMs: the seed is the user's); should it not, the files just written are removed and the problem
 is reported (exit 2).
 """
 from __future__ import annotations
