@@ -3,8 +3,10 @@
 For the VMs about to start it resolves ``reads`` on the live clusters, renders every enabled
 state (outputs of earlier states are placeholders), then checks: every kind used is served; the
 itinerary's ``spec.preflight`` rules (block / warn / blockIf); and RBAC — every (cluster, verb,
-kind, namespace) the run will use, each asked with a SelfSubjectAccessReview (``Cluster.can_i``),
-all gaps listed at once together with Role rules that would close them. It applies nothing.
+kind, namespace) the run will use, answered by one SelfSubjectRulesReview per cluster and namespace
+(``Cluster.rules``; :class:`Authorizer` falls back to deduplicated SelfSubjectAccessReviews where
+a rules review cannot answer), all gaps listed at once together with Role rules that would close
+them. It applies nothing.
 """
 from __future__ import annotations
 
@@ -21,7 +23,7 @@ from statemachine import expressions
 from statemachine.context import Context
 from statemachine.errors import ClusterError, RenderBudgetExceeded, SmrunError
 from statemachine.itinerary import Itinerary, StateSpec
-from statemachine.k8s import Cluster, Obj, ObjectRef, copy_obj
+from statemachine.k8s import Cluster, Obj, ObjectRef, RulesReview, copy_obj
 from statemachine.plan import VM, Plan
 
 if TYPE_CHECKING:
@@ -190,19 +192,66 @@ def role_rules(missing: Mapping[tuple[str, str], dict[tuple[str, str], set[str]]
     return out
 
 
-def check_rbac(clusters: Mapping[str, Cluster], needs: Mapping[Need, set[str]], findings: Findings) -> None:
+class Authorizer:
+    """Answers "may the current user ``verb`` this kind here?" with few requests.
+
+    One SelfSubjectRulesReview per (cluster, namespace) answers every namespaced question there,
+    so the number of authorization requests does not grow with the number of VMs. A
+    SelfSubjectAccessReview is asked, once per distinct question, only where a rules review
+    cannot answer: a cluster-scoped kind (a rules review is about one namespace), a review the
+    server marks incomplete (another authorizer may allow what RBAC does not list), or a server
+    that refuses rules reviews.
+    """
+
+    def __init__(self, clusters: Mapping[str, Cluster]) -> None:
+        self.clusters = clusters
+        self._reviews: dict[tuple[str, str], RulesReview | None] = {}
+        self._asked: dict[tuple[str, str, str, str, str], bool] = {}
+
+    def resource(self, cluster: str, api_version: str, kind: str) -> tuple[str, bool]:
+        """(plural, namespaced): discovery's, or the kind's plural when the kind is not served."""
+        found = self.clusters[cluster].resource_of(api_version, kind)
+        return found if found is not None else (plural(kind), True)
+
+    def allowed(self, cluster: str, verb: str, api_version: str, kind: str, ns: str) -> bool:
+        resource, namespaced = self.resource(cluster, api_version, kind)
+        review = self._review(cluster, ns) if ns and namespaced else None
+        if review is not None:
+            if review.allows(verb, _group(api_version), resource):
+                return True
+            if not review.incomplete:
+                return False
+        key = (cluster, verb, api_version, kind, ns)
+        if key not in self._asked:
+            self._asked[key] = self.clusters[cluster].can_i(verb, api_version, kind, ns)
+        return self._asked[key]
+
+    def _review(self, cluster: str, ns: str) -> RulesReview | None:
+        if (cluster, ns) not in self._reviews:
+            try:
+                self._reviews[(cluster, ns)] = self.clusters[cluster].rules(ns)
+            except ClusterError as e:  # a server without rules reviews: ask each question
+                logger.debug("%s: no rules review in %s (%s); asking access reviews", cluster, ns, e)
+                self._reviews[(cluster, ns)] = None
+        return self._reviews[(cluster, ns)]
+
+
+def check_rbac(clusters: Mapping[str, Cluster], needs: Mapping[Need, set[str]], findings: Findings,
+               authorizer: Authorizer | None = None) -> None:
+    auth = authorizer or Authorizer(clusters)
     missing: dict[tuple[str, str], dict[tuple[str, str], set[str]]] = defaultdict(lambda: defaultdict(set))
     for (cluster, api_version, kind, ns), verbs in sorted(needs.items()):
         for verb in sorted(verbs):
             try:
-                allowed = clusters[cluster].can_i(verb, api_version, kind, ns)
+                allowed = auth.allowed(cluster, verb, api_version, kind, ns)
             except ClusterError as e:
                 findings.problems.append(f"{cluster}: cannot check permission to {verb} {kind}: {e}")
                 continue
             if not allowed:
                 where = f" in namespace {ns}" if ns else " (cluster-wide)"
                 findings.problems.append(f"{cluster}: missing permission: {verb} {api_version} {kind}{where}")
-                missing[(cluster, ns)][(_group(api_version), plural(kind))].add(verb)
+                resource, _ = auth.resource(cluster, api_version, kind)
+                missing[(cluster, ns)][(_group(api_version), resource)].add(verb)
     if missing:
         findings.rules = role_rules(missing)
 
@@ -262,10 +311,11 @@ def run_checks(plan: Plan, itinerary: Itinerary, clusters: Mapping[str, Cluster]
             findings.warnings += found.warnings
     needs = needed_permissions(itinerary, rendered, refs)
     check_kinds(clusters, needs, findings)
-    check_rbac(clusters, needs, findings)
+    auth = Authorizer(clusters)
+    check_rbac(clusters, needs, findings, auth)
     for cluster, ns in sorted({(c, n) for (c, _, _, n), verbs in needs.items() if "create" in verbs}):
         try:
-            allowed = clusters[cluster].can_i("create", "v1", "Event", ns or "default")
+            allowed = auth.allowed(cluster, "create", "v1", "Event", ns or "default")
         except ClusterError:
             continue
         if not allowed:

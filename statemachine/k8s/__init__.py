@@ -62,6 +62,47 @@ class Subscription(Protocol):
 WatchHandler = Callable[[EventType, Obj], None]
 
 
+@dataclass(frozen=True)
+class ResourceRule:
+    """One rule of a rules review: these verbs on these resources of these API groups."""
+
+    verbs: frozenset[str]
+    api_groups: frozenset[str]
+    resources: frozenset[str]
+    #: A rule limited to named objects grants nothing on the kind as a whole.
+    resource_names: frozenset[str] = frozenset()
+
+    def allows(self, verb: str, group: str, resource: str) -> bool:
+        return (not self.resource_names
+                and ("*" in self.verbs or verb in self.verbs)
+                and ("*" in self.api_groups or group in self.api_groups)
+                and ("*" in self.resources or resource in self.resources))
+
+
+@dataclass(frozen=True)
+class RulesReview:
+    """What the current user may do in one namespace (a SelfSubjectRulesReview's answer).
+
+    ``incomplete``: the server could not list every rule (an authorizer other than RBAC, or an
+    error evaluating one): a verb it does not show may still be allowed, so ask for that one
+    (SelfSubjectAccessReview)."""
+
+    rules: tuple[ResourceRule, ...] = ()
+    incomplete: bool = True
+
+    def allows(self, verb: str, group: str, resource: str) -> bool:
+        return any(r.allows(verb, group, resource) for r in self.rules)
+
+    @classmethod
+    def from_status(cls, status: Mapping[str, Any]) -> RulesReview:
+        rules = tuple(ResourceRule(frozenset(r.get("verbs") or ()),
+                                   frozenset(r.get("apiGroups") or ()),
+                                   frozenset(r.get("resources") or ()),
+                                   frozenset(r.get("resourceNames") or ()))
+                      for r in status.get("resourceRules") or ())
+        return cls(rules, bool(status.get("incomplete")))
+
+
 class Cluster(Protocol):
     """One Kubernetes cluster as smrun sees it.
 
@@ -108,6 +149,14 @@ class Cluster(Protocol):
 
     def can_i(self, verb: str, api_version: str, kind: str, namespace: str = "") -> bool:
         """SelfSubjectAccessReview for the current user."""
+        ...
+
+    def resource_of(self, api_version: str, kind: str) -> tuple[str, bool] | None:
+        """(plural resource name, namespaced) from discovery; ``None`` if not served."""
+        ...
+
+    def rules(self, namespace: str) -> RulesReview:
+        """SelfSubjectRulesReview: what the current user may do in ``namespace``."""
         ...
 
     def close(self) -> None: ...

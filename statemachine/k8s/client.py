@@ -40,8 +40,8 @@ from statemachine.errors import (
     NotFound,
     PermanentClusterError,
 )
-from statemachine.k8s import (Obj, ObjectRef, PatchType, ResourceKey, Subscription, WatchHandler,
-                             copy_obj, default_kubeconfig)
+from statemachine.k8s import (Obj, ObjectRef, PatchType, ResourceKey, RulesReview, Subscription,
+                             WatchHandler, copy_obj, default_kubeconfig)
 from statemachine.k8s import retry as _retry
 from statemachine.k8s.errormap import from_status, translate
 from statemachine.k8s.informer import Informer, StreamHandle
@@ -452,6 +452,24 @@ class KubeCluster:
             self._dyn.request("post", "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews",
                               body=review, serialize=False, _request_timeout=_REQUEST_TIMEOUT)))
         return bool((answer.get("status") or {}).get("allowed"))
+
+    def resource_of(self, api_version: str, kind: str) -> tuple[str, bool] | None:
+        """(plural, namespaced) of a served kind, from discovery; ``None`` if not served."""
+        try:
+            resource = self._resource(api_version, kind)
+        except NotFound:
+            return None
+        return str(resource.name), bool(resource.namespaced)
+
+    def rules(self, namespace: str) -> RulesReview:
+        """SelfSubjectRulesReview for the current user in ``namespace`` (every authenticated
+        user may ask: system:basic-user)."""
+        review = {"apiVersion": "authorization.k8s.io/v1", "kind": "SelfSubjectRulesReview",
+                  "spec": {"namespace": namespace}}
+        answer: Obj = self._request("rules", f"rules in {namespace}", lambda: self._json(
+            self._dyn.request("post", "/apis/authorization.k8s.io/v1/selfsubjectrulesreviews",
+                              body=review, serialize=False, _request_timeout=_REQUEST_TIMEOUT)))
+        return RulesReview.from_status(answer.get("status") or {})
 
     # ----------------------------------------------------------------- watches
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from statemachine.errors import Conflict, TransientClusterError
-from statemachine.k8s import ObjectRef, ResourceKey
+from statemachine.k8s import ObjectRef, ResourceKey, RulesReview
 
 
 @dataclass
@@ -133,7 +133,16 @@ class FakeCluster:
         return True
 
     def can_i(self, verb: str, api_version: str, kind: str, namespace: str = "") -> bool:
+        self.calls.append(("can_i", kind))
         return (verb, kind) not in self.forbidden
+
+    def resource_of(self, api_version: str, kind: str) -> tuple[str, bool] | None:
+        return None  # the kind's own plural (preflight.plural)
+
+    def rules(self, namespace: str) -> RulesReview:
+        # No rules listed and marked incomplete: every question falls back to can_i.
+        self.calls.append(("rules", namespace))
+        return RulesReview((), incomplete=True)
 
     def close(self) -> None:
         for t in self.timers:

@@ -256,3 +256,35 @@ def test_a_second_run_of_the_same_plan_refuses(simc: SimulatedClusters, tmp_path
             Journal.for_plan(tmp_path / "state", "locked").lock()
         finally:
             held.close()
+
+
+def _authorization_requests(log: Path) -> Counter[str]:
+    reviews = ("selfsubjectaccessreviews", "selfsubjectrulesreviews")
+    found: Counter[str] = Counter()
+    for line in log.read_text(encoding="utf-8").splitlines():
+        path = json.loads(line)["path"]
+        found.update(r for r in reviews if path.endswith(r))
+    return found
+
+
+@pytest.mark.parametrize("user", ["target", "target-viewer"])
+def test_preflight_authorization_requests_do_not_grow_with_the_number_of_vms(
+        tmp_path: Path, user: str) -> None:
+    """One rules review per cluster and namespace (issue 17): 2 VMs and 12 VMs in one namespace
+    ask the same authorization questions, and get the same findings."""
+    counts, findings = [], []
+    for n in (2, 12):
+        log = tmp_path / f"requests-{n}.jsonl"
+        with SimulatedClusters(seed=DATA / "seed.yaml", tick=0.02, request_log=log,
+                               kubeconfig_out=tmp_path / f"kubeconfig-{n}") as sim:
+            plan = load_plan(write_plan(tmp_path, sim, [f"a-{i}" for i in range(n)],
+                                        target_context=user, name=f"auth{n}"))
+            try:
+                commands.preflight(plan, load_itinerary(plan.itinerary), stream=io.StringIO())
+                findings.append(())
+            except PreflightError as e:
+                findings.append(e.problems)
+        counts.append(_authorization_requests(log))
+    assert counts[0] == counts[1] and counts[0]["selfsubjectrulesreviews"] >= 1
+    assert findings[0] == findings[1]
+    assert bool(findings[0]) == (user == "target-viewer")

@@ -4,8 +4,9 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
-from statemachine.engine.preflight import run_checks
+from statemachine.engine.preflight import Authorizer, run_checks
 from statemachine.itinerary import load_itinerary
+from statemachine.k8s import ResourceRule, RulesReview
 from statemachine.plan import load_plan
 
 from .fakes import FakeCluster
@@ -48,3 +49,67 @@ def test_missing_permissions_are_listed_with_the_role_rules_that_close_them() ->
                                  "target: missing permission: watch v1 ConfigMap in namespace shop"]
     rules = "\n".join(findings.rules)
     assert 'resources: ["configmaps"]' in rules and 'verbs: ["create", "watch"]' in rules
+
+
+class _RulesCluster(FakeCluster):
+    """Answers rules reviews from ``rules``: complete unless ``incomplete``; counts requests."""
+
+    def __init__(self, rules: list[ResourceRule], *, incomplete: bool = False) -> None:
+        super().__init__("c")
+        self.review = RulesReview(tuple(rules), incomplete)
+
+    def resource_of(self, api_version: str, kind: str) -> tuple[str, bool] | None:
+        return {"ConfigMap": ("configmaps", True), "Job": ("jobs", True),
+                "StorageClass": ("storageclasses", False)}.get(kind)
+
+    def rules(self, namespace: str) -> RulesReview:
+        self.calls.append(("rules", namespace))
+        return self.review
+
+
+def _rule(verbs: str, groups: str, resources: str, names: str = "") -> ResourceRule:
+    """A rule from comma-separated lists (``""`` is the core group)."""
+    return ResourceRule(frozenset(verbs.split(",")), frozenset(groups.split(",")),
+                        frozenset(resources.split(",")), frozenset(filter(None, names.split(","))))
+
+
+def test_one_rules_review_per_namespace_answers_every_namespaced_question() -> None:
+    cluster = _RulesCluster([_rule("get,list,watch,create", "", "configmaps"),
+                             _rule("*", "batch", "jobs")])
+    auth = Authorizer({"target": cluster})
+    for ns in ("shop", "shop", "bank"):
+        for verb in ("create", "get", "watch", "delete"):
+            auth.allowed("target", verb, "batch/v1", "Job", ns)
+            auth.allowed("target", verb, "v1", "ConfigMap", ns)
+    assert [c for c in cluster.calls if c[0] == "rules"] == [("rules", "shop"), ("rules", "bank")]
+    assert [c for c in cluster.calls if c[0] == "can_i"] == []  # complete reviews: no SSARs
+    assert auth.allowed("target", "create", "batch/v1", "Job", "shop")
+    assert not auth.allowed("target", "delete", "v1", "ConfigMap", "shop")
+
+
+def test_incomplete_reviews_cluster_scoped_kinds_and_named_rules_fall_back_to_access_reviews() -> None:
+    cluster = _RulesCluster([_rule("get", "", "configmaps", names="only-this")], incomplete=True)
+    auth = Authorizer({"target": cluster})
+    assert auth.allowed("target", "get", "v1", "ConfigMap", "shop")  # FakeCluster.can_i: allowed
+    assert auth.allowed("target", "get", "v1", "ConfigMap", "shop")  # asked once, remembered
+    assert auth.allowed("target", "list", "storage.k8s.io/v1", "StorageClass", "")
+    asked = [c for c in cluster.calls if c[0] == "can_i"]
+    assert asked == [("can_i", "ConfigMap"), ("can_i", "StorageClass")]
+
+
+def test_findings_from_rules_reviews_read_as_from_access_reviews() -> None:
+    plan = load_plan(DATA / "plan-checks.yaml")
+    good = [v for v in plan.vms if v.name == "good"]
+    itinerary = load_itinerary(plan.itinerary)
+    # The same missing verbs, once found by SSARs (incomplete review), once by a complete review.
+    by_ssar = run_checks(plan, itinerary, _clusters(forbidden={("create", "ConfigMap"),
+                                                               ("watch", "ConfigMap")}),
+                         vms=good)  # type: ignore[arg-type]
+    clusters = _clusters()
+    target = _RulesCluster([_rule("get,list,delete,patch", "", "configmaps"),
+                            _rule("create", "", "events")])
+    target.objects = clusters["target"].objects
+    by_rules = run_checks(plan, itinerary, {"source": clusters["source"], "target": target},
+                          vms=good)  # type: ignore[arg-type]
+    assert by_rules.problems == by_ssar.problems
+    assert by_rules.rules == by_ssar.rules
