@@ -32,6 +32,12 @@ else that escapes is a bug in smrun and exits ``EXIT_INTERNAL`` (70)::
         │                           (full, read-only, not a directory, unreadable)
         └── JournalCorrupt          a journal line is not JSON (and is not a torn last line)
 
+Every error class smrun raises lives here (a test scans the package). Exceptions elsewhere never
+reach smrun's callers: the simulated clusters' own (they answer HTTP errors), the warm delta
+copier's (it runs alone in a Job's container, standard library only), private control-flow
+signals, and the render budget's signal, a Jinja2 ``SecurityError`` so the sandbox stops at once
+(it becomes :class:`RenderBudgetExceeded`).
+
 ``transient`` is a class attribute, so the decision to retry is made from the type, never from a
 message string. Messages are short and never contain manifest bodies (a Secret could leak).
 """

@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import inspect
 import re
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -185,3 +186,26 @@ def test_the_cli_exits_with_the_class_code_and_prints_no_traceback(
     captured = capsys.readouterr()
     assert "plan.yaml: spec.type: bad" in captured.err
     assert "Traceback" not in captured.err
+
+
+def test_every_error_class_of_the_package_lives_in_errors_py() -> None:
+    """Classes deriving from an exception are defined in errors.py, except (as its docstring says)
+    in the simulator, whose errors are HTTP answers, in the standalone copier, private control-flow
+    signals (a leading underscore), and the render budget's signal inside Jinja2's sandbox."""
+    import ast
+
+    package = Path(errors.__file__).parent
+    allowed = {("budget.py", "BudgetExceeded")}  # a jinja2 SecurityError, so the sandbox stops
+    found = set()
+    for path in package.rglob("*.py"):
+        rel = str(path.relative_to(package))
+        if rel == "errors.py" or rel.startswith(("sim/", "copier/")):
+            continue
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.ClassDef) and any(
+                    isinstance(b, (ast.Name, ast.Attribute)) and
+                    (getattr(b, "id", None) or getattr(b, "attr", "")).endswith(("Error", "Exception"))
+                    for b in node.bases):
+                if not node.name.startswith("_"):
+                    found.add((rel, node.name))
+    assert found <= allowed, sorted(found - allowed)
