@@ -15,6 +15,8 @@ Commands (product.md §5)::
     smrun import forklift FILE... -o PLAN       a Forklift Plan (+ maps, hooks, providers) as a plan
     smrun import forklift --from-cluster CONTEXT --namespace NS --plan NAME -o PLAN
     smrun sim serve ...                 delegated to statemachine.sim.serve.main
+    smrun operator [--kubeconfig F] [--context C] [--namespace NS ... | --all-namespaces] ...
+    smrun operator manifests [--namespace NS] [--image IMAGE]
 
 Exit codes come from ``SmrunError.exit_code`` (0 ok, 1 a VM failed, 2 invalid input, 3 preflight
 refused or cluster unreachable, 4 the state directory or journal cannot be used; 130
@@ -42,7 +44,7 @@ from statemachine import __version__
 from statemachine.errors import EXIT_INTERNAL, SmrunError, UsageError
 
 COMMANDS = ("run", "validate", "render", "graph", "status", "cancel", "cutover", "itineraries",
-            "import", "sim")
+            "import", "sim", "operator")
 EXIT_INTERRUPTED = 130
 
 
@@ -201,6 +203,32 @@ def _parser() -> argparse.ArgumentParser:
     f.add_argument("--host-context", metavar="CONTEXT", help="FILE imports: the context of "
                    "Forklift's own ('host') cluster (default: the current context)")
     f.set_defaults(handler=_cmd_import_forklift)
+    p = command("operator", _cmd_operator, "run smrun as a Kubernetes controller of Plan "
+                "objects (plans.smrun.io); `smrun operator manifests` prints the install",
+                plan=False)
+    p.add_argument("--kubeconfig", type=Path, metavar="FILE",
+                   help="the cluster the Plans live in (default: in-cluster, else $KUBECONFIG)")
+    p.add_argument("--context", metavar="CONTEXT", help="kubeconfig context")
+    p.add_argument("--namespace", action="append", metavar="NS", dest="namespaces",
+                   help="watch Plans in this namespace (repeatable)")
+    p.add_argument("--all-namespaces", "-A", action="store_true",
+                   help="watch Plans in every namespace")
+    p.add_argument("--id", metavar="NAME", default=None,
+                   help="this replica's name in status.operator (default $SMRUN_OPERATOR_ID, "
+                   "else hostname-pid)")
+    p.add_argument("--state-dir", type=Path, default=Path(".smrun-operator"),
+                   help="where the Plans' journals are kept (default .smrun-operator)")
+    p.add_argument("--metrics-port", type=int, default=None, metavar="PORT",
+                   help="serve Prometheus /metrics on this port")
+    p.add_argument("--health-port", type=int, default=None, metavar="PORT",
+                   help="serve /healthz and /readyz on this port")
+    ops = p.add_subparsers(title="subcommands", metavar="SUBCOMMAND", parser_class=_Parser)
+    m = ops.add_parser("manifests", parents=[common], help="print the CRD, RBAC, Deployment and "
+                       "PodDisruptionBudget (YAML) to install the operator")
+    m.add_argument("--namespace", default=None, metavar="NS", dest="install_namespace",
+                   help="namespace of the operator (default smrun-system)")
+    m.add_argument("--image", default=None, metavar="IMAGE", help="the operator's image")
+    m.set_defaults(handler=_cmd_operator_manifests)
     # `sim serve` is parsed by the simulator itself (see main); this entry is for --help only.
     sub.add_parser("sim", help="simulated clusters: `smrun sim serve --help`", add_help=False)
     return parser
@@ -428,6 +456,23 @@ def _cmd_import_forklift(args: argparse.Namespace) -> int:
     if result.conversion.warnings:
         print(f"{len(result.conversion.warnings)} warnings (on stderr): fields without an smrun "
               "equivalent were left out")
+    return 0
+
+
+def _cmd_operator(args: argparse.Namespace) -> int:
+    if args.all_namespaces and args.namespaces:
+        raise UsageError("smrun operator: --namespace and --all-namespaces exclude each other")
+    if not args.all_namespaces and not args.namespaces:
+        raise UsageError("smrun operator: give --namespace NS (repeatable) or --all-namespaces")
+    raise UsageError("smrun operator: the controller is not in this build yet "
+                     "(`smrun operator manifests` is)")
+
+
+def _cmd_operator_manifests(args: argparse.Namespace) -> int:
+    from statemachine.operator.manifests import DEFAULT_IMAGE, DEFAULT_NAMESPACE, manifests, to_yaml
+
+    sys.stdout.write(to_yaml(manifests(args.install_namespace or DEFAULT_NAMESPACE,
+                                       args.image or DEFAULT_IMAGE)))
     return 0
 
 

@@ -27,6 +27,7 @@ from statemachine.k8s import Cluster, Obj, ObjectRef, RulesReview, copy_obj
 from statemachine.plan import VM, Plan
 
 if TYPE_CHECKING:
+    from statemachine import render
     from statemachine.render import RenderedManifest as Rendered
 
 Need = tuple[str, str, str, str]  # (cluster, apiVersion, kind, namespace)
@@ -178,6 +179,26 @@ def needed_permissions(itinerary: Itinerary, rendered: Iterable[Rendered],
     return needs
 
 
+def policy_rules(by_res: Mapping[tuple[str, str], Iterable[str]]) -> list[dict[str, list[str]]]:
+    """RBAC PolicyRules (``apiGroups``, ``resources``, ``verbs``), one per (group, resource),
+    sorted: the one derivation behind preflight's suggested rules and ``smrun operator
+    manifests``' ClusterRole."""
+    return [{"apiGroups": [group], "resources": [resource], "verbs": sorted(set(verbs))}
+            for (group, resource), verbs in sorted(by_res.items())]
+
+
+def resource_verbs(needs: Mapping[Need, set[str]],
+                   resource: Callable[[str, str, str], str] | None = None
+                   ) -> dict[tuple[str, str], set[str]]:
+    """Verbs per (API group, resource) over every cluster and namespace of ``needs``;
+    ``resource(cluster, apiVersion, kind)`` names the resource (default: the kind's plural)."""
+    out: dict[tuple[str, str], set[str]] = defaultdict(set)
+    for (cluster, api_version, kind, _ns), verbs in needs.items():
+        name = resource(cluster, api_version, kind) if resource is not None else plural(kind)
+        out[(_group(api_version), name)] |= verbs
+    return dict(out)
+
+
 def role_rules(missing: Mapping[tuple[str, str], dict[tuple[str, str], set[str]]]) -> list[str]:
     """YAML Role rules, per (cluster, namespace), that grant the missing verbs."""
     out: list[str] = []
@@ -185,10 +206,10 @@ def role_rules(missing: Mapping[tuple[str, str], dict[tuple[str, str], set[str]]
         kind = f"Role in namespace {ns}" if ns else "ClusterRole"
         out.append(f"# {cluster} cluster: {kind}")
         out.append("rules:")
-        for (group, resource), verbs in sorted(by_res.items()):
-            out.append(f"- apiGroups: [\"{group}\"]")
-            out.append(f"  resources: [\"{resource}\"]")
-            out.append(f"  verbs: [{', '.join(repr(v).replace(chr(39), chr(34)) for v in sorted(verbs))}]")
+        for rule in policy_rules(by_res):
+            out.append(f"- apiGroups: [\"{rule['apiGroups'][0]}\"]")
+            out.append(f"  resources: [\"{rule['resources'][0]}\"]")
+            out.append(f"  verbs: [{', '.join(repr(v).replace(chr(39), chr(34)) for v in rule['verbs'])}]")
     return out
 
 
@@ -324,7 +345,27 @@ def run_checks(plan: Plan, itinerary: Itinerary, clusters: Mapping[str, Cluster]
     return findings
 
 
-def _check_vm(plan: Plan, itinerary: Itinerary, vm: VM, source: ClusterReads,
+def plan_needs(plan: Plan, itinerary: Itinerary, source: render.ReadSource) -> dict[Need, set[str]]:
+    """Every (cluster, apiVersion, kind, namespace) and verbs a run of ``plan`` would use, read
+    through ``source`` (live clusters, or a simulation seed offline): the derivation preflight's
+    RBAC check uses, for callers that need the permissions rather than a check of them
+    (``smrun operator manifests``). Raises the first problem as :class:`SmrunError`."""
+    from statemachine import render as rendering
+
+    rendered = list(rendering.render_setup(plan, itinerary, source))
+    refs: list[tuple[Need, str]] = []
+    for vm in plan.vms:
+        found = _check_vm(plan, itinerary, vm, source, None)
+        if found.problems and not found.rendered:
+            # A finding of a preflight rule (the VM's state) says nothing about permissions;
+            # a VM that did not render does.
+            raise SmrunError(found.problems[0])
+        rendered += found.rendered
+        refs += found.refs
+    return needed_permissions(itinerary, rendered, refs)
+
+
+def _check_vm(plan: Plan, itinerary: Itinerary, vm: VM, source: render.ReadSource,
               servers: Mapping[str, str] | None) -> _VmFindings:
     """One VM's part of preflight (runs on a pool thread; touches nothing shared but ``source``)."""
     from statemachine import context, render

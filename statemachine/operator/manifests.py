@@ -1,0 +1,123 @@
+"""``smrun operator manifests``: everything an install of the operator needs, as YAML.
+
+The CRD (:mod:`statemachine.operator.crd`), a ServiceAccount, a ClusterRole and its binding, a
+Deployment of two replicas and a PodDisruptionBudget. The ClusterRole is least privilege and
+derived, not written by hand: the permissions the built-in itineraries need come from the same
+derivation as preflight's RBAC check (``preflight.plan_needs`` → ``resource_verbs`` →
+``policy_rules``), computed by rendering each itinerary's example plan offline against its
+simulation seed (``examples/<type>/``); to them are added what the operator itself uses (its
+Plans and their status, Events, Leases, and the discovery kopf does). The role is one
+ClusterRole because the operator acts in the namespaces its Plans name, on both clusters when
+they are the same.
+
+It prints; it applies nothing and talks to no cluster.
+"""
+from __future__ import annotations
+
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from statemachine.errors import DataNotFound
+from statemachine.operator import crd
+
+DEFAULT_NAMESPACE = "smrun-system"
+DEFAULT_IMAGE = "ghcr.io/smrun/smrun:latest"
+NAME = "smrun-operator"
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+
+# What the operator does besides running itineraries: kopf lists/watches Plans and patches them
+# (finalizers, annotations), the status subresource, Events on Plans and VMs, Leases (one per
+# Plan, for the replica acting on it), CRD and namespace discovery.
+OPERATOR_RULES: tuple[tuple[str, str, tuple[str, ...]], ...] = (
+    (crd.GROUP, crd.PLURAL, ("get", "list", "watch", "patch", "update")),
+    (crd.GROUP, f"{crd.PLURAL}/status", ("get", "patch", "update")),
+    ("", "events", ("create", "patch")),
+    ("events.k8s.io", "events", ("create", "patch")),
+    ("coordination.k8s.io", "leases", ("create", "get", "list", "watch", "update", "patch",
+                                       "delete")),
+    ("apiextensions.k8s.io", "customresourcedefinitions", ("get", "list", "watch")),
+    ("", "namespaces", ("get", "list", "watch")),
+    ("authorization.k8s.io", "selfsubjectaccessreviews", ("create",)),
+    ("authorization.k8s.io", "selfsubjectrulesreviews", ("create",)),
+)
+
+
+def itinerary_verbs(types: Iterable[str] = ("cold", "warm", "live")
+                    ) -> dict[tuple[str, str], set[str]]:
+    """Verbs per (API group, resource) that the built-in itineraries ``types`` need."""
+    from statemachine.engine.preflight import plan_needs, resource_verbs
+    from statemachine.plan import load_plan
+    from statemachine.providers import itinerary_for_plan
+    from statemachine.sim.offline import seed_reads
+
+    merged: dict[tuple[str, str], set[str]] = {}
+    for name in types:
+        path = EXAMPLES / name / "plan.yaml"
+        if not path.is_file():
+            raise DataNotFound(f"{path}: the {name} example plan derives the operator's "
+                               "permissions; run from a source checkout of smrun")
+        plan = load_plan(path)
+        needs = plan_needs(plan, itinerary_for_plan(plan), seed_reads(plan))
+        for key, verbs in resource_verbs(needs).items():
+            merged.setdefault(key, set()).update(verbs)
+    return merged
+
+
+def cluster_role_rules(types: Iterable[str] = ("cold", "warm", "live")) -> list[dict[str, Any]]:
+    from statemachine.engine.preflight import policy_rules
+
+    verbs = itinerary_verbs(types)
+    for group, resource, extra in OPERATOR_RULES:
+        verbs.setdefault((group, resource), set()).update(extra)
+    return policy_rules(verbs)
+
+
+def manifests(namespace: str = DEFAULT_NAMESPACE, image: str = DEFAULT_IMAGE) -> list[dict[str, Any]]:
+    """The install, in apply order."""
+    labels = {"app.kubernetes.io/name": "smrun", "app.kubernetes.io/component": "operator"}
+    meta = {"name": NAME, "namespace": namespace, "labels": labels}
+    return [
+        {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace, "labels": labels}},
+        crd.plan_crd(),
+        {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": meta},
+        {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
+         "metadata": {"name": NAME, "labels": labels}, "rules": cluster_role_rules()},
+        {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
+         "metadata": {"name": NAME, "labels": labels},
+         "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": NAME},
+         "subjects": [{"kind": "ServiceAccount", "name": NAME, "namespace": namespace}]},
+        {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": meta, "spec": {
+            "replicas": 2,
+            "selector": {"matchLabels": labels},
+            "template": {"metadata": {"labels": labels}, "spec": {
+                "serviceAccountName": NAME,
+                "containers": [{
+                    "name": "operator", "image": image,
+                    # --id from the pod name: status.operator names the acting replica.
+                    "args": ["operator", "--all-namespaces", "--metrics-port", "8080",
+                             "--health-port", "8081", "--state-dir", "/var/lib/smrun"],
+                    "env": [{"name": "POD_NAME",
+                             "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
+                            {"name": "SMRUN_OPERATOR_ID", "value": "$(POD_NAME)"}],
+                    "ports": [{"name": "metrics", "containerPort": 8080},
+                              {"name": "health", "containerPort": 8081}],
+                    "livenessProbe": {"httpGet": {"path": "/healthz", "port": "health"}},
+                    "readinessProbe": {"httpGet": {"path": "/readyz", "port": "health"}},
+                    "volumeMounts": [{"name": "state", "mountPath": "/var/lib/smrun"}],
+                    "securityContext": {"allowPrivilegeEscalation": False,
+                                        "readOnlyRootFilesystem": True, "runAsNonRoot": True,
+                                        "capabilities": {"drop": ["ALL"]}},
+                }],
+                "volumes": [{"name": "state", "emptyDir": {}}],
+            }},
+        }},
+        {"apiVersion": "policy/v1", "kind": "PodDisruptionBudget", "metadata": meta,
+         "spec": {"minAvailable": 1, "selector": {"matchLabels": labels}}},
+    ]
+
+
+def to_yaml(docs: list[dict[str, Any]]) -> str:
+    return yaml.safe_dump_all(docs, sort_keys=False, default_flow_style=False)
