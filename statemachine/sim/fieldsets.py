@@ -265,13 +265,6 @@ def _union(a: Trie, b: Trie) -> Trie:
     return out
 
 
-def canonical(trie: Trie) -> Trie:
-    """``trie`` in the order upstream serializes it: ``"."`` first, then the children sorted."""
-    if not trie:
-        return trie
-    return {k: canonical(trie[k]) for k in sorted(trie)}
-
-
 def difference(a: Trie, b: Trie) -> Trie | None:
     """The members of ``a`` that are not members of ``b`` (``None`` when nothing is left;
     ``a`` itself when it loses nothing)."""
