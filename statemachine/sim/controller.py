@@ -220,10 +220,10 @@ class Runner:
         # Seeded objects produce no store events, so the first tick reconciles everything too.
         if self.ticks == 1 or self.ticks % self.resync_ticks == 0:
             for kind, idxs in self._watch.items():
-                for obj in self.ctx.store.list(kind):
-                    meta = obj["metadata"]
+                # Keys only: each object is read (copied) once below anyway.
+                for ns, name in self.ctx.store.keys(kind):
                     for i in idxs:
-                        batch.setdefault((i, kind, meta.get("namespace", ""), meta["name"]), None)
+                        batch.setdefault((i, kind, ns, name), None)
         for (i, kind, ns, name), deleted_obj in batch.items():
             if self._stop.is_set():
                 return

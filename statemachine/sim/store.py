@@ -107,6 +107,7 @@ class StoreEvent:
 
 
 EventList = list[StoreEvent]  # module-level: ``Store.list`` shadows ``list`` in the class body
+KeyList = list[Key]
 
 
 def _not_found(kind: Kind, name: str) -> NotFound:
@@ -327,6 +328,11 @@ class Store:
     def count(self, kind: Kind | str) -> int:
         with self._lock:
             return len(self._objects[self.kind(kind)])
+
+    def keys(self, kind: Kind | str) -> KeyList:
+        """``(namespace, name)`` of every object of ``kind`` (no copies: for resyncs)."""
+        with self._lock:
+            return list(self._objects[self.kind(kind)])
 
     # ----------------------------------------------------------------- writes
     def create(self, kind: Kind | str, obj: Obj, *, namespace: str | None = None,
