@@ -93,7 +93,7 @@ def test_bookmarks_periodic_and_before_the_timeout(sim: SimulatedClusters,
                                               "&allowWatchBookmarks=true&timeoutSeconds=3",
                         arrivals=arrivals)
     assert [e["type"] for e in pre] == ["BOOKMARK"] and 2.5 < took < 5
-    assert 0.8 < arrivals[0] < 2.0 and took - arrivals[0] > 1.5
+    assert 0.8 < arrivals[0] < 2.4 and took - arrivals[0] > 1.0
 
 
 def test_send_initial_events_ends_with_the_annotated_bookmark(sim: SimulatedClusters,
