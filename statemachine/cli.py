@@ -271,10 +271,9 @@ def _configure_logging(debug: bool) -> None:
 
 def _load(plan_path: Path) -> tuple[Any, Any]:
     from statemachine.plan import load_plan
-    from statemachine.providers import itinerary_for_plan
+    from statemachine.providers import plan_with_itinerary
 
-    plan = load_plan(plan_path)
-    return plan, itinerary_for_plan(plan)
+    return plan_with_itinerary(load_plan(plan_path))
 
 
 def _cmd_run(args: argparse.Namespace) -> int:

@@ -187,7 +187,9 @@ class CommitSpec:
 @dataclass(frozen=True)
 class Itinerary:
     name: str
-    migration_type: Literal["cold", "warm", "live"]
+    migration_type: str | None
+    """``spec.migrationType``: any DNS label (``cold``/``warm``/``live`` for the built-ins), or
+    ``None``; shown to users and matched against a plan's ``type``."""
     states: tuple[StateSpec, ...]
     file: Path
     template_dir: Path
@@ -413,7 +415,7 @@ class _Builder:
         return Itinerary(
             name=meta["name"],
             description=meta.get("description", ""),
-            migration_type=spec["migrationType"],
+            migration_type=spec.get("migrationType"),
             file=self.path,
             template_dir=template_dir,
             pipeline=tuple(spec.get("pipeline") or ()),

@@ -39,7 +39,8 @@ from statemachine.k8s import default_kubeconfig
 from statemachine.itinerary import parse_duration
 from statemachine.yamlsource import DocPath, SourceDoc
 
-MigrationType = Literal["cold", "warm", "live"]
+# cold, warm and live are the built-in flows; a custom itinerary may name any DNS label.
+MigrationType = str
 # A playbook goes into a ConfigMap, whose data may not exceed 1 MiB in a real cluster.
 PLAYBOOK_BYTES = 1024 * 1024
 
@@ -197,6 +198,9 @@ class Plan:
     settings: Settings = Settings()
     cutover: str | None = None
     description: str = ""
+    type_at: str | None = None
+    """``file:line: spec.type`` when the plan writes ``type`` (or ``warm``), else ``None``: the
+    flow then comes from the itinerary, and a plan without ``spec.itinerary`` is ``cold``."""
 
     def vm(self, name: str, namespace: str | None = None) -> VM:
         """The VM called ``name`` (``namespace/name`` or ``name`` with ``namespace``); KeyError if none."""
@@ -264,7 +268,15 @@ class _Builder:
             itinerary=itinerary, provider=spec.get("provider", "kubevirt"), source=source,
             target=target, simulation=simulation, target_namespace=plan_target_ns,
             storage_map=storage, network_map=network, hooks=hooks, settings=settings,
-            cutover=cutover, description=data["metadata"].get("description", ""))
+            cutover=cutover, description=data["metadata"].get("description", ""),
+            type_at=self._type_at(spec))
+
+    def _type_at(self, spec: Mapping[str, Any]) -> str | None:
+        key = "type" if "type" in spec else "warm" if "warm" in spec else None
+        if key is None:
+            return None
+        line = self.doc.line(("spec", key))
+        return f"{self.doc.file}:{line}: spec.{key}" if line else f"{self.doc.file}: spec.{key}"
 
     def _cluster(self, spec: Mapping[str, Any], side: str, sim: Simulation | None) -> ClusterRef:
         raw = spec.get(side)

@@ -147,7 +147,7 @@ def test_unknown_settings_are_rejected_with_a_suggestion(sim_dir: Path) -> None:
 
 def test_every_problem_is_reported_at_once(sim_dir: Path) -> None:
     path = write_plan(sim_dir, """
-        type: hot
+        type: Hot
         settings: {stepTimeout: soon}
         simulation: {seed: ./seed.yaml}
         vms: [{name: A, namespace: ns}]

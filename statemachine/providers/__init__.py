@@ -25,7 +25,7 @@ ENTRY_POINT_GROUP = "smrun.providers"
 DEFAULT_PROVIDER = "kubevirt"
 
 __all__ = ["DEFAULT_PROVIDER", "ENTRY_POINT_GROUP", "Provider", "UnknownProvider", "available_providers",
-           "itinerary_for_plan", "load_provider"]
+           "itinerary_for_plan", "load_provider", "plan_with_itinerary"]
 
 
 @runtime_checkable
@@ -99,25 +99,48 @@ def _load_entry_point(name: str, load: Callable[[], Any]) -> Callable[[], Provid
 
 
 def itinerary_for_plan(plan: Plan) -> Itinerary:
-    """The itinerary a plan runs: ``spec.itinerary`` if given, else its provider's for ``spec.type``."""
+    """The itinerary a plan runs: ``spec.itinerary`` if given, else its provider's for ``spec.type``.
+
+    A plan that names an itinerary and also writes a ``type`` that contradicts the itinerary's
+    ``migrationType`` is refused (a ``type: live`` plan must not quietly run a restart flow).
+    """
     from statemachine.itinerary import load_itinerary
 
     if plan.itinerary is not None:
         if isinstance(plan.itinerary, Path):
-            return load_itinerary(plan.itinerary)
-        if plan.itinerary not in builtin_itinerary_names():
+            itinerary = load_itinerary(plan.itinerary)
+        elif plan.itinerary not in builtin_itinerary_names():
             known = ", ".join(builtin_itinerary_names())
             raise DefinitionError(f"{plan.path}: spec.itinerary: no built-in itinerary "
                                   f"{plan.itinerary!r} (built-in: {known}; a file needs a .yaml suffix)")
-        return load_itinerary(builtin_itinerary_path(plan.itinerary))
+        else:
+            itinerary = load_itinerary(builtin_itinerary_path(plan.itinerary))
+        flow = itinerary.migration_type
+        if plan.type_at is not None and flow is not None and plan.type != flow:
+            raise DefinitionError(f"{plan.type_at}: {plan.type!r} does not match the itinerary's "
+                                  f"migrationType {flow!r} ({itinerary.file}); write type: {flow} "
+                                  f"or leave type out")
+        return itinerary
     try:
         provider = load_provider(plan.provider)
     except UnknownProvider as exc:
         raise UnknownProvider(f"{plan.path}: spec.provider: {exc}") from None
     if not provider.supports_path(plan.type):
-        raise UnknownProvider(f"{plan.path}: spec.type: provider {plan.provider!r} does not support "
+        where = plan.type_at or f"{plan.path}: spec.type"
+        raise UnknownProvider(f"{where}: provider {plan.provider!r} does not support "
                               f"migration type {plan.type!r}")
     return provider.itinerary(plan.type)
+
+
+def plan_with_itinerary(plan: Plan) -> tuple[Plan, Itinerary]:
+    """The plan and the itinerary it runs; a plan that writes no ``type`` takes the itinerary's
+    flow (its ``migrationType``, else its name), so ``plan.type`` in templates names what runs."""
+    from dataclasses import replace
+
+    itinerary = itinerary_for_plan(plan)
+    if plan.type_at is None and plan.itinerary is not None:
+        plan = replace(plan, type=itinerary.migration_type or itinerary.name)
+    return plan, itinerary
 
 
 def builtin_itinerary_path(name: str) -> Path:
