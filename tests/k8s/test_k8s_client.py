@@ -14,6 +14,7 @@ from statemachine import errors
 from statemachine.k8s import ObjectRef
 from statemachine.k8s.client import KubeCluster, connect
 from statemachine.k8s.retry import RetryPolicy
+from statemachine.sim.faults import FaultInjector
 
 
 def configmap(name: str, ns: str = "default", **labels: str) -> dict[str, Any]:
@@ -196,10 +197,13 @@ def test_can_i_answers_for_a_restricted_user(make_sim: Callable[..., Any],
 def test_faults_are_retried_logged_and_never_create_twice(
         make_sim: Callable[..., Any], make_kube: Callable[..., KubeCluster],
         caplog: pytest.LogCaptureFixture) -> None:
-    # Seed 3 drops a create's connection and answers 500/429 to others (deterministic order).
     sim = make_sim(fault_rate=0.2, fault_seed=3, controllers=False)
     with caplog.at_level(logging.WARNING, logger="statemachine.k8s"):
         cluster = make_kube(sim)
+        # From here on, seed 14 drops the first create's connection and answers 429 and 500 to
+        # later requests. A fresh injector after the connect keeps that order whatever number
+        # of discovery requests the connect made (it grows as the simulator serves more groups).
+        sim.servers["source"].faults = FaultInjector(0.2, seed=14)
         for i in range(8):
             cluster.create(configmap(f"f-{i}", run="faults"))
             got = cluster.get(ObjectRef("v1", "ConfigMap", "default", f"f-{i}"))
