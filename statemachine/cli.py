@@ -459,12 +459,23 @@ def _cmd_import_forklift(args: argparse.Namespace) -> int:
 
 
 def _cmd_operator(args: argparse.Namespace) -> int:
+    from statemachine.operator.options import OperatorOptions
+
     if args.all_namespaces and args.namespaces:
         raise UsageError("smrun operator: --namespace and --all-namespaces exclude each other")
     if not args.all_namespaces and not args.namespaces:
         raise UsageError("smrun operator: give --namespace NS (repeatable) or --all-namespaces")
-    raise UsageError("smrun operator: the controller is not in this build yet "
-                     "(`smrun operator manifests` is)")
+    options = OperatorOptions.build(
+        kubeconfig=args.kubeconfig, context=args.context,
+        namespaces=tuple(args.namespaces or ()), operator_id=args.id,
+        state_dir=args.state_dir, metrics_port=args.metrics_port,
+        health_port=args.health_port)
+    try:
+        from statemachine.operator.app import run_operator
+    except ImportError as exc:
+        raise UsageError(f"smrun operator needs the operator extra ({exc.name} is not "
+                         "installed): pip install 'smrun[operator]'") from None
+    return run_operator(options)
 
 
 def _cmd_operator_manifests(args: argparse.Namespace) -> int:

@@ -45,7 +45,7 @@ MigrationType = str
 PLAYBOOK_BYTES = 1024 * 1024
 
 __all__ = ["ClusterRef", "Hook", "NetworkMapping", "Plan", "Settings", "Simulation", "StorageMapping",
-           "VM", "VMHook", "load_plan"]
+           "VM", "VMHook", "load_plan", "load_plan_document"]
 
 @dataclass(frozen=True)
 class ClusterRef:
@@ -217,21 +217,27 @@ def load_plan(path: str | Path) -> Plan:
 
     Raises :class:`SchemaError` (exit code 2) listing every problem found.
     """
-    doc = yamlsource.load(path)
+    return load_plan_document(yamlsource.load(path), Path(path))
+
+
+def load_plan_document(doc: SourceDoc, path: Path, *, base: Path | None = None) -> Plan:
+    """Validate and resolve a parsed plan document: the checks of :func:`load_plan`, for a plan
+    that is not a file (a Plan object in a cluster). ``path`` becomes ``Plan.path``; relative
+    paths in the plan resolve against ``base`` (default: ``path``'s directory)."""
     if not isinstance(doc.data, dict):
         raise SchemaError("not a mapping", [doc.problem((), "a plan must be a YAML mapping")])
     expect(doc.data, doc.file, "Plan", doc.lines.get(("kind",)))
     _schema.validate_document(doc, "plan")
-    return _Builder(doc, Path(path)).build()
+    return _Builder(doc, path, base).build()
 
 
 class _Builder:
     """Turns a schema-valid document into a :class:`Plan`, collecting every semantic problem."""
 
-    def __init__(self, doc: SourceDoc, path: Path) -> None:
+    def __init__(self, doc: SourceDoc, path: Path, base: Path | None = None) -> None:
         self.doc = doc
         self.path = path
-        self.base = path.resolve().parent
+        self.base = base if base is not None else path.resolve().parent
         self.problems: list[Problem] = []
 
     def fail(self, at: DocPath, message: str) -> None:

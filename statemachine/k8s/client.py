@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import builtins
 import hashlib
+import os
 import json
 import logging
 import threading
@@ -73,6 +74,15 @@ def _load_kube_config(kubeconfig: Path | None, context: str | None) -> Any:
     from kubernetes import client as k8s_client
     from kubernetes import config as k8s_config
 
+    if kubeconfig is None and not default_kubeconfig().is_file() \
+            and os.environ.get("KUBERNETES_SERVICE_HOST"):
+        # In a pod without a kubeconfig (`smrun operator` in its Deployment): the service account.
+        cfg = k8s_client.Configuration()
+        try:
+            k8s_config.load_incluster_config(client_configuration=cfg)  # type: ignore[no-untyped-call]
+        except k8s_config.ConfigException as exc:
+            raise DefinitionError(f"in-cluster configuration: {str(exc).strip()}") from None
+        return cfg
     kubeconfig = (kubeconfig or default_kubeconfig()).expanduser()
     if not kubeconfig.is_file():
         raise DefinitionError(f"{kubeconfig}: kubeconfig file not found")

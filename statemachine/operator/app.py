@@ -1,0 +1,142 @@
+"""``smrun operator``: kopf wiring. The only module that imports kopf.
+
+kopf watches Plan objects (in the ``--namespace`` namespaces, or all) and calls the handlers
+here, which hand each Plan to the :class:`~statemachine.operator.worker.PlanManager`: a Plan is
+started when it is created, when its spec changes (a new generation) and, for Plans not finished
+for their generation, when the operator starts (resume from the journal). Deleting a Plan cancels
+its run (undo runs for the VMs not yet handed over). kopf's own bookkeeping goes to annotations
+under ``smrun.io`` (not to ``status``, which is smrun's), and kopf posts no Events of its own:
+the Events on a Plan are smrun's.
+
+kopf talks to the cluster with its own client; it logs in with the ``--kubeconfig``/``--context``
+given (server, CA, token or client certificate read from the kubeconfig), else in-cluster with
+the pod's service account. smrun's own requests (status, Events, the migration) go through
+``statemachine.k8s.client`` as everywhere else.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import threading
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import kopf
+import yaml
+
+from statemachine.errors import DefinitionError
+from statemachine.k8s import default_kubeconfig
+from statemachine.operator import crd
+from statemachine.operator.options import OperatorOptions
+from statemachine.operator.worker import PlanManager
+
+logger = logging.getLogger("statemachine.operator")
+
+
+def connection_info(kubeconfig: Path | None, context: str | None) -> kopf.ConnectionInfo:
+    """kopf's credentials for ``context`` of ``kubeconfig`` (or the pod's service account)."""
+    path = kubeconfig or (None if os.environ.get("KUBERNETES_SERVICE_HOST") and kubeconfig is None
+                          and not default_kubeconfig().is_file() else default_kubeconfig())
+    if path is None:
+        info = kopf.login_with_service_account(settings=kopf.OperatorSettings())
+        if info is None:
+            raise DefinitionError("smrun operator: no kubeconfig and no in-cluster service account")
+        return info
+    try:
+        config = yaml.safe_load(Path(path).expanduser().read_text(encoding="utf-8")) or {}
+    except OSError as exc:
+        raise DefinitionError(f"{path}: kubeconfig cannot be read: {exc.strerror}") from None
+
+    def named(section: str, name: str) -> dict[str, Any]:
+        for item in config.get(section) or []:
+            if item.get("name") == name:
+                found: dict[str, Any] = item.get(section[:-1]) or {}
+                return found
+        raise DefinitionError(f"{path}: no {section[:-1]} {name!r}")
+
+    chosen = context or config.get("current-context")
+    if not chosen:
+        raise DefinitionError(f"{path}: no --context and no current-context")
+    ctx = named("contexts", chosen)
+    cluster, user = named("clusters", ctx.get("cluster", "")), named("users", ctx.get("user", ""))
+    token = user.get("token")
+    if token is None and user.get("tokenFile"):
+        token = Path(user["tokenFile"]).read_text(encoding="utf-8").strip()
+    return kopf.ConnectionInfo(
+        server=cluster["server"], ca_path=cluster.get("certificate-authority"),
+        ca_data=cluster.get("certificate-authority-data"),
+        insecure=cluster.get("insecure-skip-tls-verify"), token=token,
+        certificate_path=user.get("client-certificate"),
+        certificate_data=user.get("client-certificate-data"),
+        private_key_path=user.get("client-key"), private_key_data=user.get("client-key-data"),
+        username=user.get("username"), password=user.get("password"),
+        default_namespace=ctx.get("namespace"))
+
+
+def build_registry(manager: PlanManager, options: OperatorOptions) -> kopf.OperatorRegistry:
+    registry = kopf.OperatorRegistry()
+    resource = (crd.GROUP, crd.VERSION, crd.PLURAL)
+
+    @kopf.on.startup(registry=registry)
+    def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
+        settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix="smrun.io")
+        settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
+            prefix="smrun.io", key="last-handled-configuration")
+        settings.posting.enabled = False
+        settings.peering.standalone = True
+        settings.watching.server_timeout = 270
+
+    @kopf.on.login(registry=registry)
+    def login(**_: Any) -> kopf.ConnectionInfo:
+        return connection_info(options.kubeconfig, options.context)
+
+    def start(body: Mapping[str, Any], **_: Any) -> None:
+        manager.ensure(_plain(body))
+
+    kopf.on.resume(*resource, registry=registry)(start)
+    kopf.on.create(*resource, registry=registry)(start)
+    kopf.on.update(*resource, field="spec", registry=registry)(start)
+
+    @kopf.on.delete(*resource, registry=registry, optional=True)
+    def deleted(uid: str, **_: Any) -> None:
+        manager.cancel(uid)
+
+    return registry
+
+
+def _plain(body: Mapping[str, Any]) -> dict[str, Any]:
+    """kopf's live body view as plain data (the worker keeps it after the handler returns)."""
+    return {k: _copy(v) for k, v in body.items()}
+
+
+def _copy(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return {k: _copy(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_copy(v) for v in value]
+    return value
+
+
+def run_operator(options: OperatorOptions) -> int:
+    """Run until interrupted (SIGINT/SIGTERM); 0 on a clean stop."""
+    from statemachine.k8s.client import connect
+
+    logging.getLogger("kopf").setLevel(logging.WARNING)
+    options.state_dir.mkdir(parents=True, exist_ok=True)
+    api = connect(name="operator", kubeconfig=options.kubeconfig, context=options.context,
+                  cache_dir=options.state_dir / "cache")
+    manager = PlanManager(api, operator_id=options.operator_id, state_dir=options.state_dir)
+    registry = build_registry(manager, options)
+    stop = threading.Event()
+    try:
+        asyncio.run(kopf.operator(
+            registry=registry, clusterwide=not options.namespaces,
+            namespaces=list(options.namespaces), standalone=True,
+            liveness_endpoint=(f"http://0.0.0.0:{options.health_port}/healthz"
+                               if options.health_port else None)))
+    finally:
+        stop.set()
+        api.close()
+    return 0

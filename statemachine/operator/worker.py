@@ -1,0 +1,196 @@
+"""One Plan object run to its end on a thread: validate, connect, preflight, engine.
+
+The same composition as ``smrun run`` (:mod:`statemachine.commands`): the spec is loaded with the
+plan file's checks (:mod:`statemachine.operator.planobject`), the clusters are connected with
+:func:`statemachine.clusters.connect_plan`, preflight is ``preflight.run_checks``, and the run is
+the same :class:`~statemachine.engine.Engine` with a file journal under the operator's state
+directory (``<state-dir>/<namespace>/<uid>/<plan>/``; keyed by uid, so a Plan deleted and created
+again under the same name starts afresh). A Plan that fails the checks ends ``Invalid`` (schema
+and semantic checks, the CLI's exit 2) or ``Refused`` (preflight or an unreachable cluster, the
+CLI's exit 3) with the CLI's one-line message and a Warning Event; nothing is applied.
+
+:class:`PlanManager` keeps at most one worker per Plan uid and starts one when kopf reports a
+Plan that is not finished for its current generation.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from statemachine.errors import PreflightError, SmrunError, StateDirError
+from statemachine.k8s import Cluster
+from statemachine.operator.reporter import TERMINAL, PlanReporter
+
+logger = logging.getLogger("statemachine.operator")
+
+
+def one_line(exc: BaseException) -> str:
+    """The CLI's message as one line: the head, then each listed problem after ``; ``."""
+    lines = [line.strip().removeprefix("- ") for line in str(exc).splitlines() if line.strip()]
+    if isinstance(exc, PreflightError) and len(lines) > 1:
+        return f"{lines[0]}: {'; '.join(lines[1:])}"
+    return "; ".join(lines) or type(exc).__name__
+
+
+def finished(obj: Mapping[str, Any]) -> bool:
+    """Whether the Plan's status is final for its current generation."""
+    status = obj.get("status") or {}
+    generation = (obj.get("metadata") or {}).get("generation")
+    return status.get("phase") in TERMINAL and status.get("observedGeneration") == generation
+
+
+class PlanWorker(threading.Thread):
+    """Runs one Plan object (see the module docstring)."""
+
+    def __init__(self, api: Cluster, obj: Mapping[str, Any], *, operator_id: str,
+                 state_dir: Path, base: Path | None = None) -> None:
+        meta = obj["metadata"]
+        super().__init__(name=f"smrun-plan-{meta['namespace']}-{meta['name']}", daemon=True)
+        self.api = api
+        self.obj = obj
+        self.operator_id = operator_id
+        self.state_dir = state_dir
+        self.base = base
+        self.engine: Any = None
+        self._cancel = threading.Event()
+
+    def cancel(self) -> None:
+        self._cancel.set()
+        if self.engine is not None:
+            self.engine.cancel()
+
+    def run(self) -> None:
+        reporter = PlanReporter(self.api, self.obj, self.operator_id)
+        reporter.start()
+        try:
+            self._run(reporter)
+        except SmrunError as exc:  # the state directory, a cluster gone mid-run, ...
+            reporter.set_phase("Failed", one_line(exc), warning=True, reason="Failed")
+        except Exception as exc:  # a bug in smrun: say so on the object, keep the operator up
+            logger.exception("%s: internal error", reporter.ref)
+            reporter.set_phase("Failed", f"internal error: {type(exc).__name__}: {exc}",
+                               warning=True, reason="InternalError")
+        finally:
+            reporter.close()
+
+    def _run(self, reporter: PlanReporter) -> None:
+        from statemachine.clusters import connect_plan
+        from statemachine.engine import Engine, EngineSettings, Journal
+        from statemachine.engine import preflight as checks
+        from statemachine.operator.planobject import load_plan_object
+        from statemachine.providers import itinerary_for_plan
+
+        try:
+            plan = load_plan_object(self.obj, base=self.base)
+            itinerary = itinerary_for_plan(plan)
+        except SmrunError as exc:
+            reporter.set_phase("Invalid", one_line(exc), warning=True, reason="Invalid")
+            return
+        reporter.set_vms([vm.ref for vm in plan.vms])
+        meta = self.obj["metadata"]
+        journal = Journal.for_plan(self.state_dir / meta["namespace"] / meta.get("uid", "none"),
+                                   plan.name)
+        try:
+            journal.lock()
+        except SmrunError as exc:
+            reporter.set_phase("Refused", one_line(exc), warning=True, reason="Refused")
+            return
+        try:
+            if plan.simulation is not None:
+                journal.reset()  # fresh simulated clusters each run, as `smrun run` does
+            journal.probe()
+            replay = journal.read()
+            try:
+                conn = connect_plan(plan, cache_dir=journal.dir / "cache")
+            except StateDirError:
+                raise
+            except SmrunError as exc:
+                reporter.set_phase("Refused", one_line(exc), warning=True, reason="Refused")
+                return
+            with conn:
+                reporter.source = conn.source
+                clusters = {"source": conn.source, "target": conn.target}
+                fresh = [v for v in plan.vms if (rec := replay.vms.get(v.ref)) is None
+                         or rec.predicates is None or rec.terminal in ("Failed", "Canceled")]
+                setup_rec = replay.vms.get("")
+                setup_fresh = setup_rec is None or setup_rec.terminal != "Completed"
+                prefetched = checks.ClusterReads(clusters)
+                if fresh or setup_fresh:
+                    try:
+                        findings = checks.run_checks(plan, itinerary, clusters, vms=fresh,
+                                                     setup=setup_fresh, servers=conn.servers,
+                                                     reads=prefetched)
+                    except SmrunError as exc:
+                        reporter.set_phase("Refused", one_line(exc), warning=True,
+                                           reason="Refused")
+                        return
+                    if findings.blocking:
+                        refused = PreflightError("preflight refused the plan; nothing was applied",
+                                                 findings.problems)
+                        reporter.set_phase("Refused", one_line(refused), warning=True,
+                                           reason="Refused")
+                        return
+                    for warning in findings.warnings:
+                        logger.warning("%s: %s", reporter.ref, warning)
+                if self._cancel.is_set():
+                    reporter.set_phase("Canceled", "canceled before it started", warning=True,
+                                       reason="Canceled")
+                    return
+                reporter.set_phase("Running", f"{len(plan.vms)} VMs", reason="Running")
+                self.engine = Engine(plan, itinerary, source=conn.source, target=conn.target,
+                                     journal=journal, settings=EngineSettings(),
+                                     on_event=reporter, servers=conn.servers,
+                                     prefetched=prefetched)
+                if self._cancel.is_set():
+                    self.engine.cancel()
+                result = self.engine.run()
+                done = result.count("Completed")
+                failed, canceled = result.count("Failed"), result.count("Canceled")
+                text = f"{done} completed, {failed} failed, {canceled} canceled"
+                if result.exit_code == 0:
+                    reporter.set_phase("Succeeded", text, reason="Succeeded")
+                elif failed:
+                    reporter.set_phase("Failed", text, warning=True, reason="Failed")
+                else:
+                    reporter.set_phase("Canceled", text, warning=True, reason="Canceled")
+        finally:
+            journal.close()
+
+
+class PlanManager:
+    """At most one :class:`PlanWorker` per Plan uid."""
+
+    def __init__(self, api: Cluster, *, operator_id: str, state_dir: Path) -> None:
+        self.api = api
+        self.operator_id = operator_id
+        self.state_dir = state_dir
+        self._workers: dict[str, PlanWorker] = {}
+        self._lock = threading.Lock()
+
+    def ensure(self, obj: Mapping[str, Any]) -> bool:
+        """Start a worker for ``obj`` unless one runs or its status is final; True if started."""
+        uid = str(obj["metadata"].get("uid"))
+        with self._lock:
+            current = self._workers.get(uid)
+            if current is not None and current.is_alive():
+                return False
+            if finished(obj):
+                return False
+            worker = PlanWorker(self.api, obj, operator_id=self.operator_id,
+                                state_dir=self.state_dir)
+            self._workers[uid] = worker
+        worker.start()
+        return True
+
+    def cancel(self, uid: str) -> None:
+        with self._lock:
+            worker = self._workers.get(uid)
+        if worker is not None:
+            worker.cancel()
+
+    def running(self) -> int:
+        with self._lock:
+            return sum(1 for w in self._workers.values() if w.is_alive())

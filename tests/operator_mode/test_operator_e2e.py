@@ -1,0 +1,195 @@
+"""`smrun operator` end to end (issue 12, items 2 and 9): a subprocess reconciles Plan objects
+on the simulated clusters.
+
+The operator runs against the target cluster (where the Plan CRD is installed) with the real
+kubeconfig and kopf's own client; the Plan's spec is the live example's, pointing at the simulated
+source and target. The test waits for the Plan's phase through kubectl, then checks the VMs moved
+(the same checks as `smrun run`'s end-to-end test), the status and the Events. Bad Plans end
+Invalid or Refused with the CLI's one-line message and a Warning Event, and nothing is applied.
+"""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from conftest import run_kubectl
+from statemachine.operator.crd import plan_crd
+from statemachine.sim.cluster import SimulatedClusters
+from tests.live.conftest import EXAMPLE_PLAN, load_yaml
+from tests.live.test_live_e2e import Reader, _assert_full_success
+
+pytestmark = pytest.mark.slow
+
+SMRUN = [sys.executable, "-m", "statemachine"]
+NS = "migrations"
+
+
+class Operator:
+    """An `smrun operator` subprocess and kubectl against the operator's (target) cluster."""
+
+    def __init__(self, sim: SimulatedClusters, tmp_path: Path) -> None:
+        self.sim, self.tmp = sim, tmp_path
+        self.cache = tmp_path / "kubectl-cache"
+        self.cache.mkdir(exist_ok=True)
+        self.procs: list[subprocess.Popen[str]] = []
+
+    def kubectl(self, *args: str, context: str = "target", **kw: Any) -> subprocess.CompletedProcess[str]:
+        return run_kubectl(self.sim, self.cache, *args, context=context, **kw)
+
+    def apply(self, doc: dict[str, Any]) -> None:
+        self.kubectl("apply", "-f", "-", input=yaml.safe_dump(doc))
+
+    def start(self, ident: str) -> subprocess.Popen[str]:
+        log = open(self.tmp / f"operator-{ident}.log", "w", encoding="utf-8")
+        proc = subprocess.Popen(
+            [*SMRUN, "operator", "--kubeconfig", str(self.sim.kubeconfig_path), "--context",
+             "target", "--namespace", NS, "--id", ident, "--state-dir",
+             str(self.tmp / f"state-{ident}")],
+            stdout=log, stderr=subprocess.STDOUT, text=True, cwd=self.tmp,
+            env=dict(os.environ, PYTHONUNBUFFERED="1"))
+        self.procs.append(proc)
+        return proc
+
+    def plan(self, name: str) -> dict[str, Any]:
+        out: dict[str, Any] = json.loads(self.kubectl("get", "plan", name, "-n", NS, "-o",
+                                                      "json").stdout)
+        return out
+
+    def wait_phase(self, name: str, phases: tuple[str, ...], timeout: float = 240) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        obj: dict[str, Any] = {}
+        while time.monotonic() < deadline:
+            obj = self.plan(name)
+            if (obj.get("status") or {}).get("phase") in phases:
+                return obj
+            if any(p.poll() is not None for p in self.procs):
+                break
+            time.sleep(0.5)
+        logs = "\n".join(p.read_text()[-4000:] for p in self.tmp.glob("operator-*.log"))
+        raise AssertionError(f"plan {name}: phase {(obj.get('status') or {}).get('phase')!r}, "
+                             f"wanted {phases}\n{json.dumps(obj.get('status'))[:2000]}\n{logs}")
+
+    def events(self, context: str = "target", namespace: str = NS) -> list[dict[str, Any]]:
+        items: list[dict[str, Any]] = json.loads(self.kubectl(
+            "get", "events", "-n", namespace, "-o", "json", context=context).stdout)["items"]
+        return items
+
+    def stop(self) -> None:
+        for proc in self.procs:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+        for proc in self.procs:
+            try:
+                proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
+@pytest.fixture
+def operator(make_sim: Callable[..., SimulatedClusters], tmp_path: Path) -> Iterator[Operator]:
+    sim = make_sim(seed=EXAMPLE_PLAN.parent / "seed.yaml", tick=0.02)
+    op = Operator(sim, tmp_path)
+    op.apply(plan_crd())
+    op.kubectl("wait", "--for=condition=Established", "crd/plans.smrun.io", "--timeout=10s")
+    op.kubectl("create", "namespace", NS)
+    try:
+        yield op
+    finally:
+        op.stop()
+
+
+def plan_object(kubeconfig: Path, name: str = "live-demo") -> dict[str, Any]:
+    """The live example as a Plan object aimed at the simulated clusters of ``kubeconfig``."""
+    plan = load_yaml(EXAMPLE_PLAN)
+    plan["metadata"] = {"name": name, "namespace": NS}
+    del plan["spec"]["simulation"]
+    plan["spec"]["source"] = {"kubeconfig": str(kubeconfig), "context": "source"}
+    plan["spec"]["target"] = {"kubeconfig": str(kubeconfig), "context": "target"}
+    for hook in plan["spec"]["hooks"]:
+        hook["playbook"] = str((EXAMPLE_PLAN.parent / hook["playbook"]).resolve())
+    return dict(plan)
+
+
+def test_operator_migrates_a_live_plan(operator: Operator) -> None:
+    operator.apply(plan_object(operator.sim.kubeconfig_path))
+    operator.start("replica-a")
+    obj = operator.wait_phase("live-demo", ("Succeeded", "Failed", "Invalid", "Refused"))
+    status = obj["status"]
+    assert status["phase"] == "Succeeded", status
+    assert status["operator"] == "replica-a"
+    assert status["observedGeneration"] == obj["metadata"]["generation"]
+    assert (status["progress"], status["completed"], status["failed"]) == ("3/3", 3, 0)
+    assert sorted(r["vm"] for r in status["vms"]) == ["shop/db-1", "shop/web-1", "shop/web-2"]
+    assert all(r["phase"] == "Completed" and r["state"] == "Completed" for r in status["vms"])
+    conds = {c["type"]: c["status"] for c in status["conditions"]}
+    assert conds == {"Ready": "True", "Succeeded": "True", "Failed": "False"}
+    _assert_full_success(Reader.of_sim(operator.sim))
+    # kubectl shows the columns from the status
+    row = operator.kubectl("get", "plans", "-n", NS).stdout.splitlines()[1].split()
+    assert row[:5] == ["live-demo", "live", "Succeeded", "3/3", "0"]
+    # Events on the Plan: reason = the state, message = the one-line wait; then the outcome.
+    on_plan = [e for e in operator.events() if e["involvedObject"]["kind"] == "Plan"]
+    waits = [e for e in on_plan if e["reason"] == "WaitForStateTransfer"]
+    assert waits and all(e["message"].split(": ", 1)[1].startswith("waiting for ")
+                         for e in waits), waits
+    assert {e["involvedObject"]["uid"] for e in on_plan} == {obj["metadata"]["uid"]}
+    assert any(e["reason"] == "Succeeded" and e["type"] == "Normal" for e in on_plan)
+    # ... and on each source VM
+    on_vms = [e for e in operator.events(context="source", namespace="shop")
+              if e["involvedObject"]["kind"] == "VirtualMachine"
+              and e.get("reportingComponent") == "smrun.io/smrun-operator"]
+    assert {e["involvedObject"]["name"] for e in on_vms} == {"web-1", "web-2", "db-1"}
+    assert any(e["reason"] == "WaitForStateTransfer" for e in on_vms)
+
+
+def test_bad_plans_end_invalid_or_refused(operator: Operator) -> None:
+    kubeconfig = operator.sim.kubeconfig_path
+    invalid = plan_object(kubeconfig, "unknown-hook")
+    invalid["spec"]["vms"][0]["hooks"] = [{"step": "PreHook", "hook": "nope"}]
+    refused = plan_object(kubeconfig, "ghost-vm")
+    refused["spec"]["vms"] = [{"name": "ghost", "namespace": "shop"}]
+    operator.apply(invalid)
+    operator.apply(refused)
+    operator.start("replica-a")
+    bad = operator.wait_phase("unknown-hook", ("Invalid",))["status"]
+    assert bad["message"] == (f"Plan {NS}/unknown-hook: spec.vms[0].hooks[0].hook: unknown hook "
+                              "'nope' (known: quiesce)")
+    conds = {c["type"]: c["status"] for c in bad["conditions"]}
+    assert conds["Failed"] == "True" and conds["Ready"] == "False"
+    gone = operator.wait_phase("ghost-vm", ("Refused",))["status"]
+    assert gone["message"].startswith("preflight refused the plan; nothing was applied: "
+                                      "shop/ghost: ")
+    assert "\n" not in gone["message"]
+    # The CLI gives the same words for the same spec.
+    plan_file = operator.tmp / "ghost.yaml"
+    doc = dict(refused, metadata={"name": "ghost-vm"})
+    plan_file.write_text(yaml.safe_dump(doc), encoding="utf-8")
+    cli = subprocess.run([*SMRUN, "validate", str(plan_file)], capture_output=True, text=True,
+                         timeout=120, cwd=operator.tmp)
+    assert cli.returncode == 3
+    problems = [line.strip()[2:] for line in cli.stderr.splitlines() if line.startswith("  - ")]
+    assert gone["message"] == ("preflight refused the plan; nothing was applied: "
+                               + "; ".join(problems))
+    warnings = {e["involvedObject"]["name"]: e for e in operator.events()
+                if e["type"] == "Warning"}
+    assert warnings["unknown-hook"]["reason"] == "Invalid"
+    assert warnings["unknown-hook"]["message"] == bad["message"]
+    assert warnings["ghost-vm"]["reason"] == "Refused"
+    # Nothing applied: no object of the plans anywhere.
+    r = Reader.of_sim(operator.sim)
+    for cluster in ("source", "target"):
+        for kind in ("VirtualMachine", "DataVolume", "PersistentVolumeClaim", "Secret", "ConfigMap"):
+            ours = [o for o in r.list(cluster, kind, "shop")
+                    if "smrun.io/plan" in (o["metadata"].get("labels") or {})]
+            assert ours == [], (cluster, kind)
