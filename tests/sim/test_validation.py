@@ -7,25 +7,22 @@ from __future__ import annotations
 
 import json
 import subprocess
-from collections.abc import Callable, Iterator
-from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 import pytest
-from kubernetes import client, config
+from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 from lightkube import Client as LightClient
-from lightkube import KubeConfig
 from lightkube.core.exceptions import ApiError
 from lightkube.generic_resource import create_namespaced_resource
 from lightkube.models.meta_v1 import ObjectMeta
 from lightkube.resources.core_v1 import ConfigMap, Namespace, Pod, Secret
 
 from statemachine.sim.cluster import SimulatedClusters
-from tests.conftest import KUBECTL, run_kubectl
+from tests.sim.conftest import Kubectl
 
 MakeSim = Callable[..., SimulatedClusters]
-Kubectl = Callable[..., subprocess.CompletedProcess[str]]
 
 SUBDOMAIN = ("a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, "
              "'-' or '.', and must start and end with an alphanumeric character (e.g. "
@@ -48,36 +45,6 @@ QNAME = ("must consist of alphanumeric characters, '-', '_' or '.', and must sta
 
 
 VM_SPEC = {"runStrategy": "Halted", "template": {"spec": {"domain": {"devices": {}}}}}
-
-
-@pytest.fixture
-def quiet(make_sim: MakeSim) -> SimulatedClusters:
-    """Clusters without controllers: objects stay exactly as the test writes them."""
-    return make_sim(controllers=False)
-
-
-@pytest.fixture
-def core(quiet: SimulatedClusters) -> Iterator[client.CoreV1Api]:
-    api = config.new_client_from_config(config_file=str(quiet.kubeconfig_path), context="source")
-    yield client.CoreV1Api(api)
-    api.close()
-
-
-@pytest.fixture
-def light(quiet: SimulatedClusters) -> LightClient:
-    return LightClient(config=KubeConfig.from_file(quiet.kubeconfig_path), namespace="default")
-
-
-@pytest.fixture
-def kube(quiet: SimulatedClusters, tmp_path: Path) -> Kubectl:
-    if not Path(KUBECTL).exists():
-        pytest.skip("kubectl is not installed (.ci/run installs it)")
-    cache = tmp_path / "kubectl-cache"
-    cache.mkdir(exist_ok=True)
-
-    def run(*args: str, **kw: Any) -> subprocess.CompletedProcess[str]:
-        return run_kubectl(quiet, cache, *args, **kw)
-    return run
 
 
 def _status(exc: ApiException) -> dict[str, Any]:
