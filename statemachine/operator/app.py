@@ -75,7 +75,8 @@ def connection_info(kubeconfig: Path | None, context: str | None) -> kopf.Connec
         default_namespace=ctx.get("namespace"))
 
 
-def build_registry(manager: PlanManager, options: OperatorOptions) -> kopf.OperatorRegistry:
+def build_registry(manager: PlanManager, options: OperatorOptions,
+                   ready: threading.Event | None = None) -> kopf.OperatorRegistry:
     registry = kopf.OperatorRegistry()
     resource = (crd.GROUP, crd.VERSION, crd.PLURAL)
 
@@ -87,6 +88,8 @@ def build_registry(manager: PlanManager, options: OperatorOptions) -> kopf.Opera
         settings.posting.enabled = False
         settings.peering.standalone = True
         settings.watching.server_timeout = 270
+        if ready is not None:
+            ready.set()
 
     @kopf.on.login(registry=registry)
     def login(**_: Any) -> kopf.ConnectionInfo:
@@ -122,21 +125,29 @@ def _copy(value: Any) -> Any:
 def run_operator(options: OperatorOptions) -> int:
     """Run until interrupted (SIGINT/SIGTERM); 0 on a clean stop."""
     from statemachine.k8s.client import connect
+    from statemachine.operator.metrics import Metrics, serve_health
 
     logging.getLogger("kopf").setLevel(logging.WARNING)
+    ready = threading.Event()
+    health = serve_health(options.health_port, ready.is_set) if options.health_port else None
     options.state_dir.mkdir(parents=True, exist_ok=True)
     api = connect(name="operator", kubeconfig=options.kubeconfig, context=options.context,
                   cache_dir=options.state_dir / "cache")
-    manager = PlanManager(api, operator_id=options.operator_id, state_dir=options.state_dir)
-    registry = build_registry(manager, options)
-    stop = threading.Event()
+    manager: PlanManager | None = None
+    metrics = Metrics(lambda: manager.snapshot() if manager is not None else [])
+    manager = PlanManager(
+        api, operator_id=options.operator_id, state_dir=options.state_dir,
+        on_state_done=lambda itinerary, state, seconds:
+            metrics.state_seconds.labels(itinerary, state).observe(seconds))
+    if options.metrics_port:
+        metrics.serve(options.metrics_port)
+    registry = build_registry(manager, options, ready)
     try:
         asyncio.run(kopf.operator(
             registry=registry, clusterwide=not options.namespaces,
-            namespaces=list(options.namespaces), standalone=True,
-            liveness_endpoint=(f"http://0.0.0.0:{options.health_port}/healthz"
-                               if options.health_port else None)))
+            namespaces=list(options.namespaces), standalone=True))
     finally:
-        stop.set()
+        if health is not None:
+            health.shutdown()
         api.close()
     return 0

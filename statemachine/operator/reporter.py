@@ -16,8 +16,9 @@ from __future__ import annotations
 import logging
 import queue
 import threading
+import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import datetime, timezone
 from typing import Any
 
@@ -52,7 +53,8 @@ class PlanReporter:
     """Writes one Plan object's status and Events (see the module docstring)."""
 
     def __init__(self, api: Cluster, obj: Mapping[str, Any], operator_id: str, *,
-                 source: Cluster | None = None, interval: float = 0.5) -> None:
+                 source: Cluster | None = None, interval: float = 0.5,
+                 on_state_done: Callable[[str, float], None] | None = None) -> None:
         meta = obj["metadata"]
         self.api = api
         self.source = source
@@ -70,6 +72,9 @@ class PlanReporter:
         self._events: queue.SimpleQueue[tuple[str, str, str, str]] = queue.SimpleQueue()
         self._said: dict[str, tuple[str, str]] = {}
         self._vm_uids: dict[str, str] = {}
+        #: Called with (state, seconds) when a VM leaves a state (the state-duration histogram).
+        self.on_state_done = on_state_done
+        self._entered: dict[str, tuple[str, float]] = {}
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -93,6 +98,8 @@ class PlanReporter:
         if not vm:
             return  # setup and run events: the plan's phase says it
         state = str(e.get("state") or "")
+        if kind == "state_entered" or kind in _VM_END:
+            self._left_state(vm, state if kind == "state_entered" else "")
         with self._lock:
             row = self.rows.setdefault(vm, {"vm": vm})
             if kind == "vm_started":
@@ -119,6 +126,16 @@ class PlanReporter:
                 self._events.put((vm, "Normal" if phase == "Completed" else "Warning",
                                   state or phase, text))
         self._dirty.set()
+
+    def _left_state(self, vm: str, entering: str) -> None:
+        at = time.monotonic()
+        previous = self._entered.pop(vm, None)
+        if previous is not None and self.on_state_done is not None and previous[0] != entering:
+            self.on_state_done(previous[0], at - previous[1])
+        if entering:
+            if previous is not None and previous[0] == entering:
+                at = previous[1]  # the same state again (a loop round, a retry): one stay
+            self._entered[vm] = (entering, at)
 
     # -- phases ---------------------------------------------------------------------------------
 

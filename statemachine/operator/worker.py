@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -46,7 +46,8 @@ class PlanWorker(threading.Thread):
     """Runs one Plan object (see the module docstring)."""
 
     def __init__(self, api: Cluster, obj: Mapping[str, Any], *, operator_id: str,
-                 state_dir: Path, base: Path | None = None) -> None:
+                 state_dir: Path, base: Path | None = None,
+                 on_state_done: Callable[[str, str, float], None] | None = None) -> None:
         meta = obj["metadata"]
         super().__init__(name=f"smrun-plan-{meta['namespace']}-{meta['name']}", daemon=True)
         self.api = api
@@ -56,6 +57,14 @@ class PlanWorker(threading.Thread):
         self.base = base
         self.engine: Any = None
         self._cancel = threading.Event()
+        self.on_state_done = on_state_done
+        self.itinerary = ""
+        self.reporter = PlanReporter(self.api, self.obj, self.operator_id,
+                                     on_state_done=self._state_done)
+
+    def _state_done(self, state: str, seconds: float) -> None:
+        if self.on_state_done is not None:
+            self.on_state_done(self.itinerary, state, seconds)
 
     def cancel(self) -> None:
         self._cancel.set()
@@ -63,7 +72,7 @@ class PlanWorker(threading.Thread):
             self.engine.cancel()
 
     def run(self) -> None:
-        reporter = PlanReporter(self.api, self.obj, self.operator_id)
+        reporter = self.reporter
         reporter.start()
         try:
             self._run(reporter)
@@ -86,6 +95,7 @@ class PlanWorker(threading.Thread):
         try:
             plan = load_plan_object(self.obj, base=self.base)
             itinerary = itinerary_for_plan(plan)
+            self.itinerary = itinerary.name
         except SmrunError as exc:
             reporter.set_phase("Invalid", one_line(exc), warning=True, reason="Invalid")
             return
@@ -163,8 +173,10 @@ class PlanWorker(threading.Thread):
 class PlanManager:
     """At most one :class:`PlanWorker` per Plan uid."""
 
-    def __init__(self, api: Cluster, *, operator_id: str, state_dir: Path) -> None:
+    def __init__(self, api: Cluster, *, operator_id: str, state_dir: Path,
+                 on_state_done: Callable[[str, str, float], None] | None = None) -> None:
         self.api = api
+        self.on_state_done = on_state_done
         self.operator_id = operator_id
         self.state_dir = state_dir
         self._workers: dict[str, PlanWorker] = {}
@@ -180,7 +192,7 @@ class PlanManager:
             if finished(obj):
                 return False
             worker = PlanWorker(self.api, obj, operator_id=self.operator_id,
-                                state_dir=self.state_dir)
+                                state_dir=self.state_dir, on_state_done=self.on_state_done)
             self._workers[uid] = worker
         worker.start()
         return True
@@ -190,6 +202,13 @@ class PlanManager:
             worker = self._workers.get(uid)
         if worker is not None:
             worker.cancel()
+
+    def snapshot(self) -> list[dict[str, Any]]:
+        """The status of every Plan this replica acts on or has run, with its namespace and name."""
+        with self._lock:
+            workers = list(self._workers.values())
+        return [{**w.reporter.status(), "namespace": w.reporter.ref.namespace,
+                 "plan": w.reporter.ref.name} for w in workers]
 
     def running(self) -> int:
         with self._lock:

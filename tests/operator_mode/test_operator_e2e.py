@@ -12,9 +12,12 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -49,12 +52,12 @@ class Operator:
     def apply(self, doc: dict[str, Any]) -> None:
         self.kubectl("apply", "-f", "-", input=yaml.safe_dump(doc))
 
-    def start(self, ident: str) -> subprocess.Popen[str]:
+    def start(self, ident: str, *extra: str, state_dir: str = "") -> subprocess.Popen[str]:
         log = open(self.tmp / f"operator-{ident}.log", "w", encoding="utf-8")
         proc = subprocess.Popen(
             [*SMRUN, "operator", "--kubeconfig", str(self.sim.kubeconfig_path), "--context",
              "target", "--namespace", NS, "--id", ident, "--state-dir",
-             str(self.tmp / f"state-{ident}")],
+             str(self.tmp / (state_dir or f"state-{ident}")), *extra],
             stdout=log, stderr=subprocess.STDOUT, text=True, cwd=self.tmp,
             env=dict(os.environ, PYTHONUNBUFFERED="1"))
         self.procs.append(proc)
@@ -121,9 +124,25 @@ def plan_object(kubeconfig: Path, name: str = "live-demo") -> dict[str, Any]:
     return dict(plan)
 
 
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def http_get(port: int, path: str) -> tuple[int, str]:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as resp:
+            return resp.status, resp.read().decode()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read().decode()
+
+
 def test_operator_migrates_a_live_plan(operator: Operator) -> None:
     operator.apply(plan_object(operator.sim.kubeconfig_path))
-    operator.start("replica-a")
+    metrics, health = free_port(), free_port()
+    operator.start("replica-a", "--metrics-port", str(metrics), "--health-port", str(health))
     obj = operator.wait_phase("live-demo", ("Succeeded", "Failed", "Invalid", "Refused"))
     status = obj["status"]
     assert status["phase"] == "Succeeded", status
@@ -151,6 +170,18 @@ def test_operator_migrates_a_live_plan(operator: Operator) -> None:
               and e.get("reportingComponent") == "smrun.io/smrun-operator"]
     assert {e["involvedObject"]["name"] for e in on_vms} == {"web-1", "web-2", "db-1"}
     assert any(e["reason"] == "WaitForStateTransfer" for e in on_vms)
+    # Health and metrics
+    assert http_get(health, "/healthz") == (200, "ok\n")
+    assert http_get(health, "/readyz") == (200, "ready\n")
+    code, text = http_get(metrics, "/metrics")
+    assert code == 200
+    assert 'smrun_vms{namespace="migrations",phase="Completed",plan="live-demo"} 3.0' in text
+    assert 'smrun_plans{phase="Succeeded"} 1.0' in text
+    counts = {line.split("{")[1].split("}")[0]: float(line.rsplit(" ", 1)[1])
+              for line in text.splitlines()
+              if line.startswith("smrun_state_duration_seconds_count{")}
+    assert counts['itinerary="live",state="WaitForStateTransfer"'] == 3, counts
+    assert counts['itinerary="live",state="PreHook"'] == 1, counts
 
 
 def test_bad_plans_end_invalid_or_refused(operator: Operator) -> None:
