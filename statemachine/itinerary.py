@@ -28,7 +28,7 @@ from statemachine.yamlsource import DocPath, SourceDoc, format_path, load
 
 __all__ = [
     "Itinerary", "StateSpec", "ReadSpec", "CheckSpec", "SetupSpec", "CommitSpec", "Action",
-    "RefSpec", "ReadinessSpec", "Condition", "RetrySpec", "NextSpec", "When", "Edge",
+    "RefSpec", "ReadinessSpec", "ParameterSpec", "Condition", "RetrySpec", "NextSpec", "When", "Edge",
     "load_itinerary", "builtin_itineraries", "parse_duration", "parse_condition", "flow_edges",
     "BUILTIN_PREDICATES", "TERMINAL_STATES",
 ]
@@ -185,6 +185,17 @@ class CommitSpec:
 
 
 @dataclass(frozen=True)
+class ParameterSpec:
+    """A parameter a plan may set (``spec.parameters``): ``schema`` is a JSON Schema."""
+
+    name: str
+    schema: Mapping[str, Any]
+    default: Any = None
+    has_default: bool = False
+    description: str = ""
+
+
+@dataclass(frozen=True)
 class Itinerary:
     name: str
     migration_type: str | None
@@ -200,6 +211,9 @@ class Itinerary:
     preflight: tuple[CheckSpec, ...] = ()
     setup: SetupSpec = SetupSpec()
     commit: CommitSpec | None = None
+    parameters: tuple[ParameterSpec, ...] = ()
+    values: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+    """``spec.values``: name -> expression, in the order written (``values.NAME``)."""
 
     @property
     def state_names(self) -> tuple[str, ...]:
@@ -430,6 +444,11 @@ class _Builder:
                              for i, s in enumerate(setup_raw.get("states") or []))),
             commit=self.commit(spec["commit"], (*sp, "commit")) if spec.get("commit") else None,
             states=tuple(self.state(s, (*sp, "states", i)) for i, s in enumerate(spec["states"])),
+            parameters=tuple(ParameterSpec(p["name"], MappingProxyType(dict(p["schema"])),
+                                           p.get("default"), "default" in p,
+                                           p.get("description", ""))
+                             for p in spec.get("parameters") or []),
+            values=MappingProxyType(dict(spec.get("values") or {})),
         )
 
     def ref(self, raw: dict[str, Any]) -> RefSpec:

@@ -52,6 +52,9 @@ class _Checker:
         yield from self.flow(self.it.setup.states, (*sp, "setup", "states"), main=False)
         yield from self.outputs()
         yield from self.read_names()
+        yield from self.parameters()
+        for name, expr in self.it.values.items():
+            yield from self.expr(expr, (*sp, "values", name))
         for name, expr in self.it.predicates.items():
             yield from self.expr(expr, (*sp, "predicates", name))
         for i, read in enumerate(self.it.reads):
@@ -158,6 +161,27 @@ class _Checker:
                                      f"output {name!r} is already defined by state {seen[name]!r}")
                     else:
                         seen[name] = state.name
+
+    def parameters(self) -> Iterator[Problem]:
+        """Unique names; each ``schema`` a valid JSON Schema; each ``default`` valid under it."""
+        import jsonschema
+
+        seen: set[str] = set()
+        for i, param in enumerate(self.it.parameters):
+            path: DocPath = ("spec", "parameters", i)
+            if param.name in seen:
+                yield self.p((*path, "name"), f"duplicate parameter {param.name!r}")
+            seen.add(param.name)
+            try:
+                jsonschema.Draft202012Validator.check_schema(dict(param.schema))
+            except jsonschema.SchemaError as exc:
+                yield self.p((*path, "schema"), f"not a valid JSON Schema: {exc.message}")
+                continue
+            if param.has_default:
+                error = jsonschema.exceptions.best_match(
+                    jsonschema.Draft202012Validator(dict(param.schema)).iter_errors(param.default))
+                if error is not None:
+                    yield self.p((*path, "default"), f"does not match the schema: {error.message}")
 
     def read_names(self) -> Iterator[Problem]:
         """Read names are unique per scope; a state's reads merge over the VM's (or setup's)

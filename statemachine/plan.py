@@ -198,6 +198,11 @@ class Plan:
     settings: Settings = Settings()
     cutover: str | None = None
     description: str = ""
+    parameters: Mapping[str, Any] = field(default_factory=dict)
+    """``spec.parameters`` as written; after :func:`statemachine.parameters.bind_parameters`,
+    every parameter the itinerary declares (defaults applied)."""
+    parameters_at: Mapping[str, str] = field(default_factory=dict, compare=False, repr=False)
+    """``file:line: spec.parameters.NAME`` per name (``""``: the block itself), for errors."""
     type_at: str | None = None
     """``file:line: spec.type`` when the plan writes ``type`` (or ``warm``), else ``None``: the
     flow then comes from the itinerary, and a plan without ``spec.itinerary`` is ``cold``."""
@@ -275,7 +280,22 @@ class _Builder:
             target=target, simulation=simulation, target_namespace=plan_target_ns,
             storage_map=storage, network_map=network, hooks=hooks, settings=settings,
             cutover=cutover, description=data["metadata"].get("description", ""),
-            type_at=self._type_at(spec))
+            type_at=self._type_at(spec), parameters=dict(spec.get("parameters") or {}),
+            parameters_at=self._parameters_at(spec))
+
+    def _parameters_at(self, spec: Mapping[str, Any]) -> dict[str, str]:
+        if "parameters" not in spec:
+            return {}
+        at: DocPath = ("spec", "parameters")
+        out = {"": self._at(at)}
+        for name in spec["parameters"] or {}:
+            out[name] = self._at((*at, name))
+        return out
+
+    def _at(self, path: DocPath) -> str:
+        line = self.doc.line(path)
+        text = yamlsource.format_path(path)
+        return f"{self.doc.file}:{line}: {text}" if line else f"{self.doc.file}: {text}"
 
     def _type_at(self, spec: Mapping[str, Any]) -> str | None:
         key = "type" if "type" in spec else "warm" if "warm" in spec else None

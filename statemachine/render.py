@@ -46,6 +46,7 @@ from statemachine.context import DEFAULT_RUN_ID, setup_context, vm_context, with
 from statemachine.errors import DefinitionError, SchemaError, TemplateError
 from statemachine.expressions import evaluate, render_text, render_value
 from statemachine.itinerary import Action, Itinerary, ReadSpec, RefSpec, StateSpec
+from statemachine.parameters import bind_parameters, compute_values, with_values
 from statemachine.plan import VM, Plan
 from statemachine.yamlsource import load_all_text
 
@@ -190,7 +191,7 @@ def disabled_states(plan: Plan, itinerary: Itinerary, vm: VM,
     """
     ctx = vm_context(plan, vm)
     reads = resolve_vm_reads(itinerary, ctx, source) if source else {}
-    predicates = _predicates(itinerary, {**ctx, "reads": reads})
+    predicates = _predicates(itinerary, with_values(itinerary, {**ctx, "reads": reads}))
     return {s.name for s in itinerary.states if not _enabled(s, predicates)}
 
 
@@ -328,9 +329,11 @@ def render_vm(plan: Plan, itinerary: Itinerary, vm: VM, source: ReadSource, *,
     ctx = vm_context(plan, vm, run_id=run_id)
     if reads is None:
         reads = resolve_vm_reads(itinerary, ctx, source)
-    predicates = _predicates(itinerary, {**ctx, "reads": reads})
+    values = compute_values(itinerary, {**ctx, "reads": reads})
+    predicates = _predicates(itinerary, {**ctx, "reads": reads, "values": values})
     ctx = vm_context(plan, vm, reads=reads, outputs=PendingOutputs(), predicates=predicates,
                      run_id=run_id)
+    ctx["values"] = values
     out: list[RenderedManifest] = []
     for state in itinerary.states:
         if _enabled(state, predicates):
@@ -341,6 +344,7 @@ def render_vm(plan: Plan, itinerary: Itinerary, vm: VM, source: ReadSource, *,
 def render_plan(plan: Plan, itinerary: Itinerary, source: ReadSource, *,
                 vms: Sequence[str] | None = None, run_id: str = DEFAULT_RUN_ID) -> list[RenderedManifest]:
     """Setup (once) then every selected VM (``vms``: names or ``namespace/name``; default all)."""
+    plan = bind_parameters(plan, itinerary)
     selected = [plan.vm(name) for name in vms] if vms else list(plan.vms)
     out = render_setup(plan, itinerary, source, run_id=run_id)
     for vm in selected:

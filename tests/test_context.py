@@ -17,7 +17,7 @@ def test_vm_context_has_every_documented_variable() -> None:
     ctx = vm_context(plan, plan.vms[0], reads={"sourceVM": {"kind": "VirtualMachine"}},
                      outputs={"connectURL": "10.0.0.1:1234"}, predicates={"HasPreHook": False},
                      run_id="r1")
-    assert set(ctx) == {"plan", "vm", "settings", "reads", "outputs", "predicates", "run", "clusters"}
+    assert set(ctx) == {"plan", "vm", "settings", "params", "values", "reads", "outputs", "predicates", "run", "clusters"}
     assert ctx["vm"] == {"name": "web-1", "namespace": "shop", "targetName": "web-1",
                          "targetNamespace": "shop", "cutover": None, "key": "shop-web-1",
                          "hooks": [{"step": "PostHook", "hook": ctx["plan"]["hooks"][0]}]}

@@ -38,6 +38,7 @@ from statemachine.errors import Canceled, SmrunError
 from statemachine.itinerary import TERMINAL_STATES, Itinerary, ReadSpec
 from statemachine.k8s import Cluster, Obj, ObjectRef
 from statemachine.plan import VM, Plan
+from statemachine.parameters import bind_parameters, compute_values
 
 logger = logging.getLogger("statemachine.engine")
 
@@ -128,7 +129,9 @@ class Engine:
                  on_event: EventSink | Iterable[EventSink] | None = None,
                  servers: Mapping[str, str] | None = None, prefetched: Prefetched | None = None,
                  clock: Callable[[], float] = time.monotonic) -> None:
-        self.plan = plan
+        # Idempotent: a plan bound by the CLI is bound again unchanged; a library caller's
+        # plan gets the itinerary's parameter defaults (and is refused if they do not fit).
+        self.plan = bind_parameters(plan, itinerary)
         self.itinerary = itinerary
         self.journal = journal
         self.settings = settings
@@ -307,12 +310,16 @@ class Engine:
             if rec.predicates is None:
                 reads = yield from self._read_all(model, reads_specs, None)
                 model.reads = reads
+                if not setup:
+                    self._values(model)
                 preds = {} if setup else self._predicates(model)
                 model.log("vm_started", predicates=preds,
                           reads={k: _strip_secret(v) for k, v in reads.items()})
             else:
                 # Resume: reads and predicates as frozen at start; Secrets (not journaled) re-read.
                 model.reads = yield from self._read_all(model, reads_specs, rec.reads or {})
+                if not setup:
+                    self._values(model)
         except (Canceled, SmrunError) as e:
             canceled = isinstance(e, Canceled)
             if rec.entered or rec.undoing:
@@ -368,6 +375,11 @@ class Engine:
         if vm is None:
             return contexts.setup_context(self.plan, run_id=self.rt.run_id, servers=self.servers)
         return contexts.vm_context(self.plan, vm, run_id=self.rt.run_id, servers=self.servers)
+
+    def _values(self, model: VmModel) -> None:
+        """``values``: computed once per VM after its reads (not journaled: a resumed VM's
+        reads are restored, so they are recomputed the same)."""
+        model.base_context["values"] = compute_values(self.itinerary, model.context())
 
     def _predicates(self, model: VmModel) -> dict[str, bool]:
         return preds.evaluate_all(self.itinerary, model.context())

@@ -25,6 +25,7 @@ from statemachine.errors import ClusterError, RenderBudgetExceeded, SmrunError
 from statemachine.itinerary import Itinerary, StateSpec
 from statemachine.k8s import Cluster, Obj, ObjectRef, RulesReview, copy_obj
 from statemachine.plan import VM, Plan
+from statemachine.parameters import bind_parameters, with_values
 
 if TYPE_CHECKING:
     from statemachine import render
@@ -310,6 +311,7 @@ def run_checks(plan: Plan, itinerary: Itinerary, clusters: Mapping[str, Cluster]
     ``reads`` is the memo to read through (pass one to hand the objects read to the engine)."""
     from statemachine import render
 
+    plan = bind_parameters(plan, itinerary)  # idempotent; defaults for a library caller's plan
     findings = Findings()
     source = reads if reads is not None else ClusterReads(clusters)
     rendered: list[Rendered] = []
@@ -377,7 +379,7 @@ def _check_vm(plan: Plan, itinerary: Itinerary, vm: VM, source: render.ReadSourc
         # Resolved once, for rendering and the checks alike (errors worded as render_vm's).
         reads = render.resolve_vm_reads(itinerary, ctx, source)
         out.rendered += render.render_vm(plan, itinerary, vm, source, reads=reads)
-        ctx = {**ctx, "reads": reads}
+        ctx = with_values(itinerary, {**ctx, "reads": reads})
         for r in itinerary.reads:
             if r.when is not None and not expressions.evaluate(r.when, ctx):
                 continue  # a read switched off for this VM: its name may not even render

@@ -134,13 +134,16 @@ def itinerary_for_plan(plan: Plan) -> Itinerary:
 
 def plan_with_itinerary(plan: Plan) -> tuple[Plan, Itinerary]:
     """The plan and the itinerary it runs; a plan that writes no ``type`` takes the itinerary's
-    flow (its ``migrationType``, else its name), so ``plan.type`` in templates names what runs."""
+    flow (its ``migrationType``, else its name), so ``plan.type`` in templates names what runs.
+    The plan's ``spec.parameters`` are checked and completed with the itinerary's defaults."""
     from dataclasses import replace
+
+    from statemachine.parameters import bind_parameters
 
     itinerary = itinerary_for_plan(plan)
     if plan.type_at is None and plan.itinerary is not None:
         plan = replace(plan, type=itinerary.migration_type or itinerary.name)
-    return plan, itinerary
+    return bind_parameters(plan, itinerary), itinerary
 
 
 def builtin_itinerary_path(name: str) -> Path:
