@@ -15,7 +15,8 @@ OpenAPI v3 schema for ``spec``, so a field added to plans appears in the CRD wit
 - a ``pattern`` that the API server's regular expressions (RE2) cannot run (look-ahead) is
   dropped, like the per-branch checks of a duration.
 
-What the CRD cannot express is still checked: the operator validates every Plan object against
+The CRD adds ``OPERATOR_FIELDS`` (``spec.cancel``) to the plan's spec: requests to the operator
+that a plan file has no use for. What the CRD cannot express is still checked: the operator validates every Plan object against
 the full plan schema and the loader's semantic checks before anything runs (phase ``Invalid``).
 This module builds data only; it talks to no cluster.
 """
@@ -45,6 +46,13 @@ PRINTER_COLUMNS: tuple[dict[str, Any], ...] = (
     {"name": "Failed", "type": "integer", "jsonPath": ".status.failed"},
     {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
 )
+
+# The fields a Plan object has beyond a plan file's spec: requests to the operator about the
+# object, meaningless in a file (planobject.py strips them before validation).
+OPERATOR_FIELDS: dict[str, dict[str, Any]] = {
+    "cancel": {"type": "boolean",
+               "description": "operator: cancel the run (undo for the VMs not yet handed over)"},
+}
 
 PHASES = ("Pending", "Running", "Succeeded", "Failed", "Canceled", "Invalid", "Refused")
 
@@ -134,7 +142,9 @@ def structural(node: dict[str, Any], defs: dict[str, Any]) -> dict[str, Any]:
 def spec_schema() -> dict[str, Any]:
     """The CRD's schema of ``spec``, from the plan schema's ``spec``."""
     plan = load_schema("plan")
-    return structural(plan["properties"]["spec"], plan.get("$defs", {}))
+    spec = structural(plan["properties"]["spec"], plan.get("$defs", {}))
+    spec["properties"].update(copy.deepcopy(OPERATOR_FIELDS))
+    return spec
 
 
 def plan_crd() -> dict[str, Any]:

@@ -4,7 +4,7 @@ The object's ``spec`` goes through exactly the checks of ``smrun validate`` (sch
 loader's semantic checks), so a Plan object and a plan file with the same spec are accepted or
 refused alike, with the same messages. Only the location differs: a message names ``Plan
 NAMESPACE/NAME`` instead of ``file:line`` (the object has no lines). Of the object's metadata only
-the name is the plan's (labels, annotations and server fields are the cluster's business).
+the name is the plan's, and of the spec every field but the operator's own (``spec.cancel``) (labels, annotations and server fields are the cluster's business).
 Paths in the spec (kubeconfig, itinerary file, hook playbooks, simulation seed) are read on the
 operator's file system, relative ones from its working directory.
 
@@ -16,6 +16,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from statemachine.operator.crd import OPERATOR_FIELDS
 from statemachine.plan import Plan, load_plan_document
 from statemachine.yamlsource import SourceDoc
 
@@ -29,8 +30,15 @@ def where(obj: Mapping[str, Any]) -> str:
 def plan_document(obj: Mapping[str, Any]) -> dict[str, Any]:
     """The plan-file document of a Plan object."""
     meta = obj.get("metadata") or {}
+    spec = obj.get("spec")
+    if isinstance(spec, Mapping):
+        spec = {k: v for k, v in spec.items() if k not in OPERATOR_FIELDS}
     return {"apiVersion": obj.get("apiVersion"), "kind": obj.get("kind"),
-            "metadata": {"name": meta.get("name")}, "spec": obj.get("spec")}
+            "metadata": {"name": meta.get("name")}, "spec": spec}
+
+
+def cancel_requested(obj: Mapping[str, Any]) -> bool:
+    return bool((obj.get("spec") or {}).get("cancel"))
 
 
 def load_plan_object(obj: Mapping[str, Any], *, base: Path | None = None) -> Plan:

@@ -145,7 +145,9 @@ class PlanWorker(threading.Thread):
                         return
                     for warning in findings.warnings:
                         logger.warning("%s: %s", reporter.ref, warning)
-                if self._cancel.is_set():
+                if self._cancel.is_set() and not any(r.predicates is not None
+                                                     for r in replay.vms.values()):
+                    # Nothing started (no VM in the journal): nothing to undo.
                     reporter.set_phase("Canceled", "canceled before it started", warning=True,
                                        reason="Canceled")
                     return
@@ -184,15 +186,22 @@ class PlanManager:
 
     def ensure(self, obj: Mapping[str, Any]) -> bool:
         """Start a worker for ``obj`` unless one runs or its status is final; True if started."""
+        from statemachine.operator.planobject import cancel_requested
+
         uid = str(obj["metadata"].get("uid"))
+        cancel = cancel_requested(obj)
         with self._lock:
             current = self._workers.get(uid)
             if current is not None and current.is_alive():
+                if cancel:
+                    current.cancel()
                 return False
-            if finished(obj):
+            if finished(obj) or (cancel and (obj.get("status") or {}).get("phase") in TERMINAL):
                 return False
             worker = PlanWorker(self.api, obj, operator_id=self.operator_id,
                                 state_dir=self.state_dir, on_state_done=self.on_state_done)
+            if cancel:
+                worker.cancel()  # a run an earlier replica began resumes to undo it
             self._workers[uid] = worker
         worker.start()
         return True

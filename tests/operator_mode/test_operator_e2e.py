@@ -29,7 +29,7 @@ from conftest import run_kubectl
 from statemachine.operator.crd import plan_crd
 from statemachine.sim.cluster import SimulatedClusters
 from tests.live.conftest import EXAMPLE_PLAN, load_yaml
-from tests.live.test_live_e2e import Reader, _assert_full_success
+from tests.live.test_live_e2e import Reader, _assert_full_success, _assert_rolled_back
 
 pytestmark = pytest.mark.slow
 
@@ -100,16 +100,28 @@ class Operator:
 
 
 @pytest.fixture
-def operator(make_sim: Callable[..., SimulatedClusters], tmp_path: Path) -> Iterator[Operator]:
-    sim = make_sim(seed=EXAMPLE_PLAN.parent / "seed.yaml", tick=0.02)
-    op = Operator(sim, tmp_path)
-    op.apply(plan_crd())
-    op.kubectl("wait", "--for=condition=Established", "crd/plans.smrun.io", "--timeout=10s")
-    op.kubectl("create", "namespace", NS)
+def make_operator(make_sim: Callable[..., SimulatedClusters],
+                  tmp_path: Path) -> Iterator[Callable[..., Operator]]:
+    made: list[Operator] = []
+
+    def make(tick: float = 0.02) -> Operator:
+        sim = make_sim(seed=EXAMPLE_PLAN.parent / "seed.yaml", tick=tick)
+        op = Operator(sim, tmp_path)
+        made.append(op)
+        op.apply(plan_crd())
+        op.kubectl("wait", "--for=condition=Established", "crd/plans.smrun.io", "--timeout=10s")
+        op.kubectl("create", "namespace", NS)
+        return op
     try:
-        yield op
+        yield make
     finally:
-        op.stop()
+        for op in made:
+            op.stop()
+
+
+@pytest.fixture
+def operator(make_operator: Callable[..., Operator]) -> Operator:
+    return make_operator()
 
 
 def plan_object(kubeconfig: Path, name: str = "live-demo") -> dict[str, Any]:
@@ -224,3 +236,30 @@ def test_bad_plans_end_invalid_or_refused(operator: Operator) -> None:
             ours = [o for o in r.list(cluster, kind, "shop")
                     if "smrun.io/plan" in (o["metadata"].get("labels") or {})]
             assert ours == [], (cluster, kind)
+
+
+def test_spec_cancel_undoes_the_run(make_operator: Callable[..., Operator]) -> None:
+    """`spec.cancel: true` on the live object: the running VMs are undone (before the hand-off
+    the target side is removed and the source keeps running), the Plan ends Canceled."""
+    operator = make_operator(tick=0.2)
+    operator.apply(plan_object(operator.sim.kubeconfig_path))
+    operator.start("replica-a")
+    early = {"Started", "PreHook", "CreateEmptyDataVolumes", "CreateEmptyPersistentVolumeClaims",
+             "EnsureResources", "CreateStandbyVM", "SetOwnerReferences", "WaitForTargetVMI"}
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        rows = (operator.plan("live-demo").get("status") or {}).get("vms") or []
+        if any(r.get("state") in early for r in rows):
+            break
+        time.sleep(0.05)
+    operator.kubectl("patch", "plan", "live-demo", "-n", NS, "--type=merge", "-p",
+                     '{"spec": {"cancel": true}}')
+    status = operator.wait_phase("live-demo", ("Succeeded", "Failed", "Canceled"))["status"]
+    assert status["phase"] == "Canceled", status
+    canceled = [r["vm"].split("/")[1] for r in status["vms"] if r["phase"] == "Canceled"]
+    assert canceled, status["vms"]
+    r = Reader.of_sim(operator.sim)
+    disks = {"web-1": ("web-1-root",), "web-2": ("web-2-root",), "db-1": ("db-1-root", "db-1-data")}
+    for name in canceled:
+        _assert_rolled_back(r, name, disks[name])
+    assert any(e["reason"] == "Canceled" and e["type"] == "Warning" for e in operator.events())

@@ -86,8 +86,11 @@ def _agree(source: dict[str, Any], generated: dict[str, Any], defs: dict[str, An
 def test_crd_spec_schema_agrees_with_plan_schema() -> None:
     plan = load_schema("plan")
     generated = crd.plan_crd()["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
-    assert _agree(plan["properties"]["spec"], generated["properties"]["spec"],
-                  plan["$defs"], "spec") == []
+    spec = generated["properties"]["spec"]
+    assert {k: spec["properties"][k] for k in crd.OPERATOR_FIELDS} == crd.OPERATOR_FIELDS
+    only_plan = {**spec, "properties": {k: v for k, v in spec["properties"].items()
+                                        if k not in crd.OPERATOR_FIELDS}}
+    assert _agree(plan["properties"]["spec"], only_plan, plan["$defs"], "spec") == []
 
 
 def test_plan_schema_change_shows_in_crd(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -97,6 +100,8 @@ def test_plan_schema_change_shows_in_crd(monkeypatch: pytest.MonkeyPatch) -> Non
     plan["properties"]["spec"]["properties"]["newField"] = {"type": "integer", "minimum": 3}
     monkeypatch.setattr(crd, "load_schema", lambda name: plan)
     assert crd.spec_schema()["properties"]["newField"] == {"type": "integer", "minimum": 3}
+    assert set(crd.spec_schema()["properties"]) == \
+        set(plan["properties"]["spec"]["properties"]) | set(crd.OPERATOR_FIELDS)
     plan["properties"]["spec"]["properties"]["odd"] = {"oneOf": [{"type": "boolean"},
                                                                  {"type": "string"}]}
     with pytest.raises(crd.NotStructural):
