@@ -10,6 +10,8 @@ OpenAPI v3 schema for ``spec``, so a field added to plans appears in the CRD wit
   structural schema types every node);
 - a ``oneOf`` of an integer and a string (durations) becomes ``x-kubernetes-int-or-string``;
 - a numeric ``exclusiveMinimum`` becomes ``minimum`` + ``exclusiveMinimum: true`` (OpenAPI 3.0);
+- a free-form object (no ``properties``) keeps what is sent (``x-kubernetes-preserve-unknown-fields``);
+  ``propertyNames`` (a name pattern) is left to the operator;
 - ``additionalProperties: false`` is dropped: the API server prunes unknown fields, and kubectl's
   strict field validation refuses them on apply;
 - a ``pattern`` that the API server's regular expressions (RE2) cannot run (look-ahead) is
@@ -109,7 +111,7 @@ def structural(node: dict[str, Any], defs: dict[str, Any]) -> dict[str, Any]:
             out["description"] = node["description"]
         return out
     for key, value in node.items():
-        if key in _DROP or key in ("additionalProperties", "oneOf", "anyOf"):
+        if key in _DROP or key in ("additionalProperties", "oneOf", "anyOf", "propertyNames"):
             continue
         if key == "const":
             out["enum"] = [value]
@@ -132,6 +134,9 @@ def structural(node: dict[str, Any], defs: dict[str, Any]) -> dict[str, Any]:
     extra = node.get("additionalProperties")
     if isinstance(extra, dict):
         out["additionalProperties"] = structural(extra, defs)
+    elif out.get("type") == "object" and "properties" not in out and extra is not False:
+        # A free-form object (spec.parameters: any value per name): kept as sent, not pruned.
+        out["x-kubernetes-preserve-unknown-fields"] = True
     if "enum" in out and "type" not in out:
         out["type"] = _type_of(out["enum"])
     if "type" not in out:

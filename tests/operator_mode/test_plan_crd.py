@@ -70,6 +70,10 @@ def _agree(source: dict[str, Any], generated: dict[str, Any], defs: dict[str, An
     if "exclusiveMinimum" in source and not (generated.get("exclusiveMinimum") is True and
                                             generated.get("minimum") == source["exclusiveMinimum"]):
         out.append(f"{path}: exclusiveMinimum not carried over")
+    if source.get("type") == "object" and "properties" not in source \
+            and not isinstance(source.get("additionalProperties"), dict) \
+            and generated.get("x-kubernetes-preserve-unknown-fields") is not True:
+        out.append(f"{path}: a free-form object must keep unknown fields")
     props, gen_props = source.get("properties", {}), generated.get("properties", {})
     if set(props) != set(gen_props):
         out.append(f"{path}: fields {sorted(props)} != {sorted(gen_props)}")
