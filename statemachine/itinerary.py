@@ -84,6 +84,8 @@ class ReadinessSpec:
     failed_for: float | None = None
     progress: str | None = None
     timeout: float | None = None
+    message: str | None = None
+    """A template shown instead of the condition while waiting, on failure and on time-out."""
 
 
 @dataclass(frozen=True)
@@ -520,6 +522,7 @@ class _Builder:
             failed_for=self.duration(raw.get("failedFor"), (*path, "failedFor")),
             progress=raw.get("progress"),
             timeout=self.duration(raw.get("timeout"), (*path, "timeout")),
+            message=raw.get("message"),
         )
 
     def action(self, raw: dict[str, Any], path: DocPath) -> Action:

@@ -228,6 +228,7 @@ class _Checker:
             if r.failed is not None:
                 yield from self.expr(r.failed.expression, (*rp, "failed"))
             yield from self.expr(r.progress, (*rp, "progress"))
+            yield from self.template_string(r.message, (*rp, "message"))
             if r.object is None and not any(a.kind in ("apply", "ensure") for a in state.actions):
                 yield self.p(rp, "readiness needs an 'object' when the state has no apply/ensure "
                              "action (nothing to watch)")

@@ -8,6 +8,8 @@ plan's value, else the default). Templates and expressions read them as ``params
 ``compute_values(itinerary, ctx)`` evaluates ``spec.values`` in the order written, each seeing the
 ones before it, and returns them (``values.NAME``). Callers run it once per VM after the VM's
 reads, before the predicates, so predicates, states and preflight checks can all use them.
+While the reads are resolved, :class:`LazyValues` lets a read's ``forEach``/``when``/name use a
+value over the reads before it.
 
 Decisions recorded here:
 
@@ -34,7 +36,7 @@ from statemachine.errors import DefinitionError, Problem
 from statemachine.itinerary import Itinerary
 from statemachine.plan import Plan
 
-__all__ = ["bind_parameters", "compute_values", "did_you_mean", "with_values"]
+__all__ = ["LazyValues", "bind_parameters", "compute_values", "did_you_mean", "with_values"]
 
 
 def did_you_mean(name: str, known: Any) -> str:
@@ -90,18 +92,35 @@ def bind_parameters(plan: Plan, itinerary: Itinerary) -> Plan:
     return replace(plan, parameters=MappingProxyType(bound))
 
 
+class LazyValues(dict[str, Any]):
+    """``values`` while the reads are being resolved: a value is computed when first used,
+    over the reads resolved so far (so a read's ``forEach`` may use a value built from earlier
+    reads). A name the itinerary does not declare is undefined, as in any mapping."""
+
+    def __init__(self, itinerary: Itinerary, ctx: Mapping[str, Any]) -> None:
+        super().__init__()
+        self._itinerary = itinerary
+        self._ctx = ctx
+
+    def __missing__(self, key: str) -> Any:
+        expr = self._itinerary.values.get(key)
+        if expr is None:
+            raise KeyError(key)
+        from statemachine.expressions import evaluate
+
+        value = evaluate(expr, {**self._ctx, "values": self},
+                         where=f"{self._itinerary.file}: spec.values.{key}")
+        self[key] = value
+        return value
+
+
 def compute_values(itinerary: Itinerary, ctx: Mapping[str, Any]) -> dict[str, Any]:
     """``spec.values`` over ``ctx`` (which has the VM's reads), in order; an error names the
     value (``FILE: spec.values.NAME: ...``)."""
     if not itinerary.values:
         return {}
-    from statemachine.expressions import evaluate
-
-    values: dict[str, Any] = {}
-    local = {**ctx, "values": values}
-    for name, expr in itinerary.values.items():
-        values[name] = evaluate(expr, local, where=f"{itinerary.file}: spec.values.{name}")
-    return values
+    lazy = LazyValues(itinerary, ctx)
+    return {name: lazy[name] for name in itinerary.values}
 
 
 def with_values(itinerary: Itinerary, ctx: Mapping[str, Any]) -> dict[str, Any]:

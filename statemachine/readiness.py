@@ -25,7 +25,7 @@ from jinja2.parser import Parser
 from statemachine.errors import TemplateError
 from statemachine.expressions import condition as find_condition
 from statemachine.expressions import evaluate as evaluate_expression
-from statemachine.expressions import make_environment
+from statemachine.expressions import make_environment, render_string
 from statemachine.itinerary import Condition, ReadinessSpec
 
 __all__ = ["Verdict", "evaluate", "explain", "progress", "settle_failure", "timeout_message",
@@ -62,6 +62,10 @@ def evaluate(obj: Mapping[str, Any] | None, spec: ReadinessSpec | None,
     """
     full = {**ctx, "object": obj}
     if spec is not None and spec.failed is not None and _holds(spec.failed, full):
+        mine = author_message(spec, obj, ctx)
+        if mine is not None:
+            seen = observed(spec.failed, obj, ctx)
+            return Verdict("failed", f"failed: {mine}" + (f" ({seen})" if seen else ""))
         return Verdict("failed", explain(spec.failed, obj, ctx, clause="failed"))
     if spec is None or spec.ready is None:
         if obj is not None:
@@ -91,6 +95,39 @@ def progress(obj: Mapping[str, Any] | None, spec: ReadinessSpec | None,
         # Progress is informative only: a broken expression must not fail the wait.
         return f"(progress expression failed: {exc})"
     return "" if value is None else str(value)
+
+
+def author_message(spec: ReadinessSpec | None, obj: Mapping[str, Any] | None,
+                   ctx: Mapping[str, Any]) -> str | None:
+    """The readiness ``message`` rendered over ``ctx`` and ``object``, or ``None`` without one.
+
+    A message that fails to render (a field the object does not have yet) says so instead: the
+    wait's own outcome must not turn into a template error."""
+    if spec is None or spec.message is None:
+        return None
+    try:
+        return " ".join(render_string(spec.message, {**ctx, "object": obj}).split())
+    except TemplateError as exc:
+        return f"(readiness message failed: {exc})"
+
+
+def observed(condition: Condition, obj: Mapping[str, Any] | None, ctx: Mapping[str, Any]) -> str:
+    """``a.b = 1, c = 'x'``: the values the condition reads from the object ('' if none)."""
+    if obj is None:
+        return "the object does not exist"
+    if condition.kind in ("delete", "exists"):
+        return "the object exists"
+    if condition.kind == "condition":
+        return _describe_condition(obj, condition.condition_type)
+    full = {**ctx, "object": obj}
+    seen = []
+    for path in observed_paths(condition.expression):
+        try:
+            value = evaluate_expression(path, full)
+        except TemplateError:
+            continue
+        seen.append(f"{path} = {_show(value)}")
+    return ", ".join(seen)
 
 
 def explain(condition: Condition, obj: Mapping[str, Any] | None, ctx: Mapping[str, Any], *,
@@ -204,7 +241,13 @@ def settle_failure(verdict: Verdict, *, now: float, first_failed_at: float | Non
 
 def timeout_message(state: str, waited: float, obj: Mapping[str, Any] | None,
                     spec: ReadinessSpec | None, ctx: Mapping[str, Any]) -> str:
-    """``<state>: timed out after 10m: ready: ... was false (...)`` for :class:`ReadinessTimeout`."""
+    """``<state>: timed out after 10m: ready: ... was false (...)`` for :class:`ReadinessTimeout`;
+    with a readiness ``message``: ``<state>: timed out after 10m: <message> (<observed values>)``."""
+    mine = author_message(spec, obj, ctx)
+    if mine is not None:
+        seen = observed(spec.ready, obj, ctx) if spec is not None and spec.ready is not None else ""
+        return f"{state}: timed out after {format_duration(waited)}: {mine}" + \
+            (f" ({seen})" if seen else "")
     if spec is not None and spec.ready is not None:
         why = explain(spec.ready, obj, ctx, clause="ready")
     elif obj is None:

@@ -46,7 +46,7 @@ from statemachine.context import DEFAULT_RUN_ID, setup_context, vm_context, with
 from statemachine.errors import DefinitionError, SchemaError, TemplateError
 from statemachine.expressions import evaluate, render_text, render_value
 from statemachine.itinerary import Action, Itinerary, ReadSpec, RefSpec, StateSpec
-from statemachine.parameters import bind_parameters, compute_values, with_values
+from statemachine.parameters import LazyValues, bind_parameters, compute_values, with_values
 from statemachine.plan import VM, Plan
 from statemachine.yamlsource import load_all_text
 
@@ -138,7 +138,8 @@ def _read_one(source: ReadSource, spec: ReadSpec, ctx: Mapping[str, Any], where:
 
 
 def resolve_reads(specs: Iterable[ReadSpec], ctx: Mapping[str, Any], source: ReadSource, *,
-                  where: str = "", pending: bool = False) -> dict[str, Any]:
+                  where: str = "", pending: bool = False,
+                  values_of: Itinerary | None = None) -> dict[str, Any]:
     """Resolve ``reads`` in order; each read sees the ones before it (``reads.sourceVM``...).
 
     With ``pending`` (state reads), a missing non-optional object is a :class:`PendingRead`
@@ -148,6 +149,8 @@ def resolve_reads(specs: Iterable[ReadSpec], ctx: Mapping[str, Any], source: Rea
     reads: dict[str, Any] = {}
     for spec in specs:
         local = {**ctx, "reads": {**outer, **reads}}
+        if values_of is not None:  # the VM's reads: values over the reads so far
+            local["values"] = LazyValues(values_of, local)
         label = f"{where}reads.{spec.name}"
         if spec.when is not None and not evaluate(spec.when, local, where=label):
             reads[spec.name] = None
@@ -318,7 +321,8 @@ def render_setup(plan: Plan, itinerary: Itinerary, source: ReadSource, *,
 def resolve_vm_reads(itinerary: Itinerary, ctx: Mapping[str, Any],
                      source: ReadSource) -> dict[str, Any]:
     """The itinerary's per-VM ``reads`` for ``ctx`` (errors name the itinerary file)."""
-    return resolve_reads(itinerary.reads, ctx, source, where=_where(itinerary))
+    return resolve_reads(itinerary.reads, ctx, source, where=_where(itinerary),
+                         values_of=itinerary)
 
 
 def render_vm(plan: Plan, itinerary: Itinerary, vm: VM, source: ReadSource, *,

@@ -38,7 +38,7 @@ from statemachine.errors import Canceled, SmrunError
 from statemachine.itinerary import TERMINAL_STATES, Itinerary, ReadSpec
 from statemachine.k8s import Cluster, Obj, ObjectRef
 from statemachine.plan import VM, Plan
-from statemachine.parameters import bind_parameters, compute_values
+from statemachine.parameters import LazyValues, bind_parameters, compute_values
 
 logger = logging.getLogger("statemachine.engine")
 
@@ -348,6 +348,8 @@ class Engine:
                 continue
             ctx = model.context()
             ctx["reads"] = out
+            if model.vm is not None:  # a VM's reads may use values over the reads before them
+                ctx["values"] = LazyValues(self.itinerary, ctx)
             if spec.when is not None and not self.rt.lang.evaluate(spec.when, ctx):
                 out[spec.name] = None
                 continue

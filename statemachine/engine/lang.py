@@ -56,6 +56,10 @@ class Language:
     def progress(self, obj: Obj | None, spec: ReadinessSpec, ctx: Ctx) -> str:
         return rd.progress(obj, spec, ctx)
 
+    def message(self, obj: Obj | None, spec: ReadinessSpec, ctx: Ctx) -> str | None:
+        """The readiness ``message`` rendered for ``obj``, or ``None`` when there is none."""
+        return rd.author_message(spec, obj, ctx)
+
     def timeout_message(self, state: str, waited: float, obj: Obj | None, spec: ReadinessSpec,
                         ctx: Ctx) -> str:
         return rd.timeout_message(state, waited, obj, spec, ctx)

@@ -311,7 +311,10 @@ def wait_ready(rt: Runtime, vm: VmModel, spec: StateSpec, ctxs: list[Context],
         note = (vm.waiting_for, vm.progress)
         if note != last_note:
             last_note = note
-            rt.emit(vm, "state_waiting", message=f"waiting for {vm.waiting_for}",
+            # The author's readiness message, when given, is what the user reads (rendered only
+            # when the note changes: never per watch event).
+            mine = rt.lang.message(obj, rd, ctx)
+            rt.emit(vm, "state_waiting", message=mine or f"waiting for {vm.waiting_for}",
                     waiting_for=vm.waiting_for, progress=vm.progress)
         keys = tuple(obj_key(t[0], t[1]) for t in targets if t is not None)
         yield Wait(keys, wake)

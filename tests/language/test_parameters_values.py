@@ -139,3 +139,33 @@ def test_the_engine_runs_with_parameters_and_values_on_the_simulated_clusters(
     data = json.loads(got.stdout)["data"]
     assert data["deadline"] == "42" and data["label"] == "nightly"
     assert int(data["count"]) == len(data["volumes"].split(",")) > 0
+
+
+def test_a_reads_for_each_may_use_a_value_over_the_reads_before_it(tmp_path: Path) -> None:
+    flow = PARAMS.replace("  states:\n", """\
+    - name: claims
+      cluster: source
+      optional: true
+      forEach: "values.volumes | selectattr('dataVolume', 'defined') | map(attribute='dataVolume.name') | list"
+      object: {apiVersion: v1, kind: PersistentVolumeClaim, namespace: "{{ vm.namespace }}", name: "{{ item }}"}
+  states:
+""", 1)
+    report = REPORT + '  claims: "{{ reads.claims | map(attribute=\'metadata.name\') | join(\',\') }}"\n'
+    plan_path = write_flow(tmp_path, flow, templates={"report.yaml.j2": report},
+                           extra_spec="parameters: {label: nightly}\n")
+    plan, itinerary = plan_with_itinerary(load_plan(plan_path))
+    vm = seed_reads(plan).get("source", "kubevirt.io/v1", "VirtualMachine", "shop", "web-1")
+    assert vm is not None
+    claims = [v["dataVolume"]["name"] for v in vm["spec"]["template"]["spec"]["volumes"]
+              if "dataVolume" in v]
+    assert claims and _render(plan_path)["claims"] == ",".join(claims)
+
+
+def test_the_live_itinerary_names_its_filter_chains_once() -> None:
+    from statemachine.itinerary import load_itinerary
+
+    live = load_itinerary("live")
+    text = live.file.read_text()
+    assert {"volumes", "dataVolumeNames", "claimNames", "secretNames"} <= set(live.values)
+    assert text.count("reads.sourceVM.spec.template.spec.volumes") == 1
+    assert text.count("selectattr('dataVolume.name', 'defined')") == 1
