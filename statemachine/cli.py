@@ -222,6 +222,9 @@ def _parser() -> argparse.ArgumentParser:
                    help="serve Prometheus /metrics on this port")
     p.add_argument("--health-port", type=int, default=None, metavar="PORT",
                    help="serve /healthz and /readyz on this port")
+    p.add_argument("--lease-seconds", type=int, default=15, metavar="SECONDS",
+                   help="a replica holds a Plan's Lease this long without renewing it before "
+                   "another takes over (default 15; 0: no Leases, one replica only)")
     ops = p.add_subparsers(title="subcommands", metavar="SUBCOMMAND", parser_class=_Parser)
     m = ops.add_parser("manifests", parents=[common], help="print the CRD, RBAC, Deployment and "
                        "PodDisruptionBudget (YAML) to install the operator")
@@ -469,7 +472,7 @@ def _cmd_operator(args: argparse.Namespace) -> int:
         kubeconfig=args.kubeconfig, context=args.context,
         namespaces=tuple(args.namespaces or ()), operator_id=args.id,
         state_dir=args.state_dir, metrics_port=args.metrics_port,
-        health_port=args.health_port)
+        health_port=args.health_port, lease_seconds=args.lease_seconds)
     try:
         from statemachine.operator.app import run_operator
     except ImportError as exc:

@@ -102,6 +102,12 @@ def build_registry(manager: PlanManager, options: OperatorOptions,
     kopf.on.create(*resource, registry=registry)(start)
     kopf.on.update(*resource, field="spec", registry=registry)(start)
 
+    if options.lease_seconds:
+        # A replica that does not hold a Plan's Lease looks again this often: it takes over
+        # once the holder has stopped renewing.
+        kopf.timer(*resource, registry=registry, interval=max(1.0, options.lease_seconds / 3),
+                   idle=None)(start)
+
     @kopf.on.delete(*resource, registry=registry, optional=True)
     def deleted(uid: str, **_: Any) -> None:
         manager.cancel(uid)
@@ -138,7 +144,8 @@ def run_operator(options: OperatorOptions) -> int:
     manager = PlanManager(
         api, operator_id=options.operator_id, state_dir=options.state_dir,
         on_state_done=lambda itinerary, state, seconds:
-            metrics.state_seconds.labels(itinerary, state).observe(seconds))
+            metrics.state_seconds.labels(itinerary, state).observe(seconds),
+        lease_seconds=options.lease_seconds)
     if options.metrics_port:
         metrics.serve(options.metrics_port)
     registry = build_registry(manager, options, ready)

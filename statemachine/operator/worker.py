@@ -20,9 +20,10 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from statemachine.errors import PreflightError, SmrunError, StateDirError
-from statemachine.k8s import Cluster
-from statemachine.operator.reporter import TERMINAL, PlanReporter
+from statemachine.errors import ClusterError, LockHeld, PreflightError, SmrunError, StateDirError
+from statemachine.k8s import Cluster, ObjectRef
+from statemachine.operator.lease import PlanLease
+from statemachine.operator.reporter import API_VERSION, TERMINAL, PlanReporter
 
 logger = logging.getLogger("statemachine.operator")
 
@@ -47,7 +48,8 @@ class PlanWorker(threading.Thread):
 
     def __init__(self, api: Cluster, obj: Mapping[str, Any], *, operator_id: str,
                  state_dir: Path, base: Path | None = None,
-                 on_state_done: Callable[[str, str, float], None] | None = None) -> None:
+                 on_state_done: Callable[[str, str, float], None] | None = None,
+                 lease: PlanLease | None = None) -> None:
         meta = obj["metadata"]
         super().__init__(name=f"smrun-plan-{meta['namespace']}-{meta['name']}", daemon=True)
         self.api = api
@@ -58,6 +60,7 @@ class PlanWorker(threading.Thread):
         self.engine: Any = None
         self._cancel = threading.Event()
         self.on_state_done = on_state_done
+        self.lease = lease
         self.itinerary = ""
         self.reporter = PlanReporter(self.api, self.obj, self.operator_id,
                                      on_state_done=self._state_done)
@@ -74,6 +77,8 @@ class PlanWorker(threading.Thread):
     def run(self) -> None:
         reporter = self.reporter
         reporter.start()
+        if self.lease is not None:
+            self.lease.keep()
         try:
             self._run(reporter)
         except SmrunError as exc:  # the state directory, a cluster gone mid-run, ...
@@ -84,6 +89,8 @@ class PlanWorker(threading.Thread):
                                warning=True, reason="InternalError")
         finally:
             reporter.close()
+            if self.lease is not None:
+                self.lease.release()
 
     def _run(self, reporter: PlanReporter) -> None:
         from statemachine.clusters import connect_plan
@@ -99,15 +106,17 @@ class PlanWorker(threading.Thread):
         except SmrunError as exc:
             reporter.set_phase("Invalid", one_line(exc), warning=True, reason="Invalid")
             return
-        reporter.set_vms([vm.ref for vm in plan.vms])
         meta = self.obj["metadata"]
         journal = Journal.for_plan(self.state_dir / meta["namespace"] / meta.get("uid", "none"),
                                    plan.name)
         try:
             journal.lock()
-        except SmrunError as exc:
-            reporter.set_phase("Refused", one_line(exc), warning=True, reason="Refused")
+        except LockHeld:
+            # Another worker (of this replica, or of one sharing the state directory) runs it:
+            # its status stands.
+            logger.info("%s: already running elsewhere", reporter.ref)
             return
+        reporter.set_vms([vm.ref for vm in plan.vms])
         try:
             if plan.simulation is not None:
                 journal.reset()  # fresh simulated clusters each run, as `smrun run` does
@@ -176,8 +185,10 @@ class PlanManager:
     """At most one :class:`PlanWorker` per Plan uid."""
 
     def __init__(self, api: Cluster, *, operator_id: str, state_dir: Path,
-                 on_state_done: Callable[[str, str, float], None] | None = None) -> None:
+                 on_state_done: Callable[[str, str, float], None] | None = None,
+                 lease_seconds: int | None = None) -> None:
         self.api = api
+        self.lease_seconds = lease_seconds
         self.on_state_done = on_state_done
         self.operator_id = operator_id
         self.state_dir = state_dir
@@ -198,12 +209,30 @@ class PlanManager:
                 return False
             if finished(obj) or (cancel and (obj.get("status") or {}).get("phase") in TERMINAL):
                 return False
+            lease = None
+            if self.lease_seconds:
+                meta = obj["metadata"]
+                lease = PlanLease(self.api, meta["namespace"], uid, self.operator_id,
+                                  duration=self.lease_seconds)
+                if not lease.acquire():
+                    return False  # another replica acts on it
+                # What we were handed may be old news: the holder before us may have finished.
+                try:
+                    fresh = self.api.fetch(ObjectRef(API_VERSION, "Plan", meta["namespace"],
+                                                     meta["name"]))
+                except ClusterError:
+                    fresh = None
+                if fresh is None or finished(fresh):
+                    lease.release()
+                    return False
+                obj = fresh
             worker = PlanWorker(self.api, obj, operator_id=self.operator_id,
-                                state_dir=self.state_dir, on_state_done=self.on_state_done)
+                                state_dir=self.state_dir, on_state_done=self.on_state_done,
+                                lease=lease)
             if cancel:
                 worker.cancel()  # a run an earlier replica began resumes to undo it
             self._workers[uid] = worker
-        worker.start()
+            worker.start()  # under the lock: a second ensure() must see it alive
         return True
 
     def cancel(self, uid: str) -> None:

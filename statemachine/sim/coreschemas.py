@@ -148,6 +148,17 @@ def _kinds() -> dict[tuple[str, str, str], tuple[str, dict[str, Any]]]:
             "Grants a cluster role's permissions cluster-wide.", {
                 "subjects": _list("Who the role is granted to.", _SUBJECT),
                 "roleRef": _ROLE_REF}),
+        ("coordination.k8s.io", "v1", "Lease"): ("A lease: who holds a lock and until when.", {
+            "spec": _obj("The lease's holder and timing.", {
+                "holderIdentity": _str("The identity of the holder."),
+                "leaseDurationSeconds": _int("How long a holder waits before taking over."),
+                "acquireTime": {"type": "string", "format": "date-time",
+                                "description": "When the current holder acquired the lease."},
+                "renewTime": {"type": "string", "format": "date-time",
+                              "description": "When the holder last renewed the lease."},
+                "leaseTransitions": _int("How many times the holder changed."),
+                "strategy": _str("The coordinated leader election strategy."),
+                "preferredHolder": _str("The holder the strategy prefers.")})}),
         ("storage.k8s.io", "v1", "StorageClass"): ("A class of storage that can be "
                                                    "provisioned.", {
             "provisioner": _str("The volume plugin that provisions volumes."),

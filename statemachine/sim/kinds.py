@@ -177,6 +177,8 @@ KINDS: tuple[Kind, ...] = (
     # apiextensions: CRDs (crd.py serves the kinds they define)
     _k("apiextensions.k8s.io", "v1", "CustomResourceDefinition", "customresourcedefinitions",
        namespaced=False, status=True, short=("crd", "crds"), custom=False),
+    # coordination: Leases (leader election; `smrun operator` holds one per Plan)
+    _k("coordination.k8s.io", "v1", "Lease", "leases", custom=False),
     # storage
     _k("storage.k8s.io", "v1", "StorageClass", "storageclasses", namespaced=False, short=("sc",),
        custom=False),

@@ -75,8 +75,8 @@ class Operator:
             obj = self.plan(name)
             if (obj.get("status") or {}).get("phase") in phases:
                 return obj
-            if any(p.poll() is not None for p in self.procs):
-                break
+            if all(p.poll() is not None for p in self.procs):
+                break  # no replica left to finish it
             time.sleep(0.5)
         logs = "\n".join(p.read_text()[-4000:] for p in self.tmp.glob("operator-*.log"))
         raise AssertionError(f"plan {name}: phase {(obj.get('status') or {}).get('phase')!r}, "
@@ -263,3 +263,67 @@ def test_spec_cancel_undoes_the_run(make_operator: Callable[..., Operator]) -> N
     for name in canceled:
         _assert_rolled_back(r, name, disks[name])
     assert any(e["reason"] == "Canceled" and e["type"] == "Warning" for e in operator.events())
+
+
+def test_second_replica_takes_over_after_kill_9(make_operator: Callable[..., Operator]) -> None:
+    """Two replicas, one Lease per Plan: replica-a acts (status.operator), replica-b waits; kill
+    -9 replica-a mid-migration; replica-b takes the Lease once it expires, resumes from the
+    journal (the replicas share the state directory, as on a shared volume) and finishes; the
+    VMs end as after an uninterrupted run, with nothing left behind."""
+    operator = make_operator(tick=0.2)
+    operator.apply(plan_object(operator.sim.kubeconfig_path))
+    a = operator.start("replica-a", "--lease-seconds", "3", state_dir="state-shared")
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        status = operator.plan("live-demo").get("status") or {}
+        if status.get("operator") == "replica-a" and status.get("phase") == "Running":
+            break
+        time.sleep(0.1)
+    b = operator.start("replica-b", "--lease-seconds", "3", state_dir="state-shared")
+    lease = f"smrun-{operator.plan('live-demo')['metadata']['uid']}"
+    deadline = time.monotonic() + 120
+    mid = False
+    while time.monotonic() < deadline and not mid:
+        rows = (operator.plan("live-demo").get("status") or {}).get("vms") or []
+        mid = any(r.get("state") in ("WaitForTargetVMI", "CreateTargetMigration",
+                                     "WaitForTargetMigration", "CreateSourceMigration",
+                                     "WaitForStateTransfer") for r in rows)
+        time.sleep(0.05)
+    assert mid, "the migration never reached its middle"
+    holder = json.loads(operator.kubectl("get", "lease", lease, "-n", NS, "-o", "json").stdout)
+    assert holder["spec"]["holderIdentity"] == "replica-a"
+    assert (operator.plan("live-demo")["status"]["phase"]) == "Running"
+    run_before = operator.plan("live-demo")["status"]["run"]
+    assert run_before
+    a.kill()  # SIGKILL: no clean-up, the Lease is simply not renewed any more
+    a.wait()
+    killed_at = time.monotonic()
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if (operator.plan("live-demo").get("status") or {}).get("operator") == "replica-b":
+            break
+        time.sleep(0.1)
+    took_over = time.monotonic() - killed_at
+    assert took_over < 3 + 3, took_over  # the lease time, plus one look of replica-b
+    obj = operator.wait_phase("live-demo", ("Succeeded", "Failed", "Canceled"))
+    assert b.poll() is None
+    status = obj["status"]
+    assert status["phase"] == "Succeeded", status
+    assert status["operator"] == "replica-b"
+    assert (status["completed"], status["failed"]) == (3, 0)
+    _assert_full_success(Reader.of_sim(operator.sim))
+    # Counted by the smrun labels: exactly what one uninterrupted run leaves on the target.
+    r = Reader.of_sim(operator.sim)
+    labelled = {kind: sorted(o["metadata"]["name"] for o in r.list("target", kind, "shop")
+                             if (o["metadata"].get("labels") or {}).get("smrun.io/plan"))
+                for kind in ("VirtualMachine", "DataVolume", "PersistentVolumeClaim",
+                             "VirtualMachineInstanceMigration")}
+    assert labelled["VirtualMachine"] == ["db-1", "web-1", "web-2"]
+    assert labelled["VirtualMachineInstanceMigration"] == []
+    assert len(labelled["DataVolume"]) == len(set(labelled["DataVolume"]))
+    # One run across both replicas: replica-b resumed replica-a's run id, so every name it
+    # created (VMIMs carry the run id) is the one replica-a would have created or adopted.
+    assert status["run"] == run_before
+    # The Lease is released when the Plan is finished.
+    gone = operator.kubectl("get", "lease", lease, "-n", NS, check=False)
+    assert gone.returncode != 0 and "NotFound" in gone.stderr
