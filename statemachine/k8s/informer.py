@@ -81,6 +81,17 @@ def _shutdown(resp: Any) -> None:
             pass
 
 
+def _slim(obj: Obj) -> Obj:
+    """``obj`` without ``metadata.managedFields`` (as client-go's informers drop them): smrun never
+    reads field ownership, and on a real server it is often the larger part of an object, which
+    the cache would otherwise keep and copy on every read. Only the stream's own objects are
+    edited in place; an object the caller still holds is copied (``observe``)."""
+    meta = obj.get("metadata")
+    if isinstance(meta, dict) and "managedFields" in meta:
+        del meta["managedFields"]
+    return obj
+
+
 def _key_of(obj: Obj) -> tuple[str, str]:
     meta = obj.get("metadata") or {}
     return str(meta.get("namespace") or ""), str(meta.get("name") or "")
@@ -150,6 +161,9 @@ class Informer:
         if not self.synced:
             return
         obj = dict(obj)
+        meta = obj.get("metadata")
+        if isinstance(meta, dict) and "managedFields" in meta:
+            obj["metadata"] = {k: v for k, v in meta.items() if k != "managedFields"}
         obj.setdefault("apiVersion", self.key.api_version)
         obj.setdefault("kind", self.key.kind)
         with self._cache_lock:
@@ -273,6 +287,7 @@ class Informer:
         if kind not in ("ADDED", "MODIFIED", "DELETED"):
             logger.debug("watch %s: ignoring event type %r", self.name, kind)
             return
+        _slim(obj)
         obj.setdefault("apiVersion", self.key.api_version)
         obj.setdefault("kind", self.key.kind)
         # Cache update and dispatch under one lock: a late subscriber's replay sees either both
@@ -294,7 +309,7 @@ class Informer:
 
     def _replace(self, items: list[Obj]) -> None:
         """Install a fresh list; emit events for the differences from the cache."""
-        fresh = {_key_of(obj): obj for obj in items}
+        fresh = {_key_of(obj): _slim(obj) for obj in items}
         events: list[tuple[EventType, Obj]] = []
         with self._dispatch_lock:
             with self._cache_lock:

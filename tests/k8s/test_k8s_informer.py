@@ -206,3 +206,33 @@ def test_streams_that_end_at_once_with_nothing_do_not_spin() -> None:
     finally:
         informer.stop()
         informer.join(2)
+
+
+def test_the_cache_drops_managed_fields_as_client_go_informers_do() -> None:
+    """A real server sends ``metadata.managedFields`` with every object; smrun never reads them,
+    so the shared cache does not keep them (listed, watched, or observed from a write's answer)."""
+    owned = {"managedFields": [{"manager": "kubectl", "operation": "Apply"}]}
+    listed = {"metadata": {"name": "a", "namespace": "ns", "resourceVersion": "1", **owned}}
+    watched = {"type": "ADDED", "object": {"metadata": {"name": "b", "namespace": "ns",
+                                                        "resourceVersion": "2", **owned}}}
+    done = threading.Event()
+
+    def stream(rv: str, timeout: int, handle: StreamHandle) -> Iterator[dict[str, Any]]:
+        yield watched
+        done.set()
+        handle.abort()
+        return
+
+    inf = Informer(ResourceKey("v1", "ConfigMap", "ns"), name="t",
+                   lister=lambda: ([listed], "1"), streamer=stream)
+    inf.start()
+    try:
+        assert done.wait(5) and inf.wait_synced(5)
+        answer = {"metadata": {"name": "c", "namespace": "ns", "resourceVersion": "3", **owned}}
+        inf.observe(answer)
+        for name in ("a", "b", "c"):
+            cached = inf.cached("ns", name)
+            assert cached is not None and "managedFields" not in cached["metadata"], name
+        assert "managedFields" in answer["metadata"]  # the caller's own object is left alone
+    finally:
+        inf.stop()
