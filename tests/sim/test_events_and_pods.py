@@ -287,3 +287,18 @@ def test_nodes_as_kubevirt_shows_them(sim: SimulatedClusters, kubectl: Callable[
     assert "devices.kubevirt.io/kvm" in described
     assert kubectl("get", "nodes", "-l", "kubevirt.io/schedulable=true", "-o", "name").stdout \
         .split() == ["node/source-node01", "node/source-node02"]
+
+
+def test_seeded_running_vmi_gets_its_pod(make_sim: Callable[..., SimulatedClusters]) -> None:
+    seed = {"source": [{"apiVersion": "kubevirt.io/v1", "kind": "VirtualMachineInstance",
+                        "metadata": {"name": "old", "namespace": NS},
+                        "spec": {"domain": {"devices": {}, "memory": MEMORY}},
+                        "status": {"phase": "Running", "nodeName": "source-node01"}}],
+            "target": []}
+    sim = make_sim(seed=seed)
+    pod = wait_for(lambda: sim.store("source").try_get("Pod", NS, "virt-launcher-old-sou01"))
+    assert pod["status"]["phase"] == "Running" and pod["spec"]["nodeName"] == "source-node01"
+    wait_for(lambda: sim.store("source").get("VirtualMachineInstance", NS, "old")["status"].get(
+        "activePods") == {pod["metadata"]["uid"]: "source-node01"})
+    (listed,) = core_api(sim).list_namespaced_pod(NS).items
+    assert listed.status.container_statuses[0].container_id.startswith("containerd://")

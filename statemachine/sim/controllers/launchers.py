@@ -67,6 +67,19 @@ def create(ctx: ClusterContext, vmi: Obj, name: str, *, migration: Obj | None = 
                       f"Created migration target pod {name}", component=COMPONENT)
 
 
+def running_since_start(ctx: ClusterContext, vmi: Obj, name: str, node: str) -> dict[str, str]:
+    """The pod of a VMI that was already running when the cluster started (a seeded one): made
+    Running in one write, with no creation event (it would have expired long ago); returns the
+    ``activePods`` entry."""
+    ns = vmi["metadata"].get("namespace", "")
+    body = pods.launcher_pod(vmi, name)
+    body["spec"]["nodeName"] = node
+    body["status"] = pods.running_status(body, node, pods.pod_ip(ctx, name))
+    pod = ctx.store.create("Pod", body, keep_status=True)
+    _known(ctx).add((ns, name))
+    return {pod["metadata"]["uid"]: node}
+
+
 def schedule(ctx: ClusterContext, vmi: Obj, name: str, node: str) -> dict[str, str]:
     """Run pod ``name`` on ``node``; returns the ``activePods`` entry ``{pod uid: node}``."""
     ns = vmi["metadata"].get("namespace", "")

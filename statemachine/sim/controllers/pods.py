@@ -190,7 +190,7 @@ def _image(container: dict[str, Any]) -> tuple[str, str]:
 def running_status(pod: Obj, node: str, pod_ip: str) -> dict[str, Any]:
     """Scheduled on ``node``, every container running and ready."""
     stamp = now_rfc3339()
-    uid = pod["metadata"].get("uid", "")
+    uid = str(pod["metadata"].get("uid") or pod["metadata"].get("name", ""))
     statuses = []
     for container in (pod.get("spec") or {}).get("containers") or []:
         image, image_id = _image(container)
@@ -212,7 +212,7 @@ def finished_status(pod: Obj, *, failed: bool, message: str = "", exit_code: int
     stamp = now_rfc3339()
     old = dict(pod.get("status") or {})
     started = old.get("startTime") or stamp
-    uid = pod["metadata"].get("uid", "")
+    uid = str(pod["metadata"].get("uid") or pod["metadata"].get("name", ""))
     code = exit_code if exit_code is not None else (1 if failed else 0)
     statuses = []
     for container in (pod.get("spec") or {}).get("containers") or []:

@@ -130,8 +130,7 @@ class VirtualMachineInstanceController(Controller):
             before = dict(status)
             pod = launchers.current_name(ctx, obj)
             if not launchers.exists(ctx, ns or "", pod):  # e.g. a seeded running VMI
-                launchers.create(ctx, obj, pod)
-                status["activePods"] = launchers.schedule(
+                status["activePods"] = launchers.running_since_start(
                     ctx, obj, pod, str(status.get("nodeName") or node_name(ctx)))
             self._running_status(ctx, obj, status)
             if status != before:
