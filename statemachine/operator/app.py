@@ -128,6 +128,15 @@ def _copy(value: Any) -> Any:
     return value
 
 
+def _own_kubeconfig(given: Path | None) -> Path | None:
+    """The kubeconfig of the operator's own cluster for Plans that omit a side (``None``: in
+    a pod, credentials.py writes one for the service account)."""
+    if given is not None:
+        return given.resolve()
+    default = default_kubeconfig()
+    return default if default.is_file() else None
+
+
 def run_operator(options: OperatorOptions) -> int:
     """Run until interrupted (SIGINT/SIGTERM); 0 on a clean stop."""
     from statemachine.k8s.client import connect
@@ -145,7 +154,8 @@ def run_operator(options: OperatorOptions) -> int:
         api, operator_id=options.operator_id, state_dir=options.state_dir,
         on_state_done=lambda itinerary, state, seconds:
             metrics.state_seconds.labels(itinerary, state).observe(seconds),
-        lease_seconds=options.lease_seconds)
+        lease_seconds=options.lease_seconds,
+        own=(_own_kubeconfig(options.kubeconfig), options.context))
     if options.metrics_port:
         metrics.serve(options.metrics_port)
     registry = build_registry(manager, options, ready)

@@ -17,7 +17,8 @@ OpenAPI v3 schema for ``spec``, so a field added to plans appears in the CRD wit
 - a ``pattern`` that the API server's regular expressions (RE2) cannot run (look-ahead) is
   dropped, like the per-branch checks of a duration.
 
-The CRD adds ``OPERATOR_FIELDS`` (``spec.cancel``) to the plan's spec: requests to the operator
+The CRD adds ``OPERATOR_FIELDS`` (``spec.cancel``) and ``CLUSTER_FIELDS``
+(``spec.source|target.kubeconfigSecret``) to the plan's spec: requests to the operator
 that a plan file has no use for. What the CRD cannot express is still checked: the operator validates every Plan object against
 the full plan schema and the loader's semantic checks before anything runs (phase ``Invalid``).
 This module builds data only; it talks to no cluster.
@@ -54,6 +55,20 @@ PRINTER_COLUMNS: tuple[dict[str, Any], ...] = (
 OPERATOR_FIELDS: dict[str, dict[str, Any]] = {
     "cancel": {"type": "boolean",
                "description": "operator: cancel the run (undo for the VMs not yet handed over)"},
+}
+
+# ... and beyond a plan file's spec.source / spec.target: the kubeconfig from a Secret in the
+# Plan's namespace (credentials.py reads it and hands the plan a kubeconfig file).
+CLUSTER_FIELDS: dict[str, dict[str, Any]] = {
+    "kubeconfigSecret": {
+        "type": "object", "required": ["name"],
+        "description": "operator: a Secret in the Plan's namespace holding a kubeconfig",
+        "properties": {
+            "name": {"type": "string", "minLength": 1, "description": "the Secret's name"},
+            "key": {"type": "string", "minLength": 1,
+                    "description": "the key holding the kubeconfig (default kubeconfig)"},
+            "context": {"type": "string", "minLength": 1,
+                        "description": "the kubeconfig context (default its current one)"}}},
 }
 
 PHASES = ("Pending", "Running", "Succeeded", "Failed", "Canceled", "Invalid", "Refused")
@@ -149,6 +164,8 @@ def spec_schema() -> dict[str, Any]:
     plan = load_schema("plan")
     spec = structural(plan["properties"]["spec"], plan.get("$defs", {}))
     spec["properties"].update(copy.deepcopy(OPERATOR_FIELDS))
+    for side in ("source", "target"):
+        spec["properties"][side]["properties"].update(copy.deepcopy(CLUSTER_FIELDS))
     return spec
 
 

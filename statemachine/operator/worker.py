@@ -15,6 +15,7 @@ Plan that is not finished for its current generation.
 from __future__ import annotations
 
 import logging
+import shutil
 import threading
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -22,6 +23,7 @@ from typing import Any
 
 from statemachine.errors import ClusterError, LockHeld, PreflightError, SmrunError, StateDirError
 from statemachine.k8s import Cluster, ObjectRef
+from statemachine.operator import credentials
 from statemachine.operator.lease import PlanLease
 from statemachine.operator.reporter import API_VERSION, TERMINAL, PlanReporter
 
@@ -49,7 +51,8 @@ class PlanWorker(threading.Thread):
     def __init__(self, api: Cluster, obj: Mapping[str, Any], *, operator_id: str,
                  state_dir: Path, base: Path | None = None,
                  on_state_done: Callable[[str, str, float], None] | None = None,
-                 lease: PlanLease | None = None) -> None:
+                 lease: PlanLease | None = None,
+                 own: tuple[Path | None, str | None] = (None, None)) -> None:
         meta = obj["metadata"]
         super().__init__(name=f"smrun-plan-{meta['namespace']}-{meta['name']}", daemon=True)
         self.api = api
@@ -61,6 +64,7 @@ class PlanWorker(threading.Thread):
         self._cancel = threading.Event()
         self.on_state_done = on_state_done
         self.lease = lease
+        self.own = own
         self.itinerary = ""
         self.reporter = PlanReporter(self.api, self.obj, self.operator_id,
                                      on_state_done=self._state_done)
@@ -89,6 +93,10 @@ class PlanWorker(threading.Thread):
                                warning=True, reason="InternalError")
         finally:
             reporter.close()
+            meta = self.obj["metadata"]
+            # The credentials written for this run go with it.
+            shutil.rmtree(self.state_dir / meta["namespace"] / str(meta.get("uid", "none"))
+                          / "credentials", ignore_errors=True)
             if self.lease is not None:
                 self.lease.release()
 
@@ -99,16 +107,22 @@ class PlanWorker(threading.Thread):
         from statemachine.operator.planobject import load_plan_object
         from statemachine.providers import itinerary_for_plan
 
+        meta = self.obj["metadata"]
+        plan_dir = self.state_dir / meta["namespace"] / str(meta.get("uid", "none"))
+        obj, refusals = credentials.resolve(self.api, self.obj, plan_dir / "credentials",
+                                            own=self.own)
         try:
-            plan = load_plan_object(self.obj, base=self.base)
+            plan = load_plan_object(obj, base=self.base)
             itinerary = itinerary_for_plan(plan)
             self.itinerary = itinerary.name
         except SmrunError as exc:
             reporter.set_phase("Invalid", one_line(exc), warning=True, reason="Invalid")
             return
-        meta = self.obj["metadata"]
-        journal = Journal.for_plan(self.state_dir / meta["namespace"] / meta.get("uid", "none"),
-                                   plan.name)
+        if refusals:
+            refused = PreflightError("preflight refused the plan; nothing was applied", refusals)
+            reporter.set_phase("Refused", one_line(refused), warning=True, reason="Refused")
+            return
+        journal = Journal.for_plan(plan_dir, plan.name)
         try:
             journal.lock()
         except LockHeld:
@@ -186,8 +200,10 @@ class PlanManager:
 
     def __init__(self, api: Cluster, *, operator_id: str, state_dir: Path,
                  on_state_done: Callable[[str, str, float], None] | None = None,
-                 lease_seconds: int | None = None) -> None:
+                 lease_seconds: int | None = None,
+                 own: tuple[Path | None, str | None] = (None, None)) -> None:
         self.api = api
+        self.own = own
         self.lease_seconds = lease_seconds
         self.on_state_done = on_state_done
         self.operator_id = operator_id
@@ -228,7 +244,7 @@ class PlanManager:
                 obj = fresh
             worker = PlanWorker(self.api, obj, operator_id=self.operator_id,
                                 state_dir=self.state_dir, on_state_done=self.on_state_done,
-                                lease=lease)
+                                lease=lease, own=self.own)
             if cancel:
                 worker.cancel()  # a run an earlier replica began resumes to undo it
             self._workers[uid] = worker

@@ -327,3 +327,40 @@ def test_second_replica_takes_over_after_kill_9(make_operator: Callable[..., Ope
     # The Lease is released when the Plan is finished.
     gone = operator.kubectl("get", "lease", lease, "-n", NS, check=False)
     assert gone.returncode != 0 and "NotFound" in gone.stderr
+
+
+def test_credentials_from_a_secret_never_leak(operator: Operator) -> None:
+    """`spec.source.kubeconfigSecret`: the source cluster is reached through a kubeconfig held
+    in a Secret; `spec.target` omitted is the operator's own cluster. The kubeconfig's token
+    appears nowhere: not in the status, the Events, the operator's log or its state directory
+    after the run. A Plan naming a missing Secret is Refused, nothing applied."""
+    kubeconfig_text = operator.sim.kubeconfig_path.read_text()
+    tokens = [u["user"]["token"] for u in yaml.safe_load(kubeconfig_text)["users"]
+              if u["user"].get("token")]
+    assert tokens
+    operator.kubectl("create", "secret", "generic", "clusters", "-n", NS,
+                     f"--from-file=config={operator.sim.kubeconfig_path}")
+    plan = plan_object(operator.sim.kubeconfig_path)
+    plan["spec"]["source"] = {"kubeconfigSecret": {"name": "clusters", "key": "config",
+                                                   "context": "source"}}
+    del plan["spec"]["target"]
+    operator.apply(plan)
+    missing = plan_object(operator.sim.kubeconfig_path, "no-secret")
+    missing["spec"]["source"] = {"kubeconfigSecret": {"name": "nope", "context": "source"}}
+    operator.apply(missing)
+    operator.start("replica-a")
+    status = operator.wait_phase("live-demo", ("Succeeded", "Failed", "Invalid", "Refused"))["status"]
+    assert status["phase"] == "Succeeded", status
+    _assert_full_success(Reader.of_sim(operator.sim))
+    refused = operator.wait_phase("no-secret", ("Refused",))["status"]
+    assert refused["message"] == ("preflight refused the plan; nothing was applied: "
+                                  f"spec.source.kubeconfigSecret: Secret {NS}/nope not found")
+    operator.stop()
+    seen = [json.dumps(operator.plan(n)) for n in ("live-demo", "no-secret")]
+    seen.append(json.dumps(operator.events()))
+    seen += [p.read_text(errors="replace") for p in operator.tmp.glob("operator-*.log")]
+    seen += [p.read_text(errors="replace") for p in (operator.tmp / "state-replica-a").rglob("*")
+             if p.is_file()]
+    for token in tokens:
+        assert not any(token in text for text in seen)
+    assert not list((operator.tmp / "state-replica-a").rglob("*.kubeconfig"))

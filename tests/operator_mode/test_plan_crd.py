@@ -92,8 +92,13 @@ def test_crd_spec_schema_agrees_with_plan_schema() -> None:
     generated = crd.plan_crd()["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
     spec = generated["properties"]["spec"]
     assert {k: spec["properties"][k] for k in crd.OPERATOR_FIELDS} == crd.OPERATOR_FIELDS
-    only_plan = {**spec, "properties": {k: v for k, v in spec["properties"].items()
-                                        if k not in crd.OPERATOR_FIELDS}}
+    props = {k: v for k, v in spec["properties"].items() if k not in crd.OPERATOR_FIELDS}
+    for side in ("source", "target"):
+        extra = {k: props[side]["properties"][k] for k in crd.CLUSTER_FIELDS}
+        assert extra == crd.CLUSTER_FIELDS
+        props[side] = {**props[side], "properties": {
+            k: v for k, v in props[side]["properties"].items() if k not in crd.CLUSTER_FIELDS}}
+    only_plan = {**spec, "properties": props}
     assert _agree(plan["properties"]["spec"], only_plan, plan["$defs"], "spec") == []
 
 
