@@ -11,7 +11,7 @@ Commands (product.md §5)::
     smrun status PLAN [--output text|json] [--state-dir DIR]
     smrun cancel PLAN [--vm NAME ...] [--state-dir DIR]
     smrun cutover PLAN --at TIME|now [--vm NAME ...] [--state-dir DIR]
-    smrun itineraries
+    smrun itineraries [--copy NAME DIR]
     smrun import forklift FILE... -o PLAN       a Forklift Plan (+ maps, hooks, providers) as a plan
     smrun import forklift --from-cluster CONTEXT --namespace NS --plan NAME -o PLAN
     smrun sim serve ...                 delegated to statemachine.sim.serve.main
@@ -179,7 +179,11 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--vm", action="append", metavar="NAME", help="only this VM (repeatable)")
     p.add_argument("--state-dir", type=Path, default=Path(".smrun"))
 
-    command("itineraries", _cmd_itineraries, "list the built-in itineraries", plan=False)
+    p = command("itineraries", _cmd_itineraries, "list the built-in itineraries (with their files), "
+                "or copy one with its templates", plan=False)
+    p.add_argument("--copy", nargs=2, metavar=("NAME", "DIR"),
+                   help="write the built-in itinerary NAME and the templates it uses into DIR, "
+                   "ready to edit and use through a plan's spec.itinerary")
 
     p = command("import", _cmd_import, "write an smrun plan from another tool's "
                 "objects: `smrun import forklift --help`", plan=False)
@@ -323,9 +327,12 @@ def _cmd_render(args: argparse.Namespace) -> int:
     plan, itinerary = _load(args.plan)
     _check_vms(plan, args.vm)
     if plan.simulation is None:
-        raise UsageError(f"{plan.path}: spec.simulation: `smrun render` resolves reads offline from a "
-                         "simulation seed; this plan has none (use `smrun validate` against the clusters)")
-    manifests = render_plan(plan, itinerary, seed_reads(plan), vms=args.vm)
+        # The reads come from the plan's clusters (read only); a simulated plan's from its seed.
+        from statemachine import commands
+
+        manifests = commands.render_live(plan, itinerary, vms=args.vm)
+    else:
+        manifests = render_plan(plan, itinerary, seed_reads(plan), vms=args.vm)
     sys.stdout.write(format_manifests(manifests, show_secrets=args.show_secrets))
     return 0
 
@@ -414,16 +421,28 @@ def _cmd_cutover(args: argparse.Namespace) -> int:
     return 0
 
 
-def _cmd_itineraries(_args: argparse.Namespace) -> int:
+def _cmd_itineraries(args: argparse.Namespace) -> int:
     from statemachine.itinerary import load_itinerary
     from statemachine.providers import builtin_itinerary_names, builtin_itinerary_path
 
+    if getattr(args, "copy", None):
+        from statemachine.itinerary_copy import copy_itinerary
+
+        name, folder = args.copy
+        target, templates = copy_itinerary(name, Path(folder))
+        print(f"{target}: itinerary {name!r} with {len(templates)} templates in "
+              f"{target.parent / 'templates'}; use it with `spec.itinerary: {target}`")
+        return 0
     rows = []
     for name in builtin_itinerary_names():
-        itinerary = load_itinerary(builtin_itinerary_path(name))
-        rows.append({"NAME": name, "TYPE": str(getattr(itinerary, "migration_type", "")),
-                     "DESCRIPTION": str(getattr(itinerary, "description", "") or "")})
+        path = builtin_itinerary_path(name)
+        itinerary = load_itinerary(path)
+        rows.append({"NAME": name, "TYPE": str(itinerary.migration_type or ""), "FILE": str(path),
+                     "DESCRIPTION": str(itinerary.description or "")})
     _print_table(rows, sys.stdout)
+    if rows:
+        print(f"templates: {itinerary.template_dir}\n"
+              "copy one to edit: smrun itineraries --copy NAME DIR")
     return 0
 
 

@@ -106,6 +106,16 @@ def preflight(plan: Plan, itinerary: Itinerary, *, stream: IO[str]) -> int:
     return 0
 
 
+def render_live(plan: Plan, itinerary: Itinerary, *, vms: list[str] | None = None) -> list[Any]:
+    """What the plan would apply, with the reads resolved from its clusters (GETs only: nothing
+    is written), for ``smrun render`` of a plan without ``spec.simulation``."""
+    from statemachine.render import render_plan
+
+    with connect_plan(plan) as conn:
+        reads = checks.ClusterReads({"source": conn.source, "target": conn.target})
+        return render_plan(plan, itinerary, reads, vms=vms)
+
+
 def _running(directory: Path) -> bool:
     lock = directory / "lock"
     try:

@@ -15,7 +15,7 @@ that same compile (``expressions.referenced_templates``) instead of a second par
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, Literal
 
 from jinja2 import TemplateNotFound, TemplateSyntaxError
 
@@ -24,6 +24,7 @@ from statemachine.expressions import (compile_expression, compile_template, refe
                                       template_environment)
 from statemachine.itinerary import (TERMINAL_STATES, Action, Itinerary, RefSpec, StateSpec,
                                     flow_edges, start_states)
+from statemachine.names import unknown_names
 from statemachine.yamlsource import DocPath, SourceDoc
 
 __all__ = ["check"]
@@ -40,6 +41,16 @@ class _Checker:
         self.doc = doc
         self.env = template_environment(itinerary.template_dir)
         self.raw: dict[str, Any] = doc.data["spec"]
+        outputs = [n for s in (*itinerary.states, *itinerary.setup.states) for n in s.outputs]
+        # The names an expression may read (names.py), per scope: a VM's (the default), setup's
+        # (setup.reads, no values) and, inside a state, plus that state's own reads.
+        self.vm_scope: dict[str, tuple[str, ...]] = {
+            "reads": tuple(r.name for r in itinerary.reads), "outputs": tuple(outputs),
+            "values": tuple(itinerary.values), "params": tuple(p.name for p in itinerary.parameters)}
+        self.setup_scope = {**self.vm_scope, "reads": tuple(r.name for r in itinerary.setup.reads),
+                            "values": ()}
+        self.known = self.vm_scope
+        self.in_state: str | None = None
 
     def p(self, path: DocPath, message: str) -> Problem:
         return self.doc.problem(path, message)
@@ -59,9 +70,11 @@ class _Checker:
             yield from self.expr(expr, (*sp, "predicates", name))
         for i, read in enumerate(self.it.reads):
             yield from self.read(i, read.for_each, read.when, read.object, (*sp, "reads", i))
+        self.known = self.setup_scope
         for i, read in enumerate(self.it.setup.reads):
             yield from self.read(i, read.for_each, read.when, read.object,
                                  (*sp, "setup", "reads", i))
+        self.known = self.vm_scope
         for i, chk in enumerate(self.it.preflight):
             path = (*sp, "preflight", i)
             yield from self.expr(chk.check, (*path, "check"))
@@ -76,9 +89,16 @@ class _Checker:
             yield from self.ref(self.it.commit.object, (*path, "object"))
             yield from self.expr(self.it.commit.condition.expression, (*path, "condition"))
         for i, state in enumerate(self.it.states):
-            yield from self.state(state, (*sp, "states", i))
+            yield from self.scoped(state, (*sp, "states", i), self.vm_scope)
         for i, state in enumerate(self.it.setup.states):
-            yield from self.state(state, (*sp, "setup", "states", i))
+            yield from self.scoped(state, (*sp, "setup", "states", i), self.setup_scope)
+        self.known, self.in_state = self.vm_scope, None
+
+    def scoped(self, state: StateSpec, path: DocPath,
+               scope: dict[str, tuple[str, ...]]) -> Iterator[Problem]:
+        self.known = {**scope, "reads": (*scope["reads"], *(r.name for r in state.reads))}
+        self.in_state = state.name
+        yield from self.state(state, path)
 
     # -- names and flow ------------------------------------------------------------------------
 
@@ -266,6 +286,8 @@ class _Checker:
             compile_expression(expr)
         except TemplateError as exc:
             yield self.p(path, str(exc))
+            return
+        yield from self.declared(expr, "expression", path)
 
     def template_string(self, source: str | None, path: DocPath) -> Iterator[Problem]:
         if source is None or "{" not in source:
@@ -274,6 +296,15 @@ class _Checker:
             compile_template(source)
         except TemplateError as exc:
             yield self.p(path, str(exc))
+            return
+        yield from self.declared(source, "template", path)
+
+    def declared(self, source: str, kind: Literal["expression", "template"],
+                 path: DocPath) -> Iterator[Problem]:
+        """Every reads/outputs/values/params name ``source`` uses is declared in scope."""
+        where = f" in state {self.in_state!r}" if self.in_state else ""
+        for message in unknown_names(source, kind, self.known):
+            yield self.p(path, message + where)
 
     def ref(self, ref: RefSpec, path: DocPath) -> Iterator[Problem]:
         yield from self.template_string(ref.name, (*path, "name"))
@@ -290,8 +321,16 @@ class _Checker:
                 yield from self.value_strings(v, (*path, i))
 
     def template_file(self, name: str, path: DocPath) -> Iterator[Problem]:
+        seen: set[str] = set()
         try:
-            self._load_with_includes(name, set())
+            self._load_with_includes(name, seen)
+            for used in sorted(seen):
+                source = self._source(used)
+                if source is None:
+                    continue
+                where = f" in state {self.in_state!r}" if self.in_state else ""
+                for message in unknown_names(source, "template", self.known):
+                    yield self.p(path, f"template {used!r}: {message}{where}")
         except TemplateNotFound as exc:
             missing = exc.name if exc.name and exc.name != name else None
             yield self.p(path, f"template {name!r} not found in {self.it.template_dir}"
@@ -299,6 +338,15 @@ class _Checker:
         except TemplateSyntaxError as exc:
             yield self.p(path, f"template {name!r} has a syntax error at "
                          f"{exc.filename or name}:{exc.lineno}: {exc.message}")
+
+    def _source(self, name: str) -> str | None:
+        loader = self.env.loader
+        if loader is None:
+            return None
+        try:
+            return loader.get_source(self.env, name)[0]
+        except TemplateNotFound:
+            return None
 
     def _load_with_includes(self, name: str, seen: set[str]) -> None:
         """Compile ``name`` and every template it includes/imports/extends by a literal name."""

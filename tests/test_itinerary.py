@@ -188,7 +188,7 @@ spec:
       cluster: source
       object: {apiVersion: kubevirt.io/v1, kind: VirtualMachine, namespace: "{{ vm.namespace }}", name: "{{ vm.name }}"}
   states:
-    - name: Started
+    - {name: Started, outputs: {tokenName: "vm.name"}}
     - name: CopyToken
       reads:
         - name: %s
