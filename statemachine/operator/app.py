@@ -4,7 +4,7 @@ kopf watches Plan objects (in the ``--namespace`` namespaces, or all) and calls 
 here, which hand each Plan to the :class:`~statemachine.operator.worker.PlanManager`: a Plan is
 started when it is created, when its spec changes (a new generation) and, for Plans not finished
 for their generation, when the operator starts (resume from the journal). Deleting a Plan cancels
-its run (undo runs for the VMs not yet handed over). kopf's own bookkeeping goes to annotations
+its run, and the ``smrun.io/finalizer`` finalizer is removed only once the undo has ended. kopf's own bookkeeping goes to annotations
 under ``smrun.io`` (not to ``status``, which is smrun's), and kopf posts no Events of its own:
 the Events on a Plan are smrun's.
 
@@ -86,6 +86,7 @@ def build_registry(manager: PlanManager, options: OperatorOptions,
         settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
             prefix="smrun.io", key="last-handled-configuration")
         settings.posting.enabled = False
+        settings.persistence.finalizer = "smrun.io/finalizer"
         settings.peering.standalone = True
         settings.watching.server_timeout = 270
         if ready is not None:
@@ -108,9 +109,13 @@ def build_registry(manager: PlanManager, options: OperatorOptions,
         kopf.timer(*resource, registry=registry, interval=max(1.0, options.lease_seconds / 3),
                    idle=None)(start)
 
-    @kopf.on.delete(*resource, registry=registry, optional=True)
-    def deleted(uid: str, **_: Any) -> None:
-        manager.cancel(uid)
+    @kopf.on.delete(*resource, registry=registry)
+    def deleted(body: Mapping[str, Any], **_: Any) -> None:
+        # The finalizer stays until the run is canceled and its undo has ended (here, or on the
+        # replica holding the Plan's Lease): deleting a Plan never leaves half a migration.
+        waiting = manager.release(_plain(body))
+        if waiting:
+            raise kopf.TemporaryError(waiting, delay=1)
 
     return registry
 

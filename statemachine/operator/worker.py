@@ -216,7 +216,7 @@ class PlanManager:
         from statemachine.operator.planobject import cancel_requested
 
         uid = str(obj["metadata"].get("uid"))
-        cancel = cancel_requested(obj)
+        cancel = cancel_requested(obj) or bool(obj["metadata"].get("deletionTimestamp"))
         with self._lock:
             current = self._workers.get(uid)
             if current is not None and current.is_alive():
@@ -250,6 +250,28 @@ class PlanManager:
             self._workers[uid] = worker
             worker.start()  # under the lock: a second ensure() must see it alive
         return True
+
+    def release(self, obj: Mapping[str, Any]) -> str:
+        """For a Plan being deleted: cancel its run; "" once nothing of it runs anywhere (the
+        finalizer may go), else what it waits for."""
+        uid = str(obj["metadata"].get("uid"))
+        with self._lock:
+            worker = self._workers.get(uid)
+        if worker is not None and worker.is_alive():
+            worker.cancel()
+            worker.join(timeout=1)
+            if worker.is_alive():
+                return "canceling: undo in progress"
+            return ""
+        meta = obj["metadata"]
+        if self.lease_seconds:
+            holder = PlanLease(self.api, meta["namespace"], uid, self.operator_id,
+                               duration=self.lease_seconds).holder()
+            if holder and holder != self.operator_id:
+                return f"canceling on replica {holder}"
+        if (obj.get("status") or {}).get("phase") not in TERMINAL and self.ensure(obj):
+            return "canceling: resuming the run to undo it"
+        return ""
 
     def cancel(self, uid: str) -> None:
         with self._lock:

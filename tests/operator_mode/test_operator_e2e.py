@@ -14,6 +14,7 @@ import os
 import signal
 import socket
 import subprocess
+import threading
 import sys
 import time
 import urllib.error
@@ -364,3 +365,60 @@ def test_credentials_from_a_secret_never_leak(operator: Operator) -> None:
     for token in tokens:
         assert not any(token in text for text in seen)
     assert not list((operator.tmp / "state-replica-a").rglob("*.kubeconfig"))
+
+
+def test_deleting_a_plan_undoes_before_the_finalizer_goes(
+        make_operator: Callable[..., Operator]) -> None:
+    """`kubectl delete plan` during a run: the object stays (finalizer smrun.io/finalizer) while
+    the run is canceled and undone, then goes; the VMs not handed over are rolled back."""
+    operator = make_operator(tick=0.2)
+    operator.apply(plan_object(operator.sim.kubeconfig_path))
+    operator.start("replica-a")
+    early = {"Started", "PreHook", "CreateEmptyDataVolumes", "CreateEmptyPersistentVolumeClaims",
+             "EnsureResources", "CreateStandbyVM", "SetOwnerReferences", "WaitForTargetVMI"}
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        obj = operator.plan("live-demo")
+        if any(r.get("state") in early for r in (obj.get("status") or {}).get("vms") or []):
+            break
+        time.sleep(0.05)
+    assert "smrun.io/finalizer" in obj["metadata"].get("finalizers", [])
+    # Watch the Plan: its DELETED event carries the object as it was when it went away.
+    env = dict(os.environ, KUBECACHEDIR=str(operator.cache), HOME=str(operator.cache))
+    watch = subprocess.Popen(
+        ["kubectl", "--kubeconfig", str(operator.sim.kubeconfig_path), "--context", "target",
+         "--cache-dir", str(operator.cache), "get", "plan", "live-demo", "-n", NS, "--watch",
+         "--output-watch-events", "-o", "json"],
+        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env)
+    time.sleep(1)
+    operator.kubectl("delete", "plan", "live-demo", "-n", NS, "--wait=false")
+    last: dict[str, Any] = {}
+    text, decoder = "", json.JSONDecoder()
+    assert watch.stdout is not None
+    guard = threading.Timer(120, watch.kill)  # a Plan never removed ends the watch, and the test
+    guard.start()
+    try:
+        for line in watch.stdout:
+            text += line
+            try:
+                event, end = decoder.raw_decode(text.lstrip())
+            except ValueError:
+                continue
+            text = text.lstrip()[end:]
+            if event.get("type") == "DELETED":
+                last = event["object"]
+                break
+    finally:
+        guard.cancel()
+        watch.kill()
+        watch.wait()
+    assert last, "the Plan was not removed within 120 s"
+    # Its last status was Canceled: the undo ran before the finalizer was removed.
+    assert (last.get("status") or {}).get("phase") == "Canceled", last.get("status")
+    canceled = [r["vm"].split("/")[1] for r in last["status"]["vms"] if r["phase"] == "Canceled"]
+    assert canceled
+    r = Reader.of_sim(operator.sim)
+    disks = {"web-1": ("web-1-root",), "web-2": ("web-2-root",), "db-1": ("db-1-root", "db-1-data")}
+    for name in canceled:
+        _assert_rolled_back(r, name, disks[name])
+    assert operator.kubectl("get", "lease", "-n", NS, "-o", "name").stdout.strip() == ""
