@@ -1,7 +1,7 @@
 """Progress renderers for the engine's events (product.md §5).
 
 Events are dicts: ``ts``, ``event`` (``run_started``, ``vm_started``, ``state_entered``,
-``state_waiting``, ``state_completed``, ``retry``, ``undo``, ``vm_succeeded``, ``vm_failed``,
+``state_waiting``, ``state_completed``, ``state_skipped``, ``retry``, ``undo``, ``vm_succeeded``, ``vm_failed``,
 ``vm_canceled``, ``run_finished``), ``plan``, ``vm`` (``namespace/name``; absent for run events,
 ``""`` for setup), ``state``, ``message`` and event-specific fields (``step``, ``waiting_for``,
 ``progress``, ``elapsed``, ``attempt``; counts on ``run_finished``). Three renderers:
@@ -58,6 +58,8 @@ class PlainLines:
         elif kind == "state_waiting":
             line = f"{who}: {e.get('state')}: {e.get('message', '')}" + \
                 (f" ({e['progress']})" if e.get("progress") else "")
+        elif kind == "state_skipped":
+            line = f"{who}: {e.get('state')}: {e.get('message', '')}"
         elif kind == "undo":
             line = f"{who}: {e.get('message', '')}"
         elif kind == "retry":
@@ -87,6 +89,8 @@ class LiveTable:
 
     def __call__(self, e: Event) -> None:
         vm = e.get("vm")
+        if e["event"] == "state_skipped":
+            return  # the table shows where a VM is; a skipped state is not a place
         if vm is not None:
             row = self.rows.setdefault(vm or "(setup)", {"state": "", "step": "", "waiting": ""})
             self.started.setdefault(vm or "(setup)", time.monotonic())

@@ -100,12 +100,24 @@ def run_states(rt: Runtime, vm: VmModel, *, setup: bool) -> Gen:
             return
         if not state_enabled(spec, predicates):
             vm.log("state_skipped", state=spec.name)
+            rt.emit(vm, "state_skipped", state=spec.name, message=_skip_reason(spec, predicates))
             idx += 1
             continue
         yield from execute_state(rt, vm, spec)
         vm.log("state_completed", state=spec.name)
         rt.emit(vm, "state_completed")
         idx = choose_next(rt, vm, states, idx)
+
+
+def _skip_reason(spec: StateSpec, predicates: dict[str, bool]) -> str:
+    """``skipped: HasPreHook is false``: the predicates of ``when`` that switched it off."""
+    when = spec.when
+    if when is None:
+        return "skipped"
+    false = [p for p in when.all if not predicates.get(p, False)]
+    if not false and when.any:
+        return f"skipped: none of {', '.join(when.any)} is true"
+    return "skipped: " + ", ".join(false) + (" is false" if len(false) == 1 else " are false")
 
 
 def choose_next(rt: Runtime, vm: VmModel, states: tuple[StateSpec, ...], idx: int) -> int:
