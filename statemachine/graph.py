@@ -1,7 +1,10 @@
 """Draw an itinerary as a Mermaid ``stateDiagram-v2`` (``smrun graph``).
 
 Every state is drawn with its linear edge to the next listed state and its ``next`` edges
-labelled with their ``when``; ``[*]`` marks the start and the end (``Completed``). The plan-level
+labelled with their ``when``; ``[*]`` marks the start and the ends (``Completed``, and the
+implicit ``Failed`` and ``Canceled``, whose notes say what undo does and where the commit point
+is). Optional states (with a ``when``) are dashed, with ``skip`` edges around them. Labels are
+never cut. The plan-level
 ``setup`` states, when there are any, are a composite state the VMs' flow starts after. States skipped
 by predicates (``skipped``) get ``class <State> skipped`` and a note saying so, with the bypass
 edge that the run takes around them. Our own text output: transitions' diagram support needs
@@ -16,6 +19,7 @@ from statemachine.itinerary import Itinerary, StateSpec, flow_edges
 __all__ = ["mermaid"]
 
 _SKIPPED_STYLE = "fill:#f4f4f4,stroke:#9e9e9e,stroke-dasharray:5 5,color:#9e9e9e"
+_OPTIONAL_STYLE = "stroke-dasharray:3 3"
 
 
 def mermaid(itinerary: Itinerary, skipped: frozenset[str] = frozenset()) -> str:
@@ -23,7 +27,7 @@ def mermaid(itinerary: Itinerary, skipped: frozenset[str] = frozenset()) -> str:
     states = itinerary.states
     lines = ["stateDiagram-v2"]
     title = itinerary.description or itinerary.name
-    lines.append(f"    %% {itinerary.name}: {_label(title, 200)}")
+    lines.append(f"    %% {itinerary.name}: {_label(title)}")
     for state in states:
         text = _describe(state)
         if text:
@@ -41,10 +45,19 @@ def mermaid(itinerary: Itinerary, skipped: frozenset[str] = frozenset()) -> str:
         elif edge.kind == "linear":
             label = " : otherwise" if edge.source in conditional else ""
             lines.append(f"    {edge.source} --> {edge.target}{label}")
+        elif not skipped:
+            # No plan: every way around an optional state (one with `when`) is drawn.
+            lines.append(f"    {edge.source} --> {edge.target} : skip")
         elif edge.source not in skipped and _bypasses(states, edge.source, edge.target, skipped):
             lines.append(f"    {edge.source} --> {edge.target} : skip")
     if states[-1].name == "Completed":
         lines.append("    Completed --> [*]")
+    _ends(itinerary, lines)
+    optional = [s.name for s in states if s.when is not None and s.name not in skipped]
+    if optional:
+        lines.append(f"    classDef optional {_OPTIONAL_STYLE}")
+        for name in optional:
+            lines.append(f"    class {name} optional")
     marked = [s.name for s in states if s.name in skipped]
     if marked:
         lines.append(f"    classDef skipped {_SKIPPED_STYLE}")
@@ -52,6 +65,26 @@ def mermaid(itinerary: Itinerary, skipped: frozenset[str] = frozenset()) -> str:
             lines.append(f"    class {name} skipped")
             lines.append(f"    note right of {name} : skipped by predicates")
     return "\n".join(lines) + "\n"
+
+
+def _ends(itinerary: Itinerary, lines: list[str]) -> None:
+    """The implicit ``Failed`` and ``Canceled`` ends, what undo does there, and the commit point.
+
+    Any state may fail or be canceled, so these are notes rather than an edge from every state
+    (which would hide the flow)."""
+    undone = [s.name for s in itinerary.states if s.undo]
+    undo = (f"undo runs for the entered states that have one, last first ({', '.join(undone)})"
+            if undone else "no state has undo")
+    commit = itinerary.commit
+    after = (f", except past the commit point (after {commit.after}, once its condition holds)"
+             "∶ then nothing is undone, and a cancel finishes the run") if commit is not None else ""
+    lines.append(f"    Failed : {_label('any state may fail (an error, readiness failed or timed out); ' + undo + after)}")
+    lines.append(f"    Canceled : {_label('smrun cancel, at any state; ' + undo + after)}")
+    lines.append("    Failed --> [*]")
+    lines.append("    Canceled --> [*]")
+    if commit is not None:
+        lines.append(f"    note right of {commit.after} : "
+                     f"{_label('commit point: once ' + commit.condition.source.strip() + ' holds, a failure no longer undoes')}")
 
 
 def _setup(itinerary: Itinerary, lines: list[str]) -> str:
@@ -96,11 +129,13 @@ def _describe(state: StateSpec) -> str:
         parts.append(f"step {state.step}")
     if state.cluster == "source":
         parts.append("on source")
-    return _label("; ".join(parts).replace(";", ","), 120)
+    if state.undo:
+        parts.append("has undo")
+    return _label("; ".join(parts).replace(";", ","))
 
 
-def _label(text: str | None, limit: int = 60) -> str:
-    # Mermaid ends a statement at ';' or a newline and treats '#' as an entity start.
+def _label(text: str | None) -> str:
+    # Mermaid ends a statement at ';' or a newline and treats '#' as an entity start. Labels are
+    # not cut: a cut `when` or description hides the very thing the diagram is read for.
     clean = re.sub(r"\s+", " ", text or "").replace(";", ",").replace("#", "")
-    clean = clean.replace(":", "\u2236") if clean.count(":") else clean
-    return clean if len(clean) <= limit else clean[: limit - 3] + "..."
+    return clean.replace(":", "\u2236") if clean.count(":") else clean
