@@ -11,7 +11,7 @@ Commands (product.md §5)::
     smrun status PLAN [--output text|json] [--state-dir DIR]
     smrun cancel PLAN [--vm NAME ...] [--state-dir DIR]
     smrun cutover PLAN --at TIME|now [--vm NAME ...] [--state-dir DIR]
-    smrun itineraries [--copy NAME DIR]
+    smrun itineraries [show NAME | export NAME DIR | --copy NAME DIR]
     smrun import forklift FILE... -o PLAN       a Forklift Plan (+ maps, hooks, providers) as a plan
     smrun import forklift --from-cluster CONTEXT --namespace NS --plan NAME -o PLAN
     smrun sim serve ...                 delegated to statemachine.sim.serve.main
@@ -184,6 +184,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--copy", nargs=2, metavar=("NAME", "DIR"),
                    help="write the built-in itinerary NAME and the templates it uses into DIR, "
                    "ready to edit and use through a plan's spec.itinerary")
+    p.add_argument("action", nargs="*", metavar="show NAME | export NAME DIR",
+                   help="show: print an itinerary (a built-in name or a file) with its parameters; "
+                   "export: the same as --copy NAME DIR")
 
     p = command("import", _cmd_import, "write an smrun plan from another tool's "
                 "objects: `smrun import forklift --help`", plan=False)
@@ -425,6 +428,16 @@ def _cmd_itineraries(args: argparse.Namespace) -> int:
     from statemachine.itinerary import load_itinerary
     from statemachine.providers import builtin_itinerary_names, builtin_itinerary_path
 
+    action = list(getattr(args, "action", None) or [])
+    if action[:1] == ["show"] and len(action) == 2:
+        from statemachine.itinerary_copy import describe
+
+        sys.stdout.write(describe(action[1]))
+        return 0
+    if action[:1] == ["export"] and len(action) == 3:
+        args.copy = action[1:]
+    elif action:
+        raise UsageError("usage: smrun itineraries [show NAME | export NAME DIR | --copy NAME DIR]")
     if getattr(args, "copy", None):
         from statemachine.itinerary_copy import copy_itinerary
 

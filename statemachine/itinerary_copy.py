@@ -25,7 +25,7 @@ from statemachine.errors import DefinitionError
 from statemachine.expressions import referenced_templates, template_environment
 from statemachine.itinerary import Itinerary, load_itinerary
 
-__all__ = ["copy_itinerary", "used_templates"]
+__all__ = ["copy_itinerary", "describe", "used_templates"]
 
 _SPEC = re.compile(r"^spec:[ \t]*$", re.MULTILINE)
 
@@ -43,6 +43,32 @@ def used_templates(itinerary: Itinerary) -> list[str]:
         seen.add(name)
         todo.extend(referenced_templates(env, name))
     return sorted(seen)
+
+
+def describe(name_or_path: str) -> str:
+    """``smrun itineraries show``: a comment header (file, templates, flow, parameters, values)
+    followed by the itinerary's YAML as written."""
+    import json
+
+    from statemachine.providers import builtin_itinerary_names, builtin_itinerary_path
+
+    path = builtin_itinerary_path(name_or_path) if name_or_path in builtin_itinerary_names() \
+        else Path(name_or_path)
+    itinerary = load_itinerary(path)
+    head = [f"# itinerary {itinerary.name!r}: {path}",
+            f"# templates: {itinerary.template_dir}",
+            f"# flow (migrationType): {itinerary.migration_type or '(none: the plan type is its name)'}"]
+    if itinerary.parameters:
+        head.append("# parameters (a plan sets them in spec.parameters; read as params.NAME):")
+        for p in itinerary.parameters:
+            default = f", default {json.dumps(p.default)}" if p.has_default else ", required"
+            text = f": {p.description}" if p.description else ""
+            head.append(f"#   {p.name} {json.dumps(dict(p.schema))}{default}{text}")
+    else:
+        head.append("# parameters: none")
+    if itinerary.values:
+        head.append(f"# values (values.NAME): {', '.join(itinerary.values)}")
+    return "\n".join(head) + "\n" + path.read_text(encoding="utf-8")
 
 
 def copy_itinerary(name: str, folder: Path) -> tuple[Path, list[Path]]:

@@ -106,3 +106,27 @@ def test_copy_never_overwrites(tmp_path: Path, capsys: pytest.CaptureFixture[str
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "no built-in itinerary 'hot'" in err[0]
     assert not (tmp_path / "x").exists()
+
+
+def test_itineraries_show_prints_the_file_with_its_parameters(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from tests.language.test_parameters_values import PARAMS
+    from tests.language.conftest import write_flow
+
+    write_flow(tmp_path, PARAMS)
+    assert main(["itineraries", "show", str(tmp_path / "flow.yaml")]) == 0
+    out = capsys.readouterr().out
+    assert '#   deadline {"type": "integer", "minimum": 1}, default 600: seconds the restart may take' in out
+    assert '#   label {"type": "string", "pattern": "^[a-z]+$"}, required' in out
+    assert "# values (values.NAME): volumes, volumeNames, count" in out
+    assert out.endswith(PARAMS)
+    assert main(["itineraries", "show", "live"]) == 0
+    assert str(ROOT / "itineraries" / "live.yaml") in capsys.readouterr().out
+
+
+def test_itineraries_export_is_copy(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["itineraries", "export", "warm", str(tmp_path)]) == 0
+    assert (tmp_path / "warm.yaml").is_file() and (tmp_path / "templates").is_dir()
+    capsys.readouterr()
+    assert main(["validate", str(tmp_path / "warm.yaml")]) == 0
+    assert main(["itineraries", "show"]) == 2
