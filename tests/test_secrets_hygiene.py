@@ -219,3 +219,39 @@ def test_pending_read_placeholder_names_its_path() -> None:
     assert pending[0] == "<"
     with pytest.raises(AttributeError):
         pending.__secret__  # noqa: B018 - dunders are not placeholders
+
+
+def test_operator_kubeconfig_secret_stays_in_its_file(sim: SimulatedClusters, tmp_path: Path) -> None:
+    """`smrun operator`'s `spec.source|target.kubeconfigSecret` (issue 12 item 3): the kubeconfig
+    goes to a mode-0600 file and nowhere else; the Plan handed on names the file, and a refusal
+    names the Secret and the key, never the content. (End to end, with status, Events, logs and
+    the state directory searched: tests/operator_mode, test_credentials_from_a_secret_never_leak.)"""
+    from statemachine.k8s.client import connect
+    from statemachine.operator import credentials
+
+    text = sim.kubeconfig_path.read_text(encoding="utf-8")
+    token = next(u["user"]["token"] for u in yaml.safe_load(text)["users"] if u["user"].get("token"))
+    api = connect(name="operator", kubeconfig=sim.kubeconfig_path, context="target",
+                  cache_dir=tmp_path / "cache")
+    try:
+        for name, key, value in (("clusters", "kubeconfig", text),
+                                 ("bad", "other", "password: s3cr3t-value\n")):
+            api.create({"apiVersion": "v1", "kind": "Secret",
+                        "metadata": {"name": name, "namespace": "default"},
+                        "data": {key: base64.b64encode(value.encode()).decode()}})
+        obj = {"metadata": {"namespace": "default", "name": "p"}, "spec": {
+            "source": {"kubeconfigSecret": {"name": "clusters", "context": "source"}},
+            "target": {"kubeconfigSecret": {"name": "bad", "key": "other"}},
+            "vms": [{"name": "vm", "namespace": "default"}]}}
+        resolved, problems = credentials.resolve(api, obj, tmp_path / "cred", own=(None, None))
+    finally:
+        api.close()
+    written = Path(resolved["spec"]["source"]["kubeconfig"])
+    assert resolved["spec"]["source"]["context"] == "source"
+    assert stat.S_IMODE(written.stat().st_mode) == 0o600
+    assert written.read_text(encoding="utf-8") == text
+    assert problems == ["spec.target.kubeconfigSecret: key 'other' of Secret default/bad is not "
+                        "a kubeconfig"]
+    said = json.dumps(resolved) + "\n".join(problems)
+    assert token not in said and "s3cr3t" not in said
+    assert not (tmp_path / "cred" / "target.kubeconfig").exists()
