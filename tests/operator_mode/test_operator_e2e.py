@@ -26,7 +26,7 @@ from typing import Any
 import pytest
 import yaml
 
-from conftest import run_kubectl
+from tests.conftest import run_kubectl
 from statemachine.operator.crd import plan_crd
 from statemachine.sim.cluster import SimulatedClusters
 from tests.live.conftest import EXAMPLE_PLAN, load_yaml
