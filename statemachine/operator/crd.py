@@ -21,7 +21,8 @@ The CRD adds ``OPERATOR_FIELDS`` (``spec.cancel``) and ``CLUSTER_FIELDS``
 (``spec.source|target.kubeconfigSecret``) to the plan's spec: requests to the operator
 that a plan file has no use for. What the CRD cannot express is still checked: the operator validates every Plan object against
 the full plan schema and the loader's semantic checks before anything runs (phase ``Invalid``).
-This module builds data only; it talks to no cluster.
+A construct the translation does not know raises ``ValueError`` (a defect of the build, caught by
+the tests, never of a user's input). This module builds data only; it talks to no cluster.
 """
 from __future__ import annotations
 
@@ -74,10 +75,6 @@ CLUSTER_FIELDS: dict[str, dict[str, Any]] = {
 PHASES = ("Pending", "Running", "Succeeded", "Failed", "Canceled", "Invalid", "Refused")
 
 
-class NotStructural(ValueError):
-    """The plan schema uses a construct this translation does not know."""
-
-
 def _status_schema() -> dict[str, Any]:
     text = {"type": "string"}
     count = {"type": "integer", "format": "int64"}
@@ -103,7 +100,7 @@ def _type_of(values: list[Any]) -> str:
              else "integer" if isinstance(v, int) else "number" if isinstance(v, float)
              else "?" for v in values}
     if len(kinds) != 1 or "?" in kinds:
-        raise NotStructural(f"enum of mixed or unsupported values: {values!r}")
+        raise ValueError(f"enum of mixed or unsupported values: {values!r}")
     return kinds.pop()
 
 
@@ -112,7 +109,7 @@ def structural(node: dict[str, Any], defs: dict[str, Any]) -> dict[str, Any]:
     if "$ref" in node:
         name = node["$ref"].removeprefix("#/$defs/")
         if name not in defs:
-            raise NotStructural(f"unresolvable $ref {node['$ref']!r}")
+            raise ValueError(f"unresolvable $ref {node['$ref']!r}")
         merged = {**defs[name], **{k: v for k, v in node.items() if k != "$ref"}}
         return structural(merged, defs)
     out: dict[str, Any] = {}
@@ -120,7 +117,7 @@ def structural(node: dict[str, Any], defs: dict[str, Any]) -> dict[str, Any]:
     if branches is not None:
         types = {b.get("type") for b in branches}
         if types != {"integer", "string"}:
-            raise NotStructural(f"oneOf/anyOf of types {sorted(map(str, types))}")
+            raise ValueError(f"oneOf/anyOf of types {sorted(map(str, types))}")
         out["x-kubernetes-int-or-string"] = True
         if "description" in node:
             out["description"] = node["description"]
@@ -145,7 +142,7 @@ def structural(node: dict[str, Any], defs: dict[str, Any]) -> dict[str, Any]:
                      "format", "default"):
             out[key] = copy.deepcopy(value)
         else:
-            raise NotStructural(f"unsupported keyword {key!r}")
+            raise ValueError(f"unsupported keyword {key!r}")
     extra = node.get("additionalProperties")
     if isinstance(extra, dict):
         out["additionalProperties"] = structural(extra, defs)
@@ -155,7 +152,7 @@ def structural(node: dict[str, Any], defs: dict[str, Any]) -> dict[str, Any]:
     if "enum" in out and "type" not in out:
         out["type"] = _type_of(out["enum"])
     if "type" not in out:
-        raise NotStructural(f"a node without a type: {sorted(node)}")
+        raise ValueError(f"a node without a type: {sorted(node)}")
     return out
 
 
