@@ -84,52 +84,6 @@ def resolve(api: Cluster, obj: Mapping[str, Any], directory: Path, *,
         context = secret_ref.get("context") or rest.get("context")
         spec[side] = {"kubeconfig": str(path), **({"context": context} if context else {})}
     return dict(obj, spec=spec), problems
-    for side in ("source", "target"):
-        ref = spec.get(side)
-        if ref is None:
-            kubeconfig, context = own
-            if kubeconfig is None:
-                kubeconfig = in_cluster_kubeconfig(directory / "in-cluster.kubeconfig")
-            if kubeconfig is None:
-                continue  # the plan's checks say the side is missing
-            spec[side] = {"kubeconfig": str(kubeconfig), **({"context": context} if context else {})}
-            continue
-        if not isinstance(ref, Mapping) or not isinstance(ref.get("kubeconfigSecret"), Mapping):
-            continue
-        secret_ref = ref["kubeconfigSecret"]
-        name, key = str(secret_ref.get("name", "")), str(secret_ref.get("key") or "kubeconfig")
-        where = f"spec.{side}.kubeconfigSecret"
-        rest = {k: v for k, v in ref.items() if k != "kubeconfigSecret"}
-        if "kubeconfig" in rest:
-            problems.append(f"{where}: give kubeconfig or kubeconfigSecret, not both")
-            continue
-        try:
-            secret = api.fetch(ObjectRef("v1", "Secret", namespace, name))
-        except ClusterError as exc:
-            problems.append(f"{where}: Secret {namespace}/{name} cannot be read: "
-                            f"{type(exc).__name__}")
-            continue
-        if secret is None:
-            problems.append(f"{where}: Secret {namespace}/{name} not found")
-            continue
-        raw = (secret.get("data") or {}).get(key)
-        if raw is None:
-            problems.append(f"{where}: Secret {namespace}/{name} has no key {key!r}")
-            continue
-        try:
-            text = base64.b64decode(raw, validate=True).decode("utf-8")
-            parsed = yaml.safe_load(text)
-        except (binascii.Error, UnicodeDecodeError, yaml.YAMLError):
-            parsed = None
-        if not isinstance(parsed, dict) or "clusters" not in parsed:
-            problems.append(f"{where}: key {key!r} of Secret {namespace}/{name} is not a "
-                            "kubeconfig")
-            continue
-        path = directory / f"{side}.kubeconfig"
-        _write_private(path, text)
-        context = secret_ref.get("context") or rest.get("context")
-        spec[side] = {"kubeconfig": str(path), **({"context": context} if context else {})}
-    return dict(obj, spec=spec), problems
 
 
 def _write_secret(api: Cluster, namespace: str, secret_ref: Mapping[str, Any], where: str,
