@@ -25,25 +25,15 @@ from statemachine.engine import journal as journal_module
 from statemachine.engine.journal import PROBE_BYTES, read_entries
 from statemachine.sim.cluster import SimulatedClusters
 
+from .test_e2e import write_plan as e2e_plan
+
 DATA = Path(__file__).resolve().parent.parent / "data" / "engine"
 WRITES = ("POST", "PUT", "PATCH", "DELETE")
 
 
 def write_plan(tmp: Path, sim: SimulatedClusters, names: list[str], name: str = "disk") -> Path:
-    vms = "".join(f"    - {{name: {n}, namespace: shop}}\n" for n in names)
-    path = tmp / f"{name}.yaml"
-    path.write_text(f"""apiVersion: smrun.io/v1alpha1
-kind: Plan
-metadata: {{name: {name}}}
-spec:
-  type: cold
-  itinerary: {DATA / 'itinerary.yaml'}
-  source: {{kubeconfig: {sim.kubeconfig_path}, context: source}}
-  target: {{kubeconfig: {sim.kubeconfig_path}, context: target}}
-  settings: {{maxInFlight: 4, stepTimeout: 1m}}
-  vms:
-{vms}""", encoding="utf-8")
-    return path
+    """The engine e2e tests' cold plan (tests/engine/itinerary.yaml), four VMs at a time."""
+    return e2e_plan(tmp, sim, names, max_in_flight=4, name=name)
 
 
 @pytest.fixture
