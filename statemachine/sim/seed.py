@@ -15,7 +15,6 @@ from typing import Any
 
 from statemachine import yamlsource
 from statemachine.errors import DefinitionError, Problem
-from statemachine.sim import crd
 from statemachine.sim.kinds import KindRegistry
 
 CLUSTERS = ("source", "target")
@@ -55,7 +54,14 @@ def load_seed(seed: str | Path | Mapping[str, Any] | None,
         objects = data.get(cluster) or []
         if not isinstance(objects, list):
             raise _fail(where, cluster, "must be a list of objects")
-        defined = crd.seed_kinds([dict(o) for o in objects if isinstance(o, Mapping)])
+        defined: set[tuple[str, str]] = set()
+        if any(isinstance(o, Mapping) and o.get("kind") == "CustomResourceDefinition"
+               for o in objects):
+            # Only a seed with CRDs needs the CRD machinery (schema admission, the store): an
+            # offline `smrun validate` of a simulated plan reads the seed without importing it.
+            from statemachine.sim import crd
+
+            defined = crd.seed_kinds([dict(o) for o in objects if isinstance(o, Mapping)])
         for i, obj in enumerate(objects):
             path = f"{cluster}[{i}]"
             if not isinstance(obj, Mapping):
