@@ -91,6 +91,6 @@ def unknown_names(source: str | None, kind: Literal["expression", "template"],
             continue
         close = difflib.get_close_matches(name, declared, n=1)
         hint = f" (did you mean {close[0]!r}?)" if close else \
-            (f" (declared: {', '.join(sorted(declared))})" if declared else f" (none declared)")
+            (f" (declared: {', '.join(sorted(declared))})" if declared else " (none declared)")
         out.append(f"unknown {_WHAT[root]} {root}.{name}{hint}")
     return out

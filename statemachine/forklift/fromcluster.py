@@ -106,7 +106,7 @@ class ClusterReader:
                 return []
             return items
 
-        return Inventory(lister=lister, where=f"the source provider's cluster")
+        return Inventory(lister=lister, where="the source provider's cluster")
 
     def _source_cluster(self, objects: ObjectSet, plan: InputObject) -> Any:
         raw = plan.spec["provider"]["source"]

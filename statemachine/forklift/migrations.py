@@ -45,7 +45,7 @@ class Migrations(Scope):
             if warm:
                 out_spec["cutover"] = _timestamp(run, ("spec", "cutover"), spec["cutover"])
             else:
-                self.warn(run, ("spec", "cutover"), f"ignored: only warm migrations have a cutover")
+                self.warn(run, ("spec", "cutover"), "ignored: only warm migrations have a cutover")
         by_id = {str(v["id"]): i for i, v in enumerate(self.fk.spec["vms"]) if v.get("id")}
         for k, item in enumerate(spec.get("vmCutover") or []):
             path: DocPath = ("spec", "vmCutover", k)

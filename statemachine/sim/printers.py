@@ -468,11 +468,6 @@ PRINTERS: dict[tuple[str, str], Printer] = {
                                AGE),
                               lambda o, now: [_name(o), _get(o, "status", "phase") or "",
                                               age(o, now)]),
-    ("coordination.k8s.io", "Lease"): Printer((NAME, column("Holder", description="The "
-                                                             "lease's holder."), AGE),
-                                              lambda o, now: [_name(o), _get(o, "spec",
-                                                                             "holderIdentity")
-                                                              or "", age(o, now)]),
     ("", "ServiceAccount"): Printer((NAME, column("Secrets", description="The number of "
                                                                          "secrets."), AGE),
                                    lambda o, now: [_name(o), len(o.get("secrets") or []),

@@ -7,10 +7,8 @@ outputs), so both the real and the preview rendering are covered.
 from __future__ import annotations
 
 import base64
-from pathlib import Path
 from typing import Any
 
-import pytest
 
 from statemachine.context import with_item
 from statemachine.expressions import evaluate, render_string

@@ -56,7 +56,7 @@ def test_vm_start_records_the_upstream_events(sim: SimulatedClusters,
     assert ("Started the virtual machine by creating the new virtual machine instance vm1"
             in events_part)
     listed = kubectl("events", "--for", "vmi/vm1").stdout
-    pod = f"virt-launcher-vm1-sou01"
+    pod = "virt-launcher-vm1-sou01"
     for text in (f"Created virtual machine pod {pod}", "VirtualMachineInstance defined.",
                  "VirtualMachineInstance started."):
         assert text in listed, listed
@@ -237,7 +237,7 @@ def test_job_is_defaulted_runs_a_pod_and_has_logs(sim: SimulatedClusters,
     assert container["imagePullPolicy"] == "IfNotPresent"
     kubectl("wait", "job/copy", "--for=condition=Complete", "--timeout=20s")
     assert kubectl("logs", "job/copy").stdout == '{"copiedBytes": 42}\n'
-    pods = core_api(sim).list_namespaced_pod(NS, label_selector=f"job-name=copy").items
+    pods = core_api(sim).list_namespaced_pod(NS, label_selector="job-name=copy").items
     (pod,) = pods
     assert pod.metadata.labels["batch.kubernetes.io/controller-uid"] == uid
     assert pod.metadata.owner_references[0].kind == "Job"
