@@ -133,24 +133,9 @@ def observed(condition: Condition, obj: Mapping[str, Any] | None, ctx: Mapping[s
 def explain(condition: Condition, obj: Mapping[str, Any] | None, ctx: Mapping[str, Any], *,
             clause: str = "ready") -> str:
     """``<clause>: <condition> was true|false (<observed values>)``."""
-    full = {**ctx, "object": obj}
-    verdict = "was true" if _holds(condition, full) else "was false"
-    text = condition.source.strip()
-    if obj is None and condition.kind not in ("delete", "exists"):
-        return f"{clause}: {text} {verdict} (the object does not exist)"
-    if condition.kind in ("delete", "exists"):
-        seen = "the object exists" if obj is not None else "the object does not exist"
-        return f"{clause}: {text} {verdict} ({seen})"
-    if condition.kind == "condition":
-        return f"{clause}: {text} {verdict} ({_describe_condition(obj, condition.condition_type)})"
-    observed = []
-    for path in observed_paths(condition.expression):
-        try:
-            value = evaluate_expression(path, full)
-        except TemplateError:
-            continue
-        observed.append(f"{path} = {_show(value)}")
-    return f"{clause}: {text} {verdict}" + (f" ({', '.join(observed)})" if observed else "")
+    verdict = "was true" if _holds(condition, {**ctx, "object": obj}) else "was false"
+    seen = observed(condition, obj, ctx)
+    return f"{clause}: {condition.source.strip()} {verdict}" + (f" ({seen})" if seen else "")
 
 
 def _describe_condition(obj: Mapping[str, Any] | None, ctype: str | None) -> str:
