@@ -239,20 +239,29 @@ def test_bad_plans_end_invalid_or_refused(operator: Operator) -> None:
             assert ours == [], (cluster, kind)
 
 
+EARLY = {"Started", "PreHook", "CreateEmptyDataVolumes", "CreateEmptyPersistentVolumeClaims",
+         "EnsureResources", "CreateStandbyVM", "SetOwnerReferences", "WaitForTargetVMI"}
+
+
+def _wait_for_an_early_state(operator: Operator) -> dict[str, Any]:
+    """The live-demo Plan once some VM is in a state before the hand-off (at most 120 s)."""
+    deadline = time.monotonic() + 120
+    obj: dict[str, Any] = {}
+    while time.monotonic() < deadline:
+        obj = operator.plan("live-demo")
+        if any(r.get("state") in EARLY for r in (obj.get("status") or {}).get("vms") or []):
+            break
+        time.sleep(0.05)
+    return obj
+
+
 def test_spec_cancel_undoes_the_run(make_operator: Callable[..., Operator]) -> None:
     """`spec.cancel: true` on the live object: the running VMs are undone (before the hand-off
     the target side is removed and the source keeps running), the Plan ends Canceled."""
     operator = make_operator(tick=0.2)
     operator.apply(plan_object(operator.sim.kubeconfig_path))
     operator.start("replica-a")
-    early = {"Started", "PreHook", "CreateEmptyDataVolumes", "CreateEmptyPersistentVolumeClaims",
-             "EnsureResources", "CreateStandbyVM", "SetOwnerReferences", "WaitForTargetVMI"}
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        rows = (operator.plan("live-demo").get("status") or {}).get("vms") or []
-        if any(r.get("state") in early for r in rows):
-            break
-        time.sleep(0.05)
+    _wait_for_an_early_state(operator)
     operator.kubectl("patch", "plan", "live-demo", "-n", NS, "--type=merge", "-p",
                      '{"spec": {"cancel": true}}')
     status = operator.wait_phase("live-demo", ("Succeeded", "Failed", "Canceled"))["status"]
@@ -374,14 +383,7 @@ def test_deleting_a_plan_undoes_before_the_finalizer_goes(
     operator = make_operator(tick=0.2)
     operator.apply(plan_object(operator.sim.kubeconfig_path))
     operator.start("replica-a")
-    early = {"Started", "PreHook", "CreateEmptyDataVolumes", "CreateEmptyPersistentVolumeClaims",
-             "EnsureResources", "CreateStandbyVM", "SetOwnerReferences", "WaitForTargetVMI"}
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        obj = operator.plan("live-demo")
-        if any(r.get("state") in early for r in (obj.get("status") or {}).get("vms") or []):
-            break
-        time.sleep(0.05)
+    obj = _wait_for_an_early_state(operator)
     assert "smrun.io/finalizer" in obj["metadata"].get("finalizers", [])
     # Watch the Plan: its DELETED event carries the object as it was when it went away.
     env = dict(os.environ, KUBECACHEDIR=str(operator.cache), HOME=str(operator.cache))
