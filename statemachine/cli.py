@@ -34,6 +34,7 @@ import argparse
 import json
 import logging
 import os
+import re
 import sys
 import traceback
 from collections.abc import Callable, Sequence
@@ -216,7 +217,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--kubeconfig", type=Path, metavar="FILE",
                    help="the cluster the Plans live in (default: in-cluster, else $KUBECONFIG)")
     p.add_argument("--context", metavar="CONTEXT", help="kubeconfig context")
-    p.add_argument("--namespace", action="append", metavar="NS", dest="namespaces",
+    p.add_argument("--namespace", action="append", metavar="NS", dest="namespaces", type=_namespace,
                    help="watch Plans in this namespace (repeatable)")
     p.add_argument("--all-namespaces", "-A", action="store_true",
                    help="watch Plans in every namespace")
@@ -236,6 +237,7 @@ def _parser() -> argparse.ArgumentParser:
     m = ops.add_parser("manifests", parents=[common], help="print the CRD, RBAC, Deployment and "
                        "PodDisruptionBudget (YAML) to install the operator")
     m.add_argument("--namespace", default=None, metavar="NS", dest="install_namespace",
+                   type=_namespace,
                    help="namespace of the operator (default smrun-system)")
     m.add_argument("--image", default=None, metavar="IMAGE", help="the operator's image")
     m.set_defaults(handler=_cmd_operator_manifests)
@@ -252,6 +254,17 @@ def _positive_int(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError("must be at least 1")
     return value
+
+
+_DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
+
+
+def _namespace(text: str) -> str:
+    """A namespace name as Kubernetes accepts it (a DNS-1123 label)."""
+    if not _DNS_LABEL.match(text):
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a namespace name (lower case letters, digits and '-', at most 63)")
+    return text
 
 
 def _positive_float(text: str) -> float:

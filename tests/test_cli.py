@@ -327,3 +327,12 @@ def test_status_shows_each_warm_round_on_its_own_line(monkeypatch: pytest.Monkey
     assert "    round=1  type=Incremental  bytes=1879048192" in out
     cert = next(line for line in out if line.startswith("  backupCert:"))
     assert len(cert) < 80 and cert.endswith("…")  # long values are cut, not dumped
+
+
+@pytest.mark.parametrize("argv", [["operator", "manifests", "--namespace", "Bad_NS"],
+                                  ["operator", "--namespace", "x.y"]])
+def test_operator_namespaces_must_be_namespace_names(argv: list[str],
+                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--namespace" in err[0] and "is not a namespace name" in err[0]
