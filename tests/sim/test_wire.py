@@ -157,8 +157,13 @@ def test_chunked_body_over_the_limit_is_413(wire_sim: SimulatedClusters) -> None
     blob = b"x" * (1024 * 1024)
     pieces = iter([b'{"metadata":{"name":"chunky"},"data":{"k":"', blob, blob, blob, blob,
                    b'"}}'])
-    conn.request("POST", CM_PATH, body=pieces, encode_chunked=True,
-                 headers=_headers(wire_sim, **{"Content-Type": "application/json"}))
+    try:
+        conn.request("POST", CM_PATH, body=pieces, encode_chunked=True,
+                     headers=_headers(wire_sim, **{"Content-Type": "application/json"}))
+    except (BrokenPipeError, ConnectionResetError, ssl.SSLError):
+        # The server may answer 413 and close before the client has sent the rest of a chunked
+        # body (it cannot know how much is left), as Go's does: the answer is already on the wire.
+        pass
     resp = conn.getresponse()
     assert resp.status == 413
     assert _status(resp)["message"] == TOO_LARGE
