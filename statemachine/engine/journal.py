@@ -1,6 +1,9 @@
 """The durable record of one plan's run: an append-only JSON-lines journal, a lock, a cancel file.
 
-Layout under the state directory (default ``.smrun/``)::
+:class:`Journal` is what the engine writes through; where the lines go is its backend
+(:mod:`statemachine.engine.journalbackend`): the file below (:class:`FileBackend`, ``smrun run``)
+or ConfigMaps in the cluster (:mod:`statemachine.clusterjournal`, the operator). The file layout
+under the state directory (default ``.smrun/``)::
 
     <state_dir>/<plan>/journal.jsonl   one JSON object per line, fsync'ed before the action it announces
     <state_dir>/<plan>/lock            fcntl.flock'ed by the running ``smrun run`` (holder pid inside)
@@ -39,6 +42,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from statemachine.context import Values
+from statemachine.engine.journalbackend import JournalBackend
 from statemachine.errors import JournalCorrupt, LockHeld, StateDirError, state_dir_error
 from statemachine.k8s import ObjectRef
 
@@ -322,26 +326,22 @@ def replay(entries: Iterable[Entry]) -> Replay:
     return out
 
 
-class Journal:
-    """Appends entries durably. One per running plan; the engine thread is its only writer."""
+class FileBackend:
+    """The journal as a file: ``<directory>/journal.jsonl``, ``lock`` (flock) beside it.
+
+    The bytes on disk are exactly what :class:`Journal` hands to :meth:`write`, one JSON line per
+    entry, so journals written before the backends existed read and resume unchanged."""
+
+    #: A flush reaches the kernel only; :meth:`sync` (fsync) is what survives a machine crash.
+    durable_flush = False
 
     def __init__(self, directory: Path, *, fsync: bool = True) -> None:
         self.dir = directory
         self.path = directory / "journal.jsonl"
+        self.where = self.path
         self.fsync = fsync
         self._fh: _Writer | None = None
-        self.failed: StateDirError | None = None  # set by the first failed write: no more writes
-        self.on_failure: Callable[[StateDirError], None] | None = None  # told once, any thread
         self._lock_fh: IO[str] | None = None
-        self._dirty = False
-        self._intents = False  # an intent appended since the last sync (see sync_later)
-        # One object each, so callers of sync_later can tell repeats apart.
-        self._fsync_bound: Callable[[], None] = self._fsync_fd
-        self._flush_bound: Callable[[], None] = self._flush_now
-
-    @classmethod
-    def for_plan(cls, state_dir: Path, plan_name: str, *, fsync: bool = True) -> Journal:
-        return cls(Path(state_dir) / plan_name, fsync=fsync)
 
     # -- lock -----------------------------------------------------------------------------------
     def lock(self) -> None:
@@ -370,10 +370,18 @@ class Journal:
             self.unlock()
             raise state_dir_error(self.dir / "lock", exc, "write the lock file") from None
 
+    def unlock(self) -> None:
+        if self._lock_fh is not None:
+            fh, self._lock_fh = self._lock_fh, None
+            try:
+                fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+                fh.close()
+            except OSError:
+                pass  # closing the descriptor releases the lock whatever happened
+
     def probe(self) -> None:
-        """Before the first write request: the journal can be opened for appending and the
-        file system takes ``PROBE_BYTES`` more (written, fsynced and removed again), so a full,
-        read-only or misnamed state directory is found before anything is applied."""
+        """The journal can be opened for appending and the file system takes ``PROBE_BYTES``
+        more (written, fsynced and removed again)."""
         try:
             private_dir(self.dir)
         except OSError as exc:
@@ -392,33 +400,14 @@ class Journal:
             with_name = exc if exc.filename else OSError(exc.errno, exc.strerror, str(self.dir))
             raise state_dir_error(self.dir, with_name, "write in the state directory") from None
 
-    def unlock(self) -> None:
-        if self._lock_fh is not None:
-            fh, self._lock_fh = self._lock_fh, None
-            try:
-                fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
-                fh.close()
-            except OSError:
-                pass  # closing the descriptor releases the lock whatever happened
-
     # -- entries --------------------------------------------------------------------------------
-    def read(self) -> Replay:
-        self.flush()
-        try:
-            return replay(read_entries(self.path))
-        except JournalCorrupt as exc:
-            if str(self.path) in str(exc):
-                raise
-            raise JournalCorrupt(f"{self.path}: {exc}") from None
+    def entries(self) -> Iterator[Entry]:
+        return read_entries(self.path)
 
     def reset(self) -> None:
-        """Start a fresh journal (simulation plans: each run has its own clusters)."""
         try:
             if self.path.exists() or self.path.is_symlink():
                 self.path.unlink()
-            cancel = self.dir / "cancel.json"
-            if cancel.exists():
-                cancel.unlink()
         except OSError as exc:
             raise state_dir_error(self.path, exc, "start a fresh journal") from None
 
@@ -437,15 +426,132 @@ class Journal:
             self._fh = _Writer(fd)
         return self._fh
 
-    def _fail(self, exc: OSError) -> StateDirError:
+    def _error(self, exc: OSError) -> StateDirError:
+        return state_dir_error(self.path, exc, "write the journal")
+
+    def write(self, data: bytes, *, flush: bool = False) -> None:
+        """Into the process's buffer (``flush``: and on to the kernel at once)."""
+        fh = self._open()
+        try:
+            fh.write(data)
+            if flush:
+                fh.flush()
+        except OSError as exc:
+            raise self._error(exc) from None
+
+    def flush(self) -> bool:
+        """To the kernel; False when the journal was closed meanwhile (close() synced)."""
+        fh = self._fh
+        if fh is None:
+            return False
+        try:
+            fh.flush()  # _Writer locks: safe beside the loop thread's appends
+        except ValueError:  # closed between the check and the call
+            return False
+        except OSError as exc:
+            raise self._error(exc) from None
+        return True
+
+    def sync(self) -> None:
+        """Flush and fsync (a no-op once closed: close() synced)."""
+        if not self.flush() or not self.fsync:
+            return
+        fh = self._fh
+        try:
+            if fh is not None and not fh.closed:
+                os.fsync(fh.fileno())
+        except OSError as exc:
+            if fh is not None and fh.closed:
+                return  # closed between the flush and the fsync: close() synced
+            raise self._error(exc) from None
+
+    def fence(self, error: StateDirError) -> None:
+        """Nothing to do: the Journal writes nothing more, and the flock is the only lock."""
+
+    def close(self, *, drop: bool) -> None:
+        if self._fh is not None:
+            fh, self._fh = self._fh, None
+            fh.close(drop=drop)
+
+
+class Journal:
+    """Appends entries durably. One per running plan; the engine thread is its only writer.
+
+    Where the entries go is its ``backend`` (:class:`~statemachine.engine.journalbackend.
+    JournalBackend`): by default a :class:`FileBackend` in ``directory``; the operator keeps
+    them in the cluster (:mod:`statemachine.clusterjournal`). ``directory`` is where the
+    run's local files are (``smrun cancel``'s request, ``smrun cutover``'s override, caches)."""
+
+    def __init__(self, directory: Path, *, fsync: bool = True,
+                 backend: JournalBackend | None = None) -> None:
+        self.dir = directory
+        self.backend: JournalBackend = backend if backend is not None else \
+            FileBackend(directory, fsync=fsync)
+        self.path = self.backend.where
+        self.fsync = fsync
+        self.failed: StateDirError | None = None  # set by the first failed write: no more writes
+        self.on_failure: Callable[[StateDirError], None] | None = None  # told once, any thread
+        self._fail_lock = threading.Lock()
+        self._dirty = False
+        self._intents = False  # an intent appended since the last sync (see sync_later)
+        # One object each, so callers of sync_later can tell repeats apart.
+        self._fsync_bound: Callable[[], None] = self._fsync_fd
+        self._flush_bound: Callable[[], None] = self._flush_now
+
+    @classmethod
+    def for_plan(cls, state_dir: Path, plan_name: str, *, fsync: bool = True) -> Journal:
+        return cls(Path(state_dir) / plan_name, fsync=fsync)
+
+    # -- lock -----------------------------------------------------------------------------------
+    def lock(self) -> None:
+        """Become the journal's only writer, or raise :class:`LockHeld` naming the holder."""
+        self.backend.lock()
+
+    def probe(self) -> None:
+        """Before the first write request: find a journal that cannot be written (full,
+        read-only, misnamed) before anything is applied."""
+        self.backend.probe()
+
+    def unlock(self) -> None:
+        self.backend.unlock()
+
+    # -- entries --------------------------------------------------------------------------------
+    def read(self) -> Replay:
+        self.flush()
+        try:
+            return replay(self.backend.entries())
+        except JournalCorrupt as exc:
+            if str(self.path) in str(exc):
+                raise
+            raise JournalCorrupt(f"{self.path}: {exc}") from None
+
+    def reset(self) -> None:
+        """Start a fresh journal (simulation plans: each run has its own clusters)."""
+        self.backend.reset()
+        cancel = self.dir / "cancel.json"
+        try:
+            if cancel.exists():
+                cancel.unlink()
+        except OSError as exc:
+            raise state_dir_error(cancel, exc, "start a fresh journal") from None
+
+    def _fail(self, error: StateDirError) -> StateDirError:
         """Mark the journal failed for good (first failure wins) and tell ``on_failure``."""
-        first = self.failed is None
-        if first:
-            self.failed = state_dir_error(self.path, exc, "write the journal")
+        with self._fail_lock:
+            first = self.failed is None
+            if first:
+                self.failed = error
         assert self.failed is not None
         if first and self.on_failure is not None:
             self.on_failure(self.failed)
         return self.failed
+
+    def fence(self, error: StateDirError) -> None:
+        """From any thread: write nothing more, as if a write had failed with ``error`` (the
+        operator, when it can no longer prove it holds the Plan's Lease). The engine stops where
+        it is; a create not yet sent is never sent."""
+        self.backend.fence(error)
+        self._fail(error)
 
     def append(self, type_: str, **fields: object) -> Entry:
         """Write an entry into the process's buffer; :meth:`flush` hands it to the kernel (then a
@@ -463,16 +569,14 @@ class Journal:
         if self.failed is not None:
             raise self.failed
         entry: Entry = {"ts": utc_now(), "type": type_, **fields}
-        fh = self._open()
         try:
-            fh.write(json.dumps(entry, separators=(",", ":"), default=str).encode() + b"\n")
-            self._dirty = True
-            if type_ == "intent":
-                self._intents = True
-            elif type_ == "created" and fields.get("ours", True):
-                fh.flush()
-        except OSError as exc:
+            self.backend.write(json.dumps(entry, separators=(",", ":"), default=str).encode()
+                               + b"\n", flush=type_ == "created" and bool(fields.get("ours", True)))
+        except StateDirError as exc:
             raise self._fail(exc) from None
+        self._dirty = True
+        if type_ == "intent":
+            self._intents = True
         return entry
 
     def _flush_now(self) -> None:
@@ -482,23 +586,22 @@ class Journal:
         """Hand every appended entry to the kernel (survives a kill -9, not a power loss)."""
         if self.failed is not None:
             raise self.failed
-        if self._fh is not None:
-            try:
-                self._fh.flush()
-            except OSError as exc:
-                raise self._fail(exc) from None
+        try:
+            self.backend.flush()
+        except StateDirError as exc:
+            raise self._fail(exc) from None
 
     def sync(self) -> None:
         """fsync what was appended (group commit: one fsync covers every entry before it)."""
         if self.failed is not None:
             raise self.failed
-        if self._fh is not None:
-            try:
-                self._fh.flush()
-                if self._dirty and self.fsync:
-                    os.fsync(self._fh.fileno())
-            except OSError as exc:
-                raise self._fail(exc) from None
+        try:
+            if self._dirty and self.fsync:
+                self.backend.sync()
+            else:
+                self.backend.flush()
+        except StateDirError as exc:
+            raise self._fail(exc) from None
         self._dirty = self._intents = False
 
     def sync_later(self) -> Callable[[], None]:
@@ -511,8 +614,9 @@ class Journal:
         Each is one function object per journal, so a caller can run repeats once. Only a
         create needs its announcement on disk first (after a machine crash it is how undo finds
         the object); patches, deletes and Events are safe to repeat or are recorded after the
-        fact, so they do not cost an fsync."""
-        if not self._intents or not self.fsync:
+        fact, so they do not cost an fsync. A backend whose flush is already durable (the
+        cluster's: the API server acknowledged it) only ever flushes."""
+        if not self._intents or not self.fsync or self.backend.durable_flush:
             return self._flush_bound
         # _dirty stays set: if close() comes before this fsync has run, close() syncs itself.
         self._intents = False
@@ -523,40 +627,27 @@ class Journal:
         is not sent); False when the journal was closed meanwhile (close() synced)."""
         if self.failed is not None:
             raise self.failed
-        fh = self._fh
-        if fh is None:
-            return False  # closed meanwhile: close() flushed and synced (see sync_later)
         try:
-            fh.flush()  # _Writer locks: safe beside the loop thread's appends
-        except ValueError:  # closed between the check and the call
-            return False
-        except OSError as exc:
+            return self.backend.flush()
+        except StateDirError as exc:
             raise self._fail(exc) from None
-        return True
 
     def _fsync_fd(self) -> None:
-        if not self._flush_from_thread():
-            return
-        fh = self._fh
+        if self.failed is not None:
+            raise self.failed
         try:
-            if fh is not None and not fh.closed:
-                os.fsync(fh.fileno())
-        except OSError as exc:
-            if fh is not None and fh.closed:
-                return  # closed between the flush and the fsync: close() synced
+            self.backend.sync()
+        except StateDirError as exc:
             raise self._fail(exc) from None
 
     def close(self) -> None:
-        if self._fh is not None:
-            fh = self._fh
-            try:
-                if self.failed is None:
-                    self.sync()
-            except StateDirError:
-                pass  # recorded in self.failed; the caller reports it
-            finally:
-                self._fh = None
-                fh.close(drop=self.failed is not None)
+        try:
+            if self.failed is None:
+                self.sync()
+        except StateDirError:
+            pass  # recorded in self.failed; the caller reports it
+        finally:
+            self.backend.close(drop=self.failed is not None)
         self.unlock()
 
 
