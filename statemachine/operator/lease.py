@@ -8,21 +8,36 @@ killed with ``kill -9`` stops renewing; another takes over once the Lease has ex
 the run from the journal. The clocks of the replicas are assumed to agree to well within the
 duration (as Kubernetes' own leader election assumes).
 
+The holder gives up *before* anyone else may take over, as client-go's leader election does
+(renew deadline < lease duration): it counts the Lease as lost, and tells ``on_lost``, as soon
+as a renewal finds another holder, or when no renewal has succeeded for ``renew_deadline``
+seconds (default two thirds of the duration) since the last one was sent, whether the requests
+fail or hang (a watchdog thread looks every quarter second, apart from the renewing one). The
+deadline is measured on this replica's monotonic clock from the moment the last successful
+renewal was *sent*, and the renewal writes a ``renewTime`` taken before sending, so the holder
+stops at least ``duration - renew_deadline`` seconds before the Lease expires for the others.
+
 It only decides who holds the Lease; what the holder does is :mod:`statemachine.operator.worker`'s.
 """
 from __future__ import annotations
 
 import logging
 import threading
+import time
+from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
-from statemachine.errors import ClusterError, Conflict
+from statemachine.errors import ClusterError, Conflict, StateDirError
 from statemachine.k8s import Cluster, ObjectRef
 
 logger = logging.getLogger("statemachine.operator")
 
 API_VERSION = "coordination.k8s.io/v1"
+
+
+class LeaseLost(StateDirError):
+    """This replica can no longer prove it holds a Plan's Lease: it stops acting on the Plan."""
 
 
 def _now() -> datetime:
@@ -46,14 +61,19 @@ class PlanLease:
     """The Lease of one Plan, seen from one replica (``identity``)."""
 
     def __init__(self, api: Cluster, namespace: str, plan_uid: str, identity: str, *,
-                 duration: int = 15) -> None:
+                 duration: int = 15, renew_deadline: float | None = None) -> None:
         self.api = api
         self.ref = ObjectRef(API_VERSION, "Lease", namespace, f"smrun-{plan_uid}")
         self.identity = identity
         self.duration = duration
+        self.renew_deadline = renew_deadline if renew_deadline is not None else duration * 2 / 3
         self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._threads: list[threading.Thread] = []
         self.lost = threading.Event()
+        #: Told once, from a lease thread, with the reason, when the Lease is lost.
+        self.on_lost: Callable[[str], None] | None = None
+        self._lost_lock = threading.Lock()
+        self._renewed_at = float("-inf")  # monotonic: when the last successful renewal was sent
 
     def _spec(self, transitions: int, acquired: datetime | None = None) -> dict[str, Any]:
         now = _now()
@@ -77,6 +97,11 @@ class PlanLease:
 
     def acquire(self) -> bool:
         """Take or renew the Lease; False if another live replica holds it (or won the race)."""
+        return self._try() == "held"
+
+    def _try(self) -> str:
+        """``held``, ``other`` (another live replica holds it or won the race) or ``error``."""
+        sent = time.monotonic()
         try:
             lease = self.api.fetch(self.ref)
             if lease is None:
@@ -85,11 +110,12 @@ class PlanLease:
                                               "namespace": self.ref.namespace,
                                               "labels": {"app.kubernetes.io/name": "smrun"}},
                                  "spec": self._spec(0)})
-                return True
+                self._renewed_at = sent
+                return "held"
             spec = lease.get("spec") or {}
             mine = spec.get("holderIdentity") == self.identity
             if not mine and not self._expired(spec):
-                return False
+                return "other"
             transitions = int(spec.get("leaseTransitions") or 0) + (0 if mine else 1)
             acquired = _parse(spec.get("acquireTime")) if mine else None
             # The resourceVersion read makes the update conditional: a replica that took the
@@ -97,31 +123,61 @@ class PlanLease:
             self.api.patch(self.ref, {"metadata": {"resourceVersion":
                                                    lease["metadata"]["resourceVersion"]},
                                       "spec": self._spec(transitions, acquired)})
-            return True
+            self._renewed_at = sent
+            return "held"
         except Conflict:
-            return False
+            return "other"
         except ClusterError as exc:
             logger.warning("%s: lease not acquired: %s", self.ref, exc)
-            return False
+            return "error"
 
     def keep(self) -> None:
-        """Renew every third of the duration on a thread until :meth:`release`; sets ``lost``
-        when a renewal finds another holder."""
-        def loop() -> None:
-            while not self._stop.wait(self.duration / 3):
-                if not self.acquire():
-                    logger.error("%s: lease lost to another replica", self.ref)
-                    self.lost.set()
+        """Renew every third of the duration (a failed renewal is tried again each second) on a
+        thread until :meth:`release`; a watchdog thread declares the Lease lost at the renew
+        deadline (see the module docstring)."""
+        def renew() -> None:
+            period = self.duration / 3
+            while not self._stop.wait(period):
+                if self.lost.is_set():
                     return
-        self._thread = threading.Thread(target=loop, name=f"smrun-lease-{self.ref.name}",
-                                        daemon=True)
-        self._thread.start()
+                outcome = self._try()
+                if outcome == "other":
+                    self._lose("another replica holds it")
+                    return
+                period = self.duration / 3 if outcome == "held" else min(1.0, self.duration / 3)
+
+        def watchdog() -> None:
+            while not self._stop.wait(0.25):
+                late = time.monotonic() - self._renewed_at
+                if late > self.renew_deadline:
+                    self._lose(f"not renewed for {late:.1f}s, over the renew deadline of "
+                               f"{self.renew_deadline:g}s")
+                    return
+
+        for target, kind in ((renew, "lease"), (watchdog, "lease-watchdog")):
+            thread = threading.Thread(target=target, name=f"smrun-{kind}-{self.ref.name}",
+                                      daemon=True)
+            self._threads.append(thread)
+            thread.start()
+
+    def _lose(self, reason: str) -> None:
+        with self._lost_lock:
+            if self.lost.is_set():
+                return
+            self.lost.set()
+        logger.error("%s: lease lost (%s): this replica stops acting on the Plan", self.ref,
+                     reason)
+        if self.on_lost is not None:
+            self.on_lost(reason)
 
     def release(self) -> None:
         """Stop renewing and delete the Lease if it is still ours (the Plan is finished)."""
         self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=10)
+        for thread in self._threads:
+            if thread is not threading.current_thread():
+                thread.join(timeout=10)
+        if self.lost.is_set():
+            return  # not ours to delete (another holder), or not provably ours any more
         try:
             lease = self.api.fetch(self.ref)
             if lease is not None and (lease.get("spec") or {}).get("holderIdentity") == self.identity:

@@ -30,7 +30,8 @@ EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
 # What the operator does besides running itineraries: kopf lists/watches Plans and patches them
 # (finalizers, annotations), the status subresource, Events on Plans and VMs, Leases (one per
-# Plan, for the replica acting on it), CRD and namespace discovery.
+# Plan, for the replica acting on it), each Plan's journal (ConfigMaps beside the Plan,
+# clusterjournal.py), CRD and namespace discovery.
 OPERATOR_RULES: tuple[tuple[str, str, tuple[str, ...]], ...] = (
     (crd.GROUP, crd.PLURAL, ("get", "list", "watch", "patch", "update")),
     (crd.GROUP, f"{crd.PLURAL}/status", ("get", "patch", "update")),
@@ -38,6 +39,7 @@ OPERATOR_RULES: tuple[tuple[str, str, tuple[str, ...]], ...] = (
     ("events.k8s.io", "events", ("create", "patch")),
     ("coordination.k8s.io", "leases", ("create", "get", "list", "watch", "update", "patch",
                                        "delete")),
+    ("", "configmaps", ("create", "get", "list", "patch", "delete")),
     ("apiextensions.k8s.io", "customresourcedefinitions", ("get", "list", "watch")),
     ("", "namespaces", ("get", "list", "watch")),
     ("authorization.k8s.io", "selfsubjectaccessreviews", ("create",)),

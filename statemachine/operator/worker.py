@@ -3,14 +3,23 @@
 The same composition as ``smrun run`` (:mod:`statemachine.commands`): the spec is loaded with the
 plan file's checks (:mod:`statemachine.operator.planobject`), the clusters are connected with
 :func:`statemachine.clusters.connect_plan`, preflight is ``preflight.run_checks``, and the run is
-the same :class:`~statemachine.engine.Engine` with a file journal under the operator's state
-directory (``<state-dir>/<namespace>/<uid>/<plan>/``; keyed by uid, so a Plan deleted and created
-again under the same name starts afresh). A Plan that fails the checks ends ``Invalid`` (schema
+the same :class:`~statemachine.engine.Engine` with its journal in the cluster
+(:mod:`statemachine.clusterjournal`: ConfigMaps ``smrun-journal-<uid>-<n>`` beside the Plan,
+owned by it; keyed by uid, so a Plan deleted and created again under the same name starts
+afresh), so any replica resumes it. The operator's ``--state-dir`` holds only local files
+(discovery caches, the run's kubeconfigs from Secrets). A Plan that fails the checks ends ``Invalid`` (schema
 and semantic checks, the CLI's exit 2) or ``Refused`` (preflight or an unreachable cluster, the
 CLI's exit 3) with the CLI's one-line message and a Warning Event; nothing is applied.
 
 :class:`PlanManager` keeps at most one worker per Plan uid and starts one when kopf reports a
 Plan that is not finished for its current generation.
+
+A worker acts only while its replica holds the Plan's Lease. When the Lease is lost (another
+holder, or the renew deadline passed: :mod:`statemachine.operator.lease`) it stops acting at
+once: the journal is fenced (the engine stops where it is, as a kill would, with no undo), and
+every cluster it writes through (the migration's two, the operator's for status, Events and the
+journal) refuses writes from then on (:mod:`statemachine.operator.fence`). It writes no final
+status: the Plan is the next holder's.
 """
 from __future__ import annotations
 
@@ -24,7 +33,8 @@ from typing import Any
 from statemachine.errors import ClusterError, LockHeld, PreflightError, SmrunError, StateDirError
 from statemachine.k8s import Cluster, ObjectRef
 from statemachine.operator import credentials
-from statemachine.operator.lease import PlanLease
+from statemachine.operator.fence import FencedCluster
+from statemachine.operator.lease import LeaseLost, PlanLease
 from statemachine.operator.reporter import API_VERSION, TERMINAL, PlanReporter
 
 logger = logging.getLogger("statemachine.operator")
@@ -55,7 +65,12 @@ class PlanWorker(threading.Thread):
                  own: tuple[Path | None, str | None] = (None, None)) -> None:
         meta = obj["metadata"]
         super().__init__(name=f"smrun-plan-{meta['namespace']}-{meta['name']}", daemon=True)
-        self.api = api
+        # Raised when the Lease is lost: every write of this worker stops (fence.py).
+        self.fence = threading.Event()
+        self._why = f"Plan {meta['namespace']}/{meta['name']}: this replica lost its Lease"
+        self.lost: LeaseLost | None = None
+        self.journal: Any = None
+        self.api: Cluster = FencedCluster(api, self.fence, self._why)
         self.obj = obj
         self.operator_id = operator_id
         self.state_dir = state_dir
@@ -78,13 +93,29 @@ class PlanWorker(threading.Thread):
         if self.engine is not None:
             self.engine.cancel()
 
+    def _lease_lost(self, reason: str) -> None:
+        """From a lease thread: stop acting (see the module docstring)."""
+        self.lost = LeaseLost(f"{self._why} ({reason}); it stopped acting on it")
+        self.fence.set()
+        journal = self.journal
+        if journal is not None:
+            journal.fence(self.lost)  # the engine stops; no create not yet sent is sent
+
+    def _fenced(self, cluster: Cluster) -> Cluster:
+        return FencedCluster(cluster, self.fence, self._why)
+
     def run(self) -> None:
         reporter = self.reporter
         reporter.start()
         if self.lease is not None:
+            self.lease.on_lost = self._lease_lost
             self.lease.keep()
         try:
             self._run(reporter)
+            if self.lost is not None:
+                logger.warning("%s", self.lost)
+        except LeaseLost as exc:
+            logger.warning("%s", exc)  # the next holder resumes it and writes its status
         except SmrunError as exc:  # the state directory, a cluster gone mid-run, ...
             reporter.set_phase("Failed", one_line(exc), warning=True, reason="Failed")
         except Exception as exc:  # a bug in smrun: say so on the object, keep the operator up
@@ -101,7 +132,9 @@ class PlanWorker(threading.Thread):
                 self.lease.release()
 
     def _run(self, reporter: PlanReporter) -> None:
+        from statemachine.clusterjournal import ClusterJournalBackend, owner_reference
         from statemachine.clusters import connect_plan
+        from statemachine.context import labels_for
         from statemachine.engine import Engine, EngineSettings, Journal
         from statemachine.engine import preflight as checks
         from statemachine.operator.planobject import load_plan_object
@@ -122,12 +155,19 @@ class PlanWorker(threading.Thread):
             refused = PreflightError("preflight refused the plan; nothing was applied", refusals)
             reporter.set_phase("Refused", one_line(refused), warning=True, reason="Refused")
             return
-        journal = Journal.for_plan(plan_dir, plan.name)
+        journal = Journal(plan_dir / plan.name, backend=ClusterJournalBackend(
+            self.api, namespace=meta["namespace"], name=f"smrun-journal-{meta.get('uid', 'none')}",
+            identity=self.operator_id, owner=owner_reference(self.obj),
+            labels={"smrun.io/plan": labels_for(plan, None, run_id="")["smrun.io/plan"]},
+            # This replica holds the Plan's Lease (or is its only replica): it takes the
+            # journal over from a writer that died, which fences that writer for good.
+            take_over=True))
+        self.journal = journal
+        if self.lost is not None:
+            journal.fence(self.lost)
         try:
             journal.lock()
         except LockHeld:
-            # Another worker (of this replica, or of one sharing the state directory) runs it:
-            # its status stands.
             logger.info("%s: already running elsewhere", reporter.ref)
             return
         reporter.set_vms([vm.ref for vm in plan.vms])
@@ -144,8 +184,9 @@ class PlanWorker(threading.Thread):
                 reporter.set_phase("Refused", one_line(exc), warning=True, reason="Refused")
                 return
             with conn:
-                reporter.source = conn.source
-                clusters = {"source": conn.source, "target": conn.target}
+                source, target = self._fenced(conn.source), self._fenced(conn.target)
+                reporter.source = source
+                clusters = {"source": source, "target": target}
                 fresh = [v for v in plan.vms if (rec := replay.vms.get(v.ref)) is None
                          or rec.predicates is None or rec.terminal in ("Failed", "Canceled")]
                 setup_rec = replay.vms.get("")
@@ -175,7 +216,9 @@ class PlanWorker(threading.Thread):
                                        reason="Canceled")
                     return
                 reporter.set_phase("Running", f"{len(plan.vms)} VMs", reason="Running")
-                self.engine = Engine(plan, itinerary, source=conn.source, target=conn.target,
+                if self.lost is not None:
+                    raise self.lost
+                self.engine = Engine(plan, itinerary, source=source, target=target,
                                      journal=journal, settings=EngineSettings(),
                                      on_event=reporter, servers=conn.servers,
                                      prefetched=prefetched)

@@ -19,6 +19,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from datetime import datetime, timezone
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -105,8 +106,8 @@ def make_operator(make_sim: Callable[..., SimulatedClusters],
                   tmp_path: Path) -> Iterator[Callable[..., Operator]]:
     made: list[Operator] = []
 
-    def make(tick: float = 0.02) -> Operator:
-        sim = make_sim(seed=EXAMPLE_PLAN.parent / "seed.yaml", tick=tick)
+    def make(tick: float = 0.02, request_log: Path | None = None) -> Operator:
+        sim = make_sim(seed=EXAMPLE_PLAN.parent / "seed.yaml", tick=tick, request_log=request_log)
         op = Operator(sim, tmp_path)
         made.append(op)
         op.apply(plan_crd())
@@ -275,36 +276,87 @@ def test_spec_cancel_undoes_the_run(make_operator: Callable[..., Operator]) -> N
     assert any(e["reason"] == "Canceled" and e["type"] == "Warning" for e in operator.events())
 
 
-def test_second_replica_takes_over_after_kill_9(make_operator: Callable[..., Operator]) -> None:
-    """Two replicas, one Lease per Plan: replica-a acts (status.operator), replica-b waits; kill
-    -9 replica-a mid-migration; replica-b takes the Lease once it expires, resumes from the
-    journal (the replicas share the state directory, as on a shared volume) and finishes; the
-    VMs end as after an uninterrupted run, with nothing left behind."""
-    operator = make_operator(tick=0.2)
+MIDDLE = ("WaitForTargetVMI", "CreateTargetMigration", "WaitForTargetMigration",
+          "CreateSourceMigration", "WaitForStateTransfer")
+
+
+def _wait_for_the_middle(operator: Operator) -> None:
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        rows = (operator.plan("live-demo").get("status") or {}).get("vms") or []
+        if any(r.get("state") in MIDDLE for r in rows):
+            return
+        time.sleep(0.05)
+    raise AssertionError("the migration never reached its middle")
+
+
+def _requests(path: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def _assert_nothing_twice_nothing_left(operator: Operator, log: Path) -> None:
+    """Every object created once (the simulator's request log: one 201 per name, Events
+    aside), and on the target exactly what one uninterrupted run leaves, counted by the smrun
+    labels; on the source, nothing of smrun's left but what a run leaves there."""
+    created: dict[tuple[str, str, str], int] = {}
+    for r in _requests(log):
+        if r["method"] == "POST" and r["status"] == 201 and r["name"] and \
+                not r["path"].endswith("/events"):
+            key = (r["cluster"], r["path"], r["name"])
+            created[key] = created.get(key, 0) + 1
+    twice = {k: n for k, n in created.items() if n > 1}
+    assert not twice, twice
+    assert any("virtualmachines" in k[1] for k in created)  # the log did see the creates
+    r = Reader.of_sim(operator.sim)
+    labelled = {kind: sorted(o["metadata"]["name"] for o in r.list("target", kind, "shop")
+                             if (o["metadata"].get("labels") or {}).get("smrun.io/plan"))
+                for kind in ("VirtualMachine", "DataVolume", "PersistentVolumeClaim",
+                             "VirtualMachineInstanceMigration")}
+    assert labelled["VirtualMachine"] == ["db-1", "web-1", "web-2"]
+    assert labelled["VirtualMachineInstanceMigration"] == []
+    assert len(labelled["DataVolume"]) == len(set(labelled["DataVolume"]))
+    source_left = [o["metadata"]["name"] for o in r.list("source", "VirtualMachineInstanceMigration",
+                                                          "shop")
+                   if (o["metadata"].get("labels") or {}).get("smrun.io/plan")]
+    assert source_left == []
+
+
+def _journal_objects(operator: Operator, uid: str) -> list[dict[str, Any]]:
+    items: list[dict[str, Any]] = json.loads(operator.kubectl(
+        "get", "configmaps", "-n", NS, "-l", f"smrun.io/journal=smrun-journal-{uid}", "-o",
+        "json").stdout)["items"]
+    return items
+
+
+def test_second_replica_takes_over_after_kill_9(make_operator: Callable[..., Operator],
+                                               tmp_path: Path) -> None:
+    """Two replicas, one Lease per Plan, each with its own state directory (the journal is in
+    the cluster): replica-a acts (status.operator), replica-b waits; kill -9 replica-a
+    mid-migration; replica-b takes the Lease once it expires, resumes from the cluster journal
+    and finishes; the VMs end as after an uninterrupted run, nothing was created twice and
+    nothing is left behind."""
+    log = tmp_path / "requests.jsonl"
+    operator = make_operator(tick=0.2, request_log=log)
     operator.apply(plan_object(operator.sim.kubeconfig_path))
-    a = operator.start("replica-a", "--lease-seconds", "3", state_dir="state-shared")
+    a = operator.start("replica-a", "--lease-seconds", "3")
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         status = operator.plan("live-demo").get("status") or {}
         if status.get("operator") == "replica-a" and status.get("phase") == "Running":
             break
         time.sleep(0.1)
-    b = operator.start("replica-b", "--lease-seconds", "3", state_dir="state-shared")
-    lease = f"smrun-{operator.plan('live-demo')['metadata']['uid']}"
-    deadline = time.monotonic() + 120
-    mid = False
-    while time.monotonic() < deadline and not mid:
-        rows = (operator.plan("live-demo").get("status") or {}).get("vms") or []
-        mid = any(r.get("state") in ("WaitForTargetVMI", "CreateTargetMigration",
-                                     "WaitForTargetMigration", "CreateSourceMigration",
-                                     "WaitForStateTransfer") for r in rows)
-        time.sleep(0.05)
-    assert mid, "the migration never reached its middle"
+    b = operator.start("replica-b", "--lease-seconds", "3")
+    uid = operator.plan("live-demo")["metadata"]["uid"]
+    lease = f"smrun-{uid}"
+    _wait_for_the_middle(operator)
     holder = json.loads(operator.kubectl("get", "lease", lease, "-n", NS, "-o", "json").stdout)
     assert holder["spec"]["holderIdentity"] == "replica-a"
     assert (operator.plan("live-demo")["status"]["phase"]) == "Running"
     run_before = operator.plan("live-demo")["status"]["run"]
     assert run_before
+    journal = _journal_objects(operator, uid)
+    assert journal and journal[-1]["metadata"]["annotations"]["smrun.io/journal-writer"] \
+        .startswith("replica-a/")
     a.kill()  # SIGKILL: no clean-up, the Lease is simply not renewed any more
     a.wait()
     killed_at = time.monotonic()
@@ -322,21 +374,58 @@ def test_second_replica_takes_over_after_kill_9(make_operator: Callable[..., Ope
     assert status["operator"] == "replica-b"
     assert (status["completed"], status["failed"]) == (3, 0)
     _assert_full_success(Reader.of_sim(operator.sim))
-    # Counted by the smrun labels: exactly what one uninterrupted run leaves on the target.
-    r = Reader.of_sim(operator.sim)
-    labelled = {kind: sorted(o["metadata"]["name"] for o in r.list("target", kind, "shop")
-                             if (o["metadata"].get("labels") or {}).get("smrun.io/plan"))
-                for kind in ("VirtualMachine", "DataVolume", "PersistentVolumeClaim",
-                             "VirtualMachineInstanceMigration")}
-    assert labelled["VirtualMachine"] == ["db-1", "web-1", "web-2"]
-    assert labelled["VirtualMachineInstanceMigration"] == []
-    assert len(labelled["DataVolume"]) == len(set(labelled["DataVolume"]))
-    # One run across both replicas: replica-b resumed replica-a's run id, so every name it
-    # created (VMIMs carry the run id) is the one replica-a would have created or adopted.
+    _assert_nothing_twice_nothing_left(operator, log)
+    # One run across both replicas: replica-b resumed replica-a's run id from the cluster's
+    # journal, so every name it created (VMIMs carry the run id) is the one replica-a would
+    # have created or adopted.
     assert status["run"] == run_before
+    assert not list((tmp_path / "state-replica-b").rglob("journal.jsonl"))
+    journal = _journal_objects(operator, uid)
+    assert journal and all(o["metadata"]["ownerReferences"][0]["uid"] == uid for o in journal)
     # The Lease is released when the Plan is finished.
     gone = operator.kubectl("get", "lease", lease, "-n", NS, check=False)
     assert gone.returncode != 0 and "NotFound" in gone.stderr
+
+
+def test_a_replica_whose_lease_is_taken_stops_acting(make_operator: Callable[..., Operator],
+                                                     tmp_path: Path) -> None:
+    """Mid-migration, another holder appears on the Plan's Lease (as after a partition longer
+    than the lease time): the acting replica stops within one renewal period: no write to any
+    cluster from it any more (the simulator's request log), no journal write, no status. When
+    that holder's Lease expires unrenewed, the replica takes it again, resumes from the
+    cluster's journal and finishes as an uninterrupted run would."""
+    log = tmp_path / "requests.jsonl"
+    operator = make_operator(tick=0.2, request_log=log)
+    operator.apply(plan_object(operator.sim.kubeconfig_path))
+    operator.start("replica-a", "--lease-seconds", "3")
+    _wait_for_the_middle(operator)
+    uid = operator.plan("live-demo")["metadata"]["uid"]
+    now = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    operator.kubectl("patch", "lease", f"smrun-{uid}", "-n", NS, "--type=merge", "-p", json.dumps(
+        {"spec": {"holderIdentity": "intruder", "renewTime": now, "acquireTime": now,
+                  "leaseDurationSeconds": 8}}))
+    taken = time.time()
+    time.sleep(3)  # one renewal period (1 s) finds the intruder; then nothing more is sent
+    quiet_from = time.time()
+    journal_before = [o["metadata"]["resourceVersion"] for o in _journal_objects(operator, uid)]
+    status_before = operator.plan("live-demo")["status"]
+    time.sleep(3)
+    writes = [r for r in _requests(log)
+              if quiet_from <= r["ts"] and r["method"] in ("POST", "PUT", "PATCH", "DELETE")
+              and "/leases/" not in r["path"] and "/selfsubject" not in r["path"]
+              and not (r["path"].split("/")[-2:-1] == ["plans"])]  # kopf's own annotations
+    assert writes == [], writes
+    assert [o["metadata"]["resourceVersion"] for o in _journal_objects(operator, uid)] == \
+        journal_before
+    assert operator.plan("live-demo")["status"] == status_before
+    assert status_before["phase"] == "Running"
+    logs = (tmp_path / "operator-replica-a.log").read_text()
+    assert "lease lost (another replica holds it)" in logs
+    assert time.time() - taken < 8  # all of it while the intruder held the Lease
+    obj = operator.wait_phase("live-demo", ("Succeeded", "Failed", "Canceled"))
+    assert obj["status"]["phase"] == "Succeeded", obj["status"]
+    _assert_full_success(Reader.of_sim(operator.sim))
+    _assert_nothing_twice_nothing_left(operator, log)
 
 
 def test_credentials_from_a_secret_never_leak(operator: Operator) -> None:
