@@ -225,7 +225,8 @@ def _parser() -> argparse.ArgumentParser:
                    help="this replica's name in status.operator (default $SMRUN_OPERATOR_ID, "
                    "else hostname-pid)")
     p.add_argument("--state-dir", type=Path, default=Path(".smrun-operator"),
-                   help="where the Plans' journals are kept (default .smrun-operator)")
+                   help="local scratch: discovery caches, a run's kubeconfigs from Secrets "
+                        "(default .smrun-operator; the journals are in the cluster)")
     p.add_argument("--metrics-port", type=int, default=None, metavar="PORT",
                    help="serve Prometheus /metrics on this port")
     p.add_argument("--health-port", type=int, default=None, metavar="PORT",

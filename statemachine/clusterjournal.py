@@ -11,7 +11,10 @@ How it is written:
 - **One request per flush.** Each flush adds one key to the newest object (``data``, key = the
   flush's sequence number, ``00000000``, ``00000001``, ..., value = its lines), with a merge
   patch: only the new lines travel, never the whole journal. The engine group-commits, so this
-  is one request per batch of the loop (or per group of creates), not one per entry.
+  is one request per batch of the loop (or per group of creates), not one per entry. The
+  flushes after a batch (``flush(wait=False)``) are sent by a thread of the backend's, so the
+  engine's loop does not wait for a round trip; every other flush (before a create, after a
+  ``created``, at the end) waits for the API server's answer.
 - **Optimistic concurrency.** Every patch carries the ``resourceVersion`` this writer last saw
   of the object it writes; if anything else changed it meanwhile, the API server answers 409
   and the journal is refused for good (a ``StateDirError``: the engine stops). It never
@@ -93,6 +96,8 @@ class ClusterJournalBackend:
         self._buf_lock = threading.Lock()   # the buffer (loop thread and I/O pool)
         self._send_lock = threading.Lock()  # one write in flight at a time, in order
         self._pending: list[bytes] = []
+        self._wake = threading.Event()
+        self._flusher: threading.Thread | None = None
         self._closed = False
         self._locked = False
         self._error: StateDirError | None = None
@@ -244,7 +249,19 @@ class ClusterJournalBackend:
         if flush:
             self.flush()
 
-    def flush(self) -> bool:
+    def flush(self, *, wait: bool = True) -> bool:
+        if not wait:
+            with self._buf_lock:
+                if self._error is not None:
+                    raise self._error
+                if self._closed or not self._pending:
+                    return not self._closed
+                if self._flusher is None:
+                    self._flusher = threading.Thread(target=self._flush_loop, daemon=True,
+                                                     name=f"smrun-journal-{self.name}")
+                    self._flusher.start()
+            self._wake.set()
+            return True
         with self._send_lock:
             with self._buf_lock:
                 if self._error is not None:
@@ -265,6 +282,19 @@ class ClusterJournalBackend:
                 raise
         return True
 
+    def _flush_loop(self) -> None:
+        """The engine's flushes after its batches, sent off its loop (one at a time, coalesced:
+        what piles up during a write goes in the next)."""
+        while True:
+            self._wake.wait()
+            self._wake.clear()
+            if self._closed:
+                return
+            try:
+                self.flush()
+            except StateDirError:
+                return  # kept in _error: the journal's next call raises it and stops the engine
+
     def sync(self) -> None:
         self.flush()  # acknowledged by the API server: in etcd
 
@@ -283,6 +313,7 @@ class ClusterJournalBackend:
             with self._buf_lock:
                 self._closed = True
                 self._pending = []
+            self._wake.set()  # the flusher thread ends
 
     # -- writing ----------------------------------------------------------------------------------
     def _send(self, lines: list[bytes]) -> None:

@@ -167,7 +167,9 @@ class Engine:
         if now - self._flushed_at < at_most_every:
             return
         self._flushed_at = now
-        self.journal.flush()
+        # wait=False: a backend whose store is a round trip away (the cluster's) sends it from
+        # a thread of its own instead of holding the loop; a file's is a write(2), done here.
+        self.journal.flush(wait=False)
         for sink in self.sinks:
             flush = getattr(sink, "flush", None)
             if flush is not None:

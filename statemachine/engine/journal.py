@@ -439,8 +439,9 @@ class FileBackend:
         except OSError as exc:
             raise self._error(exc) from None
 
-    def flush(self) -> bool:
-        """To the kernel; False when the journal was closed meanwhile (close() synced)."""
+    def flush(self, *, wait: bool = True) -> bool:
+        """To the kernel (a write(2), whatever ``wait``); False when the journal was closed
+        meanwhile (close() synced)."""
         fh = self._fh
         if fh is None:
             return False
@@ -582,12 +583,15 @@ class Journal:
     def _flush_now(self) -> None:
         self._flush_from_thread()
 
-    def flush(self) -> None:
-        """Hand every appended entry to the kernel (survives a kill -9, not a power loss)."""
+    def flush(self, *, wait: bool = True) -> None:
+        """Hand every appended entry to the kernel (survives a kill -9, not a power loss).
+
+        ``wait=False`` (the engine's flush after a batch): a backend may send it from a thread
+        of its own and report a failure at the next call; no caller then relies on it."""
         if self.failed is not None:
             raise self.failed
         try:
-            self.backend.flush()
+            self.backend.flush(wait=wait)
         except StateDirError as exc:
             raise self._fail(exc) from None
 

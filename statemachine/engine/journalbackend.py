@@ -51,9 +51,10 @@ class JournalBackend(Protocol):
         """Buffer whole lines (``flush``: and flush them at once)."""
         ...
 
-    def flush(self) -> bool:
+    def flush(self, *, wait: bool = True) -> bool:
         """Store what is buffered so that a kill -9 of this process cannot lose it; False when
-        the backend was closed meanwhile (its close stored everything)."""
+        the backend was closed meanwhile (its close stored everything). ``wait=False``: it may
+        be stored from another thread, soon; a failure is raised by the next call."""
         ...
 
     def sync(self) -> None:

@@ -139,3 +139,27 @@ def test_objects_are_the_plans_and_go_with_it(store: ClusterStore) -> None:
     while store.objects() and time.monotonic() < deadline:
         time.sleep(0.1)
     assert store.objects() == []
+
+
+def test_a_flush_that_does_not_wait_is_sent_soon_and_fails_loudly(store: ClusterStore) -> None:
+    """The engine's flush after a batch (wait=False) is sent from the backend's own thread; a
+    refusal there is raised by the journal's next call, so the engine still stops."""
+    journal = store.journal()
+    journal.lock()
+    first = journal.append("run_started", run="r", vms=[])
+    journal.flush(wait=False)
+    deadline = time.monotonic() + 10
+    while list(store.journal().backend.entries()) != [first] and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert list(store.journal().backend.entries()) == [first]
+    ref = ObjectRef("v1", "ConfigMap", store.namespace, f"{store.plan}-0")
+    store.api.patch(ref, {"metadata": {"labels": {"team": "storage"}}})
+    journal.append("state_entered", vm="shop/web-1", state="Started")
+    journal.flush(wait=False)
+    with pytest.raises(StateDirError, match="changed by someone else"):
+        while time.monotonic() < deadline:
+            journal.flush(wait=False)
+            time.sleep(0.02)
+    assert journal.failed is not None
+    journal.close()
+    assert list(store.journal().backend.entries()) == [first]
