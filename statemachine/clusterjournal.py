@@ -63,10 +63,6 @@ _KEY_DIGITS = 8
 _TAKE_TRIES = 5
 
 
-class JournalConflict(StateDirError):
-    """The journal in the cluster was changed by someone else: another writer took it over."""
-
-
 def _where(namespace: str, name: str) -> Path:
     return Path(f"configmaps/{namespace}/{name}")
 
@@ -134,9 +130,9 @@ class ClusterJournalBackend:
         return StateDirError(f"{self.where}: cannot {doing}: {exc} (journal in the cluster; exit 4: "
                              "nothing more was applied; it resumes once this is fixed)")
 
-    def _conflict(self, writer: str) -> JournalConflict:
+    def _conflict(self, writer: str) -> StateDirError:
         by = f"by {writer}" if writer and writer != self.writer else "by someone else"
-        return JournalConflict(f"{self.where}: cannot write the journal: it was changed {by} "
+        return StateDirError(f"{self.where}: cannot write the journal: it was changed {by} "
                                "since this writer last wrote it (another writer took it over); "
                                "nothing was overwritten")
 

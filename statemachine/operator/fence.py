@@ -3,7 +3,7 @@
 The operator hands the engine, the status reporter and the cluster journal their clusters
 through a :class:`FencedCluster`. When the replica can no longer prove it holds the Plan's Lease
 (:mod:`statemachine.operator.lease`), the worker raises the fence: from then on every create,
-patch and delete through it fails at once with :class:`Fenced`, without a request, so a write
+patch and delete through it fails at once (a ``PermanentClusterError``), without a request, so a write
 that was queued behind the loss (on the engine's I/O pool, in the reporter's thread) never
 reaches a cluster. Reads still work. A request already on the wire when the fence goes up
 cannot be called back; the Lease's renew deadline, shorter than its duration, leaves it the
@@ -21,10 +21,6 @@ from statemachine.errors import PermanentClusterError
 from statemachine.k8s import Cluster, Obj, ObjectRef, PatchType
 
 
-class Fenced(PermanentClusterError):
-    """A write refused because this replica no longer holds the Plan's Lease."""
-
-
 class FencedCluster:
     """``cluster`` with its writes refused once ``fence`` is set (see the module docstring)."""
 
@@ -39,7 +35,7 @@ class FencedCluster:
 
     def _check(self, verb: str, what: object) -> None:
         if self._fence.is_set():
-            raise Fenced(f"{verb} {what}: not sent: {self._why}")
+            raise PermanentClusterError(f"{verb} {what}: not sent: {self._why}")
 
     def create(self, manifest: Mapping[str, Any], *, dry_run: bool = False) -> Obj:
         self._check("create", ObjectRef.of(manifest))

@@ -28,16 +28,12 @@ from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
-from statemachine.errors import ClusterError, Conflict, StateDirError
+from statemachine.errors import ClusterError, Conflict
 from statemachine.k8s import Cluster, ObjectRef
 
 logger = logging.getLogger("statemachine.operator")
 
 API_VERSION = "coordination.k8s.io/v1"
-
-
-class LeaseLost(StateDirError):
-    """This replica can no longer prove it holds a Plan's Lease: it stops acting on the Plan."""
 
 
 def _now() -> datetime:

@@ -34,7 +34,7 @@ from statemachine.errors import ClusterError, LockHeld, PreflightError, SmrunErr
 from statemachine.k8s import Cluster, ObjectRef
 from statemachine.operator import credentials
 from statemachine.operator.fence import FencedCluster
-from statemachine.operator.lease import LeaseLost, PlanLease
+from statemachine.operator.lease import PlanLease
 from statemachine.operator.reporter import API_VERSION, TERMINAL, PlanReporter
 
 logger = logging.getLogger("statemachine.operator")
@@ -68,7 +68,7 @@ class PlanWorker(threading.Thread):
         # Raised when the Lease is lost: every write of this worker stops (fence.py).
         self.fence = threading.Event()
         self._why = f"Plan {meta['namespace']}/{meta['name']}: this replica lost its Lease"
-        self.lost: LeaseLost | None = None
+        self.lost: StateDirError | None = None  # why this worker stopped acting, once it did
         self.journal: Any = None
         self.api: Cluster = FencedCluster(api, self.fence, self._why)
         self.obj = obj
@@ -95,7 +95,7 @@ class PlanWorker(threading.Thread):
 
     def _lease_lost(self, reason: str) -> None:
         """From a lease thread: stop acting (see the module docstring)."""
-        self.lost = LeaseLost(f"{self._why} ({reason}); it stopped acting on it")
+        self.lost = StateDirError(f"{self._why} ({reason}); it stopped acting on it")
         self.fence.set()
         journal = self.journal
         if journal is not None:
@@ -114,9 +114,12 @@ class PlanWorker(threading.Thread):
             self._run(reporter)
             if self.lost is not None:
                 logger.warning("%s", self.lost)
-        except LeaseLost as exc:
-            logger.warning("%s", exc)  # the next holder resumes it and writes its status
-        except SmrunError as exc:  # the state directory, a cluster gone mid-run, ...
+        except SmrunError as exc:  # the journal, a cluster gone mid-run, ...
+            if self.lost is not None:
+                # Whatever stopped it (the fenced journal, a refused write), the Plan is the
+                # next holder's: it resumes it and writes its status.
+                logger.warning("%s (%s)", self.lost, exc)
+                return
             reporter.set_phase("Failed", one_line(exc), warning=True, reason="Failed")
         except Exception as exc:  # a bug in smrun: say so on the object, keep the operator up
             logger.exception("%s: internal error", reporter.ref)
