@@ -132,7 +132,10 @@ def test_every_rendered_manifest_of_the_examples_is_valid_upstream(
         failures += [f"{m.vm or 'setup'} {m.state} {m.manifest['kind']} {m.manifest['metadata']['name']}: {p}"
                      for p in found]
     assert failures == []
-    assert checked.get("kubevirt.io", 0) > 0, checked  # the test is not vacuous
+    # The test is not vacuous: a migration applies KubeVirt objects; examples/custom (a backup
+    # and restart, not a migration) applies ConfigMaps and patches only.
+    if plan_path.parent.name != "custom":
+        assert checked.get("kubevirt.io", 0) > 0, checked
     assert checked.get("cdi.kubevirt.io", 0) + checked.get("core", 0) > 0, checked
 
 
