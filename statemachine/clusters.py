@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from statemachine.k8s import Cluster
+from statemachine.k8s.retry import RetryPolicy
 from statemachine.plan import Plan
 
 logger = logging.getLogger(__name__)
@@ -53,8 +54,10 @@ class Connection:
         self.close()
 
 
-def connect_plan(plan: Plan, *, cache_dir: Path | None = None) -> Connection:
-    """Connect to the plan's clusters (starting simulated ones for ``spec.simulation``)."""
+def connect_plan(plan: Plan, *, cache_dir: Path | None = None,
+                 retry_policy: RetryPolicy | None = None) -> Connection:
+    """Connect to the plan's clusters (starting simulated ones for ``spec.simulation``);
+    ``retry_policy``: how long the clients retry a transient error (default theirs)."""
     from statemachine.k8s.client import connect
 
     tmp = None
@@ -83,9 +86,9 @@ def connect_plan(plan: Plan, *, cache_dir: Path | None = None) -> Connection:
                     "target": (plan.target.kubeconfig, plan.target.context)}
             servers = {}
         source = connect(name="source", kubeconfig=refs["source"][0], context=refs["source"][1],
-                         cache_dir=cache_dir)
+                         cache_dir=cache_dir, retry_policy=retry_policy)
         target = connect(name="target", kubeconfig=refs["target"][0], context=refs["target"][1],
-                         cache_dir=cache_dir)
+                         cache_dir=cache_dir, retry_policy=retry_policy)
     except BaseException:
         if sim is not None:
             sim.stop()

@@ -101,6 +101,17 @@ class PlanWorker(threading.Thread):
         if journal is not None:
             journal.fence(self.lost)  # the engine stops; no create not yet sent is sent
 
+    def _retry_policy(self) -> Any:
+        """With a Lease, the clients retry a transient error only for the time the Lease leaves
+        between its renew deadline and its expiry: a write the client is still retrying when
+        the fence goes up is not called back (the fence stops only new requests). The engine's
+        own retries, which go through the fence, take over from there."""
+        if self.lease is None:
+            return None
+        from statemachine.k8s.retry import RetryPolicy
+
+        return RetryPolicy(total=max(0.5, (self.lease.duration - self.lease.renew_deadline) / 2))
+
     def _fenced(self, cluster: Cluster) -> Cluster:
         return FencedCluster(cluster, self.fence, self._why)
 
@@ -180,7 +191,8 @@ class PlanWorker(threading.Thread):
             journal.probe()
             replay = journal.read()
             try:
-                conn = connect_plan(plan, cache_dir=journal.dir / "cache")
+                conn = connect_plan(plan, cache_dir=journal.dir / "cache",
+                                    retry_policy=self._retry_policy())
             except StateDirError:
                 raise
             except SmrunError as exc:
