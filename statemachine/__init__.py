@@ -4,18 +4,21 @@ This is the public facade: the names a library user needs, listed in ``__all__``
 else (module layout, helpers, the ``transitions`` machine) is private and may change::
 
     from pathlib import Path
-    from statemachine import Engine, Journal, connect, load_itinerary, load_plan
+    from statemachine import Engine, Journal, connect, load_plan, plan_with_itinerary, preflight
 
-    plan = load_plan("plan.yaml")
-    itinerary = load_itinerary(plan.itinerary or plan.type)
-    journal = Journal.for_plan(Path(".smrun"), plan.name)
+    plan, itinerary = plan_with_itinerary(load_plan("plan.yaml"))   # the flow the plan selects
     cache = Path(".smrun/cache")     # discovery cache of the clients
-    engine = Engine(plan, itinerary, journal=journal,
-                    source=connect(name="source", context="east", cache_dir=cache),
-                    target=connect(name="target", context="west", cache_dir=cache))
-    result = engine.run()            # RunResult; result.exit_code is 0 or 1
+    source = connect(name="source", context="east", cache_dir=cache)
+    target = connect(name="target", context="west", cache_dir=cache)
+    findings = preflight(plan, itinerary, source=source, target=target)  # applies nothing
+    if not findings.blocking:
+        journal = Journal.for_plan(Path(".smrun"), plan.name)
+        engine = Engine(plan, itinerary, journal=journal, source=source, target=target)
+        result = engine.run()        # RunResult; result.exit_code is 0 or 1
 
-(see docs/engine.md for the engine's arguments, events and journal).
+A plan with ``spec.simulation`` gets its clusters from ``SimulatedClusters(plan)`` (a context
+manager whose ``source``/``target`` are ``Cluster`` objects), so it runs from Python without the
+command line (docs/engine.md, "Library API", has a complete example that the tests run).
 
 What is imported when: the error classes are imported with the package (they are small, and
 ``statemachine.cli`` needs them for every command). Every other name is resolved on first use by
@@ -65,10 +68,14 @@ from statemachine.errors import (
 
 if _typing.TYPE_CHECKING:  # the lazy names below, spelled out for type checkers and editors
     from statemachine.engine import Engine, EngineSettings, Journal, RunResult, VmResult
+    from statemachine.engine.preflight import Findings
     from statemachine.itinerary import Itinerary, load_itinerary
     from statemachine.k8s import Cluster, ObjectRef
     from statemachine.k8s.client import connect
+    from statemachine.library import preflight
     from statemachine.plan import Plan, load_plan
+    from statemachine.providers import plan_with_itinerary
+    from statemachine.simulated import SimulatedClusters
 
 __version__ = "0.1.0"
 
@@ -78,6 +85,7 @@ _LAZY: dict[str, str] = {
     "Plan": "statemachine.plan",
     "load_itinerary": "statemachine.itinerary",
     "Itinerary": "statemachine.itinerary",
+    "plan_with_itinerary": "statemachine.providers",
     # The engine (the only importer of ``transitions``).
     "Engine": "statemachine.engine",
     "EngineSettings": "statemachine.engine",
@@ -89,6 +97,11 @@ _LAZY: dict[str, str] = {
     "Cluster": "statemachine.k8s",
     "ObjectRef": "statemachine.k8s",
     "connect": "statemachine.k8s.client",
+    # Checks before a run, and the simulated clusters of a plan's spec.simulation (the simulator
+    # itself is imported when they start).
+    "preflight": "statemachine.library",
+    "Findings": "statemachine.engine.preflight",
+    "SimulatedClusters": "statemachine.simulated",
 }
 
 __all__ = [
@@ -98,6 +111,7 @@ __all__ = [
     "Plan",
     "load_itinerary",
     "load_plan",
+    "plan_with_itinerary",
     # running them
     "Cluster",
     "Engine",
@@ -107,6 +121,9 @@ __all__ = [
     "RunResult",
     "VmResult",
     "connect",
+    "Findings",
+    "SimulatedClusters",
+    "preflight",
     # the error tree (statemachine/errors.py)
     "Canceled",
     "ClusterError",
