@@ -35,7 +35,7 @@ from statemachine.errors import ClusterError, PermanentClusterError
 from statemachine.sim import (admission, auth, crd, decode, deletion, discovery, managedfields,
                               openapi, paging, patches, printing, protobuf, reviews, selectors,
                               validation, watch, wire)
-from statemachine.sim import events, impersonation, subresources, webhooks
+from statemachine.sim import dryrun, events, impersonation, subresources, webhooks
 from statemachine.sim.faults import FaultInjector
 from statemachine.sim.kinds import Kind
 from statemachine.sim.requestlog import RequestLog
@@ -511,7 +511,10 @@ class Handler(BaseHTTPRequestHandler):
                 self._serve_event_view(method, route, query, is_watch)
                 return
         k, ns, name = route.kind, route.namespace, route.name
-        dry_run = query.get("dryRun") == "All"
+        # Every value of dryRun counts (the parsed query keeps one per name); a write refuses any
+        # but "All" (422) before touching the object, then runs whole and stores nothing.
+        dry_values = dryrun.from_query(urlsplit(self.path).query)
+        dry_run = dryrun.is_dry(dry_values)
         if k.deprecation:
             admission.warn(k.deprecation)
         if name and (bad_name := validation.path_segment_name(name)) is not None:
@@ -522,7 +525,7 @@ class Handler(BaseHTTPRequestHandler):
             raise _error(406, "NotAcceptable",
                          "only the following media types are accepted: application/json")
         if route.subresource == "scale":
-            self._scale(method, route, dry_run)
+            self._scale(method, route, dry_run, dry_values)
             return
         if route.subresource == "token":
             self._token_request(method, route)
@@ -551,7 +554,7 @@ class Handler(BaseHTTPRequestHandler):
             return
         if method == "POST" and not name:
             self._authorize("create", route)
-            manager = self._manager(query, "CreateOptions")
+            manager = self._manager(query, "CreateOptions", dry_values)
             body = self._object_body(route)
             if k.kind in _SELF_REVIEWS:
                 self._check_identity(route, body)
@@ -567,7 +570,7 @@ class Handler(BaseHTTPRequestHandler):
             return
         if method == "PUT" and name:
             self._authorize("update", route)
-            manager = self._manager(query, "UpdateOptions")
+            manager = self._manager(query, "UpdateOptions", dry_values)
             body = self._object_body(route)
             self._check_identity(route, body)
             if route.subresource == "finalize":
@@ -591,7 +594,8 @@ class Handler(BaseHTTPRequestHandler):
                              f"the body of the request was in an unknown format - accepted "
                              f"media types include: {', '.join(list(PATCH_TYPES)[:4])}")
             managedfields.validate_options("PatchOptions", query.get("fieldManager", ""),
-                                           apply=ptype == "apply", force=query.get("force"))
+                                           apply=ptype == "apply", force=query.get("force"),
+                                           dry_run=dry_values)
             patch = decode.decode_patch(self._raw_body(), yaml_ok=ctype.endswith("yaml"))
             sub = route.subresource or None
             self._send_json(200, store.patch(k, ns, name, patch, ptype, sub, dry_run=dry_run,
@@ -601,7 +605,8 @@ class Handler(BaseHTTPRequestHandler):
             return
         if method == "DELETE" and name and not route.subresource:
             self._authorize("delete", route)
-            opts = deletion.delete_options(k, decode.decode_options(self._raw_body()), query)
+            opts = deletion.delete_options(k, decode.decode_options(self._raw_body()), query,
+                                           dry_values)
             if k.kind == crd.CRD_KIND and k.group == crd.GROUP:
                 self._send_json(200, crd.delete(store, name, dry_run=opts.dry_run))
                 return
@@ -612,7 +617,8 @@ class Handler(BaseHTTPRequestHandler):
             return
         if method == "DELETE" and not name:
             self._authorize("deletecollection", route)
-            opts = deletion.delete_options(k, decode.decode_options(self._raw_body()), query)
+            opts = deletion.delete_options(k, decode.decode_options(self._raw_body()), query,
+                                           dry_values)
             items = store.list(k, ns, label_selector=query.get("labelSelector"),
                                field_selector=query.get("fieldSelector"))
             for o in items:
@@ -627,7 +633,8 @@ class Handler(BaseHTTPRequestHandler):
         raise _error(405, "MethodNotAllowed",
                      "the server does not allow this method on the requested resource")
 
-    def _scale(self, method: str, route: Route, dry_run: bool) -> None:
+    def _scale(self, method: str, route: Route, dry_run: bool,
+               dry_values: list[str] | None) -> None:
         """The ``scale`` subresource of a custom resource (``crd.scale_*``)."""
         store, k, ns, name = self.server_api.store, route.kind, route.namespace, route.name
         if method == "GET":
@@ -638,6 +645,8 @@ class Handler(BaseHTTPRequestHandler):
             raise _error(405, "MethodNotAllowed",
                          "the server does not allow this method on the requested resource")
         self._authorize("update" if method == "PUT" else "patch", route)
+        managedfields.validate_options("UpdateOptions" if method == "PUT" else "PatchOptions", "",
+                                       dry_run=dry_values)
         body: Any = (decode.decode_patch(self._raw_body(), yaml_ok=False) if method == "PATCH"
                      else decode.decode_object(self._raw_body(), self.headers.get("Content-Type"),
                                                route.kind))
@@ -655,11 +664,13 @@ class Handler(BaseHTTPRequestHandler):
             raise _error(400, "BadRequest", "the request body must be a JSON object")
         self._send_json(200, crd.scale_update(store, k, ns, name, body, dry_run=dry_run))
 
-    def _manager(self, query: dict[str, str], options: str = "") -> str:
+    def _manager(self, query: dict[str, str], options: str = "",
+                 dry_values: list[str] | None = None) -> str:
         """The write's field manager: ``?fieldManager=``, else derived from the User-Agent;
-        ``options`` (``CreateOptions``/``UpdateOptions``) validates it first."""
+        ``options`` (``CreateOptions``/``UpdateOptions``) validates it and ``dryRun`` first."""
         if options:
-            managedfields.validate_options(options, query.get("fieldManager", ""))
+            managedfields.validate_options(options, query.get("fieldManager", ""),
+                                           dry_run=dry_values)
         return query.get("fieldManager") or managedfields.manager_from_user_agent(
             self.headers.get("User-Agent") or "")
 

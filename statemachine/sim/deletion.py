@@ -67,8 +67,12 @@ class DeleteRequest:
     dry_run: bool
 
 
-def delete_options(kind: Kind, body: Any, query: Mapping[str, str]) -> DeleteRequest:
-    """The effective options of a DELETE (body fields win over query parameters)."""
+def delete_options(kind: Kind, body: Any, query: Mapping[str, str],
+                   query_dry_run: list[str] | None = None) -> DeleteRequest:
+    """The effective options of a DELETE (body fields win over query parameters).
+    ``query_dry_run``: every ``dryRun`` value of the query (``dryrun.from_query``)."""
+    from statemachine.sim import dryrun
+
     opts: dict[str, Any] = dict(body) if isinstance(body, dict) else {}
     policy = opts.get("propagationPolicy", query.get("propagationPolicy"))
     orphan = opts.get("orphanDependents", query.get("orphanDependents"))
@@ -80,6 +84,13 @@ def delete_options(kind: Kind, body: Any, query: Mapping[str, str]) -> DeleteReq
             "propagationPolicy", policy, "orphanDependents and deletionPropagation cannot be both set"))
     elif policy is not None and policy not in POLICIES:
         causes.append(validation.not_supported("propagationPolicy", policy, [*POLICIES, "nil"]))
+    body_dry = opts.get("dryRun")
+    dry = ([str(v) for v in body_dry] if isinstance(body_dry, list) else
+           query_dry_run if query_dry_run is not None else
+           [query["dryRun"]] if "dryRun" in query else None)
+    bad_dry_run = dryrun.cause(dry)
+    if bad_dry_run is not None:
+        causes.append(bad_dry_run)
     if causes:
         raise validation.invalid("DeleteOptions", "meta.k8s.io", "", causes)
     if orphan is not None:
@@ -88,8 +99,7 @@ def delete_options(kind: Kind, body: Any, query: Mapping[str, str]) -> DeleteReq
         policy = "Orphan"  # batch/v1 Job's DefaultGarbageCollectionPolicy, kept for old clients
         admission.warn(JOB_ORPHAN_WARNING)
     pre = opts.get("preconditions")
-    dry = opts.get("dryRun") or ([query["dryRun"]] if query.get("dryRun") else [])
-    return DeleteRequest(policy, pre if isinstance(pre, dict) else None, "All" in dry)
+    return DeleteRequest(policy, pre if isinstance(pre, dict) else None, dryrun.is_dry(dry))
 
 
 def finalizers_for(finalizers: list[str], propagation: str | None) -> list[str]:

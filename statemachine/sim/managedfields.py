@@ -73,9 +73,12 @@ def manager_from_user_agent(user_agent: str) -> str:
 
 
 def validate_options(options: str, manager: str, *, apply: bool = False,
-                     force: str | None = None) -> None:
-    """CreateOptions/UpdateOptions/PatchOptions validation of ``fieldManager`` (and ``force``):
-    422 ``<options>.meta.k8s.io "" is invalid: ...`` as upstream answers."""
+                     force: str | None = None, dry_run: list[str] | None = None) -> None:
+    """CreateOptions/UpdateOptions/PatchOptions validation of ``fieldManager`` (and ``force``),
+    then of ``dryRun`` (``statemachine.sim.dryrun``; upstream's order of causes): 422
+    ``<options>.meta.k8s.io "" is invalid: ...`` as upstream answers."""
+    from statemachine.sim import dryrun
+
     causes = []
     if apply and not manager:
         causes.append(("fieldManager", "FieldValueRequired",
@@ -86,6 +89,10 @@ def validate_options(options: str, manager: str, *, apply: bool = False,
     if len(manager.encode()) > MAX_MANAGER_LENGTH:
         causes.append(("fieldManager", "FieldValueTooLong",
                        f"Too long: may not be more than {MAX_MANAGER_LENGTH} bytes"))
+    bad_dry_run = dryrun.cause(dry_run)
+    if bad_dry_run is not None:
+        reason, field, message = bad_dry_run
+        causes.append((field, reason, message))
     if not causes:
         return
     text = [f"{field}: {message}" for field, _, message in causes]

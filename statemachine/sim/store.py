@@ -403,7 +403,8 @@ class Store:
             managedfields.on_create(k, new, manager or managedfields.acting_manager(), now,
                                     applied=applied)
             if dry_run:
-                meta["resourceVersion"] = str(self._rv)
+                # Upstream's dry-run storage hands back the prepared object as it is: no
+                # resourceVersion of its own (only one the body carried), nothing stored.
                 return clone(new)  # type: ignore[no-any-return]
             return clone(self._commit("ADDED", k, new, key))  # type: ignore[no-any-return]
 
