@@ -321,9 +321,11 @@ def _cmd_validate(args: argparse.Namespace) -> int:
         from statemachine.itinerary import load_itinerary
 
         itinerary = load_itinerary(args.plan)
+        _print_warnings(itinerary)
         print(f"{args.plan}: itinerary {itinerary.name!r} is valid ({len(itinerary.states)} states)")
         return 0
     plan, itinerary = _load(args.plan)
+    _print_warnings(itinerary)
     rendered = 0
     if plan.simulation is not None:
         # Simulated plans render completely offline: reads come from the seed file.
@@ -335,6 +337,12 @@ def _cmd_validate(args: argparse.Namespace) -> int:
     from statemachine import commands
 
     return commands.preflight(plan, itinerary, stream=sys.stdout)
+
+
+def _print_warnings(itinerary: Any) -> None:
+    """The itinerary's warnings (a ``step`` out of pipeline order): one line each, on stderr."""
+    for warning in itinerary.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
 
 
 def _cmd_render(args: argparse.Namespace) -> int:

@@ -216,6 +216,9 @@ class Itinerary:
     parameters: tuple[ParameterSpec, ...] = ()
     values: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
     """``spec.values``: name -> expression, in the order written (``values.NAME``)."""
+    warnings: tuple[Problem, ...] = field(default=(), compare=False)
+    """What the semantic checks warn about (a ``step`` out of pipeline order); ``smrun
+    validate`` prints them, nothing stops on them."""
 
     @property
     def state_names(self) -> tuple[str, ...]:
@@ -367,13 +370,14 @@ def load_itinerary(path_or_name: str | Path) -> Itinerary:
         raise SchemaError(str(found[0]), found)
     builder = _Builder(doc, path)
     itinerary = builder.build()
-    from statemachine.itinerary_checks import check  # the semantic checks, kept apart for size
+    from statemachine.itinerary_checks import check_all  # the semantic checks, kept apart for size
 
-    problems = builder.problems + check(itinerary, doc)
+    found_problems, warnings = check_all(itinerary, doc)
+    problems = builder.problems + found_problems
     if problems:
         problems.sort(key=lambda p: (p.line or 0, p.path))
         raise SchemaError(str(problems[0]), problems)
-    return itinerary
+    return replace(itinerary, warnings=tuple(warnings)) if warnings else itinerary
 
 
 def builtin_itineraries() -> list[tuple[str, str, Path]]:

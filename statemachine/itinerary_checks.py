@@ -15,6 +15,7 @@ that same compile (``expressions.referenced_templates``) instead of a second par
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import replace
 from typing import Any, Literal
 
 from jinja2 import TemplateNotFound, TemplateSyntaxError
@@ -22,17 +23,27 @@ from jinja2 import TemplateNotFound, TemplateSyntaxError
 from statemachine.errors import Problem, TemplateError
 from statemachine.expressions import (compile_expression, compile_template, referenced_templates,
                                       template_environment)
-from statemachine.itinerary import (TERMINAL_STATES, Action, Itinerary, RefSpec, StateSpec,
+from statemachine.itinerary import (TERMINAL_STATES, Action, Itinerary, RefSpec, StateSpec, When,
                                     flow_edges, start_states)
-from statemachine.names import unknown_names
+from statemachine.names import name_uses, unknown_names
 from statemachine.yamlsource import DocPath, SourceDoc
 
-__all__ = ["check"]
+__all__ = ["check", "check_all"]
+
+Section = Literal["states", "setup"]
 
 
 def check(itinerary: Itinerary, doc: SourceDoc) -> list[Problem]:
     """Every semantic problem of ``itinerary`` (loaded from ``doc``)."""
-    return list(_Checker(itinerary, doc).run())
+    return check_all(itinerary, doc)[0]
+
+
+def check_all(itinerary: Itinerary, doc: SourceDoc) -> tuple[list[Problem], list[Problem]]:
+    """``(problems, warnings)`` of ``itinerary``: warnings (a ``step`` out of pipeline order)
+    do not stop a run."""
+    checker = _Checker(itinerary, doc)
+    problems = list(checker.run())
+    return problems, checker.warnings
 
 
 class _Checker:
@@ -51,6 +62,12 @@ class _Checker:
                             "values": ()}
         self.known = self.vm_scope
         self.in_state: str | None = None
+        self.section: Section = "states"
+        self.warnings: list[Problem] = []
+        # Per (section, state): the outputs it uses unguarded (name, where), and the outputs it
+        # tests (`is defined`, `| default`) anywhere: see output_order().
+        self.output_uses: dict[tuple[Section, str], list[tuple[str, DocPath]]] = {}
+        self.output_tests: dict[tuple[Section, str], set[str]] = {}
 
     def p(self, path: DocPath, message: str) -> Problem:
         return self.doc.problem(path, message)
@@ -90,9 +107,12 @@ class _Checker:
             yield from self.expr(self.it.commit.condition.expression, (*path, "condition"))
         for i, state in enumerate(self.it.states):
             yield from self.scoped(state, (*sp, "states", i), self.vm_scope)
+        self.section = "setup"
         for i, state in enumerate(self.it.setup.states):
             yield from self.scoped(state, (*sp, "setup", "states", i), self.setup_scope)
-        self.known, self.in_state = self.vm_scope, None
+        self.known, self.in_state, self.section = self.vm_scope, None, "states"
+        yield from self.output_order()
+        self.warnings += self.step_order()
 
     def scoped(self, state: StateSpec, path: DocPath,
                scope: dict[str, tuple[str, ...]]) -> Iterator[Problem]:
@@ -225,6 +245,77 @@ class _Checker:
                         yield self.p(path, f"read {read.name!r} is already defined in {scope}")
                     seen.add(read.name)
 
+    def output_order(self) -> Iterator[Problem]:
+        """An output a state uses unguarded must come from a state that runs before it on every
+        path of the flow (docs/itinerary.md, "Output order").
+
+        Decisions: "before" is dominance in the flow graph (:func:`flow_edges` with the skip edges
+        of optional states) from the first state; a state may use its own outputs (a loop's
+        previous round, its undo); a state that tests an output anywhere (``outputs.X is
+        defined``, ``outputs.X | default(...)``) copes with its absence, so its other uses of
+        that output are not flagged; an optional producer counts as run when the user's ``when``
+        implies the producer's (predicates are frozen per VM). VM states do not see setup
+        outputs, and setup runs before every VM."""
+        producers: dict[str, tuple[Section, StateSpec]] = {}
+        sections: tuple[tuple[Section, tuple[StateSpec, ...]], ...] = (
+            ("setup", self.it.setup.states), ("states", self.it.states))
+        for section, states in sections:
+            for state in states:
+                for name in state.outputs:
+                    producers.setdefault(name, (section, state))  # duplicates: reported elsewhere
+        doms: dict[Section, dict[str, set[str]]] = {
+            "states": _dominators(self.it.states), "setup": _dominators(self.it.setup.states)}
+        for (section, user), uses in self.output_uses.items():
+            tested = self.output_tests.get((section, user), set())
+            states = self.it.states if section == "states" else self.it.setup.states
+            spec = next(s for s in states if s.name == user)
+            reported: set[str] = set()
+            for name, path in uses:
+                if name in tested or name in reported or name not in producers:
+                    continue  # undeclared names are reported by declared()
+                where, producer = producers[name]
+                if where != section:
+                    reported.add(name)
+                    yield self.p(path, f"output outputs.{name} is made by "
+                                 + (f"setup state {producer.name!r}; states of a VM do not see "
+                                    "setup outputs" if where == "setup" else
+                                    f"state {producer.name!r} of each VM; setup states run before "
+                                    "every VM") + f" (in state {user!r})")
+                    continue
+                if producer.name == user or producer.name in doms[section].get(user, ()):
+                    continue
+                if producer.when is not None and _implies(spec.when, producer.when):
+                    relaxed = tuple(replace(s, when=None) if s.name == producer.name else s
+                                    for s in states)
+                    if producer.name in _dominators(relaxed).get(user, ()):
+                        continue
+                reported.add(name)
+                yield self.p(path, f"output outputs.{name} comes from state {producer.name!r}, "
+                             f"which does not run before state {user!r} on every path (test it "
+                             f"with 'outputs.{name} is defined' or '| default(...)' if that is "
+                             "intended)")
+
+    def step_order(self) -> list[Problem]:
+        """A state whose ``step`` comes earlier in ``spec.pipeline`` than the step of a state
+        listed before it: a warning (status shows steps in pipeline order)."""
+        out: list[Problem] = []
+        if not self.it.pipeline:
+            return out
+        rank = {step: i for i, step in enumerate(self.it.pipeline)}
+        latest: tuple[int, StateSpec] | None = None
+        for i, state in enumerate(self.it.states):
+            if state.step is None or state.step not in rank:
+                continue
+            if latest is not None and rank[state.step] < latest[0]:
+                before = latest[1]
+                out.append(self.p(("spec", "states", i, "step"),
+                                  f"step {state.step!r} of state {state.name!r} is out of pipeline "
+                                  f"order: state {before.name!r} before it has step {before.step!r}, "
+                                  f"a later step of spec.pipeline"))
+            elif latest is None or rank[state.step] >= latest[0]:
+                latest = (rank[state.step], state)
+        return out
+
     # -- per state -----------------------------------------------------------------------------
 
     def state(self, state: StateSpec, path: DocPath) -> Iterator[Problem]:
@@ -303,8 +394,23 @@ class _Checker:
                  path: DocPath) -> Iterator[Problem]:
         """Every reads/outputs/values/params name ``source`` uses is declared in scope."""
         where = f" in state {self.in_state!r}" if self.in_state else ""
+        self.note_outputs(source, kind, path)
         for message in unknown_names(source, kind, self.known):
             yield self.p(path, message + where)
+
+    def note_outputs(self, source: str, kind: Literal["expression", "template"],
+                     path: DocPath) -> None:
+        """Remember which outputs the current state uses (for :meth:`output_order`)."""
+        if self.in_state is None:
+            return
+        key = (self.section, self.in_state)
+        for root, name, test in name_uses(source, kind):
+            if root != "outputs":
+                continue
+            if test:
+                self.output_tests.setdefault(key, set()).add(name)
+            else:
+                self.output_uses.setdefault(key, []).append((name, path))
 
     def ref(self, ref: RefSpec, path: DocPath) -> Iterator[Problem]:
         yield from self.template_string(ref.name, (*path, "name"))
@@ -329,6 +435,7 @@ class _Checker:
                 if source is None:
                     continue
                 where = f" in state {self.in_state!r}" if self.in_state else ""
+                self.note_outputs(source, "template", path)
                 for message in unknown_names(source, "template", self.known):
                     yield self.p(path, f"template {used!r}: {message}{where}")
         except TemplateNotFound as exc:
@@ -356,6 +463,41 @@ class _Checker:
         self.env.get_template(name)
         for included in referenced_templates(self.env, name):
             self._load_with_includes(included, seen)
+
+
+def _dominators(states: tuple[StateSpec, ...]) -> dict[str, set[str]]:
+    """For each state, the states on every path to it from the start (itself included), over
+    the flow graph with the skip edges of optional states. Iterative data-flow: tens of states."""
+    names = list(dict.fromkeys(s.name for s in states))
+    preds: dict[str, set[str]] = {n: set() for n in names}
+    for e in flow_edges(states):
+        if e.source in preds and e.target in preds:
+            preds[e.target].add(e.source)
+    entry = ""  # the virtual start, before the first states (no state has an empty name)
+    starts = set(start_states(states))
+    everything = {*names, entry}
+    dom: dict[str, set[str]] = {n: set(everything) for n in names}
+    changed = True
+    while changed:
+        changed = False
+        for n in names:
+            ins = [dom[p] for p in preds[n]] + ([{entry}] if n in starts else [])
+            new = (set.intersection(*ins) if ins else set()) | {n}
+            if new != dom[n]:
+                dom[n], changed = new, True
+    return dom
+
+
+def _implies(user: When | None, producer: When) -> bool:
+    """Whether every VM for which ``user``'s ``when`` holds also has ``producer``'s hold."""
+    if user is None:
+        return False
+    if not set(producer.all) <= set(user.all):
+        return False
+    if not producer.any:
+        return True
+    return bool(set(producer.any) & set(user.all)) or \
+        (bool(user.any) and set(user.any) <= set(producer.any))
 
 
 def _strongly_connected(nodes: list[str], succ: dict[str, list[str]]) -> list[list[str]]:

@@ -20,7 +20,7 @@ from jinja2.exceptions import TemplateSyntaxError
 
 from statemachine.expressions import make_environment
 
-__all__ = ["ROOTS", "unknown_names", "used_names"]
+__all__ = ["ROOTS", "name_uses", "unknown_names", "used_names"]
 
 ROOTS = ("reads", "outputs", "values", "params")
 _WHAT = {"reads": "read", "outputs": "output", "values": "value", "params": "parameter"}
@@ -33,7 +33,19 @@ def _env() -> object:
 
 @lru_cache(maxsize=4096)
 def used_names(source: str, kind: Literal["expression", "template"]) -> tuple[tuple[str, str], ...]:
-    """``(root, name)`` pairs read with a literal name, in source order, without repeats."""
+    """``(root, name)`` pairs read with a literal name, in source order, without repeats (a name
+    only tested with ``is defined``/``is undefined`` is not a use)."""
+    return tuple(dict.fromkeys((root, name) for root, name, test in name_uses(source, kind)
+                               if test != "defined"))
+
+
+@lru_cache(maxsize=4096)
+def name_uses(source: str, kind: Literal["expression", "template"]
+              ) -> tuple[tuple[str, str, Literal["", "defined", "default"]], ...]:
+    """``(root, name, test)`` for every literal name ``source`` reads, in source order, without
+    repeats: ``test`` is ``defined`` where the name is tested with ``is defined``/``is
+    undefined``, ``default`` where it is filtered through ``default`` (both cope with its
+    absence), else ``""``."""
     if not any(root in source for root in ROOTS):
         return ()
     # Jinja's lexer, not its parser: the tokens are enough to see `reads.X` / `reads['X']`
@@ -45,7 +57,7 @@ def used_names(source: str, kind: Literal["expression", "template"]) -> tuple[tu
                   if tok != "whitespace"]
     except TemplateSyntaxError:
         return ()
-    found: dict[tuple[str, str], None] = {}
+    found: dict[tuple[str, str, Literal["", "defined", "default"]], None] = {}
     for i in range(len(tokens) - 2):
         tok, value = tokens[i]
         if tok != "name" or value not in ROOTS:
@@ -62,9 +74,12 @@ def used_names(source: str, kind: Literal["expression", "template"]) -> tuple[tu
             after = after[1:] + tokens[i + 6:i + 7]  # past the closing bracket
         else:
             continue
+        test: Literal["", "defined", "default"] = ""
         if _tests_definedness(after):
-            continue  # `reads.token is defined`: asking is how a template copes with absence
-        found[(value, arg)] = None
+            test = "defined"  # `reads.token is defined`: asking is how a template copes with absence
+        elif after[:2] in ([("operator", "|"), ("name", "default")], [("operator", "|"), ("name", "d")]):
+            test = "default"
+        found[(value, arg, test)] = None
     return tuple(found)
 
 
