@@ -481,6 +481,7 @@ def test_deleting_a_plan_undoes_before_the_finalizer_goes(
     operator.start("replica-a")
     obj = _wait_for_an_early_state(operator)
     assert "smrun.io/finalizer" in obj["metadata"].get("finalizers", [])
+    assert _journal_objects(operator, obj["metadata"]["uid"])  # the run's journal, in the cluster
     # Watch the Plan: its DELETED event carries the object as it was when it went away.
     env = dict(os.environ, KUBECACHEDIR=str(operator.cache), HOME=str(operator.cache))
     watch = subprocess.Popen(
@@ -520,3 +521,9 @@ def test_deleting_a_plan_undoes_before_the_finalizer_goes(
     for name in canceled:
         _assert_rolled_back(r, name, disks[name])
     assert operator.kubectl("get", "lease", "-n", NS, "-o", "name").stdout.strip() == ""
+    # The Plan's journal (ConfigMaps it owns) goes with it: the garbage collector removes it.
+    uid = obj["metadata"]["uid"]
+    deadline = time.monotonic() + 20
+    while _journal_objects(operator, uid) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert _journal_objects(operator, uid) == []
