@@ -180,13 +180,14 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--vm", action="append", metavar="NAME", help="only this VM (repeatable)")
     p.add_argument("--state-dir", type=Path, default=Path(".smrun"))
 
-    p = command("itineraries", _cmd_itineraries, "list the built-in itineraries (with their files), "
-                "or copy one with its templates", plan=False)
+    p = command("itineraries", _cmd_itineraries, "list the installed itineraries (the built-ins "
+                "and those providers install, with their files), or copy one with its templates",
+                plan=False)
     p.add_argument("--copy", nargs=2, metavar=("NAME", "DIR"),
                    help="write the built-in itinerary NAME and the templates it uses into DIR, "
                    "ready to edit and use through a plan's spec.itinerary")
     p.add_argument("action", nargs="*", metavar="show NAME | export NAME DIR",
-                   help="show: print an itinerary (a built-in name or a file) with its parameters; "
+                   help="show: print an itinerary (an installed name or a file) with its parameters; "
                    "export: the same as --copy NAME DIR")
 
     p = command("import", _cmd_import, "write an smrun plan from another tool's "
@@ -365,11 +366,11 @@ def _cmd_render(args: argparse.Namespace) -> int:
 def _cmd_graph(args: argparse.Namespace) -> int:
     from statemachine.graph import mermaid
     from statemachine.itinerary import load_itinerary
-    from statemachine.providers import builtin_itinerary_path
+    from statemachine.providers import find_itinerary
 
     source = Path(args.itinerary)
     path = source if (source.suffix in (".yaml", ".yml") or "/" in args.itinerary) else \
-        builtin_itinerary_path(args.itinerary)
+        find_itinerary(args.itinerary).path
     itinerary = load_itinerary(path)
     skipped: frozenset[str] = frozenset()
     if args.plan is not None or args.vm is not None:
@@ -448,7 +449,7 @@ def _cmd_cutover(args: argparse.Namespace) -> int:
 
 def _cmd_itineraries(args: argparse.Namespace) -> int:
     from statemachine.itinerary import load_itinerary
-    from statemachine.providers import builtin_itinerary_names, builtin_itinerary_path
+    from statemachine.providers import installed_itineraries
 
     action = list(getattr(args, "action", None) or [])
     if action[:1] == ["show"] and len(action) == 2:
@@ -469,14 +470,17 @@ def _cmd_itineraries(args: argparse.Namespace) -> int:
               f"{target.parent / 'templates'}; use it with `spec.itinerary: {target}`")
         return 0
     rows = []
-    for name in builtin_itinerary_names():
-        path = builtin_itinerary_path(name)
-        itinerary = load_itinerary(path)
-        rows.append({"NAME": name, "TYPE": str(itinerary.migration_type or ""), "FILE": str(path),
+    builtin_templates = None
+    for entry in installed_itineraries():  # the built-ins are the kubevirt provider's
+        itinerary = load_itinerary(entry.path)
+        if entry.provider == "kubevirt":
+            builtin_templates = itinerary.template_dir
+        rows.append({"NAME": entry.name, "TYPE": str(itinerary.migration_type or ""),
+                     "PROVIDER": entry.provider, "FILE": str(entry.path),
                      "DESCRIPTION": str(itinerary.description or "")})
     _print_table(rows, sys.stdout)
-    if rows:
-        print(f"templates: {itinerary.template_dir}\n"
+    if builtin_templates is not None:
+        print(f"templates: {builtin_templates}\n"
               "copy one to edit: smrun itineraries --copy NAME DIR")
     return 0
 

@@ -50,10 +50,11 @@ def describe(name_or_path: str) -> str:
     followed by the itinerary's YAML as written."""
     import json
 
-    from statemachine.providers import builtin_itinerary_names, builtin_itinerary_path
+    from statemachine.providers import find_itinerary
 
-    path = builtin_itinerary_path(name_or_path) if name_or_path in builtin_itinerary_names() \
-        else Path(name_or_path)
+    # A name is an installed itinerary (the built-ins, or a provider's); anything else a file.
+    is_file = "/" in name_or_path or name_or_path.endswith((".yaml", ".yml"))
+    path = Path(name_or_path) if is_file else find_itinerary(name_or_path).path
     itinerary = load_itinerary(path)
     head = [f"# itinerary {itinerary.name!r}: {path}",
             f"# templates: {itinerary.template_dir}",

@@ -2,8 +2,11 @@
 
 A provider answers, for a path (= migration type: ``cold``, ``warm``, ``live``), whether it can
 migrate along it and which itinerary does. That is all smrun asks: the pipeline, the predicates and
-every state live in the itinerary's YAML (product.md §8). Providers register through the
-entry-point group ``smrun.providers``; the built-in ``kubevirt`` provider is purely declarative.
+every state live in the itinerary's YAML (product.md §8). A provider may also install named
+itineraries (``itineraries()``: name -> file; :mod:`statemachine.providers.catalog`), which a plan
+selects with ``spec.itinerary: NAME``. Providers register through the entry-point group
+``smrun.providers``; the built-in ``kubevirt`` provider is purely declarative and installs
+``cold``, ``warm`` and ``live``.
 
 This module only finds and asks providers. It does not run anything, and it does not talk to a
 cluster.
@@ -16,6 +19,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from statemachine.errors import DefinitionError, UnknownProvider
+from statemachine.providers.catalog import (InstalledItinerary, InstallsItineraries, find_itinerary,
+                                            installed_itineraries)
 
 if TYPE_CHECKING:
     from statemachine.itinerary import Itinerary
@@ -24,7 +29,8 @@ if TYPE_CHECKING:
 ENTRY_POINT_GROUP = "smrun.providers"
 DEFAULT_PROVIDER = "kubevirt"
 
-__all__ = ["DEFAULT_PROVIDER", "ENTRY_POINT_GROUP", "Provider", "UnknownProvider", "available_providers",
+__all__ = ["DEFAULT_PROVIDER", "ENTRY_POINT_GROUP", "InstalledItinerary", "InstallsItineraries", "Provider",
+           "UnknownProvider", "available_providers", "find_itinerary", "installed_itineraries",
            "itinerary_for_plan", "load_provider", "plan_with_itinerary"]
 
 
@@ -109,12 +115,10 @@ def itinerary_for_plan(plan: Plan) -> Itinerary:
     if plan.itinerary is not None:
         if isinstance(plan.itinerary, Path):
             itinerary = load_itinerary(plan.itinerary)
-        elif plan.itinerary not in builtin_itinerary_names():
-            known = ", ".join(builtin_itinerary_names())
-            raise DefinitionError(f"{plan.path}: spec.itinerary: no built-in itinerary "
-                                  f"{plan.itinerary!r} (built-in: {known}; a file needs a .yaml suffix)")
         else:
-            itinerary = load_itinerary(builtin_itinerary_path(plan.itinerary))
+            # A name: what a provider installs (the built-ins are the kubevirt provider's).
+            found = find_itinerary(plan.itinerary, where=f"{plan.path}: spec.itinerary")
+            itinerary = load_itinerary(found.path)
         flow = itinerary.migration_type
         if plan.type_at is not None and flow is not None and plan.type != flow:
             raise DefinitionError(f"{plan.type_at}: {plan.type!r} does not match the itinerary's "

@@ -5,6 +5,7 @@ predicates and every state are in that YAML, none in Python. It does not talk to
 """
 from __future__ import annotations
 
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from statemachine.providers import builtin_itinerary_names, builtin_itinerary_path
@@ -25,3 +26,7 @@ class KubevirtProvider:
         from statemachine.itinerary import load_itinerary
 
         return load_itinerary(builtin_itinerary_path(path))
+
+    def itineraries(self) -> dict[str, Path]:
+        """The built-in itineraries, installed under their names (``spec.itinerary: live``)."""
+        return {name: builtin_itinerary_path(name) for name in builtin_itinerary_names()}
