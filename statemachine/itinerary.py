@@ -154,6 +154,9 @@ class StateSpec:
     undo: tuple[Action, ...] = ()
     next: tuple[NextSpec, ...] = ()
     reads: tuple[ReadSpec, ...] = ()
+    values: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+    """The state's own ``values``: name -> expression, in the order written, computed each time
+    the state is entered, after its ``reads``; visible to this state only (``values.NAME``)."""
     where: str = ""
 
     @property
@@ -515,6 +518,7 @@ class _Builder:
             undo=tuple(self.action(a, (*path, "undo", i)) for i, a in enumerate(raw.get("undo") or [])),
             next=tuple(NextSpec(n["to"], n.get("when")) for n in raw.get("next") or []),
             reads=tuple(self.read(r, (*path, "reads", i)) for i, r in enumerate(raw.get("reads") or [])),
+            values=MappingProxyType(dict(raw.get("values") or {})),
             where=self.where(path),
         )
 

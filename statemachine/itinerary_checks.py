@@ -118,6 +118,15 @@ class _Checker:
                scope: dict[str, tuple[str, ...]]) -> Iterator[Problem]:
         self.known = {**scope, "reads": (*scope["reads"], *(r.name for r in state.reads))}
         self.in_state = state.name
+        for name, expr in state.values.items():
+            # In order: a state value sees the itinerary's values and the state's earlier ones.
+            earlier = tuple(state.values)[:tuple(state.values).index(name)]
+            self.known = {**self.known, "values": (*scope["values"], *earlier)}
+            yield from self.expr(expr, (*path, "values", name))
+            if name in scope["values"]:
+                yield self.p((*path, "values", name), f"value {name!r} is already defined in "
+                             "spec.values (a state value would shadow it)")
+        self.known = {**self.known, "values": (*scope["values"], *state.values)}
         yield from self.state(state, path)
 
     # -- names and flow ------------------------------------------------------------------------
@@ -345,6 +354,9 @@ class _Checker:
                              "action (nothing to watch)")
         for name, expr in state.outputs.items():
             yield from self.expr(expr, (*path, "outputs", name))
+        # `next` is chosen after the state, when its own values are gone.
+        self.known = {**self.known, "values": tuple(n for n in self.known["values"]
+                                                    if n not in state.values)}
         for i, entry in enumerate(state.next):
             yield from self.expr(entry.when, (*path, "next", i, "when"))
 
@@ -396,7 +408,16 @@ class _Checker:
         where = f" in state {self.in_state!r}" if self.in_state else ""
         self.note_outputs(source, kind, path)
         for message in unknown_names(source, kind, self.known):
-            yield self.p(path, message + where)
+            yield self.p(path, message + where + self._owner_hint(message))
+
+    def _owner_hint(self, message: str) -> str:
+        """``; it is a value of state 'X', visible only there`` for a state value used elsewhere."""
+        if not message.startswith("unknown value values."):
+            return ""
+        name = message[len("unknown value values."):].split(" ", 1)[0]
+        owners = [s.name for s in (*self.it.states, *self.it.setup.states)
+                  if name in s.values and s.name != self.in_state]
+        return f"; it is a value of state {owners[0]!r}, visible only there" if owners else ""
 
     def note_outputs(self, source: str, kind: Literal["expression", "template"],
                      path: DocPath) -> None:
@@ -437,7 +458,8 @@ class _Checker:
                 where = f" in state {self.in_state!r}" if self.in_state else ""
                 self.note_outputs(source, "template", path)
                 for message in unknown_names(source, "template", self.known):
-                    yield self.p(path, f"template {used!r}: {message}{where}")
+                    yield self.p(path, f"template {used!r}: {message}{where}"
+                                 f"{self._owner_hint(message)}")
         except TemplateNotFound as exc:
             missing = exc.name if exc.name and exc.name != name else None
             yield self.p(path, f"template {name!r} not found in {self.it.template_dir}"

@@ -69,6 +69,9 @@ def describe(name_or_path: str) -> str:
         head.append("# parameters: none")
     if itinerary.values:
         head.append(f"# values (values.NAME): {', '.join(itinerary.values)}")
+    for state in (*itinerary.setup.states, *itinerary.states):
+        if state.values:
+            head.append(f"# values of state {state.name} (there only): {', '.join(state.values)}")
     return "\n".join(head) + "\n" + path.read_text(encoding="utf-8")
 
 

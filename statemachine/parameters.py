@@ -9,7 +9,8 @@ plan's value, else the default). Templates and expressions read them as ``params
 ones before it, and returns them (``values.NAME``). Callers run it once per VM after the VM's
 reads, before the predicates, so predicates, states and preflight checks can all use them.
 While the reads are resolved, :class:`LazyValues` lets a read's ``forEach``/``when``/name use a
-value over the reads before it.
+value over the reads before it. ``compute_state_values(state, ctx)`` evaluates a state's own
+``values`` the same way when the state is entered, after the state's reads.
 
 Decisions recorded here:
 
@@ -33,10 +34,10 @@ from typing import Any
 import jsonschema
 
 from statemachine.errors import DefinitionError, Problem
-from statemachine.itinerary import Itinerary
+from statemachine.itinerary import Itinerary, StateSpec
 from statemachine.plan import Plan
 
-__all__ = ["LazyValues", "bind_parameters", "compute_values", "did_you_mean", "with_values"]
+__all__ = ["LazyValues", "bind_parameters", "compute_state_values", "compute_values", "did_you_mean", "with_values"]
 
 
 def did_you_mean(name: str, known: Any) -> str:
@@ -121,6 +122,22 @@ def compute_values(itinerary: Itinerary, ctx: Mapping[str, Any]) -> dict[str, An
         return {}
     lazy = LazyValues(itinerary, ctx)
     return {name: lazy[name] for name in itinerary.values}
+
+
+def compute_state_values(state: StateSpec, ctx: Mapping[str, Any]) -> dict[str, Any]:
+    """A state's own ``values`` over ``ctx`` (the VM's context with the itinerary's values and
+    the state's reads), in order, each seeing the ones before it; returns only the state's.
+    An error names the field (``FILE:LINE: spec.states[i].values.NAME: ...``)."""
+    if not state.values:
+        return {}
+    from statemachine.expressions import evaluate
+
+    here = f"{state.where}.values" if state.where else f"{state.name}: values"
+    out: dict[str, Any] = {}
+    values = dict(ctx.get("values") or {})
+    for name, expr in state.values.items():
+        out[name] = values[name] = evaluate(expr, {**ctx, "values": values}, where=f"{here}.{name}")
+    return out
 
 
 def with_values(itinerary: Itinerary, ctx: Mapping[str, Any]) -> dict[str, Any]:

@@ -46,13 +46,15 @@ from statemachine.context import DEFAULT_RUN_ID, setup_context, vm_context, with
 from statemachine.errors import DefinitionError, SchemaError, TemplateError
 from statemachine.expressions import evaluate, render_text, render_value
 from statemachine.itinerary import Action, Itinerary, ReadSpec, RefSpec, StateSpec
-from statemachine.parameters import LazyValues, bind_parameters, compute_values, with_values
+from statemachine.parameters import (LazyValues, bind_parameters, compute_state_values,
+                                     compute_values, with_values)
 from statemachine.plan import VM, Plan
 from statemachine.yamlsource import load_all_text
 
 __all__ = ["MASK", "PendingOutputs", "PendingRead", "ReadSource", "RenderedManifest",
            "disabled_states", "format_manifests", "mask_secrets", "render_plan", "render_setup",
-           "render_patch", "render_vm", "resolve_reads", "resolve_vm_reads"]
+           "render_patch", "render_vm", "resolve_reads", "resolve_vm_reads", "state_contexts",
+           "vm_render_context"]
 
 MASK = "<masked>"
 
@@ -204,20 +206,27 @@ def _where(itinerary: Itinerary) -> str:
     return f"{itinerary.file}: "
 
 
-def _render_state(itinerary: Itinerary, state: StateSpec, ctx: Mapping[str, Any],
-                  vm: str | None, source: ReadSource) -> list[RenderedManifest]:
+def state_contexts(state: StateSpec, ctx: Mapping[str, Any],
+                   source: ReadSource) -> list[tuple[int | None, Mapping[str, Any]]]:
+    """The contexts ``state`` runs in for one VM (or setup): ``ctx`` plus the state's own reads
+    and values, then one per ``forEach`` item (``(index, context)``; index None without one)."""
+    here = f"{state.where}: " if state.where else f"{state.name}: "
     if state.reads:
-        here = f"{state.where}: " if state.where else f"{state.name}: "
         own = resolve_reads(state.reads, ctx, source, where=here, pending=True)
         ctx = {**ctx, "reads": {**(ctx.get("reads") or {}), **own}}
+    if state.values:
+        ctx = {**ctx, "values": {**(ctx.get("values") or {}), **compute_state_values(state, ctx)}}
     if state.for_each is None:
-        contexts: list[tuple[int | None, Mapping[str, Any]]] = [(None, ctx)]
-    else:
-        where = f"{state.where}.forEach" if state.where else f"{state.name}.forEach"
-        items = _items(evaluate(state.for_each, ctx, where=where), where)
-        contexts = [(i, with_item(ctx, item, i)) for i, item in enumerate(items)]
+        return [(None, ctx)]
+    where = f"{state.where}.forEach" if state.where else f"{state.name}.forEach"
+    items = _items(evaluate(state.for_each, ctx, where=where), where)
+    return [(i, with_item(ctx, item, i)) for i, item in enumerate(items)]
+
+
+def _render_state(itinerary: Itinerary, state: StateSpec, ctx: Mapping[str, Any],
+                  vm: str | None, source: ReadSource) -> list[RenderedManifest]:
     out: list[RenderedManifest] = []
-    for index, local in contexts:
+    for index, local in state_contexts(state, ctx, source):
         for action in state.actions:
             try:
                 out.extend(_render_action(itinerary, state, action, local, vm, index))
@@ -325,11 +334,10 @@ def resolve_vm_reads(itinerary: Itinerary, ctx: Mapping[str, Any],
                          values_of=itinerary)
 
 
-def render_vm(plan: Plan, itinerary: Itinerary, vm: VM, source: ReadSource, *,
-              run_id: str = DEFAULT_RUN_ID,
-              reads: Mapping[str, Any] | None = None) -> list[RenderedManifest]:
-    """What every enabled state would do for ``vm``, in itinerary order. ``reads``: the VM's
-    reads when the caller has resolved them already (preflight does, for its checks)."""
+def vm_render_context(plan: Plan, itinerary: Itinerary, vm: VM, source: ReadSource, *,
+                      run_id: str = DEFAULT_RUN_ID,
+                      reads: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """A VM's context before its first state: reads, values, predicates, pending outputs."""
     ctx = vm_context(plan, vm, run_id=run_id)
     if reads is None:
         reads = resolve_vm_reads(itinerary, ctx, source)
@@ -338,6 +346,16 @@ def render_vm(plan: Plan, itinerary: Itinerary, vm: VM, source: ReadSource, *,
     ctx = vm_context(plan, vm, reads=reads, outputs=PendingOutputs(), predicates=predicates,
                      run_id=run_id)
     ctx["values"] = values
+    return ctx
+
+
+def render_vm(plan: Plan, itinerary: Itinerary, vm: VM, source: ReadSource, *,
+              run_id: str = DEFAULT_RUN_ID,
+              reads: Mapping[str, Any] | None = None) -> list[RenderedManifest]:
+    """What every enabled state would do for ``vm``, in itinerary order. ``reads``: the VM's
+    reads when the caller has resolved them already (preflight does, for its checks)."""
+    ctx = vm_render_context(plan, itinerary, vm, source, run_id=run_id, reads=reads)
+    predicates = ctx["predicates"]
     out: list[RenderedManifest] = []
     for state in itinerary.states:
         if _enabled(state, predicates):

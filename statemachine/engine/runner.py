@@ -9,6 +9,7 @@ happened: then a cancel finishes the migration and a failure ends without undo, 
 Every step is journaled before it acts, so re-running the generator from a journal record resumes.
 A state's own ``reads`` are resolved each time it is entered (and again for its undo) and are
 never journaled: a resumed run re-reads them, so Secret values never reach the state directory.
+Its own ``values`` are computed right after them (also for undo), never journaled either.
 """
 from __future__ import annotations
 
@@ -31,6 +32,7 @@ from statemachine.errors import (
 )
 from statemachine.itinerary import Action, ReadSpec, StateSpec
 from statemachine.k8s import Obj, ObjectRef
+from statemachine.parameters import compute_state_values
 from statemachine.predicates import state_enabled
 from statemachine.readiness import format_duration, settle_failure
 
@@ -138,6 +140,7 @@ def execute_state(rt: Runtime, vm: VmModel, spec: StateSpec) -> Gen:
         deadline = rt.clock() + (spec.timeout or rt.step_timeout)
         try:
             vm.state_reads = yield from resolve_state_reads(rt, vm, spec, spec.reads, deadline)
+            vm.state_values = compute_state_values(spec, vm.context())
             yield from run_state_once(rt, vm, spec, deadline)
             return
         except ReadinessFailed:
@@ -149,8 +152,10 @@ def execute_state(rt: Runtime, vm: VmModel, spec: StateSpec) -> Gen:
                 yield from actions.delete_created(rt, vm, spec.name, rt.clock() + rt.step_timeout)
             yield Wait(until=rt.clock() + spec.retry.backoff)
         finally:
-            # State reads are visible to this state only (not to `next`, later states or events).
+            # State reads and values are visible to this state only (not to `next`, later
+            # states or events).
             vm.state_reads = {}
+            vm.state_values = {}
 
 
 def resolve_state_reads(rt: Runtime, vm: VmModel, spec: StateSpec, reads: tuple[ReadSpec, ...],
@@ -408,6 +413,12 @@ def end(rt: Runtime, vm: VmModel, reason: str, message: str, *, setup: bool) -> 
             except SmrunError as e:
                 problems.append(f"undo {name}: {e}")
                 vm.logger.error("undo %s: %s", name, e)
+        if spec.undo and spec.values:
+            try:  # and its values, over those reads
+                vm.state_values = compute_state_values(spec, vm.context())
+            except SmrunError as e:
+                problems.append(f"undo {name}: {e}")
+                vm.logger.error("undo %s: %s", name, e)
         for action in spec.undo:
             deadline = rt.clock() + (spec.timeout or rt.step_timeout)
             try:
@@ -422,7 +433,7 @@ def end(rt: Runtime, vm: VmModel, reason: str, message: str, *, setup: bool) -> 
                 # Keep undoing the rest: one stuck object must not orphan everything else.
                 problems.append(f"undo {name}: {e}")
                 vm.logger.error("undo %s: %s", name, e)
-        vm.state_reads = {}
+        vm.state_reads, vm.state_values = {}, {}
         vm.log("undo_state_done", state=name)
     text = message + ("; undo problems: " + "; ".join(problems) if problems else "")
     finish(rt, vm, phase, text)

@@ -70,6 +70,8 @@ class VmModel:
         self.reads: Values = {}
         # The current state's own `reads` (resolved at entry, merged over `reads`, never journaled).
         self.state_reads: Values = {}
+        # The current state's own `values` (computed after its reads, merged over `values`).
+        self.state_values: Values = {}
         self.cancelable = True              # False once undo (or a committed finish) is under way
         self.ignore_cancel = False
         self.step = ""
@@ -89,6 +91,8 @@ class VmModel:
     def context(self, **extra: object) -> Context:
         ctx = dict(self.base_context)
         ctx["reads"] = {**self.reads, **self.state_reads} if self.state_reads else self.reads
+        if self.state_values:
+            ctx["values"] = {**(ctx.get("values") or {}), **self.state_values}
         ctx["outputs"] = dict(self.record.outputs)
         ctx["predicates"] = dict(self.record.predicates or {})
         ctx.update(extra)
