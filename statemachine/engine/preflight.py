@@ -25,7 +25,7 @@ from statemachine.errors import ClusterError, RenderBudgetExceeded, SmrunError
 from statemachine.itinerary import Itinerary, StateSpec
 from statemachine.k8s import Cluster, Obj, ObjectRef, RulesReview, copy_obj
 from statemachine.plan import VM, Plan
-from statemachine.parameters import bind_parameters, with_values
+from statemachine.parameters import bind_parameters, compute_state_values, with_values
 
 if TYPE_CHECKING:
     from statemachine import render
@@ -401,8 +401,9 @@ def _check_vm(plan: Plan, itinerary: Itinerary, vm: VM, source: render.ReadSourc
                                   ref.namespace or ""), "watch"))
             obj = state.readiness.object if state.readiness is not None else None
             if obj is not None:
-                try:
-                    ref = obj.render(ctx)
+                try:  # the name may use the state's own values (not those over its reads)
+                    ref = obj.render({**ctx, "values": {**ctx["values"],
+                                                         **compute_state_values(state, ctx)}})
                 except SmrunError:
                     continue
                 out.refs.append(((ref.cluster or state.cluster, ref.api_version, ref.kind,
