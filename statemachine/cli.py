@@ -11,6 +11,8 @@ Commands (product.md §5)::
     smrun status PLAN [--output text|json] [--state-dir DIR]
     smrun cancel PLAN [--vm NAME ...] [--state-dir DIR]
     smrun cutover PLAN --at TIME|now [--vm NAME ...] [--state-dir DIR]
+    smrun status|cancel|cutover --cluster CONTEXT [--kubeconfig F] [-n NS] PLAN_NAME ...
+                                        the same on a Plan object (operator mode)
     smrun itineraries [show NAME | export NAME DIR | --copy NAME DIR]
     smrun import forklift FILE... -o PLAN       a Forklift Plan (+ maps, hooks, providers) as a plan
     smrun import forklift --from-cluster CONTEXT --namespace NS --plan NAME -o PLAN
@@ -137,6 +139,7 @@ def _parser() -> argparse.ArgumentParser:
     def command(name: str, handler: Callable[[argparse.Namespace], int], help_text: str,
                 plan: bool = True) -> argparse.ArgumentParser:
         p = sub.add_parser(name, parents=[common], help=help_text, description=help_text)
+        p.set_defaults(command=name)
         if plan:
             p.add_argument("plan", type=Path, metavar="PLAN", help="the plan file")
         p.set_defaults(handler=handler)
@@ -166,19 +169,32 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--plan", type=Path, help="mark the states a plan's predicates switch off (needs --vm)")
     p.add_argument("--vm", metavar="NAME", help="the VM of --plan whose predicates are used")
 
-    p = command("status", _cmd_status, "per-VM state from the journal")
+    def on_cluster(p: argparse.ArgumentParser) -> None:
+        # With --cluster, PLAN is the name of a Plan object the operator runs (operator/remote.py).
+        p.add_argument("--cluster", metavar="CONTEXT", help="act on the Plan object named PLAN "
+                       "in this kubeconfig context's cluster (operator mode) instead of a file")
+        p.add_argument("--kubeconfig", type=Path, metavar="FILE",
+                       help="with --cluster (default $KUBECONFIG, ~/.kube/config)")
+        p.add_argument("-n", "--namespace", metavar="NS", type=_namespace,
+                       help="with --cluster: the Plan's namespace (default: the context's)")
+
+    p = command("status", _cmd_status, "per-VM state from the journal (or, with --cluster, "
+                "from a Plan object's status)")
     p.add_argument("--output", choices=("text", "json"), default="text")
     p.add_argument("--state-dir", type=Path, default=Path(".smrun"))
+    on_cluster(p)
 
     p = command("cancel", _cmd_cancel, "cancel the migration of the plan's VMs (or only --vm)")
     p.add_argument("--vm", action="append", metavar="NAME", help="only this VM (repeatable)")
     p.add_argument("--state-dir", type=Path, default=Path(".smrun"))
+    on_cluster(p)
 
     p = command("cutover", _cmd_cutover, "set or move a warm migration's cutover time, also while it runs")
     p.add_argument("--at", required=True, metavar="TIME",
                    help="RFC 3339 time with an offset (2026-12-01T02:00:00Z), or 'now'")
     p.add_argument("--vm", action="append", metavar="NAME", help="only this VM (repeatable)")
     p.add_argument("--state-dir", type=Path, default=Path(".smrun"))
+    on_cluster(p)
 
     p = command("itineraries", _cmd_itineraries, "list the installed itineraries (the built-ins "
                 "and those providers install, with their files), or copy one with its templates",
@@ -259,6 +275,7 @@ def _positive_int(text: str) -> int:
 
 
 _DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
+_DNS_SUBDOMAIN = re.compile(r"^(?=.{1,253}$)[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
 
 
 def _namespace(text: str) -> str:
@@ -388,13 +405,35 @@ def _cmd_graph(args: argparse.Namespace) -> int:
     return 0
 
 
+def _on_cluster(args: argparse.Namespace) -> Any:
+    """With ``--cluster``: the Plan object named PLAN (a context manager); else ``None``."""
+    if args.cluster is None:
+        if args.kubeconfig is not None or args.namespace is not None:
+            raise UsageError(f"smrun {args.command}: --kubeconfig and --namespace go with "
+                             "--cluster CONTEXT")
+        return None
+    name = str(args.plan)
+    if not _DNS_SUBDOMAIN.match(name):
+        raise UsageError(f"smrun {args.command} --cluster: {name!r} is not a Plan name")
+    from statemachine.operator.remote import plan_object
+
+    if not getattr(args, "debug", False):
+        # One request, one answer: the retries' warnings would bury the one line that matters.
+        for logger_name in ("urllib3", "statemachine.k8s"):
+            logging.getLogger(logger_name).setLevel(logging.ERROR)
+    return plan_object(args.cluster, name, kubeconfig=args.kubeconfig, namespace=args.namespace)
+
+
 def _cmd_status(args: argparse.Namespace) -> int:
-    from statemachine.plan import load_plan
+    remote = _on_cluster(args)
+    if remote is not None:
+        with remote as obj:
+            rows = obj.status_rows()
+    else:
+        from statemachine import commands
+        from statemachine.plan import load_plan
 
-    plan = load_plan(args.plan)
-    from statemachine import commands
-
-    rows = commands.status(plan, state_dir=args.state_dir)
+        rows = commands.status(load_plan(args.plan), state_dir=args.state_dir)
     if args.output == "json":
         for row in rows:
             print(json.dumps(row, sort_keys=True, default=str))
@@ -428,6 +467,14 @@ def _short(value: Any, limit: int = 60) -> str:
 
 
 def _cmd_cancel(args: argparse.Namespace) -> int:
+    remote = _on_cluster(args)
+    if remote is not None:
+        if args.vm:
+            raise UsageError("smrun cancel --cluster: a Plan object is canceled as a whole "
+                             "(spec.cancel); --vm is for plan files")
+        with remote as obj:
+            print(obj.cancel())
+        return 0
     from statemachine.plan import load_plan
 
     plan = load_plan(args.plan)
@@ -438,6 +485,11 @@ def _cmd_cancel(args: argparse.Namespace) -> int:
 
 
 def _cmd_cutover(args: argparse.Namespace) -> int:
+    remote = _on_cluster(args)
+    if remote is not None:
+        with remote as obj:
+            print(obj.cutover(args.at, args.vm or ()))
+        return 0
     from statemachine.cutover import set_cutover
     from statemachine.plan import load_plan
 

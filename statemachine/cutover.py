@@ -16,6 +16,9 @@ atomically, so a reader never sees half of it; a later call merges into it.
 changed. The running engine needs no signal: the warm itinerary evaluates ``vm.cutover`` when a
 precopy round or wait ends, and the context is rebuilt for every evaluation.
 
+The operator writes the same file (:func:`write_override`) when a running Plan object's
+``spec.cutover`` changes (``statemachine/operator/livespec.py``).
+
 This module does not talk to a cluster, start a run, or check that a run is in progress (an
 override written before ``smrun run`` applies from its start).
 """
@@ -35,7 +38,7 @@ FILE_NAME = "cutover.json"
 MAX_BYTES = 1024 * 1024  # the override file is a few hundred bytes; anything larger is not ours
 
 __all__ = ["CutoverOverride", "FILE_NAME", "cutover_for", "normalize_time", "read_override",
-           "set_cutover", "with_override"]
+           "set_cutover", "with_override", "write_override"]
 
 
 @dataclass(frozen=True)
@@ -124,6 +127,17 @@ def set_cutover(plan: Any, *, state_dir: Path, at: str, vms: list[str] | None = 
     else:
         # Plan-wide: replaces every earlier per-VM override too, as the newest instruction.
         data = {"all": when, "vms": {}}
+    write_override(directory, CutoverOverride(all=data["all"], vms=data["vms"]))
+    which = ", ".join(keys) if keys else f"all VMs of plan {plan.name}"
+    return (f"cutover of {which} set to {when}; a running smrun cuts over when the current precopy "
+            "round or wait ends")
+
+
+def write_override(directory: Path, override: CutoverOverride) -> None:
+    """Replace the override file in ``directory`` (a plan's state directory) atomically; times
+    must already be normalized (:func:`normalize_time`). The operator writes one when a running
+    Plan's ``spec.cutover`` changes."""
+    data = {"all": override.all, "vms": dict(override.vms)}
     tmp = directory / (FILE_NAME + ".tmp")
     try:
         directory.mkdir(parents=True, exist_ok=True)
@@ -131,9 +145,6 @@ def set_cutover(plan: Any, *, state_dir: Path, at: str, vms: list[str] | None = 
         os.replace(tmp, directory / FILE_NAME)
     except OSError as exc:
         raise state_dir_error(directory / FILE_NAME, exc, "write the cutover override") from None
-    which = ", ".join(keys) if keys else f"all VMs of plan {plan.name}"
-    return (f"cutover of {which} set to {when}; a running smrun cuts over when the current precopy "
-            "round or wait ends")
 
 
 _cache: dict[Path, tuple[float, CutoverOverride]] = {}

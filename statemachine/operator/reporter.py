@@ -153,6 +153,12 @@ class PlanReporter:
             self._events.put(("", "Warning" if warning else "Normal", reason, message or phase))
         self._dirty.set()
 
+    def observe_generation(self, generation: int) -> None:
+        """The run now acts on ``generation`` of the spec (a live change was taken)."""
+        if generation > self.generation:
+            self.generation = generation
+            self._dirty.set()
+
     def close(self) -> None:
         """Send what is pending, then stop the thread."""
         self._stop.set()

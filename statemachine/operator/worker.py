@@ -83,6 +83,12 @@ class PlanWorker(threading.Thread):
         self.itinerary = ""
         self.reporter = PlanReporter(self.api, self.obj, self.operator_id,
                                      on_state_done=self._state_done)
+        # The spec the run started with, the newest one seen, and where the run's local files
+        # are (once known): a changed cutover goes there as the override file (livespec.py).
+        self.spec: Mapping[str, Any] = obj.get("spec") or {}
+        self._latest: Mapping[str, Any] = self.spec
+        self._local_dir: Path | None = None
+        self._spec_lock = threading.Lock()
 
     def _state_done(self, state: str, seconds: float) -> None:
         if self.on_state_done is not None:
@@ -92,6 +98,53 @@ class PlanWorker(threading.Thread):
         self._cancel.set()
         if self.engine is not None:
             self.engine.cancel()
+
+    def respec(self, obj: Mapping[str, Any]) -> None:
+        """The Plan's spec changed while it runs: take what a running Plan takes (livespec.py)."""
+        from statemachine.operator.livespec import cutover_override, only_live_changes
+
+        spec = obj.get("spec") or {}
+        with self._spec_lock:
+            moved = cutover_override(spec) != cutover_override(self._latest)
+            self._latest = spec
+            directory = self._local_dir
+            if moved and directory is not None:
+                self._write_cutover(directory, spec)
+        if only_live_changes(self.spec, spec):
+            self.reporter.observe_generation(int((obj.get("metadata") or {}).get("generation")
+                                                 or 0))
+        else:
+            logger.warning("%s: the spec changed during the run; a running Plan takes only "
+                           "cancel and cutover, the rest when this run has ended",
+                           self.reporter.ref)
+
+    def _write_cutover(self, directory: Path, spec: Mapping[str, Any]) -> None:
+        from statemachine.cutover import write_override
+        from statemachine.operator.livespec import cutover_override
+
+        try:
+            write_override(directory, cutover_override(spec))
+        except StateDirError as exc:
+            logger.warning("%s: the new cutover was not taken: %s", self.reporter.ref, exc)
+            return
+        logger.info("%s: cutover moved for the running plan", self.reporter.ref)
+
+    def _start_local(self, directory: Path) -> None:
+        """The run's local directory is known: a cutover moved before now goes there; an
+        override left by an earlier process (the plan it runs is the newest spec) goes away."""
+        from statemachine.cutover import FILE_NAME
+        from statemachine.operator.livespec import cutover_override
+
+        with self._spec_lock:
+            self._local_dir = directory
+            if cutover_override(self._latest) != cutover_override(self.spec):
+                self._write_cutover(directory, self._latest)
+            else:
+                try:
+                    (directory / FILE_NAME).unlink(missing_ok=True)
+                except OSError as exc:
+                    logger.warning("%s: a stale cutover override stays: %s", self.reporter.ref,
+                                   exc)
 
     def _lease_lost(self, reason: str) -> None:
         """From a lease thread: stop acting (see the module docstring)."""
@@ -177,6 +230,7 @@ class PlanWorker(threading.Thread):
             # journal over from a writer that died, which fences that writer for good.
             take_over=True))
         self.journal = journal
+        self._start_local(journal.dir)
         if self.lost is not None:
             journal.fence(self.lost)
         try:
@@ -280,6 +334,7 @@ class PlanManager:
             if current is not None and current.is_alive():
                 if cancel:
                     current.cancel()
+                current.respec(obj)
                 return False
             if finished(obj) or (cancel and (obj.get("status") or {}).get("phase") in TERMINAL):
                 return False
