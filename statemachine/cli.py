@@ -4,9 +4,12 @@ Commands (product.md §5)::
 
     smrun PLAN                          same as `smrun run PLAN`
     smrun run PLAN [--output text|json] [--state-dir DIR] [--max-in-flight N] [--vm NAME ...]
-    smrun validate PLAN [--offline]     static checks, render (simulated plans), then cluster preflight;
+    smrun validate PLAN [--offline | --server-dry-run]   static checks, render (simulated plans),
+                                        then cluster preflight (and the first states' writes
+                                        with dryRun=All);
                                         given an itinerary file, checks that itinerary alone
     smrun render PLAN [--vm NAME ...] [--show-secrets]
+    smrun diff PLAN [--state S] [--vm NAME ...]   the first states against the live objects
     smrun graph TYPE|FILE [--plan PLAN --vm NAME]
     smrun status PLAN [--output text|json] [--state-dir DIR]
     smrun cancel PLAN [--vm NAME ...] [--state-dir DIR]
@@ -46,7 +49,7 @@ from typing import IO, Any
 from statemachine import __version__
 from statemachine.errors import EXIT_INTERNAL, SmrunError, UsageError
 
-COMMANDS = ("run", "validate", "render", "graph", "status", "cancel", "cutover", "itineraries",
+COMMANDS = ("run", "validate", "render", "diff", "graph", "status", "cancel", "cutover", "itineraries",
             "import", "sim", "operator")
 EXIT_INTERRUPTED = 130
 
@@ -159,10 +162,18 @@ def _parser() -> argparse.ArgumentParser:
                 "check the plan, its itinerary and templates; then preflight against the clusters "
                 "(given an itinerary file instead of a plan: check that itinerary)")
     p.add_argument("--offline", action="store_true", help="static checks only: do not contact the clusters")
+    p.add_argument("--server-dry-run", action="store_true",
+                   help="also send the first states' writes with dryRun=All, so the clusters' "
+                   "schemas and admission webhooks judge them (nothing is stored)")
 
     p = command("render", _cmd_render, "print every manifest each state would apply (multi-document YAML)")
     p.add_argument("--vm", action="append", metavar="NAME", help="only this VM (repeatable; NAME or NS/NAME)")
     p.add_argument("--show-secrets", action="store_true", help="print Secret data instead of masking it")
+
+    p = command("diff", _cmd_diff, "show what the states that run first would create or change, "
+                "as a unified diff against the live objects (read only; exit 1 if anything differs)")
+    p.add_argument("--state", metavar="S", help="only this state")
+    p.add_argument("--vm", action="append", metavar="NAME", help="only this VM (repeatable; NAME or NS/NAME)")
 
     p = command("graph", _cmd_graph, "draw an itinerary as a Mermaid stateDiagram-v2", plan=False)
     p.add_argument("itinerary", metavar="TYPE|FILE", help="a built-in itinerary name (cold, warm, live) or a file")
@@ -350,11 +361,17 @@ def _cmd_validate(args: argparse.Namespace) -> int:
         rendered = len(render_plan(plan, itinerary, seed_reads(plan)))
     print(f"{plan.path}: plan {plan.name!r} is valid ({len(plan.vms)} VMs, itinerary "
           f"{itinerary.name!r}" + (f", {rendered} manifests rendered" if plan.simulation else "") + ")")
+    if args.offline and args.server_dry_run:
+        raise UsageError("smrun validate: --offline and --server-dry-run exclude each other")
     if args.offline:
         return 0
     from statemachine import commands
 
-    return commands.preflight(plan, itinerary, stream=sys.stdout)
+    code = commands.preflight(plan, itinerary, stream=sys.stdout)
+    if args.server_dry_run:
+        sys.stdout.flush()
+        code = commands.server_dry_run(plan, itinerary)
+    return code
 
 
 def _print_warnings(itinerary: Any) -> None:
@@ -378,6 +395,14 @@ def _cmd_render(args: argparse.Namespace) -> int:
         manifests = render_plan(plan, itinerary, seed_reads(plan), vms=args.vm)
     sys.stdout.write(format_manifests(manifests, show_secrets=args.show_secrets))
     return 0
+
+
+def _cmd_diff(args: argparse.Namespace) -> int:
+    from statemachine import commands
+
+    plan, itinerary = _load(args.plan)
+    _check_vms(plan, args.vm)
+    return commands.diff(plan, itinerary, vms=args.vm, state=args.state)
 
 
 def _cmd_graph(args: argparse.Namespace) -> int:

@@ -24,7 +24,7 @@ from statemachine.errors import PreflightError
 from statemachine.itinerary import Itinerary
 from statemachine.plan import Plan
 
-__all__ = ["cancel", "preflight", "run", "status"]
+__all__ = ["cancel", "diff", "preflight", "run", "server_dry_run", "status"]
 
 
 def _print_findings(findings: checks.Findings, stream: IO[str]) -> None:
@@ -114,6 +114,29 @@ def render_live(plan: Plan, itinerary: Itinerary, *, vms: list[str] | None = Non
     with connect_plan(plan) as conn:
         reads = checks.ClusterReads({"source": conn.source, "target": conn.target})
         return render_plan(plan, itinerary, reads, vms=vms)
+
+
+def diff(plan: Plan, itinerary: Itinerary, *, vms: list[str] | None = None,
+         state: str | None = None) -> int:
+    """``smrun diff``: what the first states would change on the clusters (GETs only);
+    :mod:`statemachine.diff.report`."""
+    from statemachine.diff import report
+
+    with connect_plan(plan) as conn:
+        return report.diff(plan, itinerary, {"source": conn.source, "target": conn.target},
+                           out=sys.stdout, err=sys.stderr, vms=vms, state=state)
+
+
+def server_dry_run(plan: Plan, itinerary: Itinerary) -> int:
+    """``smrun validate --server-dry-run``: the first states' writes with ``dryRun=All``."""
+    from statemachine.diff import report
+
+    contexts = {"source": plan.source.context or "source",
+                "target": plan.target.context or "target"} if plan.simulation is None else {}
+    with connect_plan(plan) as conn:
+        return report.validate_server_dry_run(
+            plan, itinerary, {"source": conn.source, "target": conn.target},
+            out=sys.stdout, err=sys.stderr, contexts=contexts)
 
 
 def _running(directory: Path) -> bool:

@@ -131,7 +131,9 @@ class Cluster(Protocol):
         ...
 
     def patch(self, ref: ObjectRef, patch: Any, *, patch_type: PatchType = "merge",
-              subresource: str = "") -> Obj: ...
+              subresource: str = "", dry_run: bool = False) -> Obj:
+        """Patch; ``dry_run``: judged by the server (``dryRun=All``), nothing stored."""
+        ...
 
     def delete(self, ref: ObjectRef) -> bool:
         """Request deletion (background propagation). False if it was already gone."""

@@ -404,7 +404,9 @@ class KubeCluster:
                 informer.observe(obj)
 
     def patch(self, ref: ObjectRef, patch: Any, *, patch_type: PatchType = "merge",
-              subresource: str = "") -> Obj:
+              subresource: str = "", dry_run: bool = False) -> Obj:
+        """Patch the object; with ``dry_run`` the server judges the patch (``dryRun=All``) and
+        answers the would-be object without storing it."""
         content_type = _PATCH_CONTENT_TYPES.get(patch_type)
         if content_type is None:
             raise ValueError(f"unsupported patch type {patch_type!r} (merge or json)")
@@ -414,8 +416,9 @@ class KubeCluster:
             path = f"{path}/{subresource}"
         patched: Obj = self._request("patch", str(ref), lambda: self._json(self._dyn.request(
             "patch", path, body=patch, content_type=content_type, serialize=False,
-            _request_timeout=_REQUEST_TIMEOUT)))
-        self._observe(patched)
+            dry_run="All" if dry_run else None, _request_timeout=_REQUEST_TIMEOUT)))
+        if not dry_run:
+            self._observe(patched)
         return patched
 
     def delete(self, ref: ObjectRef) -> bool:

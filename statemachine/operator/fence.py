@@ -42,9 +42,10 @@ class FencedCluster:
         return self._cluster.create(manifest, dry_run=dry_run)
 
     def patch(self, ref: ObjectRef, patch: Any, *, patch_type: PatchType = "merge",
-              subresource: str = "") -> Obj:
+              subresource: str = "", dry_run: bool = False) -> Obj:
         self._check("patch", ref)
-        return self._cluster.patch(ref, patch, patch_type=patch_type, subresource=subresource)
+        return self._cluster.patch(ref, patch, patch_type=patch_type, subresource=subresource,
+                                   dry_run=dry_run)
 
     def delete(self, ref: ObjectRef) -> bool:
         self._check("delete", ref)

@@ -107,7 +107,7 @@ class FakeCluster:
         self._notify("MODIFIED", snapshot)
 
     def patch(self, ref: ObjectRef, patch: Any, *, patch_type: str = "merge",
-              subresource: str = "") -> dict[str, Any]:
+              subresource: str = "", dry_run: bool = False) -> dict[str, Any]:
         with self.lock:
             obj = self.objects[self._k(ref)]
             _merge(obj, patch)
