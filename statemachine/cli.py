@@ -357,8 +357,12 @@ def _cmd_validate(args: argparse.Namespace) -> int:
     _print_warnings(itinerary)
     rendered = 0
     if plan.simulation is not None:
-        # Simulated plans render completely offline: reads come from the seed file.
-        rendered = len(render_plan(plan, itinerary, seed_reads(plan)))
+        # Simulated plans render completely offline: reads come from the seed file, and a kind
+        # the simulated clusters do not serve is found here already (one line, exit 2).
+        from statemachine.kindorigin import render_served
+
+        reads = seed_reads(plan)
+        rendered = len(render_served(itinerary, lambda: render_plan(plan, itinerary, reads), reads))
     print(f"{plan.path}: plan {plan.name!r} is valid ({len(plan.vms)} VMs, itinerary "
           f"{itinerary.name!r}" + (f", {rendered} manifests rendered" if plan.simulation else "") + ")")
     if args.offline and args.server_dry_run:

@@ -19,6 +19,7 @@ else that escapes is a bug in smrun and exits ``EXIT_INTERNAL`` (70)::
     │   │   └── ClusterUnreachable  exit 3 when it persists before anything was applied
     │   └── PermanentClusterError   4xx that retrying cannot fix
     │       ├── NotFound            404
+    │       │   └── KindNotServed   discovery has no such apiVersion/kind (a typo, CDI not installed)
     │       ├── Conflict            409 (AlreadyExists or stale resourceVersion)
     │       ├── OwnershipConflict   a same-named object exists that this run did not create
     │       ├── Forbidden           401/403
@@ -167,6 +168,18 @@ class PermanentClusterError(ClusterError):
 
 class NotFound(PermanentClusterError):
     """404."""
+
+
+class KindNotServed(NotFound):
+    """The cluster's discovery does not list this apiVersion/kind: preflight reports it once,
+    by itself (not as a read that failed or a permission that is missing)."""
+
+    def __init__(self, message: str, *, cluster: str = "", api_version: str = "",
+                 kind: str = "") -> None:
+        super().__init__(message, status=404, reason="NotFound")
+        self.cluster = cluster
+        self.api_version = api_version
+        self.kind = kind
 
 
 class Conflict(PermanentClusterError):

@@ -40,6 +40,7 @@ EXPECTED: dict[type[SmrunError], tuple[int, bool]] = {
     errors.ClusterUnreachable: (3, True),
     errors.PermanentClusterError: (1, False),
     errors.NotFound: (1, False),
+    errors.KindNotServed: (1, False),
     errors.Conflict: (1, False),
     errors.OwnershipConflict: (1, False),
     errors.Forbidden: (3, False),

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 
 from statemachine import expressions
 from statemachine.context import Context
-from statemachine.errors import ClusterError, RenderBudgetExceeded, SmrunError
+from statemachine.errors import ClusterError, KindNotServed, RenderBudgetExceeded, SmrunError
 from statemachine.itinerary import Itinerary, StateSpec
 from statemachine.k8s import Cluster, Obj, ObjectRef, RulesReview, copy_obj
 from statemachine.plan import VM, Plan
@@ -278,14 +278,27 @@ def check_rbac(clusters: Mapping[str, Cluster], needs: Mapping[Need, set[str]], 
         findings.rules = role_rules(missing)
 
 
-def check_kinds(clusters: Mapping[str, Cluster], needs: Iterable[Need], findings: Findings) -> None:
+def unserved_kinds(clusters: Mapping[str, Cluster], needs: Iterable[Need]) -> set[tuple[str, str, str]]:
+    """``(cluster, apiVersion, kind)`` of every need whose kind its cluster does not serve."""
     seen: set[tuple[str, str, str]] = set()
+    out: set[tuple[str, str, str]] = set()
     for cluster, api_version, kind, _ in needs:
         if (cluster, api_version, kind) in seen:
             continue
         seen.add((cluster, api_version, kind))
         if not clusters[cluster].served(api_version, kind):
-            findings.problems.append(f"{cluster}: the cluster does not serve {api_version} {kind}")
+            out.add((cluster, api_version, kind))
+    return out
+
+
+def report_unserved(itinerary: Itinerary, unserved: Iterable[tuple[str, str, str]],
+                    rendered: Iterable[Rendered], findings: Findings) -> None:
+    """One line per kind a cluster does not serve, naming where the itinerary uses it."""
+    from statemachine.kindorigin import unserved_line
+
+    rendered = list(rendered)
+    for cluster, api_version, kind in sorted(unserved):
+        findings.problems.append(unserved_line(itinerary, cluster, api_version, kind, rendered))
 
 
 # VMs checked at once: rendering holds the GIL, but each VM's reads are round trips, so a few
@@ -300,6 +313,7 @@ class _VmFindings:
     refs: list[tuple[Need, str]] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    unserved: set[tuple[str, str, str]] = field(default_factory=set)
 
 
 def run_checks(plan: Plan, itinerary: Itinerary, clusters: Mapping[str, Cluster], *,
@@ -316,11 +330,18 @@ def run_checks(plan: Plan, itinerary: Itinerary, clusters: Mapping[str, Cluster]
     source = reads if reads is not None else ClusterReads(clusters)
     rendered: list[Rendered] = []
     refs: list[tuple[Need, str]] = []
+    # Decision: a kind a cluster does not serve (a typo, CDI not installed) is reported once, by
+    # itself, with where the itinerary uses it: not as the read or render it broke for every
+    # VM, not as "missing permission" lines (can_i answers no for a kind discovery lacks), and
+    # without Role rules for a resource that does not exist.
+    unserved: set[tuple[str, str, str]] = set()
     if setup:
         try:
             rendered += render.render_setup(plan, itinerary, source)
         except RenderBudgetExceeded:
             raise
+        except KindNotServed as e:
+            unserved.add((e.cluster, e.api_version, e.kind))
         except SmrunError as e:
             findings.problems.append(f"setup: {e}")
     todo = list(plan.vms if vms is None else vms)
@@ -332,8 +353,11 @@ def run_checks(plan: Plan, itinerary: Itinerary, clusters: Mapping[str, Cluster]
             refs += found.refs
             findings.problems += found.problems
             findings.warnings += found.warnings
+            unserved |= found.unserved
     needs = needed_permissions(itinerary, rendered, refs)
-    check_kinds(clusters, needs, findings)
+    unserved |= unserved_kinds(clusters, needs)
+    report_unserved(itinerary, unserved, rendered, findings)
+    needs = {k: v for k, v in needs.items() if (k[0], k[1], k[2]) not in unserved}
     auth = Authorizer(clusters)
     check_rbac(clusters, needs, findings, auth)
     for cluster, ns in sorted({(c, n) for (c, _, _, n), verbs in needs.items() if "create" in verbs}):
@@ -413,6 +437,8 @@ def _check_vm(plan: Plan, itinerary: Itinerary, vm: VM, source: render.ReadSourc
             out.refs.append(((c.cluster, c.object.api_version, c.object.kind,
                               c.object.render(ctx).namespace or ""), "get"))
         _checks(itinerary, ctx, who, out)
+    except KindNotServed as e:
+        out.unserved.add((e.cluster, e.api_version, e.kind))
     except (ClusterError, RenderBudgetExceeded):
         raise  # a runaway template is the itinerary's defect: exit 2, not a finding
     except SmrunError as e:

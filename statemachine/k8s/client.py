@@ -38,6 +38,7 @@ from statemachine.errors import (
     Conflict,
     DefinitionError,
     Invalid,
+    KindNotServed,
     NotFound,
     PermanentClusterError,
 )
@@ -277,8 +278,8 @@ class KubeCluster:
             try:
                 return self._dyn.resources.get(api_version=api_version, kind=kind)
             except ResourceNotFoundError:
-                raise NotFound(f"{kind} ({api_version}) is not served by cluster {self.name}",
-                               status=404, reason="NotFound") from None
+                raise KindNotServed(f"{kind} ({api_version}) is not served by cluster {self.name}",
+                                    cluster=self.name, api_version=api_version, kind=kind) from None
             except ResourceNotUniqueError:
                 raise PermanentClusterError(
                     f"{kind} ({api_version}) is ambiguous on cluster {self.name}") from None

@@ -10,7 +10,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from statemachine.errors import DefinitionError
+from statemachine.errors import DefinitionError, KindNotServed
 from statemachine.plan import Plan
 
 __all__ = ["SeedReads", "seed_reads"]
@@ -21,6 +21,8 @@ class SeedReads:
 
     def __init__(self, objects: Mapping[str, Sequence[Mapping[str, Any]]], file: str = "<seed>") -> None:
         self.file = file
+        self._objects = objects
+        self._defined: dict[str, set[tuple[str, str]]] = {}  # per cluster: kinds its seed's CRDs add
         self._index: dict[tuple[str, str, str, str, str], dict[str, Any]] = {}
         for cluster, items in objects.items():
             for obj in items:
@@ -44,9 +46,30 @@ class SeedReads:
             objects[cluster] = [*_simulator_defaults(cluster), *seed.get(cluster, [])]
         return cls(objects, str(path))
 
+    def served(self, cluster: str, api_version: str, kind: str) -> bool:
+        """Whether the simulated ``cluster`` serves the kind: the simulator's own kinds and
+        those the seed's CustomResourceDefinitions for that cluster define."""
+        from statemachine.sim.kinds import KindRegistry
+
+        if KindRegistry.default().by_kind(api_version, kind) is not None:
+            return True
+        if cluster not in self._defined:
+            objects = [dict(o) for o in self._objects.get(cluster, ())]
+            defined: set[tuple[str, str]] = set()
+            if any(o.get("kind") == "CustomResourceDefinition" for o in objects):
+                from statemachine.sim import crd
+
+                defined = crd.seed_kinds(objects)
+            self._defined[cluster] = defined
+        return (api_version, kind) in self._defined[cluster]
+
     def get(self, cluster: str, api_version: str, kind: str, namespace: str,
             name: str) -> dict[str, Any] | None:
         found = self._index.get((cluster, api_version, kind, namespace, name))
+        if found is None and not self.served(cluster, api_version, kind):
+            # As a live cluster's discovery would answer: preflight's one line, not "not found".
+            raise KindNotServed(f"{kind} ({api_version}) is not served by the simulated {cluster} "
+                                "cluster", cluster=cluster, api_version=api_version, kind=kind)
         if found is None and namespace == "default":
             # Seeds may leave namespaced objects' namespace out; the API server defaults it.
             found = self._index.get((cluster, api_version, kind, "", name))

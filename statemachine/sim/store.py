@@ -332,7 +332,8 @@ class Store:
     def keys(self, kind: Kind | str) -> KeyList:
         """``(namespace, name)`` of every object of ``kind`` (no copies: for resyncs)."""
         with self._lock:
-            return list(self._objects[self.kind(kind)])
+            # .get: a CRD deleted while a controller resyncs its kind has no objects (not a KeyError)
+            return list(self._objects.get(self.kind(kind), ()))
 
     # ----------------------------------------------------------------- writes
     def create(self, kind: Kind | str, obj: Obj, *, namespace: str | None = None,
