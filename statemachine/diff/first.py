@@ -3,25 +3,24 @@
 A preview runs before the run, so it only knows what the clusters hold now. The rule, per VM (and
 once for the plan's ``setup``), in the itinerary's order over the states the VM's predicates
 enable: **the preview covers every state up to, not including, the first state that depends on
-what an earlier state makes during the run.** A state depends on the run when
-
-- anything it renders holds a placeholder: ``<output:NAME>`` (an ``outputs`` value recorded by
-  an earlier state, such as the target VM's uid or the migration's connect URL) or
-  ``<read:NAME>`` (a state read of an object that does not exist yet, such as an export's token
-  Secret) — see :mod:`statemachine.render`; or
-- it writes into a namespace that does not exist on its cluster yet and that an earlier previewed
-  state creates (a create there would be refused with 404 until that state has run).
+what an earlier state records during the run**: anything it renders holds a placeholder,
+``<output:NAME>`` (an ``outputs`` value of an earlier state, such as the target VM's uid or the
+migration's connect URL) or ``<read:NAME>`` (a state read of an object that does not exist yet,
+such as an export's token Secret) — see :mod:`statemachine.render`.
 
 States after that one are not previewed even if they alone would render: they run after it, on
 a cluster it has changed. Waits, timers and states switched off by predicates render nothing and
 do not stop the preview. The first state that stops a VM's preview is reported with its reason.
+Objects an earlier previewed state creates (a namespace, a DataVolume a VM names) do not stop
+it: a diff shows them as new, and the server dry run does not send what the server cannot judge
+yet (:mod:`statemachine.diff.serverdryrun`).
 
-This module reads no cluster itself; ``namespace_exists`` answers for the second rule.
+This module reads no cluster.
 """
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -90,32 +89,17 @@ def _groups(manifests: Sequence[RenderedManifest]) -> Iterator[list[list[Rendere
     yield from by_vm.values()
 
 
-def first_states(manifests: Sequence[RenderedManifest], *,
-                 namespace_exists: Callable[[str, str], bool] | None = None) -> Preview:
+def first_states(manifests: Sequence[RenderedManifest]) -> Preview:
     """The manifests of the states that run first (the module's rule), and where each VM stops.
 
-    ``manifests`` is :func:`statemachine.render.render_plan`'s output. ``namespace_exists``
-    (cluster, namespace) → bool applies the namespace rule; without it, that rule is off."""
+    ``manifests`` is :func:`statemachine.render.render_plan`'s output."""
     kept: list[RenderedManifest] = []
     stops: list[Stop] = []
-    created: dict[tuple[str, str], str] = {}  # (cluster, namespace) → the state that creates it
     for states in _groups(manifests):
         for state in states:
             reason = next((r for r in map(_placeholder, state) if r is not None), None)
-            if reason is None and namespace_exists is not None:
-                for m in state:
-                    made_by = created.get((m.cluster, namespace_of(m)))
-                    if made_by is not None and not namespace_exists(m.cluster, namespace_of(m)):
-                        reason = (f"its namespace {namespace_of(m)} on {m.cluster} is created by "
-                                  f"state {made_by} first")
-                        break
             if reason is not None:
                 stops.append(Stop(state[0].vm, state[0].state, reason))
                 break
             kept.extend(state)
-            for m in state:
-                if m.action in ("apply", "ensure") and m.manifest.get("kind") == "Namespace" \
-                        and m.manifest.get("apiVersion") == "v1":
-                    key = (m.cluster, str(m.manifest["metadata"]["name"]))
-                    created.setdefault(key, m.state)
     return Preview(tuple(kept), tuple(stops))

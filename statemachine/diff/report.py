@@ -24,7 +24,7 @@ from statemachine.diff.serverdryrun import server_dry_run
 from statemachine.diff.unified import object_diff
 from statemachine.errors import PreflightError, UsageError
 from statemachine.itinerary import Itinerary
-from statemachine.k8s import Cluster, ObjectRef
+from statemachine.k8s import Cluster
 from statemachine.plan import Plan
 
 __all__ = ["diff", "preview", "validate_server_dry_run"]
@@ -36,12 +36,7 @@ def preview(plan: Plan, itinerary: Itinerary, clusters: Mapping[str, Cluster], *
     from statemachine.engine.preflight import ClusterReads
     from statemachine.render import render_plan
 
-    manifests = render_plan(plan, itinerary, ClusterReads(clusters), vms=vms)
-
-    def namespace_exists(cluster: str, namespace: str) -> bool:
-        return clusters[cluster].fetch(ObjectRef("v1", "Namespace", "", namespace)) is not None
-
-    return first_states(manifests, namespace_exists=namespace_exists)
+    return first_states(render_plan(plan, itinerary, ClusterReads(clusters), vms=vms))
 
 
 def _print_stops(found: Preview, err: IO[str], state: str | None = None) -> None:

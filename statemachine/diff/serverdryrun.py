@@ -10,9 +10,10 @@ webhooks (KubeVirt's and CDI's among them) and answers as for the real write, st
   adopts or uses it as it is, without writing;
 - ``patch``: a dry-run patch (merge or JSON) of the live object; of an absent object: refused
   (the run's patch would get 404);
-- a second action on an object that an earlier write of this preview creates, and ``delete``:
-  not sent (the server cannot judge a write on an object it does not have yet; a dry-run delete
-  tells nothing about what the run needs).
+- not sent: a second action on an object that an earlier write of this preview creates, a write
+  into a namespace that an earlier write of this preview creates (the server cannot judge a
+  write on an object or in a namespace it does not have yet: it would answer 404), and
+  ``delete`` (a dry-run delete tells nothing about what the run needs).
 
 A refusal is one line naming the VM, the object, the cluster and the server's message. A cluster
 that cannot be reached is raised (``ClusterUnreachable``), not reported as a refusal.
@@ -23,6 +24,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from statemachine.diff.changes import engine_manifest, owned, target_ref
+from statemachine.diff.first import namespace_of
 from statemachine.errors import PermanentClusterError
 from statemachine.k8s import Cluster, ObjectRef
 from statemachine.plan import Plan
@@ -74,6 +76,10 @@ def server_dry_run(plan: Plan, manifests: Sequence[RenderedManifest],
             continue
         if m.action == "delete":
             out.append(Outcome(m.vm, m.cluster, ref, "", why="deletes are not sent"))
+            continue
+        if (m.cluster, ObjectRef("v1", "Namespace", "", namespace_of(m))) in made:
+            out.append(Outcome(m.vm, m.cluster, ref, "", why="its namespace is made by an "
+                                                              "earlier state"))
             continue
         seen.add(key)
         live = cluster.fetch(ref)

@@ -513,7 +513,7 @@ class Handler(BaseHTTPRequestHandler):
         k, ns, name = route.kind, route.namespace, route.name
         # Every value of dryRun counts (the parsed query keeps one per name); a write refuses any
         # but "All" (422) before touching the object, then runs whole and stores nothing.
-        dry_values = dryrun.from_query(urlsplit(self.path).query)
+        dry_values = dryrun.from_query(self.path.partition("?")[2])
         dry_run = dryrun.is_dry(dry_values)
         if k.deprecation:
             admission.warn(k.deprecation)

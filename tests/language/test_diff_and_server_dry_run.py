@@ -83,11 +83,12 @@ def _shared_on_target(seed: Path, out: Path, **data: str) -> Path:
     return out
 
 
-def _flow_plan(folder: Path, kubeconfig: Path, **params: str) -> Path:
+def _flow_plan(folder: Path, kubeconfig: Path, *, flow: str = FLOW,
+               templates: dict[str, str] | None = None, **params: str) -> Path:
     (folder / "templates").mkdir(parents=True, exist_ok=True)
-    for name, text in TEMPLATES.items():
+    for name, text in (templates or TEMPLATES).items():
         (folder / "templates" / name).write_text(text)
-    (folder / "flow.yaml").write_text(FLOW)
+    (folder / "flow.yaml").write_text(flow)
     plan = {"apiVersion": "smrun.io/v1alpha1", "kind": "Plan", "metadata": {"name": "preview"},
             "spec": {"itinerary": "./flow.yaml", "parameters": params,
                      "source": {"kubeconfig": str(kubeconfig), "context": "source"},
@@ -300,3 +301,45 @@ def test_offline_and_server_dry_run_exclude_each_other(
     assert main(["validate", "--offline", "--server-dry-run", str(plan)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert err[-1] == "smrun validate: --offline and --server-dry-run exclude each other"
+
+
+NEW_NAMESPACE = """\
+apiVersion: smrun.io/v1alpha1
+kind: Itinerary
+metadata: {name: fresh, description: a namespace then an object in it}
+spec:
+  migrationType: fresh
+  templates: templates
+  states:
+    - name: Started
+      cluster: target
+      actions:
+        - ensure: namespace.yaml.j2
+    - name: Config
+      cluster: target
+      actions:
+        - apply: config.yaml.j2
+    - name: Completed
+"""
+
+
+def test_an_object_in_a_namespace_an_earlier_state_creates(
+        tmp_path: Path, make_sim: Any, capsys: pytest.CaptureFixture[str]) -> None:
+    log = tmp_path / "requests.jsonl"
+    sim = make_sim(seed=SEED, request_log=log)
+    plan = _flow_plan(tmp_path / "flow", sim.kubeconfig_path, flow=NEW_NAMESPACE, templates={
+        "namespace.yaml.j2": "apiVersion: v1\nkind: Namespace\nmetadata: {name: fresh}\n",
+        "config.yaml.j2": "apiVersion: v1\nkind: ConfigMap\n"
+                          "metadata: {name: conf, namespace: fresh}\ndata: {a: b}\n"})
+    # The diff shows both as new: the preview does not stop at objects of the preview itself.
+    assert main(["diff", str(plan)]) == 1
+    out = capsys.readouterr().out
+    assert "+++ merged/target/v1.Namespace.fresh\n" in out
+    assert "+++ merged/target/v1.ConfigMap.fresh.conf\n" in out
+    # The dry run sends the namespace, not the ConfigMap the server would answer 404 for.
+    assert main(["validate", "--server-dry-run", str(plan)]) == 0
+    out = capsys.readouterr().out
+    assert "server dry run: 1 writes of the first states accepted" in out
+    assert "1 not sent" in out
+    assert _methods(log).count("POST") >= 1
+    assert sim.store("target").try_get("Namespace", None, "fresh") is None
