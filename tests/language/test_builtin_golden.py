@@ -17,6 +17,7 @@ import json
 import os
 import random
 from collections.abc import Mapping
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -97,8 +98,10 @@ def golden_text(example: str) -> str:
     plan = bind_parameters(plan, itinerary)
     source = seed_reads(plan)
     random.seed(15)  # the warm export token is random (Jinja's `random` filter): fixed here
-    out = ["# rendered manifests", format_manifests(render_plan(plan, itinerary, source),
-                                                     show_secrets=True)]
+    # A patch's body is what is sent; whether it is written inline or in a template file is not.
+    manifests = [replace(m, template=None) if m.action == "patch" else m
+                 for m in render_plan(plan, itinerary, source)]
+    out = ["# rendered manifests", format_manifests(manifests, show_secrets=True)]
     for vm in plan.vms:
         ctx = vm_render_context(plan, itinerary, vm, source)
         out.append(f"# VM {vm.ref}: predicates {json.dumps(ctx['predicates'], sort_keys=True)}")
