@@ -179,3 +179,34 @@ def test_kubectl_server_dry_run_stores_nothing(kubectl: Callable[..., Any],
     assert obj["data"] == {"a": "1"} and obj["metadata"]["uid"]
     assert "resourceVersion" not in obj["metadata"]
     assert sim.store("source").try_get("ConfigMap", NS, "k") is None
+
+
+def test_kubectl_diff_and_server_side_apply_dry_run(kubectl: Callable[..., Any],
+                                                    sim: SimulatedClusters,
+                                                    tmp_path: Any) -> None:
+    """kubectl diff asks the server for a dry-run apply of each object: it must see the change
+    and the cluster must not."""
+    import shutil
+    if shutil.which("diff") is None:
+        pytest.skip("kubectl diff needs a diff program")
+    kubectl("create", "configmap", "d", "--from-literal=a=1")
+    manifest = tmp_path / "cm.yaml"
+    manifest.write_text("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: d, namespace: default}\n"
+                        "data: {a: '2'}\n---\napiVersion: v1\nkind: ConfigMap\n"
+                        "metadata: {name: e, namespace: default}\ndata: {b: '3'}\n")
+    seen = _Recorder(sim)
+    for how in ([], ["--server-side", "--force-conflicts"]):
+        out = kubectl("diff", *how, "-f", str(manifest), check=False)
+        assert out.returncode == 1, out.stderr
+        assert "-  a: \"1\"\n+  a: \"2\"" in out.stdout and "+  b: \"3\"" in out.stdout
+    # Without --force-conflicts, the field kubectl-create owns is an apply conflict, as on a
+    # real cluster (kubectl retries, then reports it).
+    out = kubectl("diff", "--server-side", "-f", str(manifest), check=False)
+    assert out.returncode > 1 and "Apply failed with 1 conflict" in out.stderr
+    out = kubectl("apply", "--server-side", "--force-conflicts", "--dry-run=server", "-f",
+                  str(manifest))
+    assert "serverside-applied (server dry run)" in out.stdout
+    seen.assert_untouched()
+    seen.stop()
+    assert sim.store("source").get("ConfigMap", NS, "d")["data"] == {"a": "1"}
+    assert sim.store("source").try_get("ConfigMap", NS, "e") is None
