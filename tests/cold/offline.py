@@ -17,6 +17,7 @@ from typing import Any
 from statemachine.context import vm_context
 from statemachine.expressions import evaluate
 from statemachine.itinerary import Itinerary, load_itinerary
+from statemachine.parameters import compute_state_values, compute_values
 from statemachine.plan import VM, Plan, load_plan
 from statemachine.render import resolve_reads
 from statemachine.sim.offline import SeedReads
@@ -88,12 +89,13 @@ def vm_ctx(plan: Plan, vm: VM, it: Itinerary,
     assert plan.simulation is not None
     source = SeedReads.from_file(plan.simulation.seed)
     ctx = vm_context(plan, vm)
-    reads = resolve_reads(it.reads, ctx, source, where="cold.yaml: ")
-    ctx = vm_context(plan, vm, reads=reads)
+    reads = resolve_reads(it.reads, ctx, source, where="cold.yaml: ", values_of=it)
+    values = compute_values(it, vm_context(plan, vm, reads=reads))
+    ctx = {**vm_context(plan, vm, reads=reads), "values": values}
     predicates = {name: bool(evaluate(expr, ctx)) for name, expr in it.predicates.items()}
     predicates.setdefault("HasPreHook", any(h["step"] == "PreHook" for h in ctx["vm"]["hooks"]))
     predicates.setdefault("HasPostHook", any(h["step"] == "PostHook" for h in ctx["vm"]["hooks"]))
-    ctx = vm_context(plan, vm, reads=reads, predicates=predicates)
+    ctx = {**vm_context(plan, vm, reads=reads, predicates=predicates), "values": values}
     ctx["outputs"] = outputs(ctx)
     return ctx
 
@@ -110,10 +112,12 @@ def render_cold(plan_path: Path, outputs: Callable[[Mapping[str, Any]], dict[str
         ctx = vm_ctx(plan, vm, it, outputs)
 
         def state_context(state: Any, ctx: dict[str, Any]) -> dict[str, Any]:
-            if not state.reads:
-                return ctx
-            own = resolve_reads(state.reads, ctx, source, where="cold.yaml: ", pending=True)
-            return {**ctx, "reads": {**ctx["reads"], **own}}
+            if state.reads:
+                own = resolve_reads(state.reads, ctx, source, where="cold.yaml: ", pending=True)
+                ctx = {**ctx, "reads": {**ctx["reads"], **own}}
+            if state.values:  # the state's own values, over its reads (as the engine does)
+                ctx = {**ctx, "values": {**ctx["values"], **compute_state_values(state, ctx)}}
+            return ctx
 
         rendered = [Rendered(state.name, action.cluster or state.cluster, action.kind, doc)
                     for state, action, doc in render_actions(it, ctx, state_context)]

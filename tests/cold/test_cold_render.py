@@ -13,6 +13,7 @@ from typing import Any
 from statemachine.context import with_item
 from statemachine.expressions import evaluate, render_string
 from statemachine.itinerary import load_itinerary
+from statemachine.parameters import compute_state_values
 from statemachine.plan import load_plan
 from statemachine.render import render_plan
 from statemachine.sim.offline import seed_reads
@@ -152,7 +153,9 @@ def test_hooks_run_as_jobs_on_the_target() -> None:
     for state, job in (("PreHook", jobs[0]), ("PostHook", jobs[1])):
         spec = it.state(state).readiness
         assert spec is not None and spec.object is not None
-        ref = spec.object.render(ctx)
+        # In the state's context: the Job's name is one of the state's own values.
+        own = compute_state_values(it.state(state), ctx)
+        ref = spec.object.render({**ctx, "values": {**ctx["values"], **own}})
         assert (ref.kind, ref.namespace, ref.name) == ("Job", "shop", job.manifest["metadata"]["name"])
     assert not [r for r in rendered["db-1"] if r.manifest["kind"] == "Job"]
 

@@ -1,4 +1,5 @@
-"""Golden rendering of the built-in itineraries on the example plans: what each state would do,
+"""Golden rendering of the built-in itineraries on the example plans (each itinerary on each
+flow's example: other disks, hooks, instancetypes and networks): what each state would do,
 so that a rewrite of live/warm/cold.yaml (named values, shared definitions, templates moved to
 files) is shown to keep the same behaviour.
 
@@ -25,10 +26,9 @@ import pytest
 
 from statemachine.errors import SmrunError
 from statemachine.expressions import evaluate, render_string
-from statemachine.itinerary import Itinerary, StateSpec
+from statemachine.itinerary import Itinerary, StateSpec, load_itinerary
 from statemachine.parameters import bind_parameters, with_values
 from statemachine.plan import load_plan
-from statemachine.providers import plan_with_itinerary
 from statemachine.render import (ReadSource, format_manifests, render_plan, state_contexts,
                                  vm_render_context)
 from statemachine.sim.offline import seed_reads
@@ -93,9 +93,12 @@ def _preflight(itinerary: Itinerary, ctx: Mapping[str, Any]) -> list[str]:
     return lines
 
 
-def golden_text(example: str) -> str:
-    plan, itinerary = plan_with_itinerary(load_plan(ROOT / "examples" / example / "plan.yaml"))
-    plan = bind_parameters(plan, itinerary)
+def golden_text(name: str, example: str) -> str:
+    """The record of itinerary ``name`` on the plan of examples/``example`` (its VMs and seed;
+    another flow's example gives other disks, hooks, instancetypes and networks to render)."""
+    plan = load_plan(ROOT / "examples" / example / "plan.yaml")
+    itinerary = load_itinerary(name)
+    plan = bind_parameters(replace(plan, type=itinerary.migration_type or name), itinerary)
     source = seed_reads(plan)
     random.seed(15)  # the warm export token is random (Jinja's `random` filter): fixed here
     # A patch's body is what is sent; whether it is written inline or in a template file is not.
@@ -116,14 +119,16 @@ def golden_text(example: str) -> str:
     return "\n".join(out) + "\n"
 
 
+@pytest.mark.parametrize("name", ["live", "warm", "cold"])
 @pytest.mark.parametrize("example", ["live", "warm", "cold"])
-def test_builtin_itinerary_renders_as_recorded(example: str) -> None:
-    path = GOLDEN / f"{example}.txt"
-    got = golden_text(example)
+def test_builtin_itinerary_renders_as_recorded(name: str, example: str) -> None:
+    path = GOLDEN / (f"{name}.txt" if name == example else f"{name}-on-{example}-example.txt")
+    got = golden_text(name, example)
     if os.environ.get("SMRUN_UPDATE_GOLDEN"):
         path.write_text(got, encoding="utf-8")
     want = path.read_text(encoding="utf-8")
     if got != want:
         diff = "".join(difflib.unified_diff(want.splitlines(True), got.splitlines(True),
-                                            str(path), f"{example} now", n=2))
-        pytest.fail(f"the {example} itinerary no longer renders as recorded:\n{diff[:20000]}")
+                                            str(path), f"{name} now", n=2))
+        pytest.fail(f"the {name} itinerary no longer renders as recorded on the {example} "
+                    f"example:\n{diff[:20000]}")
