@@ -157,6 +157,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--vm", action="append", metavar="NAME", help="only this VM (repeatable; NAME or NS/NAME)")
     p.add_argument("--resync", type=_positive_float, default=None, metavar="SECONDS",
                    help="re-check a wait that saw no watch event after this long (default: 2)")
+    p.add_argument("--new-run", action="store_true",
+                   help="start a new run of a plan that has a journal (the old journal is kept "
+                        "beside it as journal-<run id>.jsonl)")
 
     p = command("validate", _cmd_validate,
                 "check the plan, its itinerary and templates; then preflight against the clusters "
@@ -336,7 +339,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     _check_vms(plan, args.vm)
     return commands.run(plan, itinerary, state_dir=args.state_dir,
                         max_in_flight=args.max_in_flight, vms=args.vm, output=args.output,
-                        stream=sys.stdout, resync=args.resync)
+                        stream=sys.stdout, resync=args.resync, new_run=args.new_run)
 
 
 def _cmd_validate(args: argparse.Namespace) -> int:

@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 from typing import IO, Any
 
+from statemachine import reruns
 from statemachine.clusters import connect_plan
 from statemachine.engine import Engine, EngineSettings, Journal
 from statemachine.engine import preflight as checks
@@ -42,13 +43,17 @@ def _refuse(findings: checks.Findings) -> None:
 
 def run(plan: Plan, itinerary: Itinerary, *, state_dir: Path, max_in_flight: int | None = None,
         vms: list[str] | None = None, output: str = "text", stream: IO[str] | None = None,
-        resync: float | None = None) -> int:
+        resync: float | None = None, new_run: bool = False) -> int:
     """Run (or resume) ``plan``; returns 0 when every VM completed, 1 otherwise.
 
-    Raises ``LockHeld`` (exit 2) when another run holds the plan, ``PreflightError`` or
-    ``ClusterUnreachable`` (exit 3) before anything is applied.
+    Raises ``LockHeld`` (exit 2) when another run holds the plan, ``UsageError`` (exit 2) when
+    its journal was written against other clusters, ``PreflightError`` or ``ClusterUnreachable``
+    (exit 3) before anything is applied. A journal that says every VM completed is reported
+    (exit 0) and nothing runs; ``new_run`` keeps the journal as history and starts afresh
+    (:mod:`statemachine.reruns`).
     """
     stream = stream or sys.stdout
+    notes = sys.stderr if output == "json" else stream
     journal = Journal.for_plan(Path(state_dir), plan.name)
     journal.lock()
     try:
@@ -56,6 +61,11 @@ def run(plan: Plan, itinerary: Itinerary, *, state_dir: Path, max_in_flight: int
             journal.reset()  # fresh simulated clusters every run: the journal belongs to this run
         elif (journal.dir / "cancel.json").exists():
             (journal.dir / "cancel.json").unlink()  # a stale request must not cancel this run
+        if new_run and plan.simulation is None:
+            kept = reruns.start_new_run(Path(journal.path), journal.read())
+            if kept is not None:
+                notes.write(f"plan {plan.name}: starting a new run; the previous journal is kept "
+                            f"as {kept}\n")
         # Before any cluster is contacted: the journal opens for appending and the disk has room
         # (StateDirError, exit 4, otherwise). Nothing is applied without a writable journal.
         journal.probe()
@@ -63,6 +73,13 @@ def run(plan: Plan, itinerary: Itinerary, *, state_dir: Path, max_in_flight: int
         with connect_plan(plan, cache_dir=journal.dir / "cache") as conn:
             clusters = {"source": conn.source, "target": conn.target}
             selected = [v for v in plan.vms if not vms or v.name in vms or v.ref in vms]
+            identity = reruns.identities(clusters, conn.servers)
+            for warning in reruns.check_same_clusters(replay, identity, Path(journal.path)):
+                notes.write(f"warning: {warning}\n")
+            done = reruns.completed_line(plan, replay, selected, setup=bool(itinerary.setup.states))
+            if done is not None:
+                notes.write(done + "\n")
+                return 0
             fresh = [v for v in selected
                      if (rec := replay.vms.get(v.ref)) is None
                      or rec.predicates is None or rec.terminal in ("Failed", "Canceled")]
@@ -82,7 +99,7 @@ def run(plan: Plan, itinerary: Itinerary, *, state_dir: Path, max_in_flight: int
                 resync=resync if resync is not None else EngineSettings.resync,
                 # a stale cancel file was removed above: one present now was written by
                 # `smrun cancel` during preflight
-                cancel_file_is_fresh=True)
+                cancel_file_is_fresh=True, clusters=identity)
             engine = Engine(plan, itinerary, source=conn.source, target=conn.target,
                             journal=journal, settings=settings,
                             on_event=renderer_for(output, stream), servers=conn.servers,

@@ -82,7 +82,7 @@ def test_a_bare_plan_means_run(engine: FakeEngine) -> None:
     assert name == "run"
     assert args[0].name == "sim-live" and args[1].name == "live"
     assert kwargs == {"state_dir": Path(".smrun"), "max_in_flight": None, "vms": None, "output": "text",
-                      "stream": sys.stdout, "resync": None}
+                      "stream": sys.stdout, "resync": None, "new_run": False}
 
 
 def test_run_passes_its_options_and_returns_the_engines_code(engine: FakeEngine, tmp_path: Path) -> None:
@@ -92,6 +92,8 @@ def test_run_passes_its_options_and_returns_the_engines_code(engine: FakeEngine,
     kwargs = engine.calls[0][2]
     assert (kwargs["output"], kwargs["state_dir"], kwargs["max_in_flight"], kwargs["vms"]) == \
         ("json", tmp_path, 3, ["shop/web-1"])
+    assert main(["run", str(SIM_PLAN), "--new-run"]) == 1
+    assert engine.calls[1][2]["new_run"] is True
 
 
 def test_run_refuses_a_vm_that_is_not_in_the_plan(engine: FakeEngine, capsys: pytest.CaptureFixture[str]) -> None:

@@ -80,6 +80,9 @@ class EngineSettings:
     cancel_file_is_fresh: bool = False
     #: Threads that send writes (creates, patches, deletes) so one slow request stalls no VM.
     io_workers: int = 8
+    #: What ``run_started`` records about the clusters (``smrun run``: each one's server and
+    #: identity, compared when the journal is resumed; :mod:`statemachine.reruns`).
+    clusters: Mapping[str, Mapping[str, str | None]] | None = None
 
 
 @dataclass(frozen=True)
@@ -202,7 +205,8 @@ class Engine:
                                emit=self._emit, io_workers=self.settings.io_workers)
         chosen = self.settings.vms
         vms = [v for v in self.plan.vms if not chosen or v.name in chosen or v.ref in chosen]
-        self.journal.append("run_started", run=run_id, vms=[vm_key(v) for v in vms])
+        extra = {"clusters": self.settings.clusters} if self.settings.clusters else {}
+        self.journal.append("run_started", run=run_id, vms=[vm_key(v) for v in vms], **extra)
         rt.emit(None, "run_started", run=run_id, vms=len(vms))
         for v in vms:
             key = vm_key(v)

@@ -270,6 +270,8 @@ def apply_entry(rec: VmRecord, e: Entry) -> None:
 class Replay:
     run_id: str | None
     vms: dict[str, VmRecord]
+    clusters: Any = None  # the first run_started's ``clusters`` (identities; None: not recorded)
+    finished_at: str | None = None  # ``ts`` of the last run_finished
 
 
 def read_entries(path: Path) -> Iterator[Entry]:
@@ -315,7 +317,9 @@ def replay(entries: Iterable[Entry]) -> Replay:
     out = Replay(None, {})
     for number, e in enumerate(entries, 1):
         if e.get("type") == "run_started" and out.run_id is None:
-            out.run_id = e.get("run")
+            out.run_id, out.clusters = e.get("run"), e.get("clusters")
+        elif e.get("type") == "run_finished":
+            out.finished_at = e.get("ts")
         if "vm" in e:
             try:
                 rec = out.vms.setdefault(e["vm"], VmRecord(e["vm"]))

@@ -237,6 +237,11 @@ class KubeCluster:
     def __repr__(self) -> str:
         return f"KubeCluster({self.name!r})"
 
+    @property
+    def server(self) -> str:
+        """The API server URL this cluster is reached at (the kubeconfig's ``server``)."""
+        return str(self._api.configuration.host)
+
     # ----------------------------------------------------------------- plumbing
 
     def stats(self) -> dict[str, int]:
