@@ -23,12 +23,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from statemachine.context import DEFAULT_RUN_ID, labels_for
-from statemachine.errors import ClusterError
+from statemachine.errors import ClusterError, NotFound, PreflightError
 from statemachine.k8s import Cluster, Obj, ObjectRef, copy_obj
 from statemachine.plan import Plan
 from statemachine.render import RenderedManifest
 
-__all__ = ["Change", "changes", "engine_manifest", "owned", "target_ref"]
+__all__ = ["Change", "changes", "engine_manifest", "owned", "read_live", "target_ref"]
 
 Key = tuple[str, ObjectRef]
 
@@ -99,6 +99,15 @@ def _patched(obj: Obj, m: RenderedManifest) -> Obj:
     return result
 
 
+def read_live(cluster: Cluster, ref: ObjectRef) -> Obj | None:
+    """The object from the API server, ``None`` if absent; a kind the cluster does not serve is
+    a ``PreflightError`` (exit 3, as preflight reports it), not a missing object."""
+    try:
+        return cluster.fetch(ref)
+    except NotFound as exc:
+        raise PreflightError(str(exc)) from None
+
+
 def changes(plan: Plan, manifests: Sequence[RenderedManifest],
             clusters: Mapping[str, Cluster]) -> list[Change]:
     """One :class:`Change` per object the manifests touch, in the order first touched.
@@ -110,7 +119,7 @@ def changes(plan: Plan, manifests: Sequence[RenderedManifest],
         key = (m.cluster, ref)
         change = out.get(key)
         if change is None:
-            live = clusters[m.cluster].fetch(ref)
+            live = read_live(clusters[m.cluster], ref)
             change = out[key] = Change(m.cluster, ref, m.vm, m.state, live,
                                        copy_obj(live) if live is not None else None)
         current = change.merged

@@ -23,7 +23,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from statemachine.diff.changes import engine_manifest, owned, target_ref
+from statemachine.diff.changes import engine_manifest, owned, read_live, target_ref
 from statemachine.diff.first import namespace_of
 from statemachine.errors import PermanentClusterError
 from statemachine.k8s import Cluster, ObjectRef
@@ -82,7 +82,7 @@ def server_dry_run(plan: Plan, manifests: Sequence[RenderedManifest],
                                                               "earlier state"))
             continue
         seen.add(key)
-        live = cluster.fetch(ref)
+        live = read_live(cluster, ref)
         if m.action in ("apply", "ensure"):
             verb = "create"
             if live is not None:

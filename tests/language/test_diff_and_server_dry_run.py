@@ -343,3 +343,21 @@ def test_an_object_in_a_namespace_an_earlier_state_creates(
     assert "1 not sent" in out
     assert _methods(log).count("POST") >= 1
     assert sim.store("target").try_get("Namespace", None, "fresh") is None
+
+
+@pytest.mark.parametrize("command", [["diff"], ["validate", "--server-dry-run"]])
+def test_a_kind_the_cluster_does_not_serve_is_one_line_exit_3(
+        tmp_path: Path, make_sim: Any, capsys: pytest.CaptureFixture[str],
+        command: list[str]) -> None:
+    sim = make_sim(seed=SEED)
+    plan = _flow_plan(tmp_path / "flow", sim.kubeconfig_path, flow=NEW_NAMESPACE, templates={
+        "namespace.yaml.j2": "apiVersion: example.com/v1\nkind: Widget\nmetadata: {name: w}\n",
+        "config.yaml.j2": "apiVersion: v1\nkind: ConfigMap\n"
+                          "metadata: {name: conf, namespace: shop}\ndata: {a: b}\n"})
+    if command == ["diff"]:
+        assert main([*command, str(plan)]) == 3
+        err = capsys.readouterr().err.strip().splitlines()
+        assert err == ["Widget (example.com/v1) is not served by cluster target"]
+    else:  # preflight already refuses it, before any dry run
+        assert main([*command, str(plan)]) == 3
+        assert "Widget" in capsys.readouterr().err
