@@ -19,6 +19,7 @@ from statemachine.context import vm_context
 from statemachine.copier import delta
 from statemachine.expressions import evaluate
 from statemachine.itinerary import Itinerary, load_itinerary
+from statemachine.parameters import compute_state_values, compute_values
 from statemachine.plan import VM, Plan, load_plan
 from statemachine.render import render_documents, render_plan, resolve_reads
 from statemachine.sim.offline import seed_reads
@@ -56,11 +57,13 @@ def round_outputs(ctx: Mapping[str, Any], round_: int = 1) -> dict[str, Any]:
 
 def vm_ctx(plan: Plan, vm: VM, it: Itinerary, round_: int = 1) -> dict[str, Any]:
     source = seed_reads(plan)
-    reads = resolve_reads(it.reads, vm_context(plan, vm), source, where="warm.yaml: ")
-    ctx = vm_context(plan, vm, reads=reads)
+    reads = resolve_reads(it.reads, vm_context(plan, vm), source, where="warm.yaml: ",
+                          values_of=it)
+    values = compute_values(it, vm_context(plan, vm, reads=reads))
+    ctx = {**vm_context(plan, vm, reads=reads), "values": values}
     predicates = {name: bool(evaluate(expr, ctx)) for name, expr in it.predicates.items()}
     predicates.update(HasPreHook=False, HasPostHook=False)
-    ctx = vm_context(plan, vm, reads=reads, predicates=predicates)
+    ctx = {**vm_context(plan, vm, reads=reads, predicates=predicates), "values": values}
     ctx["outputs"] = round_outputs(ctx, round_)
     return ctx
 
@@ -72,8 +75,10 @@ def render_vm(plan: Plan, vm: VM, round_: int = 1) -> list[tuple[str, dict[str, 
 
     def state_context(state: Any, ctx: dict[str, Any]) -> dict[str, Any]:
         # State reads (the token Secret): what the source cluster holds by then.
-        return {**ctx, "reads": {**ctx["reads"], **{
+        ctx = {**ctx, "reads": {**ctx["reads"], **{
             r.name: {"data": {"token": TOKEN}} for r in state.reads}}}
+        # The state's own values, over those reads (as the engine computes them).
+        return {**ctx, "values": {**ctx["values"], **compute_state_values(state, ctx)}}
 
     out = [(state.name, doc) for state, _, doc in render_actions(it, ctx, state_context)]
     return out
