@@ -387,7 +387,9 @@ class Handler(BaseHTTPRequestHandler):
                                        user=self.user, status=self.status_sent, start=started,
                                        watch=is_watch,
                                        name=_created_name(self.body.data)
-                                       if method == "POST" else "")
+                                       if method == "POST" else "",
+                                       dry_run=method != "GET" and dryrun.is_dry(
+                                           dryrun.from_query(self.path.partition("?")[2])))
 
     def _authenticate(self) -> None:
         api = self.server_api

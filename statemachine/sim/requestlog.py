@@ -4,8 +4,9 @@ Fields: ``ts`` (Unix seconds, float: when the request arrived), ``end`` (when it
 sent; for a watch, when the watch ended), ``cluster``, ``method``, ``path`` (without the query),
 ``watch`` (a watch request, not a list or a get), ``name`` (the object's name for a create,
 from the body's ``metadata.name``; ``""`` otherwise), ``user`` (``""`` when unauthenticated),
-``status`` (the HTTP status; 0 for a dropped connection). Request bodies, queries and tokens are
-never logged. A watch is logged when it ends.
+``status`` (the HTTP status; 0 for a dropped connection), ``dryRun`` (a write sent with
+``?dryRun=All``: judged, never stored). Request bodies, queries and tokens are never logged. A
+watch is logged when it ends.
 """
 from __future__ import annotations
 
@@ -29,12 +30,13 @@ class RequestLog:
             "a", encoding="utf-8", buffering=-1 if line_buffered else 1 << 20)
 
     def record(self, *, cluster: str, method: str, path: str, user: str, status: int,
-               start: float | None = None, watch: bool = False, name: str = "") -> None:
+               start: float | None = None, watch: bool = False, name: str = "",
+               dry_run: bool = False) -> None:
         now = time.time()
         line = json.dumps({"ts": round(start if start is not None else now, 6),
                            "end": round(now, 6), "cluster": cluster, "method": method,
                            "path": path, "watch": watch, "name": name, "user": user,
-                           "status": status})
+                           "status": status, "dryRun": dry_run})
         with self._lock:
             if self._fh is not None:
                 self._fh.write(line + "\n")
