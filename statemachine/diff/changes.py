@@ -142,7 +142,9 @@ def changes(plan: Plan, manifests: Sequence[RenderedManifest],
             try:
                 change.merged = _patched(current, m)
             except ClusterError as exc:
-                change.problems.append(f"{where}: the patch does not apply: {exc}")
+                # A JSON patch's error may quote a value: never one of a Secret.
+                detail = "" if ref.kind == "Secret" else f": {exc}"
+                change.problems.append(f"{where}: the patch does not apply{detail}")
         elif m.action == "delete":
             change.merged = None
     return list(out.values())

@@ -365,3 +365,23 @@ def test_a_kind_the_cluster_does_not_serve_is_one_line_exit_3(
     else:  # preflight already refuses it, before any dry run
         assert main([*command, str(plan)]) == 3
         assert "Widget" in capsys.readouterr().err
+
+
+def test_a_failing_patch_of_a_secret_never_quotes_its_values() -> None:
+    from statemachine.diff.changes import changes
+    from statemachine.plan import load_plan
+    from statemachine.render import RenderedManifest
+    from tests.engine.fakes import FakeCluster
+
+    plan = load_plan(EXAMPLE)
+    target = FakeCluster("target")
+    target.objects[("Secret", "shop", "s")] = {
+        "apiVersion": "v1", "kind": "Secret", "metadata": {"name": "s", "namespace": "shop"},
+        "data": {"token": "c2VjcmV0LXZhbHVl"}}
+    ref = {"apiVersion": "v1", "kind": "Secret", "namespace": "shop", "name": "s"}
+    patch = [{"op": "test", "path": "/data/token", "value": "d3Jvbmc="}]
+    found = changes(plan, [RenderedManifest("Rotate", "target", "patch",
+                                            {"object": ref, "type": "json", "patch": patch},
+                                            vm="shop/web-1")], {"target": target})
+    assert [c.problems for c in found] == [["Secret shop/s on target: the patch does not apply"]]
+    assert target.calls == [("get", "Secret")]  # read only
