@@ -10,8 +10,9 @@ file, which happens only when a kind is missing. It talks to no cluster.
 """
 from __future__ import annotations
 
+import difflib
 import re
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 
 from statemachine.errors import DefinitionError, KindNotServed, SmrunError
@@ -42,15 +43,27 @@ def kind_origin(itinerary: Itinerary, api_version: str, kind: str,
 
 
 def unserved_line(itinerary: Itinerary, cluster: str, api_version: str, kind: str,
-                  rendered: Iterable[RenderedManifest] = (), *, simulated: bool = False) -> str:
-    """The one line for a kind ``cluster`` does not serve: where, which cluster, which kind."""
+                  rendered: Iterable[RenderedManifest] = (), *, simulated: bool = False,
+                  served: Sequence[str] | None = None) -> str:
+    """The one line for a kind ``cluster`` does not serve: where, which cluster, which kind, and
+    (given the kinds ``served`` in that apiVersion) the closest one or that there are none."""
     where = kind_origin(itinerary, api_version, kind, rendered)
     what = f"the {'simulated ' if simulated else ''}{cluster} cluster"
-    return f"{where + ': ' if where else ''}{what} does not serve {api_version} {kind}"
+    hint = ""
+    if served is not None:
+        # Compared in lower case with a high cutoff: a wrong case or a stray letter is
+        # suggested; a different kind of the same API (DataSource for DataVolume) is not.
+        lower = {k.lower(): k for k in served}
+        close = difflib.get_close_matches(kind.lower(), list(lower), n=1, cutoff=0.8)
+        hint = f" (did you mean {lower[close[0]]!r}?)" if close else \
+            (f" (it serves no {api_version} kinds: is that API installed?)" if not served else "")
+    return f"{where + ': ' if where else ''}{what} does not serve {api_version} {kind}{hint}"
 
 
 class _Served(Protocol):
     def served(self, cluster: str, api_version: str, kind: str) -> bool: ...
+
+    def kinds_served(self, cluster: str, api_version: str) -> Sequence[str]: ...
 
 
 def render_served(itinerary: Itinerary, render: Callable[[], list[RenderedManifest]],
@@ -61,14 +74,16 @@ def render_served(itinerary: Itinerary, render: Callable[[], list[RenderedManife
     try:
         manifests = render()
     except KindNotServed as e:
-        raise DefinitionError(unserved_line(itinerary, e.cluster, e.api_version, e.kind,
-                                            simulated=True)) from None
+        raise DefinitionError(unserved_line(
+            itinerary, e.cluster, e.api_version, e.kind, simulated=True,
+            served=clusters.kinds_served(e.cluster, e.api_version))) from None
     for m in manifests:
         obj = m.manifest if m.action in ("apply", "ensure") else m.manifest.get("object") or {}
         api_version, kind = str(obj.get("apiVersion", "")), str(obj.get("kind", ""))
         if api_version and kind and not clusters.served(m.cluster, api_version, kind):
-            raise DefinitionError(unserved_line(itinerary, m.cluster, api_version, kind, manifests,
-                                                simulated=True))
+            raise DefinitionError(unserved_line(
+                itinerary, m.cluster, api_version, kind, manifests, simulated=True,
+                served=clusters.kinds_served(m.cluster, api_version)))
     return manifests
 
 

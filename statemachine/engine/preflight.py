@@ -291,14 +291,22 @@ def unserved_kinds(clusters: Mapping[str, Cluster], needs: Iterable[Need]) -> se
     return out
 
 
-def report_unserved(itinerary: Itinerary, unserved: Iterable[tuple[str, str, str]],
-                    rendered: Iterable[Rendered], findings: Findings) -> None:
-    """One line per kind a cluster does not serve, naming where the itinerary uses it."""
+def report_unserved(clusters: Mapping[str, Cluster], itinerary: Itinerary,
+                    unserved: Iterable[tuple[str, str, str]], rendered: Iterable[Rendered],
+                    findings: Findings) -> None:
+    """One line per kind a cluster does not serve, naming where the itinerary uses it and the
+    closest kind the cluster serves in that apiVersion."""
     from statemachine.kindorigin import unserved_line
 
     rendered = list(rendered)
     for cluster, api_version, kind in sorted(unserved):
-        findings.problems.append(unserved_line(itinerary, cluster, api_version, kind, rendered))
+        kinds_served = getattr(clusters[cluster], "kinds_served", None)  # not in Cluster: optional
+        try:
+            served = kinds_served(api_version) if kinds_served is not None else None
+        except ClusterError:
+            served = None  # the hint is a courtesy: the finding stands without it
+        findings.problems.append(unserved_line(itinerary, cluster, api_version, kind, rendered,
+                                               served=served))
 
 
 # VMs checked at once: rendering holds the GIL, but each VM's reads are round trips, so a few
@@ -356,7 +364,7 @@ def run_checks(plan: Plan, itinerary: Itinerary, clusters: Mapping[str, Cluster]
             unserved |= found.unserved
     needs = needed_permissions(itinerary, rendered, refs)
     unserved |= unserved_kinds(clusters, needs)
-    report_unserved(itinerary, unserved, rendered, findings)
+    report_unserved(clusters, itinerary, unserved, rendered, findings)
     needs = {k: v for k, v in needs.items() if (k[0], k[1], k[2]) not in unserved}
     auth = Authorizer(clusters)
     check_rbac(clusters, needs, findings, auth)

@@ -472,6 +472,23 @@ class KubeCluster:
                               body=review, serialize=False, _request_timeout=_REQUEST_TIMEOUT)))
         return bool((answer.get("status") or {}).get("allowed"))
 
+    def kinds_served(self, api_version: str) -> tuple[str, ...]:
+        """The kinds discovery lists for ``api_version`` (none when the group/version is not
+        served): for a "did you mean" when a kind is not served. Not on a hot path."""
+        from kubernetes.dynamic.exceptions import ResourceNotFoundError
+        from kubernetes.dynamic.resource import ResourceList
+
+        def lookup() -> tuple[str, ...]:
+            try:
+                found = self._dyn.resources.search(api_version=api_version)
+            except ResourceNotFoundError:
+                return ()
+            return tuple(sorted({str(r.kind) for r in found
+                                 if not isinstance(r, ResourceList) and "/" not in str(r.name)}))
+
+        with self._kinds_lock:  # the discoverer is not thread-safe (see _resource)
+            return self._request("discover", f"kinds of {api_version}", lookup)
+
     def resource_of(self, api_version: str, kind: str) -> tuple[str, bool] | None:
         """(plural, namespaced) of a served kind, from discovery; ``None`` if not served."""
         try:

@@ -63,6 +63,15 @@ class SeedReads:
             self._defined[cluster] = defined
         return (api_version, kind) in self._defined[cluster]
 
+    def kinds_served(self, cluster: str, api_version: str) -> list[str]:
+        """The kinds the simulated ``cluster`` serves in ``api_version`` (for a "did you mean")."""
+        from statemachine.sim.kinds import KindRegistry
+
+        group, _, version = api_version.rpartition("/")
+        self.served(cluster, api_version, "")  # fills the seed's CRD kinds for this cluster
+        return sorted({k.kind for k in KindRegistry.default().in_group_version(group, version)}
+                      | {k for v, k in self._defined.get(cluster, set()) if v == api_version})
+
     def get(self, cluster: str, api_version: str, kind: str, namespace: str,
             name: str) -> dict[str, Any] | None:
         found = self._index.get((cluster, api_version, kind, namespace, name))

@@ -65,7 +65,7 @@ def test_a_template_kind_typo_is_one_line_without_permission_noise(
     assert main(["validate", str(plan)]) == 3
     err = capsys.readouterr().err
     assert _findings(err) == [f"  - {itinerary}:15: spec.states[0].actions[0].apply: the target "
-                              "cluster does not serve v1 ConfigMaps"]
+                              "cluster does not serve v1 ConfigMaps (did you mean 'ConfigMap'?)"]
     assert "missing permission" not in err and "Role rules" not in err
     # `smrun run` refuses the same way before anything is applied.
     assert main(["run", str(plan), "--state-dir", str(tmp_path / "state")]) == 3
@@ -73,7 +73,7 @@ def test_a_template_kind_typo_is_one_line_without_permission_noise(
     assert sim.store("target").list("ConfigMap", "shop", label_selector="smrun.io/plan=e2e") == []
 
 
-def test_cdi_not_installed_is_one_line_naming_the_itinerary(
+def test_cdi_not_installed_is_one_line_naming_the_itinerary_and_the_missing_api(
         tmp_path: Path, make_sim: Callable[..., SimulatedClusters],
         capsys: pytest.CaptureFixture[str]) -> None:
     if not Path(KUBECTL).exists():
@@ -81,7 +81,10 @@ def test_cdi_not_installed_is_one_line_naming_the_itinerary(
     example = ROOT / "examples" / "live"
     sim = make_sim(seed=example / "seed.yaml", tick=0.02)
     cache = tmp_path / "kubectl-cache"
-    run_kubectl(sim, cache, "delete", "crd", "datavolumes.cdi.kubevirt.io", context="target")
+    crds = run_kubectl(sim, cache, "get", "crd", "-o", "name", context="target").stdout.split()
+    cdi = [name for name in crds if name.endswith(".cdi.kubevirt.io")]
+    assert "customresourcedefinition.apiextensions.k8s.io/datavolumes.cdi.kubevirt.io" in cdi
+    run_kubectl(sim, cache, "delete", *cdi, context="target")
     gone = run_kubectl(sim, cache, "get", "datavolumes", "-A", context="target", check=False)
     assert gone.returncode != 0 and "NotFound" in gone.stderr
     plan = tmp_path / "plan.yaml"
@@ -95,7 +98,8 @@ def test_cdi_not_installed_is_one_line_naming_the_itinerary(
     findings = _findings(err)
     assert len(findings) == 1, findings
     assert findings[0].startswith(f"  - {ROOT / 'itineraries' / 'live.yaml'}:")
-    assert findings[0].endswith(": the target cluster does not serve cdi.kubevirt.io/v1beta1 DataVolume")
+    assert findings[0].endswith(": the target cluster does not serve cdi.kubevirt.io/v1beta1 DataVolume "
+                                "(it serves no cdi.kubevirt.io/v1beta1 kinds: is that API installed?)")
     assert "missing permission" not in err and "Role rules" not in err
 
 
@@ -105,7 +109,7 @@ def test_a_read_kind_typo_is_one_line_offline_and_on_the_simulated_clusters(
     flow = RESTART.replace("kind: VirtualMachine, name:", "kind: VirtualMachinees, name:", 1)
     plan = write_flow(tmp_path, flow)
     line = (f"{tmp_path / 'flow.yaml'}:8: spec.reads[0].object: the simulated source cluster does "
-            "not serve kubevirt.io/v1 VirtualMachinees")
+            "not serve kubevirt.io/v1 VirtualMachinees (did you mean 'VirtualMachine'?)")
     # Offline: a simulated plan's clusters are known without starting them (exit 2, one line).
     assert main(["validate", "--offline", str(plan)]) == 2
     assert capsys.readouterr().err.strip().splitlines() == [line]
@@ -127,4 +131,4 @@ def test_a_template_kind_typo_of_a_simulated_plan_is_found_offline(
     assert main(["validate", "--offline", str(plan)]) == 2
     assert capsys.readouterr().err.strip().splitlines() == [
         f"{tmp_path / 'flow.yaml'}:13: spec.states[0].actions[0].apply: the simulated source "
-        "cluster does not serve v1 ConfigMapp"]
+        "cluster does not serve v1 ConfigMapp (did you mean 'ConfigMap'?)"]
