@@ -272,8 +272,7 @@ class _Checker:
             for state in states:
                 for name in state.outputs:
                     producers.setdefault(name, (section, state))  # duplicates: reported elsewhere
-        doms: dict[Section, dict[str, set[str]]] = {
-            "states": _dominators(self.it.states), "setup": _dominators(self.it.setup.states)}
+        doms: dict[Section, dict[str, set[str]]] = {}  # computed on first need (start-up time)
         for (section, user), uses in self.output_uses.items():
             tested = self.output_tests.get((section, user), set())
             states = self.it.states if section == "states" else self.it.setup.states
@@ -291,7 +290,11 @@ class _Checker:
                                     f"state {producer.name!r} of each VM; setup states run before "
                                     "every VM") + f" (in state {user!r})")
                     continue
-                if producer.name == user or producer.name in doms[section].get(user, ()):
+                if producer.name == user:
+                    continue
+                if section not in doms:
+                    doms[section] = _dominators(states)
+                if producer.name in doms[section].get(user, ()):
                     continue
                 if producer.when is not None and _implies(spec.when, producer.when):
                     relaxed = tuple(replace(s, when=None) if s.name == producer.name else s
