@@ -189,3 +189,27 @@ def default_kubeconfig() -> Path:
     env = os.environ.get("KUBECONFIG", "")
     first = next((p for p in env.split(os.pathsep) if p), None)
     return Path(first).expanduser() if first else Path.home() / ".kube" / "config"
+
+
+SERVICE_ACCOUNT_DIR = Path("/var/run/secrets/kubernetes.io/serviceaccount")
+"""Where a pod's service account token, CA and namespace are mounted. Read at call time (module
+attribute), so that a test can point it at files of its own."""
+
+
+def in_cluster_server() -> str | None:
+    """The API server a pod reaches, from ``KUBERNETES_SERVICE_HOST``/``_PORT`` (as client-go's
+    in-cluster configuration finds it), or ``None`` outside a pod (no host, or no token file)."""
+    host = os.environ.get("KUBERNETES_SERVICE_HOST")
+    port = os.environ.get("KUBERNETES_SERVICE_PORT", "443")
+    if not host or not (SERVICE_ACCOUNT_DIR / "token").is_file():
+        return None
+    return f"https://[{host}]:{port}" if ":" in host else f"https://{host}:{port}"
+
+
+def uses_service_account(kubeconfig: Path | None) -> bool:
+    """Whether a cluster reference without a kubeconfig means the pod's service account: none
+    given, no default kubeconfig (a kubeconfig, when present, wins, as kubectl decides), and
+    running in a pod. The one owner of this rule: the client, the operator's kopf login and its
+    Plans' own-cluster side all ask here."""
+    return kubeconfig is None and not default_kubeconfig().is_file() \
+        and in_cluster_server() is not None

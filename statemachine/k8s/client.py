@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import builtins
 import hashlib
-import os
 import json
 import logging
 import threading
@@ -43,7 +42,8 @@ from statemachine.errors import (
     PermanentClusterError,
 )
 from statemachine.k8s import (Obj, ObjectRef, PatchType, ResourceKey, RulesReview, Subscription,
-                             WatchHandler, copy_obj, default_kubeconfig)
+                             WatchHandler, copy_obj, default_kubeconfig, uses_service_account)
+import statemachine.k8s as _k8s
 from statemachine.k8s import retry as _retry
 from statemachine.k8s.errormap import from_status, translate
 from statemachine.k8s.informer import Informer, StreamHandle
@@ -75,12 +75,16 @@ def _load_kube_config(kubeconfig: Path | None, context: str | None) -> Any:
     from kubernetes import client as k8s_client
     from kubernetes import config as k8s_config
 
-    if kubeconfig is None and not default_kubeconfig().is_file() \
-            and os.environ.get("KUBERNETES_SERVICE_HOST"):
+    if uses_service_account(kubeconfig):
         # In a pod without a kubeconfig (`smrun operator` in its Deployment): the service account.
+        from kubernetes.config.incluster_config import InClusterConfigLoader
+
         cfg = k8s_client.Configuration()
+        sa = _k8s.SERVICE_ACCOUNT_DIR
         try:
-            k8s_config.load_incluster_config(client_configuration=cfg)  # type: ignore[no-untyped-call]
+            InClusterConfigLoader(  # type: ignore[no-untyped-call]
+                token_filename=str(sa / "token"), cert_filename=str(sa / "ca.crt"),
+            ).load_and_set(cfg)
         except k8s_config.ConfigException as exc:
             raise DefinitionError(f"in-cluster configuration: {str(exc).strip()}") from None
         return cfg

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import threading
 from collections.abc import Mapping
 from pathlib import Path
@@ -27,6 +26,7 @@ import kopf
 import yaml
 
 from statemachine.errors import DefinitionError
+from statemachine import k8s
 from statemachine.k8s import default_kubeconfig
 from statemachine.operator import crd
 from statemachine.operator.options import OperatorOptions
@@ -37,13 +37,9 @@ logger = logging.getLogger("statemachine.operator")
 
 def connection_info(kubeconfig: Path | None, context: str | None) -> kopf.ConnectionInfo:
     """kopf's credentials for ``context`` of ``kubeconfig`` (or the pod's service account)."""
-    path = kubeconfig or (None if os.environ.get("KUBERNETES_SERVICE_HOST") and kubeconfig is None
-                          and not default_kubeconfig().is_file() else default_kubeconfig())
-    if path is None:
-        info = kopf.login_with_service_account(settings=kopf.OperatorSettings())
-        if info is None:
-            raise DefinitionError("smrun operator: no kubeconfig and no in-cluster service account")
-        return info
+    if k8s.uses_service_account(kubeconfig):
+        return _service_account_login()
+    path = kubeconfig or default_kubeconfig()
     try:
         config = yaml.safe_load(Path(path).expanduser().read_text(encoding="utf-8")) or {}
     except OSError as exc:
@@ -73,6 +69,23 @@ def connection_info(kubeconfig: Path | None, context: str | None) -> kopf.Connec
         private_key_path=user.get("client-key"), private_key_data=user.get("client-key-data"),
         username=user.get("username"), password=user.get("password"),
         default_namespace=ctx.get("namespace"))
+
+
+def _service_account_login() -> kopf.ConnectionInfo:
+    """kopf's credentials in a pod. Not kopf's own ``login_with_service_account``: that one
+    always dials ``kubernetes.default.svc`` and reads the fixed mount path, while smrun's client
+    dials ``KUBERNETES_SERVICE_HOST`` (as client-go does); both halves of the operator must reach
+    the same server with the same identity."""
+    sa = k8s.SERVICE_ACCOUNT_DIR
+    server = k8s.in_cluster_server()
+    if server is None:
+        raise DefinitionError("smrun operator: no kubeconfig and no in-cluster service account")
+    namespace = sa / "namespace"
+    return kopf.ConnectionInfo(
+        server=server, token=(sa / "token").read_text(encoding="utf-8").strip() or None,
+        ca_path=str(sa / "ca.crt") if (sa / "ca.crt").is_file() else None,
+        default_namespace=(namespace.read_text(encoding="utf-8").strip() or None)
+        if namespace.is_file() else None)
 
 
 def build_registry(manager: PlanManager, options: OperatorOptions,

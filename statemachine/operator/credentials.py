@@ -23,10 +23,8 @@ from typing import Any
 import yaml
 
 from statemachine.errors import ClusterError
+from statemachine import k8s
 from statemachine.k8s import Cluster, ObjectRef
-
-SA_DIR = Path("/var/run/secrets/kubernetes.io/serviceaccount")
-
 
 def _write_private(path: Path, text: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -38,15 +36,14 @@ def _write_private(path: Path, text: str) -> None:
 
 def in_cluster_kubeconfig(path: Path) -> Path | None:
     """A kubeconfig for the pod's service account, or ``None`` outside a pod."""
-    host, port = os.environ.get("KUBERNETES_SERVICE_HOST"), os.environ.get(
-        "KUBERNETES_SERVICE_PORT", "443")
-    if not host or not (SA_DIR / "token").is_file():
+    server = k8s.in_cluster_server()
+    if server is None:
         return None
-    server = f"https://[{host}]:{port}" if ":" in host else f"https://{host}:{port}"
+    sa = k8s.SERVICE_ACCOUNT_DIR
     config = {"apiVersion": "v1", "kind": "Config", "current-context": "in-cluster",
               "clusters": [{"name": "in-cluster", "cluster": {
-                  "server": server, "certificate-authority": str(SA_DIR / "ca.crt")}}],
-              "users": [{"name": "in-cluster", "user": {"tokenFile": str(SA_DIR / "token")}}],
+                  "server": server, "certificate-authority": str(sa / "ca.crt")}}],
+              "users": [{"name": "in-cluster", "user": {"tokenFile": str(sa / "token")}}],
               "contexts": [{"name": "in-cluster",
                             "context": {"cluster": "in-cluster", "user": "in-cluster"}}]}
     _write_private(path, yaml.safe_dump(config))
