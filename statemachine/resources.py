@@ -1,6 +1,6 @@
-"""Locate the data shipped with smrun: built-in itineraries, templates and JSON Schemas.
+"""Locate the data shipped with smrun: built-in itineraries, templates, JSON Schemas and the examples.
 
-This is the only module that knows where that data lives. In a wheel the three top-level folders
+This is the only module that knows where that data lives. In a wheel the four top-level folders
 are mapped into the package (``statemachine/itineraries`` ...); in a source checkout or an editable
 install they sit beside the package, so we fall back to ``<repo>/<kind>``. It does not read or
 parse any file.
@@ -15,7 +15,9 @@ from statemachine.errors import DataNotFound
 
 __all__ = ["DataNotFound", "Kind", "data_dir"]
 
-Kind = Literal["itineraries", "templates", "schemas"]
+Kind = Literal["itineraries", "templates", "schemas", "examples"]
+# The examples ship too: `smrun operator manifests` derives the operator's ClusterRole from the
+# built-in itineraries rendered on their example plans, and it must work from a wheel.
 
 
 def data_dir(kind: Kind) -> Path:

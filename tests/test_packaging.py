@@ -94,3 +94,11 @@ def test_the_simulator_schema_data_is_in_the_wheel(venv: Path) -> None:
     assert proc.returncode == 0, proc.stderr
     count, has_vm, where = proc.stdout.split()
     assert int(count) >= 10 and has_vm == "True" and Path(where).is_relative_to(venv)
+
+
+def test_operator_manifests_derive_the_role_from_an_installed_wheel(venv: Path) -> None:
+    """The ClusterRole is derived from the built-in itineraries on their example plans, which
+    ship in the wheel: an admin who installed smrun with pip can print the install."""
+    proc = _run(venv / "bin" / "smrun", "operator", "manifests")
+    assert proc.returncode == 0, proc.stderr
+    assert "kind: ClusterRole" in proc.stdout and "virtualmachineinstancemigrations" in proc.stdout

@@ -15,18 +15,17 @@ It prints; it applies nothing and talks to no cluster.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from pathlib import Path
 from typing import Any
 
 import yaml
 
 from statemachine.errors import DataNotFound
 from statemachine.operator import crd
+from statemachine.resources import data_dir
 
 DEFAULT_NAMESPACE = "smrun-system"
 DEFAULT_IMAGE = "ghcr.io/smrun/smrun:latest"
 NAME = "smrun-operator"
-EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
 # What the operator does besides running itineraries: kopf lists/watches Plans and patches them
 # (finalizers, annotations), the status subresource, Events on Plans and VMs, Leases (one per
@@ -57,10 +56,10 @@ def itinerary_verbs(types: Iterable[str] = ("cold", "warm", "live")
 
     merged: dict[tuple[str, str], set[str]] = {}
     for name in types:
-        path = EXAMPLES / name / "plan.yaml"
+        path = data_dir("examples") / name / "plan.yaml"
         if not path.is_file():
             raise DataNotFound(f"{path}: the {name} example plan derives the operator's "
-                               "permissions; run from a source checkout of smrun")
+                               "permissions; reinstall smrun")
         plan = load_plan(path)
         needs = plan_needs(plan, itinerary_for_plan(plan), seed_reads(plan))
         for key, verbs in resource_verbs(needs).items():
