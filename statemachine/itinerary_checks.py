@@ -213,6 +213,8 @@ class _Checker:
 
     def parameters(self) -> Iterator[Problem]:
         """Unique names; each ``schema`` a valid JSON Schema; each ``default`` valid under it."""
+        if not self.it.parameters:
+            return  # no jsonschema import for itineraries without parameters (start-up time)
         import jsonschema
 
         seen: set[str] = set()

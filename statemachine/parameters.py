@@ -31,8 +31,6 @@ from dataclasses import replace
 from types import MappingProxyType
 from typing import Any
 
-import jsonschema
-
 from statemachine.errors import DefinitionError, Problem
 from statemachine.itinerary import Itinerary, StateSpec
 from statemachine.plan import Plan
@@ -47,6 +45,8 @@ def did_you_mean(name: str, known: Any) -> str:
 
 
 def _schema_error(schema: Mapping[str, Any], value: Any) -> str | None:
+    import jsonschema  # only a plan with parameters under a schema needs it (start-up time)
+
     validator = jsonschema.Draft202012Validator(schema)
     error = jsonschema.exceptions.best_match(validator.iter_errors(value))
     if error is None:

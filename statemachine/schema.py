@@ -11,16 +11,22 @@ from __future__ import annotations
 
 import difflib
 import json
+import os
 from functools import lru_cache
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from jsonschema import Draft202012Validator
-from jsonschema.exceptions import ValidationError, best_match
-
+from statemachine import verdictcache
 from statemachine.errors import Problem, SchemaError
 from statemachine.resources import data_dir
 from statemachine.yamlsource import DocPath, SourceDoc
+
+if TYPE_CHECKING:
+    from jsonschema import Draft202012Validator
+    from jsonschema.exceptions import ValidationError
+
+# Decision (start-up time, issue 17): jsonschema is imported only when a document has to be
+# validated, which a clean verdict kept by ``verdictcache`` spares (see problems()).
 
 
 @lru_cache(maxsize=None)
@@ -32,7 +38,21 @@ def load_schema(name: str) -> dict[str, Any]:
 
 
 @lru_cache(maxsize=None)
+def _schema_bytes(name: str) -> bytes:
+    return (data_dir("schemas") / f"{name}.schema.json").read_bytes()
+
+
+@lru_cache(maxsize=None)
+def _this_validation() -> str:
+    # What in smrun decides a verdict: this module (how the validator is built), by identity.
+    info = os.stat(__file__)
+    return f"{__file__}:{info.st_size}:{info.st_mtime_ns}"
+
+
+@lru_cache(maxsize=None)
 def _validator(name: str) -> Draft202012Validator:
+    from jsonschema import Draft202012Validator
+
     # Built once per schema and process. Decision (start-up time, issue 8): the packaged schemas
     # are not checked against the 2020-12 metaschema here -- that took 16-22 ms per schema on
     # every command and can only fail on a broken build; tests/test_startup.py checks every
@@ -43,6 +63,10 @@ def _validator(name: str) -> Draft202012Validator:
 
 def problems(doc: SourceDoc, schema_name: str) -> list[Problem]:
     """Every schema violation of ``doc``, sorted by line."""
+    key = verdictcache.verdict_key(_schema_bytes(schema_name) + _this_validation().encode(),
+                                   doc.data)
+    if verdictcache.is_valid(key):
+        return []
     found: list[Problem] = []
     for error in _validator(schema_name).iter_errors(doc.data):
         error = _most_relevant(error)
@@ -65,6 +89,8 @@ def problems(doc: SourceDoc, schema_name: str) -> list[Problem]:
             continue
         found.append(doc.problem(path, message))
     found.sort(key=lambda p: (p.line or 0, p.path))
+    if not found:
+        verdictcache.remember_valid(key)
     return found
 
 
@@ -78,6 +104,8 @@ def validate_document(doc: SourceDoc, schema_name: str) -> None:
 def _most_relevant(error: ValidationError) -> ValidationError:
     # oneOf/anyOf: descend to the sub-error that best explains the failure.
     # A titled definition (duration, condition...) explains itself better than any branch.
+    from jsonschema.exceptions import best_match
+
     while error.context and not (isinstance(error.schema, dict) and "title" in error.schema):
         deeper = best_match(error.context)
         if deeper is None:
