@@ -105,9 +105,15 @@ def run_states(rt: Runtime, vm: VmModel, *, setup: bool) -> Gen:
             rt.emit(vm, "state_skipped", state=spec.name, message=_skip_reason(spec, predicates))
             idx += 1
             continue
+        vm.ready_event_at = None
         yield from execute_state(rt, vm, spec)
         vm.log("state_completed", state=spec.name)
-        rt.emit(vm, "state_completed")
+        if vm.ready_event_at is None:
+            rt.emit(vm, "state_completed")
+        else:
+            # Reaction: from the watch event that made the wait end to the engine moving on
+            # (the next state's requests are sent from here).
+            rt.emit(vm, "state_completed", reaction=round(rt.clock() - vm.ready_event_at, 6))
         idx = choose_next(rt, vm, states, idx)
 
 
@@ -279,6 +285,7 @@ def wait_ready(rt: Runtime, vm: VmModel, spec: StateSpec, ctxs: list[Context],
     first_failed: dict[int, float] = {}
     last_note = None
     progress_at = -PROGRESS_EVERY
+    waiting_since: float | None = None  # set once the wait has yielded (not ready at once)
     while True:
         now = rt.clock()
         objs: list[Obj | None] = []
@@ -309,6 +316,11 @@ def wait_ready(rt: Runtime, vm: VmModel, spec: StateSpec, ctxs: list[Context],
             if not verdict.ready:
                 pending.append((i, obj))
         if not pending:
+            if waiting_since is not None:
+                latest = max((rt.event_at.get(obj_key(t[0], t[1]), 0.0) for t in targets
+                              if t is not None), default=0.0)
+                # Only an event that came during the wait made it end (else a timer did).
+                vm.ready_event_at = latest if latest > waiting_since else None
             return objs
         i, obj = pending[0]
         ctx = {**ctxs[i], "object": obj}
@@ -334,6 +346,8 @@ def wait_ready(rt: Runtime, vm: VmModel, spec: StateSpec, ctxs: list[Context],
             rt.emit(vm, "state_waiting", message=mine or f"waiting for {vm.waiting_for}",
                     waiting_for=vm.waiting_for, progress=vm.progress)
         keys = tuple(obj_key(t[0], t[1]) for t in targets if t is not None)
+        if waiting_since is None:
+            waiting_since = now
         yield Wait(keys, wake)
 
 

@@ -80,6 +80,9 @@ class VmModel:
         self.started_at: float | None = None
         self.state_started_at: float | None = None
         self.last_object: tuple[str, ObjectRef] | None = None  # for Kubernetes Events
+        # When the watch event arrived that let the current state's wait end (runner.wait_ready);
+        # `state_completed` reports the time from it as `reaction`.
+        self.ready_event_at: float | None = None
 
     @property
     def state_name(self) -> str:
@@ -187,6 +190,9 @@ class Runtime:
         self.backoff_max = backoff_max
         self._sink = emit
         self._watches: dict[tuple[str, ResourceKey], Subscription] = {}
+        # When the latest watch event of each object arrived (set on the watch threads; read on
+        # the loop thread when a wait ends, for the reaction time of `state_completed`).
+        self.event_at: dict[tuple[str, str, str, str], float] = {}
         self._specs: dict[str, StateSpec] = {s.name: s for s in itinerary.setup.states}
         self._specs.update((s.name, s) for s in itinerary.states)
         names = [PENDING, *self._specs, *(t for t in TERMINAL_STATES if t not in self._specs)]
@@ -224,11 +230,13 @@ class Runtime:
         key = ResourceKey(ref.api_version, ref.kind, ref.namespace)
         if (cluster, key) in self._watches:
             return
-        kind, notify = ref.kind, self.scheduler.notify
+        kind, notify, seen, clock = ref.kind, self.scheduler.notify, self.event_at, self.clock
 
         def handler(_event: str, obj: Obj) -> None:
             meta = obj.get("metadata") or {}
-            notify((cluster, kind, str(meta.get("namespace") or ""), str(meta.get("name", ""))))
+            key = (cluster, kind, str(meta.get("namespace") or ""), str(meta.get("name", "")))
+            seen[key] = clock()
+            notify(key)
 
         self._watches[(cluster, key)] = self.clusters[cluster].watch(key, handler)
 

@@ -16,6 +16,10 @@ Decisions (see ../shared/specs/simulated-apiserver.md §3 for the client traps t
 - A create retried after a transient failure may have succeeded the first time; a 409 on such a
   retry is resolved by reading the object and comparing smrun's manifest-hash annotation / labels
   (see :func:`_is_same_object`), so an object is never created twice and never adopted by mistake.
+- Whoever wants to count requests (the operator's metrics) subscribes with
+  :func:`observe_requests`: each request's answer (verb, HTTP status) and each retry are handed to
+  the observers, on the thread that sent the request. Nothing here knows Prometheus; with no
+  observer the cost is one attribute store per request.
 
 It does not decide what to create, adopt or wait for: that is the engine's job.
 """
@@ -64,6 +68,37 @@ _REQUEST_TIMEOUT = (10, 60)
 """(connect, read) seconds for every non-watch request. Without it a half-open connection (a server
 or proxy gone without a reset) blocks the caller forever; reads run on the engine's loop thread, so
 one such request would stall every VM and the cancel check. A timeout is transient (retried)."""
+
+RequestObserver = Callable[[str, str, "int | None", bool], None]
+"""``observer(cluster, verb, status, retry)``: ``retry`` False: a request was answered with HTTP
+``status`` (``None``: no answer, e.g. a refused or dropped connection); ``retry`` True: the
+request is sent again after an answer ``status`` (its answer is reported as a request of its
+own). ``verb`` is smrun's: get, list, watch, create, patch, delete, discover, can_i, rules."""
+
+_observers: tuple[RequestObserver, ...] = ()
+_answer = threading.local()  # .status: the HTTP status of the last answer on this thread
+
+
+def observe_requests(observer: RequestObserver) -> Callable[[], None]:
+    """Call ``observer`` for every request of every cluster of this process (see
+    :data:`RequestObserver`); returns the function that unsubscribes it. It must be quick and
+    must not raise: it runs on the requesting thread."""
+    global _observers
+    _observers = (*_observers, observer)
+
+    def remove() -> None:
+        global _observers
+        _observers = tuple(o for o in _observers if o is not observer)
+    return remove
+
+
+def _notify(cluster: str, verb: str, status: int | None, retry: bool) -> None:
+    for observer in _observers:
+        try:
+            observer(cluster, verb, status, retry)
+        except Exception:  # noqa: BLE001 - counting never fails a request
+            logger.debug("a request observer failed", exc_info=True)
+
 
 _POOL_SIZE = 64
 """urllib3 connections kept per cluster: one per open watch plus the engine's concurrent requests.
@@ -144,7 +179,10 @@ def _default_timeout(rest: Any) -> None:
     def request(*args: Any, **kwargs: Any) -> Any:
         if kwargs.get("_request_timeout") is None:
             kwargs["_request_timeout"] = _REQUEST_TIMEOUT
-        return plain(*args, **kwargs)
+        resp = plain(*args, **kwargs)
+        # For the request observers: the status of a success (a failure's is in its error).
+        _answer.status = getattr(resp, "status", None)
+        return resp
 
     rest.request = request
 
@@ -260,20 +298,43 @@ class KubeCluster:
     def _request_once(self, verb: str, what: str, fn: Callable[[], T]) -> T:
         """``fn`` with counting and error translation (no retry)."""
         self._count(verb)
+        if _observers:
+            _answer.status = 0  # stays 0 if fn sends nothing (discovery answered from its cache)
         try:
-            return fn()
-        except ClusterError:
+            result = fn()
+        except ClusterError as exc:
+            if _observers:
+                _notify(self.name, verb, exc.status, False)
             raise
         except Exception as exc:
             mapped = translate(exc, cluster=self.name)
+            if _observers:
+                _notify(self.name, verb, mapped.status if mapped is not None else None, False)
             if mapped is None:
                 raise
             raise mapped from exc
+        if _observers:
+            status = getattr(_answer, "status", None)
+            if status != 0:
+                _notify(self.name, verb, status, False)
+        return result
 
     def _request(self, verb: str, what: str, fn: Callable[[], T]) -> T:
         """``fn`` with counting, error translation and retries."""
-        return _retry.call(lambda: self._request_once(verb, what, fn), policy=self._policy,
-                           verb=verb, what=what)
+        if not _observers:
+            return _retry.call(lambda: self._request_once(verb, what, fn), policy=self._policy,
+                               verb=verb, what=what)
+        failed: list[int | None] = []  # the status of each failed try, for the retry count
+
+        def once() -> T:
+            if failed:
+                _notify(self.name, verb, failed[-1], True)
+            try:
+                return self._request_once(verb, what, fn)
+            except ClusterError as exc:
+                failed.append(exc.status)
+                raise
+        return _retry.call(once, policy=self._policy, verb=verb, what=what)
 
     def _resource(self, api_version: str, kind: str) -> Any:
         """The discovered resource for (apiVersion, kind), cached; ``NotFound`` if not served."""
@@ -567,7 +628,12 @@ class KubeCluster:
                 # (connect, read) timeouts; the read one is only a backstop for a dead stream.
                 _request_timeout=(10, timeout + 30))
         except Exception as exc:
-            raise _translated(exc, self.name) from exc
+            mapped = _translated(exc, self.name)
+            if _observers:
+                _notify(self.name, "watch", getattr(mapped, "status", None), False)
+            raise mapped from exc
+        if _observers:
+            _notify(self.name, "watch", getattr(resp, "status", None), False)
         handle.attach(resp)
         complete = False
         try:
@@ -621,4 +687,4 @@ def _lines(resp: Any) -> Iterator[bytes]:
         yield buffer
 
 
-__all__ = ["KubeCluster", "MANIFEST_HASH", "connect"]
+__all__ = ["KubeCluster", "MANIFEST_HASH", "RequestObserver", "connect", "observe_requests"]

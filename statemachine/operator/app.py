@@ -157,23 +157,28 @@ def _own_kubeconfig(given: Path | None) -> Path | None:
 
 def run_operator(options: OperatorOptions) -> int:
     """Run until interrupted (SIGINT/SIGTERM); 0 on a clean stop."""
-    from statemachine.k8s.client import connect
+    from statemachine.k8s.client import connect, observe_requests
     from statemachine.operator.metrics import Metrics, serve_health
 
     logging.getLogger("kopf").setLevel(logging.WARNING)
     ready = threading.Event()
     health = serve_health(options.health_port, ready.is_set) if options.health_port else None
     options.state_dir.mkdir(parents=True, exist_ok=True)
-    api = connect(name="operator", kubeconfig=options.kubeconfig, context=options.context,
-                  cache_dir=options.state_dir / "cache")
     manager: PlanManager | None = None
     metrics = Metrics(lambda: manager.snapshot() if manager is not None else [])
+    # Every request of this process (the operator's client and each Plan's clusters).
+    unobserve = observe_requests(metrics.request)
+    api = connect(name="operator", kubeconfig=options.kubeconfig, context=options.context,
+                  cache_dir=options.state_dir / "cache")
     manager = PlanManager(
         api, operator_id=options.operator_id, state_dir=options.state_dir,
         on_state_done=lambda itinerary, state, seconds:
             metrics.state_seconds.labels(itinerary, state).observe(seconds),
         lease_seconds=options.lease_seconds,
-        own=(_own_kubeconfig(options.kubeconfig), options.context))
+        own=(_own_kubeconfig(options.kubeconfig), options.context),
+        on_reaction=lambda itinerary, state, seconds:
+            metrics.reaction_seconds.labels(itinerary, state).observe(seconds),
+        on_journal=metrics.journal_write)
     if options.metrics_port:
         metrics.serve(options.metrics_port)
     registry = build_registry(manager, options, ready)
@@ -184,5 +189,6 @@ def run_operator(options: OperatorOptions) -> int:
     finally:
         if health is not None:
             health.shutdown()
+        unobserve()
         api.close()
     return 0

@@ -7,6 +7,20 @@ Metrics (``--metrics-port``, ``/metrics``, prometheus-client):
 - ``smrun_plans{phase}``: the Plans this replica acts on or has finished, by phase;
 - ``smrun_state_duration_seconds{itinerary, state}``: a histogram of the time a VM spent in each
   state (from entering it to entering the next one, or the VM's end).
+- ``smrun_reaction_seconds{itinerary, state}``: a histogram of the engine's reaction time: from
+  the arrival of the watch event that ended a state's wait to the engine moving on (the
+  ``reaction`` of its ``state_completed`` event; waits that ended on a timer are not counted);
+- ``smrun_api_requests_total{cluster, verb, code}`` and ``smrun_api_retries_total{cluster, verb,
+  code}``: every request this process's clients sent, by smrun's verb and the HTTP status of its
+  answer (``none``: no answer), and every retry by the status that caused it (the observer hook
+  of ``statemachine.k8s.client``); ``cluster`` is ``operator`` (Plans, status, Events, journal,
+  Leases) or a Plan's ``source``/``target``;
+- ``smrun_journal_entries_total`` and ``smrun_journal_writes_total{verb}``: the entries the
+  Plans' journals appended, and the write requests the API server accepted that store them
+  (``statemachine.operator.counting``; a flush is one patch, so writes stay far below entries).
+
+The counters are counted per thread without a lock (:mod:`statemachine.operator.tally`) and
+added up at scrape time: counting sits on every request's path.
 
 Health (``--health-port``): ``/healthz`` answers 200 while the process serves; ``/readyz``
 answers 200 once kopf has started and the operator's own client is connected, 503 before.
@@ -21,10 +35,14 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Histogram, start_http_server
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from statemachine.operator.tally import Tally
+
 _BUCKETS = (0.1, 0.5, 1, 2, 5, 10, 30, 60, 120, 300, 600, 1800, 3600, float("inf"))
+_REACTION_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10,
+                     float("inf"))
 
 
 class _Plans(Collector):
@@ -50,6 +68,35 @@ class _Plans(Collector):
         yield plans
 
 
+class _Counts(Collector):
+    """The tallies as counter families, added up at scrape time."""
+
+    def __init__(self, metrics: Metrics) -> None:
+        self.metrics = metrics
+
+    def collect(self) -> Iterable[CounterMetricFamily]:
+        m = self.metrics
+        for name, doc, tally in (
+                ("smrun_api_requests", "API requests sent, by cluster, verb and HTTP status "
+                 "of the answer (none: no answer)", m.requests),
+                ("smrun_api_retries", "API requests sent again, by cluster, verb and the HTTP "
+                 "status that caused the retry", m.retries)):
+            family = CounterMetricFamily(name, doc, labels=["cluster", "verb", "code"])
+            for key, n in sorted(tally.totals().items(), key=str):
+                assert isinstance(key, tuple)
+                family.add_metric(list(key), n)
+            yield family
+        journal = m.journal.totals()
+        entries = CounterMetricFamily("smrun_journal_entries", "Journal entries appended")
+        entries.add_metric([], journal.pop("entries", 0))
+        yield entries
+        writes = CounterMetricFamily("smrun_journal_writes", "Write requests that stored "
+                                     "journal entries in the cluster, by verb", labels=["verb"])
+        for verb, n in sorted(journal.items(), key=str):
+            writes.add_metric([str(verb)], n)
+        yield writes
+
+
 class Metrics:
     """The operator's metrics registry (one per process)."""
 
@@ -59,6 +106,23 @@ class Metrics:
         self.state_seconds = Histogram(
             "smrun_state_duration_seconds", "Time a VM spent in a state",
             ["itinerary", "state"], buckets=_BUCKETS, registry=self.registry)
+        self.reaction_seconds = Histogram(
+            "smrun_reaction_seconds", "Time from the watch event that ended a wait to the "
+            "engine moving on", ["itinerary", "state"], buckets=_REACTION_BUCKETS,
+            registry=self.registry)
+        self.requests = Tally()
+        self.retries = Tally()
+        self.journal = Tally()
+        self.registry.register(_Counts(self))
+
+    def request(self, cluster: str, verb: str, status: int | None, retry: bool) -> None:
+        """The observer of ``statemachine.k8s.client.observe_requests``."""
+        (self.retries if retry else self.requests).add(
+            (cluster, verb, str(status) if status else "none"))
+
+    def journal_write(self, kind: str, n: int) -> None:
+        """A :data:`~statemachine.operator.counting.JournalCounter`."""
+        self.journal.add(kind, n)
 
     def serve(self, port: int) -> None:
         start_http_server(port, registry=self.registry)

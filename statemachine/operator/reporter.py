@@ -54,7 +54,8 @@ class PlanReporter:
 
     def __init__(self, api: Cluster, obj: Mapping[str, Any], operator_id: str, *,
                  source: Cluster | None = None, interval: float = 0.5,
-                 on_state_done: Callable[[str, float], None] | None = None) -> None:
+                 on_state_done: Callable[[str, float], None] | None = None,
+                 on_reaction: Callable[[str, float], None] | None = None) -> None:
         meta = obj["metadata"]
         self.api = api
         self.source = source
@@ -74,6 +75,9 @@ class PlanReporter:
         self._vm_uids: dict[str, str] = {}
         #: Called with (state, seconds) when a VM leaves a state (the state-duration histogram).
         self.on_state_done = on_state_done
+        #: Called with (state, seconds) for a ``state_completed`` that carries the engine's
+        #: reaction time (from the watch event that ended the wait to moving on).
+        self.on_reaction = on_reaction
         self._entered: dict[str, tuple[str, float]] = {}
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -98,6 +102,11 @@ class PlanReporter:
         if not vm:
             return  # setup and run events: the plan's phase says it
         state = str(e.get("state") or "")
+        if kind == "state_completed":
+            reaction = e.get("reaction")
+            if isinstance(reaction, (int, float)) and self.on_reaction is not None:
+                self.on_reaction(state, float(reaction))
+            return  # the status shows the state entered next
         if kind == "state_entered" or kind in _VM_END:
             self._left_state(vm, state if kind == "state_entered" else "")
         with self._lock:

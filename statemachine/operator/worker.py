@@ -28,7 +28,7 @@ import shutil
 import threading
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from statemachine.errors import ClusterError, LockHeld, PreflightError, SmrunError, StateDirError
 from statemachine.k8s import Cluster, ObjectRef
@@ -36,6 +36,10 @@ from statemachine.operator import credentials
 from statemachine.operator.fence import FencedCluster
 from statemachine.operator.lease import PlanLease
 from statemachine.operator.reporter import API_VERSION, TERMINAL, PlanReporter
+
+if TYPE_CHECKING:
+    from statemachine.engine.journalbackend import JournalBackend
+    from statemachine.operator.counting import JournalCounter
 
 logger = logging.getLogger("statemachine.operator")
 
@@ -62,7 +66,9 @@ class PlanWorker(threading.Thread):
                  state_dir: Path, base: Path | None = None,
                  on_state_done: Callable[[str, str, float], None] | None = None,
                  lease: PlanLease | None = None,
-                 own: tuple[Path | None, str | None] = (None, None)) -> None:
+                 own: tuple[Path | None, str | None] = (None, None),
+                 on_reaction: Callable[[str, str, float], None] | None = None,
+                 on_journal: JournalCounter | None = None) -> None:
         meta = obj["metadata"]
         super().__init__(name=f"smrun-plan-{meta['namespace']}-{meta['name']}", daemon=True)
         # Raised when the Lease is lost: every write of this worker stops (fence.py).
@@ -81,8 +87,11 @@ class PlanWorker(threading.Thread):
         self.lease = lease
         self.own = own
         self.itinerary = ""
+        # For the metrics: (itinerary, state, seconds) of each reaction; journal writes.
+        self.on_reaction = on_reaction
+        self.on_journal = on_journal
         self.reporter = PlanReporter(self.api, self.obj, self.operator_id,
-                                     on_state_done=self._state_done)
+                                     on_state_done=self._state_done, on_reaction=self._reaction)
         # The spec the run started with, the newest one seen, and where the run's local files
         # are (once known): a changed cutover goes there as the override file (livespec.py).
         self.spec: Mapping[str, Any] = obj.get("spec") or {}
@@ -93,6 +102,10 @@ class PlanWorker(threading.Thread):
     def _state_done(self, state: str, seconds: float) -> None:
         if self.on_state_done is not None:
             self.on_state_done(self.itinerary, state, seconds)
+
+    def _reaction(self, state: str, seconds: float) -> None:
+        if self.on_reaction is not None:
+            self.on_reaction(self.itinerary, state, seconds)
 
     def cancel(self) -> None:
         self._cancel.set()
@@ -204,6 +217,7 @@ class PlanWorker(threading.Thread):
         from statemachine.context import labels_for
         from statemachine.engine import Engine, EngineSettings, Journal
         from statemachine.engine import preflight as checks
+        from statemachine.operator.counting import CountingBackend, CountingCluster
         from statemachine.operator.planobject import load_plan_object
         from statemachine.providers import itinerary_for_plan
 
@@ -222,13 +236,18 @@ class PlanWorker(threading.Thread):
             refused = PreflightError("preflight refused the plan; nothing was applied", refusals)
             reporter.set_phase("Refused", one_line(refused), warning=True, reason="Refused")
             return
-        journal = Journal(plan_dir / plan.name, backend=ClusterJournalBackend(
-            self.api, namespace=meta["namespace"], name=f"smrun-journal-{meta.get('uid', 'none')}",
+        journal_api: Cluster = self.api if self.on_journal is None else \
+            CountingCluster(self.api, self.on_journal)
+        backend: JournalBackend = ClusterJournalBackend(
+            journal_api, namespace=meta["namespace"], name=f"smrun-journal-{meta.get('uid', 'none')}",
             identity=self.operator_id, owner=owner_reference(self.obj),
             labels={"smrun.io/plan": labels_for(plan, None, run_id="")["smrun.io/plan"]},
             # This replica holds the Plan's Lease (or is its only replica): it takes the
             # journal over from a writer that died, which fences that writer for good.
-            take_over=True))
+            take_over=True)
+        if self.on_journal is not None:
+            backend = CountingBackend(backend, self.on_journal)
+        journal = Journal(plan_dir / plan.name, backend=backend)
         self.journal = journal
         self._start_local(journal.dir)
         if self.lost is not None:
@@ -313,8 +332,12 @@ class PlanManager:
     def __init__(self, api: Cluster, *, operator_id: str, state_dir: Path,
                  on_state_done: Callable[[str, str, float], None] | None = None,
                  lease_seconds: int | None = None,
-                 own: tuple[Path | None, str | None] = (None, None)) -> None:
+                 own: tuple[Path | None, str | None] = (None, None),
+                 on_reaction: Callable[[str, str, float], None] | None = None,
+                 on_journal: JournalCounter | None = None) -> None:
         self.api = api
+        self.on_reaction = on_reaction
+        self.on_journal = on_journal
         self.own = own
         self.lease_seconds = lease_seconds
         self.on_state_done = on_state_done
@@ -357,7 +380,8 @@ class PlanManager:
                 obj = fresh
             worker = PlanWorker(self.api, obj, operator_id=self.operator_id,
                                 state_dir=self.state_dir, on_state_done=self.on_state_done,
-                                lease=lease, own=self.own)
+                                lease=lease, own=self.own, on_reaction=self.on_reaction,
+                                on_journal=self.on_journal)
             if cancel:
                 worker.cancel()  # a run an earlier replica began resumes to undo it
             self._workers[uid] = worker
