@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import shutil
 import tempfile
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -70,15 +71,54 @@ def connect_plan(plan: Plan, *, cache_dir: Path | None = None,
     if cache_dir is None:
         tmp = tempfile.mkdtemp(prefix="smrun-cache-")
         cache_dir = Path(tmp)
+    # Decision (issue 17, preflight round trips): the two clusters are connected at the same time
+    # (the target on a helper thread). Each connect is ~13 sequential discovery requests (the
+    # client's /version, /apis and one per group version); against real clusters those are round
+    # trips, so two in parallel halve the wait. Errors are reported as before: the source's first.
+    # A failed source does not wait for the target (Ctrl-C, an unreachable server being retried):
+    # the helper closes its cluster when it gets one.
+    lock = threading.Lock()
+    abandoned = False
+    outcome: dict[str, Any] = {}
+
+    def target_side() -> None:
+        try:
+            cluster = connect(name="target", kubeconfig=plan.target.kubeconfig,
+                              context=plan.target.context, cache_dir=cache_dir,
+                              retry_policy=retry_policy)
+        except BaseException as exc:  # noqa: BLE001 - handed to the caller's thread
+            outcome["error"] = exc
+            return
+        with lock:
+            if not abandoned:
+                outcome["cluster"] = cluster
+                return
+        _close_quietly(cluster)
+
+    helper = threading.Thread(target=target_side, name="smrun-connect-target", daemon=True)
+    helper.start()
     try:
         source = connect(name="source", kubeconfig=plan.source.kubeconfig,
                          context=plan.source.context, cache_dir=cache_dir,
                          retry_policy=retry_policy)
-        target = connect(name="target", kubeconfig=plan.target.kubeconfig,
-                         context=plan.target.context, cache_dir=cache_dir,
-                         retry_policy=retry_policy)
+        helper.join()
+        if "error" in outcome:
+            _close_quietly(source)
+            raise outcome["error"]
+        target: Cluster = outcome["cluster"]
     except BaseException:
+        with lock:
+            abandoned = True
+            if "cluster" in outcome:
+                _close_quietly(outcome.pop("cluster"))
         if tmp is not None:
             shutil.rmtree(tmp, ignore_errors=True)
         raise
     return Connection(source, target, None, {}, tmp)
+
+
+def _close_quietly(cluster: Cluster) -> None:
+    try:
+        cluster.close()
+    except Exception:  # noqa: BLE001 - best effort: the connect error is what matters
+        pass
