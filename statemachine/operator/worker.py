@@ -98,6 +98,7 @@ class PlanWorker(threading.Thread):
         self._latest: Mapping[str, Any] = self.spec
         self._local_dir: Path | None = None
         self._spec_lock = threading.Lock()
+        self._warned = 0  # the last generation whose untaken spec change was logged
 
     def _state_done(self, state: str, seconds: float) -> None:
         if self.on_state_done is not None:
@@ -123,10 +124,12 @@ class PlanWorker(threading.Thread):
             directory = self._local_dir
             if moved and directory is not None:
                 self._write_cutover(directory, spec)
+        generation = int((obj.get("metadata") or {}).get("generation") or 0)
         if only_live_changes(self.spec, spec):
-            self.reporter.observe_generation(int((obj.get("metadata") or {}).get("generation")
-                                                 or 0))
-        else:
+            self.reporter.observe_generation(generation)
+        elif generation > self._warned:
+            # Once per generation: kopf's timer hands the same object over every few seconds.
+            self._warned = generation
             logger.warning("%s: the spec changed during the run; a running Plan takes only "
                            "cancel and cutover, the rest when this run has ended",
                            self.reporter.ref)
