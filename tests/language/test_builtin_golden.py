@@ -132,3 +132,15 @@ def test_builtin_itinerary_renders_as_recorded(name: str, example: str) -> None:
                                             str(path), f"{name} now", n=2))
         pytest.fail(f"the {name} itinerary no longer renders as recorded on the {example} "
                     f"example:\n{diff[:20000]}")
+
+
+@pytest.mark.parametrize("name", ["live", "warm", "cold"])
+def test_builtin_itineraries_write_each_filter_chain_once(name: str) -> None:
+    """The chains over the source VM's volumes and the secret references are spec.values, used
+    by name (issue 15 item 3): each is written once in the file."""
+    itinerary = load_itinerary(name)
+    text = itinerary.file.read_text(encoding="utf-8")
+    assert {"volumes", "claimNames", "secretNames"} <= set(itinerary.values)
+    assert text.count("reads.sourceVM.spec.template.spec.volumes") == 1
+    assert text.count("selectattr('secret.secretName', 'defined')") == 1
+    assert text.count("kind: VirtualMachine,") <= 2  # the source and target VM, each written once

@@ -341,3 +341,25 @@ def test_smrun_cutover_during_a_long_precopy_wait_ends_it_at_once(
     assert at and time.monotonic() - at[0] < 60  # not the 10-minute interval
     rounds = _rounds(state, "ledger/ledger-2")
     assert rounds[-1]["final"] and len(rounds) == 2, rounds  # round 0, then the final round
+
+
+def test_hooks_run_as_jobs_before_and_after_the_migration(
+        make_sim: Callable[..., SimulatedClusters], monkeypatch: pytest.MonkeyPatch,
+        tmp_path: Path) -> None:
+    """PreHook and PostHook wait for their Job (not for the ConfigMap the hook template writes
+    first, which never completes): the VM migrates and both Jobs completed on the target."""
+    sim = start_sim(make_sim, monkeypatch)
+    playbook = Path(__file__).resolve().parents[2] / "examples" / "live" / "hooks" / "quiesce.yml"
+    proc, state = _run(sim, tmp_path, settings={"maxPrecopyRounds": 2}, spec={
+        "hooks": [{"name": "quiesce", "image": "quay.io/konveyor/hook-runner",
+                   "playbook": str(playbook)}],
+        "vms": [{"name": "ledger-2", "namespace": "ledger",
+                 "hooks": [{"step": "PreHook", "hook": "quiesce"},
+                           {"step": "PostHook", "hook": "quiesce"}]}]})
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    completed = [e["state"] for e in events(proc.stdout) if e["event"] == "state_completed"]
+    assert "PreHook" in completed and "PostHook" in completed
+    for step in ("prehook", "posthook"):
+        job = get(sim, "target", "Job", "ledger", f"ledger-2-{step}-quiesce")
+        assert job is not None and any(c["type"] == "Complete" and c["status"] == "True"
+                                       for c in job["status"].get("conditions", [])), step
