@@ -2,11 +2,16 @@
 
 Loading a plan and its itinerary was made cheaper (libyaml first in ``yamlsource``, schemas not
 re-checked against the metaschema on every command, templates compiled once per process and
-shared by the checks and rendering). These tests pin that nothing observable changed.
+shared by the checks and rendering). These tests pin that nothing observable changed, and
+(issue 17) guard the import structure start-up relies on: what ``import statemachine`` and
+``smrun validate --offline`` load (not their timing; bench/startup.py measures that).
 """
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -83,3 +88,28 @@ def test_the_fast_parser_is_used_when_available(monkeypatch: pytest.MonkeyPatch)
     with pytest.raises(SchemaError):
         yamlsource.loads("a: [1, 2\n")
     assert calls == ["a: [1, 2\n"]
+
+
+def _modules_after(code: str) -> set[str]:
+    """Top-level module names loaded by a fresh interpreter running ``code``."""
+    probe = code + "\nimport sys\nprint(' '.join(sorted({m.split('.')[0] for m in sys.modules})))\n"
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                         check=True, timeout=120, cwd=Path(__file__).parent.parent,
+                         env={**os.environ}).stdout
+    return set(out.strip().splitlines()[-1].split())
+
+
+HEAVY = {"kubernetes", "transitions", "jsonschema", "urllib3", "jinja2", "yaml", "pydantic"}
+
+
+def test_import_statemachine_loads_no_heavy_library() -> None:
+    # Issue 17 item 1: importing the package (an embedder, `smrun --help`) costs only smrun's
+    # own small modules; every library is imported by the command or function that needs it.
+    assert _modules_after("import statemachine") & HEAVY == set()
+
+
+def test_validate_offline_never_imports_the_cluster_client_or_the_engine() -> None:
+    loaded = _modules_after(
+        "import sys\nsys.argv = ['smrun', 'validate', '--offline', 'examples/live/plan.yaml']\n"
+        "from statemachine.cli import main\nassert main() == 0")
+    assert loaded & {"kubernetes", "transitions", "urllib3"} == set()
