@@ -13,6 +13,7 @@ import pytest
 
 from statemachine.sim.cluster import SimulatedClusters
 from statemachine.sim.store import StoreEvent
+from tests.sim.refusals import refused
 
 NS = "default"
 
@@ -26,20 +27,6 @@ def _vmi(name: str) -> dict[str, Any]:
 def _configmap(name: str, **data: str) -> dict[str, Any]:
     return {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name, "namespace": NS},
             "data": data}
-
-
-def _refused(call: Callable[[], Any]) -> dict[str, Any]:
-    from kubernetes.client.exceptions import ApiException
-    with pytest.raises(ApiException) as info:
-        call()
-    body: dict[str, Any] = json.loads(info.value.body)
-    assert body["code"] == info.value.status
-    return body
-
-
-@pytest.fixture
-def quiet(make_sim: Callable[..., SimulatedClusters]) -> SimulatedClusters:
-    return make_sim(controllers=False)
 
 
 class _Recorder:
@@ -86,12 +73,12 @@ def test_dry_run_runs_validation_and_webhooks_with_the_real_messages(
            "metadata": {"name": "bad", "namespace": NS},
            "spec": {"runStrategy": "Always", "running": True,
                     "template": {"spec": {"domain": {"devices": {}}}}}}
-    real = _refused(lambda: vms.create(body=bad, namespace=NS))
-    dry = _refused(lambda: vms.create(body=bad, namespace=NS, dry_run="All"))
+    real = refused(lambda: vms.create(body=bad, namespace=NS))
+    dry = refused(lambda: vms.create(body=bad, namespace=NS, dry_run="All"))
     assert dry == real and "denied the request" in dry["message"]
     schema = dict(bad, spec={"runStrategy": 7, "template": {"spec": {"domain": {"devices": {}}}}})
-    real = _refused(lambda: vms.create(body=schema, namespace=NS))
-    dry = _refused(lambda: vms.create(body=schema, namespace=NS, dry_run="All"))
+    real = refused(lambda: vms.create(body=schema, namespace=NS))
+    dry = refused(lambda: vms.create(body=schema, namespace=NS, dry_run="All"))
     assert dry == real and dry["code"] == 422 and dry["reason"] == "Invalid"
 
 
@@ -99,7 +86,7 @@ def test_dry_run_create_of_an_existing_object_is_409(
         quiet: SimulatedClusters, dynamic_client: Callable[..., Any]) -> None:
     cms = dynamic_client(quiet).resources.get(api_version="v1", kind="ConfigMap")
     cms.create(body=_configmap("here", a="1"), namespace=NS)
-    body = _refused(lambda: cms.create(body=_configmap("here"), namespace=NS, dry_run="All"))
+    body = refused(lambda: cms.create(body=_configmap("here"), namespace=NS, dry_run="All"))
     assert body["code"] == 409 and body["reason"] == "AlreadyExists"
 
 
@@ -143,7 +130,7 @@ def test_an_unsupported_dry_run_value_is_refused_before_the_write(
                                    content_type="application/merge-patch+json",
                                    dry_run="Everything"),
         "delete": lambda: cms.delete(name="cm", namespace=NS, dry_run="Everything")}
-    body = _refused(calls[verb])
+    body = refused(calls[verb])
     cause = 'Unsupported value: []string{"Everything"}: supported values: "All"'
     assert body["code"] == 422 and body["reason"] == "Invalid"
     assert body["message"] == f'{options}.meta.k8s.io "" is invalid: dryRun: {cause}'

@@ -11,6 +11,7 @@ import pytest
 
 from statemachine.sim.cluster import SimulatedClusters
 from polling import wait_for
+from tests.sim.refusals import refused
 
 NS = "default"
 GROUP, VERSION = "kubevirt.io", "v1"
@@ -34,15 +35,6 @@ def vm(name: str, memory: bool = True, **spec: Any) -> dict[str, Any]:
 def vmim(name: str, vmi: str) -> dict[str, Any]:
     return {"apiVersion": "kubevirt.io/v1", "kind": "VirtualMachineInstanceMigration",
             "metadata": {"name": name, "namespace": NS}, "spec": {"vmiName": vmi}}
-
-
-def refused(call: Callable[[], Any]) -> dict[str, Any]:
-    from kubernetes.client.exceptions import ApiException
-    with pytest.raises(ApiException) as info:
-        call()
-    body: dict[str, Any] = json.loads(info.value.body)
-    assert body["code"] == info.value.status
-    return body
 
 
 @pytest.fixture

@@ -21,6 +21,7 @@ from lightkube.resources.core_v1 import ConfigMap, Namespace, Pod, Secret
 
 from statemachine.sim.cluster import SimulatedClusters
 from tests.sim.conftest import Kubectl
+from tests.sim.refusals import refused, status_of
 
 MakeSim = Callable[..., SimulatedClusters]
 
@@ -47,18 +48,6 @@ QNAME = ("must consist of alphanumeric characters, '-', '_' or '.', and must sta
 VM_SPEC = {"runStrategy": "Halted", "template": {"spec": {"domain": {"devices": {}}}}}
 
 
-def _status(exc: ApiException) -> dict[str, Any]:
-    body: dict[str, Any] = json.loads(exc.body)
-    assert body["kind"] == "Status" and body["code"] == exc.status
-    return body
-
-
-def _refused(call: Callable[[], Any]) -> dict[str, Any]:
-    with pytest.raises(ApiException) as err:
-        call()
-    return _status(err.value)
-
-
 def _cm(name: str = "", **meta: Any) -> dict[str, Any]:
     md: dict[str, Any] = {"name": name, **meta} if name else dict(meta)
     return {"apiVersion": "v1", "kind": "ConfigMap", "metadata": md, "data": {"k": "v"}}
@@ -70,7 +59,7 @@ def _apply(kube: Kubectl, doc: dict[str, Any], *args: str) -> subprocess.Complet
 
 # ------------------------------------------------------------------------------------ names
 def test_names_follow_the_rule_of_their_kind(core: client.CoreV1Api) -> None:
-    body = _refused(lambda: core.create_namespaced_config_map("default", _cm("Bad_Name")))
+    body = refused(lambda: core.create_namespaced_config_map("default", _cm("Bad_Name")))
     assert body["reason"] == "Invalid" and body["code"] == 422
     assert body["message"] == (f'ConfigMap "Bad_Name" is invalid: metadata.name: Invalid value: '
                                f'"Bad_Name": {SUBDOMAIN}')
@@ -78,21 +67,21 @@ def test_names_follow_the_rule_of_their_kind(core: client.CoreV1Api) -> None:
         {"reason": "FieldValueInvalid", "message": f'Invalid value: "Bad_Name": {SUBDOMAIN}',
          "field": "metadata.name"}]}
     # A path-like name is no subdomain either; too long gets both messages, aggregated.
-    body = _refused(lambda: core.create_namespaced_config_map("default", _cm("../x")))
+    body = refused(lambda: core.create_namespaced_config_map("default", _cm("../x")))
     assert body["message"].endswith(f'metadata.name: Invalid value: "../x": {SUBDOMAIN}')
     long = "A" * 254
-    body = _refused(lambda: core.create_namespaced_config_map("default", _cm(long)))
+    body = refused(lambda: core.create_namespaced_config_map("default", _cm(long)))
     assert body["message"] == (
         f'ConfigMap "{long}" is invalid: [metadata.name: Invalid value: "{long}": must be no '
         f'more than 253 characters, metadata.name: Invalid value: "{long}": {SUBDOMAIN}]')
     # Namespaces are DNS-1123 labels (no dots), Services DNS-1035 labels (no leading digit).
-    body = _refused(lambda: core.create_namespace({"metadata": {"name": "a.b"}}))
+    body = refused(lambda: core.create_namespace({"metadata": {"name": "a.b"}}))
     assert body["message"] == f'Namespace "a.b" is invalid: metadata.name: Invalid value: "a.b": {LABEL}'
-    body = _refused(lambda: core.create_namespaced_service(
+    body = refused(lambda: core.create_namespaced_service(
         "default", {"metadata": {"name": "1abc"}, "spec": {"ports": [{"port": 80}]}}))
     assert body["message"] == (f'Service "1abc" is invalid: metadata.name: Invalid value: '
                                f'"1abc": {DNS1035}')
-    body = _refused(lambda: core.create_namespaced_config_map("default", {"metadata": {}}))
+    body = refused(lambda: core.create_namespaced_config_map("default", {"metadata": {}}))
     assert body["message"] == ('ConfigMap "" is invalid: metadata.name: Required value: name or '
                                'generateName is required')
     assert body["details"]["causes"][0]["reason"] == "FieldValueRequired"
@@ -107,7 +96,7 @@ def test_generate_name_and_rbac_path_segment_names(quiet: SimulatedClusters,
     # The prefix is cut so the generated name stays within 63 characters.
     long = core.create_namespaced_config_map("default", _cm(generate_name="p" * 70)).metadata.name
     assert len(long) == 63
-    body = _refused(lambda: core.create_namespaced_config_map("default",
+    body = refused(lambda: core.create_namespaced_config_map("default",
                                                              _cm(generate_name="Web-")))
     assert body["message"] == (f'ConfigMap "Web-" is invalid: metadata.generateName: Invalid '
                                f'value: "Web-": {SUBDOMAIN}')
@@ -118,7 +107,7 @@ def test_generate_name_and_rbac_path_segment_names(quiet: SimulatedClusters,
     assert ok.metadata.name == "system:Reader"  # RBAC names are path segments, not DNS names
     with pytest.raises(ApiException) as err:
         roles.create(namespace="default", body={"metadata": {"name": "a/b"}, "rules": []})
-    assert _status(err.value)["message"] == (
+    assert status_of(err.value)["message"] == (
         'Role.rbac.authorization.k8s.io "a/b" is invalid: metadata.name: Invalid value: "a/b": '
         "may not contain '/'")
 
@@ -220,7 +209,7 @@ def test_job_template_and_pvc_spec_are_immutable(quiet: SimulatedClusters,
         jobs.patch(namespace="default", name="j", content_type="application/merge-patch+json",
                    body={"spec": {"template": {"spec": {"containers": [
                        {"name": "c", "image": "alpine"}]}}}})
-    body = _status(err.value)
+    body = status_of(err.value)
     assert body["message"] == ('Job.batch "j" is invalid: spec.template: Invalid value: '
                                'core.PodTemplateSpec{...}: field is immutable')
     assert body["details"]["causes"][0]["field"] == "spec.template"
@@ -232,7 +221,7 @@ def test_job_template_and_pvc_spec_are_immutable(quiet: SimulatedClusters,
     with pytest.raises(ApiException) as err:
         pvcs.patch(namespace="default", name="p", content_type="application/merge-patch+json",
                    body={"spec": {"accessModes": ["ReadWriteMany"]}})
-    body = _status(err.value)
+    body = status_of(err.value)
     assert body["message"].startswith(
         'PersistentVolumeClaim "p" is invalid: spec: Forbidden: spec is immutable after '
         "creation except resources.requests and volumeAttributesClassName for bound claims")
@@ -246,7 +235,7 @@ def test_job_template_and_pvc_spec_are_immutable(quiet: SimulatedClusters,
     with pytest.raises(ApiException) as err:
         pvcs.patch(namespace="default", name="p", content_type="application/merge-patch+json",
                    body={"spec": {"resources": {"requests": {"storage": "1Gi"}}}})
-    assert _status(err.value)["message"] == (
+    assert status_of(err.value)["message"] == (
         'PersistentVolumeClaim "p" is invalid: spec.resources.requests.storage: Forbidden: '
         "field can not be less than previous value")
 
@@ -254,13 +243,13 @@ def test_job_template_and_pvc_spec_are_immutable(quiet: SimulatedClusters,
 def test_uid_is_immutable(core: client.CoreV1Api) -> None:
     cm = core.create_namespaced_config_map("default", _cm("u"))
     uid = cm.metadata.uid
-    body = _refused(lambda: core.patch_namespaced_config_map(
+    body = refused(lambda: core.patch_namespaced_config_map(
         "u", "default", {"metadata": {"uid": "0000"}}))
     assert body["message"] == ('ConfigMap "u" is invalid: metadata.uid: Invalid value: "0000": '
                                "field is immutable")
     # On PUT the body's uid is a precondition, checked by the storage layer: 409.
     cm.metadata.uid = "0000"
-    body = _refused(lambda: core.replace_namespaced_config_map("u", "default", cm))
+    body = refused(lambda: core.replace_namespaced_config_map("u", "default", cm))
     assert (body["code"], body["reason"]) == (409, "Conflict")
     assert body["message"] == (
         'Operation cannot be fulfilled on configmaps "u": StorageError: invalid object, Code: 4, '
@@ -295,12 +284,12 @@ def test_json_patch_cannot_remove_required_metadata(quiet: SimulatedClusters,
     core.create_namespaced_config_map("default", _cm("j"))
     cms = dynamic_client(quiet).resources.get(api_version="v1", kind="ConfigMap")
     for path in ("/metadata/name", "/metadata"):
-        body = _refused(lambda: cms.patch(name="j", namespace="default",
+        body = refused(lambda: cms.patch(name="j", namespace="default",
                                           body=[{"op": "remove", "path": path}],
                                           content_type="application/json-patch+json"))
         assert (body["code"], body["reason"]) == (400, "BadRequest")
         assert body["message"] == "the name of the object () does not match the name on the URL (j)"
-    body = _refused(lambda: core.patch_namespaced_config_map(
+    body = refused(lambda: core.patch_namespaced_config_map(
         "j", "default", {"metadata": {"name": "other"}}))
     assert body["message"] == ("the name of the object (other) does not match the name on the "
                                "URL (j)")
@@ -310,7 +299,7 @@ def test_json_patch_cannot_remove_required_metadata(quiet: SimulatedClusters,
 # ------------------------------------------------------------------------------------ deletes
 def test_delete_preconditions(core: client.CoreV1Api, light: LightClient) -> None:
     cm = core.create_namespaced_config_map("default", _cm("p"))
-    body = _refused(lambda: core.delete_namespaced_config_map(
+    body = refused(lambda: core.delete_namespaced_config_map(
         "p", "default", body=client.V1DeleteOptions(
             preconditions=client.V1Preconditions(uid="not-it"))))
     assert (body["code"], body["reason"]) == (409, "Conflict")
@@ -318,7 +307,7 @@ def test_delete_preconditions(core: client.CoreV1Api, light: LightClient) -> Non
         'Operation cannot be fulfilled on configmaps "p": StorageError: invalid object, Code: 4, '
         "Key: /registry/configmaps/default/p, ResourceVersion: 0, AdditionalErrorMsg: "
         f"Precondition failed: UID in precondition: not-it, UID in object meta: {cm.metadata.uid}")
-    body = _refused(lambda: core.delete_namespaced_config_map(
+    body = refused(lambda: core.delete_namespaced_config_map(
         "p", "default", body=client.V1DeleteOptions(
             preconditions=client.V1Preconditions(resource_version="1"))))
     assert body["message"].endswith(
@@ -370,7 +359,7 @@ def test_field_selectors_per_kind(kube: Kubectl, light: LightClient,
     with pytest.raises(ApiException) as werr:
         core.list_namespaced_config_map("default", watch=True, field_selector="data.k=v",
                                         _preload_content=False)
-    assert _status(werr.value)["message"].startswith('"data.k" is not a known field selector')
+    assert status_of(werr.value)["message"].startswith('"data.k" is not a known field selector')
 
 
 def test_custom_kinds_accept_their_selectable_fields(quiet: SimulatedClusters,
@@ -411,7 +400,7 @@ def test_core_event_selectors_and_deletecollection(kube: Kubectl, light: LightCl
     proc = kube("get", "events", "--field-selector", "note=x", check=False)
     assert "field label not supported: note" in proc.stderr
     # deletecollection goes through the same check, and deletes only what matches.
-    body = _refused(lambda: core.delete_collection_namespaced_event(
+    body = refused(lambda: core.delete_collection_namespaced_event(
         "default", field_selector="reportingInstance=x"))
     assert (body["code"], body["message"]) == (400, "field label not supported: "
                                                     "reportingInstance")
