@@ -70,13 +70,18 @@ def _start_sim(workdir: Path, seed: Path, kubeconfig: Path, tick: float) -> subp
 
 
 def run_one(n: int, *, max_in_flight: int, tick: float, workdir: Path,
-            profile: Path | None = None, whatif: str = "") -> dict[str, Any]:
+            profile: Path | None = None, whatif: str = "",
+            pyspy: Path | None = None) -> dict[str, Any]:
     """One benchmark run with ``n`` VMs; the result record (see the module docstring)."""
     workdir.mkdir(parents=True, exist_ok=True)
     seed, plan, kubeconfig = workload.write(workdir, n, max_in_flight)
     sim = _start_sim(workdir, seed, kubeconfig, tick)
     try:
         cmd = [sys.executable]
+        if pyspy is not None:  # sampled, every thread, only where a thread holds the GIL
+            cmd = [shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy")),
+                   "record", "-r", "500", "--threads", "--gil", "-f", "raw", "-o", str(pyspy),
+                   "--", sys.executable]
         if profile is not None:
             cmd += ["-m", "cProfile", "-o", str(profile)]
         cmd += [str(BENCH / "whatif.py"), whatif, "--"] if whatif else ["-m", "statemachine"]
@@ -149,6 +154,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--workdir", type=Path, help="keep seeds, plans and logs here (default: temp)")
     p.add_argument("--profile", type=Path, metavar="FILE",
                    help="cProfile the smrun process (of the last N) into FILE")
+    p.add_argument("--py-spy", type=Path, metavar="FILE", dest="pyspy",
+                   help="sample the smrun process (of the last N) with py-spy (a development tool, "
+                        "not a dependency): raw stacks per thread, GIL holders only, into FILE")
     p.add_argument("--whatif", default="", metavar="PATCHES",
                    help="run smrun with proposed optimisations applied (bench/whatif.py: "
                         "cyaml, readcache; comma-separated)")
@@ -172,10 +180,12 @@ def main(argv: list[str] | None = None) -> int:
     ok = True
     try:
         for i, n in enumerate(sizes):
-            prof = args.profile if args.profile is not None and i == len(sizes) - 1 else None
+            last = i == len(sizes) - 1
+            prof = args.profile if last else None
             try:
                 r = run_one(n, max_in_flight=args.max_in_flight, tick=args.tick,
-                            workdir=root / f"n{n}", profile=prof, whatif=args.whatif)
+                            workdir=root / f"n{n}", profile=prof, whatif=args.whatif,
+                            pyspy=args.pyspy if last else None)
             except BenchError as exc:
                 print(f"bench/run.py: {exc}", file=sys.stderr)
                 ok = False

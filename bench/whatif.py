@@ -14,6 +14,8 @@ imported by smrun:
   is kept to measure older commits.
 - ``nofsync``: no journal fsync before creates: measures what durability costs the reactions
   (not a proposal).
+- ``steps``: not a change but a measurement: the loop thread's steps by the VM's state (count,
+  CPU, wall), printed to stderr at exit.
 - ``switch1ms``: a 1 ms GIL switch interval instead of 5 ms (``sys.setswitchinterval``), so the
   loop thread waits less for the GIL held by the I/O pool and the watch threads.
 """
@@ -78,8 +80,43 @@ def _nofsync() -> None:
     journal.Journal.__init__ = init  # type: ignore[method-assign]
 
 
+def _steps() -> None:
+    # Not an optimisation: a measurement. The loop thread's steps by the state the VM was in when
+    # the step started: how many, their CPU (thread_time) and wall time, printed to stderr at
+    # exit (bench/run.py keeps it in smrun.err under --workdir).
+    import atexit
+    import time
+
+    from statemachine.engine import scheduler
+
+    totals: dict[str, list[float]] = {}
+    original = scheduler.Scheduler._step
+
+    def step(self: Any, task: Any) -> None:
+        model = getattr(getattr(task.gen, "gi_frame", None), "f_locals", {}).get("model")
+        state = getattr(model, "state_name", None) or task.name
+        cpu, wall = time.thread_time(), time.perf_counter()
+        original(self, task)
+        row = totals.setdefault(str(state), [0, 0.0, 0.0])
+        row[0] += 1
+        row[1] += time.thread_time() - cpu
+        row[2] += time.perf_counter() - wall
+
+    def report() -> None:
+        cpu = sum(r[1] for r in totals.values())
+        print(f"steps: {sum(int(r[0]) for r in totals.values())} steps, {cpu:.3f} s CPU, "
+              f"{sum(r[2] for r in totals.values()):.3f} s wall", file=sys.stderr)
+        for state, (n, c, w) in sorted(totals.items(), key=lambda kv: -kv[1][1]):
+            print(f"steps: {state:32} {int(n):6d} {c * 1000:9.1f} ms CPU {w * 1000:9.1f} ms wall",
+                  file=sys.stderr)
+
+    scheduler.Scheduler._step = step  # type: ignore[method-assign]
+    atexit.register(report)
+
+
 PATCHES: dict[str, Callable[[], None]] = {"cyaml": _cyaml, "readcache": _readcache,
-                                          "switch1ms": _switch1ms, "nofsync": _nofsync}
+                                          "switch1ms": _switch1ms, "nofsync": _nofsync,
+                                          "steps": _steps}
 
 
 def main(argv: list[str]) -> int:

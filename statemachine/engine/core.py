@@ -31,6 +31,7 @@ from statemachine import predicates as preds
 import statemachine.engine.runner as runner
 from statemachine.engine.actions import render_ref, retrying
 from statemachine.engine.journal import SETUP_KEY, Journal, VmRecord, new_run_id, read_cancel
+from statemachine.engine.outputs import OutputThread
 from statemachine.engine.progress import Event, EventSink
 from statemachine.engine.runtime import Runtime, VmModel
 from statemachine.engine.scheduler import Scheduler, Task
@@ -150,6 +151,7 @@ class Engine:
         self._cancel_mtime: float | None = None
         self.prefetched = prefetched
         self._flushed_at = float("-inf")
+        self._out: OutputThread | None = None  # flushes after batches, while the run is on
         # Every prefetched object is older than this engine: past this time none is recent
         # enough to use, and the memo (a copy of each VM's objects) is let go.
         self._prefetch_until = clock() + PREFETCH_MAX_AGE
@@ -161,25 +163,45 @@ class Engine:
         self._in_flight = 0
         self.max_seen_in_flight = 0
 
-    def flush_outputs(self, *, at_most_every: float = 0.0) -> None:
+    def flush_outputs(self, *, at_most_every: float = 0.0, wait: bool = True) -> None:
         """Journal entries to the kernel, events to their streams: after a batch of steps at most
-        every ``OUTPUT_FLUSH_EVERY`` seconds (each is a syscall, and every syscall on the loop
-        thread gives the GIL to the I/O and watch threads for a while), on every tick, at the
-        end of the run and before a test crash."""
+        every ``OUTPUT_FLUSH_EVERY`` seconds, on every tick, at the end of the run and before a
+        test crash. ``wait=False`` (the loop's batches and ticks): the writes are made by the
+        output thread (:mod:`~statemachine.engine.outputs`), because every syscall on the loop
+        thread gives the GIL to the I/O and watch threads for a while; only sinks that cannot
+        be flushed from another thread are flushed here."""
         now = self.scheduler.clock()
         if now - self._flushed_at < at_most_every:
             return
         self._flushed_at = now
+        if not wait and self._out is not None:
+            self._out.kick()
+            self._flush_sinks(off_loop=False)
+            return
         # wait=False: a backend whose store is a round trip away (the cluster's) sends it from
         # a thread of its own instead of holding the loop; a file's is a write(2), done here.
         self.journal.flush(wait=False)
+        self._flush_sinks(off_loop=None)
+
+    def _flush_off_loop(self) -> None:
+        """On the output thread: the journal, then the sinks that may be flushed from it."""
+        try:
+            self.journal.flush(wait=False)
+        finally:
+            self._flush_sinks(off_loop=True)
+
+    def _flush_sinks(self, *, off_loop: bool | None) -> None:
+        """Flush the sinks that have a ``flush``: those whose ``flush_from_any_thread`` is
+        ``off_loop`` (``None``: all of them)."""
         for sink in self.sinks:
             flush = getattr(sink, "flush", None)
-            if flush is not None:
-                try:
-                    flush()
-                except Exception:  # noqa: BLE001 - a broken subscriber must not stop the run
-                    logger.exception("progress subscriber failed")
+            if flush is None or (off_loop is not None and
+                                 bool(getattr(sink, "flush_from_any_thread", False)) != off_loop):
+                continue
+            try:
+                flush()
+            except Exception:  # noqa: BLE001 - a broken subscriber must not stop the run
+                logger.exception("progress subscriber failed")
 
     def _drop_old_prefetch(self) -> None:
         if self.prefetched is not None and self.scheduler.clock() > self._prefetch_until:
@@ -223,8 +245,12 @@ class Engine:
         self._cancel_mtime = (None if self.settings.cancel_file_is_fresh
                               else _mtime(cancel_dir / "cancel.json"))
         self.scheduler.tick_hooks.append(lambda: self._check_cancel(cancel_dir))
-        self.scheduler.idle_hooks.append(lambda: self.flush_outputs(at_most_every=OUTPUT_FLUSH_EVERY))
-        self.scheduler.tick_hooks.append(self.flush_outputs)  # what a tick hook itself emitted
+        self._out = OutputThread(self._flush_off_loop)
+        self._out.start()
+        self.scheduler.idle_hooks.append(
+            lambda: self.flush_outputs(at_most_every=OUTPUT_FLUSH_EVERY, wait=False))
+        # What a tick hook itself emitted.
+        self.scheduler.tick_hooks.append(partial(self.flush_outputs, wait=False))
         self.scheduler.tick_hooks.append(self._drop_old_prefetch)
         setup_rec = replay.vms.get(SETUP_KEY)
         try:
@@ -235,7 +261,12 @@ class Engine:
                 self._fill()
             self.scheduler.run()
         finally:
-            rt.close()
+            try:
+                rt.close()
+            finally:
+                out, self._out = self._out, None
+                if out is not None:
+                    out.stop()  # from here on the loop thread flushes itself
         for key, model in self._models.items():
             self._results.setdefault(key, VmResult(key, model.record.terminal or "Pending",
                                                    model.record.message))

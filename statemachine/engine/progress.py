@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import threading
 import time
 from collections.abc import Callable
 from typing import IO, Any
@@ -24,27 +25,42 @@ _TERMINAL_EVENTS = {"vm_succeeded": "Completed", "vm_failed": "Failed", "vm_canc
 
 
 class JsonLines:
+    """One JSON object per event and line. Events are kept as they come and turned into JSON
+    when flushed: the engine flushes from its output thread (``flush_from_any_thread``), so the
+    encoding (15-30 µs an event) is not done on the loop thread. The engine never changes an
+    event after emitting it."""
+
+    flush_from_any_thread = True
+
     def __init__(self, stream: IO[str]) -> None:
         self.stream = stream
-        self._lines: list[str] = []
+        self._events: list[Event] = []
+        self._lock = threading.Lock()  # flushes from two threads keep the events' order
 
     def __call__(self, event: Event) -> None:
-        self._lines.append(json.dumps(event, default=str, sort_keys=False))
+        self._events.append(event)
 
     def flush(self) -> None:
         """The engine calls this after each batch of steps: one write to the stream per batch
         rather than one per event (a write per event was 45-65 µs at 100 VMs)."""
-        if self._lines:
-            lines, self._lines = self._lines, []
-            self.stream.write("\n".join(lines) + "\n")
-        self.stream.flush()
+        with self._lock:
+            events, self._events = self._events, []
+            if events:
+                self.stream.write("\n".join(json.dumps(e, default=str, sort_keys=False)
+                                            for e in events) + "\n")
+            self.stream.flush()
 
 
 class PlainLines:
-    """One line per meaningful change (no repeated waiting lines), for logs and pipes."""
+    """One line per meaningful change (no repeated waiting lines), for logs and pipes. Lines are
+    written when flushed (the engine's output thread: ``flush_from_any_thread``)."""
+
+    flush_from_any_thread = True
 
     def __init__(self, stream: IO[str]) -> None:
         self.stream = stream
+        self._lines: list[str] = []
+        self._lock = threading.Lock()
 
     def __call__(self, e: Event) -> None:
         kind = e["event"]
@@ -68,10 +84,14 @@ class PlainLines:
             line = f"{who}: {_TERMINAL_EVENTS[kind]}" + (f": {e['message']}" if e.get("message") else "")
         else:
             return
-        self.stream.write(line + "\n")
+        self._lines.append(line + "\n")
 
     def flush(self) -> None:
-        self.stream.flush()
+        with self._lock:
+            lines, self._lines = self._lines, []
+            if lines:
+                self.stream.write("".join(lines))
+            self.stream.flush()
 
 
 class LiveTable:

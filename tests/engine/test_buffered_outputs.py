@@ -1,8 +1,10 @@
 """Buffered journal and progress output (issue 8): written once per loop batch, never lost.
 
-- ``Journal.append`` keeps ordinary entries in the process until ``flush``/``sync``/``read``; a
-  ``created`` entry reaches the file at once; ``sync_later`` costs an fsync only when an
-  ``intent`` was appended since the last sync; the engine flushes at the end of each batch.
+- ``Journal.append`` keeps every entry in the process until ``flush``/``sync``/``read``;
+  ``sync_later`` costs an fsync only when an ``intent`` was appended since the last sync; the
+  engine flushes at the end of each batch, from its output thread, never with a write(2) on the
+  loop thread while the run goes on; a VM that created an object goes on only once its
+  ``created`` entry is on disk.
 - ``JsonLines`` and ``PlainLines`` write nothing visible until ``flush``; the engine flushes
   every sink that has a ``flush`` method, the last time after ``run_finished``.
 
@@ -13,6 +15,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +25,7 @@ from statemachine.engine.core import Engine
 from statemachine.itinerary import Itinerary
 from statemachine.engine.journal import Journal, read_entries, ref_to_json
 from statemachine.engine.progress import JsonLines, PlainLines
+from statemachine.engine.scheduler import Scheduler
 from statemachine.k8s import ObjectRef
 
 from .fakes import FakeCluster
@@ -75,12 +79,13 @@ def test_sync_and_read_also_write_the_buffer_out(tmp_path: Path) -> None:
     j.close()
 
 
-def test_a_created_entry_is_written_at_once(tmp_path: Path) -> None:
+def test_append_itself_never_writes_not_even_a_created_entry(tmp_path: Path) -> None:
     j = Journal(tmp_path / "p")
     intent = j.append("intent", vm="shop/vm-1", cluster="target", ref=REF, state="A")
-    assert on_disk(j) == []
     created = j.append("created", vm="shop/vm-1", cluster="target", ref=REF, state="A")
-    assert on_disk(j) == [intent, created]  # everything before it goes out with it
+    assert on_disk(j) == []  # the engine's loop thread appends; the writes are made elsewhere
+    j.flush()
+    assert on_disk(j) == [intent, created]
     j.close()
 
 
@@ -182,6 +187,78 @@ def test_the_engine_flushes_the_journal_at_the_end_of_each_batch(tmp_path: Path)
         assert ("state_completed", previous) in seen[state], seen[state]
         assert ("state_entered", state) in seen[state], seen[state]
     assert ("vm_started", "") in seen["A"] and ("state_entered", "A") in seen["A"]
+
+
+CREATING = """
+states:
+  - name: Make
+    actions: [{apply: cm.yaml}]
+  - name: After
+    actions: [{wait: {seconds: '0'}}]
+  - name: Completed
+"""
+CM = {"cm.yaml": """apiVersion: v1
+kind: ConfigMap
+metadata: {name: "{{ vm.name }}-cfg", namespace: shop}
+"""}
+
+
+def test_a_vm_goes_on_after_a_create_only_once_its_created_entry_is_on_disk(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # No flush after the loop's batches or ticks at all: only the create's own rule writes it.
+    original = Engine.flush_outputs
+
+    def only_final(self: Engine, *, at_most_every: float = 0.0, wait: bool = True) -> None:
+        if wait:
+            original(self, at_most_every=at_most_every, wait=wait)
+    monkeypatch.setattr(Engine, "flush_outputs", only_final)
+    path = tmp_path / "made" / "journal.jsonl"
+    seen: list[list[tuple[str, str]]] = []
+
+    def on_event(e: dict[str, Any]) -> None:
+        if e["event"] == "state_entered" and e["state"] == "After":
+            seen.append([(x["type"], x.get("state", "")) for x in read_entries(path)])
+
+    p = plan("made", ["vm-1"])
+    it = itinerary(tmp_path / "creating", CREATING, CM, name="creating")
+    (vm,) = engine(tmp_path, p, it, FakeCluster("c"), sinks=[on_event]).run().vms
+    assert vm.phase == "Completed"
+    assert len(seen) == 1 and ("intent", "Make") in seen[0] and ("created", "Make") in seen[0]
+
+
+def test_no_write_on_the_loop_thread_while_the_run_goes_on(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    loop = threading.current_thread()
+    running = threading.Event()
+    on_loop: list[bytes] = []
+    real_write = os.write
+
+    def write(fd: int, data: Any) -> int:
+        if running.is_set() and threading.current_thread() is loop:
+            on_loop.append(bytes(data[:80]))
+        return real_write(fd, data)
+    monkeypatch.setattr(os, "write", write)
+    original = Scheduler.run
+
+    def run(self: Scheduler) -> None:
+        running.set()
+        try:
+            original(self)
+        finally:
+            running.clear()
+    monkeypatch.setattr(Scheduler, "run", run)
+    out = tmp_path / "events.jsonl"
+    with out.open("w") as stream:
+        p = plan("quiet", ["vm-1", "vm-2"])
+        it = itinerary(tmp_path / "creating", CREATING, CM, name="creating")
+        result = engine(tmp_path, p, it, FakeCluster("c"), sinks=[JsonLines(stream)],
+                        journal=Journal(tmp_path / p.name)).run()
+    assert result.exit_code == 0
+    assert on_loop == []
+    entries = on_disk(Journal(tmp_path / p.name))
+    assert [e["type"] for e in entries].count("created") == 2
+    events = [json.loads(x) for x in out.read_text().splitlines()]
+    assert events[-1]["event"] == "run_finished" and len(events) > 10
 
 
 class FlushCounting:

@@ -137,8 +137,10 @@ def test_renderers() -> None:
     sink.flush()
     assert [json.loads(line)["event"] for line in out.getvalue().splitlines()] == [e["event"] for e in EVENTS]
     plain = io.StringIO()
+    plain_sink = PlainLines(plain)
     for e in EVENTS:
-        PlainLines(plain)(e)
+        plain_sink(e)
+    plain_sink.flush()
     lines = plain.getvalue().splitlines()
     assert "shop/a: RunJob: waiting for Job shop/a (50%)" in lines and "shop/a: Failed: RunJob: failed" in lines
     table = io.StringIO()
