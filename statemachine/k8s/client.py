@@ -344,9 +344,15 @@ class KubeCluster:
             return found
         from kubernetes.dynamic.exceptions import ResourceNotFoundError, ResourceNotUniqueError
 
+        # Decision (issue 17): name the prefix. Without it the lazy discoverer matches a core
+        # "v1" against every group that serves a v1 (events.k8s.io, batch, rbac, storage, ...)
+        # and fetches each one's resource list (and rewrites its cache file after each): twelve
+        # sequential requests for the first core kind, per cluster, before the first read.
+        prefix = "apis" if "/" in api_version else "api"
+
         def lookup() -> Any:
             try:
-                return self._dyn.resources.get(api_version=api_version, kind=kind)
+                return self._dyn.resources.get(prefix=prefix, api_version=api_version, kind=kind)
             except ResourceNotFoundError:
                 raise KindNotServed(f"{kind} ({api_version}) is not served by cluster {self.name}",
                                     cluster=self.name, api_version=api_version, kind=kind) from None

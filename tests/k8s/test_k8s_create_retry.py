@@ -37,7 +37,8 @@ class Response:
 
 
 class Resources:
-    def get(self, *, api_version: str, kind: str) -> Resource:
+    def get(self, *, prefix: str, api_version: str, kind: str) -> Resource:
+        assert prefix == ("apis" if "/" in api_version else "api")  # client.py names the prefix
         return Resource()
 
 
