@@ -1,4 +1,4 @@
 """``python -m statemachine`` runs the smrun command line."""
-from statemachine.cli import main
+from statemachine.cli import entry
 
-raise SystemExit(main())
+raise SystemExit(entry())

@@ -46,12 +46,22 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import IO, Any
 
-from statemachine import __version__
+from statemachine import __version__, gcpolicy
 from statemachine.errors import EXIT_INTERNAL, SmrunError, UsageError
 
 COMMANDS = ("run", "validate", "render", "diff", "graph", "status", "cancel", "cutover", "itineraries",
             "import", "sim", "operator")
 EXIT_INTERRUPTED = 130
+
+
+def entry() -> int:
+    """The ``smrun`` console script and ``python -m statemachine``: :func:`main` in a process of
+    its own, with the collector's start-up and exit schedule (:mod:`statemachine.gcpolicy`)."""
+    gcpolicy.pause()
+    try:
+        return main()
+    finally:
+        gcpolicy.at_exit()
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -63,10 +73,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         positional = [a for a in args_list if not a.startswith("-")]
         if positional[:1] == ["sim"]:
             # The simulator parses its own options; `--debug` before `sim` is ours.
+            gcpolicy.settle()
             return _sim(args_list[args_list.index("sim") + 1:])
         args = parser.parse_args(args_list)
         _configure_logging(debug)
         handler: Callable[[argparse.Namespace], int] = args.handler
+        if handler not in (_cmd_run, _cmd_validate):
+            gcpolicy.settle()  # those two settle once their clusters are connected
         return handler(args)
     except KeyboardInterrupt:
         print("smrun: interrupted", file=sys.stderr)

@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 from typing import IO, Any
 
-from statemachine import reruns
+from statemachine import gcpolicy, reruns
 from statemachine.clusters import connect_plan
 from statemachine.engine import Engine, EngineSettings, Journal
 from statemachine.engine import preflight as checks
@@ -71,6 +71,7 @@ def run(plan: Plan, itinerary: Itinerary, *, state_dir: Path, max_in_flight: int
         journal.probe()
         replay = journal.read()  # a corrupt journal is found before any cluster is contacted
         with connect_plan(plan, cache_dir=journal.dir / "cache") as conn:
+            gcpolicy.settle()  # start-up is over: imports, plan, itinerary, cluster clients
             clusters = {"source": conn.source, "target": conn.target}
             selected = [v for v in plan.vms if not vms or v.name in vms or v.ref in vms]
             identity = reruns.identities(clusters, conn.servers)
@@ -112,6 +113,7 @@ def run(plan: Plan, itinerary: Itinerary, *, state_dir: Path, max_in_flight: int
 def preflight(plan: Plan, itinerary: Itinerary, *, stream: IO[str]) -> int:
     """Cluster checks for ``smrun validate``: 0 when nothing blocks; raises PreflightError (3)."""
     with connect_plan(plan) as conn:
+        gcpolicy.settle()
         findings = checks.run_checks(plan, itinerary,
                                      {"source": conn.source, "target": conn.target},
                                      servers=conn.servers)

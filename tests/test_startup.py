@@ -113,3 +113,33 @@ def test_validate_offline_never_imports_the_cluster_client_or_the_engine() -> No
         "import sys\nsys.argv = ['smrun', 'validate', '--offline', 'examples/live/plan.yaml']\n"
         "from statemachine.cli import main\nassert main() == 0")
     assert loaded & {"kubernetes", "transitions", "urllib3"} == set()
+
+
+def _entry_probe(*argv: str) -> list[str]:
+    """What a fresh ``smrun`` process (``cli.entry``) leaves: collector on?, objects frozen?"""
+    probe = ("import gc, sys\nfrom statemachine import cli\n"
+             f"sys.argv = ['smrun', *{list(argv)!r}]\n"
+             "code = cli.entry()\n"
+             "print(code, gc.isenabled(), gc.get_freeze_count() > 0)\n")
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                         check=True, timeout=120, cwd=Path(__file__).parent.parent).stdout
+    return out.strip().splitlines()[-1].split()
+
+
+def test_the_process_entry_pauses_collection_for_start_up_only() -> None:
+    # gcpolicy: a command without a long start-up collects again at once, with start-up's
+    # objects frozen; at exit everything is frozen (the final collections skip the heap).
+    assert _entry_probe("itineraries") == ["0", "True", "True"]
+    # validate --offline never connects: it stays paused to the end (a short process).
+    assert _entry_probe("validate", "--offline", "examples/live/plan.yaml") == ["0", "False", "True"]
+
+
+def test_main_called_in_process_leaves_the_collector_alone() -> None:
+    import gc
+
+    from statemachine import cli
+
+    frozen = gc.get_freeze_count()
+    assert gc.isenabled()
+    assert cli.main(["itineraries"]) == 0
+    assert gc.isenabled() and gc.get_freeze_count() == frozen
