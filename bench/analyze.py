@@ -266,6 +266,8 @@ def summarize(request_log: Path, commit_log: Path, events_log: Path, vms: list[s
     before_first_vm = (min(starts) - first) if starts and calls else 0.0
     worst = sorted(found, key=lambda wt: wt.reaction - wt.satisfied)[-3:]
     return {
+        "first_request_at": first,  # epoch seconds: bench/run.py turns them into start/tail
+        "last_request_at": first + span,
         "span_s": round(span, 3),
         "ideal_s": round(ideal, 3),
         "ideal_setup_s": round(setup_ideal, 3),

@@ -86,6 +86,7 @@ def run_one(n: int, *, max_in_flight: int, tick: float, workdir: Path,
             cmd += ["-m", "cProfile", "-o", str(profile)]
         cmd += [str(BENCH / "whatif.py"), whatif, "--"] if whatif else ["-m", "statemachine"]
         cmd += ["run", str(plan), "--output", "json", "--state-dir", str(workdir / "state")]
+        exec_at = time.time()
         started = time.perf_counter()
         with (workdir / "smrun.out").open("w") as out, (workdir / "smrun.err").open("w") as err:
             # smrun as installed: with its bytecode (an exported PYTHONDONTWRITEBYTECODE would make
@@ -95,6 +96,7 @@ def run_one(n: int, *, max_in_flight: int, tick: float, workdir: Path,
             code, smrun_usage = _rusage(proc.pid)
             proc.returncode = code  # reaped by wait4: stop Popen from waiting again
         wall = time.perf_counter() - started
+        exit_at = exec_at + wall
     finally:
         sim.send_signal(signal.SIGTERM)
         try:
@@ -111,6 +113,9 @@ def run_one(n: int, *, max_in_flight: int, tick: float, workdir: Path,
     vms = [workload.vm_name(i) for i in range(n)]
     stats = analyze.summarize(workdir / "requests.jsonl", workdir / "commits.jsonl",
                               workdir / "smrun.out", vms, max_in_flight)
+    # wall = start (exec -> first request) + span + tail (last request -> exit)
+    stats["start_s"] = round(stats.pop("first_request_at") - exec_at, 3)
+    stats["tail_s"] = round(exit_at - stats.pop("last_request_at"), 3)
     per_vm = {k: round(v / n, 4) for k, v in (("smrun_cpu_s", smrun_usage["cpu_s"]),
                                               ("sim_cpu_s", sim_usage["cpu_s"]))}
     return {
@@ -137,7 +142,8 @@ def _print_row(r: dict[str, Any]) -> None:
           f"ideal {r['ideal_s']:7.2f}s  ratio {r['overhead_ratio']} (span {r['overhead_ratio_span']})"
           f"  reaction p50/p99/max {lat['p50']}/{lat['p99']}/{lat['max']} ms  "
           f"detection p50/p99 {r['detection_ms']['p50']}/{r['detection_ms']['p99']} ms  "
-          f"before first VM {r['before_first_vm_s']}s  "
+          f"start {r['start_s']}s  before first VM {r['before_first_vm_s']}s  "
+          f"tail {r['tail_s']}s  "
           f"req/VM {r['requests_per_vm']}  watches {r['watch_connections']}  "
           f"smrun {r['smrun']['cpu_s']}s CPU {r['smrun']['peak_rss_mb']} MB  "
           f"sim {r['sim']['cpu_s']}s CPU {r['sim']['peak_rss_mb']} MB  "
