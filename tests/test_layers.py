@@ -45,7 +45,7 @@ PACKAGE = ROOT / "statemachine"
 LIVE_EXAMPLE = ROOT / "examples" / "live" / "plan.yaml"
 
 PURE = ("itinerary", "itinerary_checks", "expressions", "readiness", "predicates", "graph", "plan",
-        "render", "context", "schema", "yamlsource")
+        "render", "context", "schema", "yamlsource", "templatekinds")
 PURE_MODULES = tuple(f"statemachine.{name}" for name in PURE)
 KUBERNETES_IMPORTERS = frozenset({"statemachine.k8s.client"})
 

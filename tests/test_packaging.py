@@ -97,8 +97,10 @@ def test_the_simulator_schema_data_is_in_the_wheel(venv: Path) -> None:
 
 
 def test_operator_manifests_derive_the_role_from_an_installed_wheel(venv: Path) -> None:
-    """The ClusterRole is derived from the built-in itineraries on their example plans, which
-    ship in the wheel: an admin who installed smrun with pip can print the install."""
+    """The ClusterRole is derived from the installed itineraries and their templates, which ship
+    in the wheel: an admin who installed smrun with pip can print the install (optional states'
+    kinds included: the live Submariner ServiceExports)."""
     proc = _run(venv / "bin" / "smrun", "operator", "manifests")
     assert proc.returncode == 0, proc.stderr
     assert "kind: ClusterRole" in proc.stdout and "virtualmachineinstancemigrations" in proc.stdout
+    assert "serviceexports" in proc.stdout and "virtualmachinepreferences" in proc.stdout

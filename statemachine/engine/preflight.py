@@ -399,6 +399,46 @@ def plan_needs(plan: Plan, itinerary: Itinerary, source: render.ReadSource) -> d
     return needed_permissions(itinerary, rendered, refs)
 
 
+def itinerary_needs(itinerary: Itinerary) -> dict[Need, set[str]]:
+    """Every (cluster, apiVersion, kind) and verbs that some state of ``itinerary`` can use, with
+    no plan: every state and setup state as if all predicates were true, their actions and their
+    undo actions (whatever their ``when``), every read, readiness object and the commit object.
+
+    The kinds a template creates come from its text (:mod:`statemachine.templatekinds`, every
+    branch); from there it is :func:`needed_permissions`, the derivation of the RBAC check, so a
+    state is granted the verbs preflight would ask for it. Namespaces are ``""``: the result is
+    for a ClusterRole (``smrun operator manifests``). :class:`DefinitionError` when a template's
+    kinds cannot be told from its text."""
+    from statemachine.render import RenderedManifest
+    from statemachine.templatekinds import template_kinds
+
+    rendered: list[Rendered] = []
+    refs: list[tuple[Need, str]] = []
+    for r in (*itinerary.reads, *itinerary.setup.reads):
+        refs.append(((r.object.cluster or r.cluster, r.object.api_version, r.object.kind, ""), "get"))
+    for state in (*itinerary.setup.states, *itinerary.states):
+        for action in (*state.actions, *state.undo):
+            cluster = action.cluster or state.cluster
+            if action.kind in ("apply", "ensure") and action.template:
+                for api_version, kind in template_kinds(action.template, itinerary.template_dir):
+                    doc = {"apiVersion": api_version, "kind": kind, "metadata": {"name": ""}}
+                    rendered.append(RenderedManifest(state.name, cluster, action.kind, doc))
+            elif action.kind in ("patch", "delete") and action.object is not None:
+                ref = action.object
+                doc = {"object": {"apiVersion": ref.api_version, "kind": ref.kind, "name": ""}}
+                rendered.append(RenderedManifest(state.name, ref.cluster or cluster, action.kind, doc))
+        for r in state.reads:
+            refs.append(((r.object.cluster or r.cluster, r.object.api_version, r.object.kind, ""),
+                         "watch"))
+        obj = state.readiness.object if state.readiness is not None else None
+        if obj is not None:
+            refs.append(((obj.cluster or state.cluster, obj.api_version, obj.kind, ""), "watch"))
+    if itinerary.commit is not None:
+        c = itinerary.commit
+        refs.append(((c.cluster, c.object.api_version, c.object.kind, ""), "get"))
+    return needed_permissions(itinerary, rendered, refs)
+
+
 def _check_vm(plan: Plan, itinerary: Itinerary, vm: VM, source: render.ReadSource,
               servers: Mapping[str, str] | None) -> _VmFindings:
     """One VM's part of preflight (runs on a pool thread; touches nothing shared but ``source``)."""

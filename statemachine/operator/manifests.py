@@ -2,26 +2,25 @@
 
 The CRD (:mod:`statemachine.operator.crd`), a ServiceAccount, a ClusterRole and its binding, a
 Deployment of two replicas and a PodDisruptionBudget. The ClusterRole is least privilege and
-derived, not written by hand: the permissions the built-in itineraries need come from the same
-derivation as preflight's RBAC check (``preflight.plan_needs`` → ``resource_verbs`` →
-``policy_rules``), computed by rendering each itinerary's example plan offline against its
-simulation seed (``examples/<type>/``); to them are added what the operator itself uses (its
-Plans and their status, Events, Leases, and the discovery kopf does). The role is one
-ClusterRole because the operator acts in the namespaces its Plans name, on both clusters when
-they are the same.
+derived, not written by hand: what every installed itinerary (the built-ins and those providers
+install) can do in any of its states, optional ones and undo included, comes from the derivation
+of preflight's RBAC check (``preflight.itinerary_needs`` → ``resource_verbs`` →
+``policy_rules``: the kinds each template can create are read from its text, every branch, so no
+plan is needed); to them are added what the operator itself uses (its Plans and their status,
+Events, Leases, the journals' ConfigMaps, and the discovery kopf does). No wildcards. The role
+is one ClusterRole because the operator acts in the namespaces its Plans name, on both clusters
+when they are the same. Itineraries a Plan names by file are not installed, so not in it:
+preflight refuses such a Plan with the rules it lacks.
 
 It prints; it applies nothing and talks to no cluster.
 """
 from __future__ import annotations
 
-from collections.abc import Iterable
 from typing import Any
 
 import yaml
 
-from statemachine.errors import DataNotFound
 from statemachine.operator import crd
-from statemachine.resources import data_dir
 
 DEFAULT_NAMESPACE = "smrun-system"
 DEFAULT_IMAGE = "ghcr.io/smrun/smrun:latest"
@@ -46,31 +45,24 @@ OPERATOR_RULES: tuple[tuple[str, str, tuple[str, ...]], ...] = (
 )
 
 
-def itinerary_verbs(types: Iterable[str] = ("cold", "warm", "live")
-                    ) -> dict[tuple[str, str], set[str]]:
-    """Verbs per (API group, resource) that the built-in itineraries ``types`` need."""
-    from statemachine.engine.preflight import plan_needs, resource_verbs
-    from statemachine.plan import load_plan
-    from statemachine.providers import itinerary_for_plan
-    from statemachine.sim.offline import seed_reads
+def itinerary_verbs() -> dict[tuple[str, str], set[str]]:
+    """Verbs per (API group, resource) that some state of some installed itinerary can use:
+    the built-ins and those providers install (``smrun itineraries``)."""
+    from statemachine.engine.preflight import itinerary_needs, resource_verbs
+    from statemachine.itinerary import load_itinerary
+    from statemachine.providers.catalog import installed_itineraries
 
     merged: dict[tuple[str, str], set[str]] = {}
-    for name in types:
-        path = data_dir("examples") / name / "plan.yaml"
-        if not path.is_file():
-            raise DataNotFound(f"{path}: the {name} example plan derives the operator's "
-                               "permissions; reinstall smrun")
-        plan = load_plan(path)
-        needs = plan_needs(plan, itinerary_for_plan(plan), seed_reads(plan))
-        for key, verbs in resource_verbs(needs).items():
+    for installed in installed_itineraries():
+        for key, verbs in resource_verbs(itinerary_needs(load_itinerary(installed.path))).items():
             merged.setdefault(key, set()).update(verbs)
     return merged
 
 
-def cluster_role_rules(types: Iterable[str] = ("cold", "warm", "live")) -> list[dict[str, Any]]:
+def cluster_role_rules() -> list[dict[str, Any]]:
     from statemachine.engine.preflight import policy_rules
 
-    verbs = itinerary_verbs(types)
+    verbs = itinerary_verbs()
     for group, resource, extra in OPERATOR_RULES:
         verbs.setdefault((group, resource), set()).update(extra)
     return policy_rules(verbs)

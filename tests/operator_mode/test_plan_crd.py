@@ -3,6 +3,7 @@
 The CRD's schema is generated from schemas/plan.schema.json: a walk over both fails on any
 disagreement (a field, a requirement, an enum, a type), another walk checks it is structural, and
 kubectl applies the printed install to a simulated cluster and lists Plans with their columns.
+The ClusterRole's derivation is tested in test_cluster_role.py.
 """
 from __future__ import annotations
 
@@ -16,13 +17,8 @@ from typing import Any
 import pytest
 import yaml
 
-from statemachine.engine.preflight import plan_needs, resource_verbs
 from statemachine.operator import crd
-from statemachine.operator.manifests import manifests
-from statemachine.plan import load_plan
-from statemachine.providers import itinerary_for_plan
 from statemachine.schema import load_schema
-from statemachine.sim.offline import seed_reads
 
 REPO = Path(__file__).resolve().parents[2]
 SMRUN = [sys.executable, "-m", "statemachine"]
@@ -166,21 +162,6 @@ def test_manifests_print_the_install() -> None:
     assert by_kind["ClusterRoleBinding"]["subjects"][0]["namespace"] == "migrations"
     rules = by_kind["ClusterRole"]["rules"]
     assert all("*" not in r["verbs"] and "*" not in r["resources"] for r in rules)
-
-
-@pytest.mark.parametrize("kind", ["cold", "warm", "live"])
-def test_cluster_role_grants_what_preflight_needs(kind: str) -> None:
-    """Least privilege from the same derivation as preflight: every verb a run of the example
-    plan needs is granted, and nothing is granted on a resource no itinerary touches beyond the
-    operator's own."""
-    role = next(d for d in manifests() if d["kind"] == "ClusterRole")
-    granted = {(r["apiGroups"][0], r["resources"][0]): set(r["verbs"]) for r in role["rules"]}
-    plan = load_plan(REPO / "examples" / kind / "plan.yaml")
-    needs = resource_verbs(plan_needs(plan, itinerary_for_plan(plan), seed_reads(plan)))
-    assert needs
-    for resource, verbs in needs.items():
-        assert verbs <= granted.get(resource, set()), (resource, verbs)
-    assert ("", "pods") not in granted and ("", "nodes") not in granted
 
 
 def test_crd_applies_and_kubectl_lists_plans(kubectl: Callable[..., Any], tmp_path: Path) -> None:
