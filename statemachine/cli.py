@@ -347,18 +347,28 @@ def _load(plan_path: Path) -> tuple[Any, Any]:
 
 def _cmd_run(args: argparse.Namespace) -> int:
     from statemachine import commands
+    from statemachine.plan import load_plan
 
-    plan, itinerary = _load(args.plan)
+    plan = load_plan(args.plan)
     _check_vms(plan, args.vm)
+    # The journal is locked and the clusters are being connected while the itinerary loads
+    # (commands.start: the first request goes out before the itinerary is read).
+    started = commands.start(plan, state_dir=args.state_dir)
+    try:
+        from statemachine.providers import plan_with_itinerary
+
+        plan, itinerary = plan_with_itinerary(plan)
+    except BaseException:
+        started.close()
+        raise
     return commands.run(plan, itinerary, state_dir=args.state_dir,
                         max_in_flight=args.max_in_flight, vms=args.vm, output=args.output,
-                        stream=sys.stdout, resync=args.resync, new_run=args.new_run)
+                        stream=sys.stdout, resync=args.resync, new_run=args.new_run,
+                        started=started)
 
 
 def _cmd_validate(args: argparse.Namespace) -> int:
     from statemachine import yamlsource
-    from statemachine.render import render_plan
-    from statemachine.sim.offline import seed_reads
 
     doc = yamlsource.load(args.plan)
     if isinstance(doc.data, dict) and doc.data.get("kind") == "Itinerary":
@@ -369,7 +379,30 @@ def _cmd_validate(args: argparse.Namespace) -> int:
         _print_warnings(itinerary)
         print(f"{args.plan}: itinerary {itinerary.name!r} is valid ({len(itinerary.states)} states)")
         return 0
-    plan, itinerary = _load(args.plan)
+    from statemachine.plan import load_plan
+
+    plan = load_plan(args.plan)
+    clusters = None
+    if not args.offline and plan.simulation is None:
+        # Connecting only reads: it goes on while the itinerary loads and renders (see
+        # clusters.connect_ahead); preflight takes the connection, or its error, below.
+        from statemachine.clusters import connect_ahead
+
+        clusters = connect_ahead(plan)
+    try:
+        return _validate_plan(args, plan, clusters)
+    finally:
+        if clusters is not None:
+            clusters.abandon()  # nothing once preflight took it
+
+
+def _validate_plan(args: argparse.Namespace, plan: Any, clusters: Any) -> int:
+    """``validate`` of a loaded plan; ``clusters``: its ``clusters.Pending`` connection or None."""
+    from statemachine.providers import plan_with_itinerary
+    from statemachine.render import render_plan
+    from statemachine.sim.offline import seed_reads
+
+    plan, itinerary = plan_with_itinerary(plan)
     _print_warnings(itinerary)
     rendered = 0
     if plan.simulation is not None:
@@ -387,7 +420,7 @@ def _cmd_validate(args: argparse.Namespace) -> int:
         return 0
     from statemachine import commands
 
-    code = commands.preflight(plan, itinerary, stream=sys.stdout)
+    code = commands.preflight(plan, itinerary, stream=sys.stdout, clusters=clusters)
     if args.server_dry_run:
         sys.stdout.flush()
         code = commands.server_dry_run(plan, itinerary)

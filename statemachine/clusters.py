@@ -122,3 +122,77 @@ def _close_quietly(cluster: Cluster) -> None:
         cluster.close()
     except Exception:  # noqa: BLE001 - best effort: the connect error is what matters
         pass
+
+
+class Pending:
+    """A plan's clusters being connected on a helper thread (:func:`connect_ahead`).
+
+    :meth:`result` waits for the :class:`Connection` or raises what connecting raised, exactly as
+    :func:`connect_plan` would have at that point; :meth:`abandon` gives it up (a connection that
+    arrives later is closed by the helper). Exactly one of the two decides its fate: after
+    :meth:`result` returned, :meth:`abandon` does nothing.
+    """
+
+    def __init__(self, plan: Plan, cache_dir: Path | None,
+                 retry_policy: RetryPolicy | None) -> None:
+        self._lock = threading.Lock()
+        self._outcome: dict[str, Any] = {}
+        self._taken = False
+        self._abandoned = False
+        self._thread = threading.Thread(
+            target=self._connect, args=(plan, cache_dir, retry_policy),
+            name="smrun-connect", daemon=True)
+        self._thread.start()
+
+    def _connect(self, plan: Plan, cache_dir: Path | None,
+                 retry_policy: RetryPolicy | None) -> None:
+        try:
+            conn = connect_plan(plan, cache_dir=cache_dir, retry_policy=retry_policy)
+        except BaseException as exc:  # noqa: BLE001 - handed to the caller's thread
+            self._outcome["error"] = exc
+            return
+        with self._lock:
+            if not self._abandoned:
+                self._outcome["connection"] = conn
+                return
+        conn.close()
+
+    def result(self) -> Connection:
+        self._thread.join()
+        with self._lock:
+            if "error" in self._outcome:
+                raise self._outcome.pop("error")
+            self._taken = True
+            conn: Connection = self._outcome["connection"]
+            return conn
+
+    def abandon(self) -> None:
+        with self._lock:
+            if self._taken or self._abandoned:
+                return
+            self._abandoned = True
+            conn = self._outcome.pop("connection", None)
+        if conn is not None:
+            conn.close()
+
+
+def connect_ahead(plan: Plan, *, cache_dir: Path | None = None,
+                  retry_policy: RetryPolicy | None = None) -> Pending:
+    """Start connecting to a kubeconfig plan's clusters while the caller goes on (issue 17).
+
+    Decision: ``smrun run`` and ``smrun validate`` connect as soon as the plan is loaded, and load
+    the itinerary, import the engine and read the journal while discovery's round trips are under
+    way (against a real cluster each is a network round trip; ~13 per cluster without a discovery
+    cache). Connecting only reads (the server's version and API groups), so starting before the
+    local checks are done applies nothing; their errors still come first, because the caller takes
+    the connection (and any error connecting raised) where it connected before. The client
+    library is imported here, on the caller's thread, before the helper starts (see
+    :func:`statemachine.k8s.client.load_library`). Not for ``spec.simulation`` plans, whose
+    clusters start in this process (use :func:`connect_plan`).
+    """
+    if plan.simulation is not None:
+        raise ValueError("connect_ahead: a simulated plan's clusters start in-process")
+    from statemachine.k8s.client import load_library
+
+    load_library()
+    return Pending(plan, cache_dir, retry_policy)

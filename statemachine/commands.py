@@ -12,20 +12,24 @@ from __future__ import annotations
 import fcntl
 import os
 import sys
+from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 from statemachine import gcpolicy, reruns
-from statemachine.clusters import connect_plan
-from statemachine.engine import Engine, EngineSettings, Journal
-from statemachine.engine import preflight as checks
-from statemachine.engine.journal import request_cancel
-from statemachine.engine.progress import renderer_for
+from statemachine.clusters import Pending, connect_ahead, connect_plan
+from statemachine.engine.journal import Journal, request_cancel
 from statemachine.errors import PreflightError
 from statemachine.itinerary import Itinerary
 from statemachine.plan import Plan
 
-__all__ = ["cancel", "diff", "preflight", "run", "server_dry_run", "status"]
+if TYPE_CHECKING:
+    from statemachine.engine import preflight as checks
+
+# The engine and its preflight are imported inside the functions that use them: `smrun run`
+# locks the journal and starts connecting (start) before it needs them (issue 17).
+
+__all__ = ["Started", "cancel", "diff", "preflight", "run", "server_dry_run", "start", "status"]
 
 
 def _print_findings(findings: checks.Findings, stream: IO[str]) -> None:
@@ -41,21 +45,56 @@ def _refuse(findings: checks.Findings) -> None:
     raise PreflightError("preflight refused the plan; nothing was applied", findings.problems)
 
 
+@dataclass
+class Started:
+    """``smrun run``'s first steps, taken as soon as the plan is loaded (:func:`start`): the plan's
+    journal locked, and its clusters being connected (kubeconfig plans; ``None`` for simulated
+    ones, which start in this process later)."""
+
+    journal: Journal
+    clusters: Pending | None
+
+    def close(self) -> None:
+        """Give both up (the run did not go ahead)."""
+        if self.clusters is not None:
+            self.clusters.abandon()
+        self.journal.close()
+
+
+def start(plan: Plan, *, state_dir: Path) -> Started:
+    """Lock ``plan``'s journal and start connecting its clusters, before the itinerary is loaded
+    (:func:`statemachine.clusters.connect_ahead`); hand the result to :func:`run`. The lock comes
+    first: a second ``smrun run`` of the plan is refused before it touches the discovery cache in
+    the journal's folder. Raises ``LockHeld`` (exit 2) or ``StateDirError`` (exit 4)."""
+    journal = Journal.for_plan(Path(state_dir), plan.name)
+    journal.lock()
+    try:
+        clusters = (None if plan.simulation is not None
+                    else connect_ahead(plan, cache_dir=journal.dir / "cache"))
+    except BaseException:
+        journal.close()
+        raise
+    return Started(journal, clusters)
+
+
 def run(plan: Plan, itinerary: Itinerary, *, state_dir: Path, max_in_flight: int | None = None,
         vms: list[str] | None = None, output: str = "text", stream: IO[str] | None = None,
-        resync: float | None = None, new_run: bool = False) -> int:
+        resync: float | None = None, new_run: bool = False, started: Started | None = None) -> int:
     """Run (or resume) ``plan``; returns 0 when every VM completed, 1 otherwise.
 
     Raises ``LockHeld`` (exit 2) when another run holds the plan, ``UsageError`` (exit 2) when
     its journal was written against other clusters, ``PreflightError`` or ``ClusterUnreachable``
     (exit 3) before anything is applied. A journal that says every VM completed is reported
     (exit 0) and nothing runs; ``new_run`` keeps the journal as history and starts afresh
-    (:mod:`statemachine.reruns`).
+    (:mod:`statemachine.reruns`). ``started``: what :func:`start` did for this plan (its journal
+    locked, its clusters being connected); without it, ``run`` does both itself.
     """
     stream = stream or sys.stdout
     notes = sys.stderr if output == "json" else stream
-    journal = Journal.for_plan(Path(state_dir), plan.name)
-    journal.lock()
+    if started is None:
+        started = Started(Journal.for_plan(Path(state_dir), plan.name), None)
+        started.journal.lock()
+    journal = started.journal
     try:
         if plan.simulation is not None:
             journal.reset()  # fresh simulated clusters every run: the journal belongs to this run
@@ -66,11 +105,18 @@ def run(plan: Plan, itinerary: Itinerary, *, state_dir: Path, max_in_flight: int
             if kept is not None:
                 notes.write(f"plan {plan.name}: starting a new run; the previous journal is kept "
                             f"as {kept}\n")
-        # Before any cluster is contacted: the journal opens for appending and the disk has room
+        # Before anything is applied: the journal opens for appending and the disk has room
         # (StateDirError, exit 4, otherwise). Nothing is applied without a writable journal.
+        # (Connecting, started by start(), only reads; its errors are raised just below.)
         journal.probe()
-        replay = journal.read()  # a corrupt journal is found before any cluster is contacted
-        with connect_plan(plan, cache_dir=journal.dir / "cache") as conn:
+        replay = journal.read()  # a corrupt journal is refused before the clusters are used
+        connection = (started.clusters.result() if started.clusters is not None
+                      else connect_plan(plan, cache_dir=journal.dir / "cache"))
+        with connection as conn:
+            from statemachine.engine import preflight as checks
+            from statemachine.engine.core import Engine, EngineSettings
+            from statemachine.engine.progress import renderer_for
+
             gcpolicy.settle()  # start-up is over: imports, plan, itinerary, cluster clients
             clusters = {"source": conn.source, "target": conn.target}
             selected = [v for v in plan.vms if not vms or v.name in vms or v.ref in vms]
@@ -107,12 +153,16 @@ def run(plan: Plan, itinerary: Itinerary, *, state_dir: Path, max_in_flight: int
                             prefetched=prefetched)
             return engine.run().exit_code
     finally:
-        journal.close()
+        started.close()
 
 
-def preflight(plan: Plan, itinerary: Itinerary, *, stream: IO[str]) -> int:
-    """Cluster checks for ``smrun validate``: 0 when nothing blocks; raises PreflightError (3)."""
-    with connect_plan(plan) as conn:
+def preflight(plan: Plan, itinerary: Itinerary, *, stream: IO[str],
+              clusters: Pending | None = None) -> int:
+    """Cluster checks for ``smrun validate``: 0 when nothing blocks; raises PreflightError (3).
+    ``clusters``: the plan's clusters already being connected (``connect_ahead``)."""
+    from statemachine.engine import preflight as checks
+
+    with (clusters.result() if clusters is not None else connect_plan(plan)) as conn:
         gcpolicy.settle()
         findings = checks.run_checks(plan, itinerary,
                                      {"source": conn.source, "target": conn.target},
@@ -129,6 +179,8 @@ def render_live(plan: Plan, itinerary: Itinerary, *, vms: list[str] | None = Non
     """What the plan would apply, with the reads resolved from its clusters (GETs only: nothing
     is written), for ``smrun render`` of a plan without ``spec.simulation``."""
     from statemachine.render import render_plan
+
+    from statemachine.engine import preflight as checks
 
     with connect_plan(plan) as conn:
         reads = checks.ClusterReads({"source": conn.source, "target": conn.target})

@@ -29,7 +29,16 @@ class FakeEngine:
         self.calls: list[tuple[str, tuple[Any, ...], dict[str, Any]]] = []
         self.code = code
 
+    def start(self, plan: Any, *, state_dir: Path) -> Any:
+        """``commands.start``: locks nothing and connects nothing here."""
+        self.started = (plan.name, state_dir)
+        return self
+
+    def close(self) -> None:  # the Started handed back when the itinerary does not load
+        self.calls.append(("close", (), {}))
+
     def run(self, *args: Any, **kwargs: Any) -> int:
+        assert kwargs.pop("started") is self  # what start() returned, handed on to run()
         self.calls.append(("run", args, kwargs))
         return self.code
 
@@ -47,7 +56,7 @@ class FakeEngine:
 
 
 def _use(monkeypatch: pytest.MonkeyPatch, fake: Any) -> None:
-    for name in ("run", "status", "cancel", "preflight"):
+    for name in ("start", "run", "status", "cancel", "preflight"):
         if hasattr(fake, name):
             monkeypatch.setattr(commands, name, getattr(fake, name))
 
@@ -83,6 +92,7 @@ def test_a_bare_plan_means_run(engine: FakeEngine) -> None:
     assert args[0].name == "sim-live" and args[1].name == "live"
     assert kwargs == {"state_dir": Path(".smrun"), "max_in_flight": None, "vms": None, "output": "text",
                       "stream": sys.stdout, "resync": None, "new_run": False}
+    assert engine.started == ("sim-live", Path(".smrun"))  # locked before the itinerary loaded
 
 
 def test_run_passes_its_options_and_returns_the_engines_code(engine: FakeEngine, tmp_path: Path) -> None:

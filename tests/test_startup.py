@@ -143,3 +143,17 @@ def test_main_called_in_process_leaves_the_collector_alone() -> None:
     assert gc.isenabled()
     assert cli.main(["itineraries"]) == 0
     assert gc.isenabled() and gc.get_freeze_count() == frozen
+
+
+def test_locking_a_journal_and_connecting_need_neither_the_engine_nor_the_itinerary() -> None:
+    # `smrun run` locks the journal and starts connecting (commands.start) as soon as the plan is
+    # loaded; the engine (transitions), preflight and providers are imported after the first
+    # request is on its way (issue 17 item 1).
+    probe = ("import sys\nfrom statemachine import commands\n"
+             "print(' '.join(sorted(sys.modules)))\n")
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                         check=True, timeout=120, cwd=Path(__file__).parent.parent).stdout
+    loaded = set(out.split())
+    assert "statemachine.engine.journal" in loaded
+    assert loaded & {"transitions", "kubernetes", "statemachine.engine.core",
+                     "statemachine.engine.preflight", "statemachine.providers"} == set()
