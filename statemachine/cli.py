@@ -595,9 +595,11 @@ def _cmd_itineraries(args: argparse.Namespace) -> int:
         from statemachine.itinerary_copy import copy_itinerary
 
         name, folder = args.copy
-        target, templates = copy_itinerary(name, Path(folder))
+        target, templates, fragments = copy_itinerary(name, Path(folder))
+        included = (f" and the fragments it includes ({', '.join(str(f) for f in fragments)})"
+                    if fragments else "")
         print(f"{target}: itinerary {name!r} with {len(templates)} templates in "
-              f"{target.parent / 'templates'}; use it with `spec.itinerary: {target}`")
+              f"{target.parent / 'templates'}{included}; use it with `spec.itinerary: {target}`")
         return 0
     rows = []
     builtin_templates = None

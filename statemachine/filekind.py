@@ -14,8 +14,10 @@ from typing import Any
 from statemachine.errors import Problem, SchemaError
 
 KINDS = {"Plan": "a plan (kind: Plan)", "Itinerary": "an itinerary (kind: Itinerary)",
+         "ItineraryFragment": "an itinerary fragment (kind: ItineraryFragment)",
          "seed": "a simulator seed (source:/target: object lists)"}
-NAMES = {"Plan": "a plan", "Itinerary": "an itinerary"}
+NAMES = {"Plan": "a plan", "Itinerary": "an itinerary",
+         "ItineraryFragment": "an itinerary fragment"}
 
 
 def looks_like(data: Any) -> str | None:
@@ -33,7 +35,7 @@ def looks_like(data: Any) -> str | None:
 
 def expect(data: Any, file: str, wanted: str, line: int | None = None) -> None:
     """Refuse ``data`` (the file ``file``) in one line when it looks like another kind of file
-    than ``wanted`` (``"Plan"`` or ``"Itinerary"``); a file of no known shape passes on to the
+    than ``wanted`` (``"Plan"``, ``"Itinerary"`` or ``"ItineraryFragment"``); a file of no known shape passes on to the
     schema checks, which say what is missing."""
     found = looks_like(data)
     if found is None or found == wanted:

@@ -24,7 +24,7 @@ from statemachine.expressions import render_string
 from statemachine.filekind import expect
 from statemachine.resources import data_dir
 from statemachine.schema import problems as schema_problems
-from statemachine.yamlsource import DocPath, SourceDoc, format_path, load
+from statemachine.yamlsource import DocPath, SourceDoc, load
 
 __all__ = [
     "Itinerary", "StateSpec", "ReadSpec", "CheckSpec", "SetupSpec", "CommitSpec", "Action",
@@ -219,6 +219,8 @@ class Itinerary:
     parameters: tuple[ParameterSpec, ...] = ()
     values: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
     """``spec.values``: name -> expression, in the order written (``values.NAME``)."""
+    includes: tuple[Path, ...] = ()
+    """The fragment files ``spec.include`` brought in (transitively, each once), in order."""
     warnings: tuple[Problem, ...] = field(default=(), compare=False)
     """What the semantic checks warn about (a ``step`` out of pipeline order); ``smrun
     validate`` prints them, nothing stops on them."""
@@ -365,14 +367,20 @@ def start_states(states: tuple[StateSpec, ...]) -> list[str]:
 
 def load_itinerary(path_or_name: str | Path) -> Itinerary:
     """Load, validate and check an itinerary file, or a built-in one by name (``live``)."""
+    from statemachine.itinerary_include import assemble
+
     path = _resolve(path_or_name)
     doc = load(path)
     expect(doc.data, doc.file, "Itinerary", doc.lines.get(("kind",)))
+    # Fragments (spec.include) are merged in first: the schema, the builder and the checks see
+    # one document whose lines point into the file each part came from.
+    assembled = assemble(doc, path)
+    doc = assembled.doc
     found = schema_problems(doc, "itinerary")
     if found:
         raise SchemaError(str(found[0]), found)
     builder = _Builder(doc, path)
-    itinerary = builder.build()
+    itinerary = replace(builder.build(), includes=assembled.includes)
     from statemachine.itinerary_checks import check_all  # the semantic checks, kept apart for size
 
     found_problems, warnings = check_all(itinerary, doc)
@@ -417,9 +425,7 @@ class _Builder:
         self.problems: list[Problem] = []
 
     def where(self, path: DocPath) -> str:
-        line = self.doc.line(path)
-        return f"{self.doc.file}:{line}: {format_path(path)}" if line else \
-            f"{self.doc.file}: {format_path(path)}"
+        return self.doc.where(path)
 
     def fail(self, path: DocPath, message: str) -> None:
         self.problems.append(self.doc.problem(path, message))

@@ -1,22 +1,29 @@
-"""Copy a built-in itinerary and the templates it uses into a folder an author can edit.
+"""Copy an installed itinerary, the fragments it includes and the templates it uses into a folder
+an author can edit, and show one (``smrun itineraries show NAME``).
 
-``copy_itinerary("live", Path("my-flow"))`` writes ``my-flow/live.yaml`` (the built-in file,
-comments kept, with ``spec.templates: templates`` added) and ``my-flow/templates/`` holding every
-template the itinerary applies or patches with, and every template those include by a literal
-name. A plan then runs the copy with ``spec.itinerary: my-flow/live.yaml``.
+``copy_itinerary("live", Path("my-flow"))`` writes ``my-flow/live.yaml`` (the installed file,
+comments kept, with ``spec.templates: templates``), the fragment files it includes at the same
+paths relative to it (``my-flow/common/hooks.yaml``), and ``my-flow/templates/`` holding every
+template the itinerary (and the fragment states it uses) applies or patches with, and every
+template those include by a literal name. A plan then runs the copy with
+``spec.itinerary: my-flow/live.yaml``. Installed means the built-ins and the itineraries
+providers install (:mod:`statemachine.providers.catalog`).
 
 Decisions recorded here:
 
-- The YAML is copied as text (one line inserted after ``spec:``), not re-dumped, so the comments
-  that explain each state survive.
-- Nothing is overwritten: an existing itinerary file or template is an error naming it, before
-  anything is written.
-- Only the templates the itinerary uses are copied, not the whole built-in folder.
+- The YAML is copied as text (the ``spec.templates`` line set or inserted after ``spec:``), not
+  re-dumped, so the comments that explain each state survive. Fragments are copied unchanged.
+- Nothing is overwritten: an existing itinerary, fragment or template file is an error naming
+  it, before anything is written.
+- Only the templates the itinerary uses are copied, not the whole template folder.
+- A fragment outside the itinerary's folder (``../shared.yaml``) is refused: the copy could not
+  keep the path the itinerary names it by.
 
 It does not load plans or talk to a cluster.
 """
 from __future__ import annotations
 
+import os
 import re
 import shutil
 from pathlib import Path
@@ -28,6 +35,8 @@ from statemachine.itinerary import Itinerary, load_itinerary
 __all__ = ["copy_itinerary", "describe", "used_templates"]
 
 _SPEC = re.compile(r"^spec:[ \t]*$", re.MULTILINE)
+_TEMPLATES = re.compile(r"^  templates:.*$", re.MULTILINE)
+_COPIED = "  templates: templates           # copied with `smrun itineraries --copy`: relative to this file"
 
 
 def used_templates(itinerary: Itinerary) -> list[str]:
@@ -45,20 +54,27 @@ def used_templates(itinerary: Itinerary) -> list[str]:
     return sorted(seen)
 
 
-def describe(name_or_path: str) -> str:
-    """``smrun itineraries show``: a comment header (file, templates, flow, parameters, values)
-    followed by the itinerary's YAML as written."""
-    import json
-
+def _installed_path(name_or_path: str) -> Path:
     from statemachine.providers import find_itinerary
 
     # A name is an installed itinerary (the built-ins, or a provider's); anything else a file.
     is_file = "/" in name_or_path or name_or_path.endswith((".yaml", ".yml"))
-    path = Path(name_or_path) if is_file else find_itinerary(name_or_path).path
+    return Path(name_or_path) if is_file else find_itinerary(name_or_path).path
+
+
+def describe(name_or_path: str) -> str:
+    """``smrun itineraries show``: a comment header (file, fragments, templates, flow, parameters,
+    values) followed by the itinerary's YAML as written, then each fragment it includes as a
+    further YAML document (``---``) headed by its file."""
+    import json
+
+    path = _installed_path(name_or_path)
     itinerary = load_itinerary(path)
-    head = [f"# itinerary {itinerary.name!r}: {path}",
-            f"# templates: {itinerary.template_dir}",
-            f"# flow (migrationType): {itinerary.migration_type or '(none: the plan type is its name)'}"]
+    head = [f"# itinerary {itinerary.name!r}: {path}"]
+    for fragment in itinerary.includes:
+        head.append(f"# includes {_relative(fragment, path)}: {fragment} (shown below)")
+    head += [f"# templates: {itinerary.template_dir}",
+             f"# flow (migrationType): {itinerary.migration_type or '(none: the plan type is its name)'}"]
     if itinerary.parameters:
         head.append("# parameters (a plan sets them in spec.parameters; read as params.NAME):")
         for p in itinerary.parameters:
@@ -72,32 +88,48 @@ def describe(name_or_path: str) -> str:
     for state in (*itinerary.setup.states, *itinerary.states):
         if state.values:
             head.append(f"# values of state {state.name} (there only): {', '.join(state.values)}")
-    return "\n".join(head) + "\n" + path.read_text(encoding="utf-8")
+    parts = ["\n".join(head) + "\n" + path.read_text(encoding="utf-8")]
+    for fragment in itinerary.includes:
+        parts.append(f"---\n# fragment {_relative(fragment, path)} ({fragment})\n"
+                     + fragment.read_text(encoding="utf-8"))
+    return "".join(part if part.endswith("\n") else part + "\n" for part in parts)
 
 
-def copy_itinerary(name: str, folder: Path) -> tuple[Path, list[Path]]:
-    """Write the built-in itinerary ``name`` and its templates under ``folder``; return the
-    itinerary file and the template files written."""
-    from statemachine.providers import builtin_itinerary_path
+def _relative(fragment: Path, itinerary: Path) -> str:
+    return os.path.relpath(fragment, itinerary.resolve().parent)
 
-    source = builtin_itinerary_path(name)
+
+def copy_itinerary(name: str, folder: Path) -> tuple[Path, list[Path], list[Path]]:
+    """Write the installed itinerary ``name``, its fragments and its templates under ``folder``;
+    return the itinerary file, the template files and the fragment files written."""
+    from statemachine.providers import find_itinerary
+
+    source = find_itinerary(name).path
     itinerary = load_itinerary(source)
     text = source.read_text(encoding="utf-8")
-    if re.search(r"^  templates:", text, re.MULTILINE) or not _SPEC.search(text):
-        raise DefinitionError(f"{source}: cannot copy: expected a top-level 'spec:' line and no "
-                              "spec.templates")
+    if not _SPEC.search(text):
+        raise DefinitionError(f"{source}: cannot copy: expected a top-level 'spec:' line")
     target = folder / source.name
+    fragments = []
+    for fragment in itinerary.includes:
+        relative = _relative(fragment, source)
+        if relative.startswith(".."):
+            raise DefinitionError(f"{fragment}: cannot copy: the fragment is outside the folder "
+                                  f"of {source}")
+        fragments.append((fragment, folder / relative))
     templates = [(itinerary.template_dir / t, folder / "templates" / t)
                  for t in used_templates(itinerary)]
-    for path in (target, *(dst for _, dst in templates)):
+    for path in (target, *(dst for _, dst in (*fragments, *templates))):
         if path.exists():
             raise DefinitionError(f"{path}: already exists (smrun itineraries --copy never "
                                   "overwrites; choose another folder)")
-    text = _SPEC.sub("spec:\n  templates: templates           # copied with `smrun itineraries "
-                     "--copy`: relative to this file", text, count=1)
+    if _TEMPLATES.search(text):  # a provider's itinerary names its own folder: now the copy's
+        text = _TEMPLATES.sub(_COPIED, text, count=1)
+    else:
+        text = _SPEC.sub("spec:\n" + _COPIED, text, count=1)
     folder.mkdir(parents=True, exist_ok=True)
     target.write_text(text, encoding="utf-8")
-    for src, dst in templates:
+    for src, dst in (*fragments, *templates):
         dst.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(src, dst)
-    return target, [dst for _, dst in templates]
+    return target, [dst for _, dst in templates], [dst for _, dst in fragments]

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from statemachine.errors import DefinitionError, KindNotServed, SmrunError
 from statemachine.itinerary import Itinerary, StateSpec
-from statemachine.yamlsource import DocPath, format_path, load
+from statemachine.yamlsource import DocPath
 
 if TYPE_CHECKING:
     from statemachine.render import RenderedManifest
@@ -29,8 +29,10 @@ def kind_origin(itinerary: Itinerary, api_version: str, kind: str,
                 rendered: Iterable[RenderedManifest] = ()) -> str | None:
     """``flow.yaml:22: spec.states[1].actions[0].apply`` where ``itinerary`` uses the kind, or
     ``None`` when it cannot be found (a kind built at run time)."""
+    from statemachine.itinerary_include import load_assembled
+
     try:
-        doc = load(itinerary.file)
+        doc = load_assembled(itinerary.file).doc  # with its fragments: a kind may come from one
     except SmrunError:
         return None
     path = _from_rendered(itinerary, api_version, kind, rendered) \
@@ -38,8 +40,7 @@ def kind_origin(itinerary: Itinerary, api_version: str, kind: str,
         or _from_template_text(itinerary, kind)
     if path is None:
         return None
-    line = doc.line(path)
-    return f"{doc.file}:{line}: {format_path(path)}" if line else f"{doc.file}: {format_path(path)}"
+    return doc.where(path)
 
 
 def unserved_line(itinerary: Itinerary, cluster: str, api_version: str, kind: str,

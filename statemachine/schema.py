@@ -39,7 +39,11 @@ def load_schema(name: str) -> dict[str, Any]:
 
 @lru_cache(maxsize=None)
 def _schema_bytes(name: str) -> bytes:
-    return (data_dir("schemas") / f"{name}.schema.json").read_bytes()
+    # Every packaged schema, the named one first: a schema may refer to another one (the
+    # fragment schema to the itinerary's definitions), so a verdict depends on all of them.
+    folder = data_dir("schemas")
+    others = sorted(p for p in folder.glob("*.schema.json") if p.name != f"{name}.schema.json")
+    return b"\0".join(p.read_bytes() for p in (folder / f"{name}.schema.json", *others))
 
 
 @lru_cache(maxsize=None)
@@ -57,7 +61,14 @@ def _validator(name: str) -> Draft202012Validator:
     # are not checked against the 2020-12 metaschema here -- that took 16-22 ms per schema on
     # every command and can only fail on a broken build; tests/test_startup.py checks every
     # packaged schema instead.
-    return Draft202012Validator(load_schema(name),
+    from referencing import Registry, Resource
+
+    # The packaged schemas by their $id, so that one may $ref another's definitions.
+    registry: Registry[Any] = Registry().with_resources(
+        (schema["$id"], Resource.from_contents(schema))
+        for schema in (load_schema(p.name[:-len(".schema.json")])
+                       for p in sorted(data_dir("schemas").glob("*.schema.json"))))
+    return Draft202012Validator(load_schema(name), registry=registry,
                                 format_checker=Draft202012Validator.FORMAT_CHECKER)
 
 

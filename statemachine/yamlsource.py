@@ -82,19 +82,38 @@ class SourceDoc:
     data: Any
     file: str
     lines: Mapping[DocPath, int] = field(default_factory=dict)
+    origins: Mapping[DocPath, tuple[str, DocPath]] = field(default_factory=dict)
+    """For a document assembled from several files (an itinerary and the fragments it
+    includes): for each recorded path written in another file than ``file``, that file and the
+    path there (``common/hooks.yaml``, ``spec.states[0]``)."""
+
+    def locate(self, path: DocPath) -> tuple[str, int | None, DocPath]:
+        """``(file, line, path in that file)`` of ``path``: the line is that of ``path`` or
+        of its nearest ancestor that has one."""
+        parts = tuple(path)
+        while True:
+            if parts in self.lines or not parts:
+                origin = self.origins.get(parts)
+                if origin is None:
+                    return self.file, self.lines.get(parts), tuple(path)
+                return origin[0], self.lines.get(parts), (*origin[1], *path[len(parts):])
+            parts = parts[:-1]
 
     def line(self, path: DocPath) -> int | None:
         """The line of ``path``, or of its nearest ancestor that has one."""
-        parts = tuple(path)
-        while parts:
-            if parts in self.lines:
-                return self.lines[parts]
-            parts = parts[:-1]
-        return self.lines.get((), None)
+        return self.locate(path)[1]
+
+    def where(self, path: DocPath) -> str:
+        """``file:line: path`` (``file: path`` when no line is known), in the file ``path``
+        was written in."""
+        file, line, shown = self.locate(path)
+        return f"{file}:{line}: {format_path(shown)}" if line else f"{file}: {format_path(shown)}"
 
     def problem(self, path: DocPath, message: str) -> Problem:
-        """A :class:`Problem` located at ``path`` in this document."""
-        return Problem(self.file, format_path(path), message, self.line(path))
+        """A :class:`Problem` located at ``path`` in this document (or in the included file
+        that ``path`` comes from, with its path there)."""
+        file, line, shown = self.locate(path)
+        return Problem(file, format_path(shown), message, line)
 
 
 def format_path(path: DocPath) -> str:

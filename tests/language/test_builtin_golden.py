@@ -137,9 +137,10 @@ def test_builtin_itinerary_renders_as_recorded(name: str, example: str) -> None:
 @pytest.mark.parametrize("name", ["live", "warm", "cold"])
 def test_builtin_itineraries_write_each_filter_chain_once(name: str) -> None:
     """The chains over the source VM's volumes and the secret references are spec.values, used
-    by name (issue 15 item 3): each is written once in the file."""
+    by name (issue 15 item 3): each is written once in the file and the fragments it includes
+    (common/*.yaml, shared by the three flows)."""
     itinerary = load_itinerary(name)
-    text = itinerary.file.read_text(encoding="utf-8")
+    text = "".join(f.read_text(encoding="utf-8") for f in (itinerary.file, *itinerary.includes))
     assert {"volumes", "claimNames", "secretNames"} <= set(itinerary.values)
     assert text.count("reads.sourceVM.spec.template.spec.volumes") == 1
     assert text.count("selectattr('secret.secretName', 'defined')") == 1

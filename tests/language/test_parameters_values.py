@@ -165,7 +165,7 @@ def test_the_live_itinerary_names_its_filter_chains_once() -> None:
     from statemachine.itinerary import load_itinerary
 
     live = load_itinerary("live")
-    text = live.file.read_text()
+    text = "".join(f.read_text() for f in (live.file, *live.includes))  # with its fragments
     assert {"volumes", "dataVolumeNames", "claimNames", "secretNames"} <= set(live.values)
     assert text.count("reads.sourceVM.spec.template.spec.volumes") == 1
     assert text.count("selectattr('dataVolume.name', 'defined')") == 1
