@@ -20,6 +20,7 @@ import pytest
 
 from statemachine.cli import main
 from statemachine.errors import DefinitionError
+from statemachine.itinerary import load_itinerary
 from statemachine.plan import load_plan
 from statemachine.providers import (find_itinerary, installed_itineraries, load_provider,
                                     plan_with_itinerary)
@@ -131,6 +132,31 @@ def test_show_and_graph_take_an_installed_name(site: Path, capsys: pytest.Captur
     assert out.startswith("# itinerary 'backup-restart': ") and "smrun_acme/flows/backup-restart.yaml" in out
     assert main(["graph", "acme-backup"]) == 0
     assert "StartVM" in capsys.readouterr().out
+
+
+def test_export_copies_an_installed_itinerary_with_its_templates(
+        site: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """``smrun itineraries export NAME DIR`` takes a provider's name too (issue 15 item 7): the
+    copy points its spec.templates at the copied folder and validates on its own."""
+    package = install_provider(site, dist="smrun-acme", module="smrun_acme", provider="acme",
+                               itinerary="acme-backup")
+    out = tmp_path / "mine"
+    assert main(["itineraries", "export", "acme-backup", str(out)]) == 0
+    assert "itinerary 'acme-backup' with 1 templates" in capsys.readouterr().out
+    copy = out / "backup-restart.yaml"
+    text = copy.read_text()
+    assert text.count("templates:") == 1 and "  templates: templates  " in text
+    shipped = sorted(p.name for p in (package / "flows" / "templates").iterdir())
+    assert sorted(p.name for p in (out / "templates").iterdir()) == shipped
+    assert main(["validate", str(copy)]) == 0
+    assert "is valid" in capsys.readouterr().out
+    assert load_itinerary(copy).template_dir == (out / "templates").resolve()
+    # the copy runs the same plan as the installed name
+    plan_path = plan_for(tmp_path / "plan", str(copy))
+    assert main(["render", str(plan_path)]) == 0
+    copied = capsys.readouterr().out
+    assert main(["render", str(plan_for(tmp_path / "plan2", "acme-backup"))]) == 0
+    assert capsys.readouterr().out == copied
 
 
 def test_a_type_that_contradicts_the_installed_itinerary_is_refused(site: Path, tmp_path: Path,
