@@ -362,7 +362,9 @@ def test_blocked_synchronization_is_reported_and_times_out(tmp_path: Path) -> No
 
     itinerary = load_yaml(LIVE_YAML)
     del itinerary["spec"]["setup"]
-    state = next(s for s in itinerary["spec"]["states"] if s["name"] == "CreateSourceMigration")
+    # the built-in fragments, where they are (an include is relative to the including file)
+    itinerary["spec"]["include"] = [str(LIVE_YAML.parent / f) for f in itinerary["spec"]["include"]]
+    state = next(s for s in itinerary["spec"]["states"] if s.get("name") == "CreateSourceMigration")
     state["readiness"]["timeout"] = "3s"
     custom = tmp_path / "live-no-ca.yaml"
     custom.write_text(yaml.safe_dump(itinerary, sort_keys=False), encoding="utf-8")
