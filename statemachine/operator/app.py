@@ -20,7 +20,7 @@ import logging
 import threading
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import kopf
 import yaml
@@ -185,7 +185,11 @@ def run_operator(options: OperatorOptions) -> int:
     try:
         asyncio.run(kopf.operator(
             registry=registry, clusterwide=not options.namespaces,
-            namespaces=list(options.namespaces), standalone=True))
+            namespaces=list(options.namespaces), standalone=True,
+            # kopf otherwise names itself user@host from the passwd entry (getpass), and the
+            # image's USER 65532 has none: it crashed at start in the image. Peering is off,
+            # so the name is only a name; ours is the --id.
+            identity=cast(Any, options.operator_id)))
     finally:
         if health is not None:
             health.shutdown()
