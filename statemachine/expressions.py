@@ -356,6 +356,37 @@ def template_environment(template_dir: Path | str | None = None) -> ImmutableSan
     return _template_env(str(template_dir) if template_dir else None)
 
 
+# What makes a template render differently for the same context: the clock, Jinja's random
+# filter and lorem-ipsum global. Other templates it includes, imports or extends are not looked
+# into: such a template is taken as not deterministic.
+_IMPURE_NAMES = frozenset({"now", "lipsum"})
+_IMPURE_FILTERS = frozenset({"random", "shuffle"})
+
+
+@lru_cache(maxsize=256)
+def deterministic_template(template_name: str, template_dir: str | None = None) -> bool:
+    """Whether the template file renders the same text whenever its context is equal (no clock,
+    no randomness, no other template): the engine may then render it ahead of time. A template
+    that cannot be loaded or parsed is not (its error is raised where it is rendered)."""
+    env = template_environment(template_dir)
+    try:
+        assert env.loader is not None
+        tree = env.parse(env.loader.get_source(env, template_name)[0], template_name)
+    except Exception:  # noqa: BLE001 - reported by the real render, not here
+        return False
+    for node in tree.find_all((nodes.Name, nodes.Filter, nodes.Include,
+                               nodes.Import, nodes.FromImport, nodes.Extends)):
+        if isinstance(node, nodes.Name):
+            if node.name in _IMPURE_NAMES:
+                return False
+        elif isinstance(node, nodes.Filter):
+            if node.name in _IMPURE_FILTERS:
+                return False
+        else:
+            return False
+    return True
+
+
 def referenced_templates(env: ImmutableSandboxedEnvironment, name: str) -> tuple[str, ...]:
     """The templates ``name`` includes, imports or extends by a literal name (not ``ignore
     missing``), as found when ``env`` loaded it; call after ``env.get_template(name)``."""

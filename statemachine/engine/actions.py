@@ -77,6 +77,8 @@ def offload(rt: Runtime, fn: Callable[[], T], vm: VmModel | None = None, *,
     if rt.pool is None:
         if durable:
             rt.journal.sync()  # durable before the write it announces
+        else:
+            rt.journal.before_request(lambda: None)()  # a `created` on record first
         return fn()
     box: dict[str, object] = {}
     key = ("io", "", "", str(id(box)))
@@ -157,9 +159,8 @@ def create(rt: Runtime, vm: VmModel, state: StateSpec, action: Action, ctx: Ctx,
     cluster = rt.clusters[cluster_name]
     assert action.template is not None
     out: list[tuple[str, ObjectRef]] = []
-    for doc in rt.lang.render_manifests(action.template, ctx):
-        labels = vm.labels(state.name)
-        manifest = stamp(doc, labels)
+    labels = vm.labels(state.name)
+    for manifest in _stamped(rt, vm, state, action, ctx, labels):
         ref = ObjectRef.of(manifest)
         rt.ensure_watch(cluster_name, ref)
         prior = [c for c in vm.record.created if c.cluster == cluster_name and c.ref == ref]
@@ -173,8 +174,6 @@ def create(rt: Runtime, vm: VmModel, state: StateSpec, action: Action, ctx: Ctx,
                 ours = _accept_existing(vm, cluster_name, existing, manifest, ref, action.kind, labels)
                 vm.log("created", state=state.name, cluster=cluster_name, ref=ref_to_json(ref),
                        ours=ours)
-                if ours:
-                    yield from recorded(rt)
                 vm.last_object = (cluster_name, ref)
                 out.append((cluster_name, ref))
                 continue
@@ -194,20 +193,20 @@ def create(rt: Runtime, vm: VmModel, state: StateSpec, action: Action, ctx: Ctx,
         ours = yield from _create_one(rt, vm, cluster_name, cluster, manifest, ref, action.kind,
                                       labels, deadline)
         vm.log("created", state=state.name, cluster=cluster_name, ref=ref_to_json(ref), ours=ours)
-        if ours:
-            yield from recorded(rt)
         vm.last_object = (cluster_name, ref)
         out.append((cluster_name, ref))
     return out
 
 
-def recorded(rt: Runtime) -> Gen[None]:
-    """After a ``created`` entry for an object this run made: the VM goes on only once the
-    journal has handed it to the kernel, so nothing the VM does next can happen before a kill -9
-    would still find it (a resumed run never mistakes the object for one it only intended, and
-    never makes it twice). The write(2) runs on the I/O pool, not on the loop thread, where a
-    syscall gives the GIL to the I/O and watch threads (0.3 ms each at 100 VMs, issue 17)."""
-    yield from offload(rt, rt.journal.flush)
+def _stamped(rt: Runtime, vm: VmModel, state: StateSpec, action: Action, ctx: Ctx,
+             labels: Mapping[str, str]) -> list[Obj]:
+    """The action's documents with smrun's labels and hash: rendered ahead while the VM waited
+    (``engine/ahead.py``) when the context is still equal, else rendered now."""
+    ahead = vm.ahead.pop((state.name, id(action)), None)
+    if ahead is not None and ahead[0] == ctx and not rt.cutover_file_seen:
+        return ahead[1]
+    assert action.template is not None
+    return [stamp(doc, labels) for doc in rt.lang.render_manifests(action.template, ctx)]
 
 
 def _create_one(rt: Runtime, vm: VmModel, cluster_name: str, cluster: Cluster,

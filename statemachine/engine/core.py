@@ -35,7 +35,7 @@ from statemachine.engine.outputs import OutputThread
 from statemachine.engine.progress import Event, EventSink
 from statemachine.engine.runtime import Runtime, VmModel
 from statemachine.engine.scheduler import Scheduler, Task
-from statemachine.errors import Canceled, SmrunError
+from statemachine.errors import Canceled, SmrunError, StateDirError
 from statemachine.itinerary import TERMINAL_STATES, Itinerary, ReadSpec
 from statemachine.k8s import Cluster, Obj, ObjectRef
 from statemachine.plan import VM, Plan
@@ -184,11 +184,23 @@ class Engine:
         self._flush_sinks(off_loop=None)
 
     def _flush_off_loop(self) -> None:
-        """On the output thread: the journal, then the sinks that may be flushed from it."""
-        try:
-            self.journal.flush(wait=False)
-        finally:
-            self._flush_sinks(off_loop=True)
+        """On the output thread: the journal, and the sinks that may be flushed from it. Each
+        such sink takes its events, then the journal is flushed, then the events are written:
+        an event is never visible before a journal entry appended ahead of it (as when the loop
+        flushed both itself)."""
+        journal = partial(self.journal.flush, wait=False)
+        flushed = False
+        for sink in self.sinks:
+            if getattr(sink, "flush_from_any_thread", False):
+                try:
+                    sink.flush(first=journal)  # type: ignore[attr-defined]
+                    flushed = True
+                except StateDirError:
+                    raise  # recorded by the journal; the run stops
+                except Exception:  # noqa: BLE001 - a broken subscriber must not stop the run
+                    logger.exception("progress subscriber failed")
+        if not flushed:
+            journal()
 
     def _flush_sinks(self, *, off_loop: bool | None) -> None:
         """Flush the sinks that have a ``flush``: those whose ``flush_from_any_thread`` is

@@ -499,6 +499,11 @@ class Journal:
         self._fail_lock = threading.Lock()
         self._dirty = False
         self._intents = False  # an intent appended since the last sync (see sync_later)
+        # `created` entries of objects this run made: how many were appended (loop thread) and
+        # how many a finished flush is known to cover (any thread; see before_request).
+        self._created = 0
+        self._created_flushed = 0
+        self._created_lock = threading.Lock()
         # One object each, so callers of sync_later can tell repeats apart.
         self._fsync_bound: Callable[[], None] = self._fsync_fd
         self._flush_bound: Callable[[], None] = self._flush_now
@@ -567,11 +572,11 @@ class Journal:
         own) and before every create, so an entry still in the buffer at a kill -9 records only
         decisions whose effects outside the process are safe to repeat (reads, patches, deletes):
         losing it is the same as being killed a moment earlier. The exception is ``created`` of
-        an object this run made, the fact that a create succeeded: the VM that made it waits
-        until it is flushed (on the I/O pool, ``actions.create``) before it does anything else,
-        so a resumed run never mistakes an object it made for one it only intended (and never
-        makes it twice). An ``ensure`` that found its object (``ours`` false) is only a note: it
-        is looked up again. One flush per entry was 60 µs, a tenth of the engine's own CPU at
+        an object this run made, the fact that a create succeeded: no request leaves the process
+        before it is flushed (:meth:`before_request`; a create's own fsync covers it too), so a
+        resumed run never mistakes an object it made for one it only intended (and never makes
+        it twice). An ``ensure`` that found its object (``ours`` false) is only a note: it is
+        looked up again. One flush per entry was 60 µs, a tenth of the engine's own CPU at
         100 VMs; a flush on the loop thread 0.3 ms (issue 17).
         """
         if self.failed is not None:
@@ -585,6 +590,8 @@ class Journal:
         self._dirty = True
         if type_ == "intent":
             self._intents = True
+        elif type_ == "created" and fields.get("ours", True):
+            self._created += 1
         return entry
 
     def _flush_now(self) -> None:
@@ -597,10 +604,35 @@ class Journal:
         of its own and report a failure at the next call; no caller then relies on it."""
         if self.failed is not None:
             raise self.failed
+        created = self._created  # every one of these is in the buffer the flush writes out
         try:
             self.backend.flush(wait=wait)
         except StateDirError as exc:
             raise self._fail(exc) from None
+        if wait or not self.backend.durable_flush:
+            # A file's flush is a write(2) whatever ``wait`` says; the cluster's wait=False
+            # flush is sent later, by the backend's thread, so it covers nothing yet.
+            self._covered(created)
+
+    def _covered(self, created: int) -> None:
+        with self._created_lock:
+            self._created_flushed = max(self._created_flushed, created)
+
+    def before_request(self, work: Callable[[], None]) -> Callable[[], None]:
+        """``work`` (a request, to run on the I/O pool), made to flush the journal first when a
+        ``created`` entry appended before it may not have reached the kernel yet: no request
+        leaves the process before the fact that an earlier create succeeded is on record, so
+        whatever follows from that request, a resumed run never mistakes the object for one it
+        only intended. No I/O here (the loop thread); the flush runs on the pool thread, just
+        before the request, and costs nothing when a batch's flush got there first."""
+        if self._created_flushed >= self._created:
+            return work
+        flush = self.flush
+
+        def flushed_first() -> None:
+            flush()
+            work()
+        return flushed_first
 
     def sync(self) -> None:
         """fsync what was appended (group commit: one fsync covers every entry before it)."""
@@ -638,18 +670,23 @@ class Journal:
         is not sent); False when the journal was closed meanwhile (close() synced)."""
         if self.failed is not None:
             raise self.failed
+        created = self._created
         try:
-            return self.backend.flush()
+            flushed = self.backend.flush()
         except StateDirError as exc:
             raise self._fail(exc) from None
+        self._covered(created)
+        return flushed
 
     def _fsync_fd(self) -> None:
         if self.failed is not None:
             raise self.failed
+        created = self._created
         try:
             self.backend.sync()
         except StateDirError as exc:
             raise self._fail(exc) from None
+        self._covered(created)
 
     def close(self) -> None:
         try:

@@ -35,6 +35,11 @@ class Language:
         """A template file's YAML documents."""
         return render.render_documents(template, dict(ctx), template_dir=self.template_dir)
 
+    def deterministic(self, template: str) -> bool:
+        """Whether ``template`` renders the same for an equal context (it may be rendered ahead)."""
+        return expressions.deterministic_template(
+            template, str(self.template_dir) if self.template_dir else None)
+
     def render_value(self, value: object, ctx: Ctx) -> Any:
         """Every string inside a YAML value, rendered."""
         return expressions.render_value(value, dict(ctx))

@@ -10,8 +10,9 @@ Kicks coalesce: one flush covers every kick made before it started. A flush that
 journal's to report (``Journal.flush`` marks the journal failed and stops the run through
 ``on_failure``); a broken progress sink is logged and the run goes on. What must be on disk at a
 given moment is not this thread's concern: an intent is fsync'ed before its create by the group
-commit (``groupcommit``), a ``created`` entry is flushed on the I/O pool before its VM goes on
-(``actions.recorded``), and the end of the run flushes on the loop thread itself.
+commit (``groupcommit``), a ``created`` entry is flushed by the pool thread of the next request
+before it is sent (``Journal.before_request``), and the end of the run flushes on the loop
+thread itself.
 """
 from __future__ import annotations
 

@@ -18,6 +18,7 @@ from functools import partial
 from typing import Any
 
 import statemachine.engine.actions as actions
+import statemachine.engine.ahead as ahead
 from statemachine.engine.actions import Ctx, obj_key, render_ref, retrying
 from statemachine.context import Context, Values
 from statemachine.engine.runtime import Runtime, VmModel
@@ -72,6 +73,7 @@ def vm_flow(rt: Runtime, vm: VmModel, *, setup: bool = False) -> Gen:
 
 
 def finish(rt: Runtime, vm: VmModel, phase: str, message: str) -> None:
+    vm.ahead = {}
     vm.log("vm_terminal", phase=phase, message=message)
     vm.move(phase)
     event = {"Completed": "vm_succeeded", "Failed": "vm_failed", "Canceled": "vm_canceled"}[phase]
@@ -348,6 +350,7 @@ def wait_ready(rt: Runtime, vm: VmModel, spec: StateSpec, ctxs: list[Context],
         keys = tuple(obj_key(t[0], t[1]) for t in targets if t is not None)
         if waiting_since is None:
             waiting_since = now
+            ahead.when_waiting(rt, vm, spec)  # render the next states while this one waits
         yield Wait(keys, wake)
 
 

@@ -83,6 +83,10 @@ class VmModel:
         # When the watch event arrived that let the current state's wait end (runner.wait_ready);
         # `state_completed` reports the time from it as `reaction`.
         self.ready_event_at: float | None = None
+        # Manifests rendered ahead while the VM waited (engine/ahead.py): (state, id(action)) ->
+        # (the context they were rendered with, the stamped documents). Used once, if the
+        # context is still equal when the action runs.
+        self.ahead: dict[tuple[str, int], tuple[Context, list[Obj]]] = {}
 
     @property
     def state_name(self) -> str:
@@ -91,10 +95,13 @@ class VmModel:
     def labels(self, state: str) -> dict[str, str]:
         return contexts.labels_for(self.rt.plan, self.vm, run_id=self.rt.run_id, state=state)
 
-    def context(self, **extra: object) -> Context:
+    def context(self, *, own_state: bool = True, **extra: object) -> Context:
+        """The VM's context; ``own_state=False``: without the current state's own reads and
+        values (the context a next state without its own starts from)."""
         ctx = dict(self.base_context)
-        ctx["reads"] = {**self.reads, **self.state_reads} if self.state_reads else self.reads
-        if self.state_values:
+        ctx["reads"] = ({**self.reads, **self.state_reads} if self.state_reads and own_state
+                        else self.reads)
+        if self.state_values and own_state:
             ctx["values"] = {**(ctx.get("values") or {}), **self.state_values}
         ctx["outputs"] = dict(self.record.outputs)
         ctx["predicates"] = dict(self.record.predicates or {})
@@ -245,13 +252,14 @@ class Runtime:
 
     def submit_write(self, work: Callable[[], None], *, durable: bool = False) -> None:
         """Run ``work`` on the pool now; a ``durable`` one (a create, announced by an intent) once
-        an fsync of the journal covers that intent (``groupcommit``)."""
+        an fsync of the journal covers that intent (``groupcommit``). Either way, not before every
+        ``created`` entry appended so far is flushed (``Journal.before_request``)."""
         assert self.pool is not None
         if durable:
             assert self._commit is not None
-            self._commit.submit(self.journal.sync_later(), work)
+            self._commit.submit(self.journal.sync_later(), work)  # its flush covers `created`
         else:
-            self.pool.submit(work)
+            self.pool.submit(self.journal.before_request(work))
 
     def close(self) -> None:
         self.close_watches()

@@ -16,6 +16,7 @@ import itertools
 import logging
 import queue
 import time
+from collections import deque
 from collections.abc import Callable, Generator, Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -36,6 +37,11 @@ class Wait:
 
 
 TaskGen = Generator[Wait, None, None]
+
+# Deferred work (``Scheduler.when_idle``) runs only after the loop has waited this long for an
+# event in vain: between the steps of a burst the queue is often empty for a moment while the
+# I/O pool sends requests, and rendering ahead there would delay the burst's next wake-ups.
+IDLE_AFTER = 0.002
 
 
 @dataclass(eq=False)
@@ -72,6 +78,9 @@ class Scheduler:
         self.fatal: BaseException | None = None
         self.tick_hooks: list[Callable[[], None]] = []   # called every hook_interval (cancel file...)
         self.idle_hooks: list[Callable[[], None]] = []   # called after each batch of steps
+        # Work that may wait (rendering ahead): run one at a time, only once the loop has had
+        # nothing to do for IDLE_AFTER seconds, so it never delays a task that is ready.
+        self._later: deque[Callable[[], None]] = deque()
 
     # -- called from any thread ------------------------------------------------------------------
     def notify(self, key: ObjKey) -> None:
@@ -83,6 +92,10 @@ class Scheduler:
 
     def stop(self) -> None:
         self._queue.put(("stop", None))
+
+    def when_idle(self, fn: Callable[[], None]) -> None:
+        """Run ``fn`` on the loop thread when it has nothing else to do (loop thread only)."""
+        self._later.append(fn)
 
     def fail(self, exc: BaseException) -> None:
         """Stop with ``exc`` (thread-safe): no task takes another step; run() raises ``exc``."""
@@ -126,7 +139,11 @@ class Scheduler:
             timeout = min(next_resync, next_hooks) - now
             if self._timers:
                 timeout = min(timeout, self._timers[0][0] - now)
-            self._drain(max(timeout, 0.0))
+            if self._later and timeout > IDLE_AFTER:
+                if not self._drain(IDLE_AFTER):
+                    self._run_later()  # nothing came: do one piece of deferred work
+            else:
+                self._drain(max(timeout, 0.0))
             now = self.clock()
             while self._timers and self._timers[0][0] <= now:
                 _, _, task, token = heapq.heappop(self._timers)
@@ -143,11 +160,20 @@ class Scheduler:
             raise self.fatal
 
     # -- internals ---------------------------------------------------------------------------------
-    def _drain(self, timeout: float) -> None:
+    def _run_later(self) -> None:
+        fn = self._later.popleft()
+        try:
+            fn()
+        except Exception:  # noqa: BLE001 - deferred work is an optimisation: never fatal
+            logger.exception("deferred work failed")
+
+    def _drain(self, timeout: float) -> bool:
+        """Handle what the queue holds, waiting up to ``timeout`` for the first item; whether
+        there was any."""
         try:
             item = self._queue.get(timeout=timeout) if timeout > 0 else self._queue.get_nowait()
         except queue.Empty:
-            return
+            return False
         while True:
             kind, payload = item
             if kind == "obj":
@@ -160,7 +186,7 @@ class Scheduler:
             try:
                 item = self._queue.get_nowait()
             except queue.Empty:
-                return
+                return True
 
     def _wake(self, task: Task) -> None:
         if task.wait is None:

@@ -3,8 +3,8 @@
 - ``Journal.append`` keeps every entry in the process until ``flush``/``sync``/``read``;
   ``sync_later`` costs an fsync only when an ``intent`` was appended since the last sync; the
   engine flushes at the end of each batch, from its output thread, never with a write(2) on the
-  loop thread while the run goes on; a VM that created an object goes on only once its
-  ``created`` entry is on disk.
+  loop thread while the run goes on; no request leaves the process before every ``created``
+  entry appended ahead of it is on disk.
 - ``JsonLines`` and ``PlainLines`` write nothing visible until ``flush``; the engine flushes
   every sink that has a ``flush`` method, the last time after ``run_finished``.
 
@@ -193,8 +193,10 @@ CREATING = """
 states:
   - name: Make
     actions: [{apply: cm.yaml}]
-  - name: After
-    actions: [{wait: {seconds: '0'}}]
+  - name: Change
+    actions:
+      - patch: {object: {apiVersion: v1, kind: ConfigMap, namespace: shop, name: "{{ vm.name }}-cfg"},
+                type: merge, patch: {data: {changed: "yes"}}}
   - name: Completed
 """
 CM = {"cm.yaml": """apiVersion: v1
@@ -203,9 +205,9 @@ metadata: {name: "{{ vm.name }}-cfg", namespace: shop}
 """}
 
 
-def test_a_vm_goes_on_after_a_create_only_once_its_created_entry_is_on_disk(
+def test_no_request_leaves_before_an_earlier_created_entry_is_on_disk(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    # No flush after the loop's batches or ticks at all: only the create's own rule writes it.
+    # No flush after the loop's batches or ticks at all: only the rule for `created` writes it.
     original = Engine.flush_outputs
 
     def only_final(self: Engine, *, at_most_every: float = 0.0, wait: bool = True) -> None:
@@ -214,16 +216,29 @@ def test_a_vm_goes_on_after_a_create_only_once_its_created_entry_is_on_disk(
     monkeypatch.setattr(Engine, "flush_outputs", only_final)
     path = tmp_path / "made" / "journal.jsonl"
     seen: list[list[tuple[str, str]]] = []
+    cluster = FakeCluster("c")
+    real_patch = cluster.patch
 
-    def on_event(e: dict[str, Any]) -> None:
-        if e["event"] == "state_entered" and e["state"] == "After":
-            seen.append([(x["type"], x.get("state", "")) for x in read_entries(path)])
+    def patch(*args: Any, **kwargs: Any) -> Any:  # on an I/O pool thread, as the request leaves
+        seen.append([(x["type"], x.get("state", "")) for x in read_entries(path)])
+        return real_patch(*args, **kwargs)
+    cluster.patch = patch  # type: ignore[method-assign]
 
-    p = plan("made", ["vm-1"])
     it = itinerary(tmp_path / "creating", CREATING, CM, name="creating")
-    (vm,) = engine(tmp_path, p, it, FakeCluster("c"), sinks=[on_event]).run().vms
+    (vm,) = engine(tmp_path, plan("made", ["vm-1"]), it, cluster).run().vms
     assert vm.phase == "Completed"
-    assert len(seen) == 1 and ("intent", "Make") in seen[0] and ("created", "Make") in seen[0]
+    assert len(seen) == 1 and ("created", "Make") in seen[0]
+    assert ("state_entered", "Change") in seen[0]  # and everything appended before it
+
+
+def test_a_sink_flushed_off_the_loop_shows_no_event_before_the_journal_entries_ahead_of_it() -> None:
+    stream = FlushRecordingStream()
+    sink = JsonLines(stream)
+    sink(EVENTS[0])
+    at_first: list[str] = []
+    sink.flush(first=lambda: at_first.append(stream.getvalue()))
+    assert at_first == [""]  # the journal is flushed after the events were taken, before they show
+    assert json.loads(stream.visible) == EVENTS[0]
 
 
 def test_no_write_on_the_loop_thread_while_the_run_goes_on(

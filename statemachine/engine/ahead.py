@@ -1,0 +1,104 @@
+"""Rendering a VM's next states while it waits, so that the reaction to the wait's end is short.
+
+When a VM starts waiting for readiness, the loop queues (``Scheduler.when_idle``: only when it
+has nothing else to do) the rendering of the ``apply``/``ensure`` templates of the states the VM
+will enter once the wait ends: the documents, stamped with smrun's labels and manifest hash, and
+the context they were rendered with, kept on the VM (``VmModel.ahead``). When the action runs,
+``actions.create`` uses them only if its context is *equal* to that one; otherwise it renders as
+always. At 100 VMs with 50 in flight, the simulator's DataVolumes turn ``Succeeded`` in one tick
+and the 50th VM's reaction waited for 49 renderings of the receiving VM (~1 ms each) on the loop
+thread; they are now done during the seconds the disks take (docs/performance.md, issue 17).
+
+What may be rendered ahead, walking forward from the waiting state:
+
+- only the itinerary's ``states`` (not the setup), in list order, and nothing when the waiting
+  state has ``next`` entries (which one applies depends on the wait's outcome) or ``outputs``
+  (recorded when the wait ends: the next state's context is not known yet); a state with its own
+  ``reads`` or ``values`` (resolved when it is entered) or a non-empty ``forEach`` stops the walk;
+- states whose ``when`` predicates are false are stepped over, as the runner does;
+- only templates that render the same for an equal context (no clock, no randomness, no other
+  template: ``expressions.deterministic_template``), and only actions whose ``when`` holds now;
+- the walk ends after a state that waits, records ``outputs`` or runs anything but creates
+  (a later state's context may depend on what it does), or after ``LOOKAHEAD`` states.
+
+Equal context means equal inputs (the VM's reads, values, outputs, predicates, plan, run) for a
+deterministic template, so the documents are the ones the action would render itself; a changed
+output, a ``smrun cutover`` override file, a retry or a resume simply render again. This module
+sends nothing and journals nothing.
+"""
+from __future__ import annotations
+
+from functools import partial
+from typing import TYPE_CHECKING
+
+from statemachine.context import Context
+from statemachine.errors import SmrunError
+from statemachine.itinerary import StateSpec
+from statemachine.k8s import Obj
+from statemachine.predicates import state_enabled
+
+if TYPE_CHECKING:
+    from statemachine.engine.runtime import Runtime, VmModel
+
+#: How many states past the waiting one are rendered ahead at most.
+LOOKAHEAD = 4
+
+
+def when_waiting(rt: Runtime, vm: VmModel, spec: StateSpec) -> None:
+    """``vm`` started waiting in ``spec``: render its next states when the loop is idle."""
+    if vm.vm is None or spec not in rt.itinerary.states:
+        return  # the plan-level setup is not rendered ahead
+    rt.scheduler.when_idle(partial(_render, rt, vm, spec, vm.record.visits.get(spec.name, 0)))
+
+
+def _render(rt: Runtime, vm: VmModel, spec: StateSpec, visit: int) -> None:
+    rec = vm.record
+    if (vm.state_name != spec.name or rec.visits.get(spec.name, 0) != visit or rec.state_done
+            or rec.undoing or rt.cutover_file_seen):
+        return  # the VM moved on (or is being undone) before the loop had time
+    states = rt.itinerary.states
+    idx = states.index(spec)
+    if spec.next or spec.outputs:
+        return  # which state comes next, or the context it starts from, depends on the wait
+    predicates = rec.predicates or {}
+    ctx = vm.context(own_state=False)
+    ahead: dict[tuple[str, int], tuple[Context, list[Obj]]] = {}
+    for state in states[idx + 1: idx + 1 + LOOKAHEAD]:
+        if state.terminal or state.name == "Completed":
+            break
+        if not state_enabled(state, predicates):
+            continue
+        if state.reads or state.values:
+            break
+        if state.for_each is not None:
+            try:
+                if rt.lang.evaluate(state.for_each, ctx):
+                    break
+            except SmrunError:
+                break
+            continue  # no item: the state runs no action
+        try:
+            _render_state(rt, vm, state, ctx, ahead)
+        except SmrunError:
+            break  # the real render reports it, at its time
+        if (state.readiness is not None or state.outputs or state.next
+                or any(a.kind not in ("apply", "ensure") for a in state.actions)):
+            break
+    vm.ahead = ahead
+
+
+def _render_state(rt: Runtime, vm: VmModel, state: StateSpec, ctx: Context,
+                  ahead: dict[tuple[str, int], tuple[Context, list[Obj]]],
+                  ) -> None:
+    from statemachine.engine.actions import stamp  # actions uses this module's results
+
+    labels = vm.labels(state.name)
+    for action in state.actions:
+        if action.kind not in ("apply", "ensure") or action.template is None:
+            continue
+        if not rt.lang.deterministic(action.template):
+            continue
+        if action.when is not None and not rt.lang.evaluate(action.when, ctx):
+            continue
+        docs = [stamp(doc, labels) for doc in rt.lang.render_manifests(action.template, ctx)]
+        ahead[(state.name, id(action))] = (ctx, docs)
