@@ -20,11 +20,11 @@ from statemachine import gcpolicy, reruns
 from statemachine.clusters import Pending, connect_ahead, connect_plan
 from statemachine.engine.journal import Journal, request_cancel
 from statemachine.errors import PreflightError
-from statemachine.itinerary import Itinerary
 from statemachine.plan import Plan
 
 if TYPE_CHECKING:
     from statemachine.engine import preflight as checks
+    from statemachine.itinerary import Itinerary
 
 # The engine and its preflight are imported inside the functions that use them: `smrun run`
 # locks the journal and starts connecting (start) before it needs them (issue 17).

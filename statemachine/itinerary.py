@@ -19,6 +19,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Literal
 
+from statemachine.durations import parse_duration
 from statemachine.errors import Problem, SchemaError
 from statemachine.expressions import render_string
 from statemachine.filekind import expect
@@ -242,22 +243,6 @@ class Itinerary:
 
 # ---------------------------------------------------------------------------------------------
 # small parsers
-
-_DURATION = re.compile(r"^(?=\d)(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?$")
-
-
-def parse_duration(value: Any) -> float:
-    """``30s``, ``10m``, ``1h30m`` or an integer number of seconds -> seconds."""
-    if isinstance(value, bool):
-        raise ValueError(f"not a duration: {value!r}")
-    if isinstance(value, (int, float)):
-        return float(value)
-    match = _DURATION.match(str(value).strip())
-    if not match:
-        raise ValueError(f"not a duration: {value!r} (use 30s, 10m, 1h30m or seconds)")
-    h, m, s = (int(g) if g else 0 for g in match.groups())
-    return float(h * 3600 + m * 60 + s)
-
 
 _COND = re.compile(r"^condition=([A-Za-z0-9][A-Za-z0-9._/-]*)(?:=(.*))?$")
 _JSONPATH = re.compile(r"^jsonpath=\{(\.[^}]*)\}(?:=(.*))?$")

@@ -18,7 +18,7 @@ Decisions recorded here:
 - Hook playbooks are read at load time, so a missing playbook is a plan error and templates (which
   cannot read files: they are sandboxed) get the text.
 - Durations are written as in itineraries (``30s``, ``10m``, ``1h30m`` or a number of seconds,
-  parsed by ``itinerary.parse_duration``) and stored as seconds (``float``).
+  parsed by ``durations.parse_duration``) and stored as seconds (``float``).
 
 This module does not pick or load the itinerary, and does not talk to a cluster.
 """
@@ -36,7 +36,7 @@ from statemachine import yamlsource
 from statemachine.errors import Problem, SchemaError
 from statemachine.filekind import expect
 from statemachine.k8s import default_kubeconfig
-from statemachine.itinerary import parse_duration
+from statemachine.durations import parse_duration
 from statemachine.yamlsource import DocPath, SourceDoc
 
 # cold, warm and live are the built-in flows; a custom itinerary may name any DNS label.

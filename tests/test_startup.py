@@ -147,13 +147,14 @@ def test_main_called_in_process_leaves_the_collector_alone() -> None:
 
 def test_locking_a_journal_and_connecting_need_neither_the_engine_nor_the_itinerary() -> None:
     # `smrun run` locks the journal and starts connecting (commands.start) as soon as the plan is
-    # loaded; the engine (transitions), preflight and providers are imported after the first
-    # request is on its way (issue 17 item 1).
-    probe = ("import sys\nfrom statemachine import commands\n"
+    # loaded; the engine (transitions), preflight, providers and the itinerary language with its
+    # template engine are imported after the first request is on its way (issue 17 item 1).
+    probe = ("import sys\nfrom statemachine import commands, plan\n"
              "print(' '.join(sorted(sys.modules)))\n")
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
                          check=True, timeout=120, cwd=Path(__file__).parent.parent).stdout
     loaded = set(out.split())
     assert "statemachine.engine.journal" in loaded
     assert loaded & {"transitions", "kubernetes", "statemachine.engine.core",
-                     "statemachine.engine.preflight", "statemachine.providers"} == set()
+                     "statemachine.engine.preflight", "statemachine.providers",
+                     "statemachine.itinerary", "jinja2"} == set()

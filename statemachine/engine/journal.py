@@ -39,9 +39,10 @@ import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
-from statemachine.context import Values
+if TYPE_CHECKING:
+    from statemachine.context import Values  # a type only: locking a journal loads no templates
 from statemachine.engine.journalbackend import JournalBackend
 from statemachine.errors import JournalCorrupt, LockHeld, StateDirError, state_dir_error
 from statemachine.k8s import ObjectRef
