@@ -89,6 +89,26 @@ def test_append_itself_never_writes_not_even_a_created_entry(tmp_path: Path) -> 
     j.close()
 
 
+def test_entries_are_encoded_by_the_flushing_thread_in_the_order_appended(tmp_path: Path) -> None:
+    encoded_on: list[str] = []
+
+    class Noted:
+        def __str__(self) -> str:  # json.dumps(default=str) calls this while encoding
+            encoded_on.append(threading.current_thread().name)
+            return "noted"
+
+    j = Journal(tmp_path / "p")
+    first = j.append("outputs", vm="shop/vm-1", state="A", values={"x": Noted()})
+    second = j.append("state_entered", vm="shop/vm-1", state="B")
+    assert encoded_on == []  # append (the loop thread) only keeps the entry
+    flusher = threading.Thread(target=j.flush, name="flusher")
+    flusher.start()
+    flusher.join()
+    assert encoded_on == ["flusher"]
+    assert on_disk(j) == [{**first, "values": {"x": "noted"}}, second]
+    j.close()
+
+
 def test_sync_later_costs_an_fsync_only_after_an_intent(tmp_path: Path, fsyncs: list[int]) -> None:
     j = Journal(tmp_path / "p")
     entered = j.append("state_entered", vm="shop/vm-1", state="A")
