@@ -8,7 +8,7 @@ Decisions (see ../shared/specs/simulated-apiserver.md §3 for the client traps t
 
 - Discovery is cached in a file under the caller's ``cache_dir`` (per run), named after the cluster
   and a hash of the server URL; never the library's shared file in the temp dir, which a reused port
-  would serve stale.
+  would serve stale. The file is written once, when the cluster is closed (see ``_discoverer``).
 - Every PATCH passes an explicit content type (merge-patch or json-patch): ``DynamicClient.patch``
   defaults to strategic merge, which custom resources reject with 415.
 - Responses are parsed as plain JSON (``serialize=False``), not wrapped in ``ResourceInstance``.
@@ -187,6 +187,38 @@ def _default_timeout(rest: Any) -> None:
     rest.request = request
 
 
+_DEFERRED_DISCOVERER: Any = None
+
+
+def _discoverer() -> Any:
+    """The client's ``LazyDiscoverer``, writing its cache file once, when the cluster is closed.
+
+    Decision (issue 17): the library rewrites the whole cache file (JSON with a pure-Python
+    encoder) after every group version it fetches: ~5 ms each, six or more times before the first
+    create, on the threads that preflight and start the VMs. The file is only read by the next
+    run against the same cluster (a resume), so one write at :meth:`KubeCluster.close` keeps what it
+    is for. A process killed before that leaves the previous file (or none): that run's
+    successor discovers again, as on a first run."""
+    global _DEFERRED_DISCOVERER
+    if _DEFERRED_DISCOVERER is None:
+        from kubernetes.dynamic.discovery import LazyDiscoverer
+
+        class DeferredWriteDiscoverer(LazyDiscoverer):
+            _dirty = False
+
+            def _write_cache(self) -> None:
+                self._dirty = True
+
+            def flush_cache(self) -> None:
+                if self._dirty:
+                    self._dirty = False
+                    # the library's own write (it gives up quietly on an OSError)
+                    LazyDiscoverer._write_cache(self)  # type: ignore[no-untyped-call]
+
+        _DEFERRED_DISCOVERER = DeferredWriteDiscoverer
+    return _DEFERRED_DISCOVERER
+
+
 def load_library() -> None:
     """Import the ``kubernetes`` client now (~0.12 s of CPU), on the calling thread.
 
@@ -223,7 +255,7 @@ def connect(*, name: str, kubeconfig: Path | str | None = None, context: str | N
         # The constructor already talks to the server (/version, /apis).
         try:
             return DynamicClient(  # type: ignore[no-untyped-call]
-                api_client, cache_file=str(cache_file))
+                api_client, cache_file=str(cache_file), discoverer=_discoverer())
         except Exception as exc:
             raise _translated(exc, name) from exc
 
@@ -684,6 +716,10 @@ class KubeCluster:
             informer.stop()
         for informer in informers:
             informer.join(timeout=5)
+        flush = getattr(getattr(self._dyn, "resources", None), "flush_cache", None)
+        if flush is not None:
+            with self._kinds_lock:  # not while a lookup is updating it
+                flush()
         self._api.close()
 
 

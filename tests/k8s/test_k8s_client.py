@@ -96,6 +96,7 @@ def test_kinds_served_and_unknown_kinds(kube: KubeCluster) -> None:
 def test_discovery_is_cached_in_the_given_directory_only(kube: KubeCluster,
                                                          tmp_path: Path) -> None:
     kube.get(ObjectRef("v1", "ConfigMap", "default", "nothing"))
+    kube.close()  # the file is written when the cluster is closed (test_discovery_lookups.py)
     files = list(tmp_path.glob("cache-source-*/discovery-source-*.json"))
     assert len(files) == 1 and files[0].stat().st_size > 0
 
