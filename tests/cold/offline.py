@@ -53,7 +53,7 @@ def export_outputs(ctx: Mapping[str, Any], *, ca: str = EXPORT_CA) -> dict[str, 
     volumes = [{"name": pvc["metadata"]["name"],
                 "formats": [{"format": "raw", "url": f"{base}/{pvc['metadata']['name']}/disk.img"},
                             {"format": "gzip", "url": f"{base}/{pvc['metadata']['name']}/disk.img.gz"}]}
-               for pvc in reads["sourcePVCs"]]
+               for pvc in reads["sourceClaims"]]
     stored = itinerary().state("StorePowerState").outputs["sourceRunStrategy"]
     return {"sourceRunStrategy": evaluate(stored, {**ctx, "object": reads["sourceVM"]}),
             "exportPhase": "Ready", "exportVolumes": volumes,
