@@ -222,6 +222,9 @@ class Itinerary:
     """``spec.values``: name -> expression, in the order written (``values.NAME``)."""
     includes: tuple[Path, ...] = ()
     """The fragment files ``spec.include`` brought in (transitively, each once), in order."""
+    origins: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+    """``values.NAME``/``predicates.NAME``/``reads.NAME`` -> the fragment file it was written
+    in (names the itinerary file itself defines are not listed): see :meth:`file_of`."""
     warnings: tuple[Problem, ...] = field(default=(), compare=False)
     """What the semantic checks warn about (a ``step`` out of pipeline order); ``smrun
     validate`` prints them, nothing stops on them."""
@@ -235,6 +238,11 @@ class Itinerary:
             if s.name == name:
                 return s
         raise KeyError(name)
+
+    def file_of(self, kind: str, name: str) -> str:
+        """The file that defines ``kind.name`` (``values``, ``predicates``, ``reads``): for
+        messages at run time (``FILE: spec.values.NAME: ...``)."""
+        return self.origins.get(f"{kind}.{name}", str(self.file))
 
     @property
     def predicate_names(self) -> tuple[str, ...]:
@@ -365,7 +373,8 @@ def load_itinerary(path_or_name: str | Path) -> Itinerary:
     if found:
         raise SchemaError(str(found[0]), found)
     builder = _Builder(doc, path)
-    itinerary = replace(builder.build(), includes=assembled.includes)
+    itinerary = replace(builder.build(), includes=assembled.includes,
+                        origins=MappingProxyType(_origins(doc)))
     from statemachine.itinerary_checks import check_all  # the semantic checks, kept apart for size
 
     found_problems, warnings = check_all(itinerary, doc)
@@ -374,6 +383,22 @@ def load_itinerary(path_or_name: str | Path) -> Itinerary:
         problems.sort(key=lambda p: (p.line or 0, p.path))
         raise SchemaError(str(problems[0]), problems)
     return replace(itinerary, warnings=tuple(warnings)) if warnings else itinerary
+
+
+def _origins(doc: SourceDoc) -> dict[str, str]:
+    """The fragment file of each value, predicate and read a fragment brought in."""
+    out: dict[str, str] = {}
+    spec = doc.data["spec"]
+    for kind in ("values", "predicates"):
+        for name in spec.get(kind) or {}:
+            file = doc.locate(("spec", kind, name))[0]
+            if file != doc.file:
+                out[f"{kind}.{name}"] = file
+    for index, read in enumerate(spec.get("reads") or []):
+        file = doc.locate(("spec", "reads", index))[0]
+        if file != doc.file:
+            out[f"reads.{read['name']}"] = file
+    return out
 
 
 def builtin_itineraries() -> list[tuple[str, str, Path]]:

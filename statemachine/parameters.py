@@ -110,7 +110,7 @@ class LazyValues(dict[str, Any]):
         from statemachine.expressions import evaluate
 
         value = evaluate(expr, {**self._ctx, "values": self},
-                         where=f"{self._itinerary.file}: spec.values.{key}")
+                         where=f"{self._itinerary.file_of('values', key)}: spec.values.{key}")
         self[key] = value
         return value
 

@@ -59,7 +59,8 @@ def evaluate_all(itinerary: Itinerary, ctx: Mapping[str, Any]) -> dict[str, bool
     visible = {k: v for k, v in ctx.items() if k != "predicates"}
     for name, expr in itinerary.predicates.items():
         values[name] = bool(evaluate(expr, visible,
-                                     where=f"{itinerary.file}: spec.predicates.{name}"))
+                                     where=f"{itinerary.file_of('predicates', name)}: "
+                                           f"spec.predicates.{name}"))
     return values
 
 

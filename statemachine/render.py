@@ -154,6 +154,8 @@ def resolve_reads(specs: Iterable[ReadSpec], ctx: Mapping[str, Any], source: Rea
         if values_of is not None:  # the VM's reads: values over the reads so far
             local["values"] = LazyValues(values_of, local)
         label = f"{where}reads.{spec.name}"
+        if values_of is not None and f"reads.{spec.name}" in values_of.origins:
+            label = f"{values_of.origins['reads.' + spec.name]}: reads.{spec.name}"  # a fragment's
         if spec.when is not None and not evaluate(spec.when, local, where=label):
             reads[spec.name] = None
             continue

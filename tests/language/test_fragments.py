@@ -248,3 +248,22 @@ def test_a_kind_written_in_a_fragment_is_found_there(tmp_path: Path) -> None:
     it = load_itinerary(_write(tmp_path))
     where = kind_origin(it, "kubevirt.io/v1", "VirtualMachineInstance")
     assert where == f"{tmp_path / 'parts' / 'shared.yaml'}:{_line_of(SHARED, 'object:')}: spec.reads[0].object"
+
+
+def test_run_time_errors_name_the_fragment_that_wrote_the_expression(tmp_path: Path) -> None:
+    from statemachine.errors import SmrunError
+    from statemachine.parameters import compute_values
+    from statemachine.predicates import evaluate_all
+
+    shared = SHARED.replace('base: "reads.sourceVM.metadata.name"',
+                            'base: "reads.sourceVM.metadata.name ~ vmm.name"\n'
+                            '  predicates:\n    Broken: "vmm.ready"')
+    it = load_itinerary(_write(tmp_path, shared=shared))
+    fragment = str(tmp_path / "parts" / "shared.yaml")
+    assert it.file_of("values", "base") == fragment and it.file_of("values", "label") == str(it.file)
+    assert it.file_of("reads", "sourceVMI") == fragment and it.file_of("predicates", "Broken") == fragment
+    ctx = {"reads": {"sourceVM": {"metadata": {"name": "web-1"}}}, "vm": {"name": "web-1"}}
+    with pytest.raises(SmrunError, match=rf"^{fragment}: spec\.values\.base: "):
+        compute_values(it, ctx)
+    with pytest.raises(SmrunError, match=rf"^{fragment}: spec\.predicates\.Broken: "):
+        evaluate_all(it, ctx)
