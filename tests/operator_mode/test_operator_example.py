@@ -1,6 +1,9 @@
 """examples/operator/README.md, walked on the simulated clusters: install from `smrun operator
 manifests`, the credentials Secret, `kubectl apply -f examples/operator/live-demo.yaml`, the
-operator, watching it to Succeeded, then uninstall (issue 12, item 8)."""
+operator, watching it, canceling that run (`smrun cancel --cluster`: the VMs are rolled back),
+running it again (delete and apply) and watching it to Succeeded, then uninstall (issue 12,
+item 8). The simulated clusters tick slowly enough (0.2 s) for the cancel to land before any
+hand-off."""
 from __future__ import annotations
 
 import json
@@ -13,8 +16,8 @@ import pytest
 import yaml
 
 from statemachine.sim.cluster import SimulatedClusters
-from tests.live.test_live_e2e import Reader, _assert_full_success
-from tests.operator_mode.test_operator_e2e import NS, Operator
+from tests.live.test_live_e2e import Reader, _assert_full_success, _assert_rolled_back
+from tests.operator_mode.test_operator_e2e import NS, Operator, _wait_for_an_early_state
 
 pytestmark = pytest.mark.slow
 
@@ -23,7 +26,7 @@ SMRUN = [sys.executable, "-m", "statemachine"]
 
 
 def test_operator_example_walk(make_sim: Callable[..., SimulatedClusters], tmp_path: Path) -> None:
-    sim = make_sim(seed=REPO / "examples" / "live" / "seed.yaml", tick=0.02)
+    sim = make_sim(seed=REPO / "examples" / "live" / "seed.yaml", tick=0.2)
     op = Operator(sim, tmp_path)
     try:
         printed = subprocess.run([*SMRUN, "operator", "manifests"], capture_output=True, text=True,
@@ -45,6 +48,23 @@ def test_operator_example_walk(make_sim: Callable[..., SimulatedClusters], tmp_p
             stdout=open(tmp_path / "operator-example.log", "w"), stderr=subprocess.STDOUT,
             cwd=REPO)
         op.procs.append(proc)
+        # watch it, then cancel the run before the hand-off: every VM is rolled back
+        _wait_for_an_early_state(op)
+        canceled = subprocess.run(
+            [*SMRUN, "cancel", "--cluster", "target", "--kubeconfig", str(sim.kubeconfig_path),
+             "-n", NS, "live-demo"], capture_output=True, text=True, timeout=60, cwd=REPO)
+        assert canceled.returncode == 0, canceled.stderr
+        status = op.wait_phase("live-demo", ("Succeeded", "Failed", "Canceled"))["status"]
+        assert status["phase"] == "Canceled", status
+        assert [r["phase"] for r in status["vms"]] == ["Canceled"] * 3, status["vms"]
+        r = Reader.of_sim(sim)
+        for name, disks in (("web-1", ("web-1-root",)), ("web-2", ("web-2-root",)),
+                            ("db-1", ("db-1-root", "db-1-data"))):
+            _assert_rolled_back(r, name, disks)
+        assert any(e["reason"] == "Canceled" and e["type"] == "Warning" for e in op.events())
+        # run it again: a new Plan object of the same name
+        op.kubectl("delete", "plan", "live-demo", "-n", NS, "--timeout=60s")
+        op.kubectl("apply", "-f", str(REPO / "examples" / "operator" / "live-demo.yaml"))
         obj = op.wait_phase("live-demo", ("Succeeded", "Failed", "Invalid", "Refused"))
         assert obj["status"]["phase"] == "Succeeded", obj["status"]
         _assert_full_success(Reader.of_sim(sim))
