@@ -17,12 +17,11 @@ import yaml
 
 from statemachine.sim.cluster import SimulatedClusters
 from tests.live.test_live_e2e import Reader, _assert_migrated, _events, _plan_against, _seed, _smrun
-from tests.live.test_live_e2e import started  # noqa: F401 (a fixture)
 
 
 def test_a_second_plan_between_the_same_clusters_does_not_wait_for_trust(
-        started: Callable[..., SimulatedClusters], tmp_path: Path) -> None:  # noqa: F811
-    sim = started(_seed(tmp_path=tmp_path))
+        make_sim: Callable[..., SimulatedClusters], tmp_path: Path) -> None:
+    sim = make_sim(seed=_seed(tmp_path=tmp_path), tick=0.02)
     first = _smrun("run", str(_plan_against(sim.kubeconfig_path, tmp_path)), "--vm", "web-1",
                    "--output", "json", "--state-dir", str(tmp_path / "state"), cwd=tmp_path)
     assert first.returncode == 0, first.stderr[-3000:]

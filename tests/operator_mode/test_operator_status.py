@@ -18,7 +18,10 @@ from typing import Any
 import pytest
 
 from statemachine.itinerary import load_itinerary
-from tests.operator_mode.test_operator_e2e import NS, Operator, make_operator, plan_object  # noqa: F401 (a fixture)
+from tests.operator_mode import test_operator_e2e as e2e
+from tests.operator_mode.test_operator_e2e import NS, Operator, plan_object
+
+make_operator = e2e.make_operator  # the fixture: the live example's clusters, the Plan CRD
 
 pytestmark = pytest.mark.slow
 
