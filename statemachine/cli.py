@@ -227,11 +227,11 @@ def _parser() -> argparse.ArgumentParser:
                 "and those providers install, with their files), or copy one with its templates",
                 plan=False)
     p.add_argument("--copy", nargs=2, metavar=("NAME", "DIR"),
-                   help="write the built-in itinerary NAME and the templates it uses into DIR, "
-                   "ready to edit and use through a plan's spec.itinerary")
+                   help="write the installed itinerary NAME, the fragments it includes and the "
+                   "templates it uses into DIR, ready to edit and use through a plan's spec.itinerary")
     p.add_argument("action", nargs="*", metavar="show NAME | export NAME DIR",
-                   help="show: print an itinerary (an installed name or a file) with its parameters; "
-                   "export: the same as --copy NAME DIR")
+                   help="show: print an itinerary (an installed name or a file) with its parameters "
+                   "and the fragments it includes; export: the same as --copy NAME DIR")
 
     p = command("import", _cmd_import, "write an smrun plan from another tool's "
                 "objects: `smrun import forklift --help`", plan=False)

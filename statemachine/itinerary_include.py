@@ -208,16 +208,21 @@ class _Assembler:
     def merge(self, fragment: _Fragment) -> None:
         doc, spec = fragment.doc, fragment.doc.data["spec"]
         for kind, label in _MAPPINGS:
+            into = self.spec.setdefault(kind, {})
+            if not isinstance(into, dict):
+                continue  # the itinerary's own section is malformed: its schema says so
             for name, expr in (spec.get(kind) or {}).items():
                 if self.taken(kind, label, name, doc, ("spec", kind, name)):
                     continue
-                self.spec.setdefault(kind, {})[name] = expr
+                into[name] = expr
                 self.copy_lines(doc, ("spec", kind, name), ("spec", kind, name))
         for kind, label in _LISTS:
+            target = self.spec.setdefault(kind, [])
+            if not isinstance(target, list):
+                continue
             for index, entry in enumerate(spec.get(kind) or []):
                 if self.taken(kind, label, entry["name"], doc, ("spec", kind, index, "name")):
                     continue
-                target = self.spec.setdefault(kind, [])
                 self.copy_lines(doc, ("spec", kind, index), ("spec", kind, len(target)))
                 target.append(entry)
         for index, state in enumerate(spec.get("states") or []):

@@ -267,3 +267,28 @@ def test_run_time_errors_name_the_fragment_that_wrote_the_expression(tmp_path: P
         compute_values(it, ctx)
     with pytest.raises(SmrunError, match=rf"^{fragment}: spec\.predicates\.Broken: "):
         evaluate_all(it, ctx)
+
+
+@pytest.mark.parametrize("flow", [
+    FLOW.replace("  reads:\n    - name: sourceVM\n", "  reads:\n    sourceVM:\n      name: sourceVM\n"),
+    FLOW.replace('  values:\n    label: "values.base ~ \'-x\'"\n', "  values: [label]\n"),
+    FLOW.replace("    - use: Wait\n", "    - use: 5\n"),
+    FLOW.replace("    - use: Wait\n      timeout: 5m\n", "    - use: Wait\n      readiness: 5\n"),
+    FLOW.replace("include: [parts/shared.yaml]", "include: parts/shared.yaml"),
+], ids=["reads-mapping", "values-list", "use-number", "patch-scalar", "include-string"])
+def test_malformed_input_around_includes_is_reported_not_raised(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], flow: str) -> None:
+    path = _write(tmp_path, flow=flow)
+    assert main(["validate", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and err.startswith(str(tmp_path))
+
+
+@pytest.mark.parametrize("shared", ["", "just text\n", "- a\n- list\n",
+                                    SHARED.replace("kind: ItineraryFragment", "kind: Fragment")],
+                         ids=["empty", "scalar", "list", "wrong-kind"])
+def test_a_fragment_that_is_not_one_is_reported(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                shared: str) -> None:
+    assert main(["validate", str(_write(tmp_path, shared=shared))]) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and err.startswith(str(tmp_path / "parts" / "shared.yaml")), err
