@@ -49,9 +49,10 @@ logger = logging.getLogger("statemachine.engine")
 PREFETCH_MAX_AGE = 30.0
 
 
-# Outputs (journal to the kernel, events to their streams) are flushed after a batch of steps at
-# most this often: a kill -9 loses at most this long of decisions that had no effect outside the
-# process (creates flush and fsync first), and a reader of the events sees them this late.
+# Outputs (journal to the kernel, events to their streams) are flushed this often by the output
+# thread (and sinks that must be flushed on the loop thread after a batch at most this often): a
+# kill -9 loses at most about this long of decisions that had no effect outside the process
+# (creates flush and fsync first), and a reader of the events sees them this late.
 OUTPUT_FLUSH_EVERY = 0.01
 
 
@@ -167,16 +168,15 @@ class Engine:
         """Journal entries to the kernel, events to their streams: after a batch of steps at most
         every ``OUTPUT_FLUSH_EVERY`` seconds, on every tick, at the end of the run and before a
         test crash. ``wait=False`` (the loop's batches and ticks): the writes are made by the
-        output thread (:mod:`~statemachine.engine.outputs`), because every syscall on the loop
-        thread gives the GIL to the I/O and watch threads for a while; only sinks that cannot
-        be flushed from another thread are flushed here."""
+        output thread (:mod:`~statemachine.engine.outputs`, every 10 ms), because every syscall
+        on the loop thread gives the GIL to the I/O and watch threads for a while; only sinks
+        that cannot be flushed from another thread are flushed here."""
         now = self.scheduler.clock()
         if now - self._flushed_at < at_most_every:
             return
         self._flushed_at = now
         if not wait and self._out is not None:
-            self._out.kick()
-            self._flush_sinks(off_loop=False)
+            self._flush_sinks(off_loop=False)  # the output thread does the rest by itself
             return
         # wait=False: a backend whose store is a round trip away (the cluster's) sends it from
         # a thread of its own instead of holding the loop; a file's is a write(2), done here.
@@ -257,7 +257,7 @@ class Engine:
         self._cancel_mtime = (None if self.settings.cancel_file_is_fresh
                               else _mtime(cancel_dir / "cancel.json"))
         self.scheduler.tick_hooks.append(lambda: self._check_cancel(cancel_dir))
-        self._out = OutputThread(self._flush_off_loop)
+        self._out = OutputThread(self._flush_off_loop, interval=OUTPUT_FLUSH_EVERY)
         self._out.start()
         self.scheduler.idle_hooks.append(
             lambda: self.flush_outputs(at_most_every=OUTPUT_FLUSH_EVERY, wait=False))
