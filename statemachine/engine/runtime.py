@@ -263,6 +263,8 @@ class Runtime:
 
     def close(self) -> None:
         self.close_watches()
+        if self._commit is not None:
+            self._commit.close()
         if self.pool is not None:
             # After a fatal error (the journal failed) nothing queued is sent any more.
             self.pool.shutdown(wait=True, cancel_futures=self.scheduler.fatal is not None)
