@@ -16,6 +16,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+import yaml
 
 from statemachine.itinerary import load_itinerary
 from tests.operator_mode import test_operator_e2e as e2e
@@ -114,3 +115,52 @@ def test_a_spec_the_plan_schema_refuses_is_invalid_with_the_clis_line(
             listed = operator.kubectl("get", kind, "-A", "-l", "smrun.io/plan", "-o", "name",
                                       context=cluster).stdout.strip()
             assert listed == "", (cluster, kind, listed)
+
+
+def test_a_secret_that_is_no_kubeconfig_or_names_a_dead_cluster_is_refused(
+        make_operator: Callable[..., Operator]) -> None:
+    """Item 3's preflight: the Secret must hold a kubeconfig, and the cluster it names must
+    answer. Each failing Plan ends Refused with one line naming the Secret or the cluster (not
+    the Secret's content), a Warning Event, and nothing is applied."""
+    import socket
+
+    operator = make_operator()
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        dead_port = s.getsockname()[1]
+    dead = yaml.safe_dump({
+        "apiVersion": "v1", "kind": "Config", "current-context": "east",
+        "clusters": [{"name": "east", "cluster": {"server": f"https://127.0.0.1:{dead_port}",
+                                                  "insecure-skip-tls-verify": True}}],
+        "users": [{"name": "u", "user": {"token": "sekrit-token-value"}}],
+        "contexts": [{"name": "east", "context": {"cluster": "east", "user": "u"}}]})
+    operator.kubectl("create", "secret", "generic", "dead", "-n", NS, f"--from-literal=kubeconfig={dead}")
+    operator.kubectl("create", "secret", "generic", "junk", "-n", NS,
+                     "--from-literal=kubeconfig=sekrit: [not, a, kubeconfig")
+    plans = {}
+    for name, secret in (("dead-cluster", "dead"), ("junk-secret", "junk")):
+        plan = plan_object(operator.sim.kubeconfig_path, name)
+        plan["spec"]["source"] = {"kubeconfigSecret": {"name": secret, "context": "east"}}
+        operator.apply(plan)
+        plans[name] = plan
+    operator.start("replica-a")
+    statuses = {n: operator.wait_phase(n, ("Refused", "Invalid", "Running", "Succeeded"),
+                                       timeout=120)["status"] for n in plans}
+    for name, status in statuses.items():
+        assert status["phase"] == "Refused", (name, status)
+        assert "\n" not in status["message"] and "sekrit" not in status["message"], status
+    assert statuses["junk-secret"]["message"] == (
+        "preflight refused the plan; nothing was applied: spec.source.kubeconfigSecret: key "
+        f"'kubeconfig' of Secret {NS}/junk is not a kubeconfig")
+    dead_said = statuses["dead-cluster"]["message"]
+    assert dead_said.startswith("cluster source: cannot reach the API server") and \
+        f"port={dead_port}" in dead_said, dead_said
+    events = operator.events()
+    for name in plans:
+        assert any(e["involvedObject"]["name"] == name and e["type"] == "Warning"
+                   and e["reason"] == "Refused" for e in events), name
+    assert not any("sekrit" in json.dumps(e) for e in events)
+    for cluster in ("source", "target"):
+        listed = operator.kubectl("get", "vm,dv,pvc,vmim", "-A", "-l", "smrun.io/plan", "-o",
+                                  "name", context=cluster).stdout.strip()
+        assert listed == "", (cluster, listed)
