@@ -89,7 +89,7 @@ class PlanReporter:
             for ref in refs:
                 self.rows.setdefault(ref, {"vm": ref, "phase": "Pending", "state": "",
                                            "step": "", "waitingFor": "", "progress": "",
-                                           "message": ""})
+                                           "message": "", "outputs": {}})
         self._dirty.set()
 
     def __call__(self, e: Mapping[str, Any]) -> None:
@@ -112,7 +112,7 @@ class PlanReporter:
         with self._lock:
             row = self.rows.setdefault(vm, {"vm": vm})
             if kind == "vm_started":
-                row.update(phase="Running", message="")
+                row.update(phase="Running", message="", outputs={})  # a start begins afresh
             elif kind == "state_entered":
                 row.update(state=state, step=str(e.get("step") or ""), waitingFor="",
                            progress="", message="")
@@ -134,6 +134,13 @@ class PlanReporter:
                 text = str(e.get("message") or phase)
                 self._events.put((vm, "Normal" if phase == "Completed" else "Warning",
                                   state or phase, text))
+        self._dirty.set()
+
+    def outputs(self, vm: str, values: Mapping[str, Any]) -> None:
+        """Values a state of ``vm`` recorded (from the journal: operator/outputtap.py)."""
+        with self._lock:
+            row = self.rows.setdefault(vm, {"vm": vm})
+            row["outputs"] = {**(row.get("outputs") or {}), **values}
         self._dirty.set()
 
     def _left_state(self, vm: str, entering: str) -> None:

@@ -221,6 +221,7 @@ class PlanWorker(threading.Thread):
         from statemachine.engine import Engine, EngineSettings, Journal
         from statemachine.engine import preflight as checks
         from statemachine.operator.counting import CountingBackend, CountingCluster
+        from statemachine.operator.outputtap import OutputTap
         from statemachine.operator.planobject import load_plan_object
         from statemachine.providers import itinerary_for_plan
 
@@ -250,6 +251,7 @@ class PlanWorker(threading.Thread):
             take_over=True)
         if self.on_journal is not None:
             backend = CountingBackend(backend, self.on_journal)
+        backend = OutputTap(backend, reporter.outputs)  # the VMs' outputs for the status
         journal = Journal(plan_dir / plan.name, backend=backend)
         self.journal = journal
         self._start_local(journal.dir)
@@ -266,6 +268,9 @@ class PlanWorker(threading.Thread):
                 journal.reset()  # fresh simulated clusters each run, as `smrun run` does
             journal.probe()
             replay = journal.read()
+            for ref, record in replay.vms.items():  # a run taken over: the outputs so far
+                if ref and record.outputs:
+                    reporter.outputs(ref, dict(record.outputs))
             try:
                 conn = connect_plan(plan, cache_dir=journal.dir / "cache",
                                     retry_policy=self._retry_policy())

@@ -4,7 +4,8 @@ The live example with web-2's decentralized migration failing (the simulator's f
 on its source VM): while it runs, the status's VM rows carry the state, its step, what it waits
 for and the progress; at the end the failed VM's row carries KubeVirt's reason, the counts and
 conditions say Failed, the same reason is a Warning Event on the Plan and on the source VM, and
-`smrun status --cluster` prints the same rows.
+`smrun status --cluster` prints the same rows, outputs included (as the run's journal recorded
+them).
 """
 from __future__ import annotations
 
@@ -74,6 +75,21 @@ def test_status_shows_step_progress_and_the_reason_of_a_failure(
     on_vm = [e for e in operator.events(context="source", namespace="shop")
              if e["type"] == "Warning" and e["involvedObject"]["name"] == "web-2"]
     assert any(e["message"] == reason for e in on_vm), on_vm
+    # Each VM's outputs, as the run's journal (the Plan's ConfigMaps) recorded them: what
+    # `smrun status --output json` shows for a plan file's journal.
+    journal: dict[str, dict[str, Any]] = {}
+    maps = json.loads(operator.kubectl("get", "cm", "-n", NS, "-l", "smrun.io/journal", "-o",
+                                       "json").stdout)["items"]
+    for cm in sorted(maps, key=lambda m: m["metadata"]["name"]):
+        for key in sorted(cm.get("data") or {}):
+            for line in cm["data"][key].splitlines():
+                entry = json.loads(line)
+                if entry.get("type") == "vm_started":
+                    journal[entry["vm"]] = {}
+                elif entry.get("type") == "outputs":
+                    journal[entry["vm"]].update(entry["values"])
+    assert {v: r["outputs"] for v, r in rows.items()} == {v: journal[v] for v in rows}
+    assert rows["shop/web-1"]["outputs"]["connectURL"] and rows["shop/web-1"]["outputs"]["migrationID"]
     # `smrun status --cluster` prints those rows.
     proc = subprocess.run([sys.executable, "-m", "statemachine", "status", "--cluster", "target",
                            "--kubeconfig", str(operator.sim.kubeconfig_path), "-n", NS,
@@ -83,6 +99,7 @@ def test_status_shows_step_progress_and_the_reason_of_a_failure(
     printed = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
     by_vm = {r["vm"]: r for r in printed}
     assert by_vm["shop/web-2"]["phase"] == "Failed" and by_vm["shop/web-2"]["message"] == reason
+    assert {v: r["outputs"] for v, r in by_vm.items()} == {v: r["outputs"] for v, r in rows.items()}
 
 
 def test_a_spec_the_plan_schema_refuses_is_invalid_with_the_clis_line(
