@@ -119,3 +119,44 @@ def test_the_instancetypes_template_copies_each_kind_it_names() -> None:
     assert template_kinds("common/instancetypes.yaml.j2", None) == [
         ("instancetype.kubevirt.io/v1beta1", "VirtualMachineInstancetype"),
         ("instancetype.kubevirt.io/v1beta1", "VirtualMachinePreference")]
+
+
+def test_a_roles_rules_are_what_creating_it_needs(tmp_path: Path) -> None:
+    """Whoever creates a Role must hold what it grants: its rules are read from the text, with
+    names left out (they may be expressions); rules that are not literal are refused."""
+    from statemachine.templatekinds import template_grants
+
+    _write(tmp_path, "role.yaml.j2", """\
+{% set name = vm.name ~ '-x' %}
+apiVersion: v1
+kind: ServiceAccount
+metadata: {name: {{ name | tojson }}}
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: Role
+metadata:
+  name: {{ name | tojson }}
+rules:
+  - apiGroups: [subresources.kubevirt.io]
+    resources: [virtualmachineinstances/pause, virtualmachineinstances/unpause]
+    resourceNames: [{{ vm.name | tojson }}]
+    verbs: [update]
+{% if vm.namespace %}
+  - apiGroups: [""]
+    resources: [configmaps]
+    verbs: [get, list]
+{% endif %}
+""")
+    assert sorted(template_grants("role.yaml.j2", tmp_path)) == [
+        ("", "configmaps", ("get", "list")),
+        ("subresources.kubevirt.io", "virtualmachineinstances/pause", ("update",)),
+        ("subresources.kubevirt.io", "virtualmachineinstances/unpause", ("update",))]
+    _write(tmp_path, "bad.yaml.j2", "apiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRole\n"
+                                    "metadata: {name: x}\nrules:\n  - apiGroups: ['']\n"
+                                    "    resources: [{{ params.what }}]\n    verbs: [get]\n")
+    with pytest.raises(DefinitionError, match=r"bad\.yaml\.j2:2: a rule of this ClusterRole"):
+        template_grants("bad.yaml.j2", tmp_path)
+    _write(tmp_path, "opaque.yaml.j2", "apiVersion: rbac.authorization.k8s.io/v1\nkind: Role\n"
+                                       "metadata: {name: x}\nrules: {{ rules | tojson }}\n")
+    with pytest.raises(DefinitionError, match=r"opaque\.yaml\.j2:2: the rules of this Role"):
+        template_grants("opaque.yaml.j2", tmp_path)

@@ -439,6 +439,23 @@ def itinerary_needs(itinerary: Itinerary) -> dict[Need, set[str]]:
     return needed_permissions(itinerary, rendered, refs)
 
 
+def itinerary_role_grants(itinerary: Itinerary) -> dict[tuple[str, str], set[str]]:
+    """Verbs per (API group, resource) that the RBAC Roles some state of ``itinerary`` creates
+    grant (the warm ``pause`` cutover's Role, for one): Kubernetes refuses to create a Role that
+    grants more than its creator holds, so the creator needs these as well as
+    :func:`itinerary_needs`. Read from the templates' text (``templatekinds.template_grants``)."""
+    from statemachine.templatekinds import template_grants
+
+    out: dict[tuple[str, str], set[str]] = defaultdict(set)
+    for state in (*itinerary.setup.states, *itinerary.states):
+        for action in (*state.actions, *state.undo):
+            if action.kind in ("apply", "ensure") and action.template:
+                for group, resource, verbs in template_grants(action.template,
+                                                              itinerary.template_dir):
+                    out[(group, resource)] |= set(verbs)
+    return dict(out)
+
+
 def _check_vm(plan: Plan, itinerary: Itinerary, vm: VM, source: render.ReadSource,
               servers: Mapping[str, str] | None) -> _VmFindings:
     """One VM's part of preflight (runs on a pool thread; touches nothing shared but ``source``)."""

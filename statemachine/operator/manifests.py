@@ -6,7 +6,9 @@ derived, not written by hand: what every installed itinerary (the built-ins and 
 install) can do in any of its states, optional ones and undo included, comes from the derivation
 of preflight's RBAC check (``preflight.itinerary_needs`` → ``resource_verbs`` →
 ``policy_rules``: the kinds each template can create are read from its text, every branch, so no
-plan is needed); to them are added what the operator itself uses (its Plans and their status,
+plan is needed), plus what the Roles those states create grant (Kubernetes lets a subject
+create a Role only if it holds every permission the Role grants:
+``preflight.itinerary_role_grants``); to them are added what the operator itself uses (its Plans and their status,
 Events, Leases, the journals' ConfigMaps, and the discovery kopf does). No wildcards. The role
 is one ClusterRole because the operator acts in the namespaces its Plans name, on both clusters
 when they are the same. Itineraries a Plan names by file are not installed, so not in it:
@@ -48,14 +50,16 @@ OPERATOR_RULES: tuple[tuple[str, str, tuple[str, ...]], ...] = (
 def itinerary_verbs() -> dict[tuple[str, str], set[str]]:
     """Verbs per (API group, resource) that some state of some installed itinerary can use:
     the built-ins and those providers install (``smrun itineraries``)."""
-    from statemachine.engine.preflight import itinerary_needs, resource_verbs
+    from statemachine.engine.preflight import itinerary_needs, itinerary_role_grants, resource_verbs
     from statemachine.itinerary import load_itinerary
     from statemachine.providers.catalog import installed_itineraries
 
     merged: dict[tuple[str, str], set[str]] = {}
     for installed in installed_itineraries():
-        for key, verbs in resource_verbs(itinerary_needs(load_itinerary(installed.path))).items():
-            merged.setdefault(key, set()).update(verbs)
+        itinerary = load_itinerary(installed.path)
+        for part in (resource_verbs(itinerary_needs(itinerary)), itinerary_role_grants(itinerary)):
+            for key, verbs in part.items():
+                merged.setdefault(key, set()).update(verbs)
     return merged
 
 

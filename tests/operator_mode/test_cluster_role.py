@@ -18,7 +18,8 @@ from typing import Any
 import pytest
 import yaml
 
-from statemachine.engine.preflight import itinerary_needs, plan_needs, resource_verbs
+from statemachine.engine.preflight import (itinerary_needs, itinerary_role_grants, plan_needs,
+                                          resource_verbs)
 from statemachine.itinerary import load_itinerary
 from statemachine.operator.manifests import OPERATOR_RULES, manifests
 from statemachine.plan import load_plan
@@ -145,8 +146,10 @@ def test_the_role_is_what_some_state_can_do_and_no_more(kind: str) -> None:
     granted = _granted(manifests())
     derived: dict[tuple[str, str], set[str]] = {}
     for name in ("cold", "warm", "live"):
-        for key, verbs in resource_verbs(itinerary_needs(load_itinerary(name))).items():
-            derived.setdefault(key, set()).update(verbs)
+        flow = load_itinerary(name)
+        for part in (resource_verbs(itinerary_needs(flow)), itinerary_role_grants(flow)):
+            for key, verbs in part.items():
+                derived.setdefault(key, set()).update(verbs)
     for group, resource, verbs in OPERATOR_RULES:
         derived.setdefault((group, resource), set()).update(verbs)
     assert granted == derived
@@ -188,3 +191,14 @@ def test_a_computed_kind_is_refused_not_guessed(tmp_path: Path) -> None:
     assert len(lines) == 1 and "Traceback" not in err
     assert f"{tmp_path / 'smrun_fence' / 'flows' / 'templates' / 'policy.yaml.j2'}:2: kind" \
         in lines[0] and "is an expression" in lines[0]
+
+
+def test_the_role_holds_what_the_roles_its_states_create_grant() -> None:
+    """Kubernetes lets a subject create a Role only if it holds every permission the Role
+    grants: the warm `pause` cutover creates a Role allowing `update` on one VMI's `pause`
+    subresource, so the operator's role has that grant (for every VMI: the names differ per VM),
+    and nothing else of that API group."""
+    granted = _granted(manifests())
+    assert granted[("subresources.kubevirt.io", "virtualmachineinstances/pause")] == {"update"}
+    assert [k for k in granted if k[0] == "subresources.kubevirt.io"] == \
+        [("subresources.kubevirt.io", "virtualmachineinstances/pause")]
