@@ -430,8 +430,8 @@ def test_the_image_command_runs_as_its_user_and_writes_nothing(built: Built) -> 
     assert "Traceback" not in default.stderr and len(default.stderr.strip().splitlines()) == 1
     after = snapshot(built.root)
     workdir = str(in_root(built.root, built.image.workdir).relative_to(built.root))
-    changed = sorted(k for k in before.keys() | after.keys()
-                     if before.get(k) != after.get(k) and not k.startswith(workdir + "/"))
+    changed = sorted(k for k in before.keys() | after.keys() if before.get(k) != after.get(k)
+                     and k != workdir and not k.startswith(workdir + "/"))
     assert changed == []
 
 
@@ -484,7 +484,16 @@ def test_the_deployments_command_runs_the_operator_from_the_image(
                                                  "namespace": namespace}}]}))
     for path in (secrets, secrets / "ca.crt", secrets / "kubeconfig"):
         path.chmod(0o755 if path.is_dir() else 0o644)
+    # The pod the Deployment makes: a non-root numeric USER (runAsNonRoot can only check a
+    # number), a read-only root, and the state directory (WORKDIR) its one writable mount.
+    security = container["securityContext"]
+    assert security["runAsNonRoot"] is True and security["readOnlyRootFilesystem"] is True
+    uid = built.image.user.partition(":")[0]
+    assert uid.isdigit() and int(uid) != 0, built.image.user
+    mounts = {m["mountPath"] for m in container["volumeMounts"]}
     args = list(container["args"])
+    assert mounts == {built.image.workdir} == {args[args.index("--state-dir") + 1]}
+    before = snapshot(built.root)
     health = _free_port()
     args[args.index("--health-port") + 1] = str(health)
     args[args.index("--metrics-port") + 1] = str(_free_port())
@@ -530,3 +539,10 @@ def test_the_deployments_command_runs_the_operator_from_the_image(
             proc.kill()
             proc.wait()
         log.close()
+    # Nothing written outside the state directory: the root file system can be read-only.
+    after = snapshot(built.root)
+    workdir = str(in_root(built.root, built.image.workdir).relative_to(built.root))
+    changed = sorted(k for k in before.keys() | after.keys() if before.get(k) != after.get(k)
+                     and k != workdir and not k.startswith(workdir + "/"))
+    assert changed == []
+
