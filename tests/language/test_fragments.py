@@ -292,3 +292,37 @@ def test_a_fragment_that_is_not_one_is_reported(tmp_path: Path, capsys: pytest.C
     assert main(["validate", str(_write(tmp_path, shared=shared))]) == 2
     err = capsys.readouterr().err
     assert "Traceback" not in err and err.startswith(str(tmp_path / "parts" / "shared.yaml")), err
+
+
+def test_an_edited_fragment_of_a_copied_flow_is_checked_by_validate_offline(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The author's path: copy live (with its fragments), point the example plan at the copy,
+    edit a fragment; `smrun validate --offline PLAN` names the fragment's line, and passes again
+    once the edit is right."""
+    import yaml
+
+    example = Path(__file__).resolve().parents[2] / "examples" / "live" / "plan.yaml"
+    folder = tmp_path / "mine"
+    assert main(["itineraries", "--copy", "live", str(folder)]) == 0
+    data = yaml.safe_load(example.read_text())
+    data["spec"]["itinerary"] = str(folder / "live.yaml")
+    data["spec"]["simulation"]["seed"] = str(example.parent / "seed.yaml")
+    for hook in data["spec"].get("hooks", []):
+        hook["playbook"] = str((example.parent / hook["playbook"]).resolve())
+    plan = tmp_path / "plan.yaml"
+    plan.write_text(yaml.safe_dump(data))
+    assert main(["validate", "--offline", str(plan)]) == 0
+    hooks = folder / "common" / "hooks.yaml"
+    good = hooks.read_text()
+    bad = good.replace("'-prehook-' ~", "'-prehook-' ~ values.hookk ~", 1)
+    hooks.write_text(bad)
+    capsys.readouterr()
+    assert main(["validate", "--offline", str(plan)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(f"{hooks}:{_line_of(bad, 'values.hookk')}: "
+                                               "spec.states[0].values.job: unknown value values.hookk")
+    hooks.write_text(good.replace("ready: \"condition=Complete\"", "ready: \"condition=Complete\"\n"
+                                  "        message: \"hook job {{ values.job }} is not complete\"", 1))
+    assert main(["validate", "--offline", str(plan)]) == 0
+    assert main(["graph", str(folder / "live.yaml")]) == 0
+    assert "PreHook" in capsys.readouterr().out
