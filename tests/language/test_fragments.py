@@ -326,3 +326,19 @@ def test_an_edited_fragment_of_a_copied_flow_is_checked_by_validate_offline(
     assert main(["validate", "--offline", str(plan)]) == 0
     assert main(["graph", str(folder / "live.yaml")]) == 0
     assert "PreHook" in capsys.readouterr().out
+
+
+def test_a_fragment_state_may_be_placed_in_setup_and_under_another_name(tmp_path: Path) -> None:
+    shared = SHARED.replace("  states:\n", """  states:
+    - name: Pause
+      actions: [{wait: 1s}]
+""", 1)
+    flow = FLOW.replace("  states:\n", """  setup:
+    states:
+      - use: Pause
+  states:
+""", 1).replace("    - name: Completed\n", "    - {use: Pause, name: PauseAgain}\n    - name: Completed\n")
+    it = load_itinerary(_write(tmp_path, flow=flow, shared=shared))
+    assert [s.name for s in it.setup.states] == ["Pause"]
+    assert it.state_names == ("Started", "Wait", "PauseAgain", "Completed")
+    assert it.state("PauseAgain").actions[0].seconds == 1.0
