@@ -41,6 +41,10 @@ TaskGen = Generator[Wait, None, None]
 # Deferred work (``Scheduler.when_idle``) runs only after the loop has waited this long for an
 # event in vain: between the steps of a burst the queue is often empty for a moment while the
 # I/O pool sends requests, and rendering ahead there would delay the burst's next wake-ups.
+# Decision: 2 ms. A piece of deferred work costs ~1 ms and delays what arrives meanwhile by at
+# most that, while each render it saves comes off a burst that every later VM waits behind;
+# waiting for 10 ms of quiet left almost nothing rendered ahead at 100 VMs (42 of ~360 creates
+# against ~360 with 2 ms): events from 50 VMs in flight rarely leave such a gap.
 IDLE_AFTER = 0.002
 
 
