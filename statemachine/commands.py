@@ -12,7 +12,6 @@ from __future__ import annotations
 import fcntl
 import os
 import sys
-from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
@@ -21,12 +20,10 @@ from statemachine import gcpolicy, reruns
 from statemachine.clusters import Pending, connect_ahead, connect_plan
 from statemachine.engine.journal import Journal, request_cancel
 from statemachine.errors import PreflightError
-from statemachine.k8s import Cluster, Obj, ResourceKey
 from statemachine.plan import Plan
 
 if TYPE_CHECKING:
     from statemachine.engine import preflight as checks
-    from statemachine.engine.preflight import Need
     from statemachine.itinerary import Itinerary
 
 # The engine and its preflight are imported inside the functions that use them: `smrun run`
@@ -144,7 +141,6 @@ def run(plan: Plan, itinerary: Itinerary, *, state_dir: Path, max_in_flight: int
                 _print_findings(findings, sys.stderr if output == "json" else stream)
                 if findings.blocking:
                     _refuse(findings)
-                _start_watches(clusters, findings.watched)
             settings = EngineSettings(
                 max_in_flight=max_in_flight, vms=tuple(vms or ()),
                 resync=resync if resync is not None else EngineSettings.resync,
@@ -158,27 +154,6 @@ def run(plan: Plan, itinerary: Itinerary, *, state_dir: Path, max_in_flight: int
             return engine.run().exit_code
     finally:
         started.close()
-
-
-def _start_watches(clusters: Mapping[str, Cluster], watched: Iterable[Need]) -> None:
-    """Start the run's shared watches now, each listing on its own thread while the engine starts.
-
-    Decision (issue 17 item 3): the engine starts a watch when a VM first needs it (creates,
-    waits for or deletes an object of that kind there), and that VM then waits for the watch's
-    first list; with a watch per kind that is one wait per kind in every VM's path (about ten
-    for a live migration). Preflight has checked the run may list and watch each of them; they
-    are started here, after it passed, and the engine's own subscription finds each one listed.
-    The subscriptions are held until the clusters are closed (the engine keeps its watches for
-    the whole run as well). A watch the run ends up not needing (a state switched off by its
-    ``when``) costs one list and one idle connection."""
-    for cluster, api_version, kind, namespace in watched:
-        target = clusters.get(cluster)
-        if target is not None:
-            target.watch(ResourceKey(api_version, kind, namespace), _ignore)
-
-
-def _ignore(_event: str, _obj: Obj) -> None:
-    """The handler that keeps a watch started ahead alive; the engine subscribes its own."""
 
 
 def preflight(plan: Plan, itinerary: Itinerary, *, stream: IO[str],
@@ -203,8 +178,9 @@ def preflight(plan: Plan, itinerary: Itinerary, *, stream: IO[str],
 def render_live(plan: Plan, itinerary: Itinerary, *, vms: list[str] | None = None) -> list[Any]:
     """What the plan would apply, with the reads resolved from its clusters (GETs only: nothing
     is written), for ``smrun render`` of a plan without ``spec.simulation``."""
-    from statemachine.engine import preflight as checks
     from statemachine.render import render_plan
+
+    from statemachine.engine import preflight as checks
 
     with connect_plan(plan) as conn:
         reads = checks.ClusterReads({"source": conn.source, "target": conn.target})

@@ -47,9 +47,6 @@ class Findings:
     problems: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     rules: list[str] = field(default_factory=list)
-    watched: list[Need] = field(default_factory=list)
-    """What the run will watch (objects it creates, deletes, waits for): the caller may start
-    those watches before the engine asks for them (``commands.run``)."""
 
     @property
     def blocking(self) -> bool:
@@ -325,18 +322,6 @@ class _VmFindings:
     problems: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     unserved: set[tuple[str, str, str]] = field(default_factory=set)
-    watch: set[Need] = field(default_factory=set)  # readiness objects of the states it runs
-
-
-def _touched(rendered: Iterable[Rendered]) -> set[Need]:
-    """(cluster, apiVersion, kind, namespace) of every object the rendered actions write."""
-    out: set[Need] = set()
-    for m in rendered:
-        obj = m.manifest if m.action in ("apply", "ensure") else m.manifest["object"]
-        namespace = (obj.get("metadata") or {}).get("namespace") if m.action in (
-            "apply", "ensure") else obj.get("namespace")
-        out.add((m.cluster, obj["apiVersion"], obj["kind"], namespace or ""))
-    return out
 
 
 def run_checks(plan: Plan, itinerary: Itinerary, clusters: Mapping[str, Cluster], *,
@@ -367,7 +352,6 @@ def run_checks(plan: Plan, itinerary: Itinerary, clusters: Mapping[str, Cluster]
             unserved.add((e.cluster, e.api_version, e.kind))
         except SmrunError as e:
             findings.problems.append(f"setup: {e}")
-    watch: set[Need] = set()
     todo = list(plan.vms if vms is None else vms)
     with ThreadPoolExecutor(min(CHECK_THREADS, max(1, len(todo))), "smrun-preflight") as pool:
         # map() hands results back in plan order and re-raises a ClusterError (unreachable, ...)
@@ -378,16 +362,10 @@ def run_checks(plan: Plan, itinerary: Itinerary, clusters: Mapping[str, Cluster]
             findings.problems += found.problems
             findings.warnings += found.warnings
             unserved |= found.unserved
-            watch |= found.watch
     needs = needed_permissions(itinerary, rendered, refs)
     unserved |= unserved_kinds(clusters, needs)
     report_unserved(clusters, itinerary, unserved, rendered, findings)
     needs = {k: v for k, v in needs.items() if (k[0], k[1], k[2]) not in unserved}
-    # What the run will watch for sure: the objects its enabled states write and wait for (a
-    # state a predicate switches off for every VM, such as a hook the plan does not have, is left
-    # out: its kind may never be needed).
-    findings.watched = sorted(k for k in watch | _touched(rendered)
-                              if "watch" in needs.get(k, ()))
     auth = Authorizer(clusters)
     check_rbac(clusters, needs, findings, auth)
     for cluster, ns in sorted({(c, n) for (c, _, _, n), verbs in needs.items() if "create" in verbs}):
@@ -500,10 +478,6 @@ def _check_vm(plan: Plan, itinerary: Itinerary, vm: VM, source: render.ReadSourc
                 continue
             key = (ref.cluster or r.cluster, ref.api_version, ref.kind, ref.namespace or "")
             out.refs.append((key, "get"))
-        # The states that run for this VM, as far as preflight can tell: those that write
-        # something here, and those no predicate can switch off.
-        enabled = {m.state for m in out.rendered} | {s.name for s in itinerary.states
-                                                      if s.when is None}
         for state in itinerary.states:
             # State reads: get, and watch (a missing one is waited for). forEach refs are
             # rendered without their item: only the namespace matters here.
@@ -521,11 +495,8 @@ def _check_vm(plan: Plan, itinerary: Itinerary, vm: VM, source: render.ReadSourc
                                                          **compute_state_values(state, ctx)}})
                 except SmrunError:
                     continue
-                need = (ref.cluster or state.cluster, ref.api_version, ref.kind,
-                        ref.namespace or "")
-                out.refs.append((need, "watch"))
-                if state.name in enabled:
-                    out.watch.add(need)
+                out.refs.append(((ref.cluster or state.cluster, ref.api_version, ref.kind,
+                                  ref.namespace or ""), "watch"))
         if itinerary.commit is not None:
             c = itinerary.commit
             out.refs.append(((c.cluster, c.object.api_version, c.object.kind,

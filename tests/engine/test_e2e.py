@@ -288,35 +288,3 @@ def test_preflight_authorization_requests_do_not_grow_with_the_number_of_vms(
     assert counts[0] == counts[1] and counts[0]["selfsubjectrulesreviews"] >= 1
     assert findings[0] == findings[1]
     assert bool(findings[0]) == (user == "target-viewer")
-
-
-
-def test_the_runs_watches_are_open_before_its_first_write_and_each_once(
-        simc: SimulatedClusters, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """commands.run starts the watches preflight found the run needs as soon as preflight passed
-    (issue 17 item 3): no VM waits for a watch's first list on its way, and the engine's own
-    subscriptions share them (one shared watch per cluster, kind and namespace)."""
-    from statemachine.k8s.client import KubeCluster
-
-    seen: list[tuple[str, str, Any]] = []  # (what, cluster, key or ref), in call order
-    new_informer, create = KubeCluster._new_informer, KubeCluster.create
-
-    def recording_new_informer(self: KubeCluster, resource: Any, key: Any) -> Any:
-        seen.append(("watch", self.name, key))
-        return new_informer(self, resource, key)
-
-    def recording_create(self: KubeCluster, manifest: Any, **kw: Any) -> Any:
-        seen.append(("create", self.name, manifest["kind"]))
-        return create(self, manifest, **kw)
-
-    monkeypatch.setattr(KubeCluster, "_new_informer", recording_new_informer)
-    monkeypatch.setattr(KubeCluster, "create", recording_create)
-    code, events = run_lib(write_plan(tmp_path, simc, ["w-1", "w-2"], name="watches"),
-                           tmp_path / "state")
-    assert code == 0, [e for e in events if e["event"] == "vm_failed"][:1]
-    watches = [(c, k) for what, c, k in seen if what == "watch"]
-    first_create = next(i for i, (what, _, _) in enumerate(seen) if what == "create")
-    assert {k.kind for _, k in watches} >= {"ConfigMap", "Job"}
-    assert len(watches) == len(set(watches)), watches
-    assert all(what == "watch" for what, _, _ in seen[:first_create])
-    assert [k for what, _, k in seen[first_create:] if what == "watch"] == []

@@ -113,12 +113,3 @@ def test_findings_from_rules_reviews_read_as_from_access_reviews() -> None:
                           vms=good)  # type: ignore[arg-type]
     assert by_rules.problems == by_ssar.problems
     assert by_rules.rules == by_ssar.rules
-
-
-def test_findings_name_what_the_run_will_watch() -> None:
-    # Objects the enabled states write or wait for: the caller starts those watches early.
-    plan = load_plan(DATA / "plan-checks.yaml")
-    findings = run_checks(plan, load_itinerary(plan.itinerary), _clusters())  # type: ignore[arg-type]
-    assert ("target", "v1", "ConfigMap", "shop") in findings.watched
-    assert all(c in ("source", "target") for c, _, _, _ in findings.watched)
-    assert findings.watched == sorted(set(findings.watched))
