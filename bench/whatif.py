@@ -18,6 +18,8 @@ imported by smrun:
   CPU, wall), printed to stderr at exit.
 - ``switch1ms``: a 1 ms GIL switch interval instead of 5 ms (``sys.setswitchinterval``), so the
   loop thread waits less for the GIL held by the I/O pool and the watch threads.
+  ``smrun`` started as a process of its own (``cli.entry``) now does this itself; this patch is
+  for runs through this script, which calls ``cli.main``.
 """
 from __future__ import annotations
 

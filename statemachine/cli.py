@@ -54,10 +54,21 @@ COMMANDS = ("run", "validate", "render", "diff", "graph", "status", "cancel", "c
 EXIT_INTERRUPTED = 130
 
 
+# The interpreter's GIL switch interval in an smrun process of its own: 1 ms, not CPython's 5 ms.
+# `smrun run`'s loop thread hands every request to an I/O thread (and a create's fsync to the
+# group commit's); a thread woken while another holds the GIL waits up to the interval before it
+# may ask for it, so each hand-over cost up to 5 ms at 100 VMs: intent -> create sent was 41-45 ms
+# at p90 with 5 ms and 15-19 ms with 1 ms (three interleaved rounds, docs/performance.md).
+# In-process callers of main() (tests, embedders) keep their own interval.
+SWITCH_INTERVAL = 0.001
+
+
 def entry() -> int:
     """The ``smrun`` console script and ``python -m statemachine``: :func:`main` in a process of
-    its own, with the collector's start-up and exit schedule (:mod:`statemachine.gcpolicy`)."""
+    its own, with the collector's start-up and exit schedule (:mod:`statemachine.gcpolicy`) and
+    a short GIL switch interval (``SWITCH_INTERVAL``)."""
     gcpolicy.pause()
+    sys.setswitchinterval(SWITCH_INTERVAL)
     try:
         return main()
     finally:
