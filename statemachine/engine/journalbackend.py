@@ -68,3 +68,43 @@ class JournalBackend(Protocol):
     def close(self, *, drop: bool) -> None:
         """Flush (unless ``drop``: after a failure the buffer is dropped) and let go."""
         ...
+
+
+class BackendWrapper:
+    """A backend that hands every call to ``backend``: the base of wrappers that watch what is
+    written (the operator counts entries and reads outputs back) and override :meth:`write` only."""
+
+    def __init__(self, backend: JournalBackend) -> None:
+        self._backend = backend
+        self.where: Path = backend.where
+        self.durable_flush: bool = backend.durable_flush
+
+    def write(self, data: bytes, *, flush: bool = False) -> None:
+        self._backend.write(data, flush=flush)
+
+    def lock(self) -> None:
+        self._backend.lock()
+
+    def unlock(self) -> None:
+        self._backend.unlock()
+
+    def probe(self) -> None:
+        self._backend.probe()
+
+    def reset(self) -> None:
+        self._backend.reset()
+
+    def entries(self) -> Iterator[dict[str, Any]]:
+        return self._backend.entries()
+
+    def flush(self, *, wait: bool = True) -> bool:
+        return self._backend.flush(wait=wait)
+
+    def sync(self) -> None:
+        self._backend.sync()
+
+    def fence(self, error: Any) -> None:
+        self._backend.fence(error)
+
+    def close(self, *, drop: bool) -> None:
+        self._backend.close(drop=drop)

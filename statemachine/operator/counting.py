@@ -10,10 +10,10 @@ they are counted. The callbacks must be cheap; the operator's go to a
 """
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping
-from pathlib import Path
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
+from statemachine.engine.journalbackend import BackendWrapper
 from statemachine.k8s import Cluster, Obj, ObjectRef, PatchType
 
 if TYPE_CHECKING:
@@ -24,45 +24,17 @@ if TYPE_CHECKING:
 JournalCounter = Callable[[str, int], None]
 
 
-class CountingBackend:
+class CountingBackend(BackendWrapper):
     """``backend`` with the entries written to it counted."""
 
     def __init__(self, backend: JournalBackend, count: JournalCounter) -> None:
-        self._backend = backend
+        super().__init__(backend)
         self._count = count
-        self.where: Path = backend.where
-        self.durable_flush: bool = backend.durable_flush
 
     def write(self, data: bytes, *, flush: bool = False) -> None:
         self._backend.write(data, flush=flush)
         self._count("entries", data.count(b"\n"))
 
-    def lock(self) -> None:
-        self._backend.lock()
-
-    def unlock(self) -> None:
-        self._backend.unlock()
-
-    def probe(self) -> None:
-        self._backend.probe()
-
-    def reset(self) -> None:
-        self._backend.reset()
-
-    def entries(self) -> Iterator[dict[str, Any]]:
-        return self._backend.entries()
-
-    def flush(self, *, wait: bool = True) -> bool:
-        return self._backend.flush(wait=wait)
-
-    def sync(self) -> None:
-        self._backend.sync()
-
-    def fence(self, error: Any) -> None:
-        self._backend.fence(error)
-
-    def close(self, *, drop: bool) -> None:
-        self._backend.close(drop=drop)
 
 
 class CountingCluster:

@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable, Iterator
-from pathlib import Path
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
+
+from statemachine.engine.journalbackend import BackendWrapper
 
 if TYPE_CHECKING:
     from statemachine.engine.journalbackend import JournalBackend
@@ -24,14 +25,12 @@ logger = logging.getLogger("statemachine.operator")
 OnOutputs = Callable[[str, dict[str, Any]], None]
 
 
-class OutputTap:
+class OutputTap(BackendWrapper):
     """``backend`` with the outputs written to it reported to ``on_outputs``."""
 
     def __init__(self, backend: JournalBackend, on_outputs: OnOutputs) -> None:
-        self._backend = backend
+        super().__init__(backend)
         self._on_outputs = on_outputs
-        self.where: Path = backend.where
-        self.durable_flush: bool = backend.durable_flush
 
     def write(self, data: bytes, *, flush: bool = False) -> None:
         self._backend.write(data, flush=flush)
@@ -47,29 +46,3 @@ class OutputTap:
             if isinstance(entry, dict) and entry.get("type") == "outputs" and entry.get("vm"):
                 self._on_outputs(str(entry["vm"]), dict(entry.get("values") or {}))
 
-    def lock(self) -> None:
-        self._backend.lock()
-
-    def unlock(self) -> None:
-        self._backend.unlock()
-
-    def probe(self) -> None:
-        self._backend.probe()
-
-    def reset(self) -> None:
-        self._backend.reset()
-
-    def entries(self) -> Iterator[dict[str, Any]]:
-        return self._backend.entries()
-
-    def flush(self, *, wait: bool = True) -> bool:
-        return self._backend.flush(wait=wait)
-
-    def sync(self) -> None:
-        self._backend.sync()
-
-    def fence(self, error: Any) -> None:
-        self._backend.fence(error)
-
-    def close(self, *, drop: bool) -> None:
-        self._backend.close(drop=drop)
