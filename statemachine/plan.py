@@ -206,6 +206,8 @@ class Plan:
     type_at: str | None = None
     """``file:line: spec.type`` when the plan writes ``type`` (or ``warm``), else ``None``: the
     flow then comes from the itinerary, and a plan without ``spec.itinerary`` is ``cold``."""
+    itinerary_at: str | None = field(default=None, compare=False, repr=False)
+    """``file:line: spec.itinerary`` when the plan writes one, for errors about it."""
 
     def vm(self, name: str, namespace: str | None = None) -> VM:
         """The VM called ``name`` (``namespace/name`` or ``name`` with ``namespace``); KeyError if none."""
@@ -281,7 +283,8 @@ class _Builder:
             storage_map=storage, network_map=network, hooks=hooks, settings=settings,
             cutover=cutover, description=data["metadata"].get("description", ""),
             type_at=self._type_at(spec), parameters=dict(spec.get("parameters") or {}),
-            parameters_at=self._parameters_at(spec))
+            parameters_at=self._parameters_at(spec),
+            itinerary_at=self._at(("spec", "itinerary")) if "itinerary" in spec else None)
 
     def _parameters_at(self, spec: Mapping[str, Any]) -> dict[str, str]:
         if "parameters" not in spec:

@@ -75,6 +75,11 @@ def plan_for(folder: Path, itinerary: str, *, plan_type: str = "") -> Path:
     return folder / "plan.yaml"
 
 
+def _itinerary_line(plan_path: Path) -> int:
+    lines = plan_path.read_text().splitlines()
+    return next(i for i, text in enumerate(lines, 1) if text.startswith("  itinerary: "))
+
+
 def smrun(site: Path, *args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(site), str(ROOT)]))
     return subprocess.run([sys.executable, "-m", "statemachine", *args], capture_output=True,
@@ -177,8 +182,9 @@ def test_an_unknown_name_lists_the_installed_ones(site: Path, tmp_path: Path,
     assert main(["validate", "--offline", str(plan_path)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1
-    assert (f"{plan_path}: spec.itinerary: no installed itinerary 'acme-backups' (installed: "
-            "acme-backup, cold, live, warm") in err[0]
+    line = _itinerary_line(plan_path)
+    assert err[0] == (f"{plan_path}:{line}: spec.itinerary: unknown itinerary 'acme-backups' (did "
+                      "you mean 'acme-backup'? installed: acme-backup, cold, live, warm)")
 
 
 def test_a_name_two_providers_install_is_a_clear_error(site: Path, tmp_path: Path,
@@ -198,7 +204,8 @@ def test_a_name_two_providers_install_is_a_clear_error(site: Path, tmp_path: Pat
     plan_path = plan_for(tmp_path / "plan", "backup")
     assert main(["run", str(plan_path), "--state-dir", str(tmp_path / "state")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and f"{plan_path}: spec.itinerary: {expected}" in err[0]
+    assert len(err) == 1
+    assert f"{plan_path}:{_itinerary_line(plan_path)}: spec.itinerary: {expected}" in err[0]
     # Other names keep working.
     assert find_itinerary("live").provider == "kubevirt"
 

@@ -117,7 +117,8 @@ def itinerary_for_plan(plan: Plan) -> Itinerary:
             itinerary = load_itinerary(plan.itinerary)
         else:
             # A name: what a provider installs (the built-ins are the kubevirt provider's).
-            found = find_itinerary(plan.itinerary, where=f"{plan.path}: spec.itinerary")
+            found = find_itinerary(plan.itinerary,
+                                   where=plan.itinerary_at or f"{plan.path}: spec.itinerary")
             itinerary = load_itinerary(found.path)
         flow = itinerary.migration_type
         if plan.type_at is not None and flow is not None and plan.type != flow:

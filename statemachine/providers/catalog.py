@@ -16,6 +16,7 @@ This module finds and names files. It loads no itinerary and talks to no cluster
 """
 from __future__ import annotations
 
+import difflib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -96,8 +97,12 @@ def find_itinerary(name: str, *, where: str = "") -> InstalledItinerary:
     prefix = f"{where}: " if where else ""
     if not entries:
         known = ", ".join(sorted(found)) or "none"
-        raise DefinitionError(f"{prefix}no installed itinerary {name!r} (installed: {known}; "
-                              "a file needs a .yaml suffix)")
+        close = difflib.get_close_matches(name, list(found), n=1)
+        if close:
+            raise DefinitionError(f"{prefix}unknown itinerary {name!r} (did you mean {close[0]!r}? "
+                                  f"installed: {known})")
+        raise DefinitionError(f"{prefix}unknown itinerary {name!r} (installed: {known}; a file "
+                              "needs a .yaml suffix)")
     if len(entries) > 1:
         raise DefinitionError(f"{prefix}{_clash(entries)}")
     return entries[0]

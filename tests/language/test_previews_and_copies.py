@@ -104,7 +104,8 @@ def test_copy_never_overwrites(tmp_path: Path, capsys: pytest.CaptureFixture[str
     assert len(err) == 1 and "cold.yaml: already exists" in err[0]
     assert main(["itineraries", "--copy", "hot", str(tmp_path / "x")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and "no installed itinerary 'hot'" in err[0]
+    assert len(err) == 1 and ("unknown itinerary 'hot' (installed: cold, live, warm; a file needs "
+                              "a .yaml suffix)") in err[0]
     assert not (tmp_path / "x").exists()
 
 
