@@ -85,3 +85,23 @@ def test_an_unknown_whatif_is_refused_before_anything_starts(tmp_path: Path) -> 
     assert done.stderr.strip().splitlines() == [
         f"bench/run.py: --whatif: unknown patch 'bogus' (known: {known})"]
     assert not (tmp_path / "w").exists()  # no simulator, no seed
+
+def test_the_setups_last_wait_is_answered_by_the_first_vm() -> None:
+    """The CA setup ends with a wait no setup request follows: the first VM's first request is
+    the engine's reaction to it, so that wait counts in the ideal, not as smrun's overhead."""
+    analyze: Any = _analyze()
+    cms = "/api/v1/namespaces/kubevirt/configmaps"
+    dvs = "/apis/cdi.kubevirt.io/v1beta1/namespaces/bench/datavolumes"
+    requests = [
+        {"ts": 1.000, "method": "PATCH", "path": f"{cms}/kubevirt-external-ca", "name": "",
+         "watch": False, "cluster": "target"},
+        {"ts": 1.030, "method": "PATCH", "path": f"{cms}/kubevirt-external-ca", "name": "",
+         "watch": False, "cluster": "source"},
+        {"ts": 1.090, "method": "POST", "path": dvs, "name": "vm-00000-root", "watch": False},
+    ]
+    ca = {"kind": "ConfigMap", "ns": "kubevirt", "name": "kubevirt-ca", "type": "MODIFIED",
+          "by": "controller", "s": {}}
+    commits = [{**ca, "cluster": "target", "ts": 1.020}, {**ca, "cluster": "source", "ts": 1.080}]
+    found = [w for w in analyze.waits(requests, commits) if w.vm == analyze.SETUP]
+    assert [(w.start, w.satisfied, w.reaction) for w in found] == [
+        (1.000, 1.020, 1.030), (1.030, 1.080, 1.090)]
