@@ -3,7 +3,8 @@
 When a VM starts waiting for readiness, the loop queues (``Scheduler.when_idle``: only when it
 has nothing else to do) the rendering of the ``apply``/``ensure`` templates of the states the VM
 will enter once the wait ends: the documents, stamped with smrun's labels and manifest hash, and
-the context they were rendered with, kept on the VM (``VmModel.ahead``). When the action runs,
+the context they were rendered with, kept on the VM (``VmModel.ahead``); the shared watches of
+the kinds they create are started then too. When the action runs,
 ``actions.create`` uses them only if its context is *equal* to that one; otherwise it renders as
 always. At 100 VMs with 50 in flight, the simulator's DataVolumes turn ``Succeeded`` in one tick
 and the 50th VM's reaction waited for 49 renderings of the receiving VM (~1 ms each) on the loop
@@ -24,7 +25,7 @@ What may be rendered ahead, walking forward from the waiting state:
 Equal context means equal inputs (the VM's reads, values, outputs, predicates, plan, run) for a
 deterministic template, so the documents are the ones the action would render itself; a changed
 output, a ``smrun cutover`` override file, a retry or a resume simply render again. This module
-sends nothing and journals nothing.
+applies nothing and journals nothing; the only requests it causes are the watches' LISTs and WATCHes.
 """
 from __future__ import annotations
 
@@ -34,7 +35,7 @@ from typing import TYPE_CHECKING
 from statemachine.context import Context
 from statemachine.errors import SmrunError
 from statemachine.itinerary import StateSpec
-from statemachine.k8s import Obj
+from statemachine.k8s import Obj, ObjectRef
 from statemachine.predicates import state_enabled
 
 if TYPE_CHECKING:
@@ -90,7 +91,7 @@ def _render(rt: Runtime, vm: VmModel, spec: StateSpec, visit: int) -> None:
 def _render_state(rt: Runtime, vm: VmModel, state: StateSpec, ctx: Context,
                   ahead: dict[tuple[str, int], tuple[Context, list[Obj]]],
                   ) -> None:
-    from statemachine.engine.actions import stamp  # actions uses this module's results
+    from statemachine.engine.actions import action_cluster, stamp  # actions uses this module
 
     labels = vm.labels(state.name)
     for action in state.actions:
@@ -102,3 +103,11 @@ def _render_state(rt: Runtime, vm: VmModel, state: StateSpec, ctx: Context,
             continue
         docs = [stamp(doc, labels) for doc in rt.lang.render_manifests(action.template, ctx)]
         ahead[(state.name, id(action))] = (ctx, docs)
+        # Decision (issue 17): the shared watch of each kind the create will touch starts now,
+        # while the VM waits, instead of when the create runs: its first LIST (a round trip and
+        # the decoding of the collection) was on the reaction's path, once per kind and run, for
+        # the first VMs to get there (Secrets, ConfigMaps, VirtualMachines, ...). A state that
+        # then does not run leaves a watch open until the run ends, as a failed create would.
+        cluster = action_cluster(state, action)
+        for doc in docs:
+            rt.ensure_watch(cluster, ObjectRef.of(doc))

@@ -145,3 +145,21 @@ def test_a_template_with_a_clock_or_randomness_is_never_rendered_ahead(
     assert not deterministic_template("dice.yaml", str(tdir))
     assert not deterministic_template("outer.yaml", str(tdir))
     assert deterministic_template("pure.yaml", str(tdir))
+
+
+def test_the_watch_of_a_kind_rendered_ahead_starts_while_the_vm_waits(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The create's shared watch (its first LIST) is started as idle work during the wait, not
+    # on the reaction's path when the create runs; the create then finds it there.
+    renders = Renders(monkeypatch)
+    started: list[tuple[str, str, bool]] = []
+    real_watch = FakeCluster.watch
+
+    def watch(cluster: FakeCluster, key: Any, handler: Any) -> Any:
+        started.append((key.kind, key.namespace, bool(getattr(renders.idle, "on", False))))
+        return real_watch(cluster, key, handler)
+    monkeypatch.setattr(FakeCluster, "watch", watch)
+    cluster = run(tmp_path, flow(tmp_path, "watched", CM), "watched")
+    assert ("ConfigMap", "shop", True) in started
+    assert [s for s in started if s[:2] == ("ConfigMap", "shop")] == [("ConfigMap", "shop", True)]
+    assert ("ConfigMap", "shop", "vm-1-cfg") in cluster.objects
