@@ -113,3 +113,48 @@ def test_findings_from_rules_reviews_read_as_from_access_reviews() -> None:
                           vms=good)  # type: ignore[arg-type]
     assert by_rules.problems == by_ssar.problems
     assert by_rules.rules == by_ssar.rules
+
+
+def test_prefetch_asks_every_review_at_once_and_allowed_then_asks_nothing() -> None:
+    import threading
+    import time
+
+    class Slow(_RulesCluster):
+        """Each review takes 50 ms; records how many were in flight together."""
+
+        def __init__(self, *a: object, **kw: object) -> None:
+            super().__init__(*a, **kw)  # type: ignore[arg-type]
+            self.lock, self.now, self.most = threading.Lock(), 0, 0
+
+        def _slow(self) -> None:
+            with self.lock:
+                self.now += 1
+                self.most = max(self.most, self.now)
+            time.sleep(0.05)
+            with self.lock:
+                self.now -= 1
+
+        def rules(self, namespace: str) -> RulesReview:
+            self._slow()
+            return super().rules(namespace)
+
+        def can_i(self, verb: str, api_version: str, kind: str, namespace: str = "") -> bool:
+            self._slow()
+            return super().can_i(verb, api_version, kind, namespace)
+
+    cluster = Slow([_rule("get,create", "", "configmaps")], incomplete=True)
+    questions = [("target", verb, "v1", "ConfigMap", ns) for ns in ("shop", "bank", "zoo")
+                 for verb in ("get", "delete")]
+    questions += [("target", "list", "storage.k8s.io/v1", "StorageClass", "")]
+    auth = Authorizer({"target": cluster})
+    auth.prefetch(questions)
+    # Three rules reviews together, then the four questions they leave open (the incomplete
+    # reviews do not grant delete; StorageClass is cluster-scoped) together.
+    assert sorted(c for c in cluster.calls if c[0] == "rules") == [
+        ("rules", "bank"), ("rules", "shop"), ("rules", "zoo")]
+    assert len([c for c in cluster.calls if c[0] == "can_i"]) == 4
+    assert cluster.most >= 3
+    before = list(cluster.calls)
+    answers = [auth.allowed(*q) for q in questions]
+    assert cluster.calls == before  # every answer came from the prefetch
+    assert answers == [True] * len(questions)  # FakeCluster.can_i allows what is not forbidden
