@@ -41,23 +41,12 @@ from typing import Any
 
 from jinja2 import Environment, FileSystemLoader, Template, TemplateSyntaxError, nodes
 
+from statemachine.cachedir import cache_dir
+
 __all__ = ["CachingEnvironment", "CodeCache", "TemplateLoader", "cache_dir", "environment_digest", "literal_references",
            "open_cache"]
 
 _FORMAT = 1  # bump when the entry layout below changes
-DISABLE = ("", "off", "0", "no", "false")
-
-
-def cache_dir() -> Path | None:
-    """The folder of the cache, or ``None`` when ``SMRUN_CACHE_DIR`` disables it."""
-    configured = os.environ.get("SMRUN_CACHE_DIR")
-    if configured is not None:
-        if configured.strip().lower() in DISABLE:
-            return None
-        return Path(configured).expanduser() / "jinja"
-    xdg = os.environ.get("XDG_CACHE_HOME")
-    base = Path(xdg) if xdg else Path.home() / ".cache"
-    return base / "smrun" / "jinja"
 
 
 def environment_digest(env: Any) -> str:

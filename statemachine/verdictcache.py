@@ -14,7 +14,7 @@ that cannot be written canonically is simply not cached), smrun's version, and t
 ``jsonschema`` (the path, size and mtime of its package ``__init__``, found without importing
 it: an upgrade changes them) and Python's bytecode magic number.
 
-Where: beside the template code cache (:func:`statemachine.codecache.cache_dir`), in a sub-folder
+Where: beside the template code cache (:func:`statemachine.cachedir.cache_dir`), in a sub-folder
 ``verdicts``; ``SMRUN_CACHE_DIR=off`` disables both. Trust: an entry makes smrun skip a check, so
 the folder is used only when it is owned by the current user and writable by nobody else (as for
 the code cache). An entry holds its own key, written to a private temporary name and renamed into
@@ -32,6 +32,8 @@ from importlib.util import MAGIC_NUMBER, find_spec
 from pathlib import Path
 from typing import Any
 
+from statemachine.cachedir import cache_dir
+
 __all__ = ["is_valid", "remember_valid", "verdict_key"]
 
 _FORMAT = b"smrun-verdict-1"
@@ -40,9 +42,6 @@ _FORMAT = b"smrun-verdict-1"
 def _open_folder() -> Path | None:
     # Looked up on every use (a mkdir and a stat, ~20 us; two per command): SMRUN_CACHE_DIR may
     # change within a process (the operator, tests) and a folder made unsafe is noticed at once.
-    # Imported here: codecache brings jinja2, which a hit on a plan alone does not need.
-    from statemachine.codecache import cache_dir
-
     try:
         jinja = cache_dir()
         if jinja is None:

@@ -158,3 +158,18 @@ def test_locking_a_journal_and_connecting_need_neither_the_engine_nor_the_itiner
     assert loaded & {"transitions", "kubernetes", "statemachine.engine.core",
                      "statemachine.engine.preflight", "statemachine.providers",
                      "statemachine.itinerary", "jinja2"} == set()
+
+
+def test_loading_a_plan_with_a_cached_verdict_needs_no_template_engine(tmp_path: Path) -> None:
+    # The verdict cache's folder is found without importing the template-code cache (Jinja2,
+    # ~13 ms): a plan loaded before the first request leaves Jinja2 for after it (issue 17).
+    env = {**os.environ, "SMRUN_CACHE_DIR": str(tmp_path / "cache")}
+    probe = ("import sys\nfrom pathlib import Path\nfrom statemachine.plan import load_plan\n"
+             "load_plan(Path('examples/live/plan.yaml'))\n"
+             "print(' '.join(sorted(m.split('.')[0] for m in sys.modules)))\n")
+    for _ in range(2):  # the first run validates and stores the verdict; the second hits it
+        out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                             check=True, timeout=120, cwd=Path(__file__).parent.parent,
+                             env=env).stdout
+    assert "jinja2" not in set(out.split())
+    assert any((tmp_path / "cache" / "verdicts").iterdir())
