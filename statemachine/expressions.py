@@ -14,7 +14,9 @@ Two undefined policies, decided here once:
   ``progress``, ``when``) are strict for *variables* (a typo like ``objct`` is an error) but
   lenient for *fields*: ``object.status.phase`` on an object with no status is undefined, which is
   falsy, equal to nothing, compares false and chains (``object.a.b.c``). ``evaluate`` returns
-  ``None`` for an undefined result.
+  ``None`` for an undefined result, unless asked for a defined one (``defined=True``, what a
+  ``forEach`` needs): then the missing field is an error naming it, with a "did you mean" from
+  the keys the object has.
 
 Expressions, template strings and template files are compiled once per process and cached: the
 itinerary checks compile them to find syntax errors, and rendering and evaluation later reuse that
@@ -56,7 +58,7 @@ from statemachine.resources import data_dir
 __all__ = [
     "make_environment", "render_text", "render_string", "render_value", "evaluate",
     "compile_expression", "compile_template", "is_undefined", "SERVER_FIELDS",
-    "template_environment", "referenced_templates",
+    "template_environment", "referenced_templates", "describe_undefined",
 ]
 
 # Fields a live object carries that must not be sent back when creating a copy elsewhere.
@@ -438,8 +440,9 @@ def compile_template(source: str, *, where: str = "") -> None:
         raise _error(where, f"template {source!r} does not compile: {exc.message}") from None
 
 
-def evaluate(expr: str, ctx: Mapping[str, Any], *, where: str = "") -> Any:
-    """Evaluate the expression ``expr`` over ``ctx``; an undefined result is ``None``.
+def evaluate(expr: str, ctx: Mapping[str, Any], *, where: str = "", defined: bool = False) -> Any:
+    """Evaluate the expression ``expr`` over ``ctx``; an undefined result is ``None``, or with
+    ``defined`` a :class:`TemplateError` naming the missing field (:func:`describe_undefined`).
 
     ``where`` (like ``live.yaml:57: spec.states[3].readiness.ready``) prefixes error messages.
     """
@@ -450,7 +453,33 @@ def evaluate(expr: str, ctx: Mapping[str, Any], *, where: str = "") -> Any:
         raise _failure(exc, where, "expression", expr, undefined="") from None
     finally:
         budget.end(started)
+    if defined and isinstance(result, Undefined):
+        raise _error(where, f"{expr!r} is undefined: {describe_undefined(result)}")
     return _deep_plain(result)
+
+
+def describe_undefined(value: Undefined) -> str:
+    """What is missing behind an undefined value, e.g. ``the object has no field 'volumez' (did
+    you mean 'volumes'?)``: a missing field chains (``a.b.c`` stays the first miss), so this is
+    the first name that was not there, and the suggestion comes from the keys the object has."""
+    import difflib
+
+    obj, name = value._undefined_obj, value._undefined_name
+    if name is None or obj is missing:
+        return value._undefined_message
+    if obj is None:
+        return f"no field {name!r} in none (an absent optional read, or a field that is null)"
+    if isinstance(obj, Mapping):
+        keys = sorted(str(k) for k in obj)
+        close = difflib.get_close_matches(str(name), keys, n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else \
+            (f" (it has: {', '.join(keys)})" if keys and len(keys) <= 12 else
+             " (it is empty)" if not keys else "")
+        return f"the object has no field {name!r}{hint}"
+    if isinstance(obj, (list, tuple)):
+        return (f"index {name} is out of range of a list of {len(obj)}" if isinstance(name, int)
+                else f"a list has no field {name!r} (index it, or loop over it)")
+    return f"a {type(obj).__name__} has no field {name!r}"
 
 
 # What evaluating or rendering user text can raise; anything else is a bug in smrun.

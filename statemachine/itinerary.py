@@ -135,6 +135,8 @@ class ReadSpec:
     for_each: str | None = None
     optional: bool = False
     when: str | None = None
+    where: str = field(default="", compare=False)
+    """``file:line: spec.reads[i]``, for errors at run time (a ``forEach`` that is undefined)."""
 
 
 @dataclass(frozen=True)
@@ -174,6 +176,8 @@ class CheckSpec:
     for_each: str | None = None
     block_if: str | None = None
     when: str | None = None
+    where: str = field(default="", compare=False)
+    """``file:line: spec.preflight[i]``, for errors at run time."""
 
 
 @dataclass(frozen=True)
@@ -483,11 +487,13 @@ class _Builder:
     def read(self, raw: dict[str, Any], path: DocPath) -> ReadSpec:
         obj = self.ref(raw["object"])
         return ReadSpec(raw["name"], obj, raw.get("cluster") or obj.cluster or "target",
-                        raw.get("forEach"), bool(raw.get("optional", False)), raw.get("when"))
+                        raw.get("forEach"), bool(raw.get("optional", False)), raw.get("when"),
+                        where=self.where(path))
 
     def check(self, raw: dict[str, Any], path: DocPath) -> CheckSpec:
         return CheckSpec(raw["name"], raw["check"], raw["message"], raw.get("severity", "block"),
-                         raw.get("forEach"), raw.get("blockIf"), raw.get("when"))
+                         raw.get("forEach"), raw.get("blockIf"), raw.get("when"),
+                         where=self.where(path))
 
     def commit(self, raw: dict[str, Any], path: DocPath) -> CommitSpec:
         obj = self.ref(raw["object"])

@@ -141,11 +141,12 @@ def _read_one(source: ReadSource, spec: ReadSpec, ctx: Mapping[str, Any], where:
 
 def resolve_reads(specs: Iterable[ReadSpec], ctx: Mapping[str, Any], source: ReadSource, *,
                   where: str = "", pending: bool = False,
-                  values_of: Itinerary | None = None) -> dict[str, Any]:
+                  values_of: Itinerary | None = None, state: str | None = None) -> dict[str, Any]:
     """Resolve ``reads`` in order; each read sees the ones before it (``reads.sourceVM``...).
 
     With ``pending`` (state reads), a missing non-optional object is a :class:`PendingRead`
-    instead of a :class:`DefinitionError`. The result holds only the reads of ``specs``.
+    instead of a :class:`DefinitionError`. The result holds only the reads of ``specs``;
+    ``state`` names the state they belong to, in errors.
     """
     outer: Mapping[str, Any] = (ctx.get("reads") or {}) if pending else {}
     reads: dict[str, Any] = {}
@@ -162,17 +163,40 @@ def resolve_reads(specs: Iterable[ReadSpec], ctx: Mapping[str, Any], source: Rea
         if spec.for_each is None:
             reads[spec.name] = _read_one(source, spec, local, label, pending)
             continue
-        items = _items(evaluate(spec.for_each, local, where=f"{label}.forEach"), label)
+        items = for_each_items(spec.for_each, local, where=f"{spec.where or label}.forEach",
+                               state=state)
         reads[spec.name] = [_read_one(source, spec, with_item(local, item, i), label, pending)
                             for i, item in enumerate(items)]
     return reads
 
 
-def _items(value: Any, where: str) -> list[Any]:
+def for_each_items(expr: str, ctx: Mapping[str, Any], *, where: str,
+                   state: str | None = None) -> list[Any]:
+    """The items a ``forEach`` loops over (a state's, a read's, a preflight check's): the one
+    code path for rendering, the engine's states and reads, preflight and render-ahead.
+
+    ``null`` is no items (an optional read that is absent). An *undefined* value, a field that
+    is not there, is an error naming it with a "did you mean" from the keys the object has, not
+    a loop that silently runs zero times: ``reads.sourceVM.spec.volumez`` would otherwise look
+    like a VM without volumes and fail states later with an unrelated "not found". A field that
+    may be absent is written with ``| default([])``, the author's explicit choice (the static
+    check of :mod:`statemachine.fieldpaths` still catches a name no schema has)."""
+    in_state = f" in state {state!r}" if state else ""
+    try:
+        value = evaluate(expr, ctx, where=where, defined=True)
+    except TemplateError as exc:
+        if not in_state:
+            raise
+        raise type(exc)(f"{exc}{in_state}") from None
     if value is None:
         return []
+    if isinstance(value, PendingRead):
+        # Before the run a state read is a placeholder: one placeholder item renders the
+        # manifests (showing them beats refusing a forEach over what the run will read).
+        return [value]
     if isinstance(value, Mapping) or isinstance(value, (str, bytes)) or not isinstance(value, Iterable):
-        raise TemplateError(f"{where}: forEach must give a list, not {type(value).__name__}")
+        raise TemplateError(f"{where}: forEach must give a list, not {type(value).__name__}"
+                            f"{in_state}")
     return list(value)
 
 
@@ -214,14 +238,14 @@ def state_contexts(state: StateSpec, ctx: Mapping[str, Any],
     and values, then one per ``forEach`` item (``(index, context)``; index None without one)."""
     here = f"{state.where}: " if state.where else f"{state.name}: "
     if state.reads:
-        own = resolve_reads(state.reads, ctx, source, where=here, pending=True)
+        own = resolve_reads(state.reads, ctx, source, where=here, pending=True, state=state.name)
         ctx = {**ctx, "reads": {**(ctx.get("reads") or {}), **own}}
     if state.values:
         ctx = {**ctx, "values": {**(ctx.get("values") or {}), **compute_state_values(state, ctx)}}
     if state.for_each is None:
         return [(None, ctx)]
     where = f"{state.where}.forEach" if state.where else f"{state.name}.forEach"
-    items = _items(evaluate(state.for_each, ctx, where=where), where)
+    items = for_each_items(state.for_each, ctx, where=where, state=state.name)
     return [(i, with_item(ctx, item, i)) for i, item in enumerate(items)]
 
 

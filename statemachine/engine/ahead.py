@@ -73,7 +73,8 @@ def _render(rt: Runtime, vm: VmModel, spec: StateSpec, visit: int) -> None:
             break
         if state.for_each is not None:
             try:
-                if rt.lang.evaluate(state.for_each, ctx):
+                if rt.lang.items(state.for_each, ctx, where=f"{state.where}.forEach",
+                                 state=state.name):
                     break
             except SmrunError:
                 break

@@ -403,7 +403,7 @@ class Engine:
                 out[spec.name] = None
                 continue
             items = ([None] if spec.for_each is None
-                     else list(self.rt.lang.evaluate(spec.for_each, ctx) or []))
+                     else self.rt.lang.items(spec.for_each, ctx, where=f"{spec.where}.forEach"))
             values = []
             for item in items:
                 ref = render_ref(self.rt, spec.object, {**ctx, "item": item})

@@ -31,6 +31,11 @@ class Language:
         """An expression's value (predicates, forEach, outputs, next.when, wait seconds)."""
         return expressions.evaluate(expr, dict(ctx))
 
+    def items(self, expr: str, ctx: Ctx, *, where: str, state: str | None = None) -> list[Any]:
+        """What a ``forEach`` loops over; an undefined value is an error naming the missing field
+        (:func:`statemachine.render.for_each_items`, shared with rendering and preflight)."""
+        return render.for_each_items(expr, dict(ctx), where=where, state=state)
+
     def render_manifests(self, template: str, ctx: Ctx) -> list[Obj]:
         """A template file's YAML documents."""
         return render.render_documents(template, dict(ctx), template_dir=self.template_dir)

@@ -27,6 +27,7 @@ from statemachine.itinerary import Itinerary, StateSpec
 from statemachine.k8s import Cluster, Obj, ObjectRef, RulesReview, copy_obj
 from statemachine.plan import VM, Plan
 from statemachine.parameters import bind_parameters, compute_state_values, with_values
+from statemachine.render import for_each_items
 
 if TYPE_CHECKING:
     from statemachine import render
@@ -583,7 +584,7 @@ def _checks(itinerary: Itinerary, ctx: Context, who: str,
             continue
         items: list[object] = [None]
         if check.for_each is not None:
-            items = list(expressions.evaluate(check.for_each, ctx) or [])
+            items = for_each_items(check.for_each, ctx, where=f"{check.where}.forEach")
         for i, item in enumerate(items):
             local = dict(ctx) if check.for_each is None else {**ctx, "item": item, "index": i}
             if expressions.evaluate(check.check, local):

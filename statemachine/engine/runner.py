@@ -183,7 +183,8 @@ def resolve_state_reads(rt: Runtime, vm: VmModel, spec: StateSpec, reads: tuple[
         if read.when is not None and not rt.lang.evaluate(read.when, ctx):
             out[read.name] = None
             continue
-        items = [None] if read.for_each is None else list(rt.lang.evaluate(read.for_each, ctx) or [])
+        items = [None] if read.for_each is None else \
+            rt.lang.items(read.for_each, ctx, where=f"{read.where}.forEach", state=spec.name)
         values = []
         for i, item in enumerate(items):
             local = ctx if read.for_each is None else {**ctx, "item": item, "index": i}
@@ -219,8 +220,9 @@ def _read_object(rt: Runtime, vm: VmModel, spec: StateSpec, read: ReadSpec, ctx:
 def _items(rt: Runtime, vm: VmModel, spec: StateSpec) -> list[Context]:
     if spec.for_each is None:
         return [vm.context()]
-    items = rt.lang.evaluate(spec.for_each, vm.context()) or []
-    return [vm.context(item=item, index=i) for i, item in enumerate(list(items))]
+    items = rt.lang.items(spec.for_each, vm.context(), where=f"{spec.where}.forEach",
+                          state=spec.name)
+    return [vm.context(item=item, index=i) for i, item in enumerate(items)]
 
 
 def run_action(rt: Runtime, vm: VmModel, spec: StateSpec, action: Action, ctx: Ctx,
