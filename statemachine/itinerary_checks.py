@@ -5,7 +5,9 @@ names unique, ``Completed`` present and last, ``when``/``next``/``commit.after``
 predicates and states, templates present (and syntactically valid), output names unique, read
 names unique (a state's ``reads`` against each other and against ``spec.reads``/``setup.reads``), every
 state reachable from the first, every loop with an exit, every expression and template string
-compiling. It reads template files but renders nothing and evaluates no expression.
+compiling, the names it uses declared (names.py) and the field paths below reads of known kinds
+named as the kinds have them (fieldpaths.py). It reads template files but renders nothing and
+evaluates no expression.
 
 Decision (start-up time, issue 8): template files are compiled in the shared environment of their
 folder (``expressions.template_environment``), the one rendering uses, so a run compiles each
@@ -23,8 +25,9 @@ from jinja2 import TemplateNotFound, TemplateSyntaxError
 from statemachine.errors import Problem, TemplateError
 from statemachine.expressions import (compile_expression, compile_template, referenced_templates,
                                       template_environment)
-from statemachine.itinerary import (TERMINAL_STATES, Action, Itinerary, RefSpec, StateSpec, When,
-                                    flow_edges, start_states)
+from statemachine.itinerary import (TERMINAL_STATES, Action, Itinerary, ReadSpec, RefSpec,
+                                    StateSpec, When, flow_edges, start_states)
+from statemachine.fieldpaths import KindOfRead, unknown_fields
 from statemachine.names import name_uses, unknown_names
 from statemachine.yamlsource import DocPath, SourceDoc
 
@@ -61,6 +64,10 @@ class _Checker:
         self.setup_scope = {**self.vm_scope, "reads": tuple(r.name for r in itinerary.setup.reads),
                             "values": ()}
         self.known = self.vm_scope
+        # The kind of each read in scope, for the field paths below it (fieldpaths.py).
+        self.vm_kinds = _kinds(itinerary.reads)
+        self.setup_kinds = _kinds(itinerary.setup.reads)
+        self.kinds = self.vm_kinds
         self.in_state: str | None = None
         self.section: Section = "states"
         self.warnings: list[Problem] = []
@@ -87,11 +94,11 @@ class _Checker:
             yield from self.expr(expr, (*sp, "predicates", name))
         for i, read in enumerate(self.it.reads):
             yield from self.read(i, read.for_each, read.when, read.object, (*sp, "reads", i))
-        self.known = self.setup_scope
+        self.known, self.kinds = self.setup_scope, self.setup_kinds
         for i, read in enumerate(self.it.setup.reads):
             yield from self.read(i, read.for_each, read.when, read.object,
                                  (*sp, "setup", "reads", i))
-        self.known = self.vm_scope
+        self.known, self.kinds = self.vm_scope, self.vm_kinds
         for i, chk in enumerate(self.it.preflight):
             path = (*sp, "preflight", i)
             yield from self.expr(chk.check, (*path, "check"))
@@ -106,11 +113,14 @@ class _Checker:
             yield from self.ref(self.it.commit.object, (*path, "object"))
             yield from self.expr(self.it.commit.condition.expression, (*path, "condition"))
         for i, state in enumerate(self.it.states):
+            self.kinds = {**self.vm_kinds, **_kinds(state.reads)}
             yield from self.scoped(state, (*sp, "states", i), self.vm_scope)
         self.section = "setup"
         for i, state in enumerate(self.it.setup.states):
+            self.kinds = {**self.setup_kinds, **_kinds(state.reads)}
             yield from self.scoped(state, (*sp, "setup", "states", i), self.setup_scope)
         self.known, self.in_state, self.section = self.vm_scope, None, "states"
+        self.kinds = self.vm_kinds
         yield from self.output_order()
         self.warnings += self.step_order()
 
@@ -409,11 +419,14 @@ class _Checker:
 
     def declared(self, source: str, kind: Literal["expression", "template"],
                  path: DocPath) -> Iterator[Problem]:
-        """Every reads/outputs/values/params name ``source`` uses is declared in scope."""
+        """Every reads/outputs/values/params name ``source`` uses is declared in scope, and
+        every field path below a read of a known kind names fields that kind has."""
         where = f" in state {self.in_state!r}" if self.in_state else ""
         self.note_outputs(source, kind, path)
         for message in unknown_names(source, kind, self.known):
             yield self.p(path, message + where + self._owner_hint(message))
+        for message in unknown_fields(source, kind, self.kinds):
+            yield self.p(path, message + where)
 
     def _owner_hint(self, message: str) -> str:
         """``; it is a value of state 'X', visible only there`` for a state value used elsewhere."""
@@ -465,6 +478,8 @@ class _Checker:
                 for message in unknown_names(source, "template", self.known):
                     yield self.p(path, f"template {used!r}: {message}{where}"
                                  f"{self._owner_hint(message)}")
+                for message in unknown_fields(source, "template", self.kinds):
+                    yield self.p(path, f"template {used!r}: {message}{where}")
         except TemplateNotFound as exc:
             missing = exc.name if exc.name and exc.name != name else None
             yield self.p(path, f"template {name!r} not found in {self.it.template_dir}"
@@ -490,6 +505,10 @@ class _Checker:
         self.env.get_template(name)
         for included in referenced_templates(self.env, name):
             self._load_with_includes(included, seen)
+
+
+def _kinds(reads: tuple[ReadSpec, ...]) -> dict[str, KindOfRead]:
+    return {r.name: (r.object.api_version, r.object.kind, r.for_each is not None) for r in reads}
 
 
 def _dominators(states: tuple[StateSpec, ...]) -> dict[str, set[str]]:

@@ -20,7 +20,7 @@ from jinja2.exceptions import TemplateSyntaxError
 
 from statemachine.expressions import make_environment
 
-__all__ = ["ROOTS", "name_uses", "unknown_names", "used_names"]
+__all__ = ["ROOTS", "lexed", "name_uses", "unknown_names", "used_names"]
 
 ROOTS = ("reads", "outputs", "values", "params")
 _WHAT = {"reads": "read", "outputs": "output", "values": "value", "params": "parameter"}
@@ -48,15 +48,7 @@ def name_uses(source: str, kind: Literal["expression", "template"]
     absence), else ``""``."""
     if not any(root in source for root in ROOTS):
         return ()
-    # Jinja's lexer, not its parser: the tokens are enough to see `reads.X` / `reads['X']`
-    # (and not `obj.reads.X`), they keep template text and comments apart, and lexing costs a
-    # fraction of parsing: this runs for every expression of every itinerary loaded.
-    text = source if kind == "template" else "{{ " + source + " }}"
-    try:
-        tokens = [(tok, value) for _, tok, value in _env().lex(text)  # type: ignore[attr-defined]
-                  if tok != "whitespace"]
-    except TemplateSyntaxError:
-        return ()
+    tokens = list(lexed(source, kind))
     found: dict[tuple[str, str, Literal["", "defined", "default"]], None] = {}
     for i in range(len(tokens) - 2):
         tok, value = tokens[i]
@@ -81,6 +73,22 @@ def name_uses(source: str, kind: Literal["expression", "template"]
             test = "default"
         found[(value, arg, test)] = None
     return tuple(found)
+
+
+@lru_cache(maxsize=4096)
+def lexed(source: str, kind: Literal["expression", "template"]) -> tuple[tuple[str, str], ...]:
+    """``(token type, raw value)`` of ``source`` without whitespace; ``()`` if it does not lex.
+
+    Jinja's lexer, not its parser: the tokens are enough to see `reads.X` / `reads['X']` (and not
+    `obj.reads.X`), they keep template text and comments apart, and lexing costs a fraction of
+    parsing: this runs for every expression of every itinerary loaded (shared with the field
+    path check, :mod:`statemachine.fieldpaths`)."""
+    text = source if kind == "template" else "{{ " + source + " }}"
+    try:
+        return tuple((tok, value) for _, tok, value in _env().lex(text)  # type: ignore[attr-defined]
+                     if tok != "whitespace")
+    except TemplateSyntaxError:
+        return ()
 
 
 def _tests_definedness(after: list[tuple[str, str]]) -> bool:
