@@ -361,26 +361,30 @@ def resolve_vm_reads(itinerary: Itinerary, ctx: Mapping[str, Any],
 
 
 def vm_render_context(plan: Plan, itinerary: Itinerary, vm: VM, source: ReadSource, *,
-                      run_id: str = DEFAULT_RUN_ID,
-                      reads: Mapping[str, Any] | None = None) -> dict[str, Any]:
-    """A VM's context before its first state: reads, values, predicates, pending outputs."""
-    ctx = vm_context(plan, vm, run_id=run_id)
+                      run_id: str = DEFAULT_RUN_ID, reads: Mapping[str, Any] | None = None,
+                      servers: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """A VM's context before its first state: reads, values, predicates, pending outputs.
+    ``servers``: the clusters' API servers (``clusters.*.server``), when known."""
+    ctx = vm_context(plan, vm, run_id=run_id, servers=servers)
     if reads is None:
         reads = resolve_vm_reads(itinerary, ctx, source)
     values = compute_values(itinerary, {**ctx, "reads": reads})
     predicates = _predicates(itinerary, {**ctx, "reads": reads, "values": values})
     ctx = vm_context(plan, vm, reads=reads, outputs=PendingOutputs(), predicates=predicates,
-                     run_id=run_id)
+                     run_id=run_id, servers=servers)
     ctx["values"] = values
     return ctx
 
 
 def render_vm(plan: Plan, itinerary: Itinerary, vm: VM, source: ReadSource, *,
-              run_id: str = DEFAULT_RUN_ID,
-              reads: Mapping[str, Any] | None = None) -> list[RenderedManifest]:
+              run_id: str = DEFAULT_RUN_ID, reads: Mapping[str, Any] | None = None,
+              context: Mapping[str, Any] | None = None) -> list[RenderedManifest]:
     """What every enabled state would do for ``vm``, in itinerary order. ``reads``: the VM's
-    reads when the caller has resolved them already (preflight does, for its checks)."""
-    ctx = vm_render_context(plan, itinerary, vm, source, run_id=run_id, reads=reads)
+    reads when the caller has resolved them already; ``context``: its whole
+    :func:`vm_render_context` when the caller has built it (preflight does, for its checks
+    and the engine)."""
+    ctx = context if context is not None else vm_render_context(plan, itinerary, vm, source,
+                                                                run_id=run_id, reads=reads)
     predicates = ctx["predicates"]
     out: list[RenderedManifest] = []
     for state in itinerary.states:

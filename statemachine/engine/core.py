@@ -32,6 +32,7 @@ import statemachine.engine.runner as runner
 from statemachine.engine.actions import render_ref, retrying
 from statemachine.engine.journal import SETUP_KEY, Journal, VmRecord, new_run_id, read_cancel
 from statemachine.engine.outputs import OutputThread
+from statemachine.engine.preflight import VmStart, VmStarts
 from statemachine.engine.progress import Event, EventSink
 from statemachine.engine.runtime import Runtime, VmModel
 from statemachine.engine.scheduler import Scheduler, Task
@@ -45,7 +46,10 @@ logger = logging.getLogger("statemachine.engine")
 
 # A VM that starts within this many seconds of preflight uses the objects preflight read for it
 # (the very snapshot its checks approved) instead of reading them again: ~20 GETs per VM saved at
-# start. A VM queued longer reads afresh, so a long run never starts from an old view.
+# start. A VM queued longer reads afresh, so a long run never starts from an old view. Within
+# the same age, a VM preflight checked in this run's context starts from the reads, values and
+# predicates preflight computed from those objects (``preflight.VmStarts``), not computing them
+# again on the loop thread.
 PREFETCH_MAX_AGE = 30.0
 
 
@@ -126,13 +130,16 @@ class Engine:
     ``source``/``target`` are any :class:`~statemachine.k8s.Cluster`; ``journal`` is where the run
     is recorded (and what it resumes from); ``on_event`` receives every progress event (dicts as
     in docs/engine.md); ``servers`` are the clusters' API server URLs for templates
-    (``clusters.source.server``), when known; ``prefetched`` are objects preflight just read.
+    (``clusters.source.server``), when known; ``prefetched`` are objects preflight just read
+    (and, on a ``preflight.ClusterReads``, the VMs' starts it computed); ``run_id`` is the id of
+    a new run (the journal's own id wins; default: a new one).
     """
 
     def __init__(self, plan: Plan, itinerary: Itinerary, *, source: Cluster, target: Cluster,
                  journal: Journal, settings: EngineSettings = EngineSettings(),
                  on_event: EventSink | Iterable[EventSink] | None = None,
                  servers: Mapping[str, str] | None = None, prefetched: Prefetched | None = None,
+                 run_id: str | None = None,
                  clock: Callable[[], float] = time.monotonic) -> None:
         # Idempotent: a plan bound by the CLI is bound again unchanged; a library caller's
         # plan gets the itinerary's parameter defaults (and is refused if they do not fit).
@@ -151,6 +158,8 @@ class Engine:
         self.scheduler = Scheduler(resync=settings.resync, clock=clock)
         self._cancel_mtime: float | None = None
         self.prefetched = prefetched
+        self._new_run_id = run_id
+        self._starts: VmStarts | None = None  # preflight's VM starts, when made for this run
         self._flushed_at = float("-inf")
         self._out: OutputThread | None = None  # flushes after batches, while the run is on
         # Every prefetched object is older than this engine: past this time none is recent
@@ -218,6 +227,9 @@ class Engine:
     def _drop_old_prefetch(self) -> None:
         if self.prefetched is not None and self.scheduler.clock() > self._prefetch_until:
             self.prefetched = None
+            if self._starts is not None:
+                self._starts.drop()  # the caller may keep the memo: the VMs' copies go now
+                self._starts = None
 
     def subscribe(self, callback: EventSink) -> None:
         self.sinks.append(callback)
@@ -232,11 +244,12 @@ class Engine:
     # -- run ------------------------------------------------------------------------------------------
     def run(self) -> RunResult:
         replay = self.journal.read()
-        run_id = replay.run_id or new_run_id()
+        run_id = replay.run_id or self._new_run_id or new_run_id()
         self.rt = rt = Runtime(plan=self.plan, itinerary=self.itinerary, run_id=run_id,
                                clusters=self.clusters, journal=self.journal,
                                scheduler=self.scheduler, step_timeout=self.step_timeout,
                                emit=self._emit, io_workers=self.settings.io_workers)
+        self._starts = self._preflight_starts(run_id)
         chosen = self.settings.vms
         vms = [v for v in self.plan.vms if not chosen or v.name in chosen or v.ref in chosen]
         extra = {"clusters": self.settings.clusters} if self.settings.clusters else {}
@@ -356,7 +369,15 @@ class Engine:
         rec = model.record
         reads_specs = self.itinerary.setup.reads if setup else self.itinerary.reads
         try:
-            if rec.predicates is None:
+            start = self._preflight_start(model) if rec.predicates is None and not setup \
+                else None
+            if start is not None:
+                # Preflight computed them in this context from the same objects (VmStarts).
+                model.reads = reads = start.reads
+                model.base_context["values"] = start.values
+                model.log("vm_started", predicates=start.predicates,
+                          reads={k: _strip_secret(v) for k, v in reads.items()})
+            elif rec.predicates is None:
                 reads = yield from self._read_all(model, reads_specs, None)
                 model.reads = reads
                 if not setup:
@@ -386,6 +407,27 @@ class Engine:
                 runner.finish(rt, model, "Failed", str(e))
             return
         yield from runner.vm_flow(rt, model, setup=setup)
+
+    def _preflight_starts(self, run_id: str) -> VmStarts | None:
+        """Preflight's VM starts, when computed for this very run: the same plan, itinerary,
+        run id and servers (the rest of a VM's context at its start follows from these)."""
+        starts = getattr(self.prefetched, "starts", None)
+        if not isinstance(starts, VmStarts):
+            return None
+        if (starts.run_id != run_id or starts.servers != self.servers
+                or starts.itinerary is not self.itinerary or starts.plan != self.plan):
+            return None
+        return starts
+
+    def _preflight_start(self, model: VmModel) -> VmStart | None:
+        """The VM's reads, values and predicates as preflight computed them, when they are what
+        :meth:`_read_all`, :meth:`_values` and :meth:`_predicates` would compute now: a fresh
+        start (never a resume: its journaled reads and predicates stand), reads no older than
+        ``PREFETCH_MAX_AGE`` (the objects ``_read_all`` would take from the memo), and no
+        ``smrun cutover`` file (it changes the VM's context)."""
+        if self._starts is None or model.vm is None or self.rt.cutover_file_seen:
+            return None
+        return self._starts.take(model.key, PREFETCH_MAX_AGE)
 
     def _read_all(self, model: VmModel, specs: tuple[ReadSpec, ...],
                   journaled: Values | None) -> runner.Gen:

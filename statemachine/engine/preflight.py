@@ -7,6 +7,12 @@ kind, namespace) the run will use, answered by one SelfSubjectRulesReview per cl
 (``Cluster.rules``; :class:`Authorizer` falls back to deduplicated SelfSubjectAccessReviews where
 a rules review cannot answer), all gaps listed at once together with Role rules that would close
 them. It applies nothing.
+
+When a run follows (``run_checks(..., run_id=...)``), preflight works in the run's own context
+(its run id and the clusters' servers) and records, per VM whose checks found nothing, what the
+engine computes when that VM starts: its reads, values and predicates (:class:`VmStarts`, handed
+over on the :class:`ClusterReads` memo). The engine uses them instead of computing them again
+(docs/performance.md, issue 17).
 """
 from __future__ import annotations
 
@@ -18,10 +24,10 @@ from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import partial
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
-from statemachine import expressions
-from statemachine.context import Context
+from statemachine import expressions, render
+from statemachine.context import DEFAULT_RUN_ID, Context
 from statemachine.errors import ClusterError, KindNotServed, RenderBudgetExceeded, SmrunError
 from statemachine.itinerary import Itinerary, StateSpec
 from statemachine.k8s import Cluster, Obj, ObjectRef, RulesReview, copy_obj
@@ -30,7 +36,6 @@ from statemachine.parameters import bind_parameters, compute_state_values, with_
 from statemachine.render import for_each_items
 
 if TYPE_CHECKING:
-    from statemachine import render
     from statemachine.render import RenderedManifest as Rendered
 
 Need = tuple[str, str, str, str]  # (cluster, apiVersion, kind, namespace)
@@ -72,6 +77,10 @@ class ClusterReads:
                  clock: Callable[[], float] = time.monotonic) -> None:
         self.clusters = clusters
         self.clock = clock
+        # Every object of the memo was read after this: the age of the oldest one at most.
+        self.created = clock()
+        #: Each checked VM's start, when the pass worked in a run's context (``run_checks``).
+        self.starts: VmStarts | None = None
         self._memo: dict[tuple[str, str, str, str, str], Future[tuple[float, Obj | None]]] = {}
         self._lock = threading.Lock()
         self._asks: dict[tuple[str, str, str, str], int] = {}
@@ -139,6 +148,78 @@ class ClusterReads:
         if self.clock() - when > max_age:
             return False, None
         return True, (copy_obj(found) if found is not None else None)
+
+
+@dataclass(frozen=True)
+class VmStart:
+    """What the engine computes when a VM starts (``Engine._prepared``: its reads, then
+    ``values``, then the predicates it freezes), computed by preflight in the same context."""
+
+    reads: dict[str, Any]
+    values: dict[str, Any]
+    predicates: dict[str, bool]
+
+
+class VmStarts:
+    """Preflight's :class:`VmStart` per VM (``namespace/name``), for the run of ``plan`` and
+    ``itinerary`` with id ``run_id`` on clusters with ``servers``: the context the engine must
+    have for them to be its own. Filled on the preflight threads, read on the engine's loop."""
+
+    def __init__(self, plan: Plan, itinerary: Itinerary, run_id: str,
+                 servers: Mapping[str, str] | None, reads: ClusterReads) -> None:
+        self.plan = plan
+        self.itinerary = itinerary
+        self.run_id = run_id
+        self.servers = dict(servers or {})
+        self._reads = reads
+        self._by_vm: dict[str, VmStart] = {}
+        self._lock = threading.Lock()
+
+    def put(self, vm: str, start: VmStart) -> None:
+        with self._lock:
+            self._by_vm[vm] = start
+
+    def take(self, vm: str, max_age: float) -> VmStart | None:
+        """``vm``'s start, once, when every object it was computed from is at most ``max_age``
+        seconds old (measured as :meth:`ClusterReads.recent` measures each object, from the
+        pass's start: when this answers, ``recent`` would have answered every one of the VM's
+        reads from the memo too); else ``None``: the engine computes the start itself."""
+        with self._lock:
+            start = self._by_vm.pop(vm, None)
+        if start is None or self._reads.clock() - self._reads.created > max_age:
+            return None
+        return start
+
+    def drop(self) -> None:
+        """Let go of every start not taken (the engine no longer uses them: too old)."""
+        with self._lock:
+            self._by_vm.clear()
+
+
+def _reads_as_the_engine(itinerary: Itinerary) -> bool:
+    """Whether preflight resolves ``itinerary``'s reads as ``Engine._read_all`` does, given the
+    same context. Not when a reference could render differently: the engine renders
+    ``apiVersion`` and ``kind`` too (preflight renders names and namespaces only), and gives a
+    ``forEach`` read's reference ``item`` but no ``index`` (conservatively: any mention)."""
+    for r in itinerary.reads:
+        ref = r.object
+        if "{" in ref.api_version or "{" in ref.kind:
+            return False
+        if r.for_each is not None and "index" in f"{ref.name} {ref.namespace or ''}":
+            return False
+    return True
+
+
+class _Outputs(render.PendingOutputs):
+    """Pending outputs that remember being asked for a name they do not have. The engine
+    starts a VM with no outputs (a plain, empty mapping); a computation that asked for none
+    went the same as it would there, one that did (a placeholder) is not the engine's."""
+
+    missed = False
+
+    def __missing__(self, key: str) -> str:
+        self.missed = True
+        return super().__missing__(key)
 
 
 def plural(kind: str) -> str:
@@ -393,15 +474,19 @@ class _VmFindings:
 def run_checks(plan: Plan, itinerary: Itinerary, clusters: Mapping[str, Cluster], *,
                vms: Iterable[VM] | None = None, setup: bool = True,
                servers: Mapping[str, str] | None = None,
-               reads: ClusterReads | None = None) -> Findings:
+               reads: ClusterReads | None = None, run_id: str | None = None) -> Findings:
     """All preflight findings for ``vms`` (default: every VM of the plan), in plan order.
 
-    ``reads`` is the memo to read through (pass one to hand the objects read to the engine)."""
-    from statemachine import render
-
+    ``reads`` is the memo to read through (pass one to hand the objects read to the engine).
+    ``run_id``: the id of the run that follows, when one does: the VMs are checked and rendered
+    in that run's context (its id, and ``servers`` in ``clusters``), and each VM's start is
+    recorded on ``reads.starts`` for the engine."""
     plan = bind_parameters(plan, itinerary)  # idempotent; defaults for a library caller's plan
     findings = Findings()
     source = reads if reads is not None else ClusterReads(clusters)
+    starts = None
+    if run_id is not None and reads is not None and _reads_as_the_engine(itinerary):
+        starts = reads.starts = VmStarts(plan, itinerary, run_id, servers, reads)
     rendered: list[Rendered] = []
     refs: list[tuple[Need, str]] = []
     # Decision: a kind a cluster does not serve (a typo, CDI not installed) is reported once, by
@@ -421,7 +506,7 @@ def run_checks(plan: Plan, itinerary: Itinerary, clusters: Mapping[str, Cluster]
     todo = list(plan.vms if vms is None else vms)
     with ThreadPoolExecutor(min(CHECK_THREADS, max(1, len(todo))), "smrun-preflight") as pool:
         # map() hands results back in plan order and re-raises a ClusterError (unreachable, ...)
-        per_vm = pool.map(lambda vm: _check_vm(plan, itinerary, vm, source, servers), todo)
+        per_vm = pool.map(lambda vm: _check_vm(plan, itinerary, vm, source, servers, starts), todo)
         for found in per_vm:
             rendered += found.rendered
             refs += found.refs
@@ -450,9 +535,7 @@ def plan_needs(plan: Plan, itinerary: Itinerary, source: render.ReadSource) -> d
     through ``source`` (live clusters, or a simulation seed offline): the derivation preflight's
     RBAC check uses, for callers that need the permissions rather than a check of them
     (``smrun operator manifests``). Raises the first problem as :class:`SmrunError`."""
-    from statemachine import render as rendering
-
-    rendered = list(rendering.render_setup(plan, itinerary, source))
+    rendered = list(render.render_setup(plan, itinerary, source))
     refs: list[tuple[Need, str]] = []
     for vm in plan.vms:
         found = _check_vm(plan, itinerary, vm, source, None)
@@ -523,17 +606,29 @@ def itinerary_role_grants(itinerary: Itinerary) -> dict[tuple[str, str], set[str
 
 
 def _check_vm(plan: Plan, itinerary: Itinerary, vm: VM, source: render.ReadSource,
-              servers: Mapping[str, str] | None) -> _VmFindings:
-    """One VM's part of preflight (runs on a pool thread; touches nothing shared but ``source``)."""
-    from statemachine import context, render
+              servers: Mapping[str, str] | None, starts: VmStarts | None = None) -> _VmFindings:
+    """One VM's part of preflight (runs on a pool thread; touches nothing shared but ``source``
+    and ``starts``). With ``starts``, in the run's context, and the VM's start recorded there
+    when nothing was found."""
+    from statemachine import context
 
     out = _VmFindings()
     who = f"{vm.namespace}/{vm.name}"
+    run_id = starts.run_id if starts is not None else DEFAULT_RUN_ID
     try:
-        ctx = context.vm_context(plan, vm, outputs=render.PendingOutputs(), servers=servers)
+        outputs = _Outputs()
+        ctx = context.vm_context(plan, vm, outputs=outputs, servers=servers, run_id=run_id)
         # Resolved once, for rendering and the checks alike (errors worded as render_vm's).
         reads = render.resolve_vm_reads(itinerary, ctx, source)
-        out.rendered += render.render_vm(plan, itinerary, vm, source, reads=reads)
+        # The engine resolves the reads with no outputs: reads that used one are not its own.
+        record = starts is not None and not outputs.missed
+        # Decision: before a run the manifests are rendered in the run's context (its id and the
+        # servers, as the engine's), so the values and predicates computed for them are the ones
+        # the engine would compute at the VM's start (reads with no outputs, no predicates yet).
+        # `smrun validate` renders as `smrun render` does (run id "render", no servers).
+        start = render.vm_render_context(plan, itinerary, vm, source, run_id=run_id, reads=reads,
+                                         servers=servers if starts is not None else None)
+        out.rendered += render.render_vm(plan, itinerary, vm, source, context=start)
         ctx = with_values(itinerary, {**ctx, "reads": reads})
         for r in itinerary.reads:
             if r.when is not None and not expressions.evaluate(r.when, ctx):
@@ -568,6 +663,8 @@ def _check_vm(plan: Plan, itinerary: Itinerary, vm: VM, source: render.ReadSourc
             out.refs.append(((c.cluster, c.object.api_version, c.object.kind,
                               c.object.render(ctx).namespace or ""), "get"))
         _checks(itinerary, ctx, who, out)
+        if record and starts is not None and not (out.problems or out.unserved):
+            starts.put(vm.ref, VmStart(reads, start["values"], start["predicates"]))
     except KindNotServed as e:
         out.unserved.add((e.cluster, e.api_version, e.kind))
     except (ClusterError, RenderBudgetExceeded):

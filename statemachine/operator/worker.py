@@ -220,6 +220,7 @@ class PlanWorker(threading.Thread):
         from statemachine.context import labels_for
         from statemachine.engine import Engine, EngineSettings, Journal
         from statemachine.engine import preflight as checks
+        from statemachine.engine.journal import new_run_id
         from statemachine.operator.counting import CountingBackend, CountingCluster
         from statemachine.operator.outputtap import OutputTap
         from statemachine.operator.planobject import load_plan_object
@@ -288,11 +289,14 @@ class PlanWorker(threading.Thread):
                 setup_rec = replay.vms.get("")
                 setup_fresh = setup_rec is None or setup_rec.terminal != "Completed"
                 prefetched = checks.ClusterReads(clusters)
+                # Preflight in the run's context, so the engine takes each VM's start over
+                # (the id Engine.run would choose: the journal's, else a new one).
+                run_id = replay.run_id or new_run_id()
                 if fresh or setup_fresh:
                     try:
                         findings = checks.run_checks(plan, itinerary, clusters, vms=fresh,
                                                      setup=setup_fresh, servers=conn.servers,
-                                                     reads=prefetched)
+                                                     reads=prefetched, run_id=run_id)
                     except SmrunError as exc:
                         reporter.set_phase("Refused", one_line(exc), warning=True,
                                            reason="Refused")
@@ -317,7 +321,7 @@ class PlanWorker(threading.Thread):
                 self.engine = Engine(plan, itinerary, source=source, target=target,
                                      journal=journal, settings=EngineSettings(),
                                      on_event=reporter, servers=conn.servers,
-                                     prefetched=prefetched)
+                                     prefetched=prefetched, run_id=run_id)
                 if self._cancel.is_set():
                     self.engine.cancel()
                 result = self.engine.run()
