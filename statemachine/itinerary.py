@@ -4,7 +4,8 @@
 looks like a path is read as a file. Loading: YAML (:mod:`statemachine.yamlsource`) -> JSON Schema
 (:mod:`statemachine.schema`) -> dataclasses -> the semantic checks listed at the end of
 docs/itinerary.md (names, templates, outputs, reachability, loops, expressions that compile). All
-problems found are raised together in one :class:`SchemaError`.
+problems found are raised together in one :class:`SchemaError`. The semantic checks are skipped
+when a clean verdict on the same files is kept (:mod:`statemachine.itinerary_verdict`).
 
 The dataclasses are the engine's only view of an itinerary: after loading nobody touches the raw
 dicts. This module does not evaluate expressions or render templates (only compiles them to find
@@ -379,14 +380,24 @@ def load_itinerary(path_or_name: str | Path) -> Itinerary:
     builder = _Builder(doc, path)
     itinerary = replace(builder.build(), includes=assembled.includes,
                         origins=MappingProxyType(_origins(doc)))
-    from statemachine.itinerary_checks import check_all  # the semantic checks, kept apart for size
+    # The semantic checks, unless a clean verdict on these same files is kept (start-up time,
+    # issue 17): itinerary_verdict says what the key covers. A builder problem is an error
+    # already, so its checks run for the full list.
+    from statemachine import itinerary_verdict
 
-    found_problems, warnings = check_all(itinerary, doc)
-    problems = builder.problems + found_problems
-    if problems:
-        problems.sort(key=lambda p: (p.line or 0, p.path))
-        raise SchemaError(str(problems[0]), problems)
-    return replace(itinerary, warnings=tuple(warnings)) if warnings else itinerary
+    key = None if builder.problems else itinerary_verdict.checks_key(itinerary, doc)
+    warnings = itinerary_verdict.recall(key)
+    if warnings is None:
+        from statemachine.itinerary_checks import findings  # kept apart for size
+
+        checked = findings(itinerary, doc)
+        problems = builder.problems + checked.problems
+        if problems:
+            problems.sort(key=lambda p: (p.line or 0, p.path))
+            raise SchemaError(str(problems[0]), problems)
+        itinerary_verdict.remember(key, checked)
+        warnings = tuple(checked.warnings)
+    return replace(itinerary, warnings=warnings) if warnings else itinerary
 
 
 def _origins(doc: SourceDoc) -> dict[str, str]:

@@ -12,12 +12,15 @@ evaluates no expression.
 Decision (start-up time, issue 8): template files are compiled in the shared environment of their
 folder (``expressions.template_environment``), the one rendering uses, so a run compiles each
 template once, not once to check and again to render; the templates a file includes come from
-that same compile (``expressions.referenced_templates``) instead of a second parse.
+that same compile (``expressions.referenced_templates``) instead of a second parse. When the
+checks are skipped (a kept clean verdict, :mod:`statemachine.itinerary_verdict`), the first
+render compiles each template instead, through the code cache; :func:`findings` lists the
+template files read, which such a verdict must be checked against.
 """
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Any, Literal
 
 from jinja2 import TemplateNotFound, TemplateSyntaxError
@@ -31,9 +34,22 @@ from statemachine.fieldpaths import KindOfRead, unknown_fields
 from statemachine.names import name_uses, unknown_names
 from statemachine.yamlsource import DocPath, SourceDoc
 
-__all__ = ["check", "check_all"]
+__all__ = ["Findings", "check", "check_all", "findings"]
 
 Section = Literal["states", "setup"]
+
+
+@dataclass(frozen=True)
+class Findings:
+    """What the checks found, and the template files they read (for a verdict cache)."""
+
+    problems: list[Problem]
+    warnings: list[Problem]
+    templates: dict[str, tuple[str, str] | None]
+    """Each template file the checks read (the ones named by actions and those they include),
+    by name: ``(text, file name)`` as the loader found it; ``None`` if it was not found."""
+    search_path: tuple[str, ...]
+    """The folders template names were looked up in, first wins."""
 
 
 def check(itinerary: Itinerary, doc: SourceDoc) -> list[Problem]:
@@ -44,9 +60,17 @@ def check(itinerary: Itinerary, doc: SourceDoc) -> list[Problem]:
 def check_all(itinerary: Itinerary, doc: SourceDoc) -> tuple[list[Problem], list[Problem]]:
     """``(problems, warnings)`` of ``itinerary``: warnings (a ``step`` out of pipeline order)
     do not stop a run."""
+    found = findings(itinerary, doc)
+    return found.problems, found.warnings
+
+
+def findings(itinerary: Itinerary, doc: SourceDoc) -> Findings:
+    """:func:`check_all`, with the template files read."""
     checker = _Checker(itinerary, doc)
     problems = list(checker.run())
-    return problems, checker.warnings
+    loader = checker.env.loader
+    search_path = tuple(str(d) for d in getattr(loader, "searchpath", ()))
+    return Findings(problems, checker.warnings, checker.templates, search_path)
 
 
 class _Checker:
@@ -75,6 +99,7 @@ class _Checker:
         # tests (`is defined`, `| default`) anywhere: see output_order().
         self.output_uses: dict[tuple[Section, str], list[tuple[str, DocPath]]] = {}
         self.output_tests: dict[tuple[Section, str], set[str]] = {}
+        self.templates: dict[str, tuple[str, str] | None] = {}
 
     def p(self, path: DocPath, message: str) -> Problem:
         return self.doc.problem(path, message)
@@ -470,9 +495,11 @@ class _Checker:
         try:
             self._load_with_includes(name, seen)
             for used in sorted(seen):
-                source = self._source(used)
-                if source is None:
+                found = self._source(used)
+                self.templates[used] = found
+                if found is None:
                     continue
+                source = found[0]
                 where = f" in state {self.in_state!r}" if self.in_state else ""
                 self.note_outputs(source, "template", path)
                 for message in unknown_names(source, "template", self.known):
@@ -488,14 +515,16 @@ class _Checker:
             yield self.p(path, f"template {name!r} has a syntax error at "
                          f"{exc.filename or name}:{exc.lineno}: {exc.message}")
 
-    def _source(self, name: str) -> str | None:
+    def _source(self, name: str) -> tuple[str, str] | None:
+        """``(text, file name)`` of the template ``name``."""
         loader = self.env.loader
         if loader is None:
             return None
         try:
-            return loader.get_source(self.env, name)[0]
+            source, filename, _ = loader.get_source(self.env, name)
         except TemplateNotFound:
             return None
+        return (source, filename) if filename else None
 
     def _load_with_includes(self, name: str, seen: set[str]) -> None:
         """Compile ``name`` and every template it includes/imports/extends by a literal name."""

@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import copy
 import difflib
+import hashlib
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -123,8 +124,25 @@ class _Assembler:
         if not self.problems:  # a missing fragment's states are no news: its line says it
             for section in (("spec", "states"), ("spec", "setup", "states")):
                 self.place_states(section)
-        doc = SourceDoc(self.data, self.root.file, self.lines, self.origins)
+        doc = SourceDoc(self.data, self.root.file, self.lines, self.origins,
+                        digest=self.digest())
         return Assembled(doc, tuple(f.path for f in self.fragments))
+
+    def digest(self) -> str:
+        """The assembled document's :attr:`SourceDoc.digest`: of the itinerary's text and of
+        each fragment's, in order, with the names they were read by (which messages show) and
+        the files they resolved to; empty when a part's is not known."""
+        parts = [(self.root.file, str(self.path), self.root.digest),
+                 *((f.label, str(f.path), f.doc.digest) for f in self.fragments)]
+        if not all(digest for _, _, digest in parts):
+            return ""
+        h = hashlib.sha256(b"smrun-assembled-1")
+        for part in parts:
+            for text in part:
+                data = text.encode("utf-8", "surrogatepass")
+                h.update(len(data).to_bytes(8, "big"))
+                h.update(data)
+        return h.hexdigest()
 
     def collect(self, doc: SourceDoc, path: Path, chain: tuple[Path, ...]) -> None:
         """The fragments ``doc`` includes, depth first, each once; cycles are refused."""

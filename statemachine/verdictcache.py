@@ -20,6 +20,11 @@ the folder is used only when it is owned by the current user and writable by nob
 the code cache). An entry holds its own key, written to a private temporary name and renamed into
 place, so a reader sees a whole entry or none; concurrent writers of the same entry write the same
 bytes. Any failure to read or write is a miss, never an error.
+
+Other clean verdicts use the same folder and entries (:func:`remember`/:func:`recall`): the
+semantic checks of an itinerary (:mod:`statemachine.itinerary_verdict`), whose entry also holds
+what a hit must give back (the warnings) after its key. Their keys are hashes of other inputs
+with another prefix, so they cannot meet a schema verdict's.
 """
 from __future__ import annotations
 
@@ -34,7 +39,7 @@ from typing import Any
 
 from statemachine.cachedir import cache_dir
 
-__all__ = ["is_valid", "remember_valid", "verdict_key"]
+__all__ = ["is_valid", "package_identity", "recall", "remember", "remember_valid", "verdict_key"]
 
 _FORMAT = b"smrun-verdict-1"
 
@@ -58,13 +63,19 @@ def _open_folder() -> Path | None:
     return folder
 
 
-def _validator_identity() -> str:
-    spec = find_spec("jsonschema")
+def package_identity(name: str) -> str:
+    """The installed package ``name`` by the path, size and mtime of its ``__init__``, found
+    without importing it (an upgrade changes them); raises ``OSError`` if it cannot be read."""
+    spec = find_spec(name)
     origin = spec.origin if spec is not None else None
     if not origin:
-        return "jsonschema:?"
+        return f"{name}:?"
     info = os.stat(origin)
     return f"{origin}:{info.st_size}:{info.st_mtime_ns}"
+
+
+def _validator_identity() -> str:
+    return package_identity("jsonschema")
 
 
 def _typed(value: Any) -> str:
@@ -108,17 +119,32 @@ def verdict_key(schema_bytes: bytes, data: Any) -> str | None:
 
 def is_valid(key: str | None) -> bool:
     """Whether a clean verdict is stored under ``key``."""
-    folder = _open_folder() if key is not None else None
-    if folder is None or key is None:
-        return False
-    try:
-        return (folder / key).read_bytes() == key.encode()
-    except OSError:
-        return False
+    return recall(key) == b""
 
 
 def remember_valid(key: str | None) -> None:
     """Store a clean verdict under ``key`` (atomically; a failure is ignored)."""
+    remember(key)
+
+
+def recall(key: str | None) -> bytes | None:
+    """What :func:`remember` stored with the clean verdict under ``key`` (``b""`` for a bare
+    verdict), or ``None``: no entry, or one that does not hold its key."""
+    folder = _open_folder() if key is not None else None
+    if folder is None or key is None:
+        return None
+    try:
+        data = (folder / key).read_bytes()
+    except OSError:
+        return None
+    head = key.encode()
+    return data[len(head):] if data.startswith(head) else None
+
+
+def remember(key: str | None, detail: bytes = b"") -> None:
+    """Store a clean verdict under ``key``, with ``detail`` (what a hit must give back, such as
+    the warnings of itinerary checks: see :mod:`statemachine.itinerary_verdict`), atomically; a
+    failure is ignored. An entry is its key followed by the detail."""
     folder = _open_folder() if key is not None else None
     if folder is None or key is None:
         return
@@ -126,7 +152,7 @@ def remember_valid(key: str | None) -> None:
     tmp = folder / f".{key}.{os.getpid()}.{threading.get_ident()}.tmp"
     try:
         with open(tmp, "xb") as out:
-            out.write(key.encode())
+            out.write(key.encode() + detail)
         os.replace(tmp, target)
     except OSError:
         with contextlib.suppress(OSError):

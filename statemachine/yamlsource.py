@@ -36,6 +36,7 @@ alias accounting runs only when the text has a ``*`` at all.
 """
 from __future__ import annotations
 
+import hashlib
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -86,6 +87,11 @@ class SourceDoc:
     """For a document assembled from several files (an itinerary and the fragments it
     includes): for each recorded path written in another file than ``file``, that file and the
     path there (``common/hooks.yaml``, ``spec.states[0]``)."""
+    digest: str = field(default="", compare=False)
+    """SHA-256 (hex) of the text this document was parsed from (for an assembled document, of
+    every file's text with its name: :mod:`statemachine.itinerary_include`); empty when not
+    known. What a verdict about the document may be keyed by (:mod:`statemachine.itinerary_verdict`):
+    the text that was parsed, not a second read of the file."""
 
     def locate(self, path: DocPath) -> tuple[str, int | None, DocPath]:
         """``(file, line, path in that file)`` of ``path``: the line is that of ``path`` or
@@ -190,12 +196,18 @@ def loads(text: str, file: str = "<string>") -> SourceDoc:
     return _loads_checked(text, file)
 
 
+def text_digest(text: str) -> str:
+    """:attr:`SourceDoc.digest` of ``text`` (that of its UTF-8 bytes, as the file holds them)."""
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
+
+
 def _loads_checked(text: str, file: str) -> SourceDoc:
     aliases = "*" in text
+    digest = text_digest(text)  # ~30 us for a built-in itinerary
     if _FAST is None:
-        return _parse(_Loader(text), file, aliases)
+        return _parse(_Loader(text), file, aliases, digest)
     try:
-        return _parse(_FAST(text), file, aliases)
+        return _parse(_FAST(text), file, aliases, digest)
     except SchemaError as exc:
         if not isinstance(exc.__cause__, yaml.YAMLError):
             raise  # our own limits and duplicate keys: the same from either parser
@@ -203,12 +215,12 @@ def _loads_checked(text: str, file: str) -> SourceDoc:
     if len(text) > REPARSE_BYTES or "nested deeper than" in str(fast_error):
         raise fast_error  # the pure-Python parser would be slow here, or recurse too deep
     try:
-        return _parse(_Loader(text), file, aliases)
+        return _parse(_Loader(text), file, aliases, digest)
     except RecursionError:
         raise fast_error from None
 
 
-def _parse(loader: Any, file: str, aliases: bool) -> SourceDoc:
+def _parse(loader: Any, file: str, aliases: bool, digest: str = "") -> SourceDoc:
     """Compose, check limits and duplicate keys, construct: one document from ``loader``."""
     try:
         node = loader.get_single_node()
@@ -228,7 +240,7 @@ def _parse(loader: Any, file: str, aliases: bool) -> SourceDoc:
         raise SchemaError(str(exc), [Problem(file, "", f"invalid YAML: {exc}")]) from exc
     finally:
         loader.dispose()
-    return SourceDoc(data, file, lines)
+    return SourceDoc(data, file, lines, digest=digest)
 
 
 def _yaml_error(exc: yaml.MarkedYAMLError, file: str) -> SchemaError:
