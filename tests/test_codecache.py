@@ -4,6 +4,7 @@ manifests render."""
 from __future__ import annotations
 
 import os
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -60,6 +61,9 @@ def test_a_second_process_compiles_nothing_and_loads_the_same_itinerary(
     assert len(_entries(cache)) == compiled_first
 
     _fresh_process_state()
+    # Without the kept verdict of the checks (itinerary_verdict), so that they run again and
+    # compile everything, from this cache.
+    shutil.rmtree(cache.parent / "verdicts")
     compiles.clear()
     second = load_itinerary("live")
     assert compiles == []
