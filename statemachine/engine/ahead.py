@@ -29,6 +29,7 @@ applies nothing and journals nothing; the only requests it causes are the watche
 """
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from functools import partial
 from typing import TYPE_CHECKING
 
@@ -46,10 +47,26 @@ LOOKAHEAD = 4
 
 
 def when_waiting(rt: Runtime, vm: VmModel, spec: StateSpec) -> None:
-    """``vm`` started waiting in ``spec``: render its next states when the loop is idle."""
-    if vm.vm is None or spec not in rt.itinerary.states:
-        return  # the plan-level setup is not rendered ahead
+    """``vm`` started waiting in ``spec``: render its next states when the loop is idle. The
+    plan-level setup's first wait runs ``rt.setup_wait_work`` instead (:func:`first_states`)."""
+    if vm.vm is None:
+        work, rt.setup_wait_work = rt.setup_wait_work, None
+        if work is not None:
+            rt.scheduler.when_idle(work)
+        return
+    if spec not in rt.itinerary.states:
+        return
     rt.scheduler.when_idle(partial(_render, rt, vm, spec, vm.record.visits.get(spec.name, 0)))
+
+
+def first_states(rt: Runtime, vm: VmModel, ctx: Context, predicates: Mapping[str, bool]) -> None:
+    """While the plan's setup waits, before any VM may start: render the first VM's first
+    states as its start will see them (``ctx``: its context as preflight computed it for this
+    run) and start the watches of the kinds they create. Without this, the first VM's start
+    listed the Namespaces and then the DataVolumes, one round trip after the other, before its
+    first create (issue 17). The documents are used only if the VM's context is then equal,
+    as for any rendering ahead; a ``forEach`` state's items only start watches."""
+    vm.ahead = _walk(rt, vm, rt.itinerary.states[:LOOKAHEAD], ctx, predicates, prime_items=True)
 
 
 def _render(rt: Runtime, vm: VmModel, spec: StateSpec, visit: int) -> None:
@@ -61,10 +78,16 @@ def _render(rt: Runtime, vm: VmModel, spec: StateSpec, visit: int) -> None:
     idx = states.index(spec)
     if spec.next or spec.outputs:
         return  # which state comes next, or the context it starts from, depends on the wait
-    predicates = rec.predicates or {}
-    ctx = vm.context(own_state=False)
+    vm.ahead = _walk(rt, vm, states[idx + 1: idx + 1 + LOOKAHEAD], vm.context(own_state=False),
+                     rec.predicates or {})
+
+
+def _walk(rt: Runtime, vm: VmModel, states: Sequence[StateSpec], ctx: Context,
+          predicates: Mapping[str, bool], *, prime_items: bool = False,
+          ) -> dict[tuple[str, int], tuple[Context, list[Obj]]]:
+    """The renderings of ``states`` (those that may be rendered ahead: module docstring)."""
     ahead: dict[tuple[str, int], tuple[Context, list[Obj]]] = {}
-    for state in states[idx + 1: idx + 1 + LOOKAHEAD]:
+    for state in states:
         if state.terminal or state.name == "Completed":
             break
         if not state_enabled(state, predicates):
@@ -73,12 +96,19 @@ def _render(rt: Runtime, vm: VmModel, spec: StateSpec, visit: int) -> None:
             break
         if state.for_each is not None:
             try:
-                if rt.lang.items(state.for_each, ctx, where=f"{state.where}.forEach",
-                                 state=state.name):
-                    break
+                items = rt.lang.items(state.for_each, ctx, where=f"{state.where}.forEach",
+                                      state=state.name)
             except SmrunError:
                 break
-            continue  # no item: the state runs no action
+            if not items:
+                continue  # no item: the state runs no action
+            if prime_items:
+                for i, item in enumerate(items):
+                    try:
+                        _render_state(rt, vm, state, {**ctx, "item": item, "index": i}, {})
+                    except SmrunError:
+                        break
+            break
         try:
             _render_state(rt, vm, state, ctx, ahead)
         except SmrunError:
@@ -86,7 +116,7 @@ def _render(rt: Runtime, vm: VmModel, spec: StateSpec, visit: int) -> None:
         if (state.readiness is not None or state.outputs or state.next
                 or any(a.kind not in ("apply", "ensure") for a in state.actions)):
             break
-    vm.ahead = ahead
+    return ahead
 
 
 def _render_state(rt: Runtime, vm: VmModel, state: StateSpec, ctx: Context,

@@ -29,6 +29,7 @@ from statemachine import context as contexts
 from statemachine.context import Context, Values
 from statemachine import predicates as preds
 import statemachine.engine.runner as runner
+from statemachine.engine import ahead
 from statemachine.engine.actions import render_ref, retrying
 from statemachine.engine.journal import SETUP_KEY, Journal, VmRecord, new_run_id, read_cancel
 from statemachine.engine.outputs import OutputThread
@@ -250,6 +251,8 @@ class Engine:
                                scheduler=self.scheduler, step_timeout=self.step_timeout,
                                emit=self._emit, io_workers=self.settings.io_workers)
         self._starts = self._preflight_starts(run_id)
+        if self._starts is not None:
+            rt.setup_wait_work = self._first_vm_ahead
         chosen = self.settings.vms
         vms = [v for v in self.plan.vms if not chosen or v.name in chosen or v.ref in chosen]
         extra = {"clusters": self.settings.clusters} if self.settings.clusters else {}
@@ -418,6 +421,27 @@ class Engine:
                 or starts.itinerary is not self.itinerary or starts.plan != self.plan):
             return None
         return starts
+
+    def _first_vm_ahead(self) -> None:
+        """Idle work while the plan's setup waits: the first VM's first states rendered, and the
+        watches they need started, from the context preflight computed for it in this run
+        (:func:`ahead.first_states`). Nothing when that VM will not start from preflight's
+        context (a resume, old reads, a cutover file): it then renders at its start, as ever."""
+        if not self._queue or self._starts is None or self.rt.cutover_file_seen:
+            return
+        model = self._queue[0]
+        if model.vm is None or model.record.predicates is not None:
+            return
+        start = self._starts.peek(model.key, PREFETCH_MAX_AGE)
+        if start is None:
+            return
+        # As VmModel.context() will build it once the VM has started from these.
+        ctx = self._context(model.vm)
+        ctx["values"] = start.values
+        ctx["reads"] = start.reads
+        ctx["outputs"] = {}
+        ctx["predicates"] = dict(start.predicates)
+        ahead.first_states(self.rt, model, ctx, start.predicates)
 
     def _preflight_start(self, model: VmModel) -> VmStart | None:
         """The VM's reads, values and predicates as preflight computed them, when they are what

@@ -190,6 +190,15 @@ class VmStarts:
             return None
         return start
 
+    def peek(self, vm: str, max_age: float) -> VmStart | None:
+        """Like :meth:`take`, but the start stays for :meth:`take` (the engine's rendering ahead
+        of the first VM's first states, while the setup waits)."""
+        with self._lock:
+            start = self._by_vm.get(vm)
+        if start is None or self._reads.clock() - self._reads.created > max_age:
+            return None
+        return start
+
     def drop(self) -> None:
         """Let go of every start not taken (the engine no longer uses them: too old)."""
         with self._lock:

@@ -224,3 +224,77 @@ def test_starts_too_old_or_of_another_run_are_computed_again(
     assert vm.phase == "Completed"
     assert counted.read_all == {"shop/vm-1": 1}
     assert ("ConfigMap", "shop", "vm-1-20261205120000-ffffff") in dst.objects
+
+
+SETUP_JOB = """apiVersion: batch/v1
+kind: Job
+metadata: {name: setup-job, namespace: shop}
+spec: {template: {spec: {containers: [{name: c, image: busybox}], restartPolicy: Never}}}
+"""
+
+
+def test_the_first_vms_first_states_are_rendered_and_watched_while_the_setup_waits(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # While the plan's setup waits (its Job takes 0.3 s), the first VM's first state is
+    # rendered from preflight's context for the run, and the watch of what it creates started;
+    # when the VM starts, its action uses that rendering (no second render) and the watch is
+    # already there. The created objects are the same as without it.
+    from statemachine.engine.lang import Language
+    from statemachine.engine.scheduler import Scheduler
+
+    it = itinerary(tmp_path / "setupwait", """
+setup:
+  states:
+    - name: Prepare
+      cluster: target
+      actions: [{apply: setup-job.yaml}]
+      readiness: {ready: "condition=Complete"}
+values:
+  outName: "vm.name ~ '-' ~ run.id"
+  parts: "reads.cfg.data.parts.split(',')"
+reads:
+  - name: cfg
+    cluster: source
+    object: {apiVersion: v1, kind: ConfigMap, name: "{{ vm.name }}-src", namespace: "{{ vm.namespace }}"}
+predicates:
+  Big: "reads.cfg.data.size | int > 1"
+states:
+  - name: Write
+    actions: [{apply: out.yaml}]
+  - name: Completed
+""", {**TEMPLATES, "setup-job.yaml": SETUP_JOB}, name="setupwait")
+    p = plan("setupwait", ["vm-1", "vm-2"])
+    renders: list[tuple[str, bool]] = []
+    watches: list[tuple[str, bool]] = []
+    idle = {"on": False}
+    real_render, real_later = Language.render_manifests, Scheduler._run_later
+    real_watch = FakeCluster.watch
+
+    def render(lang: Language, template: str, ctx: Any) -> Any:
+        renders.append((template, idle["on"]))
+        return real_render(lang, template, ctx)
+
+    def later(scheduler: Scheduler) -> None:
+        idle["on"] = True
+        try:
+            real_later(scheduler)
+        finally:
+            idle["on"] = False
+
+    def watch(cluster: FakeCluster, key: Any, handler: Any) -> Any:
+        watches.append((key.kind, idle["on"]))
+        return real_watch(cluster, key, handler)
+
+    src, _ = clusters({"vm-1": 1, "vm-2": 2})
+    dst = FakeCluster("target", job_seconds=0.3)
+    reads = preflight(p, it, src, dst)
+    monkeypatch.setattr(Language, "render_manifests", render)
+    monkeypatch.setattr(Scheduler, "_run_later", later)
+    monkeypatch.setattr(FakeCluster, "watch", watch)
+    result = run(tmp_path, "setupwait", p, it, src, dst, reads)
+    assert [v.phase for v in result.vms] == ["Completed", "Completed"]
+    # vm-1's out.yaml once, as idle work during the setup's wait; vm-2's at its start.
+    assert [r for r in renders if r[0] == "out.yaml"] == [("out.yaml", True), ("out.yaml", False)]
+    assert ("ConfigMap", True) in watches
+    assert [w for w in watches if w[0] == "ConfigMap"] == [("ConfigMap", True)]
+    assert dst.objects[("ConfigMap", "shop", f"vm-1-{RUN}")]["data"] == {"size": "1", "big": "False"}
