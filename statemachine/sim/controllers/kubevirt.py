@@ -21,7 +21,7 @@ from statemachine.sim.store import Obj
 
 def local_sync_addresses(ctx: ClusterContext) -> list[str]:
     """``status.synchronizationAddresses`` of this cluster's KubeVirt CR (``[]`` if none)."""
-    for cr in ctx.store.list("KubeVirt"):
+    for cr in ctx.store.peek_list("KubeVirt"):  # read-only: only the addresses are copied out
         found = (cr.get("status") or {}).get("synchronizationAddresses") or []
         if found:
             return [str(a) for a in found]
@@ -41,7 +41,7 @@ def trusted_bundle(ctx: ClusterContext) -> str:
     not merged yet."""
     out = ""
     for name in (addresses.CA_CONFIGMAP, addresses.EXTERNAL_CA_CONFIGMAP):
-        cm = ctx.store.try_get("ConfigMap", addresses.KUBEVIRT_NAMESPACE, name)
+        cm = ctx.store.peek("ConfigMap", addresses.KUBEVIRT_NAMESPACE, name)  # read-only
         out += str(((cm or {}).get("data") or {}).get("ca-bundle") or "")
     return out
 

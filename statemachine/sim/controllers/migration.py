@@ -99,8 +99,10 @@ class MigrationController(Controller):
                                  lambda o: o["metadata"].pop("finalizers", None))
             return None
         before = {**status}
-        vmi = ctx.store.try_get(VMI, md.get("namespace"), str((obj.get("spec") or {})
-                                                              .get("vmiName", "")))
+        # The VMI is only read here and in every step it is passed to (they write it through
+        # the store's mutate, from a fresh copy): the store's snapshot, uncopied.
+        vmi = ctx.store.peek(VMI, md.get("namespace"), str((obj.get("spec") or {})
+                                                           .get("vmiName", "")))
         nxt = self._step(ctx, obj, status, vmi)
         if nxt is not None and nxt != status.get("phase"):
             _set_phase(status, nxt)
@@ -201,7 +203,7 @@ class MigrationController(Controller):
             exchange(ctx, vmim, vmi, peer)
             _blocked(status, None)
             self._mirror_blocked(ctx, vmi, None)
-            vmi = ctx.store.try_get(VMI, vmi["metadata"].get("namespace"), vmi["metadata"]["name"])
+            vmi = ctx.store.peek(VMI, vmi["metadata"].get("namespace"), vmi["metadata"]["name"])
         except Unreachable as exc:
             _blocked(status, str(exc))
             if vmi is not None:
@@ -216,8 +218,8 @@ class MigrationController(Controller):
 
     def _held(self, ctx: ClusterContext, vmi: Obj, phase: str) -> bool:
         """Whether the source VM pauses its migration here (``sim.smrun.io/hold-migration-at``)."""
-        vm = ctx.store.try_get("VirtualMachine", vmi["metadata"].get("namespace"),
-                               vmi["metadata"]["name"])
+        vm = ctx.store.peek("VirtualMachine", vmi["metadata"].get("namespace"),
+                            vmi["metadata"]["name"])  # read-only: an annotation
         return bool(phase) and annotations_of(vm or {}).get(HOLD_MIGRATION_AT) == phase
 
     def _ineligible(self, ctx: ClusterContext, vmim: Obj, vmi: Obj) -> str | None:
@@ -227,7 +229,7 @@ class MigrationController(Controller):
             return None
         owners = {state.get("migrationUid"), (state.get("sourceState") or {}).get("migrationUID"),
                   (state.get("targetState") or {}).get("migrationUID")} - {None, ""}
-        for other in ctx.store.list(VMIM, vmim["metadata"].get("namespace")):
+        for other in ctx.store.peek_list(VMIM, vmim["metadata"].get("namespace")):  # read-only
             if other["metadata"]["uid"] in owners and other["metadata"]["uid"] != vmim[
                     "metadata"]["uid"] and (other.get("status") or {}).get("phase") not in FINAL:
                 return ("VMI is not eligible for migration because another migration job is in "
@@ -236,8 +238,8 @@ class MigrationController(Controller):
 
     def _fault(self, ctx: ClusterContext, vmim: Obj, vmi: Obj, phase: str) -> bool:
         """Fail the migration here if the source VM asks for it (``sim.smrun.io/fail-migration-at``)."""
-        vm = ctx.store.try_get("VirtualMachine", vmi["metadata"].get("namespace"),
-                               vmi["metadata"]["name"])
+        vm = ctx.store.peek("VirtualMachine", vmi["metadata"].get("namespace"),
+                            vmi["metadata"]["name"])  # read-only: an annotation
         fail_at = annotations_of(vm or {}).get(FAIL_MIGRATION_AT)
         if not fail_at or phase in ("", *FINAL):
             return False

@@ -39,7 +39,12 @@ _FROM_TARGET = ("targetNode", "targetPod", "targetNodeAddress", "targetDirectMig
 
 @dataclass(frozen=True)
 class Peer:
-    """The other side of a decentralized migration, once it could be reached."""
+    """The other side of a decentralized migration, once it could be reached.
+
+    ``vmim`` and ``vmi`` are the peer store's own snapshots (``Store.peek``): READ-ONLY. Every
+    user only reads them or writes through ``mutate_state``/``Store.mutate``, which edit a fresh
+    copy.
+    """
 
     ctx: ClusterContext
     vmim: Obj
@@ -78,8 +83,9 @@ def _dial(ctx: ClusterContext, address: str) -> ClusterContext:
 
 
 def _vmi_of(ctx: ClusterContext, vmim: Obj) -> Obj | None:
-    return ctx.store.try_get(VMI, vmim["metadata"].get("namespace"),
-                             str((vmim.get("spec") or {}).get("vmiName", "")))
+    # A peer's objects are only read (see :class:`Peer`): the store's snapshot, uncopied.
+    return ctx.store.peek(VMI, vmim["metadata"].get("namespace"),
+                          str((vmim.get("spec") or {}).get("vmiName", "")))
 
 
 def _by_migration_id(ctx: ClusterContext, role: str, mid: Any) -> list[Obj]:
@@ -95,7 +101,7 @@ def _by_migration_id(ctx: ClusterContext, role: str, mid: Any) -> list[Obj]:
     def matching(keys: list[tuple[str, str]]) -> list[Obj]:
         found = []
         for ns, name in keys:
-            obj = ctx.store.try_get(VMIM, ns, name)
+            obj = ctx.store.peek(VMIM, ns, name)  # read-only (see :class:`Peer`)
             spec = (obj or {}).get("spec") or {}
             if obj is not None and (spec.get(role) or {}).get("migrationID") == mid:
                 found.append(obj)
@@ -106,7 +112,7 @@ def _by_migration_id(ctx: ClusterContext, role: str, mid: Any) -> list[Obj]:
         if hits:
             return hits
         index.clear()
-        for cand in ctx.store.list(VMIM):
+        for cand in ctx.store.peek_list(VMIM):  # read-only: keys go into the index
             spec = cand.get("spec") or {}
             for r in ("sendTo", "receive"):
                 if spec.get(r):
@@ -182,8 +188,8 @@ def exchange(s_ctx: ClusterContext, s_vmim: Obj, s_vmi: Obj, target: Peer) -> No
 
     mutate_state(target.ctx, target.vmi, into_target)
     mutate_state(s_ctx, s_vmi, into_source)
-    vm = s_ctx.store.try_get("VirtualMachine", s_vmi["metadata"].get("namespace"),
-                             s_vmi["metadata"]["name"])
+    vm = s_ctx.store.peek("VirtualMachine", s_vmi["metadata"].get("namespace"),
+                          s_vmi["metadata"]["name"])  # read-only: an annotation
     fail_at = annotations_of(vm or {}).get(FAIL_MIGRATION_AT)
     if fail_at and annotations_of(target.vmim).get(FAIL_MIGRATION_AT) != fail_at:
         md = target.vmim["metadata"]

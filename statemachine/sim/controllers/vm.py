@@ -78,23 +78,27 @@ class VirtualMachineController(Controller):
 
     def reconcile(self, ctx: ClusterContext, obj: Obj) -> bool | None:
         if obj["kind"] == "VirtualMachineInstance":
-            vm = ctx.store.try_get("VirtualMachine", obj["metadata"].get("namespace"),
-                                   obj["metadata"]["name"])
+            vm = ctx.store.peek("VirtualMachine", obj["metadata"].get("namespace"),
+                                obj["metadata"]["name"])
             return self._sync(ctx, vm) if vm is not None else None
         return self._sync(ctx, obj)
 
     def deleted(self, ctx: ClusterContext, obj: Obj) -> None:
         if obj["kind"] == "VirtualMachineInstance":
-            vm = ctx.store.try_get("VirtualMachine", obj["metadata"].get("namespace"),
-                                   obj["metadata"]["name"])
+            vm = ctx.store.peek("VirtualMachine", obj["metadata"].get("namespace"),
+                                obj["metadata"]["name"])
             if vm is not None:
                 self._sync(ctx, vm)
 
     # ------------------------------------------------------------------ run strategy
     def _sync(self, ctx: ClusterContext, vm: Obj) -> bool | None:
+        # Decision: ``_sync`` and every helper below only read ``vm`` and the VMI (writes go
+        # through the store's create/mutate/update_status, which copy what they are given), so
+        # both may be the store's own snapshots (``Store.peek``): most reconciles change nothing,
+        # and copying them was a large part of the simulator's CPU.
         md = vm["metadata"]
         ns, name = md.get("namespace"), md["name"]
-        vmi = ctx.store.try_get("VirtualMachineInstance", ns, name)
+        vmi = ctx.store.peek("VirtualMachineInstance", ns, name)
         failure = self._missing_references(ctx, vm)
         requeue: bool | None = None
         rs = run_strategy(vm)
@@ -105,7 +109,7 @@ class VirtualMachineController(Controller):
             requeue = self._state_change(ctx, vm, vmi) or None
             failure = self._failure
             vm = ctx.store.get("VirtualMachine", ns, name)
-            vmi = ctx.store.try_get("VirtualMachineInstance", ns, name)
+            vmi = ctx.store.peek("VirtualMachineInstance", ns, name)
         if not md.get("deletionTimestamp") and failure is None and not requeue:
             dvs_ready = self._data_volumes_ready(ctx, vm)
             vmi_phase = ((vmi or {}).get("status") or {}).get("phase", "")
@@ -146,7 +150,7 @@ class VirtualMachineController(Controller):
         elif md.get("deletionTimestamp") and vmi is not None:
             if not vmi["metadata"].get("deletionTimestamp"):
                 self._delete_vmi(ctx, vm, vmi)
-        self._write_status(ctx, vm, ctx.store.try_get("VirtualMachineInstance", ns, name), rs,
+        self._write_status(ctx, vm, ctx.store.peek("VirtualMachineInstance", ns, name), rs,
                            failure)
         return requeue
 
@@ -207,11 +211,11 @@ class VirtualMachineController(Controller):
                 continue
             kind = str(ref.get("kind") or "").lower().rstrip("s")
             if kind == namespaced:
-                found = ctx.store.try_get(
+                found = ctx.store.peek(
                     "VirtualMachineInstancetype" if field == "instancetype"
                     else "VirtualMachinePreference", ns, ref["name"])
             else:
-                found = ctx.store.try_get(cluster, None, ref["name"])
+                found = ctx.store.peek(cluster, None, ref["name"])
             if found is None:
                 what = ref.get("kind") or cluster
                 return reason, f'{what}.{"instancetype.kubevirt.io"} "{ref["name"]}" not found'
@@ -320,12 +324,12 @@ class VirtualMachineController(Controller):
         """``status.changedBlockTracking.state`` (warm-migration.md §1.1), simplified: a VM selected
         by the KubeVirt CR's ``changedBlockTrackingLabelSelectors`` (``matchLabels`` only) is
         ``Enabled`` while its VMI runs and ``Initializing`` otherwise; unselected VMs report nothing."""
-        for kv in ctx.store.list("KubeVirt"):
+        for kv in ctx.store.peek_list("KubeVirt"):
             config = (kv.get("spec") or {}).get("configuration") or {}
             selectors = config.get("changedBlockTrackingLabelSelectors") or {}
             if not selectors:
                 continue
-            ns_obj = ctx.store.try_get("Namespace", None, vm["metadata"].get("namespace", ""))
+            ns_obj = ctx.store.peek("Namespace", None, vm["metadata"].get("namespace", ""))
             matched = False
             for selector, obj in (("virtualMachineLabelSelector", vm),
                                   ("namespaceLabelSelector", ns_obj or {})):
@@ -384,6 +388,6 @@ class VirtualMachineController(Controller):
         out = []
         for vol in spec.get("volumes") or []:
             if "dataVolume" in vol:
-                dv = ctx.store.try_get("DataVolume", ns, vol["dataVolume"].get("name", ""))
+                dv = ctx.store.peek("DataVolume", ns, vol["dataVolume"].get("name", ""))
                 out.append(((dv or {}).get("status") or {}).get("phase", "Pending"))
         return out
