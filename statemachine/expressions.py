@@ -363,6 +363,7 @@ def template_environment(template_dir: Path | str | None = None) -> ImmutableSan
 # into: such a template is taken as not deterministic.
 _IMPURE_NAMES = frozenset({"now", "lipsum"})
 _IMPURE_FILTERS = frozenset({"random", "shuffle"})
+_IMPURE_WORDS = (*_IMPURE_NAMES, *_IMPURE_FILTERS, "include", "import", "extends")
 
 
 @lru_cache(maxsize=256)
@@ -376,6 +377,24 @@ def deterministic_template(template_name: str, template_dir: str | None = None) 
         tree = env.parse(env.loader.get_source(env, template_name)[0], template_name)
     except Exception:  # noqa: BLE001 - reported by the real render, not here
         return False
+    return _pure(tree)
+
+
+@lru_cache(maxsize=1024)
+def deterministic_source(source: str, *, expression: bool) -> bool:
+    """Whether an expression (``expression``) or a template string (a reference's name) gives
+    the same result whenever its context is equal, by :func:`deterministic_template`'s rules.
+    One that does not parse is not (its error is raised where it is evaluated)."""
+    if not any(word in source for word in _IMPURE_WORDS):
+        return True  # nothing impure can be named: no need to parse it
+    try:
+        tree = _expression_env().parse(f"{{{{ {source} }}}}" if expression else source)
+    except Exception:  # noqa: BLE001 - reported by the real evaluation, not here
+        return False
+    return _pure(tree)
+
+
+def _pure(tree: nodes.Template) -> bool:
     for node in tree.find_all((nodes.Name, nodes.Filter, nodes.Include,
                                nodes.Import, nodes.FromImport, nodes.Extends)):
         if isinstance(node, nodes.Name):

@@ -205,16 +205,26 @@ class VmStarts:
             self._by_vm.clear()
 
 
-def _reads_as_the_engine(itinerary: Itinerary) -> bool:
-    """Whether preflight resolves ``itinerary``'s reads as ``Engine._read_all`` does, given the
-    same context. Not when a reference could render differently: the engine renders
-    ``apiVersion`` and ``kind`` too (preflight renders names and namespaces only), and gives a
-    ``forEach`` read's reference ``item`` but no ``index`` (conservatively: any mention)."""
+def _starts_as_the_engine(itinerary: Itinerary) -> bool:
+    """Whether preflight computes a VM's start (reads, values, predicates) as the engine would
+    at the VM's start, given the same context. Not when the result can depend on the moment
+    (``now()``, ``random``...: preflight's moment is not the start's), nor when a reference can
+    render differently: the engine renders ``apiVersion`` and ``kind`` too (preflight names and
+    namespaces only), and gives a ``forEach`` read's reference ``item`` but no ``index``
+    (conservatively: any mention)."""
+    def pure(source: str | None, expression: bool = True) -> bool:
+        return source is None or expressions.deterministic_source(source, expression=expression)
+
+    if not all(pure(e) for e in (*itinerary.values.values(), *itinerary.predicates.values())):
+        return False
     for r in itinerary.reads:
         ref = r.object
         if "{" in ref.api_version or "{" in ref.kind:
             return False
         if r.for_each is not None and "index" in f"{ref.name} {ref.namespace or ''}":
+            return False
+        if not (pure(r.when) and pure(r.for_each) and pure(ref.name, False)
+                and pure(ref.namespace, False)):
             return False
     return True
 
@@ -494,7 +504,7 @@ def run_checks(plan: Plan, itinerary: Itinerary, clusters: Mapping[str, Cluster]
     findings = Findings()
     source = reads if reads is not None else ClusterReads(clusters)
     starts = None
-    if run_id is not None and reads is not None and _reads_as_the_engine(itinerary):
+    if run_id is not None and reads is not None and _starts_as_the_engine(itinerary):
         starts = reads.starts = VmStarts(plan, itinerary, run_id, servers, reads)
     rendered: list[Rendered] = []
     refs: list[tuple[Need, str]] = []

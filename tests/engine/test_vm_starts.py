@@ -9,7 +9,8 @@ them instead of computing them again on its loop thread. Contracts:
   itself: the same journal entries, events and created objects;
 - a resumed VM (its reads and predicates journaled) keeps today's path: it reads again and its
   journaled predicates stand, whatever preflight computed;
-- starts that are too old, or made for another run id, are not used.
+- starts that are too old, or made for another run id, are not used; nor are starts preflight
+  cannot compute as the engine would (a value over the clock, a read that asked for an output).
 
 No simulator: in-process fake clusters, the real loader, preflight and engine.
 """
@@ -26,7 +27,7 @@ import statemachine.predicates as predicates
 from statemachine.engine.core import PREFETCH_MAX_AGE, Engine, EngineSettings
 from statemachine.engine.journal import Journal, read_entries
 from statemachine.engine.preflight import ClusterReads, run_checks
-from statemachine.itinerary import Itinerary
+from statemachine.itinerary import Itinerary, load_itinerary
 from statemachine.k8s import ObjectRef
 from statemachine.plan import Plan
 
@@ -298,3 +299,30 @@ states:
     assert ("ConfigMap", True) in watches
     assert [w for w in watches if w[0] == "ConfigMap"] == [("ConfigMap", True)]
     assert dst.objects[("ConfigMap", "shop", f"vm-1-{RUN}")]["data"] == {"size": "1", "big": "False"}
+@pytest.mark.parametrize("change", [
+    # the moment preflight ran is not the moment the VM starts
+    ("  outName: \"vm.name ~ '-' ~ run.id\"", "  outName: \"vm.name ~ '-' ~ run.id ~ now()[:0]\""),
+    # before a run, outputs are placeholders; at the VM's start there are none
+    # (preflight would read `vm-1-a<output:suffix>`, absent; the engine reads `vm-1-a`)
+    ("name: \"{{ item }}\"", "name: \"{{ item }}{{ outputs.suffix | default('') }}\""),
+])
+def test_a_start_preflight_cannot_compute_as_the_engine_is_left_to_it(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, change: tuple[str, str]) -> None:
+    p = plan("unlike", ["vm-1"])
+    it = flow(tmp_path)
+    source = Path(it.file).read_text(encoding="utf-8")
+    assert change[0] in source
+    write = "      actions: [{apply: out.yaml}]\n"  # state Write makes the output used
+    assert write in source
+    source = source.replace(change[0], change[1]).replace(
+        write, write + "      outputs: {suffix: \"'-x'\"}\n")
+    Path(it.file).write_text(source, encoding="utf-8")
+    it = load_itinerary(it.file)
+    src, dst = clusters({"vm-1": 2})
+    reads = preflight(p, it, src, dst)
+    counted = Computed(monkeypatch)
+    (vm,) = run(tmp_path, "unlike", p, it, src, dst, reads).vms
+    assert vm.phase == "Completed", vm.message
+    assert counted.read_all == {"shop/vm-1": 1} and counted.values == 1
+    (started,) = [e for e in journal_of(tmp_path, "unlike", p) if e["type"] == "vm_started"]
+    assert started["reads"]["partObjects"][0]["metadata"]["name"] == "vm-1-a"
