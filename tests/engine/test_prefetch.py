@@ -368,3 +368,20 @@ def test_an_optional_read_prefetched_as_absent_is_none(tmp_path: Path) -> None:
     assert vm.phase == "Completed"
     assert started_reads(tmp_path, "optional")["shop/vm-1"] == {"cfg": None}
     assert sum(src.gets.values()) == 0
+
+
+def test_a_namespace_where_enough_vms_live_is_listed_at_the_first_read() -> None:
+    from .flows import vm
+
+    objs = [cm(n) for n in "abc"] + [cm("a", "other"), cm("b", "other")]
+    cluster = CountingCluster(objs)
+    reads = ClusterReads(clusters(cluster))
+    # Three VMs live in shop (LIST_AFTER), two in other: shop's kinds are listed at once.
+    reads.expect([vm("a"), vm("b"), vm("c"), vm("d", "other"), vm("e", "other")])
+    assert reads.get("source", "v1", "ConfigMap", "shop", "a") == cm("a")
+    assert cluster.lists == Counter({("ConfigMap", "shop"): 1})
+    assert sum(cluster.gets.values()) == 0
+    assert reads.get("source", "v1", "ConfigMap", "shop", "b") == cm("b")
+    assert reads.get("source", "v1", "ConfigMap", "other", "a") == cm("a", "other")
+    assert cluster.lists == Counter({("ConfigMap", "shop"): 1})  # other: GETs, as before
+    assert sum(cluster.gets.values()) == 1
