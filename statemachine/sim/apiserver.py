@@ -112,6 +112,7 @@ class ApiServer:
         self.stopping = threading.Event()
         # Schema admission (decoding, pruning, validation), then KubeVirt's webhooks.
         store.admission = webhooks.hook(store, admission.admit)
+        store.admission_active = admission.in_request  # both act only inside an API request
         self.issuer = TokenIssuer()
         #: Seconds between the periodic BOOKMARKs of a watch that allows them.
         self.bookmark_every = watch.BOOKMARK_EVERY

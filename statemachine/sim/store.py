@@ -117,6 +117,14 @@ def _copy(obj: Any, deep: Callable[[Any], Any]) -> Any:
     return out
 
 
+def _same(obj: Any) -> Any:
+    return obj
+
+
+def _without_status(obj: Obj) -> Obj:
+    return {key: value for key, value in obj.items() if key != "status"}
+
+
 _now_cache: tuple[int, str] = (0, "")
 
 
@@ -191,6 +199,9 @@ class Store:
         #: Called with (kind, next object, previous object or None, subresource) before a create
         #: or update commits; may change the object or raise (``admission.admit``).
         self.admission: Callable[[Kind, Obj, Obj | None, str | None], None] | None = None
+        #: Whether ``admission`` may act on a write made now (the API server's hook acts only
+        #: inside an API request: ``admission.in_request``); ``None``: on every write.
+        self.admission_active: Callable[[], bool] | None = None
         self.gc = deletion.GarbageCollector(self)
 
     # ----------------------------------------------------------------- lookup helpers
@@ -486,13 +497,15 @@ class Store:
 
     def _write(self, k: Kind, old: Obj, body: Obj, subresource: str | None,
                dry_run: bool = False, manager: str | None = None, applied: bool = False,
-               validate: bool = False) -> Obj:
+               validate: bool = False, copy: bool = True) -> Obj:
         """Turn ``body`` into the next version of ``old`` and commit it. Lock held.
 
         ``applied``: ``body`` already carries its managedFields (an apply); otherwise the write
         is recorded as an Update by ``manager``. ``validate``: the write came through the API, so
         the name and namespace in ``body`` must be the URL's (400 otherwise) and
-        ``validation.check_update`` runs."""
+        ``validation.check_update`` runs. Returns a copy of the stored result, or with
+        ``copy=False`` (internal callers that only read it) the stored snapshot itself."""
+        out = copy_stored if copy else _same
         meta_old = old["metadata"]
         name = meta_old["name"]
         if subresource not in (None, "", "status"):
@@ -514,14 +527,17 @@ class Store:
                                         "the namespace sent on the request", status=400,
                                         reason="BadRequest")
         body_uid = body_meta.get("uid")
+        # Decision: the status that is about to be replaced is not copied first (a placeholder
+        # keeps its key's place, so the JSON comes out in the same order as before).
         if subresource == "status":
-            new = copy_stored(old)
+            new = copy_stored({**old, "status": None})
             if "status" in body:
                 new["status"] = clone(body["status"])
             else:
                 new.pop("status", None)
         else:
-            new = clone(body)
+            new = clone({**body, "status": None} if k.status_subresource and "status" in body
+                        else body)
             new["apiVersion"], new["kind"] = k.api_version, k.kind
             if k.status_subresource:
                 if "status" in old:
@@ -564,13 +580,18 @@ class Store:
             managedfields.on_update(k, old, new, manager or managedfields.acting_manager(),
                                     subresource, now_rfc3339())
         if new == old:
-            return copy_stored(old)  # type: ignore[no-any-return]  # no-op: no RV bump, no event
+            return out(old)  # type: ignore[no-any-return]  # no-op: no RV bump, no event
         key = self._key(k, meta_old.get("namespace"), name)
         if dry_run:
-            return copy_stored(new)  # type: ignore[no-any-return]
+            return out(new)  # type: ignore[no-any-return]
         if meta.get("deletionTimestamp") and not deletion.finalizers_pending(k, new):
-            return copy_stored(self._commit("DELETED", k, new, key))  # type: ignore[no-any-return]
-        return copy_stored(self._commit("MODIFIED", k, new, key))  # type: ignore[no-any-return]
+            return out(self._commit("DELETED", k, new, key))  # type: ignore[no-any-return]
+        return out(self._commit("MODIFIED", k, new, key))  # type: ignore[no-any-return]
+
+    def _admitting(self) -> bool:
+        """Whether a write made now goes through an admission hook that may act on it."""
+        return self.admission is not None and (self.admission_active is None
+                                               or self.admission_active())
 
     def _current(self, k: Kind, namespace: str | None, name: str) -> Obj:
         obj = self._objects[k].get(self._key(k, namespace, name))
@@ -674,11 +695,22 @@ class Store:
             old = self._current(k, namespace, name)
             body = copy_stored(old)
             change(body)
-            new = self._write(k, old, body, None)
+            if not self._admitting() and (old.get("apiVersion"), old.get("kind")) == (
+                    k.api_version, k.kind):
+                # Decision: unadmitted (every controller write), the main-resource write of a
+                # body equal to ``old`` outside its status is a no-op (``_write`` would find
+                # nothing to change: same fields, same managedFields, no event); skip it instead
+                # of copying and comparing the whole object (most controller mutates change
+                # nothing, or only the status).
+                if body == old:
+                    return copy_stored(old)  # type: ignore[no-any-return]
+                if k.status_subresource and _without_status(body) == _without_status(old):
+                    return self._write(k, old, body, "status")
+            new = self._write(k, old, body, None, copy=False)  # only read below
             if k.status_subresource and body.get("status") != new.get("status"):
                 cur = self._current(k, namespace, name)
-                new = self._write(k, cur, body, "status")
-            return new
+                return self._write(k, cur, body, "status")
+            return copy_stored(new)  # type: ignore[no-any-return]
 
     def delete(self, kind: Kind | str, namespace: str | None, name: str, *,
                dry_run: bool = False, propagation: str | None = None,

@@ -155,3 +155,79 @@ def test_migrations_never_change_a_stored_snapshot_in_place(
                  what="target VM Running")
     recorder.check()
 
+
+def _mutations(store: Store) -> list[tuple[str, int, Any]]:
+    """A controller's mutates on ``store`` (some change nothing, some only the status): the
+    events they commit and every result, with what varies between two stores left out."""
+    seen: list[tuple[str, int, Any]] = []
+    store.subscribe(lambda e: seen.append(("event", e.resource_version,
+                                           (e.type, e.kind.kind, e.obj["metadata"]["name"]))))
+    store.create("Namespace", {"metadata": {"name": "a"}})
+    store.create("VirtualMachine", {  # a kind with a status subresource
+        "metadata": {"name": "v", "namespace": "a", "labels": {"x": "1"}},
+        "spec": {"runStrategy": "Always"}, "status": {"phase": "Running"}}, keep_status=True)
+    store.create("ConfigMap", {"metadata": {"name": "c", "namespace": "a"}, "data": {"k": "v"}})
+
+    def status(o: Any) -> None:
+        o["status"]["phase"] = "Succeeded"
+
+    def label(o: Any) -> None:
+        o["metadata"]["labels"]["y"] = "2"
+
+    def both(o: Any) -> None:
+        o["status"]["nodeName"] = "n1"
+        o["metadata"]["labels"]["z"] = "3"
+
+    def same_value(o: Any) -> None:
+        o["status"]["phase"] = "Succeeded"
+
+    steps: list[tuple[str, Callable[[Any], None]]] = [
+        ("VirtualMachine", lambda o: None), ("VirtualMachine", status),
+        ("VirtualMachine", same_value), ("VirtualMachine", label),
+        ("VirtualMachine", both), ("ConfigMap", lambda o: None),
+        ("ConfigMap", lambda o: o["data"].update(k="w")), ("ConfigMap", lambda o: o.update(
+            data={"k": "w"}))]
+    for kind, change in steps:
+        name = "v" if kind == "VirtualMachine" else "c"
+        result = store.mutate(kind, "a", name, change)
+        assert result == store.get(kind, "a", name)
+        assert result is not store.peek(kind, "a", name)
+        seen.append(("result", store.resource_version, _comparable(result)))
+    return seen
+
+
+def _comparable(obj: Any) -> Any:
+    out = json.loads(json.dumps(obj))
+    md = out["metadata"]
+    md.pop("uid"), md.pop("creationTimestamp")
+    for entry in md.get("managedFields") or []:
+        entry.pop("time", None)
+    return out
+
+
+def test_unadmitted_mutates_skip_no_op_writes_with_the_same_outcome() -> None:
+    fast = Store()  # no admission hook: the controllers' path (no-op main writes skipped)
+    full = Store()
+    full.admission = lambda kind, new, old, sub: None  # a hook that may act: the whole path
+    assert _mutations(fast) == _mutations(full)
+    events = [e for e in _mutations(Store()) if e[0] == "event"]
+    # status, label, both (a main-resource write, then a status write), the ConfigMap's data
+    assert [e[2] for e in events[3:]] == [("MODIFIED", "VirtualMachine", "v")] * 4 + [
+        ("MODIFIED", "ConfigMap", "c")]
+
+
+def test_writes_keep_the_objects_key_order() -> None:
+    """A status write does not copy the status it replaces; the key keeps its place."""
+    store = Store()
+    store.create("Namespace", {"metadata": {"name": "a"}})
+    body = {"status": {"phase": "Running"}, "metadata": {"name": "v", "namespace": "a"},
+            "spec": {"runStrategy": "Always"}}
+    created = store.create("VirtualMachine", body, keep_status=True)
+    order = list(created)
+    assert order.index("status") < order.index("spec")
+    assert list(store.update_status("VirtualMachine", "a", "v", {"phase": "Stopped"})) == order
+    assert list(store.mutate("VirtualMachine", "a", "v",
+                             lambda o: o["spec"].update(runStrategy="Halted"))) == order
+    assert list(store.replace("VirtualMachine", {**store.get("VirtualMachine", "a", "v"),
+                                                 "status": {"phase": "x"}})) == order
+    assert store.get("VirtualMachine", "a", "v")["status"] == {"phase": "Stopped"}
