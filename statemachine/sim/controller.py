@@ -20,8 +20,9 @@ clusters run with no controllers):
 Scheduling rules (one :class:`Runner` thread per cluster runs every controller of that cluster):
 
 - A store event on a watched kind marks that object dirty; every ``tick`` seconds the runner calls
-  ``reconcile`` once for each dirty object with a fresh copy read at that moment (objects that
-  vanished in between get ``deleted`` instead). So ``reconcile`` runs **at most once per tick per
+  ``reconcile`` once for each dirty object with a fresh copy read at that moment (the stored
+  snapshot itself, read-only, for a controller with ``reads_only``; objects that vanished in
+  between get ``deleted`` instead). So ``reconcile`` runs **at most once per tick per
   object**: write at most one phase per call, and the next phase follows a tick later, as upstream
   advances one phase per reconcile. Every write is a real watch event.
 - ``reconcile`` returning truthy requeues the object for the next tick (use it when waiting on
@@ -122,6 +123,11 @@ class Controller:
     #: The manager its writes are recorded for in managedFields (that of the upstream component
     #: it stands for); ``None``: chosen by module, see :func:`field_manager`.
     field_manager: str | None = None
+    #: ``True``: ``reconcile`` is handed the store's own snapshot (``Store.peek``) instead of a
+    #: copy. Only for controllers whose ``reconcile`` never changes the object it is handed or
+    #: anything in it (their writes go through the store, which copies); it saves a deep copy per
+    #: object, controller and tick.
+    reads_only: bool = False
 
     def reconcile(self, ctx: ClusterContext, obj: Obj) -> bool | None:
         raise NotImplementedError
@@ -228,7 +234,8 @@ class Runner:
             if self._stop.is_set():
                 return
             controller = self.controllers[i]
-            current = self.ctx.store.try_get(kind, ns, name)
+            current = (self.ctx.store.peek(kind, ns, name) if controller.reads_only
+                       else self.ctx.store.try_get(kind, ns, name))
             try:
                 with managedfields.acting_as(self._managers[i]):
                     if current is None:

@@ -41,7 +41,7 @@ from statemachine.sim.controllers.migration_sides import (
 from statemachine.sim.controllers.migration_sync import (
     VMI, VMIM, Unreachable, cancel_peer, exchange, find_target, mutate_state)
 from statemachine.sim.controllers.vmi import FINAL_PHASES
-from statemachine.sim.store import Obj
+from statemachine.sim.store import Obj, copy_stored
 
 JOB_FINALIZER = "kubevirt.io/migrationJobFinalize"
 SYNC_FINALIZER = "synchronization.kubevirt.io/migrationFinalizer"
@@ -82,6 +82,9 @@ class MigrationController(Controller):
     """Drives VMIMs (see module docstring)."""
 
     watches = (VMIM, VMI)
+    # Every step only reads the VMIM it is handed: the status it edits is its own deep copy, and
+    # writes go through the store. Saves a copy per VMIM per tick (and per VMI event, ignored).
+    reads_only = True
 
     def reconcile(self, ctx: ClusterContext, obj: Obj) -> bool | None:
         if obj["kind"] == VMI:
@@ -92,7 +95,8 @@ class MigrationController(Controller):
             return True
         if md.get("deletionTimestamp"):
             return self._cancel(ctx, obj)
-        status: dict[str, Any] = dict(obj.get("status") or {})
+        # A deep copy: the steps edit ``status["migrationState"]`` in place.
+        status: dict[str, Any] = copy_stored(obj.get("status") or {})
         if status.get("phase") in FINAL:
             if md.get("finalizers"):
                 ctx.store.mutate(VMIM, md.get("namespace"), md["name"],
@@ -285,7 +289,7 @@ class MigrationController(Controller):
         """A VMIM being deleted: fail it if needed, cancel the peer, then drop the finalizers."""
         md = vmim["metadata"]
         ns = md.get("namespace")
-        status: dict[str, Any] = dict(vmim.get("status") or {})
+        status: dict[str, Any] = copy_stored(vmim.get("status") or {})  # edited in place
         if status.get("phase") not in FINAL:
             set_condition(status, "migrationAbortRequested", "True")
             vmi = ctx.store.try_get(VMI, ns, str((vmim.get("spec") or {}).get("vmiName", "")))

@@ -30,6 +30,7 @@ class PausedStartController(Controller):
     """A running VMI that asked for a paused start reports ``Paused=True``."""
 
     watches = ("VirtualMachineInstance",)
+    reads_only = True  # it reads the VMI; ``_pause`` writes a new status through the store
 
     def reconcile(self, ctx: ClusterContext, obj: Obj) -> bool | None:
         status = obj.get("status") or {}

@@ -73,6 +73,7 @@ class VirtualMachineController(Controller):
     """VM ↔ VMI per runStrategy and VM status (see module docstring)."""
 
     watches = ("VirtualMachine", "VirtualMachineInstance")
+    reads_only = True  # see ``_sync``: nothing here changes the VM or VMI it reads
     #: Why the last VMI create of this reconcile was refused (reason, message), if it was.
     _failure: tuple[str, str] | None = None
 
