@@ -70,7 +70,7 @@ def migratability(ctx: ClusterContext, vmi: Obj) -> tuple[dict[str, str], dict[s
             return ({"status": "False", "reason": reason, "message": msg},
                     {"status": "False", "reason": "NotMigratable", "message": f"{reason}: {msg}"})
     for claim in claim_names(spec):
-        pvc = ctx.store.try_get("PersistentVolumeClaim", ns, claim)
+        pvc = ctx.store.peek("PersistentVolumeClaim", ns, claim)  # read-only: access modes
         modes = ((pvc or {}).get("spec") or {}).get("accessModes") or []
         if "ReadWriteMany" not in modes:
             msg = (f"cannot migrate VMI: PVC {claim} is not shared, live migration requires that "
@@ -84,6 +84,9 @@ class VirtualMachineInstanceController(Controller):
     """Advances VMIs one phase per tick (see module docstring)."""
 
     watches = ("VirtualMachineInstance",)
+    # It reads the VMI: the status it edits is a shallow copy changed only at the top level
+    # (set_condition/remove_condition build new lists), and the pods it creates are new bodies.
+    reads_only = True
 
     def reconcile(self, ctx: ClusterContext, obj: Obj) -> bool | None:
         md = obj["metadata"]
