@@ -673,23 +673,28 @@ class Store:
                                validate=validate)
 
     def update_status(self, kind: Kind | str, namespace: str | None, name: str,
-                      status: Obj) -> Obj:
+                      status: Obj, *, copy: bool = True) -> Obj:
         """Controller helper: set ``.status`` to ``status`` (whole replacement, no RV check).
 
-        Works for kinds without a status subresource too. A no-op emits nothing.
+        Works for kinds without a status subresource too. A no-op emits nothing. Returns a copy
+        of the result; ``copy=False``: the stored object itself, READ-ONLY (as :meth:`peek`),
+        for callers that drop the result (no copy made for nothing).
         """
         k = self.kind(kind)
         with self._lock:
             old = self._current(k, namespace, name)
             body = dict(old)
             body["status"] = status
-            return self._write(k, old, body, "status" if k.status_subresource else None)
+            return self._write(k, old, body, "status" if k.status_subresource else None,
+                               copy=copy)
 
     def mutate(self, kind: Kind | str, namespace: str | None, name: str,
-               change: Callable[[Obj], None]) -> Obj:
+               change: Callable[[Obj], None], *, copy: bool = True) -> Obj:
         """Controller helper: read-modify-write atomically. ``change`` edits a copy in place
         (spec, metadata and status alike); the result is committed as one write (or none if
-        nothing changed)."""
+        nothing changed). Returns a copy of the result; ``copy=False``: the stored object
+        itself, READ-ONLY, as :meth:`update_status`."""
+        out = copy_stored if copy else _same
         k = self.kind(kind)
         with self._lock:
             old = self._current(k, namespace, name)
@@ -703,14 +708,14 @@ class Store:
                 # of copying and comparing the whole object (most controller mutates change
                 # nothing, or only the status).
                 if body == old:
-                    return copy_stored(old)  # type: ignore[no-any-return]
+                    return out(old)  # type: ignore[no-any-return]
                 if k.status_subresource and _without_status(body) == _without_status(old):
-                    return self._write(k, old, body, "status")
+                    return self._write(k, old, body, "status", copy=copy)
             new = self._write(k, old, body, None, copy=False)  # only read below
             if k.status_subresource and body.get("status") != new.get("status"):
                 cur = self._current(k, namespace, name)
-                return self._write(k, cur, body, "status")
-            return copy_stored(new)  # type: ignore[no-any-return]
+                return self._write(k, cur, body, "status", copy=copy)
+            return out(new)  # type: ignore[no-any-return]
 
     def delete(self, kind: Kind | str, namespace: str | None, name: str, *,
                dry_run: bool = False, propagation: str | None = None,

@@ -231,3 +231,18 @@ def test_writes_keep_the_objects_key_order() -> None:
     assert list(store.replace("VirtualMachine", {**store.get("VirtualMachine", "a", "v"),
                                                  "status": {"phase": "x"}})) == order
     assert store.get("VirtualMachine", "a", "v")["status"] == {"phase": "Stopped"}
+
+
+def test_writes_with_copy_false_return_the_stored_object() -> None:
+    store = _store_with_config_maps()
+    mutated = store.mutate("ConfigMap", "a", "x", lambda o: o["data"].update(k="m"), copy=False)
+    assert mutated is store.peek("ConfigMap", "a", "x") and mutated["data"] == {"k": "m"}
+    unchanged = store.mutate("ConfigMap", "a", "x", lambda o: None, copy=False)
+    assert unchanged is mutated
+    store.create("VirtualMachine", {"metadata": {"name": "v", "namespace": "a"},
+                                    "spec": {"runStrategy": "Always"}})
+    status = store.update_status("VirtualMachine", "a", "v", {"phase": "x"}, copy=False)
+    assert status is store.peek("VirtualMachine", "a", "v") and status["status"] == {"phase": "x"}
+    copied = store.update_status("VirtualMachine", "a", "v", {"phase": "y"})
+    assert copied == store.peek("VirtualMachine", "a", "v")
+    assert copied is not store.peek("VirtualMachine", "a", "v")

@@ -172,7 +172,7 @@ class DataVolumeController(Controller):
         else:
             self._transfer(ctx, obj, status, kind, source)
         if status != (obj.get("status") or {}):
-            ctx.store.update_status("DataVolume", ns, name, status)
+            ctx.store.update_status("DataVolume", ns, name, status, copy=False)  # result dropped
             self._events(ctx, obj, status, kind)
         return True
 

@@ -119,7 +119,7 @@ class MigrationController(Controller):
         else:
             status.pop("synchronizationAddresses", None)
         if status != before:
-            ctx.store.update_status(VMIM, md.get("namespace"), md["name"], status)
+            ctx.store.update_status(VMIM, md.get("namespace"), md["name"], status, copy=False)
         return True
 
     def deleted(self, ctx: ClusterContext, obj: Obj) -> None:
@@ -271,7 +271,8 @@ class MigrationController(Controller):
                 remove_condition(st, BLOCKED)
             else:
                 set_condition(st, BLOCKED, "True", "DecentralizedNotLiveMigratable", message)
-        ctx.store.mutate(VMI, vmi["metadata"].get("namespace"), vmi["metadata"]["name"], mirror)
+        ctx.store.mutate(VMI, vmi["metadata"].get("namespace"), vmi["metadata"]["name"], mirror,
+                         copy=False)  # result dropped
 
     def _finalise(self, ctx: ClusterContext, vmim: Obj, status: dict[str, Any],
                   vmi: Obj | None) -> None:

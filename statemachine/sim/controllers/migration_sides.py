@@ -36,7 +36,7 @@ def _pod(vmi: Obj, cluster: str, suffix: str) -> str:
 
 def _set_vmi(ctx: ClusterContext, vmi: Obj, change: Any) -> None:
     md = vmi["metadata"]
-    ctx.store.mutate(VMI, md.get("namespace"), md["name"], change)
+    ctx.store.mutate(VMI, md.get("namespace"), md["name"], change, copy=False)  # result dropped
 
 
 # ---------------------------------------------------------------------------- source side

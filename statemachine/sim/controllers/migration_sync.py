@@ -60,7 +60,7 @@ def mutate_state(ctx: ClusterContext, vmi: Obj, change: Callable[[dict[str, Any]
     def apply(o: Obj) -> None:
         change(o.setdefault("status", {}).setdefault("migrationState", {}))
     md = vmi["metadata"]
-    ctx.store.mutate(VMI, md.get("namespace"), md["name"], apply)
+    ctx.store.mutate(VMI, md.get("namespace"), md["name"], apply, copy=False)  # result dropped
 
 
 def _dial(ctx: ClusterContext, address: str) -> ClusterContext:

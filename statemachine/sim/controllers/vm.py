@@ -319,7 +319,8 @@ class VirtualMachineController(Controller):
         status["desiredGeneration"] = md.get("generation", 1)
         status["observedGeneration"] = md.get("generation", 1)
         if status != (vm.get("status") or {}):
-            ctx.store.update_status("VirtualMachine", md.get("namespace"), md["name"], status)
+            ctx.store.update_status("VirtualMachine", md.get("namespace"), md["name"], status,
+                                    copy=False)  # result dropped
 
     def _cbt_state(self, ctx: ClusterContext, vm: Obj, vmi: Obj | None) -> str | None:
         """``status.changedBlockTracking.state`` (warm-migration.md §1.1), simplified: a VM selected

@@ -100,7 +100,7 @@ class VirtualMachineInstanceController(Controller):
                 status["phase"] = "WaitingForSync"
                 set_condition(status, "Ready", "False", "PodNotExists",
                               "virt-launcher pod has not yet been scheduled")
-                ctx.store.update_status("VirtualMachineInstance", ns, name, status)
+                ctx.store.update_status("VirtualMachineInstance", ns, name, status, copy=False)
             return None  # the migration controller owns the rest
         if phase in _NEXT:
             nxt = _NEXT[phase]
@@ -118,7 +118,7 @@ class VirtualMachineInstanceController(Controller):
                     ctx, obj, launchers.current_name(ctx, obj), status["nodeName"])
             else:
                 self._running_status(ctx, obj, status)
-            ctx.store.update_status("VirtualMachineInstance", ns, name, status)
+            ctx.store.update_status("VirtualMachineInstance", ns, name, status, copy=False)
             if nxt == "Running":
                 launchers.handler_event(ctx, obj, "Normal", "Created",
                                         "VirtualMachineInstance defined.", status["nodeName"])
@@ -137,7 +137,7 @@ class VirtualMachineInstanceController(Controller):
                     ctx, obj, pod, str(status.get("nodeName") or node_name(ctx)))
             self._running_status(ctx, obj, status)
             if status != before:
-                ctx.store.update_status("VirtualMachineInstance", ns, name, status)
+                ctx.store.update_status("VirtualMachineInstance", ns, name, status, copy=False)
         return None
 
     def _running_status(self, ctx: ClusterContext, vmi: Obj, status: dict[str, Any]) -> None:
@@ -168,7 +168,7 @@ class VirtualMachineInstanceController(Controller):
             status["phase"] = "Succeeded"
             set_condition(status, "Ready", "False", "PodTerminating",
                           "virt-launcher pod is terminating")
-            ctx.store.update_status("VirtualMachineInstance", ns, name, status)
+            ctx.store.update_status("VirtualMachineInstance", ns, name, status, copy=False)
             if phase == "Running":
                 launchers.handler_event(ctx, vmi, "Normal", "ShuttingDown",
                                         "Signaled Graceful Shutdown")
