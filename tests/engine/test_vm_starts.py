@@ -47,25 +47,29 @@ data: {n: "{{ values.parts | length }}"}
 """}
 
 
-def flow(tmp_path: Path) -> Itinerary:
-    # Values over the reads and the run id, a forEach read over a value, a predicate over
-    # values: everything a VM's start computes.
-    return itinerary(tmp_path / "starts", """
-values:
+# A VM's start: values over a read and the run id, and a predicate over the read.
+START = """values:
   outName: "vm.name ~ '-' ~ run.id"
   parts: "reads.cfg.data.parts.split(',')"
 reads:
   - name: cfg
     cluster: source
     object: {apiVersion: v1, kind: ConfigMap, name: "{{ vm.name }}-src", namespace: "{{ vm.namespace }}"}
-  - name: partObjects
+"""
+BIG = """predicates:
+  Big: "reads.cfg.data.size | int > 1"
+"""
+
+
+def flow(tmp_path: Path) -> Itinerary:
+    # Values over the reads and the run id, a forEach read over a value, a predicate over
+    # values: everything a VM's start computes.
+    return itinerary(tmp_path / "starts", START + """  - name: partObjects
     cluster: source
     optional: true
     forEach: "values.parts"
     object: {apiVersion: v1, kind: ConfigMap, name: "{{ item }}", namespace: "{{ vm.namespace }}"}
-predicates:
-  Big: "reads.cfg.data.size | int > 1"
-states:
+""" + BIG + """states:
   - name: Write
     actions: [{apply: out.yaml}]
   - name: WriteBig
@@ -250,16 +254,7 @@ setup:
       cluster: target
       actions: [{apply: setup-job.yaml}]
       readiness: {ready: "condition=Complete"}
-values:
-  outName: "vm.name ~ '-' ~ run.id"
-  parts: "reads.cfg.data.parts.split(',')"
-reads:
-  - name: cfg
-    cluster: source
-    object: {apiVersion: v1, kind: ConfigMap, name: "{{ vm.name }}-src", namespace: "{{ vm.namespace }}"}
-predicates:
-  Big: "reads.cfg.data.size | int > 1"
-states:
+""" + START + BIG + """states:
   - name: Write
     actions: [{apply: out.yaml}]
   - name: Completed
