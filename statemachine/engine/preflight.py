@@ -360,14 +360,10 @@ class Authorizer:
         return found if found is not None else (plural(kind), True)
 
     def allowed(self, cluster: str, verb: str, api_version: str, kind: str, ns: str) -> bool:
-        resource, namespaced = self.resource(cluster, api_version, kind)
-        review = self._review(cluster, ns) if ns and namespaced else None
-        if review is not None:
-            if review.allows(verb, _group(api_version), resource):
-                return True
-            if not review.incomplete:
-                return False
         key = (cluster, verb, api_version, kind, ns)
+        answer = self._by_rules(key, self._review)
+        if answer is not None:
+            return answer
         if key not in self._asked:
             self._asked[key] = self.clusters[cluster].can_i(verb, api_version, kind, ns)
         return self._asked[key]
@@ -399,16 +395,29 @@ class Authorizer:
                                    for q in open_questions})
         self._asked.update(answers)
 
+    def _by_rules(self, q: tuple[str, str, str, str, str],
+                  review: Callable[[str, str], RulesReview | None]) -> bool | None:
+        """The rules review's answer to ``q`` (``(cluster, verb, apiVersion, kind, namespace)``):
+        ``True`` or ``False``, or ``None`` when it leaves ``q`` to an access review (a
+        cluster-scoped kind, no rules review, or an incomplete one that does not allow it).
+        ``review(cluster, namespace)`` gives the rules review: :meth:`_review` asks for it,
+        :meth:`_open` takes only one already asked. The one reading of a rules review, for
+        :meth:`allowed` and :meth:`prefetch` alike."""
+        cluster, verb, api_version, kind, ns = q
+        resource, namespaced = self.resource(cluster, api_version, kind)
+        found = review(cluster, ns) if ns and namespaced else None
+        if found is None:
+            return None
+        if found.allows(verb, _group(api_version), resource):
+            return True
+        return None if found.incomplete else False
+
     def _open(self, q: tuple[str, str, str, str, str]) -> bool:
         """Whether a rules review already asked leaves ``q`` to an access review."""
-        cluster, verb, api_version, kind, ns = q
         try:
-            resource, namespaced = self.resource(cluster, api_version, kind)
+            return self._by_rules(q, lambda cluster, ns: self._reviews.get((cluster, ns))) is None
         except ClusterError:
             return False
-        review = self._reviews.get((cluster, ns)) if ns and namespaced else None
-        return review is None or (not review.allows(verb, _group(api_version), resource)
-                                  and review.incomplete)
 
     @staticmethod
     def _gather(calls: Mapping[K, Callable[[], V]]) -> tuple[dict[K, V], list[K]]:
