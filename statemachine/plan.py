@@ -128,6 +128,13 @@ class VM:
         """``namespace/name`` as shown in status and events."""
         return f"{self.namespace}/{self.name}"
 
+    @property
+    def namespaces(self) -> dict[str, str]:
+        """The VM's namespace on each of the plan's clusters, by the cluster's name (the plan's
+        ``source`` and ``target``, the names itineraries and the engine give them): where it runs
+        and where it goes. The one place that pairs a cluster with the VM's namespace there."""
+        return {"source": self.namespace, "target": self.target_namespace}
+
     def hook_for(self, step: str) -> Hook | None:
         """The hook bound to ``step``, or ``None``."""
         return next((h.hook for h in self.hooks if h.step == step), None)

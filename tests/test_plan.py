@@ -88,6 +88,7 @@ def test_cluster_plan_resolves_kubeconfig_relative_to_the_plan_and_targets(monke
     db1, db2 = plan.vms
     assert (db1.target_name, db1.target_namespace, db1.cutover) == ("db-1", "vms", "2026-12-01T02:00:00Z")
     assert (db2.target_name, db2.target_namespace, db2.cutover) == ("db-2-new", "other", "2026-12-02T00:00:00Z")
+    assert db2.namespaces == {"source": db2.namespace, "target": "other"}
 
 
 def test_kubeconfig_falls_back_to_home_when_kubeconfig_is_unset(monkeypatch: pytest.MonkeyPatch) -> None:

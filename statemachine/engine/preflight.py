@@ -88,14 +88,14 @@ class ClusterReads:
         self._crowded: set[tuple[str, str]] = set()
 
     def expect(self, vms: Iterable[VM]) -> None:
-        """The VMs the pass is about to check. Where ``LIST_AFTER`` or more of them live (their
-        source namespace on ``source``, their target namespace on ``target``), each kind is listed
+        """The VMs the pass is about to check. Where ``LIST_AFTER`` or more of them live (on each
+        cluster, their namespace there: ``VM.namespaces``), each kind is listed
         at its first read there instead of its third. Decision (issue 17): a kind one VM reads
         in its namespace, each of them reads there; the two GETs before the list were wasted,
         ~18 round trips per pass for the live itinerary (every VM kind, on both clusters)."""
         counts: dict[tuple[str, str], int] = {}
         for vm in vms:
-            for where in (("source", vm.namespace), ("target", vm.target_namespace)):
+            for where in vm.namespaces.items():
                 counts[where] = counts.get(where, 0) + 1
         with self._lock:
             self._crowded |= {where for where, n in counts.items() if n >= LIST_AFTER}
