@@ -435,12 +435,10 @@ class Engine:
         start = self._starts.peek(model.key, PREFETCH_MAX_AGE)
         if start is None:
             return
-        # As VmModel.context() will build it once the VM has started from these.
-        ctx = self._context(model.vm)
-        ctx["values"] = start.values
-        ctx["reads"] = start.reads
-        ctx["outputs"] = {}
-        ctx["predicates"] = dict(start.predicates)
+        # As VmModel.context() will build it once the VM has started from these (_prepared:
+        # the base context with preflight's values, its reads and predicates, no outputs yet).
+        ctx = VmModel.context_from(self._context(model.vm), values=start.values,
+                                   reads=start.reads, outputs={}, predicates=start.predicates)
         ahead.first_states(self.rt, model, ctx, start.predicates)
 
     def _preflight_start(self, model: VmModel) -> VmStart | None:

@@ -95,16 +95,34 @@ class VmModel:
     def labels(self, state: str) -> dict[str, str]:
         return contexts.labels_for(self.rt.plan, self.vm, run_id=self.rt.run_id, state=state)
 
+    @staticmethod
+    def context_from(base: Context, *, reads: Values, outputs: Mapping[str, Any],
+                     predicates: Mapping[str, bool] | None,
+                     values: Values | None = None) -> Context:
+        """A VM's context: ``base`` (the plan, the VM and the run: ``context.vm_context``, with
+        ``values`` once computed) with its ``reads``, ``outputs`` and ``predicates``, and
+        ``values`` over the base's when given. The one definition of that shape: :meth:`context`
+        builds every VM context with it, and the engine the first VM's context it renders ahead
+        with while the setup waits (``Engine._first_vm_ahead``), whose renderings are used only
+        if that context is equal to the VM's own (issue 17: built by hand, the two could drift
+        apart and the rendering ahead would silently be wasted)."""
+        ctx = dict(base)
+        ctx["reads"] = reads
+        if values is not None:
+            ctx["values"] = values
+        ctx["outputs"] = dict(outputs)
+        ctx["predicates"] = dict(predicates or {})
+        return ctx
+
     def context(self, *, own_state: bool = True, **extra: object) -> Context:
         """The VM's context; ``own_state=False``: without the current state's own reads and
         values (the context a next state without its own starts from)."""
-        ctx = dict(self.base_context)
-        ctx["reads"] = ({**self.reads, **self.state_reads} if self.state_reads and own_state
-                        else self.reads)
-        if self.state_values and own_state:
-            ctx["values"] = {**(ctx.get("values") or {}), **self.state_values}
-        ctx["outputs"] = dict(self.record.outputs)
-        ctx["predicates"] = dict(self.record.predicates or {})
+        reads = ({**self.reads, **self.state_reads} if self.state_reads and own_state
+                 else self.reads)
+        values = ({**(self.base_context.get("values") or {}), **self.state_values}
+                  if self.state_values and own_state else None)  # None: the base's
+        ctx = self.context_from(self.base_context, reads=reads, values=values,
+                                outputs=self.record.outputs, predicates=self.record.predicates)
         ctx.update(extra)
         if self.vm is not None and self.rt.cutover_file_seen:
             # `smrun cutover` may move a warm VM's cutover while the run goes on (the file is

@@ -9,6 +9,7 @@ them instead of computing them again on its loop thread. Contracts:
   itself: the same journal entries, events and created objects;
 - a resumed VM (its reads and predicates journaled) keeps today's path: it reads again and its
   journaled predicates stand, whatever preflight computed;
+- the first VM's context built ahead while the setup waits is the one it then renders with;
 - starts that are too old, or made for another run id, are not used; nor are starts preflight
   cannot compute as the engine would (a value over the clock, a read that asked for an output).
 
@@ -294,6 +295,55 @@ setup:
     assert ("ConfigMap", True) in watches
     assert [w for w in watches if w[0] == "ConfigMap"] == [("ConfigMap", True)]
     assert dst.objects[("ConfigMap", "shop", f"vm-1-{RUN}")]["data"] == {"size": "1", "big": "False"}
+
+
+def test_the_context_rendered_ahead_is_the_one_the_first_vm_then_uses(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The first VM's context built ahead while the setup waits (Engine._first_vm_ahead) and the
+    # one its first action renders with once it has started from preflight's start are equal:
+    # compared directly, key by key, not only through a rendering that was not repeated.
+    import statemachine.engine.actions as actions
+    from statemachine.engine import ahead
+
+    it = itinerary(tmp_path / "equalahead", """
+setup:
+  states:
+    - name: Prepare
+      cluster: target
+      actions: [{apply: setup-job.yaml}]
+      readiness: {ready: "condition=Complete"}
+""" + START + BIG + """states:
+  - name: Write
+    actions: [{apply: out.yaml}]
+  - name: Completed
+""", {**TEMPLATES, "setup-job.yaml": SETUP_JOB}, name="equalahead")
+    p = plan("equalahead", ["vm-1"])
+    built: list[dict[str, Any]] = []
+    used: list[dict[str, Any]] = []
+    real_first, real_stamped = ahead.first_states, actions._stamped
+
+    def first_states(rt: Any, vm: Any, ctx: Any, preds: Any) -> None:
+        built.append(dict(ctx))
+        real_first(rt, vm, ctx, preds)
+
+    def stamped(rt: Any, vm: Any, state: Any, action: Any, ctx: Any, labels: Any) -> Any:
+        if vm.vm is not None:
+            used.append(dict(ctx))
+        return real_stamped(rt, vm, state, action, ctx, labels)
+
+    src, _ = clusters({"vm-1": 2})
+    dst = FakeCluster("target", job_seconds=0.3)
+    reads = preflight(p, it, src, dst)
+    monkeypatch.setattr(ahead, "first_states", first_states)
+    monkeypatch.setattr(actions, "_stamped", stamped)
+    (vm,) = run(tmp_path, "equalahead", p, it, src, dst, reads).vms
+    assert vm.phase == "Completed", vm.message
+    (ahead_ctx,), (vm_ctx,) = built, used
+    assert sorted(ahead_ctx) == sorted(vm_ctx)
+    assert {k: v for k, v in ahead_ctx.items() if vm_ctx[k] != v} == {}
+    assert ahead_ctx["predicates"]["Big"] is True and ahead_ctx["outputs"] == {}
+
+
 @pytest.mark.parametrize("change", [
     # the moment preflight ran is not the moment the VM starts
     ("  outName: \"vm.name ~ '-' ~ run.id\"", "  outName: \"vm.name ~ '-' ~ run.id ~ now()[:0]\""),
