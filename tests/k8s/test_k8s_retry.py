@@ -107,3 +107,40 @@ def test_other_exceptions_pass_through() -> None:
 def test_invalid_policy_is_rejected() -> None:
     with pytest.raises(ValueError):
         RetryPolicy(attempts=0)
+
+
+def test_a_note_stands_once_for_the_retries_of_the_errors_it_covers(
+        caplog: pytest.LogCaptureFixture) -> None:
+    """How connecting to a cluster that cannot be reached is logged: one WARNING, the note,
+    then each retry at DEBUG with its error; an error the note does not cover (a cluster that
+    answers 500) is logged as any retry is."""
+    t = FakeTime()
+    fn, calls = failing([errors.ClusterUnreachable("refused"), errors.ClusterUnreachable("again"),
+                         errors.TransientClusterError("busy", status=500),
+                         errors.ClusterUnreachable("refused")])
+
+    def note(exc: errors.ClusterError) -> str | None:
+        return "cluster x cannot be reached" if isinstance(exc, errors.ClusterUnreachable) \
+            else None
+
+    with caplog.at_level(logging.DEBUG, logger="statemachine.k8s"):
+        assert call(fn, policy=RetryPolicy(), verb="discover", what="cluster x", note=note,
+                    sleep=t.sleep, clock=t.clock, rand=lambda: 1.0) == "ok"
+    assert len(calls) == 5
+    logged = [(r.levelno, r.getMessage()) for r in caplog.records]
+    assert [m for level, m in logged if level == logging.WARNING] == [
+        "cluster x cannot be reached",
+        "retrying discover cluster x after TransientClusterError (status 500, attempt 3/8, "
+        "waiting 0.20s)"]
+    debug = [m for level, m in logged if level == logging.DEBUG]
+    assert len(debug) == 3 and debug[0].endswith("(status none, attempt 1/8, waiting 0.05s): "
+                                                 "refused")
+
+
+def test_retry_if_narrows_which_transient_errors_are_retried() -> None:
+    t = FakeTime()
+    fn, calls = failing([errors.ClusterUnreachable("refused"), errors.ClusterUnreachable("lost")])
+    with pytest.raises(errors.ClusterUnreachable, match="lost"):
+        call(fn, policy=RetryPolicy(), verb="create", what="x", sleep=t.sleep, clock=t.clock,
+             retry_if=lambda exc: str(exc) == "refused")
+    assert len(calls) == 2
