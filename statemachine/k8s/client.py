@@ -12,7 +12,9 @@ Decisions (see ../shared/specs/simulated-apiserver.md §3 for the client traps t
 - Every PATCH passes an explicit content type (merge-patch or json-patch): ``DynamicClient.patch``
   defaults to strategic merge, which custom resources reject with 415.
 - Responses are parsed as plain JSON (``serialize=False``), not wrapped in ``ResourceInstance``.
-- Every failure goes through ``errormap.translate``; transient ones are retried by ``retry.call``.
+- Every failure goes through ``errormap.translate``; transient ones are retried by ``retry.call``,
+  and only there: urllib3 does not retry a failed connection underneath it (see
+  :func:`_library_retries`).
 - A create retried after a transient failure may have succeeded the first time; a 409 on such a
   retry is resolved by reading the object and comparing smrun's manifest-hash annotation / labels
   (see :func:`_is_same_object`), so an object is never created twice and never adopted by mistake.
@@ -103,6 +105,38 @@ def _notify(cluster: str, verb: str, status: int | None, retry: bool) -> None:
 _POOL_SIZE = 64
 """urllib3 connections kept per cluster: one per open watch plus the engine's concurrent requests.
 The library default (5 x CPUs) makes urllib3 discard connections and warn under load."""
+
+
+def _library_retries() -> Any:
+    """The urllib3 ``Retry`` of every request of a cluster: no retry of a failed connection.
+
+    Decision: smrun retries failed requests itself (``retry.call``: bounded by its policy, with
+    backoff, logged in words). urllib3's default, ``Retry(3)``, retried the same failures again
+    underneath, at once and with a WARNING of its own reprs each time: every one of smrun's 8
+    tries was 4 connection attempts, so a cluster that did not answer printed 24 library lines
+    (and 32 connection attempts), and with an address that drops packets each try was four 10 s
+    connect timeouts: the final error came up to 4 x later than smrun's policy says. So urllib3
+    retries no connect, read or other (e.g. TLS) error.
+    That loses no retry: every request goes through ``retry.call``, which retries any failure to
+    reach the server (``ClusterUnreachable``), except two that never relied on urllib3 for it: a
+    watch (the informer watches again after a backoff) and a generateName create (retried only
+    when its connection was never made, :func:`_never_sent`; urllib3 never retried a read error of
+    a POST either: not idempotent). Kept as they were (``total=3``): following redirects and
+    urllib3's wait for a GET answered 429/503 with Retry-After, i.e. what a cluster that answers
+    sees is unchanged."""
+    from urllib3.util.retry import Retry
+
+    return Retry(total=3, connect=0, read=0, other=0)
+
+
+def _never_sent(error: ClusterError) -> bool:
+    """Whether the request that failed with ``error`` never reached the server: its connection
+    could not be made (refused, no route, connect timeout), so sending it again is always safe."""
+    from urllib3.exceptions import ConnectTimeoutError  # NewConnectionError is one too
+
+    cause = error.__cause__
+    return isinstance(cause, ConnectTimeoutError) \
+        or isinstance(getattr(cause, "reason", None), ConnectTimeoutError)  # in MaxRetryError
 
 
 def _load_kube_config(kubeconfig: Path | None, context: str | None) -> Any:
@@ -243,6 +277,7 @@ def connect(*, name: str, kubeconfig: Path | str | None = None, context: str | N
 
     cfg = _load_kube_config(Path(kubeconfig) if kubeconfig is not None else None, context)
     cfg.connection_pool_maxsize = _POOL_SIZE
+    cfg.retries = _library_retries()
     api_client = k8s_client.ApiClient(cfg)
     _default_timeout(api_client.rest_client)
     cache_dir = Path(cache_dir)
@@ -362,11 +397,13 @@ class KubeCluster:
                 _notify(self.name, verb, status, False)
         return result
 
-    def _request(self, verb: str, what: str, fn: Callable[[], T]) -> T:
-        """``fn`` with counting, error translation and retries."""
+    def _request(self, verb: str, what: str, fn: Callable[[], T], *,
+                 retry_if: Callable[[ClusterError], bool] | None = None) -> T:
+        """``fn`` with counting, error translation and retries (of the transient errors
+        ``retry_if`` accepts, default all)."""
         if not _observers:
             return _retry.call(lambda: self._request_once(verb, what, fn), policy=self._policy,
-                               verb=verb, what=what)
+                               verb=verb, what=what, retry_if=retry_if)
         failed: list[int | None] = []  # the status of each failed try, for the retry count
 
         def once() -> T:
@@ -377,7 +414,7 @@ class KubeCluster:
             except ClusterError as exc:
                 failed.append(exc.status)
                 raise
-        return _retry.call(once, policy=self._policy, verb=verb, what=what)
+        return _retry.call(once, policy=self._policy, verb=verb, what=what, retry_if=retry_if)
 
     def _resource(self, api_version: str, kind: str) -> Any:
         """The discovered resource for (apiVersion, kind), cached; ``NotFound`` if not served."""
@@ -508,8 +545,9 @@ class KubeCluster:
             created = self._request("create", str(ref), attempt)
         else:
             # generateName: a retried POST after a lost answer would create a second object that
-            # nothing can tell apart from the first, so such a create is tried once only.
-            created = self._request_once("create", str(ref), attempt)
+            # nothing can tell apart from the first, so such a create is sent once only: it is
+            # retried only when it was never sent (its connection could not be made).
+            created = self._request("create", str(ref), attempt, retry_if=_never_sent)
         if not dry_run:
             self._observe(created)
         return created

@@ -132,6 +132,43 @@ def test_unreachable_server_is_cluster_unreachable(tmp_path: Path) -> None:
 
 
 
+def test_each_of_smruns_tries_is_one_connection(tmp_path: Path) -> None:
+    """urllib3 does not retry a failed connection underneath smrun's own retries (it did, three
+    times: every try of smrun's policy was four connections). Here a server that accepts and
+    closes at once: each TLS handshake fails."""
+    import threading
+
+    accepted = []
+    stop = threading.Event()
+    with socket.socket() as rude:
+        rude.bind(("127.0.0.1", 0))
+        rude.listen(8)
+        rude.settimeout(0.05)
+        port = rude.getsockname()[1]
+
+        def serve() -> None:
+            while not stop.is_set():
+                try:
+                    conn, _ = rude.accept()
+                except TimeoutError:
+                    continue
+                accepted.append(1)
+                conn.close()
+
+        server = threading.Thread(target=serve, daemon=True)
+        server.start()
+        path = _kubeconfig(tmp_path, port)
+        path.write_text(path.read_text().replace("http://", "https://"))
+        try:
+            with pytest.raises(errors.ClusterUnreachable):
+                connect(name="rude", kubeconfig=path, cache_dir=tmp_path,
+                        retry_policy=RetryPolicy(attempts=3, base=0.01))
+        finally:
+            stop.set()
+            server.join(timeout=5)
+    assert len(accepted) == 3
+
+
 def test_a_server_that_never_answers_does_not_hang_discovery(tmp_path: Path,
                                                             monkeypatch: pytest.MonkeyPatch) -> None:
     """DynamicClient's own discovery requests carry no timeout; the pool default bounds them."""

@@ -178,3 +178,32 @@ def test_every_request_has_a_timeout_so_a_dead_connection_cannot_block_forever()
     kube.create(manifest())  # the first answer is lost: post, post (409), get
     kube.fetch(ObjectRef("v1", "ConfigMap", "ns", "cm"))
     assert dyn.params and all(p.get("_request_timeout") for _, p in dyn.params), dyn.params
+
+
+class RefusingDynamic(RecordingDynamic):
+    """The first ``refusals`` POSTs never leave the client: their connection is refused."""
+
+    def __init__(self, refusals: int, **kw: Any) -> None:
+        super().__init__(lose_first_answer=False, **kw)
+        self.refusals = refusals
+
+    def request(self, method: str, path: str, body: Any = None, **params: Any) -> Response:
+        if method == "post" and self.refusals:
+            self.refusals -= 1
+            self.params.append((method, params))
+            refused = urllib3.exceptions.NewConnectionError(
+                None,  # type: ignore[arg-type]
+                "Failed to establish a new connection: [Errno 111] Connection refused")
+            raise urllib3.exceptions.MaxRetryError(None, path, refused)  # type: ignore[arg-type]
+        return super().request(method, path, body, **params)
+
+
+def test_a_generate_name_create_whose_connection_was_refused_is_sent_again() -> None:
+    # urllib3 no longer retries a refused connection underneath smrun (client._library_retries):
+    # a create that was never sent is retried by smrun, generateName or not.
+    dyn = RefusingDynamic(refusals=2)
+    gen = {"apiVersion": "v1", "kind": "ConfigMap",
+           "metadata": {"generateName": "cm-", "namespace": "ns"}}
+    created = cluster(dyn).create(gen)
+    assert created["metadata"]["name"].startswith("cm-") and len(dyn.objects) == 1
+    assert [m for m, _ in dyn.params].count("post") == 3
