@@ -345,6 +345,11 @@ def _configure_logging(debug: bool) -> None:
                         else "smrun: %(levelname)s: %(message)s", stream=sys.stderr)
     # transitions logs every callback at INFO; only useful when debugging the engine itself.
     logging.getLogger("transitions").setLevel(logging.DEBUG if debug else logging.WARNING)
+    # urllib3's own warnings (its retries, its connection pool) are the reprs of its objects, for
+    # whoever debugs smrun's transport: what an admin needs of a failed request is smrun's line
+    # (statemachine.k8s.retry, the final error). smrun no longer lets urllib3 retry failed
+    # connections (k8s/client.py, _library_retries); this keeps any other of its lines out too.
+    logging.getLogger("urllib3").setLevel(logging.DEBUG if debug else logging.ERROR)
 
 
 # -- commands ----------------------------------------------------------------------------------

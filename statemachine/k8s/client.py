@@ -15,6 +15,9 @@ Decisions (see ../shared/specs/simulated-apiserver.md §3 for the client traps t
 - Every failure goes through ``errormap.translate``; transient ones are retried by ``retry.call``,
   and only there: urllib3 does not retry a failed connection underneath it (see
   :func:`_library_retries`).
+- A cluster that cannot be reached while smrun connects to it is one WARNING naming it and its
+  server, then smrun's retries at DEBUG (see :func:`_unreachable_note`); the final error says
+  the rest.
 - A create retried after a transient failure may have succeeded the first time; a 409 on such a
   retry is resolved by reading the object and comparing smrun's manifest-hash annotation / labels
   (see :func:`_is_same_object`), so an object is never created twice and never adopted by mistake.
@@ -40,6 +43,7 @@ from typing import Any, TypeVar
 
 from statemachine.errors import (
     ClusterError,
+    ClusterUnreachable,
     Conflict,
     DefinitionError,
     Invalid,
@@ -137,6 +141,23 @@ def _never_sent(error: ClusterError) -> bool:
     cause = error.__cause__
     return isinstance(cause, ConnectTimeoutError) \
         or isinstance(getattr(cause, "reason", None), ConnectTimeoutError)  # in MaxRetryError
+
+
+def _unreachable_note(name: str, server: str,
+                   policy: _retry.RetryPolicy) -> Callable[[ClusterError], str | None]:
+    """The one line an admin reads while smrun keeps trying to connect to a cluster that does not
+    answer (the ``note`` of ``retry.call``); the error that ends the retries, if they all fail,
+    follows it. A cluster that answers (a 500, a 429 while connecting) is retried and logged as
+    any request is (``None``)."""
+    more = policy.attempts - 1
+    within = "" if policy.total == float("inf") else f" within {policy.total:g} s"
+
+    def note(error: ClusterError) -> str | None:
+        if not isinstance(error, ClusterUnreachable):
+            return None
+        return (f"cluster {name} ({server}) cannot be reached; retrying up to {more} more "
+                f"{'time' if more == 1 else 'times'}{within}")
+    return note
 
 
 def _load_kube_config(kubeconfig: Path | None, context: str | None) -> Any:
@@ -295,7 +316,8 @@ def connect(*, name: str, kubeconfig: Path | str | None = None, context: str | N
             raise _translated(exc, name) from exc
 
     try:
-        dyn = _retry.call(make_dynamic, policy=policy, verb="discover", what=f"cluster {name}")
+        dyn = _retry.call(make_dynamic, policy=policy, verb="discover", what=f"cluster {name}",
+                          note=_unreachable_note(name, str(cfg.host), policy))
     except BaseException:
         api_client.close()  # type: ignore[no-untyped-call]
         raise
