@@ -29,7 +29,7 @@ def preflight(plan: Plan, itinerary: Itinerary, *, source: Cluster, target: Clus
     """Check ``plan`` with ``itinerary`` against ``source`` and ``target``; nothing is applied.
 
     Returns :class:`~statemachine.engine.preflight.Findings`: ``problems`` (blocking: a read
-    that is missing, a kind a cluster does not serve, a failed ``spec.preflight`` check, a
+    that is missing or refused (403), a kind a cluster does not serve, a failed ``spec.preflight`` check, a
     permission gap), ``warnings``, ``rules`` (the Role rules that would close the permission
     gaps) and ``blocking``. ``vms`` limits the checks to these VMs (``name`` or
     ``namespace/name``; default: every VM of the plan). ``servers`` are the API server URLs

@@ -6,7 +6,8 @@ itinerary's ``spec.preflight`` rules (block / warn / blockIf); and RBAC — ever
 kind, namespace) the run will use, answered by one SelfSubjectRulesReview per cluster and namespace
 (``Cluster.rules``; :class:`Authorizer` falls back to deduplicated SelfSubjectAccessReviews where
 a rules review cannot answer), all gaps listed at once together with Role rules that would close
-them. It applies nothing.
+them. A read the user may not do (403) is a finding too, every one met in the pass listed once;
+it ends its VM's checks. It applies nothing.
 
 When a run follows (``run_checks(..., run_id=...)``), preflight works in the run's own context
 (its run id and the clusters' servers) and records, per VM whose checks found nothing, what the
@@ -17,6 +18,7 @@ over on the :class:`ClusterReads` memo). The engine uses them instead of computi
 from __future__ import annotations
 
 import logging
+import re
 import threading
 import time
 from collections import defaultdict
@@ -28,8 +30,9 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from statemachine import expressions, render
 from statemachine.context import DEFAULT_RUN_ID, Context
-from statemachine.errors import ClusterError, KindNotServed, RenderBudgetExceeded, SmrunError
-from statemachine.itinerary import Itinerary, StateSpec
+from statemachine.errors import (ClusterError, Forbidden, KindNotServed, RenderBudgetExceeded,
+                                 SmrunError)
+from statemachine.itinerary import Itinerary, ReadSpec, StateSpec
 from statemachine.k8s import Cluster, Obj, ObjectRef, RulesReview, copy_obj
 from statemachine.plan import VM, Plan
 from statemachine.parameters import bind_parameters, compute_state_values, with_values
@@ -512,6 +515,8 @@ class _VmFindings:
     problems: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     unserved: set[tuple[str, str, str]] = field(default_factory=set)
+    #: Reads the user may not do (401/403), in the order met.
+    forbidden: list[Forbidden] = field(default_factory=list)
 
 
 def run_checks(plan: Plan, itinerary: Itinerary, clusters: Mapping[str, Cluster], *,
@@ -548,12 +553,21 @@ def run_checks(plan: Plan, itinerary: Itinerary, clusters: Mapping[str, Cluster]
             findings.problems.append(f"setup: {e}")
     todo = list(plan.vms if vms is None else vms)
     source.expect(todo)
+    # Decision: a read the user may not do (403) is a finding, listed like the others, not the
+    # end of preflight: an admin fixing permissions sees every refused read of one pass. Its line
+    # is the server's message, as when it ended preflight; once per message (every VM reading
+    # the same KubeVirt CR is refused with the same words).
+    refused: set[str] = set()
     with ThreadPoolExecutor(min(CHECK_THREADS, max(1, len(todo))), "smrun-preflight") as pool:
         # map() hands results back in plan order and re-raises a ClusterError (unreachable, ...)
         per_vm = pool.map(lambda vm: _check_vm(plan, itinerary, vm, source, servers, starts), todo)
         for found in per_vm:
             rendered += found.rendered
             refs += found.refs
+            for refusal in map(str, found.forbidden):
+                if refusal not in refused:
+                    refused.add(refusal)
+                    findings.problems.append(refusal)
             findings.problems += found.problems
             findings.warnings += found.warnings
             unserved |= found.unserved
@@ -583,6 +597,8 @@ def plan_needs(plan: Plan, itinerary: Itinerary, source: render.ReadSource) -> d
     refs: list[tuple[Need, str]] = []
     for vm in plan.vms:
         found = _check_vm(plan, itinerary, vm, source, None)
+        if found.forbidden:
+            raise found.forbidden[0]  # as before preflight listed them: exit 3
         if found.problems and not found.rendered:
             # A finding of a preflight rule (the VM's state) says nothing about permissions;
             # a VM that did not render does.
@@ -711,11 +727,50 @@ def _check_vm(plan: Plan, itinerary: Itinerary, vm: VM, source: render.ReadSourc
             starts.put(vm.ref, VmStart(reads, start["values"], start["predicates"]))
     except KindNotServed as e:
         out.unserved.add((e.cluster, e.api_version, e.kind))
+    except Forbidden as e:
+        out.forbidden.append(e)
+        base = context.vm_context(plan, vm, outputs=_Outputs(), servers=servers, run_id=run_id)
+        _other_refusals(itinerary, base, source, out)
     except (ClusterError, RenderBudgetExceeded):
         raise  # a runaway template is the itinerary's defect: exit 2, not a finding
     except SmrunError as e:
         out.problems.append(f"{who}: {e}")
     return out
+
+
+_NEEDS_READS = re.compile(r"\b(reads|values)\b")
+
+
+def _independent(spec: ReadSpec) -> bool:
+    """Whether ``spec`` can be read without any of the VM's reads: its reference, ``when`` and
+    ``forEach`` mention neither ``reads`` nor ``values`` (which may be over reads). Decided from
+    the text, conservatively: any mention counts."""
+    ref = spec.object
+    text = " ".join((ref.api_version, ref.kind, ref.name, ref.namespace or "", spec.when or "",
+                     spec.for_each or ""))
+    return _NEEDS_READS.search(text) is None
+
+
+def _other_refusals(itinerary: Itinerary, ctx: Context, source: render.ReadSource,
+                    out: _VmFindings) -> None:
+    """After a refused read ended a VM's checks: the refusals of the VM's reads that need none
+    of its reads (:func:`_independent`: a KubeVirt CR, the VM's own instance), each tried by
+    itself, so that one pass meets them too (and the kinds they find not served). A read that
+    needs another is not tried (what it would read is not known), nor is anything else about
+    the VM reported: a read that is not found, for one, is found once the checks can go on."""
+    for spec in itinerary.reads:
+        if not _independent(spec):
+            continue
+        try:
+            render.resolve_reads((spec,), ctx, source)
+        except Forbidden as e:
+            out.forbidden.append(e)
+        except KindNotServed as e:
+            out.unserved.add((e.cluster, e.api_version, e.kind))
+        except (ClusterError, RenderBudgetExceeded):
+            raise
+        except SmrunError:
+            continue
 
 
 def _checks(itinerary: Itinerary, ctx: Context, who: str,

@@ -178,6 +178,36 @@ def test_user_without_create_rights_is_refused_before_anything_is_created(
     assert created.added == Counter()
 
 
+
+def test_preflight_lists_every_read_the_user_may_not_do_then_refuses(
+        simc: SimulatedClusters, tmp_path: Path) -> None:
+    # The viewer may read ConfigMaps in shop on the target, but not Namespaces nor Secrets. Each
+    # VM reads its Namespace (refused: the same line for every VM), then a Secret of its own
+    # (refused, met although the Namespace's refusal came first). Every refusal is listed once,
+    # as the server words it, and preflight refuses with exit 3; nothing is created.
+    created = Creations(simc)
+    plan = load_plan(write_plan(tmp_path, simc, ["r-1", "r-2", "r-3"], name="refused",
+                                itinerary=DATA / "itinerary-forbidden-reads.yaml",
+                                target_context="target-viewer"))
+    itinerary = load_itinerary(plan.itinerary)
+    refused = ['namespaces "shop" is forbidden: User "viewer" cannot get resource "namespaces" '
+               'in API group "" at the cluster scope'] + [
+        f'secrets "r-{i}-creds" is forbidden: User "viewer" cannot get resource "secrets" in '
+        'API group "" in the namespace "shop"' for i in (1, 2, 3)]
+    for call in (lambda: commands.preflight(plan, itinerary, stream=io.StringIO()),
+                 lambda: commands.run(plan, itinerary, state_dir=tmp_path / "state", output="json",
+                                      stream=io.StringIO())):
+        with pytest.raises(PreflightError) as info:
+            call()
+        assert info.value.exit_code == 3
+        assert list(info.value.problems) == refused  # the read over a refused one is not tried
+    cli = subprocess.run([sys.executable, "-m", "statemachine", "validate", str(plan.path)],
+                         capture_output=True, text=True, timeout=60)
+    assert cli.returncode == 3, cli.stderr
+    assert [line.strip().removeprefix("- ") for line in cli.stderr.splitlines()
+            if "forbidden" in line] == refused
+    assert created.added == Counter()
+
 # -- subprocess: kill -9 and the lock ---------------------------------------------------------------
 CRASHRUN = Path(__file__).resolve().parents[1] / "crashrun.py"
 
