@@ -26,12 +26,15 @@ import json
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from statemachine.errors import Invalid, PermanentClusterError
 from statemachine.sim import schemas
 from statemachine.sim.kinds import Kind
 from statemachine.sim.structural import FieldError, StructuralSchema
+
+if TYPE_CHECKING:
+    from statemachine.sim.auth import Identity
 
 MODES = ("Strict", "Warn", "Ignore")
 _local = threading.local()
@@ -40,23 +43,28 @@ _builtin_lock = threading.Lock()
 
 
 class _Request:
-    __slots__ = ("mode", "warnings")
+    __slots__ = ("mode", "warnings", "who", "name")
 
-    def __init__(self, mode: str) -> None:
+    def __init__(self, mode: str, who: Identity | None, name: str) -> None:
         self.mode = mode
         self.warnings: list[str] = []
+        self.who = who
+        self.name = name
 
 
 @contextmanager
-def request(field_validation: str | None) -> Iterator[_Request]:
+def request(field_validation: str | None, who: Identity | None = None,
+            name: str = "") -> Iterator[_Request]:
     """Admit the store writes made by this thread until the block ends. ``field_validation`` is
-    the request's ``fieldValidation`` query value (empty: ``Warn``); an unknown value is a 400."""
+    the request's ``fieldValidation`` query value (empty: ``Warn``); an unknown value is a 400.
+    ``who`` and ``name`` (the name on the URL, "" for a create by POST) are for admission that
+    depends on the requester (:func:`requester`)."""
     mode = field_validation or "Warn"
     if mode not in MODES:
         raise PermanentClusterError(
             f'fieldValidation parameter unsupported: "{field_validation}"', status=400,
             reason="BadRequest")
-    ctx = _Request(mode)
+    ctx = _Request(mode, who, name)
     _local.ctx = ctx
     try:
         yield ctx
@@ -74,6 +82,16 @@ def warn(text: str) -> None:
 def in_request() -> bool:
     """Whether this thread is serving an API request (its store writes are admitted)."""
     return getattr(_local, "ctx", None) is not None
+
+
+def requester() -> tuple[Identity, str] | None:
+    """Who this thread's current request is from and the name on its URL ("" for a create by
+    POST), as upstream's request context carries them; ``None`` outside a request or when the
+    server did not say (``escalation.py`` uses it)."""
+    ctx: _Request | None = getattr(_local, "ctx", None)
+    if ctx is None or ctx.who is None:
+        return None
+    return ctx.who, ctx.name
 
 
 def warnings() -> list[str]:

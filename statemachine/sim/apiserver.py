@@ -3,7 +3,8 @@
 Stdlib ``ThreadingHTTPServer`` on 127.0.0.1, HTTP/1.1 keep-alive, ``TCP_NODELAY`` on every
 accepted socket (without it each response stalls ~40 ms on Nagle + delayed ACK). Serves discovery,
 the OpenAPI v3 stub, CRUD, patches, status subresources, watches, bearer-token authentication and
-RBAC, the self reviews and TokenRequest (``reviews.py``), schema admission of custom resources
+RBAC (and its escalation check on writes of roles and bindings, ``escalation.py``), the self
+reviews and TokenRequest (``reviews.py``), schema admission of custom resources
 (``admission.py``), fault injection (``faults.FaultInjector``) and a request log. Request bodies
 come off the wire through ``wire.py`` (Content-Length or chunked, the 3 MiB limit) and are
 decoded by ``decode.py`` (JSON, YAML, Kubernetes protobuf). Responses are JSON; a client asking
@@ -35,7 +36,7 @@ from statemachine.errors import ClusterError, PermanentClusterError
 from statemachine.sim import (admission, auth, crd, decode, deletion, discovery, managedfields,
                               openapi, paging, patches, printing, protobuf, reviews, selectors,
                               validation, watch, wire)
-from statemachine.sim import dryrun, events, impersonation, subresources, webhooks
+from statemachine.sim import dryrun, escalation, events, impersonation, subresources, webhooks
 from statemachine.sim.faults import FaultInjector
 from statemachine.sim.kinds import Kind
 from statemachine.sim.requestlog import RequestLog
@@ -110,8 +111,9 @@ class ApiServer:
         self.faults = faults
         self.request_log = request_log
         self.stopping = threading.Event()
-        # Schema admission (decoding, pruning, validation), then KubeVirt's webhooks.
-        store.admission = webhooks.hook(store, admission.admit)
+        # RBAC's escalation check, schema admission (decoding, pruning, validation), then
+        # KubeVirt's webhooks.
+        store.admission = escalation.hook(store, webhooks.hook(store, admission.admit))
         store.admission_active = admission.in_request  # both act only inside an API request
         self.issuer = TokenIssuer()
         #: Seconds between the periodic BOOKMARKs of a watch that allows them.
@@ -365,7 +367,7 @@ class Handler(BaseHTTPRequestHandler):
             if self._discovery(method, path):
                 return
             route = self._route(path)
-            with admission.request(query.get("fieldValidation")):
+            with admission.request(query.get("fieldValidation"), self.identity, route.name):
                 self._serve(method, route, query, is_watch)
         except wire.FramingError as exc:
             self._send_plain(exc)

@@ -99,7 +99,8 @@ def _resource_matches(rules_resources: Any, resource: str, subresource: str) -> 
     return False
 
 
-def _rule_allows(rule: dict[str, Any], a: Attributes) -> bool:
+def rule_allows(rule: dict[str, Any], a: Attributes) -> bool:
+    """Whether one policy rule allows the resource request ``a`` (``a.user`` is not looked at)."""
     if not _has(rule.get("verbs"), a.verb) or not _has(rule.get("apiGroups"), a.group):
         return False
     if not _resource_matches(rule.get("resources"), a.resource, a.subresource):
@@ -108,7 +109,8 @@ def _rule_allows(rule: dict[str, Any], a: Attributes) -> bool:
     return not names or a.name in names
 
 
-def _url_allows(rule: dict[str, Any], verb: str, path: str) -> bool:
+def url_allows(rule: dict[str, Any], verb: str, path: str) -> bool:
+    """Whether one policy rule allows ``verb`` on the non-resource URL ``path``."""
     if not _has(rule.get("verbs"), verb):
         return False
     for url in rule.get("nonResourceURLs") or []:
@@ -211,7 +213,7 @@ def _decide(store: Store, user: str, groups: tuple[str, ...], namespace: str,
 
 def decide(store: Store, a: Attributes) -> tuple[bool, str]:
     """Whether RBAC in ``store`` allows the request, and upstream's reason."""
-    ok, reason = _decide(store, a.user, a.groups, a.namespace, lambda r: _rule_allows(r, a))
+    ok, reason = _decide(store, a.user, a.groups, a.namespace, lambda r: rule_allows(r, a))
     # Upstream's system:basic-user lets every authenticated user ask what it may do; the
     # bootstrap binding says so, this holds even if a seed replaced it.
     if not ok and a.group in SELF_REVIEW_GROUPS and a.resource in SELF_REVIEWS and \
@@ -228,7 +230,7 @@ def allowed(store: Store, a: Attributes) -> bool:
 def url_decide(store: Store, user: str, groups: tuple[str, ...], verb: str,
                path: str) -> tuple[bool, str]:
     """:func:`decide` for ``verb`` on the non-resource URL ``path`` (e.g. ``/healthz``)."""
-    return _decide(store, user, groups, "", lambda r: _url_allows(r, verb, path))
+    return _decide(store, user, groups, "", lambda r: url_allows(r, verb, path))
 
 
 def rules_for(store: Store, identity: Identity, namespace: str) -> dict[str, Any]:
