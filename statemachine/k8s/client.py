@@ -160,6 +160,18 @@ def _unreachable_note(name: str, server: str,
     return note
 
 
+_KUBECONFIG_LOCK = threading.Lock()
+"""Held while the ``kubernetes`` loader runs (:func:`_load_kube_config` and the token refresh hook).
+
+Decision: the loader writes ``certificate-authority-data`` (and client certificate data) to
+temporary files that it shares process-wide by content, and it registers a file's name *before*
+writing the file. Two threads loading kubeconfigs with the same CA (the two sides of a plan
+connected at the same time, see ``clusters.connect_plan``, against one cluster or the simulated
+clusters' one certificate) raced: the second got the name of a file still empty, its first TLS
+handshake failed (``no certificate or crl found``) and was retried. Loading is a few
+milliseconds, once per connect; serializing it costs nothing."""
+
+
 def _load_kube_config(kubeconfig: Path | None, context: str | None) -> Any:
     """A ``kubernetes.client.Configuration`` for ``context`` of ``kubeconfig`` (one clear error)."""
     from kubernetes import client as k8s_client
@@ -183,9 +195,10 @@ def _load_kube_config(kubeconfig: Path | None, context: str | None) -> Any:
         raise DefinitionError(f"{kubeconfig}: kubeconfig file not found")
     cfg = k8s_client.Configuration()
     try:
-        k8s_config.load_kube_config(  # type: ignore[no-untyped-call]
-            config_file=str(kubeconfig), context=context, client_configuration=cfg,
-            persist_config=False)
+        with _KUBECONFIG_LOCK:
+            k8s_config.load_kube_config(  # type: ignore[no-untyped-call]
+                config_file=str(kubeconfig), context=context, client_configuration=cfg,
+                persist_config=False)
     except k8s_config.ConfigException as exc:
         # ConfigException texts name the context or field; they carry no secrets.
         first_line = (str(exc).strip().splitlines() or ["invalid kubeconfig"])[0]
@@ -217,7 +230,8 @@ def _throttle_refresh(cfg: Any) -> None:
             if now - last[0] < _REFRESH_EVERY:
                 return
             last[0] = now
-            hook(configuration)
+            with _KUBECONFIG_LOCK:  # a renewed exec credential may write certificate files
+                hook(configuration)
             # The loader's hook installs itself again each time it runs: put ours back.
             configuration.refresh_api_key_hook = throttled
 

@@ -271,3 +271,42 @@ def test_a_wrong_token_is_forbidden_at_connect(sim: Any, tmp_path: Path) -> None
         connect(name="source", kubeconfig=path, context="source", cache_dir=tmp_path / "c")
     assert info.value.status == 401
     assert "not-a-valid-token" not in str(info.value)
+
+
+def test_two_threads_loading_one_ca_both_get_the_whole_file(tmp_path: Path) -> None:
+    """The two sides of a plan are connected at the same time (clusters.connect_plan) and often
+    share one CA (one cluster, or the simulated clusters' certificate). The kubernetes loader
+    shares its temporary CA files by content and names one before writing it: without
+    client._KUBECONFIG_LOCK a thread got an empty file and its first handshake failed."""
+    import base64
+    import os
+    import threading
+
+    from statemachine.k8s.client import _load_kube_config
+
+    for round_ in range(100):
+        ca = f"-----BEGIN CERTIFICATE-----\n{os.urandom(600).hex()}\n-----END CERTIFICATE-----\n"
+        data = base64.b64encode(ca.encode()).decode()
+        config = {"apiVersion": "v1", "kind": "Config", "current-context": "a",
+                  "clusters": [{"name": n, "cluster": {"server": "https://127.0.0.1:1",
+                                                       "certificate-authority-data": data}}
+                               for n in ("a", "b")],
+                  "users": [{"name": "u", "user": {"token": "t"}}],
+                  "contexts": [{"name": n, "context": {"cluster": n, "user": "u"}}
+                               for n in ("a", "b")]}
+        path = tmp_path / f"kubeconfig-{round_}"
+        path.write_text(yaml.safe_dump(config))
+        start = threading.Barrier(2)
+        seen: dict[str, str] = {}
+
+        def load(context: str) -> None:
+            start.wait()
+            cfg = _load_kube_config(path, context)
+            seen[context] = Path(cfg.ssl_ca_cert).read_text()
+
+        threads = [threading.Thread(target=load, args=(n,)) for n in ("a", "b")]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert seen == {"a": ca, "b": ca}, f"round {round_}"
