@@ -167,6 +167,14 @@ class MigrationController(Controller):
     def _step(self, ctx: ClusterContext, vmim: Obj, status: dict[str, Any],
               vmi: Obj | None) -> str | None:
         which, phase = side(vmim), status.get("phase", "")
+        if vmi is None and phase != "":
+            # The VMI went away while this migration ran, and its deletion is not handled yet
+            # (it was deleted earlier in this very tick, by the VM controller once the source VM
+            # halted after the hand-off). ``deleted`` decides from the VMI's last snapshot:
+            # Succeeded if it had completed this migration, else a cancel. Failing it here
+            # instead ("vmi does not exist") reported a finished migration as failed whenever
+            # the deletion and this reconcile fell in the same tick.
+            return None
         if vmi is None:
             status.setdefault("migrationState", {})["failureReason"] = (
                 "Migration failed because vmi does not exist.")
