@@ -2,7 +2,8 @@
 
 Itineraries and plans are reported as ``<file>:<line>: <path>: <message>``, so the loader keeps a
 side table from a document path (a tuple of keys and indexes) to its 1-based line number. Paths
-print like ``spec.states[3].readiness.ready`` (see :func:`format_path`).
+print like ``spec.states[3].readiness.ready`` (see :func:`format_path`); a value's JSON type is
+named by :func:`json_type_name` (for type errors about parsed documents and request bodies).
 
 It uses safe loaders only (no Python tags), rejects duplicate keys (PyYAML silently keeps
 the last one, which hides typos), and turns every YAML error into one :class:`SchemaError` line
@@ -133,6 +134,31 @@ def format_path(path: DocPath) -> str:
         else:
             out = str(part)
     return out
+
+
+def json_type_name(value: Any, *, python_names: bool = False) -> str:
+    """The JSON type of a parsed value as type errors name it (``null``, ``boolean``,
+    ``integer``, ``number``, ``string``, ``array``, ``object``).
+
+    A value of no JSON type (a tuple, a ``date`` YAML made) is an ``object``, as kube-openapi
+    reports it; with ``python_names`` it is its Python type's name instead (a mapping stays
+    ``object``), so that a message about it does not mislead.
+    """
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, int):
+        return "integer"
+    if isinstance(value, float):
+        return "number"
+    if isinstance(value, str):
+        return "string"
+    if isinstance(value, list):
+        return "array"
+    if python_names and not isinstance(value, Mapping):
+        return type(value).__name__
+    return "object"
 
 
 def _refuse(file: str, message: str, line: int | None = None,

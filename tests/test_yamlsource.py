@@ -1,12 +1,14 @@
 """YAML loading with line numbers and one-line errors."""
 from __future__ import annotations
 
+from datetime import date
 from pathlib import Path
+from types import MappingProxyType
 
 import pytest
 
 from statemachine.errors import SchemaError
-from statemachine.yamlsource import format_path, load, loads
+from statemachine.yamlsource import format_path, json_type_name, load, loads
 
 TEXT = """\
 apiVersion: v1
@@ -43,6 +45,19 @@ def test_problem_reads_file_line_path_message() -> None:
 ])
 def test_format_path(parts: tuple[str | int, ...], text: str) -> None:
     assert format_path(parts) == text
+
+
+@pytest.mark.parametrize("value,kube,named", [
+    (None, "null", "null"), (True, "boolean", "boolean"), (3, "integer", "integer"),
+    (1.5, "number", "number"), ("x", "string", "string"), ([1], "array", "array"),
+    ({"a": 1}, "object", "object"), (MappingProxyType({}), "object", "object"),
+    ((1,), "object", "tuple"), (date(2026, 12, 5), "object", "date"),
+])
+def test_json_type_name(value: object, kube: str, named: str) -> None:
+    # kube-openapi calls anything not scalar or list an object (the simulator's messages);
+    # the Forklift importer names a value of no JSON type by its Python type
+    assert json_type_name(value) == kube
+    assert json_type_name(value, python_names=True) == named
 
 
 def test_bad_yaml_is_one_line_with_file_and_line() -> None:

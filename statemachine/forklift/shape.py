@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from statemachine.forklift.documents import InputObject
-from statemachine.yamlsource import DocPath
+from statemachine.yamlsource import DocPath, json_type_name
 
 __all__ = ["API_VERSION", "SHAPES", "Arr", "Bool", "Enum", "Int", "Obj", "Open", "Shape", "Str",
            "StrMap", "check"]
@@ -34,26 +34,8 @@ class Shape:
         raise NotImplementedError
 
 
-def _type_name(value: Any) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "boolean"
-    if isinstance(value, int):
-        return "integer"
-    if isinstance(value, float):
-        return "number"
-    if isinstance(value, str):
-        return "string"
-    if isinstance(value, list):
-        return "array"
-    if isinstance(value, Mapping):
-        return "object"
-    return type(value).__name__
-
-
 def _wrong_type(value: Any, path: DocPath, want: str) -> tuple[DocPath, str]:
-    return path, f"must be of type {want} (got {_type_name(value)})"
+    return path, f"must be of type {want} (got {json_type_name(value, python_names=True)})"
 
 
 @dataclass(frozen=True)

@@ -26,6 +26,8 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
+from statemachine.yamlsource import json_type_name
+
 FieldError = tuple[str, str, str]  # (cause reason, field path, message)
 
 OBJECT_META_FIELDS = frozenset((
@@ -42,23 +44,6 @@ _JSON_TYPES: dict[str, Callable[[Any], bool]] = {
     or (isinstance(v, float) and v.is_integer()),
     "number": lambda v: isinstance(v, (int, float)) and not isinstance(v, bool),
 }
-
-
-def _type_name(value: Any) -> str:
-    """The JSON type name kube-openapi reports for a value of the wrong type."""
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "boolean"
-    if isinstance(value, int):
-        return "integer"
-    if isinstance(value, float):
-        return "number"
-    if isinstance(value, str):
-        return "string"
-    if isinstance(value, list):
-        return "array"
-    return "object"
 
 
 def go_value(value: Any) -> str:
@@ -184,13 +169,13 @@ class Node:
             return
         if self.int_or_string:
             if not (isinstance(value, str) or _JSON_TYPES["integer"](value)):
-                actual = _type_name(value)
+                actual = json_type_name(value)
                 errors.append(("FieldValueTypeInvalid", path,
                                f'Invalid value: "{actual}": {path} in body must be of type '
                                f'integer,string: "{actual}"'))
                 return
         elif self.type_ok is not None and not self.type_ok(value):
-            actual = _type_name(value)
+            actual = json_type_name(value)
             errors.append(("FieldValueTypeInvalid", path,
                            f'Invalid value: "{actual}": {path} in body must be of type '
                            f'{self.type}: "{actual}"'))
