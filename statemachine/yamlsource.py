@@ -260,16 +260,18 @@ def _parse(loader: Any, file: str, aliases: bool, digest: str = "") -> SourceDoc
             if walk.problems:
                 raise SchemaError(walk.problems[0].message, walk.problems)
             data = loader.construct_document(node)
-    except yaml.MarkedYAMLError as exc:
-        raise _yaml_error(exc, file) from exc
     except yaml.YAMLError as exc:
-        raise SchemaError(str(exc), [Problem(file, "", f"invalid YAML: {exc}")]) from exc
+        raise _yaml_error(exc, file) from exc
     finally:
         loader.dispose()
     return SourceDoc(data, file, lines, digest=digest)
 
 
-def _yaml_error(exc: yaml.MarkedYAMLError, file: str) -> SchemaError:
+def _yaml_error(exc: yaml.YAMLError, file: str) -> SchemaError:
+    """One :class:`SchemaError` line for a PyYAML error: at its line (and for too deep a
+    nesting, column) when PyYAML marks where it is, else with PyYAML's message as it is."""
+    if not isinstance(exc, yaml.MarkedYAMLError):
+        return SchemaError(str(exc), [Problem(file, "", f"invalid YAML: {exc}")])
     mark = exc.problem_mark or exc.context_mark
     line = mark.line + 1 if mark is not None else None
     what = " ".join(str(p) for p in (exc.context, exc.problem) if p) or "invalid YAML"
@@ -395,10 +397,8 @@ def load_all_text(text: str, file: str, *, limit: int = MAX_BYTES) -> list[Any]:
             else:
                 _check_depth(node, file)
             out.append(loader.construct_document(node))
-    except yaml.MarkedYAMLError as exc:
-        raise _yaml_error(exc, file) from exc
     except yaml.YAMLError as exc:
-        raise SchemaError(str(exc), [Problem(file, "", f"invalid YAML: {exc}")]) from exc
+        raise _yaml_error(exc, file) from exc
     finally:
         loader.dispose()
     return out
