@@ -6,8 +6,9 @@ itinerary's ``spec.preflight`` rules (block / warn / blockIf); and RBAC — ever
 kind, namespace) the run will use, answered by one SelfSubjectRulesReview per cluster and namespace
 (``Cluster.rules``; :class:`Authorizer` falls back to deduplicated SelfSubjectAccessReviews where
 a rules review cannot answer), all gaps listed at once together with Role rules that would close
-them. A read the user may not do (403) is a finding too, every one met in the pass listed once;
-it ends its VM's checks. It applies nothing.
+them; and that the Roles the run creates grant only what the user holds (Kubernetes' escalation
+check, :func:`check_role_grants`). A read the user may not do (403) is a finding too, every one
+met in the pass listed once; it ends its VM's checks. It applies nothing.
 
 When a run follows (``run_checks(..., run_id=...)``), preflight works in the run's own context
 (its run id and the clusters' servers) and records, per VM whose checks found nothing, what the
@@ -22,7 +23,7 @@ import re
 import threading
 import time
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import partial
@@ -471,6 +472,82 @@ def check_rbac(clusters: Mapping[str, Cluster], needs: Mapping[Need, set[str]], 
         findings.rules = role_rules(missing)
 
 
+_RBAC = "rbac.authorization.k8s.io"
+
+
+def _grants(rule: Mapping[str, Any]) -> Iterator[tuple[str, str, str, str]]:
+    """The atomic permissions ``(group, resource, verb, name)`` of one Role rule (name "": any)."""
+    def strings(key: str) -> list[str]:
+        values = rule.get(key) or []
+        return [str(v) for v in values] if isinstance(values, list) else []
+    for group in strings("apiGroups"):
+        for resource in strings("resources"):
+            for verb in strings("verbs"):
+                for name in strings("resourceNames") or [""]:
+                    yield group, resource, verb, name
+
+
+def _holds(review: RulesReview, group: str, resource: str, verb: str, name: str) -> bool:
+    """Whether a rule of ``review`` covers the permission, as Kubernetes' escalation check
+    judges it: ``*`` covers its field, ``*/sub`` any resource's ``sub``; a rule limited to names
+    covers only those names, never "any name"."""
+    sub = resource.partition("/")[2]
+    return any(("*" in r.verbs or verb in r.verbs)
+               and ("*" in r.api_groups or group in r.api_groups)
+               and ("*" in r.resources or resource in r.resources
+                    or bool(sub and f"*/{sub}" in r.resources))
+               and (not r.resource_names or bool(name and name in r.resource_names))
+               for r in review.rules)
+
+
+def check_role_grants(rendered: Iterable[Rendered], findings: Findings, auth: Authorizer) -> None:
+    """The Roles the run creates grant only what the runner holds itself.
+
+    Kubernetes refuses a Role (and a RoleBinding to it) that grants a permission its creator
+    does not hold, unless the creator may ``escalate`` roles there (RBAC's escalation check).
+    Each rendered Role's permissions are looked up in the runner's rules review of the Role's
+    namespace; one problem line per permission it lacks (``missing permission: VERB ...``, the
+    style of :func:`check_rbac`), and Role rules that would grant them. Decision: a namespace
+    without a complete rules review is left to the server (another authorizer may allow what
+    RBAC does not list; the Role's create would say so), and ClusterRoles are not checked (a
+    rules review is about one namespace; no built-in template creates one)."""
+    missing: dict[tuple[str, str], dict[tuple[str, str], set[str]]] = defaultdict(lambda: defaultdict(set))
+    seen: set[str] = set()
+    for m in rendered:
+        manifest = m.manifest
+        meta = manifest.get("metadata") or {}
+        ns = meta.get("namespace") or ""
+        if m.action not in ("apply", "ensure") or manifest.get("kind") != "Role" or \
+                _group(str(manifest.get("apiVersion") or "")) != _RBAC or not ns:
+            continue
+        try:
+            if auth.allowed(m.cluster, "escalate", f"{_RBAC}/v1", "Role", ns):
+                continue
+            review = auth._review(m.cluster, ns)
+        except ClusterError as e:
+            findings.problems.append(f"{m.cluster}: cannot check what Role {ns}/{meta.get('name')} "
+                                     f"may grant: {e}")
+            continue
+        if review is None or review.incomplete:
+            continue
+        for rule in manifest.get("rules") or []:
+            if not isinstance(rule, Mapping):
+                continue
+            for group, resource, verb, name in _grants(rule):
+                if _holds(review, group, resource, verb, name):
+                    continue
+                what = f"{verb} {group + ' ' if group else ''}{resource}"
+                line = (f"{m.cluster}: missing permission: {what}{f' named {name}' if name else ''}"
+                        f" in namespace {ns}, which Role {meta.get('name')} of state {m.state} "
+                        "grants (a Role may grant only what its creator holds)")
+                if line not in seen:
+                    seen.add(line)
+                    findings.problems.append(line)
+                missing[(m.cluster, ns)][(group, resource)].add(verb)
+    if missing:
+        findings.rules += role_rules(missing)
+
+
 def unserved_kinds(clusters: Mapping[str, Cluster], needs: Iterable[Need]) -> set[tuple[str, str, str]]:
     """``(cluster, apiVersion, kind)`` of every need whose kind its cluster does not serve."""
     seen: set[tuple[str, str, str]] = set()
@@ -577,6 +654,7 @@ def run_checks(plan: Plan, itinerary: Itinerary, clusters: Mapping[str, Cluster]
     needs = {k: v for k, v in needs.items() if (k[0], k[1], k[2]) not in unserved}
     auth = Authorizer(clusters)
     check_rbac(clusters, needs, findings, auth)
+    check_role_grants(rendered, findings, auth)
     for cluster, ns in sorted({(c, n) for (c, _, _, n), verbs in needs.items() if "create" in verbs}):
         try:
             allowed = auth.allowed(cluster, "create", "v1", "Event", ns or "default")
