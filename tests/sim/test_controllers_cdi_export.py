@@ -180,10 +180,15 @@ def test_cold_copy_across_clusters_needs_the_token(shop_clusters: SimulatedClust
     t.create("DataVolume", dv("notoken", {"http": {"url": url}}))
     assert phases_of(t, "copy", ("Succeeded", "Failed"))[-1] == "Succeeded"
     # Without the token every attempt gets 401 and CDI keeps retrying (no Failed phase).
-    wait_for(lambda: (t.get("DataVolume", NS, "notoken").get("status") or {})
-             .get("restartCount", 0) >= 2)
-    assert t.get("DataVolume", NS, "notoken")["status"]["phase"] == "ImportInProgress"
-    assert "401" in cond(t.get("DataVolume", NS, "notoken"), "Running")["message"]
+    # One snapshot, taken between two attempts (Running=False): during an attempt the condition
+    # is Running=True without a message, and a second read could fall into one under load.
+    def failed_again() -> dict[str, Any] | None:
+        notoken = t.get("DataVolume", NS, "notoken")
+        retried = (notoken.get("status") or {}).get("restartCount", 0) >= 2
+        return notoken if retried and cond(notoken, "Running")["status"] == "False" else None
+    notoken = wait_for(failed_again, what="a second failed attempt")
+    assert notoken["status"]["phase"] == "ImportInProgress"
+    assert "401" in cond(notoken, "Running")["message"]
 
 
 def test_plain_pvc_binds(shop_clusters: SimulatedClusters) -> None:
