@@ -151,7 +151,11 @@ def test_without_auto_cutover_the_round_limit_decides(make_sim: Callable[..., Si
 def test_cutover_time_ends_the_precopy_loop(make_sim: Callable[..., SimulatedClusters],
                                             monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     sim = start_sim(make_sim, monkeypatch)
-    at = datetime.now(timezone.utc).replace(microsecond=0) + timedelta(seconds=6)
+    # The cutover must come after the first round ended and the loop went on: that is smrun's
+    # start (a process: imports, connect, preflight) plus the full first round. 6 s was enough
+    # when idle but not under load (4 workers on 2 busy cores: 1 round before the cutover, in 8
+    # of 12 runs); 20 s is a wide margin, and the loop keeps turning every second until then.
+    at = datetime.now(timezone.utc).replace(microsecond=0) + timedelta(seconds=20)
     text = at.strftime("%Y-%m-%dT%H:%M:%SZ")
     proc, state = _run(sim, tmp_path, vms=["ledger-2"], spec={"cutover": text},
                        settings={"autoCutoverDeltaBytes": None, "maxPrecopyRounds": None,
@@ -159,7 +163,7 @@ def test_cutover_time_ends_the_precopy_loop(make_sim: Callable[..., SimulatedClu
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     rounds = _rounds(state, "ledger/ledger-2")
     precopy, final = rounds[:-1], rounds[-1]
-    assert len(precopy) >= 2 and final["final"]
+    assert len(precopy) >= 2 and final["final"], (text, [r["ended"] for r in rounds])
     # Rounds ran until the cutover time, and the final round came after it.
     assert precopy[-2]["ended"] < text <= final["ended"]
 
