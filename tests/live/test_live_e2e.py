@@ -347,7 +347,17 @@ def test_cancel_racing_the_hand_off_never_loses_the_vm(
         assert r.get("target", "VirtualMachine", "shop", "web-1")["spec"]["runStrategy"] == "Always"
     else:
         _assert_rolled_back(r, "web-1", ("web-1-root",))
-    _no_migrations_left(r)
+    ended = next(e for e in events if e["event"] == outcome[0] and e.get("vm"))
+    if "the hand-off happened during undo" in (ended.get("message") or ""):
+        # KubeVirt finished the hand-off after the cancel had started undoing: undo stops there
+        # and says so ("nothing further was removed, check the VM on both clusters"); the
+        # migration objects stay for a human. Reachable since the simulator no longer fails a
+        # completed source VMIM whose VMI went away in the same tick (sim/migration).
+        assert outcome == ["vm_canceled"] and runs("target"), proc.stdout[-3000:]
+        assert [_status(m).get("phase") for m in r.list(
+            "target", "VirtualMachineInstanceMigration", "shop")] == ["Succeeded"]
+    else:
+        _no_migrations_left(r)
 
 
 def test_blocked_synchronization_is_reported_and_times_out(tmp_path: Path) -> None:
