@@ -125,6 +125,9 @@ class Informer:
         self._timeout_range = timeout_range
         self._rand = rand
         self._cache: dict[tuple[str, str], Obj] = {}
+        #: Our own writes (observe) the watch has not shown yet: a list that predates them must
+        #: not drop them (see _replace). Guarded by _cache_lock.
+        self._observed: dict[tuple[str, str], Obj] = {}
         self._cache_lock = threading.Lock()
         self._dispatch_lock = threading.RLock()
         self._handlers: list[WatchHandler] = []
@@ -157,18 +160,25 @@ class Informer:
         cache already has a newer version. Without this a readiness check right after a create
         can see the object as absent (the watch event may still be on its way) and an
         ``object is none`` condition would pass without waiting. No handler is called: the watch
-        event that follows does that."""
-        if not self.synced:
-            return
+        event that follows does that.
+
+        Also before the first list is in (an informer started just before our create): the
+        write is kept aside until the watch shows it, and a list that predates it keeps it
+        (:meth:`_replace`). It used to be dropped then: the list, sent before the create, came
+        back without the object, and a readiness ``object is none`` held at once (under load the
+        live itinerary's CreateSourceMigration was done before KubeVirt saw its migration)."""
         obj = dict(obj)
         meta = obj.get("metadata")
         if isinstance(meta, dict) and "managedFields" in meta:
             obj["metadata"] = {k: v for k, v in meta.items() if k != "managedFields"}
         obj.setdefault("apiVersion", self.key.api_version)
         obj.setdefault("kind", self.key.kind)
+        key = _key_of(obj)
         with self._cache_lock:
-            if not _older(obj, self._cache.get(_key_of(obj))):
-                self._cache[_key_of(obj)] = obj
+            if not _older(obj, self._observed.get(key)):
+                self._observed[key] = obj
+            if not _older(obj, self._cache.get(key)):
+                self._cache[key] = obj
 
     def snapshot(self) -> list[Obj]:
         with self._cache_lock:
@@ -225,7 +235,7 @@ class Informer:
                 if need_list:
                     items, rv = self._lister()
                     self.relists += 1
-                    self._replace(items)
+                    self._replace(items, rv)
                     self.resource_version = rv
                     need_list = False
                 started = time.monotonic()
@@ -303,16 +313,30 @@ class Informer:
                     self._cache.pop(_key_of(obj), None)
                 else:
                     self._cache[_key_of(obj)] = obj
+                mine = self._observed.get(_key_of(obj))
+                if mine is not None and not _older(obj, mine):
+                    del self._observed[_key_of(obj)]  # the watch has shown it (or later)
             if rv:
                 self.resource_version = rv
             self._dispatch(kind, obj)
 
-    def _replace(self, items: list[Obj]) -> None:
-        """Install a fresh list; emit events for the differences from the cache."""
+    def _replace(self, items: list[Obj], list_rv: str = "") -> None:
+        """Install a fresh list; emit events for the differences from the cache. Our own writes
+        newer than the list (its resourceVersion; when versions are not integers, those the list
+        lacks) are kept: the list was taken before them, and the watch will show them."""
         fresh = {_key_of(obj): _slim(obj) for obj in items}
         events: list[tuple[EventType, Obj]] = []
         with self._dispatch_lock:
             with self._cache_lock:
+                for key, mine in list(self._observed.items()):
+                    try:
+                        after_list = int(_rv_of(mine)) > int(list_rv)
+                    except ValueError:
+                        after_list = key not in fresh
+                    if after_list and not _older(mine, fresh.get(key)):
+                        fresh[key] = mine
+                    elif not after_list:
+                        del self._observed[key]  # the list reflects it (or its deletion)
                 old = self._cache
                 for key, obj in fresh.items():
                     before = old.get(key)

@@ -236,3 +236,34 @@ def test_the_cache_drops_managed_fields_as_client_go_informers_do() -> None:
         assert "managedFields" in answer["metadata"]  # the caller's own object is left alone
     finally:
         inf.stop()
+
+
+def test_an_own_write_survives_a_list_sent_before_it() -> None:
+    """Read-your-writes before the first list is in: the informer starts, its list is sent,
+    we create an object (observe), and the list answers without it. The cache must still hold
+    the object (an ``object is none`` readiness would otherwise pass at once), until the watch
+    shows it; an observed write that the list already reflects is not kept aside."""
+    listing, created = threading.Event(), threading.Event()
+
+    def lister() -> tuple[list[dict[str, Any]], str]:
+        listing.set()
+        assert created.wait(5)
+        return [cm("old", 3)], "5"  # taken at resourceVersion 5, before our create (6)
+
+    script = Script([([], "0")], [])
+    informer = Informer(KEY, name="test", lister=lister, streamer=script.streamer,
+                        rand=lambda: 0.0)
+    informer.start()
+    try:
+        assert listing.wait(5)
+        informer.observe(cm("mine", 6))
+        informer.observe(cm("old", 3))  # already in the list: nothing to keep
+        created.set()
+        assert informer.wait_synced(5)
+        mine = informer.cached("ns", "mine")
+        assert mine is not None and mine["metadata"]["resourceVersion"] == "6"
+        assert informer.cached("ns", "old") is not None
+        assert set(informer._observed) == {("ns", "mine")}
+    finally:
+        informer.stop()
+        informer.join(2)
