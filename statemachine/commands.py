@@ -18,7 +18,7 @@ from typing import IO, TYPE_CHECKING, Any
 
 from statemachine import gcpolicy, reruns
 from statemachine.clusters import Pending, connect_ahead, connect_plan
-from statemachine.engine.journal import Journal, new_run_id, request_cancel
+from statemachine.engine.journal import Journal, request_cancel
 from statemachine.errors import PreflightError
 from statemachine.plan import Plan
 
@@ -113,7 +113,6 @@ def run(plan: Plan, itinerary: Itinerary, *, state_dir: Path, max_in_flight: int
         connection = (started.clusters.result() if started.clusters is not None
                       else connect_plan(plan, cache_dir=journal.dir / "cache"))
         with connection as conn:
-            from statemachine.engine import preflight as checks
             from statemachine.engine.core import Engine, EngineSettings
             from statemachine.engine.progress import renderer_for
 
@@ -127,20 +126,11 @@ def run(plan: Plan, itinerary: Itinerary, *, state_dir: Path, max_in_flight: int
             if done is not None:
                 notes.write(done + "\n")
                 return 0
-            fresh = [v for v in selected
-                     if (rec := replay.vms.get(v.ref)) is None
-                     or rec.predicates is None or rec.terminal in ("Failed", "Canceled")]
-            setup_rec = replay.vms.get("")
-            setup_fresh = setup_rec is None or setup_rec.terminal != "Completed"
             # What preflight reads and computes for each VM, the engine reuses for VMs that start
-            # soon after it; preflight works in the run's context, so the run's id is chosen here
-            # (the journal's own, else a new one: what Engine.run would choose).
-            prefetched = checks.ClusterReads(clusters)
-            run_id = replay.run_id or new_run_id()
-            if fresh or setup_fresh:
-                findings = checks.run_checks(plan, itinerary, clusters, vms=fresh,
-                                             setup=setup_fresh, servers=conn.servers,
-                                             reads=prefetched, run_id=run_id)
+            # soon after it; preflight works in the run's context (its id, chosen here).
+            scope = reruns.preflight_scope(replay, selected, clusters)
+            if scope.needed:
+                findings = scope.check(plan, itinerary, servers=conn.servers)
                 _print_findings(findings, sys.stderr if output == "json" else stream)
                 if findings.blocking:
                     _refuse(findings)
@@ -153,7 +143,7 @@ def run(plan: Plan, itinerary: Itinerary, *, state_dir: Path, max_in_flight: int
             engine = Engine(plan, itinerary, source=conn.source, target=conn.target,
                             journal=journal, settings=settings,
                             on_event=renderer_for(output, stream), servers=conn.servers,
-                            prefetched=prefetched, run_id=run_id)
+                            prefetched=scope.reads, run_id=scope.run_id)
             return engine.run().exit_code
     finally:
         started.close()

@@ -9,7 +9,9 @@ share). On the next ``smrun run`` of the plan:
   (:func:`check_same_clusters`);
 - a journal whose every VM completed is reported as such, with how to start over
   (:func:`completed_line`), and nothing runs;
-- ``--new-run`` keeps the old journal beside the new one as history (:func:`start_new_run`).
+- ``--new-run`` keeps the old journal beside the new one as history (:func:`start_new_run`);
+- preflight checks only what the run will start (again): :func:`preflight_scope`, for ``smrun
+  run`` and the operator alike.
 
 A journal written before identities were recorded resumes as before, with a warning. This module
 reads clusters (one GET each) and renames a file; it applies nothing and prints nothing.
@@ -18,15 +20,21 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from statemachine.engine.journal import Replay
+from statemachine.engine.journal import Replay, new_run_id
 from statemachine.errors import PermanentClusterError, UsageError, state_dir_error
 from statemachine.k8s import Cluster, ObjectRef
 from statemachine.plan import VM, Plan
 
-__all__ = ["Identity", "check_same_clusters", "completed_line", "identities", "start_new_run"]
+if TYPE_CHECKING:
+    from statemachine.engine.preflight import ClusterReads, Findings
+    from statemachine.itinerary import Itinerary
+
+__all__ = ["Identity", "PreflightScope", "check_same_clusters", "completed_line", "identities",
+           "preflight_scope", "start_new_run"]
 
 #: Per cluster name: ``server`` (API server URL) and ``uid`` (of kube-system; ``None``: unknown).
 Identity = dict[str, dict[str, str | None]]
@@ -114,3 +122,45 @@ def start_new_run(journal: Path, replay: Replay) -> Path | None:
     except OSError as exc:
         raise state_dir_error(journal, exc, "keep the old journal") from None
     return kept
+
+
+@dataclass(frozen=True)
+class PreflightScope:
+    """What preflight checks before a run of a journal (a first one, or one resumed), and the
+    run's context it checks in. From :func:`preflight_scope`."""
+
+    vms: list[VM]
+    """The VMs that start (again): no start in the journal, or it ended Failed or Canceled."""
+    setup: bool
+    """The setup flow runs (again): it has not completed."""
+    reads: ClusterReads
+    """What preflight reads and computes for each VM; the engine reuses it for the VMs that start
+    soon after (``Engine(prefetched=...)``)."""
+    run_id: str
+    """The journal's run id, else a new one: what ``Engine.run`` would choose (pass it to it)."""
+
+    @property
+    def needed(self) -> bool:
+        """Anything to check: a VM or the setup still to start."""
+        return bool(self.vms) or self.setup
+
+    def check(self, plan: Plan, itinerary: Itinerary, *,
+              servers: Mapping[str, str] | None = None) -> Findings:
+        """Preflight's findings for this scope, in the run's context."""
+        from statemachine.engine.preflight import run_checks
+        return run_checks(plan, itinerary, self.reads.clusters, vms=self.vms, setup=self.setup,
+                          servers=servers, reads=self.reads, run_id=self.run_id)
+
+
+def preflight_scope(replay: Replay, vms: Sequence[VM],
+                    clusters: Mapping[str, Cluster]) -> PreflightScope:
+    """What preflight checks of ``vms`` (those the run selects) before ``replay``'s journal runs
+    against ``clusters``: a VM or the setup that completed, or is under way, is not checked again."""
+    # Imported here: `smrun run` imports this module before it has started connecting, and the
+    # engine's modules only once it needs them (statemachine.commands, issue 17).
+    from statemachine.engine.preflight import ClusterReads
+    fresh = [v for v in vms if (rec := replay.vms.get(v.ref)) is None
+             or rec.predicates is None or rec.terminal in ("Failed", "Canceled")]
+    setup = replay.vms.get("")
+    return PreflightScope(fresh, setup is None or setup.terminal != "Completed",
+                          ClusterReads(clusters), replay.run_id or new_run_id())

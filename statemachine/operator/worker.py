@@ -219,12 +219,11 @@ class PlanWorker(threading.Thread):
         from statemachine.clusters import connect_plan
         from statemachine.context import labels_for
         from statemachine.engine import Engine, EngineSettings, Journal
-        from statemachine.engine import preflight as checks
-        from statemachine.engine.journal import new_run_id
         from statemachine.operator.counting import CountingBackend, CountingCluster
         from statemachine.operator.outputtap import OutputTap
         from statemachine.operator.planobject import load_plan_object
         from statemachine.providers import itinerary_for_plan
+        from statemachine.reruns import preflight_scope
 
         meta = self.obj["metadata"]
         plan_dir = self.state_dir / meta["namespace"] / str(meta.get("uid", "none"))
@@ -284,19 +283,11 @@ class PlanWorker(threading.Thread):
                 source, target = self._fenced(conn.source), self._fenced(conn.target)
                 reporter.source = source
                 clusters = {"source": source, "target": target}
-                fresh = [v for v in plan.vms if (rec := replay.vms.get(v.ref)) is None
-                         or rec.predicates is None or rec.terminal in ("Failed", "Canceled")]
-                setup_rec = replay.vms.get("")
-                setup_fresh = setup_rec is None or setup_rec.terminal != "Completed"
-                prefetched = checks.ClusterReads(clusters)
-                # Preflight in the run's context, so the engine takes each VM's start over
-                # (the id Engine.run would choose: the journal's, else a new one).
-                run_id = replay.run_id or new_run_id()
-                if fresh or setup_fresh:
+                # Preflight in the run's context, so the engine takes each VM's start over.
+                scope = preflight_scope(replay, plan.vms, clusters)
+                if scope.needed:
                     try:
-                        findings = checks.run_checks(plan, itinerary, clusters, vms=fresh,
-                                                     setup=setup_fresh, servers=conn.servers,
-                                                     reads=prefetched, run_id=run_id)
+                        findings = scope.check(plan, itinerary, servers=conn.servers)
                     except SmrunError as exc:
                         reporter.set_phase("Refused", one_line(exc), warning=True,
                                            reason="Refused")
@@ -321,7 +312,7 @@ class PlanWorker(threading.Thread):
                 self.engine = Engine(plan, itinerary, source=source, target=target,
                                      journal=journal, settings=EngineSettings(),
                                      on_event=reporter, servers=conn.servers,
-                                     prefetched=prefetched, run_id=run_id)
+                                     prefetched=scope.reads, run_id=scope.run_id)
                 if self._cancel.is_set():
                     self.engine.cancel()
                 result = self.engine.run()

@@ -18,9 +18,10 @@ from typing import Any
 import pytest
 
 from statemachine.cli import main
-from statemachine.engine.journal import Replay
+from statemachine.engine.journal import Replay, VmRecord
 from statemachine.errors import UsageError
-from statemachine.reruns import check_same_clusters
+from statemachine.plan import VM
+from statemachine.reruns import check_same_clusters, preflight_scope
 from statemachine.sim.cluster import SimulatedClusters
 from tests.engine.test_e2e import DATA, Creations, write_plan
 
@@ -147,3 +148,26 @@ def test_identity_rule_server_or_uid_differs_refuses_unknown_warns(tmp_path: Pat
     (warning,) = check_same_clusters(was, _ids("https://dst:6443", None), journal)
     assert "target cluster's identity is unknown" in warning
     assert check_same_clusters(Replay(None, {}), _ids("x", "y"), journal) == []
+
+
+def test_preflight_checks_only_what_the_run_starts_again() -> None:
+    # smrun run and the operator both ask preflight_scope: VMs never started, started without
+    # recorded predicates, or ended Failed/Canceled are checked; under way or Completed are not
+    vms = [VM(name, "shop", name, "shop") for name in ("new", "bare", "failed", "canceled",
+                                                       "running", "done")]
+    records = {"shop/bare": VmRecord("shop/bare"),
+               "shop/failed": VmRecord("shop/failed", predicates={}, terminal="Failed"),
+               "shop/canceled": VmRecord("shop/canceled", predicates={}, terminal="Canceled"),
+               "shop/running": VmRecord("shop/running", predicates={}),
+               "shop/done": VmRecord("shop/done", predicates={}, terminal="Completed")}
+    scope = preflight_scope(Replay("run-1", dict(records)), vms, {})
+    assert [v.name for v in scope.vms] == ["new", "bare", "failed", "canceled"]
+    assert scope.setup and scope.needed and scope.run_id == "run-1"
+    assert scope.reads.clusters == {}
+
+    setup_done = {**records, "": VmRecord("", predicates={}, terminal="Completed")}
+    scope = preflight_scope(Replay("run-1", setup_done), vms[4:], {})
+    assert scope.vms == [] and not scope.setup and not scope.needed
+
+    first = preflight_scope(Replay(None, {}), vms[:1], {})  # no journal yet: a new run id
+    assert first.run_id and first.run_id != preflight_scope(Replay(None, {}), [], {}).run_id
