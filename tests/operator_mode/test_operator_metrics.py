@@ -13,10 +13,12 @@ import time
 from collections import defaultdict
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from polling import wait_for
 from statemachine.operator.crd import plan_crd
 from statemachine.sim.cluster import SimulatedClusters
 from statemachine.sim.faults import FaultInjector
@@ -86,8 +88,21 @@ def test_metrics_count_requests_retries_journal_and_reactions(operator: Operator
 
     obj = operator.wait_phase("live-demo", ("Succeeded", "Failed", "Canceled"))
     assert obj["status"]["phase"] == "Succeeded", obj["status"]
-    time.sleep(1)  # the reporter's last status patch
-    after = scrape(port)
+    uid = obj["metadata"]["uid"]
+    store = operator.sim.store("target")
+
+    def journal_maps() -> list[dict[str, Any]]:
+        return store.list("ConfigMap", NS, label_selector=f"smrun.io/journal=smrun-journal-{uid}")
+
+    def flushed() -> Samples | None:
+        """A scrape taken once the journal's last flush is in the cluster (every entry counted is
+        a line there). A fixed second was not always enough under load."""
+        samples = scrape(port)
+        lines = sum(len(v.splitlines()) for m in journal_maps()
+                    for v in (m.get("data") or {}).values())
+        counted = samples.get("smrun_journal_entries_total", {}).get((), 0)
+        return samples if counted and counted == lines else None
+    after = wait_for(flushed, timeout=30, what="the journal's last flush")
     requests = by(after, "smrun_api_requests_total", "cluster", "verb", "code")
     retries = by(after, "smrun_api_retries_total", "cluster", "verb", "code")
 
@@ -108,7 +123,6 @@ def test_metrics_count_requests_retries_journal_and_reactions(operator: Operator
 
     # Journal: every entry this replica appended is a line in the Plan's journal ConfigMaps, and
     # the writes that stored them (one patch per flush) are far fewer than the entries.
-    uid = obj["metadata"]["uid"]
     maps = json.loads(operator.kubectl("get", "configmaps", "-n", NS, "-l",
                                        f"smrun.io/journal=smrun-journal-{uid}", "-o",
                                        "json").stdout)["items"]
