@@ -15,6 +15,10 @@ it is installed from):
   ``exec`` (a timestamp taken just before the child is started) to the arrival time of the first
   request in the simulator's request log. The simulator is started and ready before the clock
   starts, so its own start-up is not counted.
+- ``floor``: the same measure for a five-line script that only imports the official ``kubernetes``
+  client, loads the kubeconfig and sends ``GET /version`` (``_FLOOR``): what any Python tool on
+  that client pays before its first request. smrun's ``first_request`` minus this is smrun's own
+  start-up.
 
 One untimed run of each first fills smrun's caches (``SMRUN_CACHE_DIR``: compiled templates,
 schema verdicts), as any earlier command on the same plan would. The rounds alternate the
@@ -111,6 +115,38 @@ def first_request(python: str, workdir: Path) -> dict[str, Any]:
             "wall_s": round(wall, 4), "cpu_s": round(cpu, 4), "requests": len(arrivals)}
 
 
+_FLOOR = """\
+import sys
+from kubernetes import client, config
+cfg = client.Configuration()
+config.load_kube_config(config_file=sys.argv[1], context="source", client_configuration=cfg)
+client.VersionApi(client.ApiClient(cfg)).get_code()
+"""
+"""The least any Python tool built on the official client does before its first request: import
+the library, load the kubeconfig, send ``GET /version``. smrun's own first request cannot come
+sooner than this script's (smrun also parses its command line, loads and checks the plan)."""
+
+
+def floor(python: str, workdir: Path) -> dict[str, Any]:
+    """exec -> first request of :data:`_FLOOR` against fresh simulated clusters."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    for old in ("requests.jsonl", "commits.jsonl"):
+        (workdir / old).unlink(missing_ok=True)
+    kubeconfig = workdir / "kubeconfig"
+    seed, _, _, _ = compare._example_plan(workdir, kubeconfig)
+    sim = benchrun._start_sim(workdir, seed, kubeconfig, 0.05)
+    try:
+        code, exec_at, wall, cpu = _timed([python, "-c", _FLOOR, str(kubeconfig)])
+    finally:
+        sim.send_signal(signal.SIGTERM)
+        sim.wait()
+    arrivals = [json.loads(line)["ts"] for line in
+                (workdir / "requests.jsonl").read_text(encoding="utf-8").splitlines() if line]
+    first = min(arrivals) - exec_at if arrivals else None
+    return {"exit_code": code, "first_request_s": round(first, 4) if first is not None else None,
+            "wall_s": round(wall, 4), "cpu_s": round(cpu, 4)}
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--rounds", type=int, default=5)
@@ -135,8 +171,9 @@ def main(argv: list[str] | None = None) -> int:
             order = pythons if r % 2 == 0 else list(reversed(pythons))
             for label, python in order:
                 rec: dict[str, Any] = {"round": r, "offline": offline(python),
-                                       "first": first_request(python, Path(tmp) / label)}
-                ok = ok and rec["offline"]["exit_code"] == 0 and rec["first"]["exit_code"] == 0
+                                       "first": first_request(python, Path(tmp) / label),
+                                       "floor": floor(python, Path(tmp) / f"{label}-floor")}
+                ok = ok and all(rec[m]["exit_code"] == 0 for m in ("offline", "first", "floor"))
                 results[label].append(rec)
     summary: dict[str, Any] = {"load_avg": os.getloadavg(), "rounds": args.rounds, "by": {}}
     for label, recs in results.items():
@@ -145,11 +182,14 @@ def main(argv: list[str] | None = None) -> int:
             "offline_cpu_s": statistics.median(x["offline"]["cpu_s"] for x in recs),
             "first_request_s": statistics.median(x["first"]["first_request_s"] or 0 for x in recs),
             "validate_cpu_s": statistics.median(x["first"]["cpu_s"] for x in recs),
+            "floor_first_request_s": statistics.median(x["floor"]["first_request_s"] or 0
+                                                       for x in recs),
         }
         summary["by"][label] = {"median": med, "runs": recs}
         print(f"{label}: validate --offline wall {med['offline_wall_s']:.3f}s cpu "
               f"{med['offline_cpu_s']:.3f}s | exec->first request {med['first_request_s']:.3f}s "
-              f"(validate cpu {med['validate_cpu_s']:.3f}s)  [median of {args.rounds}; "
+              f"(validate cpu {med['validate_cpu_s']:.3f}s) | the client library's floor "
+              f"{med['floor_first_request_s']:.3f}s  [median of {args.rounds}; "
               f"load {summary['load_avg'][0]:.1f}]")
     if args.json:
         args.json.write_text(json.dumps(summary, indent=1), encoding="utf-8")
