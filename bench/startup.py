@@ -42,6 +42,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -94,7 +95,9 @@ def offline(python: str) -> dict[str, Any]:
     return {"exit_code": code, "wall_s": round(wall, 4), "cpu_s": round(cpu, 4)}
 
 
-def first_request(python: str, workdir: Path) -> dict[str, Any]:
+def _against_sim(workdir: Path, command: Callable[[Path, Path], list[str]]) -> dict[str, Any]:
+    """Run ``command(plan, kubeconfig)`` against fresh simulated clusters serving the example
+    plan's seed; its exit code, exec -> first request's arrival, wall and CPU seconds."""
     # The same folder every round: the plan (which names the kubeconfig's path) is the same
     # document each time, as when a user validates then runs one plan (the caches can hit).
     workdir.mkdir(parents=True, exist_ok=True)
@@ -104,7 +107,7 @@ def first_request(python: str, workdir: Path) -> dict[str, Any]:
     seed, plan, _, _ = compare._example_plan(workdir, kubeconfig)
     sim = benchrun._start_sim(workdir, seed, kubeconfig, 0.05)
     try:
-        code, exec_at, wall, cpu = _timed([python, "-m", "statemachine", "validate", str(plan)])
+        code, exec_at, wall, cpu = _timed(command(plan, kubeconfig))
     finally:
         sim.send_signal(signal.SIGTERM)
         sim.wait()
@@ -113,6 +116,12 @@ def first_request(python: str, workdir: Path) -> dict[str, Any]:
     first = min(arrivals) - exec_at if arrivals else None
     return {"exit_code": code, "first_request_s": round(first, 4) if first is not None else None,
             "wall_s": round(wall, 4), "cpu_s": round(cpu, 4), "requests": len(arrivals)}
+
+
+def first_request(python: str, workdir: Path) -> dict[str, Any]:
+    """exec -> first request of ``smrun validate PLAN``."""
+    return _against_sim(workdir, lambda plan, _: [python, "-m", "statemachine", "validate",
+                                                  str(plan)])
 
 
 _FLOOR = """\
@@ -128,23 +137,8 @@ sooner than this script's (smrun also parses its command line, loads and checks 
 
 
 def floor(python: str, workdir: Path) -> dict[str, Any]:
-    """exec -> first request of :data:`_FLOOR` against fresh simulated clusters."""
-    workdir.mkdir(parents=True, exist_ok=True)
-    for old in ("requests.jsonl", "commits.jsonl"):
-        (workdir / old).unlink(missing_ok=True)
-    kubeconfig = workdir / "kubeconfig"
-    seed, _, _, _ = compare._example_plan(workdir, kubeconfig)
-    sim = benchrun._start_sim(workdir, seed, kubeconfig, 0.05)
-    try:
-        code, exec_at, wall, cpu = _timed([python, "-c", _FLOOR, str(kubeconfig)])
-    finally:
-        sim.send_signal(signal.SIGTERM)
-        sim.wait()
-    arrivals = [json.loads(line)["ts"] for line in
-                (workdir / "requests.jsonl").read_text(encoding="utf-8").splitlines() if line]
-    first = min(arrivals) - exec_at if arrivals else None
-    return {"exit_code": code, "first_request_s": round(first, 4) if first is not None else None,
-            "wall_s": round(wall, 4), "cpu_s": round(cpu, 4)}
+    """exec -> first request of :data:`_FLOOR`."""
+    return _against_sim(workdir, lambda _, kubeconfig: [python, "-c", _FLOOR, str(kubeconfig)])
 
 
 def main(argv: list[str] | None = None) -> int:
