@@ -355,7 +355,7 @@ class Authorizer:
 
     def __init__(self, clusters: Mapping[str, Cluster]) -> None:
         self.clusters = clusters
-        self._reviews: dict[tuple[str, str], RulesReview | None] = {}
+        self.reviews: dict[tuple[str, str], RulesReview | None] = {}
         self._asked: dict[tuple[str, str, str, str, str], bool] = {}
 
     def resource(self, cluster: str, api_version: str, kind: str) -> tuple[str, bool]:
@@ -365,7 +365,7 @@ class Authorizer:
 
     def allowed(self, cluster: str, verb: str, api_version: str, kind: str, ns: str) -> bool:
         key = (cluster, verb, api_version, kind, ns)
-        answer = self._by_rules(key, self._review)
+        answer = self._by_rules(key, self.review)
         if answer is not None:
             return answer
         if key not in self._asked:
@@ -387,13 +387,13 @@ class Authorizer:
                 _resource, namespaced = self.resource(cluster, api_version, kind)
             except ClusterError:
                 continue
-            if ns and namespaced and (cluster, ns) not in self._reviews:
+            if ns and namespaced and (cluster, ns) not in self.reviews:
                 wanted.add((cluster, ns))
         reviews, failed = self._gather({key: partial(self.clusters[key[0]].rules, key[1])
                                          for key in wanted})
-        self._reviews.update(reviews)
-        for key in failed:  # as _review: a server without rules reviews, ask each question
-            self._reviews[key] = None
+        self.reviews.update(reviews)
+        for key in failed:  # as review(): a server without rules reviews, ask each question
+            self.reviews[key] = None
         open_questions = [q for q in questions if q not in self._asked and self._open(q)]
         answers, _ = self._gather({q: partial(self.clusters[q[0]].can_i, q[1], q[2], q[3], q[4])
                                    for q in open_questions})
@@ -404,7 +404,7 @@ class Authorizer:
         """The rules review's answer to ``q`` (``(cluster, verb, apiVersion, kind, namespace)``):
         ``True`` or ``False``, or ``None`` when it leaves ``q`` to an access review (a
         cluster-scoped kind, no rules review, or an incomplete one that does not allow it).
-        ``review(cluster, namespace)`` gives the rules review: :meth:`_review` asks for it,
+        ``review(cluster, namespace)`` gives the rules review: :meth:`review` asks for it,
         :meth:`_open` takes only one already asked. The one reading of a rules review, for
         :meth:`allowed` and :meth:`prefetch` alike."""
         cluster, verb, api_version, kind, ns = q
@@ -419,7 +419,7 @@ class Authorizer:
     def _open(self, q: tuple[str, str, str, str, str]) -> bool:
         """Whether a rules review already asked leaves ``q`` to an access review."""
         try:
-            return self._by_rules(q, lambda cluster, ns: self._reviews.get((cluster, ns))) is None
+            return self._by_rules(q, lambda cluster, ns: self.reviews.get((cluster, ns))) is None
         except ClusterError:
             return False
 
@@ -440,14 +440,15 @@ class Authorizer:
                 failed.append(key)
         return answers, failed
 
-    def _review(self, cluster: str, ns: str) -> RulesReview | None:
-        if (cluster, ns) not in self._reviews:
+    def review(self, cluster: str, ns: str) -> RulesReview | None:
+        """The rules review of ``ns`` on ``cluster``, asked once (None: the server has none)."""
+        if (cluster, ns) not in self.reviews:
             try:
-                self._reviews[(cluster, ns)] = self.clusters[cluster].rules(ns)
+                self.reviews[(cluster, ns)] = self.clusters[cluster].rules(ns)
             except ClusterError as e:  # a server without rules reviews: ask each question
                 logger.debug("%s: no rules review in %s (%s); asking access reviews", cluster, ns, e)
-                self._reviews[(cluster, ns)] = None
-        return self._reviews[(cluster, ns)]
+                self.reviews[(cluster, ns)] = None
+        return self.reviews[(cluster, ns)]
 
 
 def check_rbac(clusters: Mapping[str, Cluster], needs: Mapping[Need, set[str]], findings: Findings,
@@ -487,19 +488,6 @@ def _grants(rule: Mapping[str, Any]) -> Iterator[tuple[str, str, str, str]]:
                     yield group, resource, verb, name
 
 
-def _holds(review: RulesReview, group: str, resource: str, verb: str, name: str) -> bool:
-    """Whether a rule of ``review`` covers the permission, as Kubernetes' escalation check
-    judges it: ``*`` covers its field, ``*/sub`` any resource's ``sub``; a rule limited to names
-    covers only those names, never "any name"."""
-    sub = resource.partition("/")[2]
-    return any(("*" in r.verbs or verb in r.verbs)
-               and ("*" in r.api_groups or group in r.api_groups)
-               and ("*" in r.resources or resource in r.resources
-                    or bool(sub and f"*/{sub}" in r.resources))
-               and (not r.resource_names or bool(name and name in r.resource_names))
-               for r in review.rules)
-
-
 def check_role_grants(rendered: Iterable[Rendered], findings: Findings, auth: Authorizer) -> None:
     """The Roles the run creates grant only what the runner holds itself.
 
@@ -523,7 +511,7 @@ def check_role_grants(rendered: Iterable[Rendered], findings: Findings, auth: Au
         try:
             if auth.allowed(m.cluster, "escalate", f"{_RBAC}/v1", "Role", ns):
                 continue
-            review = auth._review(m.cluster, ns)
+            review = auth.review(m.cluster, ns)
         except ClusterError as e:
             findings.problems.append(f"{m.cluster}: cannot check what Role {ns}/{meta.get('name')} "
                                      f"may grant: {e}")
@@ -534,7 +522,7 @@ def check_role_grants(rendered: Iterable[Rendered], findings: Findings, auth: Au
             if not isinstance(rule, Mapping):
                 continue
             for group, resource, verb, name in _grants(rule):
-                if _holds(review, group, resource, verb, name):
+                if review.covers(verb, group, resource, name):
                     continue
                 what = f"{verb} {group + ' ' if group else ''}{resource}"
                 line = (f"{m.cluster}: missing permission: {what}{f' named {name}' if name else ''}"

@@ -78,6 +78,18 @@ class ResourceRule:
                 and ("*" in self.api_groups or group in self.api_groups)
                 and ("*" in self.resources or resource in self.resources))
 
+    def covers(self, verb: str, group: str, resource: str, name: str = "") -> bool:
+        """Whether this rule covers the permission to ``verb`` ``resource`` named ``name`` (""
+        for any name), as Kubernetes' escalation check judges a Role's grant: ``*`` covers its
+        field, ``*/sub`` any resource's ``sub``, and a rule limited to names covers only those
+        names, never "any name"."""
+        sub = resource.partition("/")[2]
+        return (("*" in self.verbs or verb in self.verbs)
+                and ("*" in self.api_groups or group in self.api_groups)
+                and ("*" in self.resources or resource in self.resources
+                     or bool(sub and f"*/{sub}" in self.resources))
+                and (not self.resource_names or bool(name and name in self.resource_names)))
+
 
 @dataclass(frozen=True)
 class RulesReview:
@@ -92,6 +104,10 @@ class RulesReview:
 
     def allows(self, verb: str, group: str, resource: str) -> bool:
         return any(r.allows(verb, group, resource) for r in self.rules)
+
+    def covers(self, verb: str, group: str, resource: str, name: str = "") -> bool:
+        """Whether a rule covers a Role's grant (:meth:`ResourceRule.covers`)."""
+        return any(r.covers(verb, group, resource, name) for r in self.rules)
 
     @classmethod
     def from_status(cls, status: Mapping[str, Any]) -> RulesReview:
