@@ -156,18 +156,26 @@ def test_with_faults_the_run_completes_and_retries_are_logged(
     assert set(created.added.values()) == {1}
 
 
+def _refused_by_preflight_and_run(plan: Any, itinerary: Any, tmp_path: Path) -> list[PreflightError]:
+    """The PreflightError (exit 3) of ``smrun validate``'s preflight and of ``smrun run``."""
+    errors = []
+    for call in (lambda: commands.preflight(plan, itinerary, stream=io.StringIO()),
+                 lambda: commands.run(plan, itinerary, state_dir=tmp_path / "state", output="json",
+                                      stream=io.StringIO())):
+        with pytest.raises(PreflightError) as info:
+            call()
+        assert info.value.exit_code == 3
+        errors.append(info.value)
+    return errors
+
+
 def test_user_without_create_rights_is_refused_before_anything_is_created(
         simc: SimulatedClusters, tmp_path: Path) -> None:
     created = Creations(simc)
     plan = load_plan(write_plan(tmp_path, simc, ["r-1"], target_context="target-viewer", name="rbac"))
     itinerary = load_itinerary(plan.itinerary)
-    for call in (lambda: commands.preflight(plan, itinerary, stream=io.StringIO()),
-                 lambda: commands.run(plan, itinerary, state_dir=tmp_path / "state", output="json",
-                                    stream=io.StringIO())):
-        with pytest.raises(PreflightError) as info:
-            call()
-        assert info.value.exit_code == 3
-        text = str(info.value)
+    for error in _refused_by_preflight_and_run(plan, itinerary, tmp_path):
+        text = str(error)
         assert "target: missing permission: create v1 ConfigMap in namespace shop" in text
         assert "target: missing permission: create batch/v1 Job in namespace shop" in text
     assert created.added == Counter()
@@ -194,13 +202,8 @@ def test_preflight_lists_every_read_the_user_may_not_do_then_refuses(
                'in API group "" at the cluster scope'] + [
         f'secrets "r-{i}-creds" is forbidden: User "viewer" cannot get resource "secrets" in '
         'API group "" in the namespace "shop"' for i in (1, 2, 3)]
-    for call in (lambda: commands.preflight(plan, itinerary, stream=io.StringIO()),
-                 lambda: commands.run(plan, itinerary, state_dir=tmp_path / "state", output="json",
-                                      stream=io.StringIO())):
-        with pytest.raises(PreflightError) as info:
-            call()
-        assert info.value.exit_code == 3
-        assert list(info.value.problems) == refused  # the read over a refused one is not tried
+    for error in _refused_by_preflight_and_run(plan, itinerary, tmp_path):
+        assert list(error.problems) == refused  # the read over a refused one is not tried
     cli = subprocess.run([sys.executable, "-m", "statemachine", "validate", str(plan.path)],
                          capture_output=True, text=True, timeout=60)
     assert cli.returncode == 3, cli.stderr

@@ -239,16 +239,9 @@ spec: {template: {spec: {containers: [{name: c, image: busybox}], restartPolicy:
 """
 
 
-def test_the_first_vms_first_states_are_rendered_and_watched_while_the_setup_waits(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    # While the plan's setup waits (its Job takes 0.3 s), the first VM's first state is
-    # rendered from preflight's context for the run, and the watch of what it creates started;
-    # when the VM starts, its action uses that rendering (no second render) and the watch is
-    # already there. The created objects are the same as without it.
-    from statemachine.engine.lang import Language
-    from statemachine.engine.scheduler import Scheduler
-
-    it = itinerary(tmp_path / "setupwait", """
+def _setup_wait_itinerary(tmp_path: Path, name: str) -> Any:
+    """A setup whose Job takes a while, then one state writing out.yaml per VM."""
+    return itinerary(tmp_path / name, """
 setup:
   states:
     - name: Prepare
@@ -259,7 +252,19 @@ setup:
   - name: Write
     actions: [{apply: out.yaml}]
   - name: Completed
-""", {**TEMPLATES, "setup-job.yaml": SETUP_JOB}, name="setupwait")
+""", {**TEMPLATES, "setup-job.yaml": SETUP_JOB}, name=name)
+
+
+def test_the_first_vms_first_states_are_rendered_and_watched_while_the_setup_waits(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # While the plan's setup waits (its Job takes 0.3 s), the first VM's first state is
+    # rendered from preflight's context for the run, and the watch of what it creates started;
+    # when the VM starts, its action uses that rendering (no second render) and the watch is
+    # already there. The created objects are the same as without it.
+    from statemachine.engine.lang import Language
+    from statemachine.engine.scheduler import Scheduler
+
+    it = _setup_wait_itinerary(tmp_path, "setupwait")
     p = plan("setupwait", ["vm-1", "vm-2"])
     renders: list[tuple[str, bool]] = []
     watches: list[tuple[str, bool]] = []
@@ -305,18 +310,7 @@ def test_the_context_rendered_ahead_is_the_one_the_first_vm_then_uses(
     import statemachine.engine.actions as actions
     from statemachine.engine import ahead
 
-    it = itinerary(tmp_path / "equalahead", """
-setup:
-  states:
-    - name: Prepare
-      cluster: target
-      actions: [{apply: setup-job.yaml}]
-      readiness: {ready: "condition=Complete"}
-""" + START + BIG + """states:
-  - name: Write
-    actions: [{apply: out.yaml}]
-  - name: Completed
-""", {**TEMPLATES, "setup-job.yaml": SETUP_JOB}, name="equalahead")
+    it = _setup_wait_itinerary(tmp_path, "equalahead")
     p = plan("equalahead", ["vm-1"])
     built: list[dict[str, Any]] = []
     used: list[dict[str, Any]] = []
