@@ -186,6 +186,13 @@ class Cluster(Protocol):
         """SelfSubjectAccessReview for the current user."""
         ...
 
+    def can_i_resource(self, verb: str, group: str, resource: str, namespace: str = "",
+                       name: str = "") -> bool:
+        """SelfSubjectAccessReview of ``verb`` on ``resource`` (``res`` or ``res/sub``, ``*``
+        allowed: as a Role rule names it) of API group ``group``, in ``namespace`` (``""``:
+        cluster-wide), on the object ``name`` (``""``: any)."""
+        ...
+
     def resource_of(self, api_version: str, kind: str) -> tuple[str, bool] | None:
         """(plural resource name, namespaced) from discovery; ``None`` if not served."""
         ...

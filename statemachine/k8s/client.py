@@ -653,9 +653,26 @@ class KubeCluster:
             attrs["subresource"] = subresource
         if name:
             attrs["name"] = name
+        return self._access_review(attrs)
+
+    def can_i_resource(self, verb: str, group: str, resource: str, namespace: str = "",
+                       name: str = "") -> bool:
+        """SelfSubjectAccessReview of ``verb`` on ``resource`` (``res`` or ``res/sub``, as a
+        Role rule names it; ``*`` allowed) of ``group``, in ``namespace`` (``""``: cluster-wide)
+        as given, whatever the resource's scope (a RoleBinding may grant ``bind`` on
+        clusterroles in its namespace), without discovery."""
+        res, _, sub = resource.partition("/")
+        attrs: dict[str, str] = {"verb": verb, "group": group, "resource": res}
+        for key, value in (("subresource", sub), ("namespace", namespace), ("name", name)):
+            if value:
+                attrs[key] = value
+        return self._access_review(attrs)
+
+    def _access_review(self, attrs: Mapping[str, str]) -> bool:
         review = {"apiVersion": "authorization.k8s.io/v1", "kind": "SelfSubjectAccessReview",
-                  "spec": {"resourceAttributes": attrs}}
-        answer: Obj = self._request("can_i", f"{verb} {resource.name}", lambda: self._json(
+                  "spec": {"resourceAttributes": dict(attrs)}}
+        what = f"{attrs['verb']} {attrs['resource']}"
+        answer: Obj = self._request("can_i", what, lambda: self._json(
             self._dyn.request("post", "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews",
                               body=review, serialize=False, _request_timeout=_REQUEST_TIMEOUT)))
         return bool((answer.get("status") or {}).get("allowed"))

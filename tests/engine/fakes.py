@@ -136,6 +136,11 @@ class FakeCluster:
         self.calls.append(("can_i", kind))
         return (verb, kind) not in self.forbidden
 
+    def can_i_resource(self, verb: str, group: str, resource: str, namespace: str = "",
+                       name: str = "") -> bool:
+        self.calls.append(("can_i_resource", resource))
+        return (verb, resource) not in self.forbidden
+
     def resource_of(self, api_version: str, kind: str) -> tuple[str, bool] | None:
         return None  # the kind's own plural (preflight.plural)
 
