@@ -6,9 +6,10 @@ itinerary's ``spec.preflight`` rules (block / warn / blockIf); and RBAC — ever
 kind, namespace) the run will use, answered by one SelfSubjectRulesReview per cluster and namespace
 (``Cluster.rules``; :class:`Authorizer` falls back to deduplicated SelfSubjectAccessReviews where
 a rules review cannot answer), all gaps listed at once together with Role rules that would close
-them; and that the Roles the run creates grant only what the user holds (Kubernetes' escalation
-check, :func:`check_role_grants`). A read the user may not do (403) is a finding too, every one
-met in the pass listed once; it ends its VM's checks. It applies nothing.
+them; and that the Roles and ClusterRoles the run creates, and the roles its bindings bind, grant
+only what the user holds (Kubernetes' escalation check, :func:`check_role_grants`). A read the
+user may not do (403) is a finding too, every one met in the pass listed once; it ends its VM's
+checks. It applies nothing.
 
 When a run follows (``run_checks(..., run_id=...)``), preflight works in the run's own context
 (its run id and the clusters' servers) and records, per VM whose checks found nothing, what the
@@ -357,6 +358,7 @@ class Authorizer:
         self.clusters = clusters
         self.reviews: dict[tuple[str, str], RulesReview | None] = {}
         self._asked: dict[tuple[str, str, str, str, str], bool] = {}
+        self._permits: dict[tuple[str, str, str, str, str, str], bool] = {}
 
     def resource(self, cluster: str, api_version: str, kind: str) -> tuple[str, bool]:
         """(plural, namespaced): discovery's, or the kind's plural when the kind is not served."""
@@ -440,6 +442,40 @@ class Authorizer:
                 failed.append(key)
         return answers, failed
 
+    def permits(self, cluster: str, verb: str, group: str, resource: str, ns: str,
+                name: str = "") -> bool:
+        """May the current user ``verb`` ``resource`` (``res`` or ``res/sub``, as a Role rule
+        names it) of ``group`` named ``name`` (``""``: the kind as a whole), in namespace ``ns``
+        (``""``: cluster-wide)? The rules review of ``ns`` when it answers (as in
+        :meth:`allowed`), else a SelfSubjectAccessReview, asked once. Unlike :meth:`allowed`,
+        ``ns`` is taken as given whatever the resource's scope (``bind`` on clusterroles in a
+        namespace is what a RoleBinding there needs)."""
+        found = self.review(cluster, ns) if ns else None
+        if found is not None:
+            if found.allows(verb, group, resource, name):
+                return True
+            if not found.incomplete:
+                return False
+        key = (cluster, verb, group, resource, ns, name)
+        if key not in self._permits:
+            self._permits[key] = self.clusters[cluster].can_i_resource(verb, group, resource,
+                                                                       ns, name)
+        return self._permits[key]
+
+    def holds(self, cluster: str, verb: str, group: str, resource: str, ns: str,
+              name: str = "") -> bool | None:
+        """Does the current user hold the permission a Role rule would grant (``verb``,
+        ``group``, ``resource``, ``name``: ``""`` for any name), in namespace ``ns`` (``""``:
+        cluster-wide), as Kubernetes' escalation check judges it? In a namespace, from a complete
+        rules review only (``None``: no complete review there, left to the server); cluster-wide,
+        where no rules review answers, from :meth:`permits`."""
+        if not ns:
+            return self.permits(cluster, verb, group, resource, "", name)
+        found = self.review(cluster, ns)
+        if found is None or found.incomplete:
+            return None
+        return found.covers(verb, group, resource, name)
+
     def review(self, cluster: str, ns: str) -> RulesReview | None:
         """The rules review of ``ns`` on ``cluster``, asked once (None: the server has none)."""
         if (cluster, ns) not in self.reviews:
@@ -488,50 +524,210 @@ def _grants(rule: Mapping[str, Any]) -> Iterator[tuple[str, str, str, str]]:
                     yield group, resource, verb, name
 
 
-def check_role_grants(rendered: Iterable[Rendered], findings: Findings, auth: Authorizer) -> None:
-    """The Roles the run creates grant only what the runner holds itself.
+_ROLE_RESOURCES = {"Role": "roles", "ClusterRole": "clusterroles"}
+_BINDINGS = ("RoleBinding", "ClusterRoleBinding")
+#: What a ClusterRole with an ``aggregationRule`` needs of its creator (upstream's full
+#: authority; its non-resource half, ``*`` on every URL, is not checked here).
+_FULL_AUTHORITY = {"apiGroups": ["*"], "resources": ["*"], "verbs": ["*"]}
 
-    Kubernetes refuses a Role (and a RoleBinding to it) that grants a permission its creator
-    does not hold, unless the creator may ``escalate`` roles there (RBAC's escalation check).
-    Each rendered Role's permissions are looked up in the runner's rules review of the Role's
-    namespace; one problem line per permission it lacks (``missing permission: VERB ...``, the
-    style of :func:`check_rbac`), and Role rules that would grant them. Decision: a namespace
-    without a complete rules review is left to the server (another authorizer may allow what
-    RBAC does not list; the Role's create would say so), and ClusterRoles are not checked (a
-    rules review is about one namespace; no built-in template creates one)."""
-    missing: dict[tuple[str, str], dict[tuple[str, str], set[str]]] = defaultdict(lambda: defaultdict(set))
-    seen: set[str] = set()
+
+def _rbac_kind(m: Rendered) -> str:
+    """The kind of the RBAC object (``rbac.authorization.k8s.io``) that ``m`` creates, else ""."""
+    manifest = m.manifest
+    if m.action not in ("apply", "ensure") or \
+            _group(str(manifest.get("apiVersion") or "")) != _RBAC:
+        return ""
+    return str(manifest.get("kind") or "")
+
+
+@dataclass(frozen=True)
+class RoleBindingGrant:
+    """A RoleBinding or ClusterRoleBinding the run creates: it binds ``role`` (a ClusterRole's
+    namespace is ``""``), granted in ``scope`` (the binding's namespace; ``""``, cluster-wide,
+    for a ClusterRoleBinding); ``created``: the run's manifest of that role, if the run creates
+    it."""
+
+    rendered: Rendered
+    role: ObjectRef
+    scope: str
+    created: Rendered | None = None
+
+    @property
+    def binding(self) -> str:
+        meta = self.rendered.manifest.get("metadata") or {}
+        where = f"{self.scope}/" if self.scope else ""
+        return f"{self.rendered.manifest.get('kind')} {where}{meta.get('name')}"
+
+
+def _role_key(m: Rendered, kind: str) -> tuple[str, str, str, str]:
+    meta = m.manifest.get("metadata") or {}
+    ns = str(meta.get("namespace") or "") if kind == "Role" else ""
+    return m.cluster, kind, ns, str(meta.get("name") or "")
+
+
+def role_bindings(rendered: Iterable[Rendered]) -> list[RoleBindingGrant]:
+    """The bindings among ``rendered``, each with the manifest among ``rendered`` that creates
+    its role (on that cluster, in that namespace), if one does. A binding the server would refuse
+    as invalid (no roleRef, a ClusterRoleBinding of a Role) is left to the server."""
+    rendered = list(rendered)
+    created: dict[tuple[str, str, str, str], Rendered] = {}
     for m in rendered:
-        manifest = m.manifest
-        meta = manifest.get("metadata") or {}
-        ns = meta.get("namespace") or ""
-        if m.action not in ("apply", "ensure") or manifest.get("kind") != "Role" or \
-                _group(str(manifest.get("apiVersion") or "")) != _RBAC or not ns:
+        kind = _rbac_kind(m)
+        if kind in _ROLE_RESOURCES:
+            created.setdefault(_role_key(m, kind), m)
+    out: list[RoleBindingGrant] = []
+    for m in rendered:
+        kind = _rbac_kind(m)
+        if kind not in _BINDINGS:
+            continue
+        scope = str((m.manifest.get("metadata") or {}).get("namespace") or "") \
+            if kind == "RoleBinding" else ""
+        ref = m.manifest.get("roleRef")
+        if not isinstance(ref, Mapping) or (kind == "RoleBinding" and not scope):
+            continue
+        role_kind, name = str(ref.get("kind") or ""), str(ref.get("name") or "")
+        if role_kind not in _ROLE_RESOURCES or not name or (role_kind == "Role" and not scope):
+            continue
+        ns = scope if role_kind == "Role" else ""
+        out.append(RoleBindingGrant(m, ObjectRef(f"{_RBAC}/v1", role_kind, ns, name), scope,
+                                    created.get((m.cluster, role_kind, ns, name))))
+    return out
+
+
+def _may_bind(auth: Authorizer, grant: RoleBindingGrant) -> bool:
+    """Whether the runner may ``bind`` the role ``grant`` binds, where the binding is: then
+    Kubernetes creates the binding whatever the role grants (or whether it exists)."""
+    m, role = grant.rendered, grant.role
+    return auth.permits(m.cluster, "bind", _RBAC, _ROLE_RESOURCES[role.kind], grant.scope,
+                        role.name)
+
+
+def role_reads(rendered: Iterable[Rendered], auth: Authorizer) -> list[tuple[Need, str]]:
+    """The roles :func:`check_role_grants` will read (``get``), as permission needs: those of
+    the :func:`role_bindings` of roles the run does not create whose role the runner may not
+    ``bind``. Preflight's own reads, so a runner who may not read them is told so with the Role
+    rule that would close it, like any need."""
+    out: list[tuple[Need, str]] = []
+    for grant in role_bindings(rendered):
+        if grant.created is not None:
             continue
         try:
-            if auth.allowed(m.cluster, "escalate", f"{_RBAC}/v1", "Role", ns):
+            if _may_bind(auth, grant):
                 continue
-            review = auth.review(m.cluster, ns)
-        except ClusterError as e:
-            findings.problems.append(f"{m.cluster}: cannot check what Role {ns}/{meta.get('name')} "
-                                     f"may grant: {e}")
-            continue
-        if review is None or review.incomplete:
-            continue
-        for rule in manifest.get("rules") or []:
+        except ClusterError:
+            pass  # check_role_grants reports it
+        role = grant.role
+        out.append(((grant.rendered.cluster, role.api_version, role.kind, role.namespace), "get"))
+    return out
+
+
+def check_role_grants(rendered: Iterable[Rendered], findings: Findings, auth: Authorizer,
+                      reads: render.ReadSource | None = None) -> None:
+    """The RBAC objects the run creates grant only what the runner holds itself.
+
+    Kubernetes refuses to create (RBAC's escalation check, ``statemachine.sim.escalation``):
+
+    - a Role that grants a permission its creator does not hold in the Role's namespace, unless
+      the creator may ``escalate`` roles there;
+    - a ClusterRole that grants a permission its creator does not hold cluster-wide, unless it
+      may ``escalate`` clusterroles (one with an ``aggregationRule`` needs every permission);
+    - a RoleBinding (ClusterRoleBinding) whose role grants a permission its creator does not
+      hold in the binding's namespace (cluster-wide), unless it may ``bind`` that role; a role
+      that does not exist is refused too (404).
+
+    One problem line per permission lacking (``missing permission: VERB ...``, the style of
+    :func:`check_rbac`), and Role rules that would grant them. The roles of bindings are read
+    from the cluster through ``reads`` (the pass's memo; default: the cluster itself), only
+    where the runner may not ``bind`` them (:func:`role_reads` puts those reads among the
+    permission needs); a refused read is a finding in the server's words, as any refused read.
+    A binding of a role the run creates is judged with that role (a runner who holds what the
+    role grants may bind it), unless the runner may ``escalate`` (then the binding is judged by
+    the rendered role's rules, where ``escalate`` does not help).
+
+    Decisions: a namespace without a complete rules review is left to the server (another
+    authorizer may allow what RBAC does not list; the object's create would say so); cluster-wide
+    holdings have no rules review, so each permission is one SelfSubjectAccessReview (asked once
+    per pass). Not checked: non-resource URLs a rule grants (a Role cannot; a ClusterRole's are
+    left to the server)."""
+    rendered = list(rendered)
+    missing: dict[tuple[str, str], dict[tuple[str, str], set[str]]] = defaultdict(lambda: defaultdict(set))
+    seen: set[str] = set(findings.problems)
+
+    def problem(line: str) -> None:
+        if line not in seen:
+            seen.add(line)
+            findings.problems.append(line)
+
+    def judge(cluster: str, scope: str, rules: Any, grants: str) -> None:
+        """Report every permission of ``rules`` the runner does not hold in ``scope``."""
+        for rule in rules if isinstance(rules, list) else ():
             if not isinstance(rule, Mapping):
                 continue
             for group, resource, verb, name in _grants(rule):
-                if review.covers(verb, group, resource, name):
+                if auth.holds(cluster, verb, group, resource, scope, name) is not False:
                     continue
                 what = f"{verb} {group + ' ' if group else ''}{resource}"
-                line = (f"{m.cluster}: missing permission: {what}{f' named {name}' if name else ''}"
-                        f" in namespace {ns}, which Role {meta.get('name')} of state {m.state} "
-                        "grants (a Role may grant only what its creator holds)")
-                if line not in seen:
-                    seen.add(line)
-                    findings.problems.append(line)
-                missing[(m.cluster, ns)][(group, resource)].add(verb)
+                where = f" in namespace {scope}" if scope else " (cluster-wide)"
+                problem(f"{cluster}: missing permission: {what}{f' named {name}' if name else ''}"
+                        f"{where}, {grants}")
+                missing[(cluster, scope)][(group, resource)].add(verb)
+
+    escalated: set[tuple[str, str, str, str]] = set()
+    for m in rendered:
+        kind = _rbac_kind(m)
+        if kind not in _ROLE_RESOURCES:
+            continue
+        _, _, ns, name = key = _role_key(m, kind)
+        if kind == "Role" and not ns:
+            continue
+        try:
+            if auth.permits(m.cluster, "escalate", _RBAC, _ROLE_RESOURCES[kind], ns):
+                escalated.add(key)
+                continue
+            judge(m.cluster, ns, m.manifest.get("rules"),
+                  f"which {kind} {name} of state {m.state} grants "
+                  f"(a {kind} may grant only what its creator holds)")
+            aggregation = m.manifest.get("aggregationRule")
+            if kind == "ClusterRole" and isinstance(aggregation, Mapping) and \
+                    aggregation.get("clusterRoleSelectors"):
+                judge(m.cluster, "", [_FULL_AUTHORITY],
+                      f"which ClusterRole {name} of state {m.state} needs for its aggregationRule "
+                      "(an aggregated ClusterRole needs every permission of its creator)")
+        except ClusterError as e:
+            where = f"{ns}/" if ns else ""
+            problem(f"{m.cluster}: cannot check what {kind} {where}{name} may grant: {e}")
+    for grant in role_bindings(rendered):
+        m, role = grant.rendered, grant.role
+        made = grant.created
+        if made is not None and _role_key(made, role.kind) not in escalated:
+            # Judged with the role: a runner who may create it holds what it grants.
+            continue
+        try:
+            if _may_bind(auth, grant):
+                continue
+            if made is not None:
+                found: Obj | None = made.manifest
+            elif reads is not None:
+                found = reads.get(m.cluster, role.api_version, role.kind, role.namespace, role.name)
+            else:
+                found = auth.clusters[m.cluster].get(role)
+        except Forbidden as e:
+            problem(str(e))  # as any refused read: the server's words, once
+            continue
+        except ClusterError as e:
+            problem(f"{m.cluster}: cannot check what {grant.binding} may grant: {e}")
+            continue
+        if found is None:
+            problem(f"{m.cluster}: {grant.binding} of state {m.state} binds {role}, which does "
+                    "not exist (a binding may name a missing role only with bind on it)")
+            continue
+        what = f"{m.manifest.get('kind')} {(m.manifest.get('metadata') or {}).get('name')}"
+        try:
+            judge(m.cluster, grant.scope, found.get("rules"),
+                  f"which {what} of state {m.state} grants by binding {role} (a binding "
+                  "may grant only what its creator holds, unless it may bind the role)")
+        except ClusterError as e:
+            problem(f"{m.cluster}: cannot check what {grant.binding} may grant: {e}")
     if missing:
         findings.rules += role_rules(missing)
 
@@ -636,13 +832,13 @@ def run_checks(plan: Plan, itinerary: Itinerary, clusters: Mapping[str, Cluster]
             findings.problems += found.problems
             findings.warnings += found.warnings
             unserved |= found.unserved
-    needs = needed_permissions(itinerary, rendered, refs)
+    auth = Authorizer(clusters)
+    needs = needed_permissions(itinerary, rendered, refs + role_reads(rendered, auth))
     unserved |= unserved_kinds(clusters, needs)
     report_unserved(clusters, itinerary, unserved, rendered, findings)
     needs = {k: v for k, v in needs.items() if (k[0], k[1], k[2]) not in unserved}
-    auth = Authorizer(clusters)
     check_rbac(clusters, needs, findings, auth)
-    check_role_grants(rendered, findings, auth)
+    check_role_grants(rendered, findings, auth, source)
     for cluster, ns in sorted({(c, n) for (c, _, _, n), verbs in needs.items() if "create" in verbs}):
         try:
             allowed = auth.allowed(cluster, "create", "v1", "Event", ns or "default")

@@ -158,3 +158,95 @@ def test_prefetch_asks_every_review_at_once_and_allowed_then_asks_nothing() -> N
     answers = [auth.allowed(*q) for q in questions]
     assert cluster.calls == before  # every answer came from the prefetch
     assert answers == [True] * len(questions)  # FakeCluster.can_i allows what is not forbidden
+
+
+# --- check_role_grants beyond Roles: ClusterRoles and the roles bindings bind ------------------
+
+_RBAC = "rbac.authorization.k8s.io/v1"
+
+
+def _binding(kind: str, name: str, role_kind: str, role: str, ns: str = "shop") -> dict[str, object]:
+    meta = {"name": name, **({"namespace": ns} if kind == "RoleBinding" else {})}
+    return {"apiVersion": _RBAC, "kind": kind, "metadata": meta,
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": role_kind, "name": role},
+            "subjects": [{"kind": "User", "name": "someone"}]}
+
+
+def _grant_findings(cluster: FakeCluster, *manifests: dict[str, object]) -> list[str]:
+    from statemachine.engine.preflight import Findings, check_role_grants
+    from statemachine.render import RenderedManifest
+
+    findings = Findings()
+    rendered = [RenderedManifest("S", "c", "apply", dict(m)) for m in manifests]
+    check_role_grants(rendered, findings, Authorizer({"c": cluster}))  # type: ignore[dict-item]
+    return findings.problems
+
+
+def test_a_binding_of_a_role_that_does_not_exist_is_refused_unless_the_runner_may_bind() -> None:
+    cluster = _RulesCluster([_rule("get", "", "configmaps")])
+    binding = _binding("RoleBinding", "b", "Role", "gone")
+    assert _grant_findings(cluster, binding) == [
+        "c: RoleBinding shop/b of state S binds Role shop/gone, which does not exist "
+        "(a binding may name a missing role only with bind on it)"]
+    binder = _RulesCluster([_rule("bind", "rbac.authorization.k8s.io", "roles", names="gone")])
+    assert _grant_findings(binder, binding) == []
+    assert ("get", "Role") not in binder.calls  # bind allowed: the role is not even read
+
+
+def test_a_binding_of_a_role_the_run_creates_is_judged_with_that_role() -> None:
+    cluster = _RulesCluster([_rule("get", "", "configmaps"),
+                             _rule("create", "rbac.authorization.k8s.io", "roles,rolebindings")])
+    role = {"apiVersion": _RBAC, "kind": "Role", "metadata": {"name": "r", "namespace": "shop"},
+            "rules": [{"apiGroups": [""], "resources": ["configmaps"], "verbs": ["get"]}]}
+    assert _grant_findings(cluster, role, _binding("RoleBinding", "b", "Role", "r")) == []
+    assert ("get", "Role") not in cluster.calls
+
+
+def test_a_runner_who_may_escalate_but_not_bind_a_role_the_run_creates_must_hold_it() -> None:
+    cluster = _RulesCluster([_rule("escalate", "rbac.authorization.k8s.io", "roles")])
+    role = {"apiVersion": _RBAC, "kind": "Role", "metadata": {"name": "r", "namespace": "shop"},
+            "rules": [{"apiGroups": [""], "resources": ["secrets"], "verbs": ["delete"]}]}
+    binding = _binding("RoleBinding", "b", "Role", "r")
+    assert _grant_findings(cluster, role, binding) == [
+        "c: missing permission: delete secrets in namespace shop, which RoleBinding b of state S "
+        "grants by binding Role shop/r (a binding may grant only what its creator holds, unless "
+        "it may bind the role)"]
+    assert _grant_findings(cluster, role) == []  # escalate: the Role itself is fine
+    assert ("get", "Role") not in cluster.calls  # the rendered role, not read
+
+
+def test_a_bound_role_is_judged_in_the_bindings_scope() -> None:
+    # The runner holds pods/status in "shop" through "*/status" (the same matcher as the server's).
+    cluster = _RulesCluster([_rule("get,update", "", "*/status")])
+    cluster.create({"apiVersion": _RBAC, "kind": "ClusterRole", "metadata": {"name": "st"},
+                    "rules": [{"apiGroups": [""], "resources": ["pods/status"],
+                               "verbs": ["update"]}]})
+    assert _grant_findings(cluster, _binding("RoleBinding", "b", "ClusterRole", "st")) == []
+    # Cluster-wide, a SelfSubjectAccessReview per permission (FakeCluster: forbidden pairs).
+    cluster.forbidden = {("update", "pods/status"), ("bind", "clusterroles")}
+    assert _grant_findings(cluster, _binding("ClusterRoleBinding", "cb", "ClusterRole", "st")) == [
+        "c: missing permission: update pods/status (cluster-wide), which ClusterRoleBinding cb "
+        "of state S grants by binding ClusterRole st (a binding may grant only what its creator "
+        "holds, unless it may bind the role)"]
+
+
+def test_an_aggregated_cluster_role_needs_every_permission_unless_the_runner_may_escalate() -> None:
+    cluster = _RulesCluster([])
+    cluster.forbidden = {("*", "*"), ("escalate", "clusterroles")}
+    role = {"apiVersion": _RBAC, "kind": "ClusterRole", "metadata": {"name": "agg"},
+            "aggregationRule": {"clusterRoleSelectors": [{"matchLabels": {"a": "b"}}]}}
+    assert _grant_findings(cluster, role) == [
+        "c: missing permission: * * * (cluster-wide), which ClusterRole agg of state S needs for "
+        "its aggregationRule (an aggregated ClusterRole needs every permission of its creator)"]
+    cluster.forbidden = {("*", "*")}  # may escalate clusterroles
+    assert _grant_findings(cluster, role) == []
+
+
+def test_a_namespace_without_a_complete_rules_review_is_left_to_the_server() -> None:
+    cluster = _RulesCluster([], incomplete=True)
+    cluster.forbidden = {("escalate", "roles"), ("bind", "clusterroles")}
+    cluster.create({"apiVersion": _RBAC, "kind": "ClusterRole", "metadata": {"name": "st"},
+                    "rules": [{"apiGroups": [""], "resources": ["secrets"], "verbs": ["get"]}]})
+    role = {"apiVersion": _RBAC, "kind": "Role", "metadata": {"name": "r", "namespace": "shop"},
+            "rules": [{"apiGroups": [""], "resources": ["secrets"], "verbs": ["delete"]}]}
+    assert _grant_findings(cluster, role, _binding("RoleBinding", "b", "ClusterRole", "st")) == []
