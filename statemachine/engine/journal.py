@@ -224,6 +224,9 @@ class VmRecord:
     undoing: str | None = None               # "failed" or "canceled" once undo started
     undo_message: str = ""
     undone: list[str] = field(default_factory=list)      # states whose undo finished
+    # Set when a cancel's undo found that the hand-off had happened meanwhile (``undo_stopped``):
+    # undo is over for good and the migration is finished instead; the note its end reports.
+    finishing: str | None = None
     terminal: str | None = None              # Completed | Failed | Canceled
     message: str = ""
     visits: dict[str, int] = field(default_factory=dict)
@@ -262,6 +265,8 @@ def apply_entry(rec: VmRecord, e: Entry) -> None:
         rec.undoing, rec.undo_message = e["reason"], e.get("message", "")
     elif kind == "undo_state_done":
         rec.undone.append(e["state"])
+    elif kind == "undo_stopped":
+        rec.undoing, rec.finishing = None, str(e.get("message", ""))
     elif kind == "vm_terminal":
         rec.terminal, rec.message = e["phase"], e.get("message", "")
     elif kind == "vm_reset":

@@ -50,6 +50,9 @@ Gen = Generator[Wait, None, Any]
 def vm_flow(rt: Runtime, vm: VmModel, *, setup: bool = False) -> Gen:
     """Run a VM (or the setup) to a terminal state; the terminal phase is journaled."""
     rec = vm.record
+    if rec.finishing is not None:  # killed while finishing after undo met the hand-off
+        yield from finish_forward(rt, vm, rec.finishing)
+        return
     if rec.undoing:  # killed during undo: finish it
         yield from end(rt, vm, rec.undoing, rec.undo_message, setup=setup)
         return
@@ -372,10 +375,37 @@ def _committed(rt: Runtime, vm: VmModel) -> bool | None:
         return None
 
 
+def finish_forward(rt: Runtime, vm: VmModel, note: str) -> Gen:
+    """A cancel that came too late: the hand-off happened, so the migration is finished (the
+    remaining states run, cancels are ignored) instead of undone. Ends Completed with ``note``;
+    a failure on the way ends Failed, without undo (undo would destroy the only running copy).
+
+    Decision: this is the one forward path, for a cancel seen after the hand-off (``end``) and
+    for one whose undo met the hand-off (journaled ``undo_stopped``, so a resumed run comes back
+    here, see ``vm_flow``): both leave nothing smrun created behind once the remaining states,
+    Cleanup among them, have run, and neither restarts the source while the target runs."""
+    vm.cancelable = False
+    vm.ignore_cancel = True
+    rt.emit(vm, "state_waiting", message=f"{note}: finishing the migration instead of undoing it")
+    try:
+        yield from run_states(rt, vm, setup=False)
+    except StateDirError:
+        raise
+    except SmrunError as e:
+        finish(rt, vm, "Failed", f"{e} ({note}); the hand-off already happened, so nothing "
+                                 "further was undone: check the VM on both clusters")
+        return
+    finish(rt, vm, "Completed", f"{note}: the migration was finished")
+
+
 def end(rt: Runtime, vm: VmModel, reason: str, message: str, *, setup: bool) -> Gen:
     """Fail or cancel a VM: undo in reverse order, subject to the commit rule."""
     vm.cancelable = False
     phase = "Canceled" if reason == "canceled" else "Failed"
+    if vm.record.finishing is not None and not setup:
+        # Undo already met the hand-off in an earlier run (undo_stopped): never undo again.
+        yield from finish_forward(rt, vm, vm.record.finishing)
+        return
     if not vm.record.undoing and not setup:
         committed = _committed(rt, vm)
         if committed is None:
@@ -383,17 +413,7 @@ def end(rt: Runtime, vm: VmModel, reason: str, message: str, *, setup: bool) -> 
                                   "undone: check the VM on both clusters")
             return
         if committed and reason == "canceled":
-            rt.emit(vm, "state_waiting", message="cancel requested after the hand-off: finishing the "
-                                                 "migration instead of undoing it")
-            vm.ignore_cancel = True
-            try:
-                yield from run_states(rt, vm, setup=setup)
-            except StateDirError:
-                raise
-            except SmrunError as e:
-                finish(rt, vm, "Failed", f"{e}; the hand-off already happened, so nothing was undone")
-                return
-            finish(rt, vm, "Completed", "canceled after the hand-off: the migration was finished")
+            yield from finish_forward(rt, vm, "canceled after the hand-off")
             return
         if committed:
             finish(rt, vm, phase, f"{message}; the hand-off already happened (commit condition holds), "
@@ -415,6 +435,22 @@ def end(rt: Runtime, vm: VmModel, reason: str, message: str, *, setup: bool) -> 
             # KubeVirt may finish the hand-off while we undo (the migration was already copying):
             # look again before every undo step, so undo never deletes the only running copy.
             committed = _committed(rt, vm)
+            if committed and reason == "canceled":
+                # The cancel came too late: KubeVirt finished the hand-off while we undid. Stop
+                # undoing and finish the migration, as for a cancel seen after the hand-off
+                # (stopping here instead left the Succeeded target migration and the Halted
+                # source behind and reported Canceled for a VM that now runs on the target).
+                # Journaled first: a resumed run finishes forward, never undoes again.
+                undone = [s for s in vm.record.undone if by_name.get(s) and by_name[s].undo]
+                note = ("canceled too late: the hand-off happened while undo ran (before undo "
+                        f"of {name}" + (f"; already undone: {', '.join(undone)}" if undone else
+                                        "; nothing was undone") + ")")
+                if problems:
+                    note += "; undo problems: " + "; ".join(problems)
+                vm.logger.warning("%s", note)
+                vm.log("undo_stopped", state=name, message=note)
+                yield from finish_forward(rt, vm, note)
+                return
             if committed is not False:
                 why = ("the hand-off happened during undo" if committed else
                        "the commit object could not be read")

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from statemachine.engine.journal import Journal, read_entries, request_cancel
-from statemachine.errors import Conflict, LockHeld, TransientClusterError
+from statemachine.errors import Conflict, LockHeld, StateDirError, TransientClusterError
 from statemachine.itinerary import Itinerary
 from statemachine.k8s import ObjectRef
 
@@ -339,6 +339,96 @@ commit:
     # Nothing after the hand-off was removed: the Job and the ConfigMap are still there.
     assert ("Job", "shop", "vm-1-job") in cluster.objects
     assert ("ConfigMap", "shop", "vm-1-cfg") in cluster.objects
+
+
+# A cancel whose undo meets the hand-off: Check waits for the hand-off (ready once the handoff
+# ConfigMap says done); its undo plays KubeVirt finishing the hand-off in the middle of our undo.
+HANDOFF = """
+commit:
+  after: RunJob
+  object: {apiVersion: v1, kind: ConfigMap, name: "{{ vm.name }}-handoff", namespace: shop}
+  condition: "object.data.done == 'yes'"
+"""
+CHECK_HANDOFF = """
+  - name: Check
+    readiness: {object: {apiVersion: v1, kind: ConfigMap, name: "{{ vm.name }}-handoff",
+                         namespace: shop}, ready: "object.data.done == 'yes'", timeout: 30}
+    undo: [{apply: handoff.yaml}]
+"""
+
+
+def _cancel_meets_hand_off(tmp_path: Path, name: str, *,
+                           kill_at: tuple[str, str, int] | None = None) -> tuple[Any, FakeCluster]:
+    """Run vm-1 through a cancel (asked while Check waits) whose undo meets the hand-off; with
+    ``kill_at`` (event, state, nth), stop the first run there as a kill would, then resume."""
+    cluster = FakeCluster("c", job_seconds=0.01)
+    it = flow(tmp_path, MAKE_CONFIG, run_job(), CHECK_HANDOFF, USE_OUTPUT, head=HANDOFF)
+    p = plan(name, ["vm-1"])
+    journal = Journal(tmp_path / name)
+    asked, hits = [], []
+
+    def on_event(e: dict[str, Any]) -> None:
+        if e["event"] == "state_waiting" and e.get("state") == "Check" and not asked:
+            asked.append(e)
+            request_cancel(tmp_path / name, None)
+        if kill_at is not None and (e["event"], e.get("state")) == kill_at[:2]:
+            hits.append(e)
+            if len(hits) == kill_at[2]:
+                journal.flush()
+                journal.fence(StateDirError("killed"))
+    eng = engine(tmp_path, p, it, cluster, journal=journal)
+    eng.subscribe(on_event)
+    if kill_at is None:
+        (vm,) = eng.run().vms
+        return vm, cluster
+    with pytest.raises(StateDirError):
+        eng.run()
+    journal.close()
+    killed = [e["type"] for e in read_entries(tmp_path / name / "journal.jsonl")]
+    # Where the kill landed: undo begun and, past the first point, stopped at the hand-off.
+    assert "undo_started" in killed and "vm_terminal" not in killed, killed
+    assert ("undo_stopped" in killed) == (kill_at[0] != "undo"), killed
+    (vm,) = engine(tmp_path, p, it, cluster).run().vms  # the same command again: resume
+    return vm, cluster
+
+
+def test_a_cancel_whose_undo_meets_the_hand_off_finishes_the_migration(tmp_path: Path) -> None:
+    """The cancel came too late: undo stops at the hand-off and the migration is finished, as
+    for a cancel after the hand-off; the VM ends Completed and says so."""
+    vm, cluster = _cancel_meets_hand_off(tmp_path, "pf")
+    assert vm.phase == "Completed", vm.message
+    assert vm.message == ("canceled too late: the hand-off happened while undo ran (before undo of "
+                          "RunJob; already undone: Check): the migration was finished")
+    # Nothing before the hand-off was removed, and the states after it ran.
+    for name in ("vm-1-job", "vm-1-cfg", "vm-1-result"):
+        assert any(k[2] == name for k in objects(cluster)), name
+    entries = list(read_entries(tmp_path / "pf" / "journal.jsonl"))
+    stopped = [e for e in entries if e["type"] == "undo_stopped"]
+    assert [e["state"] for e in stopped] == ["RunJob"]
+    assert not [e for e in entries if e["type"] == "deleted"]
+    assert Journal(tmp_path / "pf").read().vms["shop/vm-1"].finishing == stopped[0]["message"]
+
+
+@pytest.mark.parametrize("kill_at", [
+    ("undo", "Check", 1),              # undo started, the hand-off not yet seen
+    ("state_waiting", "Check", 2),     # undo_stopped journaled, the forward finish announced
+    ("state_entered", "UseOutput", 1),  # finishing forward
+], ids=["undoing", "stopped", "finishing"])
+def test_a_cancel_whose_undo_meets_the_hand_off_resumes_forward_after_a_kill(
+        tmp_path: Path, kill_at: tuple[str, str, int]) -> None:
+    """Killed at any point of that path, the same command again finishes the migration; it
+    never undoes after ``undo_stopped``, and creates nothing twice."""
+    vm, cluster = _cancel_meets_hand_off(tmp_path, "pr", kill_at=kill_at)
+    assert vm.phase == "Completed", vm.message
+    assert vm.message.startswith("canceled too late: the hand-off happened while undo ran "
+                                 "(before undo of RunJob; already undone: Check)"), vm.message
+    entries = list(read_entries(tmp_path / "pr" / "journal.jsonl"))
+    assert [e["state"] for e in entries if e["type"] == "undo_stopped"] == ["RunJob"]
+    assert not [e for e in entries if e["type"] == "deleted"]
+    creates = [c for c in cluster.calls if c[0] == "create" and c[1] in ("Job",)]
+    assert len(creates) == 1
+    for name in ("vm-1-job", "vm-1-cfg", "vm-1-result"):
+        assert any(k[2] == name for k in objects(cluster)), name
 
 
 def test_a_cancel_from_another_process_is_noticed_within_a_second(tmp_path: Path) -> None:
