@@ -5,7 +5,8 @@ a state runs its actions (per ``forEach`` item), waits for readiness (``failed``
 ``failedFor`` dwell; a timeout names the false clause), records outputs, then the first ``next``
 entry whose ``when`` holds wins, else the next listed state. On failure or cancel, undo runs the
 entered states' ``undo`` lists in reverse order — unless the commit object says the hand-off
-happened: then a cancel finishes the migration and a failure ends without undo, saying why.
+happened: then a cancel finishes the migration and a failure ends without undo, saying why. It is
+read again before every undo step: a cancel whose undo meets the hand-off finishes it too.
 Every step is journaled before it acts, so re-running the generator from a journal record resumes.
 A state's own ``reads`` are resolved each time it is entered (and again for its undo) and are
 never journaled: a resumed run re-reads them, so Secret values never reach the state directory.

@@ -9,6 +9,7 @@ clusters through the kubeconfig, as against a real cluster.
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import signal
@@ -23,8 +24,13 @@ from typing import Any
 import pytest
 import yaml
 
-from statemachine.engine.journal import request_cancel
+from statemachine.clusters import connect_plan
+from statemachine.engine import Engine, EngineSettings, Journal
+from statemachine.engine.journal import read_entries, request_cancel
+from statemachine.plan import load_plan
+from statemachine.providers import itinerary_for_plan
 from statemachine.sim.cluster import SimulatedClusters
+from statemachine.sim.controllers.conditions import HOLD_MIGRATION_AT
 from polling import wait_for
 from processes import kill_at_event
 
@@ -36,6 +42,7 @@ SMRUN = [sys.executable, "-m", "statemachine"]
 RUN_TIMEOUT = 180
 VMS = ("web-1", "web-2", "db-1")
 PLAN_NAME = "live-demo"
+CRASHRUN = Path(__file__).resolve().parents[1] / "crashrun.py"
 
 
 
@@ -343,21 +350,179 @@ def test_cancel_racing_the_hand_off_never_loses_the_vm(
     else:
         # While KubeVirt copies, a cancel aborts (or, if it lost the race, finishes).
         assert outcome in (["vm_canceled"], ["vm_succeeded"]), proc.stdout[-3000:]
+    # Whichever way the race went (a cancel whose undo met the hand-off, too late, finishes the
+    # migration: test_a_cancel_whose_undo_meets_the_hand_off_finishes_the_migration drives that
+    # case deterministically), a VM running on the target is migrated, one on the source is
+    # rolled back, and no migration object is left.
     if runs("target"):
-        assert r.get("target", "VirtualMachine", "shop", "web-1")["spec"]["runStrategy"] == "Always"
+        assert outcome == ["vm_succeeded"], proc.stdout[-3000:]
+        _assert_migrated(r, "web-1")
     else:
+        assert outcome == ["vm_canceled"], proc.stdout[-3000:]
         _assert_rolled_back(r, "web-1", ("web-1-root",))
-    ended = next(e for e in events if e["event"] == outcome[0] and e.get("vm"))
-    if "the hand-off happened during undo" in (ended.get("message") or ""):
-        # KubeVirt finished the hand-off after the cancel had started undoing: undo stops there
-        # and says so ("nothing further was removed, check the VM on both clusters"); the
-        # migration objects stay for a human. Reachable since the simulator no longer fails a
-        # completed source VMIM whose VMI went away in the same tick (sim/migration).
-        assert outcome == ["vm_canceled"] and runs("target"), proc.stdout[-3000:]
-        assert [_status(m).get("phase") for m in r.list(
-            "target", "VirtualMachineInstanceMigration", "shop")] == ["Succeeded"]
-    else:
-        _no_migrations_left(r)
+    _no_migrations_left(r)
+
+
+class _HandOffDuringUndo:
+    """The target cluster, except that the second read of the commit object (the target VMI),
+    the one undo makes before its first step, first lets KubeVirt finish the hand-off: the first
+    read (the cancel's own check) saw it not done. Only the commit rule reads that VMI with
+    ``fetch`` (readiness reads the watch cache), so the count is exact. Lets the engine meet the
+    hand-off in the middle of a cancel deterministically instead of by timing."""
+
+    def __init__(self, inner: Any, sim: SimulatedClusters, vm: str) -> None:
+        self.inner, self.sim, self.vm = inner, sim, vm
+        self.reads = 0
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+    def fetch(self, ref: Any) -> Any:
+        if ref.kind == "VirtualMachineInstance" and ref.name == self.vm:
+            self.reads += 1
+            if self.reads == 2:
+                _finish_hand_off(self.sim, self.vm)
+        return self.inner.fetch(ref)
+
+
+def _finish_hand_off(sim: SimulatedClusters, name: str) -> None:
+    """Release a migration held by _hold_at_target_ready and wait for the hand-off (the target
+    VMI reports the migration completed: the live itinerary's commit condition)."""
+    def release(vm: dict[str, Any]) -> None:
+        vm["metadata"]["annotations"].pop(HOLD_MIGRATION_AT)
+    sim.store("source").mutate("VirtualMachine", "shop", name, release)
+
+    def completed() -> bool:
+        vmi = sim.store("target").try_get("VirtualMachineInstance", "shop", name)
+        state = _status(vmi).get("migrationState") or {}
+        return bool(state.get("completed")) and not state.get("failed")
+    assert _wait_for(completed), "the released migration did not complete"
+
+
+def _hold_at_target_ready(seed: dict[str, Any]) -> None:
+    """web-1's migration holds at TargetReady (both sides) until the annotation goes."""
+    vm = find(seed["source"], "VirtualMachine", "web-1")
+    vm["metadata"].setdefault("annotations", {})[HOLD_MIGRATION_AT] = "TargetReady"
+
+
+def _target_ready(r: Reader) -> bool:
+    return any(_status(m).get("phase") == "TargetReady"
+               for m in r.list("target", "VirtualMachineInstanceMigration", "shop"))
+
+
+def _smrun_objects(r: Reader) -> dict[str, list[tuple[str, str]]]:
+    """Per cluster, the (kind, name) of every object in shop labelled as this plan's."""
+    out: dict[str, list[tuple[str, str]]] = {}
+    for cluster in ("source", "target"):
+        out[cluster] = sorted(
+            (kind, o["metadata"]["name"]) for kind in (*_API, "Job", "ServiceExport")
+            for o in r.list(cluster, kind, "shop")
+            if (o["metadata"].get("labels") or {}).get("smrun.io/plan") == PLAN_NAME)
+    return out
+
+
+def test_a_cancel_whose_undo_meets_the_hand_off_finishes_the_migration(
+        started: Callable[..., SimulatedClusters], tmp_path: Path) -> None:
+    """The race of test_cancel_racing_the_hand_off_never_loses_the_vm, made deterministic: the
+    migration is held mid-way, the cancel's first look at the target VMI finds no hand-off, and
+    KubeVirt finishes it right before undo's first step (_HandOffDuringUndo). The cancel came too
+    late: undo stops, nothing is undone, and the migration is finished as if uncanceled (no VMIM
+    or other migration object left, the VM runs on the target only, Completed with a note)."""
+    sim = started(_seed(_hold_at_target_ready, tmp_path=tmp_path), tick=0.05)
+    r = Reader.of_sim(sim)
+    plan = load_plan(_plan_against(sim.kubeconfig_path, tmp_path))
+    plan = dataclasses.replace(plan, vms=tuple(v for v in plan.vms if v.name == "web-1"))
+    journal = Journal(tmp_path / "state" / plan.name)
+    events: list[dict[str, Any]] = []
+    with connect_plan(plan, cache_dir=tmp_path / "cache") as conn:
+        target = _HandOffDuringUndo(conn.target, sim, "web-1")
+        engine = Engine(plan, itinerary_for_plan(plan), source=conn.source, target=target,
+                        journal=journal, settings=EngineSettings(resync=0.05),
+                        on_event=events.append, servers=conn.servers)
+        stop = threading.Event()
+
+        def cancel_when_held() -> None:
+            while not stop.is_set() and not _target_ready(r):
+                time.sleep(0.01)
+            if not stop.is_set():
+                engine.cancel(["shop/web-1"])
+        watcher = threading.Thread(target=cancel_when_held, daemon=True)
+        watcher.start()
+        try:
+            (vm,) = engine.run().vms
+        finally:
+            stop.set()
+            watcher.join(timeout=5)
+            journal.close()
+    assert target.reads >= 2, "undo never looked at the commit object again"
+    assert vm.phase == "Completed", vm.message
+    assert vm.message == ("canceled too late: the hand-off happened while undo ran (before undo "
+                          "of CreateSourceMigration; nothing was undone): the migration was "
+                          "finished"), vm.message
+    assert [e["event"] for e in events if e["event"].startswith("vm_") and e.get("vm")] == \
+        ["vm_started", "vm_succeeded"]
+    _assert_migrated(r, "web-1")
+    _no_migrations_left(r)
+    # Exactly one copy runs (the target's), and what smrun left is what a migration leaves.
+    assert _wait_for(lambda: r.get("source", "VirtualMachineInstance", "shop", "web-1") is None)
+    left = _smrun_objects(r)
+    assert left["source"] == [], left
+    assert {kind for kind, _ in left["target"]} <= {
+        "VirtualMachine", "DataVolume", "PersistentVolumeClaim", "Secret", "ConfigMap",
+        "VirtualMachineInstancetype"}, left
+    # The journal: undo began, stopped before its first step, nothing was deleted by it.
+    entries = [e for e in read_entries(tmp_path / "state" / plan.name / "journal.jsonl")
+               if e.get("vm") == "shop/web-1"]
+    kinds = [e["type"] for e in entries]
+    assert kinds.count("undo_started") == 1 and kinds.count("undo_stopped") == 1, kinds
+    undo = kinds[kinds.index("undo_started"):kinds.index("undo_stopped")]
+    assert "deleted" not in undo and kinds[-1] == "vm_terminal", kinds
+    assert [e["state"] for e in entries if e["type"] == "undo_stopped"] == ["CreateSourceMigration"]
+
+
+def test_killed_while_undo_meets_the_hand_off_resumes_and_finishes(
+        started: Callable[..., SimulatedClusters], tmp_path: Path) -> None:
+    """SIGKILL right as a cancel's undo begins (journaled, nothing deleted yet) while the
+    migration is held; KubeVirt then finishes the hand-off while smrun is down. The same command
+    again resumes the undo, finds the hand-off done before its first step and finishes the
+    migration instead: exit 0, nothing smrun created for the migration is left."""
+    sim = started(_seed(_hold_at_target_ready, tmp_path=tmp_path), tick=0.05)
+    r = Reader.of_sim(sim)
+    plan = _plan_against(sim.kubeconfig_path, tmp_path)
+    state = tmp_path / "state"
+    # tests/crashrun.py: SIGKILL right after the first undo event, before its delete is sent.
+    first = subprocess.Popen([sys.executable, str(CRASHRUN), "undo:WaitForStateTransfer:1", "--",
+                              "run", str(plan), "--vm", "web-1", "--output", "json",
+                              "--state-dir", str(state), "--resync", "0.02"],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                             cwd=tmp_path, env=_env())
+    try:
+        assert first.stdout is not None
+        for line in first.stdout:
+            e = json.loads(line) if line.startswith("{") else {}
+            if e.get("event") == "state_entered" and e.get("state") == "WaitForStateTransfer":
+                # Held at TargetReady: the cancel lands in this state, before the hand-off.
+                assert _wait_for(lambda: _target_ready(r))
+                request_cancel(state / PLAN_NAME, ["shop/web-1"])
+        first.wait(timeout=RUN_TIMEOUT)
+    finally:
+        if first.poll() is None:
+            first.kill()
+            first.wait()
+    assert first.returncode == -signal.SIGKILL, first.stderr.read() if first.stderr else ""
+    assert len(r.list("source", "VirtualMachineInstanceMigration", "shop")) == 1  # not deleted
+    _finish_hand_off(sim, "web-1")  # KubeVirt goes on while smrun is down
+
+    again = _smrun("run", str(plan), "--vm", "web-1", "--output", "json", "--state-dir",
+                   str(state), cwd=tmp_path)
+    assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
+    (ended,) = [e for e in _events(again.stdout) if e["event"] == "vm_succeeded" and e.get("vm")]
+    assert ended["message"] == ("canceled too late: the hand-off happened while undo ran (before "
+                                "undo of CreateSourceMigration; nothing was undone): the "
+                                "migration was finished"), ended
+    _assert_migrated(r, "web-1")
+    _no_migrations_left(r)
+    assert _smrun_objects(r)["source"] == []
 
 
 def test_blocked_synchronization_is_reported_and_times_out(tmp_path: Path) -> None:
