@@ -451,6 +451,9 @@ class Store:
                 meta["name"] = deletion.generate_name(prefix)
             name = meta["name"]
             key = (ns, name)
+            if validate and not dry_run:
+                # Storage checks this before it looks for the key, so it wins over a 409.
+                validation.check_create_resource_version(meta)
             if key in self._objects[k]:
                 raise Conflict(f'{k.qualified_resource} "{name}" already exists', status=409,
                                reason="AlreadyExists")
@@ -643,6 +646,9 @@ class Store:
             existing = self._objects[k].get(self._key(k, namespace, name))
             if existing is None:
                 if patch_type == "apply" and not subresource and isinstance(patch, dict):
+                    if validate and not dry_run and isinstance(patch.get("metadata"), dict):
+                        # The applied configuration's resourceVersion reaches storage's create.
+                        validation.check_create_resource_version(patch["metadata"])
                     body = managedfields.applied_config(patch)
                     body.setdefault("metadata", {})["name"] = name
                     return self.create(k, body, namespace=namespace, dry_run=dry_run,

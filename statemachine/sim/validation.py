@@ -10,6 +10,8 @@ kind-specific rules smrun's objects meet (apiserver-fidelity.md §7):
   ``immutable``, Secret ``type``, a Job's selector/template/completions, a PVC's spec (only
   ``resources.requests.storage`` of a bound claim may grow, ``volumeName`` may be set once);
 - which kinds carry ``metadata.generation`` (:func:`tracks_generation`).
+- storage's refusal of a create that carries a ``resourceVersion`` (500, no reason:
+  :func:`check_create_resource_version`).
 
 Errors are 422 ``Invalid`` with upstream's message, aggregate and ``details.causes``
 (:func:`invalid`). Values in messages are formatted as Go's ``%q``/``%v``/``%#v`` would print
@@ -27,7 +29,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from statemachine.errors import Invalid
+from statemachine.errors import Invalid, PermanentClusterError
 from statemachine.sim.kinds import Kind
 
 Obj = dict[str, Any]
@@ -467,6 +469,28 @@ def _pvc_update(old: Obj, new: Obj) -> list[Cause]:
         causes.append(forbidden("spec.resources.requests.storage",
                                 "field can not be less than previous value"))
     return causes
+
+
+class StorageError(PermanentClusterError):
+    """An error the storage layer returns as a plain Go error, not an API status: the handler
+    answers 500 with no ``reason`` and no ``details`` (apimachinery's ``ErrorToAPIStatus``)."""
+
+    empty_reason = True
+    status_details: dict[str, Any] = {}
+
+
+RV_ON_CREATE = "resourceVersion should not be set on objects to be created"
+
+
+def check_create_resource_version(meta: Mapping[str, Any]) -> None:
+    """etcd3 storage's create refuses an object that carries a resourceVersion: one that parses
+    as an unsigned integer other than 0 (a value that does not parse, such as "-1", passes, as
+    upstream's versioner ignores it). Dry runs never reach this check (upstream's dry-run
+    storage does not make it). Raises :class:`StorageError` (500)."""
+    rv = meta.get("resourceVersion")
+    if isinstance(rv, str) and rv.isascii() and rv.isdigit() and int(rv) != 0 \
+            and int(rv) < 2 ** 64:
+        raise StorageError(RV_ON_CREATE, status=500, reason="")
 
 
 def path_segment_name(name: str) -> str | None:

@@ -421,3 +421,27 @@ def test_crd_selectable_fields_filter_lists(kube: Kubectl) -> None:
     assert got.split() == ["shirt.stable.example.com/blue-1"]
     proc = kube("get", "shirts", "--field-selector", "spec.size=M", check=False)
     assert "field label not supported: spec.size" in proc.stderr
+
+
+# ------------------------------------------------------------- resourceVersion on a create
+def test_a_create_carrying_a_resource_version_is_refused_by_storage(core: client.CoreV1Api,
+                                                                   kube: Kubectl) -> None:
+    """etcd3 storage refuses it with a plain error: 500, no reason, no details (a copy that
+    forgot to drop the source's resourceVersion fails like this on a real cluster)."""
+    message = "resourceVersion should not be set on objects to be created"
+    body = refused(lambda: core.create_namespaced_config_map(
+        "default", _cm("carried", resourceVersion="5")))
+    assert body == {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+                    "message": message, "code": 500}
+    # Storage checks it before it looks for the name: it wins over AlreadyExists.
+    core.create_namespaced_config_map("default", _cm("there"))
+    body = refused(lambda: core.create_namespaced_config_map(
+        "default", _cm("there", resourceVersion="7")))
+    assert body["code"] == 500 and body["message"] == message
+    # A dry run never reaches storage; a version that does not parse as a number is ignored.
+    core.create_namespaced_config_map("default", _cm("dry", resourceVersion="5"), dry_run="All")
+    core.create_namespaced_config_map("default", _cm("odd", resourceVersion="-1"))
+    assert core.read_namespaced_config_map("odd", "default").metadata.resource_version != "-1"
+    # Server-side apply of a missing object creates it through the same storage.
+    done = _apply(kube, _cm("applied", resourceVersion="3"), "--server-side")
+    assert done.returncode != 0 and message in done.stderr
