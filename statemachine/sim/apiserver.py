@@ -566,6 +566,8 @@ class Handler(BaseHTTPRequestHandler):
                 self._send_json(201, self._self_review(k.kind, body))
                 return
             self._check_identity(route, body)
+            if (problem := validation.decode_problem(k, body)) is not None:
+                raise _error(400, "BadRequest", problem)
             body.setdefault("apiVersion", k.api_version)
             body.setdefault("kind", k.kind)
             uid = webhooks.default_job(body) if k.kind == "Job" and k.group == "batch" else None
@@ -581,6 +583,8 @@ class Handler(BaseHTTPRequestHandler):
             if route.subresource == "finalize":
                 self._send_json(200, deletion.finalize_namespace(store, name, body))
                 return
+            if (problem := validation.decode_problem(k, body)) is not None:
+                raise _error(400, "BadRequest", problem)
             body_name = (body.get("metadata") or {}).get("name") or ""
             if body_name != name:
                 raise _error(400, "BadRequest", f"the name of the object ({body_name}) does not "

@@ -471,6 +471,51 @@ def _pvc_update(old: Obj, new: Obj) -> list[Cause]:
     return causes
 
 
+#: Built-in kinds' string-valued maps whose values Go's JSON decoder types: (kind, field) -> the
+#: Go type named in its error. ``metadata`` maps are checked for every built-in kind.
+_TYPED_MAPS: dict[tuple[str, str], str] = {
+    ("ConfigMap", "data"): "string", ("ConfigMap", "binaryData"): "[]uint8",
+    ("Secret", "data"): "[]uint8", ("Secret", "stringData"): "string"}
+_GO_JSON_NAMES = {bool: "bool", int: "number", float: "number", list: "array", dict: "object"}
+
+
+def decode_problem(kind: Kind, body: Obj) -> str | None:
+    """The error Go's JSON decoder meets first in a built-in kind's body, for the string maps
+    smrun writes (ConfigMap/Secret data, labels, annotations): a YAML ``1`` or ``true`` left
+    unquoted. ``None`` when they decode; custom resources are not typed this way.
+
+    Upstream answers 400 ``BadRequest``: ``<Kind> in version "<v>" cannot be handled as a
+    <Kind>: json: cannot unmarshal number into Go struct field ConfigMap.data of type string``
+    (the struct is the innermost Go type, the field its full JSON path; JSON ``null`` decodes
+    to the zero value)."""
+    if kind.custom:
+        return None
+    fields: list[tuple[str, str, str, Any]] = []
+    meta = body.get("metadata")
+    if isinstance(meta, dict):
+        fields += [("ObjectMeta", f"metadata.{name}", "string", meta.get(name))
+                   for name in meta if name in ("labels", "annotations")]
+    fields += [(kind.kind, name, go_type, body.get(name)) for name in body
+               if (go_type := _TYPED_MAPS.get((kind.kind, name))) is not None]
+    for struct, path, go_type, value in fields:
+        if value is None:
+            continue
+        if not isinstance(value, dict):
+            found = _GO_JSON_NAMES.get(type(value), "string")
+            return _unmarshal(kind, found, struct, path, f"map[string]{go_type}")
+        for item in value.values():
+            if item is not None and not isinstance(item, str):
+                return _unmarshal(kind, _GO_JSON_NAMES.get(type(item), "string"), struct, path,
+                                  go_type)
+    return None
+
+
+def _unmarshal(kind: Kind, found: str, struct: str, path: str, go_type: str) -> str:
+    return (f'{kind.kind} in version "{kind.version}" cannot be handled as a {kind.kind}: '
+            f"json: cannot unmarshal {found} into Go struct field {struct}.{path} of type "
+            f"{go_type}")
+
+
 class StorageError(PermanentClusterError):
     """An error the storage layer returns as a plain Go error, not an API status: the handler
     answers 500 with no ``reason`` and no ``details`` (apimachinery's ``ErrorToAPIStatus``)."""

@@ -445,3 +445,41 @@ def test_a_create_carrying_a_resource_version_is_refused_by_storage(core: client
     # Server-side apply of a missing object creates it through the same storage.
     done = _apply(kube, _cm("applied", resourceVersion="3"), "--server-side")
     assert done.returncode != 0 and message in done.stderr
+
+
+# ------------------------------------------------------------------- Go's typed decoding
+def _raw(kube: Kubectl, verb: str, path: str, doc: dict[str, Any]) -> str:
+    """kubectl's raw request (the typed clients refuse such bodies themselves); its stderr."""
+    done = kube(verb, "--raw", path, "-f", "-", input=json.dumps(doc), check=False)
+    assert done.returncode != 0
+    return done.stderr.strip()
+
+
+def test_unquoted_values_in_string_maps_do_not_decode(core: client.CoreV1Api,
+                                                      kube: Kubectl) -> None:
+    """A YAML ``1`` or ``true`` left unquoted in a ConfigMap's data, a Secret's stringData or a
+    label is a number or bool in JSON: Go's decoder refuses the body (400), whatever
+    fieldValidation says, and nothing is stored."""
+    cms = "/api/v1/namespaces/default/configmaps"
+    cm = {**_cm("typed"), "data": {"port": 5432}}
+    assert _raw(kube, "create", cms, cm) == (
+        'Error from server (BadRequest): ConfigMap in version "v1" cannot be handled as a '
+        "ConfigMap: json: cannot unmarshal number into Go struct field ConfigMap.data of type "
+        "string")
+    done = _apply(kube, {**cm, "data": {"enabled": True}})
+    assert done.returncode != 0
+    assert ("cannot unmarshal bool into Go struct field ConfigMap.data of type string"
+            in done.stderr)
+    assert refused(lambda: core.read_namespaced_config_map("typed", "default"))["code"] == 404
+    secret = {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "s"},
+              "stringData": {"pin": 1234}}
+    assert _raw(kube, "create", "/api/v1/namespaces/default/secrets", secret).endswith(
+        "cannot unmarshal number into Go struct field Secret.stringData of type string")
+    labelled = _cm("labelled")
+    labelled["metadata"]["labels"] = {"tier": 1}
+    assert _raw(kube, "create", cms, labelled).endswith(
+        "cannot unmarshal number into Go struct field ObjectMeta.metadata.labels of type string")
+    # A replace is decoded the same way; a whole map of the wrong shape names the map type.
+    core.create_namespaced_config_map("default", _cm("fine"))
+    assert _raw(kube, "replace", f"{cms}/fine", {**_cm("fine"), "data": ["a"]}).endswith(
+        "cannot unmarshal array into Go struct field ConfigMap.data of type map[string]string")
