@@ -607,10 +607,13 @@ class Handler(BaseHTTPRequestHandler):
                                            dry_run=dry_values)
             patch = decode.decode_patch(self._raw_body(), yaml_ok=ctype.endswith("yaml"))
             sub = route.subresource or None
-            self._send_json(200, store.patch(k, ns, name, patch, ptype, sub, dry_run=dry_run,
-                                             manager=self._manager(query),
-                                             force=query.get("force") == "true",
-                                             validate=True))
+            try:
+                patched = store.patch(k, ns, name, patch, ptype, sub, dry_run=dry_run,
+                                      manager=self._manager(query),
+                                      force=query.get("force") == "true", validate=True)
+            except patches.JsonPatchFailed as exc:
+                raise exc.as_status() from None
+            self._send_json(200, patched)
             return
         if method == "DELETE" and name and not route.subresource:
             self._authorize("delete", route)

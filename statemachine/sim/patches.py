@@ -22,6 +22,21 @@ from statemachine.errors import Invalid, PermanentClusterError
 from statemachine.sim.fieldsets import Schema, item_key
 from statemachine.sim.fieldtypes import ATOMIC, Rule, Rules
 
+GENERIC_422 = "the server rejected our request due to an error in our request"
+
+
+class JsonPatchFailed(Invalid):
+    """A JSON patch operation that does not apply. Its message is the patch library's error;
+    the API server answers with :meth:`as_status` (upstream wraps the library's error in a
+    generic 422: ``the server rejected our request due to an error in our request``, with the
+    error as the one ``UnexpectedServerResponse`` cause and no name or kind)."""
+
+    def as_status(self) -> Invalid:
+        exc = Invalid(GENERIC_422, status=422, reason="Invalid")
+        exc.status_details = {  # type: ignore[attr-defined]
+            "causes": [{"reason": "UnexpectedServerResponse", "message": str(self)}]}
+        return exc
+
 
 def merge_patch(target: Any, patch: Any) -> Any:
     """RFC 7386: objects merge recursively, ``null`` deletes a key, anything else replaces."""
@@ -199,7 +214,7 @@ def _pointer(path: str) -> list[str]:
     if path == "":
         return []
     if not path.startswith("/"):
-        raise Invalid(f"invalid JSON pointer {path!r}", status=422, reason="Invalid")
+        raise JsonPatchFailed(f"invalid JSON pointer {path!r}", status=422, reason="Invalid")
     return [_unescape(t) for t in path[1:].split("/")]
 
 
@@ -212,7 +227,8 @@ def _walk(doc: Any, tokens: list[str], path: str) -> Any:
         elif isinstance(cur, list) and tok.isdigit() and int(tok) < len(cur):
             cur = cur[int(tok)]
         else:
-            raise Invalid(f"jsonpatch: path {path!r} does not exist", status=422, reason="Invalid")
+            raise JsonPatchFailed(f"jsonpatch: path {path!r} does not exist", status=422,
+                                  reason="Invalid")
     return cur
 
 
@@ -227,13 +243,13 @@ def _get(doc: Any, path: str) -> Any:
 def _remove(doc: Any, path: str) -> Any:
     tokens = _pointer(path)
     if not tokens:
-        raise Invalid("jsonpatch: cannot remove the root", status=422, reason="Invalid")
+        raise JsonPatchFailed("jsonpatch: cannot remove the root", status=422, reason="Invalid")
     parent, key = _parent(doc, tokens, path)
     if isinstance(parent, dict) and key in parent:
         return parent.pop(key)
     if isinstance(parent, list) and key.isdigit() and int(key) < len(parent):
         return parent.pop(int(key))
-    raise Invalid(f"jsonpatch: unable to remove nonexistent key {path!r}", status=422,
+    raise JsonPatchFailed(f"jsonpatch: unable to remove nonexistent key {path!r}", status=422,
                   reason="Invalid")
 
 
@@ -250,10 +266,11 @@ def _add(doc: Any, path: str, value: Any) -> Any:
         elif key.isdigit() and int(key) <= len(parent):
             parent.insert(int(key), value)
         else:
-            raise Invalid(f"jsonpatch: index out of range in {path!r}", status=422,
+            raise JsonPatchFailed(f"jsonpatch: index out of range in {path!r}", status=422,
                           reason="Invalid")
     else:
-        raise Invalid(f"jsonpatch: path {path!r} does not exist", status=422, reason="Invalid")
+        raise JsonPatchFailed(f"jsonpatch: path {path!r} does not exist", status=422,
+                                  reason="Invalid")
     return doc
 
 
@@ -282,8 +299,18 @@ def json_patch(target: Any, ops: Any) -> Any:
                 _remove(doc, op["from"])
             doc = _add(doc, path, copy.deepcopy(value))
         elif kind == "test":
-            if _get(doc, path) != op.get("value"):
-                raise Invalid(f"jsonpatch: test failed at {path!r}", status=422, reason="Invalid")
+            tokens = _pointer(path)
+            try:
+                parent, key = _parent(doc, tokens, path) if tokens else ({"": doc}, "")
+            except JsonPatchFailed:
+                raise JsonPatchFailed(f"test operation does not apply: is missing path: {path}: "
+                                      "missing value", status=422, reason="Invalid") from None
+            current = (parent.get(key) if isinstance(parent, dict) else
+                       parent[int(key)] if key.isdigit() and int(key) < len(parent) else None)
+            if current != op.get("value"):
+                raise JsonPatchFailed(f"testing value {path} failed: test failed", status=422,
+                                      reason="Invalid")
         else:
-            raise Invalid(f"jsonpatch: unknown operation {kind!r}", status=422, reason="Invalid")
+            raise JsonPatchFailed(f"jsonpatch: unknown operation {kind!r}", status=422,
+                                  reason="Invalid")
     return doc

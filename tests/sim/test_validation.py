@@ -483,3 +483,29 @@ def test_unquoted_values_in_string_maps_do_not_decode(core: client.CoreV1Api,
     core.create_namespaced_config_map("default", _cm("fine"))
     assert _raw(kube, "replace", f"{cms}/fine", {**_cm("fine"), "data": ["a"]}).endswith(
         "cannot unmarshal array into Go struct field ConfigMap.data of type map[string]string")
+
+
+# ------------------------------------------------------------------ JSON patch failures
+def test_a_json_patch_that_does_not_apply_is_a_generic_422(core: client.CoreV1Api,
+                                                           kube: Kubectl) -> None:
+    """Upstream wraps the patch library's error in a generic 422: the message says only that
+    the request was rejected, the library's error is the one UnexpectedServerResponse cause, and
+    there is no name or kind (a client showing the message alone shows no reason)."""
+    core.create_namespaced_config_map("default", _cm("tested"))
+    body = refused(lambda: core.patch_namespaced_config_map(
+        "tested", "default", [{"op": "test", "path": "/data/k", "value": "other"},
+                              {"op": "replace", "path": "/data/k", "value": "new"}],
+        _content_type="application/json-patch+json"))
+    assert body["code"] == 422 and body["reason"] == "Invalid"
+    assert body["message"] == "the server rejected our request due to an error in our request"
+    assert body["details"] == {"causes": [{"reason": "UnexpectedServerResponse",
+                                           "message": "testing value /data/k failed: test failed"}]}
+    assert core.read_namespaced_config_map("tested", "default").data == {"k": "v"}
+    body = refused(lambda: core.patch_namespaced_config_map(
+        "tested", "default", [{"op": "test", "path": "/nothing/here", "value": "x"}],
+        _content_type="application/json-patch+json"))
+    assert body["details"]["causes"][0]["message"] == (
+        "test operation does not apply: is missing path: /nothing/here: missing value")
+    done = kube("patch", "configmap", "tested", "--type=json", "-p",
+                '[{"op":"test","path":"/data/k","value":"zz"}]', check=False)
+    assert done.returncode != 0
