@@ -15,6 +15,9 @@ through the API (dry runs included: the webhooks declare ``sideEffects: None``):
   timestamp) and ``virtualmachineinstances-create-validator``'s mandatory memory; update: the
   spec may not change (``virtualmachineinstances-update-validator``; every API user here is a
   non-KubeVirt user, the simulated controllers write to the store directly).
+- DataVolume (CDI's ``datavolume-validate``): create is refused when a PVC of its name exists
+  that CDI did not make for it; update: the spec is frozen (checkpoints of a VDDK/imageio
+  multi-stage import excepted). CDI's spec checks on create (sizes, sources) are not simulated.
 - Jobs get the batch registry's create defaults (``jobdefaults.py``), which need the uid the
   object will have: :func:`default_job` returns it.
 
@@ -56,6 +59,8 @@ NO_MEMORY = ("no memory requested, at least one of 'spec.domain.memory.guest', "
              "'spec.domain.memory.hugepages.pageSize' or 'spec.domain.resources.requests.memory' "
              "must be set")
 _WATCHED = ("VirtualMachineInstanceMigration", "VirtualMachine", "VirtualMachineInstance")
+DV_VALIDATOR = "datavolume-validate.cdi.kubevirt.io"
+POPULATED_FOR = "cdi.kubevirt.io/storage.populatedFor"
 
 
 class Denied(PermanentClusterError):
@@ -87,7 +92,8 @@ def _cause(ctype: str, message: str, field: str = "") -> dict[str, str]:
 
 def watches(kind: Kind) -> bool:
     """Whether updates of ``kind`` go through a webhook here (a patch is then dry-run first)."""
-    return kind.group == "kubevirt.io" and kind.kind in _WATCHED
+    return (kind.group == "kubevirt.io" and kind.kind in _WATCHED) or \
+        (kind.group == "cdi.kubevirt.io" and kind.kind == "DataVolume")
 
 
 # ---------------------------------------------------------------------- entry points
@@ -125,6 +131,8 @@ def admit_create(store: Store, kind: Kind, body: Obj) -> None:
     elif kind.kind == "VirtualMachineInstance":
         mutate_vmi(body)
         validate_vmi_create(body)
+    elif kind.kind == "DataVolume":
+        validate_dv_create(store, ns, body)
 
 
 def admit_update(kind: Kind, old: Obj, new: Obj) -> None:
@@ -134,6 +142,8 @@ def admit_update(kind: Kind, old: Obj, new: Obj) -> None:
         validate_migration_update(old, new)
     elif kind.kind == "VirtualMachine":
         validate_vm(new)
+    elif kind.kind == "DataVolume":
+        validate_dv_update(old, new)
     elif kind.kind == "VirtualMachineInstance":
         if (new.get("spec") or {}) != (old.get("spec") or {}):
             raise _causes(VMI_UPDATE, [_cause("FieldValueNotSupported",
@@ -272,3 +282,47 @@ def mutate_vmi(body: Obj) -> None:
 def validate_vmi_create(body: Obj) -> None:
     if not _has_memory(body.get("spec") or {}):
         raise _causes(VMI_CREATE, [_cause("FieldValueRequired", NO_MEMORY)])
+
+
+# ---------------------------------------------------------------------- CDI DataVolumes
+def _cdi_denied(causes: list[dict[str, str]]) -> Denied:
+    """CDI's rejection: 422 without a reason, the causes' messages each prefixed by a space
+    (``toRejectedAdmissionResponse``)."""
+    return Denied(DV_VALIDATOR, "".join(f" {c['message']}" for c in causes), status=422,
+                  causes=causes)
+
+
+def validate_dv_create(store: Store, namespace: str, body: Obj) -> None:
+    """``datavolume-validate``'s create check that a PVC of the DataVolume's name, which CDI did
+    not make for it (no ``storage.populatedFor`` naming it, no DataVolume controller owner),
+    refuses the DataVolume. The spec checks (sizes, sources) are not simulated."""
+    name = (body.get("metadata") or {}).get("name") or ""
+    if not name:
+        return
+    pvc = store.peek("v1/PersistentVolumeClaim", namespace, name)
+    if pvc is None:
+        return
+    meta = pvc.get("metadata") or {}
+    if (meta.get("annotations") or {}).get(POPULATED_FOR) == name:
+        return
+    owner = next((o for o in meta.get("ownerReferences") or [] if o.get("controller")), None)
+    if owner is None or owner.get("kind") != "DataVolume":
+        raise _cdi_denied([_cause("FieldValueDuplicate",
+                                  f"Destination PVC {namespace}/{name} already exists",
+                                  "DataVolume.Name")])
+
+
+def validate_dv_update(old: Obj, new: Obj) -> None:
+    """A DataVolume's spec is frozen, except the checkpoints of a multi-stage (VDDK or imageio)
+    import."""
+    old_spec, new_spec = old.get("spec") or {}, new.get("spec") or {}
+    if old_spec == new_spec:
+        return
+    source = new_spec.get("source") or {}
+    if new_spec.get("checkpoints") and (source.get("vddk") or source.get("imageio")):
+        def rest(spec: dict[str, Any]) -> dict[str, Any]:
+            return {k: v for k, v in spec.items() if k not in ("checkpoints", "finalCheckpoint")}
+        if rest(old_spec) == rest(new_spec):
+            return
+    raise _cdi_denied([_cause("FieldValueDuplicate", "Cannot update DataVolume Spec",
+                              "DataVolume.Spec")])

@@ -176,3 +176,40 @@ def test_vmi_spec_update_is_refused(running: SimulatedClusters) -> None:
         {"spec": {"hostname": "changed"}}))
     assert body["code"] == 422
     assert body["message"].endswith("update of VMI object is restricted")
+
+
+# ------------------------------------------------------------------ CDI DataVolumes
+def _dv(name: str) -> dict[str, Any]:
+    return {"apiVersion": "cdi.kubevirt.io/v1beta1", "kind": "DataVolume",
+            "metadata": {"name": name, "namespace": NS},
+            "spec": {"source": {"blank": {}},
+                     "storage": {"resources": {"requests": {"storage": "1Gi"}}}}}
+
+
+def test_datavolume_spec_is_frozen_and_a_foreign_pvc_blocks_its_name(
+        make_sim: Callable[..., SimulatedClusters]) -> None:
+    """CDI's datavolume-validate: 422 with no reason, the message each cause's text after a
+    space, as CDI's toRejectedAdmissionResponse words it."""
+    sim = make_sim(controllers=False)
+    api = custom_api(sim)
+    dvs = ("cdi.kubevirt.io", "v1beta1", NS, "datavolumes")
+    api.create_namespaced_custom_object(*dvs, _dv("disk"))
+    body = refused(lambda: api.patch_namespaced_custom_object(
+        *dvs, "disk", {"spec": {"storage": {"resources": {"requests": {"storage": "2Gi"}}}}}))
+    assert body["code"] == 422 and "reason" not in body
+    assert body["message"] == ('admission webhook "datavolume-validate.cdi.kubevirt.io" denied '
+                               "the request:  Cannot update DataVolume Spec")
+    assert body["details"]["causes"] == [{"reason": "FieldValueDuplicate",
+                                          "message": "Cannot update DataVolume Spec",
+                                          "field": "DataVolume.Spec"}]
+    api.patch_namespaced_custom_object(*dvs, "disk", {"metadata": {"labels": {"a": "b"}}})
+    # A PVC of the name that CDI did not make for a DataVolume refuses the DataVolume.
+    sim.store("source").create("PersistentVolumeClaim", {
+        "metadata": {"name": "taken", "namespace": NS},
+        "spec": {"accessModes": ["ReadWriteOnce"],
+                 "resources": {"requests": {"storage": "1Gi"}}}})
+    body = refused(lambda: api.create_namespaced_custom_object(*dvs, _dv("taken")))
+    assert body["code"] == 422
+    assert body["message"].endswith("denied the request:  Destination PVC default/taken already "
+                                    "exists")
+    assert body["details"]["causes"][0]["field"] == "DataVolume.Name"
