@@ -28,6 +28,16 @@ def _dv(name: str, **labels: str) -> dict[str, Any]:
                      "storage": {"resources": {"requests": {"storage": "1Gi"}}}}}
 
 
+def _it(name: str) -> dict[str, Any]:
+    """A custom resource whose spec may change (a DataVolume's is frozen by CDI's webhook)."""
+    return {"apiVersion": "instancetype.kubevirt.io/v1beta1",
+            "kind": "VirtualMachineInstancetype", "metadata": {"name": name},
+            "spec": {"cpu": {"guest": 1}, "memory": {"guest": "1Gi"}}}
+
+
+IT = {"api_version": "instancetype.kubevirt.io/v1beta1", "kind": "VirtualMachineInstancetype"}
+
+
 @pytest.fixture
 def quiet(make_sim: MakeSim) -> SimulatedClusters:
     """Clusters without controllers: the objects stay exactly as the test writes them."""
@@ -47,16 +57,16 @@ def _cm(dyn: DynamicClient) -> Any:
 
 def test_crud_and_server_set_fields(quiet: SimulatedClusters, dynamic_client: Any) -> None:
     dyn = dynamic_client(quiet)
-    dvs = dyn.resources.get(api_version="cdi.kubevirt.io/v1beta1", kind="DataVolume")
-    created = dvs.create(body=_dv("d1"), namespace="default")
+    dvs = dyn.resources.get(**IT)
+    created = dvs.create(body=_it("d1"), namespace="default")
     meta = created.metadata
     assert meta.uid and meta.creationTimestamp.endswith("Z") and meta.generation == 1
     assert int(meta.resourceVersion) == quiet.store("source").resource_version
-    assert created.kind == "DataVolume" and meta.namespace == "default"
+    assert created.kind == "VirtualMachineInstancetype" and meta.namespace == "default"
     got = dvs.get(name="d1", namespace="default")
     assert got.metadata.uid == meta.uid
     body = got.to_dict()
-    body["spec"]["preallocation"] = True
+    body["spec"]["schedulerName"] = "other"
     replaced = dvs.replace(body=body, namespace="default")
     assert replaced.metadata.generation == 2
     assert int(replaced.metadata.resourceVersion) > int(meta.resourceVersion)
@@ -66,9 +76,10 @@ def test_crud_and_server_set_fields(quiet: SimulatedClusters, dynamic_client: An
         dvs.get(name="d1", namespace="default")
     assert err.value.status == 404
     status = _status(err.value)
-    assert status["message"] == 'datavolumes.cdi.kubevirt.io "d1" not found'
+    assert status["message"] == 'virtualmachineinstancetypes.instancetype.kubevirt.io "d1" not found'
     assert status["reason"] == "NotFound"
-    assert status["details"] == {"name": "d1", "group": "cdi.kubevirt.io", "kind": "datavolumes"}
+    assert status["details"] == {"name": "d1", "group": "instancetype.kubevirt.io",
+                                 "kind": "virtualmachineinstancetypes"}
 
 
 def test_generate_name_and_list_kind(quiet: SimulatedClusters, dynamic_client: Any) -> None:
@@ -104,14 +115,14 @@ def test_label_and_field_selectors(quiet: SimulatedClusters, dynamic_client: Any
 
 def test_patch_types(quiet: SimulatedClusters, dynamic_client: Any) -> None:
     dyn = dynamic_client(quiet)
-    dvs = dyn.resources.get(api_version="cdi.kubevirt.io/v1beta1", kind="DataVolume")
-    dvs.create(body=_dv("p"), namespace="default")
+    dvs = dyn.resources.get(**IT)
+    dvs.create(body=_it("p"), namespace="default")
     merged = dvs.patch(name="p", namespace="default", content_type=MERGE,
-                       body={"metadata": {"labels": {"x": "1"}}, "spec": {"preallocation": True}})
-    assert merged.metadata.labels.x == "1" and merged.spec.preallocation is True
+                       body={"metadata": {"labels": {"x": "1"}}, "spec": {"schedulerName": "s"}})
+    assert merged.metadata.labels.x == "1" and merged.spec.schedulerName == "s"
     removed = dvs.patch(name="p", namespace="default", content_type=MERGE,
-                        body={"spec": {"preallocation": None}})
-    assert "preallocation" not in removed.to_dict()["spec"]
+                        body={"spec": {"schedulerName": None}})
+    assert "schedulerName" not in removed.to_dict()["spec"]
     jp = dvs.patch(name="p", namespace="default", content_type=JSON_PATCH,
                    body=[{"op": "add", "path": "/metadata/annotations", "value": {"a": "b"}},
                          {"op": "replace", "path": "/metadata/labels/x", "value": "2"}])
@@ -120,17 +131,17 @@ def test_patch_types(quiet: SimulatedClusters, dynamic_client: Any) -> None:
         dvs.patch(name="p", namespace="default", content_type=JSON_PATCH,
                   body=[{"op": "test", "path": "/metadata/labels/x", "value": "nope"}])
     with pytest.raises(ApiException) as err:  # DynamicClient's default: strategic merge
-        dvs.patch(name="p", namespace="default", body={"spec": {"preallocation": True}})
+        dvs.patch(name="p", namespace="default", body={"spec": {"schedulerName": "t"}})
     assert err.value.status == 415 and _status(err.value)["reason"] == "UnsupportedMediaType"
     # built-in kinds accept strategic merge (treated as a merge)
     cms = _cm(dyn)
     cms.create(body={"metadata": {"name": "c"}, "data": {"a": "1"}}, namespace="default")
     assert cms.patch(name="c", namespace="default", body={"data": {"b": "2"}}).data.b == "2"
     # server-side apply creates, then merges
-    applied = dvs.server_side_apply(body=_dv("ssa"), namespace="default",
+    applied = dvs.server_side_apply(body=_it("ssa"), namespace="default",
                                     field_manager="smrun", name="ssa")
     assert applied.metadata.name == "ssa"
-    again = dvs.server_side_apply(body={**_dv("ssa"), "metadata": {"name": "ssa",
+    again = dvs.server_side_apply(body={**_it("ssa"), "metadata": {"name": "ssa",
                                                                    "labels": {"k": "v"}}},
                                   namespace="default", field_manager="smrun", name="ssa")
     assert again.metadata.labels.k == "v"
