@@ -339,8 +339,12 @@ def role_rules(missing: Mapping[tuple[str, str], dict[tuple[str, str], set[str]]
 K = TypeVar("K")
 V = TypeVar("V")
 
-#: Access reviews in flight at once during :meth:`Authorizer.prefetch`.
-PREFETCH_THREADS = 8
+#: Access reviews in flight at once during :meth:`Authorizer.prefetch`. Decision (issue 17,
+#: ninth session): 2, not 8. Each review in flight beyond the connections a cluster's client
+#: already holds opens a new TLS connection (a handshake on both sides), and the reviews' client
+#: work holds the GIL: with 8 threads the ~13 reviews of an N=3 run took ~22 ms, with 2 ~15 ms
+#: (docs/performance.md, "Preflight's reads at once (ninth session)").
+PREFETCH_THREADS = 2
 
 
 class Authorizer:
