@@ -33,9 +33,9 @@ from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from statemachine.errors import ClusterError, PermanentClusterError
-from statemachine.sim import (admission, auth, crd, decode, deletion, discovery, managedfields,
-                              openapi, paging, patches, printing, protobuf, reviews, selectors,
-                              validation, watch, wire)
+from statemachine.sim import (admission, auth, coredefaults, crd, decode, deletion, discovery,
+                              managedfields, openapi, paging, patches, printing, protobuf,
+                              reviews, selectors, validation, watch, wire)
 from statemachine.sim import dryrun, escalation, events, impersonation, subresources, webhooks
 from statemachine.sim.faults import FaultInjector
 from statemachine.sim.kinds import Kind
@@ -111,9 +111,10 @@ class ApiServer:
         self.faults = faults
         self.request_log = request_log
         self.stopping = threading.Event()
-        # RBAC's escalation check, schema admission (decoding, pruning, validation), then
-        # KubeVirt's webhooks.
-        store.admission = escalation.hook(store, webhooks.hook(store, admission.admit))
+        # RBAC's escalation check, the built-in DefaultStorageClass plugin, schema admission
+        # (decoding, pruning, validation), then KubeVirt's webhooks.
+        store.admission = escalation.hook(store, coredefaults.hook(
+            store, webhooks.hook(store, admission.admit)))
         store.admission_active = admission.in_request  # both act only inside an API request
         self.issuer = TokenIssuer()
         #: Seconds between the periodic BOOKMARKs of a watch that allows them.

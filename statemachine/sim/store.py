@@ -48,7 +48,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from statemachine.errors import Conflict, Invalid, NotFound, PermanentClusterError
-from statemachine.sim import deletion, managedfields, patches, selectors, validation
+from statemachine.sim import coredefaults, deletion, managedfields, patches, selectors, validation
 from statemachine.sim.history import History
 from statemachine.sim.kinds import Kind, KindRegistry
 
@@ -459,6 +459,9 @@ class Store:
                                reason="AlreadyExists")
             if k.status_subresource and not keep_status:
                 new.pop("status", None)
+            # Decoding's defaults; a dry run answers the prepared object, which storage never
+            # decoded, so without the status ones.
+            coredefaults.decode(k, new, status=not dry_run)
             if k.kind == "Namespace":
                 new.setdefault("status", {"phase": "Active"})
                 spec = new.setdefault("spec", {})
@@ -538,6 +541,7 @@ class Store:
                 new["status"] = clone(body["status"])
             else:
                 new.pop("status", None)
+            coredefaults.decode(k, new)
         else:
             new = clone({**body, "status": None} if k.status_subresource and "status" in body
                         else body)
@@ -563,6 +567,7 @@ class Store:
                 else:
                     new.pop("spec", None)
             validation.raise_if(k, name, validation.no_new_finalizers(meta_old, meta))
+            coredefaults.decode(k, new)
             if validate:
                 checked = dict(new, metadata=dict(meta, uid=body_uid or meta_old.get("uid")))
                 validation.check_update(k, old, checked)

@@ -1,0 +1,104 @@
+"""Defaults kube-apiserver gives built-in kinds: decoding's and the DefaultStorageClass plugin's.
+
+Two sources, applied at different moments, as upstream applies them:
+
+- :func:`decode` is what Go's decoder fills in whenever a built-in object is decoded (the
+  ``SetDefaults_*`` functions of ``pkg/apis/core/v1`` and ``pkg/apis/storage/v1``): on every
+  write, and on every read from etcd, so every stored object carries them, whoever wrote it.
+  The store calls it on every create and write (seeded and controller objects included).
+  PersistentVolumeClaim: ``spec.volumeMode: Filesystem``, ``status.phase: Pending``; Secret:
+  ``type: Opaque``; StorageClass: ``reclaimPolicy: Delete``, ``volumeBindingMode: Immediate``.
+- :func:`default_storage_class` is the ``DefaultStorageClass`` admission plugin: on the create
+  of a PersistentVolumeClaim through the API (dry runs too) that names no class (neither
+  ``spec.storageClassName``, even ``""``, nor the beta annotation
+  ``volume.beta.kubernetes.io/storage-class``), it sets ``spec.storageClassName`` to the default
+  StorageClass: annotated ``storageclass.kubernetes.io/is-default-class`` (or its beta form)
+  ``"true"``, the newest by ``creationTimestamp`` when several are (then by name); none: unset.
+  Updates are never defaulted (a claim created unset stays unset).
+
+What it does not do: Pod/Service/Job defaults (``jobdefaults.py`` has the Job's), and the PV
+controller's retroactive assignment of the default class to unbound claims created without one.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from statemachine.sim import admission
+from statemachine.sim.kinds import Kind
+
+if TYPE_CHECKING:
+    from statemachine.sim.store import Store
+
+Obj = dict[str, Any]
+Hook = Callable[[Kind, Obj, "Obj | None", "str | None"], None]
+
+DEFAULT_CLASS_ANNOTATIONS = ("storageclass.kubernetes.io/is-default-class",
+                             "storageclass.beta.kubernetes.io/is-default-class")
+BETA_CLASS_ANNOTATION = "volume.beta.kubernetes.io/storage-class"
+
+
+def decode(kind: Kind, obj: Obj, *, status: bool = True) -> None:
+    """Fill in ``obj``'s decoding defaults in place (see the module doc). ``status=False``
+    leaves the status alone (a dry-run create answers the prepared object, never decoded)."""
+    if kind.group == "":
+        if kind.kind == "PersistentVolumeClaim":
+            spec = obj.get("spec")
+            if spec is None:  # a Go struct, not a pointer: defaulted even when absent
+                spec = obj["spec"] = {}
+            if isinstance(spec, dict) and spec.get("volumeMode") is None:
+                spec["volumeMode"] = "Filesystem"
+            if status:
+                current = obj.get("status")
+                if current is None or isinstance(current, dict) and not current.get("phase"):
+                    obj["status"] = {**(current or {}), "phase": "Pending"}
+        elif kind.kind == "Secret":
+            if not obj.get("type"):
+                obj["type"] = "Opaque"
+    elif kind.group == "storage.k8s.io" and kind.kind == "StorageClass":
+        if obj.get("reclaimPolicy") is None:
+            obj["reclaimPolicy"] = "Delete"
+        if obj.get("volumeBindingMode") is None:
+            obj["volumeBindingMode"] = "Immediate"
+
+
+def is_default_class(storage_class: Obj) -> bool:
+    """Whether a StorageClass is marked the default (either annotation, value ``"true"``)."""
+    notes = (storage_class.get("metadata") or {}).get("annotations") or {}
+    return any(notes.get(key) == "true" for key in DEFAULT_CLASS_ANNOTATIONS)
+
+
+def pick_default_class(classes: list[Obj]) -> Obj | None:
+    """The default StorageClass among ``classes``: the newest marked one, ties by name."""
+    marked = [c for c in classes if is_default_class(c)]
+    if not marked:
+        return None
+    # creationTimestamp is RFC 3339 in UTC (second precision), so it sorts as text.
+    marked.sort(key=lambda c: c["metadata"].get("name", ""))
+    marked.sort(key=lambda c: c["metadata"].get("creationTimestamp") or "", reverse=True)
+    return marked[0]
+
+
+def default_storage_class(kind: Kind, obj: Obj, classes: list[Obj]) -> None:
+    """The DefaultStorageClass admission plugin on a create of ``obj`` (see the module doc)."""
+    if kind.group or kind.kind != "PersistentVolumeClaim":
+        return
+    spec = obj.get("spec")
+    if not isinstance(spec, dict) or spec.get("storageClassName") is not None:
+        return
+    if BETA_CLASS_ANNOTATION in ((obj.get("metadata") or {}).get("annotations") or {}):
+        return
+    chosen = pick_default_class(classes)
+    if chosen is not None:
+        spec["storageClassName"] = chosen["metadata"]["name"]
+
+
+def hook(store: Store, inner: Hook) -> Hook:
+    """The store's admission hook: the DefaultStorageClass plugin on a create made by an API
+    request (built-in admission plugins mutate before the webhooks), then ``inner``."""
+    def run(kind: Kind, new: Obj, old: Obj | None, subresource: str | None) -> None:
+        if old is None and not subresource and not kind.group \
+                and kind.kind == "PersistentVolumeClaim" and admission.in_request():
+            default_storage_class(kind, new, store.peek_list("StorageClass"))
+        inner(kind, new, old, subresource)
+    return run
