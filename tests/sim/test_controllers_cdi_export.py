@@ -196,3 +196,38 @@ def test_plain_pvc_binds(shop_clusters: SimulatedClusters) -> None:
     t.create("PersistentVolumeClaim", {"metadata": {"name": "scratch", "namespace": NS}, "spec": {
         "accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}}})
     wait_for(lambda: t.get("PersistentVolumeClaim", NS, "scratch")["status"]["phase"] == "Bound")
+
+
+def _claim_of(store: Store, name: str) -> dict[str, Any]:
+    return wait_for(lambda: store.try_get("PersistentVolumeClaim", NS, name),
+                    what=f"PVC {name}")
+
+
+def test_storage_claims_take_cdi_class_and_profile_modes(
+        shop_clusters: SimulatedClusters) -> None:
+    """``spec.storage``: CDI names the class (the virt default first) and fills missing modes
+    from its StorageProfile; ``spec.pvc`` is passed on, the default class named by the API."""
+    t = shop_clusters.store("target")
+    size = {"resources": {"requests": {"storage": "1Gi"}}}
+
+    def make(name: str, spec: dict[str, Any]) -> dict[str, Any]:
+        t.create("DataVolume", {"metadata": {"name": name, "namespace": NS},
+                                "spec": {"source": {"blank": {}}, **spec}})
+        return _claim_of(t, name)["spec"]
+
+    bare = make("bare", {"storage": dict(size)})  # standard's first set: RWX Block
+    assert (bare["storageClassName"], bare["accessModes"], bare["volumeMode"]) == (
+        "standard", ["ReadWriteMany"], "Block")
+    fs = make("fs", {"storage": {**size, "volumeMode": "Filesystem"}})
+    assert (fs["accessModes"], fs["volumeMode"]) == (["ReadWriteOnce"], "Filesystem")
+    rwo = make("rwo", {"storage": {**size, "accessModes": ["ReadWriteOnce"]}})
+    assert rwo["volumeMode"] == "Filesystem"
+    legacy = make("legacy", {"pvc": {**size, "accessModes": ["ReadWriteOnce"]}})
+    assert (legacy["storageClassName"], legacy["volumeMode"]) == ("standard", "Filesystem")
+    t.mutate("StorageClass", None, "local-wffc", lambda sc: sc["metadata"].setdefault(
+        "annotations", {}).update({"storageclass.kubevirt.io/is-default-virt-class": "true"}))
+    virt = make("virt", {"storage": dict(size)})
+    assert virt["storageClassName"] == "local-wffc"
+    # spec.pvc is not CDI's to render: the Kubernetes default class, not the virt one.
+    assert make("plain", {"pvc": {**size, "accessModes": ["ReadWriteOnce"]}})[
+        "storageClassName"] == "standard"

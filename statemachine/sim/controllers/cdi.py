@@ -31,14 +31,21 @@ Fault injection: ``sim.smrun.io/fail: "true"`` on the DataVolume → ``Failed`` 
 PersistentVolumeClaims not created for a DataVolume are bound on the next tick (Immediate class)
 or when a consumer appears (WaitForFirstConsumer class).
 
+The DV's claim is rendered as CDI does (``_pvc_spec``): ``spec.pvc`` as written, with the
+default StorageClass the API server's DefaultStorageClass plugin would name; ``spec.storage`` with
+CDI's class (named, else the virt default class, else the Kubernetes default) and the missing
+access/volume modes from the class's StorageProfile.
+
 What it does not do: volume populators (``PendingPopulation``, ``prime-`` PVCs), multi-stage
-(checkpoint) imports, StorageProfile-driven defaults beyond the access mode, real data.
+(checkpoint) imports, the filesystem overhead CDI adds to a Filesystem claim's size, CDI's
+``ErrClaimNotValid`` when no class gives access modes (``ReadWriteOnce`` is used), real data.
 """
 from __future__ import annotations
 
+import copy
 from typing import Any
 
-from statemachine.sim import events
+from statemachine.sim import coredefaults, events
 from statemachine.sim.controller import ClusterContext, Controller
 from statemachine.sim.controllers.conditions import (
     annotations_of, condition_is, get_condition, set_condition, wants_failure)
@@ -58,16 +65,58 @@ _PHASE_EVENTS = {"ImportScheduled": ("Normal", "Import into {} scheduled"),
 PROGRESS_STEP = 25.0
 BIND_IMMEDIATE = "cdi.kubevirt.io/storage.bind.immediate.requested"
 CREATED_FOR = "cdi.kubevirt.io/createdForDataVolume"
+VIRT_DEFAULT_CLASS = "storageclass.kubevirt.io/is-default-virt-class"
 _FINAL = ("Succeeded", "Failed")
 
 
 def _storage_class(ctx: ClusterContext, name: str | None) -> Obj | None:
+    """The class a claim names, else the cluster's default one (the DefaultStorageClass
+    admission plugin's choice)."""
     if name:
         return ctx.store.try_get("StorageClass", None, name)
-    for sc in ctx.store.list("StorageClass"):
-        if annotations_of(sc).get("storageclass.kubernetes.io/is-default-class") == "true":
-            return sc
-    return None
+    return coredefaults.pick_default_class(ctx.store.list("StorageClass"))
+
+
+def _virt_storage_class(ctx: ClusterContext, name: str | None, content: str) -> Obj | None:
+    """CDI's choice for a ``spec.storage`` DataVolume: the named class (``None`` if missing),
+    else the newest marked ``storageclass.kubevirt.io/is-default-virt-class`` (kubevirt
+    content only), else the Kubernetes default."""
+    if name is not None:
+        return ctx.store.try_get("StorageClass", None, name)
+    classes = ctx.store.list("StorageClass")
+    if content != "archive":
+        virt = [c for c in classes if annotations_of(c).get(VIRT_DEFAULT_CLASS) == "true"]
+        if virt:
+            virt.sort(key=lambda c: c["metadata"]["name"])
+            virt.sort(key=lambda c: c["metadata"].get("creationTimestamp") or "", reverse=True)
+            return virt[0]
+    return coredefaults.pick_default_class(classes)
+
+
+def _profile_modes(ctx: ClusterContext, sc_name: str, spec: dict[str, Any]) -> None:
+    """Fill a ``spec.storage`` claim's missing access/volume modes from the class's
+    StorageProfile, as CDI renders them: both missing, the first claim property set; one
+    missing, the first set matching the other (none matching: the volume mode is left to
+    the API's default, the access modes stay missing)."""
+    profile = ctx.store.try_get("StorageProfile", None, sc_name) or {}
+    sets = [s for s in (profile.get("status") or {}).get("claimPropertySets") or []
+            if isinstance(s, dict)]
+    modes, volume_mode = spec.get("accessModes") or [], spec.get("volumeMode")
+    if not modes and not volume_mode:
+        if sets and sets[0].get("accessModes"):
+            spec["accessModes"] = list(sets[0]["accessModes"])
+            if sets[0].get("volumeMode"):
+                spec["volumeMode"] = sets[0]["volumeMode"]
+    elif not modes:
+        for cps in sets:
+            if cps.get("volumeMode") == volume_mode and cps.get("accessModes"):
+                spec["accessModes"] = list(cps["accessModes"])
+                break
+    elif not volume_mode:
+        for cps in sets:
+            if set(cps.get("accessModes") or []) & set(modes) and cps.get("volumeMode"):
+                spec["volumeMode"] = cps["volumeMode"]
+                break
 
 
 def _waits_for_consumer(ctx: ClusterContext, pvc: Obj) -> bool:
@@ -265,9 +314,6 @@ class DataVolumeController(Controller):
     def _pvc_body(self, ctx: ClusterContext, dv: Obj) -> Obj:
         md = dv["metadata"]
         spec = dv.get("spec") or {}
-        storage = dict(spec.get("storage") or spec.get("pvc") or {})
-        sc_name = storage.get("storageClassName")
-        sc = _storage_class(ctx, sc_name)
         notes = dict(md.get("annotations") or {})
         notes.update({"cdi.kubevirt.io/storage.pod.restarts": "0",
                       "cdi.kubevirt.io/storage.contentType": "kubevirt",
@@ -279,14 +325,12 @@ class DataVolumeController(Controller):
         elif "http" in source:
             notes["cdi.kubevirt.io/storage.import.endpoint"] = str(source["http"].get("url", ""))
             notes["cdi.kubevirt.io/storage.import.source"] = "http"
-        pvc_spec: dict[str, Any] = {
-            "accessModes": storage.get("accessModes") or ["ReadWriteOnce"],
-            "resources": storage.get("resources") or {"requests": {"storage": "1Gi"}},
-            "volumeMode": storage.get("volumeMode") or "Filesystem"}
-        if sc is not None:
-            pvc_spec["storageClassName"] = sc["metadata"]["name"]
-        elif sc_name:
-            pvc_spec["storageClassName"] = sc_name
+        pvc_spec = self._pvc_spec(ctx, spec)
+        # Decision: a claim CDI could not give access modes (no class to take a profile from)
+        # gets ReadWriteOnce instead of CDI's ErrClaimNotValid event and no claim.
+        pvc_spec.setdefault("accessModes", ["ReadWriteOnce"])
+        pvc_spec.setdefault("resources", {"requests": {"storage": "1Gi"}})
+        coredefaults.decode(ctx.store.kind("PersistentVolumeClaim"), {"spec": pvc_spec})
         labels = {"app": "containerized-data-importer", **(md.get("labels") or {})}
         if pvc_spec["volumeMode"] == "Filesystem":
             labels["alerts.k8s.io/KubePersistentVolumeFillingUp"] = "disabled"
@@ -297,6 +341,34 @@ class DataVolumeController(Controller):
                                                   "uid": md["uid"], "controller": True,
                                                   "blockOwnerDeletion": True}]},
                 "spec": pvc_spec, "status": {"phase": "Pending"}}
+
+    @staticmethod
+    def _pvc_spec(ctx: ClusterContext, spec: dict[str, Any]) -> dict[str, Any]:
+        """The claim's spec as CDI renders it: ``spec.pvc`` as written (the API server's
+        DefaultStorageClass plugin then names the default class); ``spec.storage`` with CDI's
+        class choice and the StorageProfile's modes."""
+        if isinstance(spec.get("pvc"), dict):
+            pvc_spec: dict[str, Any] = copy.deepcopy(spec["pvc"])
+            if pvc_spec.get("storageClassName") is None:
+                chosen = _storage_class(ctx, None)
+                if chosen is not None:
+                    pvc_spec["storageClassName"] = chosen["metadata"]["name"]
+            return pvc_spec
+        raw = spec.get("storage")
+        storage: dict[str, Any] = raw if isinstance(raw, dict) else {}
+        pvc_spec = {key: copy.deepcopy(storage[key]) for key in (
+            "accessModes", "selector", "resources", "volumeName", "storageClassName",
+            "volumeMode", "dataSource", "dataSourceRef") if storage.get(key) is not None}
+        content = str(spec.get("contentType") or "kubevirt")
+        if content == "archive":
+            pvc_spec["volumeMode"] = "Filesystem"
+        if pvc_spec.get("volumeMode") == "FromStorageProfile":
+            del pvc_spec["volumeMode"]
+        sc = _virt_storage_class(ctx, pvc_spec.get("storageClassName"), content)
+        if sc is not None:
+            pvc_spec["storageClassName"] = sc["metadata"]["name"]
+            _profile_modes(ctx, sc["metadata"]["name"], pvc_spec)
+        return pvc_spec
 
 
 def dv_ready(dv: Obj) -> bool:
