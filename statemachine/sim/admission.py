@@ -29,7 +29,7 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 from statemachine.errors import Invalid, PermanentClusterError
-from statemachine.sim import schemas
+from statemachine.sim import schemas, strictdecode
 from statemachine.sim.kinds import Kind
 from statemachine.sim.structural import FieldError, StructuralSchema
 
@@ -127,6 +127,8 @@ def admit(kind: Kind, new: dict[str, Any], old: dict[str, Any] | None,
         return
     schema = schema_of(kind)
     if schema is None:
+        if not kind.custom:
+            _strict_builtin(ctx, kind, new, old, subresource)
         return
     if subresource == "status":
         node = schema.node("status")
@@ -147,18 +149,41 @@ def admit(kind: Kind, new: dict[str, Any], old: dict[str, Any] | None,
         unknown = schema.prune(new, skip=skip)
         schema.default(new, skip=skip)
         errors = []  # validated after the unknown-field check, as decoding comes first
-    if unknown:
-        if ctx.mode == "Strict":
-            fields = ", ".join(f'unknown field "{path}"' for path in unknown)
-            raise PermanentClusterError(
-                f'{kind.kind} in version "{kind.version}" cannot be handled as a {kind.kind}: '
-                f"strict decoding error: {fields}", status=400, reason="BadRequest")
-        if ctx.mode == "Warn":
-            ctx.warnings.extend(f'unknown field "{path}"' for path in unknown)
+    _unknown_fields(ctx, kind, unknown)
     if subresource != "status":
         errors = schema.validate(new, skip=skip)
     if errors:
         raise invalid(kind, (new.get("metadata") or {}).get("name", ""), errors)
+
+
+def _unknown_fields(ctx: _Request, kind: Kind, unknown: list[str]) -> None:
+    """What ``fieldValidation`` makes of the pruned fields: 400 (Strict), warnings (Warn)."""
+    if not unknown:
+        return
+    if ctx.mode == "Strict":
+        fields = ", ".join(f'unknown field "{path}"' for path in unknown)
+        raise PermanentClusterError(
+            f'{kind.kind} in version "{kind.version}" cannot be handled as a {kind.kind}: '
+            f"strict decoding error: {fields}", status=400, reason="BadRequest")
+    if ctx.mode == "Warn":
+        ctx.warnings.extend(f'unknown field "{path}"' for path in unknown)
+
+
+def _strict_builtin(ctx: _Request, kind: Kind, new: dict[str, Any],
+                    old: dict[str, Any] | None, subresource: str | None) -> None:
+    """Go's strict decoding of a built-in kind (``strictdecode.py``): unknown fields are
+    dropped, and refused or warned about per ``fieldValidation``. A main-resource write leaves
+    ``status`` alone when the kind has a status subresource (the stored one is kept); an update
+    does not look again at top-level fields it leaves as they were."""
+    if subresource == "status":
+        skip = tuple(key for key in new if key != "status")
+    else:
+        skip = ("status",) if kind.status_subresource else ()
+        if old is not None:
+            skip += tuple(key for key, value in new.items()
+                          if key not in ("apiVersion", "kind") and key in old
+                          and old[key] == value)
+    _unknown_fields(ctx, kind, strictdecode.prune_object(kind.group, kind.kind, new, skip=skip))
 
 
 def invalid(kind: Kind, name: str, errors: list[FieldError]) -> Invalid:
