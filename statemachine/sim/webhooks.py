@@ -16,8 +16,9 @@ through the API (dry runs included: the webhooks declare ``sideEffects: None``):
   spec may not change (``virtualmachineinstances-update-validator``; every API user here is a
   non-KubeVirt user, the simulated controllers write to the store directly).
 - DataVolume (CDI's ``datavolume-validate``): create is refused when a PVC of its name exists
-  that CDI did not make for it; update: the spec is frozen (checkpoints of a VDDK/imageio
-  multi-stage import excepted). CDI's spec checks on create (sizes, sources) are not simulated.
+  that CDI did not make for it, then by the first problem of its spec (:func:`dv_spec_problem`:
+  storage definition, size, access modes, source, URLs); update: the spec is frozen
+  (checkpoints of a VDDK/imageio multi-stage import excepted).
 - Jobs get the batch registry's create defaults (``jobdefaults.py``), which need the uid the
   object will have: :func:`default_job` returns it.
 
@@ -35,12 +36,14 @@ admitters, preset application, the VMI status revert for non-KubeVirt users, war
 """
 from __future__ import annotations
 
+import re
 import uuid
 from collections.abc import Callable
 from typing import Any
 
 from statemachine.errors import PermanentClusterError
 from statemachine.sim import admission, jobdefaults
+from statemachine.sim.controllers.conditions import parse_quantity
 from statemachine.sim.kinds import Kind
 from statemachine.sim.store import Obj, Store, now_rfc3339
 
@@ -293,23 +296,161 @@ def _cdi_denied(causes: list[dict[str, str]]) -> Denied:
 
 
 def validate_dv_create(store: Store, namespace: str, body: Obj) -> None:
-    """``datavolume-validate``'s create check that a PVC of the DataVolume's name, which CDI did
-    not make for it (no ``storage.populatedFor`` naming it, no DataVolume controller owner),
-    refuses the DataVolume. The spec checks (sizes, sources) are not simulated."""
+    """``datavolume-validate`` on create: a PVC of the DataVolume's name, which CDI did not make
+    for it (no ``storage.populatedFor`` naming it, no DataVolume controller owner), refuses the
+    DataVolume; then the first problem :func:`dv_spec_problem` finds."""
     name = (body.get("metadata") or {}).get("name") or ""
-    if not name:
-        return
-    pvc = store.peek("v1/PersistentVolumeClaim", namespace, name)
-    if pvc is None:
-        return
-    meta = pvc.get("metadata") or {}
-    if (meta.get("annotations") or {}).get(POPULATED_FOR) == name:
-        return
+    pvc = store.peek("v1/PersistentVolumeClaim", namespace, name) if name else None
+    meta = (pvc or {}).get("metadata") or {}
     owner = next((o for o in meta.get("ownerReferences") or [] if o.get("controller")), None)
-    if owner is None or owner.get("kind") != "DataVolume":
+    if pvc is not None and (meta.get("annotations") or {}).get(POPULATED_FOR) != name and (
+            owner is None or owner.get("kind") != "DataVolume"):
         raise _cdi_denied([_cause("FieldValueDuplicate",
                                   f"Destination PVC {namespace}/{name} already exists",
                                   "DataVolume.Name")])
+    spec = body.get("spec")
+    problem = dv_spec_problem(spec if isinstance(spec, dict) else {})
+    if problem is not None:
+        raise _cdi_denied([problem])
+
+
+_MODES = ("ReadWriteOnce", "ReadOnlyMany", "ReadWriteMany", "ReadWriteOncePod")
+_MIB = 1 << 20
+_URL_SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*):")
+
+
+def _bad_url(url: Any) -> str:
+    """CDI's ``validateSourceURL`` (Go's ``url.ParseRequestURI``, then http/https/gs): the
+    problem, or ""."""
+    if not url:
+        return "source URL is empty"
+    text = str(url)
+    found = _URL_SCHEME.match(text)
+    if any(ord(ch) < 0x20 or ord(ch) == 0x7f for ch in text) or (
+            found is None and not text.startswith("/")):
+        return f"Invalid source URL: {text}"
+    if (found.group(1) if found else "") not in ("http", "https", "gs"):
+        return f"Invalid source URL scheme: {text}"
+    return ""
+
+
+def dv_spec_problem(spec: Obj) -> dict[str, str] | None:
+    """The first cause ``datavolume-validate``'s ``validateDataVolumeSpec`` finds, in its order
+    (CDI stops at the first): storage definition, size, class name length, access modes, then
+    the source. Not checked: externally populated DataVolumes (``dataSource``/``dataSourceRef``
+    end the checks here, as there), checksums, a clone's source contents."""
+    invalid = "FieldValueInvalid"
+    pvc, storage = spec.get("pvc"), spec.get("storage")
+    if pvc is None and storage is None:
+        return _cause(invalid, "Missing Data volume PVC", "spec.PVC")
+    if pvc is not None and storage is not None:
+        return _cause(invalid, "Duplicate storage definition, both target storage and target "
+                               "pvc defined", "spec.PVC.Storage")
+    target = pvc if pvc is not None else storage
+    target = target if isinstance(target, dict) else {}
+    label = "PVC" if pvc is not None else "Storage"
+    source = spec.get("source") if isinstance(spec.get("source"), dict) else None
+    ref = spec.get("sourceRef")
+    size_field = f"spec.{label}.resources.requests.size"
+    requests = (target.get("resources") or {}).get("requests") or {}
+    if "storage" in requests:
+        size = parse_quantity(requests["storage"])
+        if size <= 0:
+            return _cause(invalid, f"{label} size can't be equal or less than zero", size_field)
+        if size < _MIB:
+            return _cause(invalid, f"{label} size should be at least 1MiB", size_field)
+    else:
+        clone = ref is not None or (source is not None and (
+            source.get("pvc") is not None or source.get("snapshot") is not None))
+        if pvc is not None or not clone:
+            return _cause(invalid, f"{label} size is missing", size_field)
+    if len(str(target.get("storageClassName") or "")) > 253:
+        return _cause(invalid, "Name cannot be longer than 253 characters")
+    modes = target.get("accessModes") or []
+    unsupported = (f'Unsupported value: "{modes[0] if modes else ""}": supported values: '
+                   '"ReadOnlyMany", "ReadWriteMany", "ReadWriteOnce", "ReadWriteOncePod"')
+    if pvc is not None:
+        if not modes:
+            return _cause(invalid, "Required value: at least 1 access mode is required",
+                          "spec.PVC.accessModes")
+        if len(modes) > 1:
+            return _cause(invalid, "PVC multiple accessModes", "spec.PVC.accessModes")
+    if any(mode not in _MODES for mode in modes):
+        return _cause(invalid, unsupported, "spec.PVC.accessModes")  # [0], as CDI prints it
+    if target.get("dataSource") is not None or target.get("dataSourceRef") is not None:
+        return None
+    if (source is None) == (ref is None):
+        return _cause(invalid, "Data volume should have either Source or SourceRef, or be "
+                               "externally populated", "spec.source")
+    if isinstance(ref, dict):
+        if not ref.get("kind"):
+            return _cause(invalid, "Missing sourceRef kind", "spec.sourceRef.Kind")
+        if ref["kind"] != "DataSource":
+            return _cause(invalid, f"Unsupported sourceRef kind {ref['kind']}, currently only "
+                                   "DataSource is supported", "spec.sourceRef.Kind")
+        if not ref.get("name"):
+            return _cause(invalid, "Missing sourceRef name", "spec.sourceRef.Name")
+        return None
+    assert source is not None
+    count = sum(1 for value in source.values() if value is not None)
+    if count != 1:
+        return _cause(invalid, "Missing Data volume source" if count == 0
+                      else "Multiple Data volume sources", "spec.source")
+    content = spec.get("contentType") or ""
+    if content not in ("", "kubevirt", "archive"):
+        return _cause(invalid, "ContentType not one of: kubevirt, archive", "spec.contentType")
+    for key, label_ in (("http", "HTTP"), ("s3", "S3"), ("gcs", "GCS")):
+        if isinstance(source.get(key), dict) and (bad := _bad_url(source[key].get("url"))):
+            return _cause(invalid, f"spec.source {bad}", f"spec.source.{label_}.url")
+    if source.get("blank") is not None and content == "archive":
+        return _cause(invalid, "SourceType cannot be blank and the contentType be archive",
+                      "spec.contentType")
+    registry = source.get("registry")
+    if isinstance(registry, dict):
+        if content not in ("", "kubevirt"):
+            return _cause(invalid, "ContentType must be kubevirt when Source is Registry",
+                          "spec.contentType")
+        url, stream = registry.get("url"), registry.get("imageStream")
+        if (url is None) == (stream is None):
+            return _cause(invalid, "Source registry should have either URL or ImageStream",
+                          "spec.source.Registry")
+        found = _URL_SCHEME.match(str(url)) if url is not None else None
+        if url is not None and (found is None or found.group(1) not in ("docker", "oci")):
+            return _cause(invalid, f"Illegal registry source URL scheme {url}",
+                          "spec.source.Registry.URL")
+        method = registry.get("pullMethod")
+        if method is not None and method not in ("pod", "node"):
+            return _cause(invalid, f'ImportMethod {method} is neither pod, node or ""',
+                          "spec.source.Registry.importMethod")
+        if stream is not None and stream == "":
+            return _cause(invalid, "Source registry ImageStream is not valid",
+                          "spec.source.Registry.importMethod")
+        if stream is not None and method != "node":
+            return _cause(invalid, "Source registry ImageStream is supported only with node "
+                                   "pull import method", "spec.source.Registry.importMethod")
+    imageio = source.get("imageio")
+    if isinstance(imageio, dict):
+        if not imageio.get("secretRef") or not imageio.get("diskId"):
+            return _cause(invalid, "spec.source.Imageio source Imageio is not valid",
+                          "spec.source.Imageio")
+        if not imageio.get("certConfigMap") and imageio.get("insecureSkipVerify") is not True:
+            return _cause(invalid, "spec.source.Imageio source Imageio requires CertConfigMap "
+                                   "or InsecureSkipVerify", "spec.source.Imageio")
+        if bad := _bad_url(imageio.get("url")):
+            return _cause(invalid, f"spec.source {bad}", "spec.source.ImageIO.url")
+    vddk = source.get("vddk")
+    if isinstance(vddk, dict):
+        if not all(vddk.get(k) for k in ("secretRef", "uuid", "backingFile", "thumbprint")):
+            return _cause(invalid, "spec.source.VDDK source VDDK is not valid",
+                          "spec.source.VDDK")
+        if bad := _bad_url(vddk.get("url")):
+            return _cause(invalid, f"spec.source {bad}", "spec.source.VDDK.url")
+    # A missing namespace of a clone source is the DataVolume's (CDI's mutating webhook).
+    for key, what, word in (("pvc", "PVC", "PVC"), ("snapshot", "Snapshot", "snapshot")):
+        if isinstance(source.get(key), dict) and not source[key].get("name"):
+            return _cause(invalid, f"spec.source.{what} source {word} is not valid",
+                          f"spec.source.{what}")
+    return None
 
 
 def validate_dv_update(old: Obj, new: Obj) -> None:

@@ -213,3 +213,68 @@ def test_datavolume_spec_is_frozen_and_a_foreign_pvc_blocks_its_name(
     assert body["message"].endswith("denied the request:  Destination PVC default/taken already "
                                     "exists")
     assert body["details"]["causes"][0]["field"] == "DataVolume.Name"
+
+
+@pytest.mark.parametrize(("spec", "message", "field"), [
+    ({"source": {"blank": {}}}, "Missing Data volume PVC", "spec.PVC"),
+    ({"source": {"blank": {}}, "pvc": {"resources": {"requests": {"storage": "1Gi"}}},
+      "storage": {"resources": {"requests": {"storage": "1Gi"}}}},
+     "Duplicate storage definition, both target storage and target pvc defined",
+     "spec.PVC.Storage"),
+    ({"source": {"blank": {}}, "storage": {}}, "Storage size is missing",
+     "spec.Storage.resources.requests.size"),
+    ({"source": {"blank": {}}, "pvc": {"accessModes": ["ReadWriteOnce"],
+                                       "resources": {"requests": {"storage": "0"}}}},
+     "PVC size can't be equal or less than zero", "spec.PVC.resources.requests.size"),
+    ({"source": {"blank": {}}, "storage": {"resources": {"requests": {"storage": "512Ki"}}}},
+     "Storage size should be at least 1MiB", "spec.Storage.resources.requests.size"),
+    ({"source": {"blank": {}}, "pvc": {"resources": {"requests": {"storage": "1Gi"}}}},
+     "Required value: at least 1 access mode is required", "spec.PVC.accessModes"),
+    ({"source": {"blank": {}}, "pvc": {"accessModes": ["ReadWriteOnce", "ReadWriteMany"],
+                                       "resources": {"requests": {"storage": "1Gi"}}}},
+     "PVC multiple accessModes", "spec.PVC.accessModes"),
+    ({"storage": {"resources": {"requests": {"storage": "1Gi"}}}},
+     "Data volume should have either Source or SourceRef, or be externally populated",
+     "spec.source"),
+    ({"source": {}, "storage": {"resources": {"requests": {"storage": "1Gi"}}}},
+     "Missing Data volume source", "spec.source"),
+    ({"source": {"blank": {}, "http": {"url": "https://x/y"}},
+      "storage": {"resources": {"requests": {"storage": "1Gi"}}}},
+     "Multiple Data volume sources", "spec.source"),
+    ({"source": {"http": {"url": "ftp://host/disk.img"}},
+      "storage": {"resources": {"requests": {"storage": "1Gi"}}}},
+     "spec.source Invalid source URL scheme: ftp://host/disk.img", "spec.source.HTTP.url"),
+    ({"source": {"blank": {}}, "contentType": "archive",
+      "storage": {"resources": {"requests": {"storage": "1Gi"}}}},
+     "SourceType cannot be blank and the contentType be archive", "spec.contentType"),
+    ({"sourceRef": {"kind": "DataVolume", "name": "x"},
+      "storage": {"resources": {"requests": {"storage": "1Gi"}}}},
+     "Unsupported sourceRef kind DataVolume, currently only DataSource is supported",
+     "spec.sourceRef.Kind"),
+])
+def test_datavolume_create_spec_checks(make_sim: Callable[..., SimulatedClusters],
+                                       spec: dict[str, Any], message: str, field: str) -> None:
+    """datavolume-validate's validateDataVolumeSpec on create: its first cause only."""
+    sim = make_sim(controllers=False)
+    body = _dv("bad")
+    body["spec"] = spec
+    status = refused(lambda: custom_api(sim).create_namespaced_custom_object(
+        "cdi.kubevirt.io", "v1beta1", NS, "datavolumes", body))
+    assert status["code"] == 422 and "reason" not in status
+    assert status["message"] == ('admission webhook "datavolume-validate.cdi.kubevirt.io" '
+                                 f"denied the request:  {message}")
+    assert status["details"]["causes"] == [{"reason": "FieldValueInvalid", "message": message,
+                                            "field": field}]
+
+
+def test_datavolume_clone_without_size_and_valid_imports_are_admitted(
+        make_sim: Callable[..., SimulatedClusters]) -> None:
+    sim = make_sim(controllers=False)
+    api = custom_api(sim)
+    dvs = ("cdi.kubevirt.io", "v1beta1", NS, "datavolumes")
+    body = _dv("clone")
+    body["spec"] = {"source": {"pvc": {"namespace": NS, "name": "src"}}, "storage": {}}
+    api.create_namespaced_custom_object(*dvs, body)
+    body = _dv("http")
+    body["spec"]["source"] = {"http": {"url": "https://images.sim.smrun.io/disk.img"}}
+    api.create_namespaced_custom_object(*dvs, body)
