@@ -9,6 +9,8 @@ kind-specific rules smrun's objects meet (apiserver-fidelity.md §7):
 - updates: ``metadata.uid`` is immutable, no new finalizers once deleting, ConfigMap/Secret
   ``immutable``, Secret ``type``, a Job's selector/template/completions, a PVC's spec (only
   ``resources.requests.storage`` of a bound claim may grow, ``volumeName`` may be set once);
+- kind rules on create and update: a ConfigMap key in both bags, the keys a Secret's type
+  requires, a Service's ports (:func:`_kind_causes`);
 - which kinds carry ``metadata.generation`` (:func:`tracks_generation`).
 - storage's refusal of a create that carries a ``resourceVersion`` (500, no reason:
   :func:`check_create_resource_version`).
@@ -330,12 +332,69 @@ def _data_causes(kind: Kind, obj: Obj, old: Obj | None = None) -> list[Cause]:
         values = obj.get(bag)
         if not isinstance(values, dict):
             continue
+        other = obj.get("binaryData") if kind.kind == "ConfigMap" and bag == "data" else None
         for key in sorted(values):
             causes += [invalid_value(f"{bag}[{key}]", key, m) for m in config_key(key)]
+            if isinstance(other, dict) and key in other:
+                causes.append(invalid_value(f"data[{key}]", key,
+                                            "duplicate of key present in binaryData"))
             size += len(str(values[key] or ""))
     if size > MAX_DATA_SIZE:
         causes.append(too_long("", MAX_DATA_SIZE))
     return causes
+
+
+#: Secret types whose keys upstream's ValidateSecret requires: type -> [(field, key)], every
+#: pair missing from data (stringData folded in) a ``Required value``.
+_SECRET_KEYS: dict[str, list[tuple[str, str]]] = {
+    "kubernetes.io/dockercfg": [("data[.dockercfg]", ".dockercfg")],
+    "kubernetes.io/dockerconfigjson": [("data[.dockerconfigjson]", ".dockerconfigjson")],
+    "kubernetes.io/tls": [("data[tls.crt]", "tls.crt"), ("data[tls.key]", "tls.key")],
+}
+SA_NAME_ANNOTATION = "kubernetes.io/service-account.name"
+
+
+def _secret_causes(obj: Obj) -> list[Cause]:
+    """ValidateSecret's per-type rules (the JSON of a docker config is not parsed here)."""
+    stype = obj.get("type") or "Opaque"
+    keys: dict[str, Any] = {}
+    for bag in ("data", "stringData"):
+        if isinstance(obj.get(bag), dict):
+            keys.update(obj[bag])
+    if stype == "kubernetes.io/service-account-token":
+        notes = (obj.get("metadata") or {}).get("annotations") or {}
+        if not notes.get(SA_NAME_ANNOTATION):
+            return [required(f"metadata.annotations[{SA_NAME_ANNOTATION}]")]
+        return []
+    if stype == "kubernetes.io/basic-auth":
+        if "username" not in keys and "password" not in keys:
+            return [required("data[username]"), required("data[password]")]
+        return []
+    if stype == "kubernetes.io/ssh-auth":
+        return [] if keys.get("ssh-privatekey") else [required("data[ssh-privatekey]")]
+    return [required(fld) for fld, key in _SECRET_KEYS.get(stype, []) if key not in keys]
+
+
+def _service_causes(obj: Obj) -> list[Cause]:
+    """ValidateService's rule that a service other than headless or ExternalName has ports."""
+    raw = obj.get("spec")
+    spec: dict[str, Any] = raw if isinstance(raw, dict) else {}
+    stype = spec.get("type") or "ClusterIP"
+    ips = spec.get("clusterIPs") or [spec.get("clusterIP")]
+    headless = stype == "ClusterIP" and bool(ips) and ips[0] == "None"
+    if not spec.get("ports") and not headless and stype != "ExternalName":
+        return [required("spec.ports")]
+    return []
+
+
+def _kind_causes(kind: Kind, obj: Obj) -> list[Cause]:
+    if kind.group:
+        return []
+    if kind.kind == "Secret":
+        return _secret_causes(obj)
+    if kind.kind == "Service":
+        return _service_causes(obj)
+    return []
 
 
 def check_create(kind: Kind, obj: Obj) -> None:
@@ -353,7 +412,7 @@ def check_create(kind: Kind, obj: Obj) -> None:
     elif name:
         causes += [invalid_value("metadata.name", name, m) for m in name_problems(kind, name)]
     causes += _metadata_causes(meta)
-    causes += _data_causes(kind, obj)
+    causes += _data_causes(kind, obj) + _kind_causes(kind, obj)
     raise_if(kind, name or generate, causes)
 
 
@@ -373,6 +432,7 @@ def check_update(kind: Kind, old: Obj, new: Obj) -> None:
         causes += _job_update(old, new)
     elif not kind.group and kind.kind == "PersistentVolumeClaim":
         causes += _pvc_update(old, new)
+    causes += _kind_causes(kind, new)
     raise_if(kind, name, causes)
 
 

@@ -188,8 +188,10 @@ def test_immutable_configmap_and_secret(kube: Kubectl, light: LightClient) -> No
     light.create(Secret(metadata=ObjectMeta(name="s"), type="Opaque", data={"k": "dg=="}))
     with pytest.raises(ApiError) as err:
         light.patch(Secret, "s", {"type": "kubernetes.io/tls"}, patch_type=_merge())
-    assert err.value.status.message == ('Secret "s" is invalid: type: Invalid value: '
-                                        '"kubernetes.io/tls": field is immutable')
+    # ValidateSecretUpdate runs ValidateSecret on the new object too: the tls keys are missing.
+    assert err.value.status.message == ('Secret "s" is invalid: [type: Invalid value: '
+                                        '"kubernetes.io/tls": field is immutable, data[tls.crt]: '
+                                        'Required value, data[tls.key]: Required value]')
 
 
 def _merge() -> Any:
@@ -352,7 +354,8 @@ def test_field_selectors_per_kind(kube: Kubectl, light: LightClient,
         list(light.list(Pod, fields={"spec.containers": "x"}))
     assert (err.value.status.code, err.value.status.message) == (
         400, "field label not supported: spec.containers")
-    light.create(Secret(metadata=ObjectMeta(name="tls"), type="kubernetes.io/tls"))
+    light.create(Secret(metadata=ObjectMeta(name="tls"), type="kubernetes.io/tls",
+                        stringData={"tls.crt": "c", "tls.key": "k"}))
     assert [s.metadata.name for s in light.list(Secret, fields={"type": "kubernetes.io/tls"})] \
         == ["tls"]
     # Watches go through the same check.
@@ -509,3 +512,51 @@ def test_a_json_patch_that_does_not_apply_is_a_generic_422(core: client.CoreV1Ap
     done = kube("patch", "configmap", "tested", "--type=json", "-p",
                 '[{"op":"test","path":"/data/k","value":"zz"}]', check=False)
     assert done.returncode != 0
+
+
+# ------------------------------------------------------------- ConfigMap, Secret, Service rules
+def test_configmap_key_in_both_bags_is_refused(core: client.CoreV1Api) -> None:
+    body = refused(lambda: core.create_namespaced_config_map("default", {
+        "metadata": {"name": "both"}, "data": {"k": "v"}, "binaryData": {"k": "dg=="}}))
+    assert body["message"] == ('ConfigMap "both" is invalid: data[k]: Invalid value: "k": '
+                               "duplicate of key present in binaryData")
+    assert body["details"]["causes"] == [{"reason": "FieldValueInvalid", "field": "data[k]",
+                                          "message": 'Invalid value: "k": duplicate of key '
+                                                     "present in binaryData"}]
+
+
+def test_typed_secrets_need_their_keys(core: client.CoreV1Api) -> None:
+    def secret(name: str, stype: str, **bags: Any) -> dict[str, Any]:
+        return {"metadata": {"name": name}, "type": stype, **bags}
+    body = refused(lambda: core.create_namespaced_secret("default", secret(
+        "tls", "kubernetes.io/tls", data={"tls.crt": "eA=="})))
+    assert body["message"] == 'Secret "tls" is invalid: data[tls.key]: Required value'
+    assert body["details"]["causes"] == [{"reason": "FieldValueRequired", "field": "data[tls.key]",
+                                          "message": "Required value"}]
+    body = refused(lambda: core.create_namespaced_secret("default", secret(
+        "pull", "kubernetes.io/dockerconfigjson")))
+    assert body["message"] == 'Secret "pull" is invalid: data[.dockerconfigjson]: Required value'
+    body = refused(lambda: core.create_namespaced_secret("default", secret(
+        "basic", "kubernetes.io/basic-auth")))
+    assert body["message"] == ('Secret "basic" is invalid: [data[username]: Required value, '
+                               "data[password]: Required value]")
+    body = refused(lambda: core.create_namespaced_secret("default", secret(
+        "sa", "kubernetes.io/service-account-token")))
+    assert body["message"] == ('Secret "sa" is invalid: metadata.annotations'
+                               "[kubernetes.io/service-account.name]: Required value")
+    # stringData counts (it is folded into data); other types need nothing.
+    core.create_namespaced_secret("default", secret(
+        "ok", "kubernetes.io/tls", stringData={"tls.crt": "c", "tls.key": "k"}))
+    core.create_namespaced_secret("default", secret("custom", "example.com/anything"))
+
+
+def test_service_needs_ports_unless_headless(core: client.CoreV1Api) -> None:
+    body = refused(lambda: core.create_namespaced_service("default", {
+        "metadata": {"name": "web"}, "spec": {"selector": {"app": "web"}}}))
+    assert body["message"] == 'Service "web" is invalid: spec.ports: Required value'
+    assert body["details"]["causes"] == [{"reason": "FieldValueRequired", "field": "spec.ports",
+                                          "message": "Required value"}]
+    core.create_namespaced_service("default", {"metadata": {"name": "headless"},
+                                               "spec": {"clusterIP": "None"}})
+    core.create_namespaced_service("default", {"metadata": {"name": "ext"}, "spec": {
+        "type": "ExternalName", "externalName": "example.com"}})
