@@ -218,12 +218,16 @@ def test_storage_claims_take_cdi_class_and_profile_modes(
     bare = make("bare", {"storage": dict(size)})  # standard's first set: RWX Block
     assert (bare["storageClassName"], bare["accessModes"], bare["volumeMode"]) == (
         "standard", ["ReadWriteMany"], "Block")
+    # CDI asks for the size in bytes; a Filesystem claim 1MiB-aligned plus 5.5 % overhead.
+    assert bare["resources"]["requests"]["storage"] == "1073741824"
     fs = make("fs", {"storage": {**size, "volumeMode": "Filesystem"}})
     assert (fs["accessModes"], fs["volumeMode"]) == (["ReadWriteOnce"], "Filesystem")
+    assert fs["resources"]["requests"]["storage"] == "1132797625"
     rwo = make("rwo", {"storage": {**size, "accessModes": ["ReadWriteOnce"]}})
     assert rwo["volumeMode"] == "Filesystem"
     legacy = make("legacy", {"pvc": {**size, "accessModes": ["ReadWriteOnce"]}})
     assert (legacy["storageClassName"], legacy["volumeMode"]) == ("standard", "Filesystem")
+    assert legacy["resources"]["requests"]["storage"] == "1Gi"  # spec.pvc: as written
     t.mutate("StorageClass", None, "local-wffc", lambda sc: sc["metadata"].setdefault(
         "annotations", {}).update({"storageclass.kubevirt.io/is-default-virt-class": "true"}))
     virt = make("virt", {"storage": dict(size)})

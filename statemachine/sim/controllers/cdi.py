@@ -33,22 +33,24 @@ or when a consumer appears (WaitForFirstConsumer class).
 
 The DV's claim is rendered as CDI does (``_pvc_spec``): ``spec.pvc`` as written, with the
 default StorageClass the API server's DefaultStorageClass plugin would name; ``spec.storage`` with
-CDI's class (named, else the virt default class, else the Kubernetes default) and the missing
-access/volume modes from the class's StorageProfile.
+CDI's class (named, else the virt default class, else the Kubernetes default), the missing
+access/volume modes from the class's StorageProfile and the size in bytes, a Filesystem claim's
+with CDI's default filesystem overhead (:func:`inflated_size`).
 
 What it does not do: volume populators (``PendingPopulation``, ``prime-`` PVCs), multi-stage
-(checkpoint) imports, the filesystem overhead CDI adds to a Filesystem claim's size, CDI's
+(checkpoint) imports, CDIConfig (per-class overheads) and StorageProfile minimum sizes, CDI's
 ``ErrClaimNotValid`` when no class gives access modes (``ReadWriteOnce`` is used), real data.
 """
 from __future__ import annotations
 
 import copy
+import math
 from typing import Any
 
 from statemachine.sim import coredefaults, events
 from statemachine.sim.controller import ClusterContext, Controller
 from statemachine.sim.controllers.conditions import (
-    annotations_of, condition_is, get_condition, set_condition, wants_failure)
+    annotations_of, parse_quantity, condition_is, get_condition, set_condition, wants_failure)
 from statemachine.sim.controllers.import_source import check_http_source
 from statemachine.sim.controllers.vmi import claim_names
 from statemachine.sim.store import Obj
@@ -66,6 +68,9 @@ PROGRESS_STEP = 25.0
 BIND_IMMEDIATE = "cdi.kubevirt.io/storage.bind.immediate.requested"
 CREATED_FOR = "cdi.kubevirt.io/createdForDataVolume"
 VIRT_DEFAULT_CLASS = "storageclass.kubevirt.io/is-default-virt-class"
+#: CDIConfig's default ``status.filesystemOverhead.global`` and CDI's image alignment.
+FILESYSTEM_OVERHEAD = 0.055
+ALIGN = 1 << 20
 _FINAL = ("Succeeded", "Failed")
 
 
@@ -368,7 +373,31 @@ class DataVolumeController(Controller):
         if sc is not None:
             pvc_spec["storageClassName"] = sc["metadata"]["name"]
             _profile_modes(ctx, sc["metadata"]["name"], pvc_spec)
+        requests = (pvc_spec.get("resources") or {}).get("requests") or {}
+        if "storage" in requests:
+            requests["storage"] = inflated_size(parse_quantity(requests["storage"]),
+                                                pvc_spec.get("volumeMode"))
         return pvc_spec
+
+
+def decimal_si(value: int) -> str:
+    """A byte count as Go's ``resource.Quantity`` prints a DecimalSI value of scale 0."""
+    exp = 0
+    while value and value % 1000 == 0 and exp < 18:
+        value //= 1000
+        exp += 3
+    return f"{value}{dict(zip(range(0, 21, 3), ('', 'k', 'M', 'G', 'T', 'P', 'E')))[exp]}"
+
+
+def inflated_size(size: int, volume_mode: str | None) -> str:
+    """The request CDI gives a ``spec.storage`` claim of ``size`` bytes
+    (``InflateSizeWithOverhead``): Filesystem claims aligned up to 1MiB, then
+    :data:`FILESYSTEM_OVERHEAD` more (CDIConfig's global default); Block claims as they are;
+    both as a plain byte count."""
+    if volume_mode == "Block":
+        return decimal_si(size)
+    aligned = -(-size // ALIGN) * ALIGN
+    return decimal_si(math.ceil(float(aligned) * (1 + FILESYSTEM_OVERHEAD)))
 
 
 def dv_ready(dv: Obj) -> bool:
