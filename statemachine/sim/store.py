@@ -462,6 +462,8 @@ class Store:
             # Decoding's defaults; a dry run answers the prepared object, which storage never
             # decoded, so without the status ones.
             coredefaults.decode(k, new, status=not dry_run)
+            if k.kind == "Service" and not k.group:
+                coredefaults.allocate_service(new, self.peek_list(k))
             if k.kind == "Namespace":
                 new.setdefault("status", {"phase": "Active"})
                 spec = new.setdefault("spec", {})
@@ -568,6 +570,8 @@ class Store:
                     new.pop("spec", None)
             validation.raise_if(k, name, validation.no_new_finalizers(meta_old, meta))
             coredefaults.decode(k, new)
+            if k.kind == "Service" and not k.group:
+                coredefaults.keep_service_allocations(new, old)
             if validate:
                 checked = dict(new, metadata=dict(meta, uid=body_uid or meta_old.get("uid")))
                 validation.check_update(k, old, checked)

@@ -97,3 +97,38 @@ def test_secret_type_and_storage_class_defaults(quiet: SimulatedClusters,
     sc = _storage(quiet).create_storage_class({"metadata": {"name": "plain"},
                                                "provisioner": "example.com/x"})
     assert (sc.reclaim_policy, sc.volume_binding_mode) == ("Delete", "Immediate")
+
+
+def test_service_defaults_and_allocation(core: client.CoreV1Api) -> None:
+    svc = core.create_namespaced_service("default", {"metadata": {"name": "web"}, "spec": {
+        "selector": {"app": "web"}, "ports": [{"port": 80}]}})
+    spec = svc.spec
+    assert (spec.type, spec.session_affinity, spec.internal_traffic_policy) == (
+        "ClusterIP", "None", "Cluster")
+    assert (spec.ports[0].protocol, spec.ports[0].target_port) == ("TCP", 80)
+    assert spec.cluster_ip.startswith("10.96.") and spec.cluster_ips == [spec.cluster_ip]
+    assert (spec.ip_families, spec.ip_family_policy) == (["IPv4"], "SingleStack")
+    other = core.create_namespaced_service("default", {"metadata": {"name": "api"}, "spec": {
+        "type": "NodePort", "ports": [{"port": 443, "targetPort": "https"}]}})
+    assert other.spec.cluster_ip != spec.cluster_ip
+    assert other.spec.external_traffic_policy == "Cluster"
+    assert 30000 <= other.spec.ports[0].node_port <= 32767
+    assert other.spec.ports[0].target_port == "https"
+    headless = core.create_namespaced_service("default", {"metadata": {"name": "h"}, "spec": {
+        "clusterIP": "None", "selector": {"app": "web"}}})
+    assert headless.spec.cluster_ips == ["None"]
+    ext = core.create_namespaced_service("default", {"metadata": {"name": "x"}, "spec": {
+        "type": "ExternalName", "externalName": "example.com"}})
+    assert ext.spec.cluster_ip is None and ext.spec.ip_families is None
+
+
+def test_a_service_update_keeps_its_allocations(core: client.CoreV1Api) -> None:
+    svc = core.create_namespaced_service("default", {"metadata": {"name": "np"}, "spec": {
+        "type": "NodePort", "ports": [{"port": 80}]}})
+    body = {"apiVersion": "v1", "kind": "Service",
+            "metadata": {"name": "np", "resourceVersion": svc.metadata.resource_version},
+            "spec": {"type": "NodePort", "ports": [{"port": 80}], "selector": {"a": "b"}}}
+    replaced = core.replace_namespaced_service("np", "default", body)
+    assert replaced.spec.cluster_ip == svc.spec.cluster_ip
+    assert replaced.spec.ports[0].node_port == svc.spec.ports[0].node_port
+    assert replaced.spec.ip_families == ["IPv4"]
