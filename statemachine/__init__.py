@@ -39,6 +39,7 @@ import typing as _typing
 from statemachine.errors import (
     Canceled,
     ClusterError,
+    ClusterNotTrusted,
     ClusterUnreachable,
     Conflict,
     DataNotFound,
@@ -128,6 +129,7 @@ __all__ = [
     # the error tree (statemachine/errors.py)
     "Canceled",
     "ClusterError",
+    "ClusterNotTrusted",
     "ClusterUnreachable",
     "Conflict",
     "DataNotFound",

@@ -17,7 +17,8 @@ else that escapes is a bug in smrun and exits ``EXIT_INTERNAL`` (70)::
     ├── ClusterError                a cluster request failed; .status, .reason (never the request body)
     │   ├── TransientClusterError   429, 5xx, connection errors: retried with backoff
     │   │   └── ClusterUnreachable  exit 3 when it persists before anything was applied
-    │   └── PermanentClusterError   4xx that retrying cannot fix
+    │   └── PermanentClusterError   4xx (or a failed TLS verification) that retrying cannot fix
+    │       ├── ClusterNotTrusted   exit 3: the server's TLS certificate does not verify
     │       ├── NotFound            404
     │       │   └── KindNotServed   discovery has no such apiVersion/kind (a typo, CDI not installed)
     │       ├── Conflict            409 (AlreadyExists or stale resourceVersion)
@@ -157,13 +158,40 @@ class TransientClusterError(ClusterError):
 
 
 class ClusterUnreachable(TransientClusterError):
-    """The cluster could not be reached at all."""
+    """The cluster could not be reached at all (no connection, no answer).
+
+    ``cluster`` (smrun's name for it: source, target, a context), ``server`` (its URL) and
+    ``cause`` (a few words: connection refused, host name not resolved, ...) are what the
+    message says, kept apart for callers; any of them may be blank."""
 
     exit_code = 3
 
+    def __init__(self, message: str, *, cluster: str = "", server: str = "",
+                 cause: str = "") -> None:
+        super().__init__(message)
+        self.cluster = cluster
+        self.server = server
+        self.cause = cause
+
 
 class PermanentClusterError(ClusterError):
-    """A 4xx answer that retrying cannot fix."""
+    """A 4xx answer, or a failure to connect, that retrying cannot fix."""
+
+
+class ClusterNotTrusted(PermanentClusterError):
+    """The API server's TLS certificate failed verification: signed by a CA the kubeconfig does
+    not name, not valid for the server's name, expired. A matter of configuration, so it is not
+    retried (unlike a connection that fails, which may come back): exit 3, nothing applied.
+    ``cluster``, ``server`` and ``cause`` as for :class:`ClusterUnreachable`."""
+
+    exit_code = 3
+
+    def __init__(self, message: str, *, cluster: str = "", server: str = "",
+                 cause: str = "") -> None:
+        super().__init__(message)
+        self.cluster = cluster
+        self.server = server
+        self.cause = cause
 
 
 class NotFound(PermanentClusterError):

@@ -38,6 +38,7 @@ EXPECTED: dict[type[SmrunError], tuple[int, bool]] = {
     errors.ClusterError: (1, False),
     errors.TransientClusterError: (1, True),
     errors.ClusterUnreachable: (3, True),
+    errors.ClusterNotTrusted: (3, False),
     errors.PermanentClusterError: (1, False),
     errors.NotFound: (1, False),
     errors.KindNotServed: (1, False),

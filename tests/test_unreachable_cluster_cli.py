@@ -20,12 +20,13 @@ import yaml
 from statemachine.sim.cluster import SimulatedClusters
 
 DEAD = "https://127.0.0.1:1"  # a port nobody listens on: every connection is refused
-FINAL = ("cluster {name}: cannot reach the API server (NewConnectionError: HTTPSConnection("
-         "host='127.0.0.1', port=1): Failed to establish a new connection: [Errno 111] "
-         "Connection refused)")
+# The final line in smrun's words: the cluster, its server and the cause (the library's text,
+# "HTTPSConnection(host='127.0.0.1', port=1): Failed to establish ...", only with --debug).
+FINAL = "cluster {name}: cannot reach the API server at https://127.0.0.1:1: connection refused"
 NOTE = ("smrun: WARNING: cluster {name} (https://127.0.0.1:1) cannot be reached; retrying up to "
         "7 more times within 60 s")
-REPRS = ("Retry(", "NewConnectionError(", "Retrying", "urllib3", "Traceback")
+REPRS = ("Retry(", "NewConnectionError(", "Retrying", "urllib3", "Traceback", "HTTPSConnection",
+         "Errno")
 
 
 def _kubeconfig(tmp_path: Path, live: SimulatedClusters | None = None) -> Path:
@@ -83,8 +84,7 @@ def test_an_unreachable_cluster_is_a_note_per_cluster_then_one_line(
     # While smrun retries: one line per cluster that cannot be reached, when it first fails.
     assert sorted(lines[:-1]) == [NOTE.format(name="source"), NOTE.format(name="target")], \
         proc.stderr
-    assert not any(r in line for line in lines[:-1] for r in REPRS), proc.stderr
-    assert "Retry(" not in proc.stderr and "NewConnectionError(" not in proc.stderr
+    assert not any(r in line for line in lines for r in REPRS), proc.stderr
     # smrun's policy alone decides the time to the error: 8 tries with full-jitter backoff of at
     # most 0.05 + 0.1 + ... + 3.2 = 6.35 s in all (and each refused connection fails at once).
     assert took < 30, took

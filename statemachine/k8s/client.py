@@ -16,8 +16,9 @@ Decisions (see ../shared/specs/simulated-apiserver.md §3 for the client traps t
   and only there: urllib3 does not retry a failed connection underneath it (see
   :func:`_library_retries`).
 - A cluster that cannot be reached while smrun connects to it is one WARNING naming it and its
-  server, then smrun's retries at DEBUG (see :func:`_unreachable_note`); the final error says
-  the rest.
+  server, then smrun's retries at DEBUG (see :func:`_unreachable_note`); the final error names
+  the cluster, the server and the cause in words (``errormap.translate``). A server whose TLS
+  certificate does not verify is not retried (``ClusterNotTrusted``): one line, at once.
 - A create retried after a transient failure may have succeeded the first time; a 409 on such a
   retry is resolved by reading the object and comparing smrun's manifest-hash annotation / labels
   (see :func:`_is_same_object`), so an object is never created twice and never adopted by mistake.
@@ -327,7 +328,7 @@ def connect(*, name: str, kubeconfig: Path | str | None = None, context: str | N
             return DynamicClient(  # type: ignore[no-untyped-call]
                 api_client, cache_file=str(cache_file), discoverer=_discoverer())
         except Exception as exc:
-            raise _translated(exc, name) from exc
+            raise _translated(exc, name, str(cfg.host)) from exc
 
     try:
         dyn = _retry.call(make_dynamic, policy=policy, verb="discover", what=f"cluster {name}",
@@ -338,8 +339,8 @@ def connect(*, name: str, kubeconfig: Path | str | None = None, context: str | N
     return KubeCluster(name, api_client, dyn, retry_policy=policy, watch_timeout=watch_timeout)
 
 
-def _translated(exc: BaseException, cluster: str) -> BaseException:
-    mapped = translate(exc, cluster=cluster)
+def _translated(exc: BaseException, cluster: str, server: str) -> BaseException:
+    mapped = translate(exc, cluster=cluster, server=server)
     return mapped if mapped is not None else exc
 
 
@@ -421,7 +422,7 @@ class KubeCluster:
                 _notify(self.name, verb, exc.status, False)
             raise
         except Exception as exc:
-            mapped = translate(exc, cluster=self.name)
+            mapped = translate(exc, cluster=self.name, server=self.server)
             if _observers:
                 _notify(self.name, verb, mapped.status if mapped is not None else None, False)
             if mapped is None:
@@ -568,7 +569,7 @@ class KubeCluster:
                     _request_timeout=_REQUEST_TIMEOUT))
                 return created
             except Exception as exc:
-                mapped = translate(exc, cluster=self.name)
+                mapped = translate(exc, cluster=self.name, server=self.server)
                 if isinstance(mapped, Conflict) and tries > 1 and ref.name and not dry_run:
                     # An earlier try may have been applied before its answer was lost.
                     existing = self.fetch(ref)
@@ -768,7 +769,7 @@ class KubeCluster:
                 # (connect, read) timeouts; the read one is only a backstop for a dead stream.
                 _request_timeout=(10, timeout + 30))
         except Exception as exc:
-            mapped = _translated(exc, self.name)
+            mapped = _translated(exc, self.name, self.server)
             if _observers:
                 _notify(self.name, "watch", getattr(mapped, "status", None), False)
             raise mapped from exc
@@ -788,7 +789,7 @@ class KubeCluster:
         except Exception as exc:
             if handle.stopping:
                 return
-            raise _translated(exc, self.name) from exc
+            raise _translated(exc, self.name, self.server) from exc
         finally:
             handle.detach()
             if not complete:  # never hand a half-read stream back to the pool

@@ -10,6 +10,13 @@ Decisions:
 - The message is the API server's Status ``message`` only, truncated to :data:`MAX_MESSAGE`. Never
   the response body, headers or the request: a Secret manifest can end up in an error, and
   ``DynamicApiError.__str__`` prints all of them.
+- A request that got no answer is ``ClusterUnreachable`` (transient), with a message in smrun's
+  words: the cluster, its server URL and the cause in a few words (:func:`transport_cause`);
+  the library's text, with its reprs and object addresses, stays in the exception chain, which
+  ``--debug`` prints. One exception: a TLS certificate that does not verify (unknown CA, wrong
+  name, expired) is ``ClusterNotTrusted``, permanent: retrying cannot change a certificate, so
+  the admin gets the cause and what to check at once, not after a minute of retries. Other TLS
+  failures (a handshake cut short, a server that does not speak TLS) stay transient.
 - This module does not import ``kubernetes`` (only ``client.py`` does): API errors are recognised by
   shape (an ``int`` ``status`` plus ``body``/``headers`` attributes), transport errors by the standard
   library and ``urllib3`` base classes. That also keeps the mapping testable without a server.
@@ -18,14 +25,19 @@ Decisions:
 from __future__ import annotations
 
 import email.utils
+import errno
 import http.client
 import json
+import re
+import socket
+import ssl
 import time
 from collections.abc import Mapping
 from typing import Any
 
 from statemachine.errors import (
     ClusterError,
+    ClusterNotTrusted,
     ClusterUnreachable,
     Conflict,
     Forbidden,
@@ -150,35 +162,154 @@ def _from_api_exception(exc: Any) -> ClusterError:
 
 
 def _transport_error_types() -> tuple[type[BaseException], ...]:
-    types: list[type[BaseException]] = [ConnectionError, TimeoutError, http.client.HTTPException]
+    types: list[type[BaseException]] = [ConnectionError, TimeoutError, http.client.HTTPException,
+                                        ssl.SSLError]
     import urllib3.exceptions  # a dependency of kubernetes; cheap to import, unlike kubernetes
 
     types.append(urllib3.exceptions.HTTPError)
     return tuple(types)
 
 
-def _describe_transport(exc: BaseException) -> str:
-    # urllib3's MaxRetryError wraps the interesting cause in .reason (e.g. NewConnectionError).
-    cause = getattr(exc, "reason", None)
-    if isinstance(cause, BaseException):
-        exc = cause
-    text = str(exc)
-    # "HTTPConnection(host=..., port=...): Failed to establish a new connection: [Errno 111] ..."
-    if ": " in text and text.startswith("<"):
-        text = text.split(": ", 1)[1]
-    return _truncate(f"{type(exc).__name__}: {text}" if text else type(exc).__name__)
+def _chain(exc: BaseException) -> list[BaseException]:
+    """``exc`` and what it wraps, outermost first: urllib3's ``MaxRetryError.reason``, its
+    ``SSLError(ssl_error)`` argument, ``__cause__`` and ``__context__``."""
+    found: list[BaseException] = []
+    todo = [exc]
+    while todo and len(found) < 20:
+        current = todo.pop(0)
+        if any(current is seen for seen in found):
+            continue
+        found.append(current)
+        wrapped = [getattr(current, "reason", None), *current.args, current.__cause__,
+                   current.__context__]
+        todo += [w for w in wrapped if isinstance(w, BaseException)]
+    return found
 
 
-def translate(exc: BaseException, *, cluster: str = "") -> ClusterError | None:
+# Decision: the causes an admin can act on, in a few words of smrun's (kubectl says much the
+# same); the library's text (reprs, pool names, object addresses) is for --debug, which prints
+# the chain of exceptions. The first that matches, in this order, wins.
+_ERRNO_WORDS: dict[int, str] = {
+    errno.ECONNREFUSED: "connection refused",
+    errno.ECONNRESET: "connection reset by the server",
+    errno.ECONNABORTED: "connection aborted",
+    errno.EPIPE: "connection closed by the server",
+    errno.EHOSTUNREACH: "no route to host",
+    errno.ENETUNREACH: "network unreachable",
+    errno.EHOSTDOWN: "host is down",
+    errno.ETIMEDOUT: "connection timed out",
+}
+
+# OpenSSL's X509_V_ERR_* codes (ssl.SSLCertVerificationError.verify_code) -> (cause, hint).
+_UNKNOWN_CA = ("certificate signed by an unknown CA",
+               "check the certificate-authority-data (or certificate-authority) of this cluster "
+               "in the kubeconfig")
+_WRONG_NAME_HINT = "check the server URL (or tls-server-name) of this cluster in the kubeconfig"
+_VERIFY_CODES: dict[int, tuple[str, str]] = {
+    2: _UNKNOWN_CA,   # unable to get issuer certificate
+    18: _UNKNOWN_CA,  # self-signed certificate
+    19: _UNKNOWN_CA,  # self-signed certificate in certificate chain
+    20: _UNKNOWN_CA,  # unable to get local issuer certificate
+    21: _UNKNOWN_CA,  # unable to verify the first certificate
+    9: ("certificate is not yet valid",
+        "the server's certificate starts later, or this machine's clock is wrong"),
+    10: ("certificate has expired",
+         "the server's certificate must be renewed, or this machine's clock is wrong"),
+    23: ("certificate has been revoked", "the server needs a new certificate"),
+}
+_MISMATCH_CODES = (62, 64)  # hostname mismatch, IP address mismatch
+
+
+def _tls_failure(chain: list[BaseException]) -> tuple[str, str] | None:
+    """(cause, hint) when the server's certificate failed verification, else ``None``."""
+    for exc in chain:
+        if isinstance(exc, ssl.SSLCertVerificationError):
+            code = getattr(exc, "verify_code", None)
+            message = str(getattr(exc, "verify_message", "") or "")
+            if code in _VERIFY_CODES:
+                return _VERIFY_CODES[code]
+            if code in _MISMATCH_CODES:
+                name = re.search(r"not valid for '([^']*)'", message)
+                return (f"certificate is not valid for {name.group(1)!r}" if name
+                        else "certificate is not valid for the server's name", _WRONG_NAME_HINT)
+            return (f"certificate verify failed: {message or code}", _UNKNOWN_CA[1])
+        if type(exc).__name__ == "CertificateError":  # urllib3's own hostname check
+            return "certificate is not valid for the server's name", _WRONG_NAME_HINT
+    return None
+
+
+def _seconds(text: str) -> str:
+    found = re.search(r"timeout=([0-9.]+)", text)
+    return f" after {float(found.group(1)):g} s" if found else ""
+
+
+def _strip_reprs(text: str) -> str:
+    """The library's text without object reprs (``<... at 0x7f...>``) or connection prefixes."""
+    text = re.sub(r"<[^<>]*\bat 0x[0-9a-fA-F]+>:?\s*", "", text)
+    text = re.sub(r"\bHTTPS?Connection(?:Pool)?\([^()]*\):\s*", "", text)
+    return text.strip() or "no detail"
+
+
+def transport_cause(exc: BaseException) -> str:
+    """What went wrong with a request that got no answer, in a few words (``connection refused``,
+    ``host name not resolved``, ``connection timed out after 10 s``...); never a repr."""
+    import urllib3.exceptions as u3
+
+    chain = _chain(exc)
+    tls = _tls_failure(chain)
+    if tls is not None:
+        return tls[0]
+    for e in chain:
+        if isinstance(e, (u3.NameResolutionError, socket.gaierror)):
+            return "host name not resolved"
+        # NewConnectionError is a ConnectTimeoutError too (urllib3 keeps it so): its cause is
+        # the OSError below.
+        if isinstance(e, u3.ConnectTimeoutError) and not isinstance(e, u3.NewConnectionError):
+            return f"connection timed out{_seconds(str(e))}"
+        if isinstance(e, u3.ReadTimeoutError):
+            return f"no answer in time{_seconds(str(e))}"
+        if isinstance(e, u3.ProxyError):
+            return "the proxy failed"
+    for e in chain:
+        if isinstance(e, OSError) and e.errno in _ERRNO_WORDS:
+            return _ERRNO_WORDS[e.errno]
+        if isinstance(e, ssl.SSLError) and not isinstance(e, ssl.SSLCertVerificationError):
+            reason = str(getattr(e, "reason", "") or "").replace("_", " ").lower()
+            return f"TLS handshake failed ({reason})" if reason else "TLS handshake failed"
+        if isinstance(e, http.client.RemoteDisconnected):
+            return "connection closed by the server"
+    for e in chain:
+        if isinstance(e, TimeoutError):
+            return "timed out"
+    inner = chain[-1]
+    return _truncate(f"{type(inner).__name__}: {_strip_reprs(str(inner))}")
+
+
+def _place(cluster: str, server: str) -> tuple[str, str]:
+    return (f"cluster {cluster}: " if cluster else "",
+            f"the API server at {server}" if server else "the API server")
+
+
+def translate(exc: BaseException, *, cluster: str = "", server: str = "") -> ClusterError | None:
     """The smrun error for a client failure, or ``None`` if ``exc`` is not a cluster failure.
 
     ``ClusterError`` passes through unchanged. Callers raise the result ``from exc``.
+    ``cluster`` (smrun's name) and ``server`` (its URL) go into the message of a failure to
+    reach it: ``ClusterUnreachable``, or ``ClusterNotTrusted`` (permanent) when its TLS
+    certificate does not verify.
     """
     if isinstance(exc, ClusterError):
         return exc
     if _is_api_exception(exc):
         return _from_api_exception(exc)
     if isinstance(exc, _transport_error_types()):
-        where = f"cluster {cluster}: " if cluster else ""
-        return ClusterUnreachable(f"{where}cannot reach the API server ({_describe_transport(exc)})")
+        where, what = _place(cluster, server)
+        tls = _tls_failure(_chain(exc))
+        if tls is not None:
+            cause, hint = tls
+            return ClusterNotTrusted(f"{where}TLS verification of {what} failed: {cause}; "
+                                     f"{hint}", cluster=cluster, server=server, cause=cause)
+        cause = transport_cause(exc)
+        return ClusterUnreachable(f"{where}cannot reach {what}: {cause}", cluster=cluster,
+                                  server=server, cause=cause)
     return None

@@ -8,6 +8,7 @@ from __future__ import annotations
 import copy
 import json
 import logging
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -83,6 +84,10 @@ class StubDynamic:
 
 
 class Closable:
+    """The ``ApiClient`` a KubeCluster holds: its server (the messages of failures name it)."""
+
+    configuration = SimpleNamespace(host="https://stub.example:6443")
+
     def close(self) -> None:
         pass
 
