@@ -56,7 +56,7 @@ from statemachine.k8s import (Obj, ObjectRef, PatchType, ResourceKey, RulesRevie
                              WatchHandler, copy_obj, default_kubeconfig, uses_service_account)
 import statemachine.k8s as _k8s
 from statemachine.k8s import retry as _retry
-from statemachine.k8s.errormap import from_status, translate
+from statemachine.k8s.errormap import from_status, shown_server, translate
 from statemachine.k8s.informer import Informer, StreamHandle
 
 logger = logging.getLogger("statemachine.k8s")
@@ -156,7 +156,7 @@ def _unreachable_note(name: str, server: str,
     def note(error: ClusterError) -> str | None:
         if not isinstance(error, ClusterUnreachable):
             return None
-        return (f"cluster {name} ({server}) cannot be reached; retrying up to {more} more "
+        return (f"cluster {name} ({shown_server(server)}) cannot be reached; retrying up to {more} more "
                 f"{'time' if more == 1 else 'times'}{within}")
     return note
 

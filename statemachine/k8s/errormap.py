@@ -17,6 +17,8 @@ Decisions:
   name, expired) is ``ClusterNotTrusted``, permanent: retrying cannot change a certificate, so
   the admin gets the cause and what to check at once, not after a minute of retries. Other TLS
   failures (a handshake cut short, a server that does not speak TLS) stay transient.
+  The server URL is shown without a ``user:password@`` part (:func:`shown_server`); a token or
+  client key never reaches these messages (the transport errors carry no headers).
 - This module does not import ``kubernetes`` (only ``client.py`` does): API errors are recognised by
   shape (an ``int`` ``status`` plus ``body``/``headers`` attributes), transport errors by the standard
   library and ``urllib3`` base classes. That also keeps the mapping testable without a server.
@@ -32,6 +34,7 @@ import re
 import socket
 import ssl
 import time
+import urllib.parse
 from collections.abc import Mapping
 from typing import Any
 
@@ -285,9 +288,18 @@ def transport_cause(exc: BaseException) -> str:
     return _truncate(f"{type(inner).__name__}: {_strip_reprs(str(inner))}")
 
 
+def shown_server(server: str) -> str:
+    """``server`` as a message may show it: without a ``user:password@`` part (a kubeconfig may
+    put credentials in the URL; they must not reach a terminal, a log or a Plan's status)."""
+    parts = urllib.parse.urlsplit(server)
+    if "@" not in parts.netloc:
+        return server
+    return urllib.parse.urlunsplit(parts._replace(netloc=parts.netloc.rsplit("@", 1)[1]))
+
+
 def _place(cluster: str, server: str) -> tuple[str, str]:
     return (f"cluster {cluster}: " if cluster else "",
-            f"the API server at {server}" if server else "the API server")
+            f"the API server at {shown_server(server)}" if server else "the API server")
 
 
 def translate(exc: BaseException, *, cluster: str = "", server: str = "") -> ClusterError | None:
@@ -308,8 +320,9 @@ def translate(exc: BaseException, *, cluster: str = "", server: str = "") -> Clu
         if tls is not None:
             cause, hint = tls
             return ClusterNotTrusted(f"{where}TLS verification of {what} failed: {cause}; "
-                                     f"{hint}", cluster=cluster, server=server, cause=cause)
+                                     f"{hint}", cluster=cluster, server=shown_server(server),
+                                     cause=cause)
         cause = transport_cause(exc)
         return ClusterUnreachable(f"{where}cannot reach {what}: {cause}", cluster=cluster,
-                                  server=server, cause=cause)
+                                  server=shown_server(server), cause=cause)
     return None
