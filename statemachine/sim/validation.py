@@ -387,6 +387,38 @@ def _service_causes(obj: Obj) -> list[Cause]:
     return []
 
 
+_ACCESS_MODES = ["ReadOnlyMany", "ReadWriteMany", "ReadWriteOnce", "ReadWriteOncePod"]
+
+
+def _pvc_spec_causes(obj: Obj) -> list[Cause]:
+    """ValidatePersistentVolumeClaimSpec's rules on access modes, the storage request and the
+    volume mode (selectors, class names and data sources are not checked here)."""
+    # Imported here: the quantity parser lives with the controllers that also need it.
+    from statemachine.sim.controllers.conditions import parse_quantity
+    raw = obj.get("spec")
+    spec: dict[str, Any] = raw if isinstance(raw, dict) else {}
+    causes: list[Cause] = []
+    modes = spec.get("accessModes") or []
+    if not modes:
+        causes.append(required("spec.accessModes", "at least 1 access mode is required"))
+    causes += [not_supported("spec.accessModes", m, _ACCESS_MODES) for m in modes
+               if m not in _ACCESS_MODES]
+    if "ReadWriteOncePod" in modes and any(m in _ACCESS_MODES and m != "ReadWriteOncePod"
+                                           for m in modes):
+        causes.append(forbidden("spec.accessModes",
+                                "may not use ReadWriteOncePod with other access modes"))
+    requests = (spec.get("resources") or {}).get("requests") or {}
+    if "storage" not in requests:
+        causes.append(required("spec.resources[storage]"))
+    elif parse_quantity(requests["storage"]) <= 0:
+        causes.append(invalid_value("spec.resources[storage]", str(requests["storage"]),
+                                    "must be greater than zero"))
+    mode = spec.get("volumeMode")
+    if mode is not None and mode not in ("Block", "Filesystem"):
+        causes.append(not_supported("spec.volumeMode", mode, ["Block", "Filesystem"]))
+    return causes
+
+
 def _kind_causes(kind: Kind, obj: Obj) -> list[Cause]:
     if kind.group:
         return []
@@ -394,6 +426,8 @@ def _kind_causes(kind: Kind, obj: Obj) -> list[Cause]:
         return _secret_causes(obj)
     if kind.kind == "Service":
         return _service_causes(obj)
+    if kind.kind == "PersistentVolumeClaim":
+        return _pvc_spec_causes(obj)
     return []
 
 
@@ -430,9 +464,11 @@ def check_update(kind: Kind, old: Obj, new: Obj) -> None:
         causes += _data_causes(kind, new, old) + _immutable_data(kind, old, new)
     elif kind.group == "batch" and kind.kind == "Job":
         causes += _job_update(old, new)
-    elif not kind.group and kind.kind == "PersistentVolumeClaim":
-        causes += _pvc_update(old, new)
-    causes += _kind_causes(kind, new)
+    if not kind.group and kind.kind == "PersistentVolumeClaim":
+        # ValidatePersistentVolumeClaimUpdate: the new claim's own rules, then the update's.
+        causes += _pvc_spec_causes(new) + _pvc_update(old, new)
+    else:
+        causes += _kind_causes(kind, new)
     raise_if(kind, name, causes)
 
 
@@ -514,6 +550,12 @@ def _pvc_update(old: Obj, new: Obj) -> list[Cause]:
         spec_new.pop("volumeName", None)
     for spec in (spec_old, spec_new):
         spec.pop("volumeAttributesClassName", None)
+    # A class may be set on a claim that had none (the PV controller's retroactive default).
+    beta = ((old.get("metadata") or {}).get("annotations") or {}).get(
+        "volume.beta.kubernetes.io/storage-class")
+    if spec_old.get("storageClassName") is None and spec_new.get("storageClassName") is not None \
+            and beta in (None, spec_new["storageClassName"]):
+        spec_new.pop("storageClassName")
     bound = ((new.get("status") or old.get("status") or {}).get("phase")) == "Bound"
     if bound:
         for spec in (spec_old, spec_new):
@@ -528,6 +570,10 @@ def _pvc_update(old: Obj, new: Obj) -> list[Cause]:
     if parse_quantity(_storage(new)) < parse_quantity(_storage(old)):
         causes.append(forbidden("spec.resources.requests.storage",
                                 "field can not be less than previous value"))
+    mode_old = (old.get("spec") or {}).get("volumeMode")
+    mode_new = (new.get("spec") or {}).get("volumeMode")
+    if mode_old != mode_new:
+        causes.append(invalid_value("volumeMode", mode_new, "field is immutable"))
     return causes
 
 

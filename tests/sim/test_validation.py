@@ -560,3 +560,43 @@ def test_service_needs_ports_unless_headless(core: client.CoreV1Api) -> None:
                                                "spec": {"clusterIP": "None"}})
     core.create_namespaced_service("default", {"metadata": {"name": "ext"}, "spec": {
         "type": "ExternalName", "externalName": "example.com"}})
+
+
+def test_pvc_spec_rules(core: client.CoreV1Api) -> None:
+    body = refused(lambda: core.create_namespaced_persistent_volume_claim("default", {
+        "metadata": {"name": "p"}, "spec": {"volumeMode": "Raw"}}))
+    assert body["message"] == (
+        'PersistentVolumeClaim "p" is invalid: [spec.accessModes: Required value: at least 1 '
+        "access mode is required, spec.resources[storage]: Required value, spec.volumeMode: "
+        'Unsupported value: "Raw": supported values: "Block", "Filesystem"]')
+    assert [c["field"] for c in body["details"]["causes"]] == [
+        "spec.accessModes", "spec.resources[storage]", "spec.volumeMode"]
+    body = refused(lambda: core.create_namespaced_persistent_volume_claim("default", {
+        "metadata": {"name": "p"}, "spec": {"accessModes": ["ReadWriteOncePod", "ReadWriteOnce"],
+                                            "resources": {"requests": {"storage": "0"}}}}))
+    assert body["message"] == (
+        'PersistentVolumeClaim "p" is invalid: [spec.accessModes: Forbidden: may not use '
+        "ReadWriteOncePod with other access modes, spec.resources[storage]: Invalid value: "
+        '"0": must be greater than zero]')
+
+
+def test_pvc_class_may_be_set_once_and_volume_mode_is_immutable(
+        quiet: SimulatedClusters, core: client.CoreV1Api) -> None:
+    store = quiet.store("source")
+    store.mutate("StorageClass", None, "standard", lambda sc: sc["metadata"]["annotations"].pop(
+        "storageclass.kubernetes.io/is-default-class"))
+    core.create_namespaced_persistent_volume_claim("default", {
+        "metadata": {"name": "p"}, "spec": {"accessModes": ["ReadWriteOnce"],
+                                            "resources": {"requests": {"storage": "1Gi"}}}})
+    patched = core.patch_namespaced_persistent_volume_claim(
+        "p", "default", {"spec": {"storageClassName": "standard"}})
+    assert patched.spec.storage_class_name == "standard"
+    body = refused(lambda: core.patch_namespaced_persistent_volume_claim(
+        "p", "default", {"spec": {"storageClassName": "local-wffc"}}))
+    assert body["message"].startswith('PersistentVolumeClaim "p" is invalid: spec: Forbidden: '
+                                      "spec is immutable after creation")
+    body = refused(lambda: core.patch_namespaced_persistent_volume_claim(
+        "p", "default", {"spec": {"volumeMode": "Block"}}))
+    assert body["details"]["causes"][-1] == {
+        "reason": "FieldValueInvalid", "field": "volumeMode",
+        "message": 'Invalid value: "Block": field is immutable'}
