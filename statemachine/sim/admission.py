@@ -169,6 +169,16 @@ def _unknown_fields(ctx: _Request, kind: Kind, unknown: list[str]) -> None:
         ctx.warnings.extend(f'unknown field "{path}"' for path in unknown)
 
 
+def decode_builtin(kind: Kind, body: dict[str, Any]) -> None:
+    """Go's strict decoding of a create or replace body of a built-in kind, before anything
+    else looks at it (so an unknown field is the 400 even when the metadata is invalid too):
+    the whole body, ``status`` included. Patches are decoded in :func:`admit` instead."""
+    ctx: _Request | None = getattr(_local, "ctx", None)
+    if ctx is None or kind.custom:
+        return
+    _unknown_fields(ctx, kind, strictdecode.prune_object(kind.group, kind.kind, body))
+
+
 def _strict_builtin(ctx: _Request, kind: Kind, new: dict[str, Any],
                     old: dict[str, Any] | None, subresource: str | None) -> None:
     """Go's strict decoding of a built-in kind (``strictdecode.py``): unknown fields are

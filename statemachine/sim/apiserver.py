@@ -569,6 +569,7 @@ class Handler(BaseHTTPRequestHandler):
             self._check_identity(route, body)
             if (problem := validation.decode_problem(k, body)) is not None:
                 raise _error(400, "BadRequest", problem)
+            admission.decode_builtin(k, body)
             body.setdefault("apiVersion", k.api_version)
             body.setdefault("kind", k.kind)
             uid = webhooks.default_job(body) if k.kind == "Job" and k.group == "batch" else None
@@ -586,6 +587,7 @@ class Handler(BaseHTTPRequestHandler):
                 return
             if (problem := validation.decode_problem(k, body)) is not None:
                 raise _error(400, "BadRequest", problem)
+            admission.decode_builtin(k, body)
             body_name = (body.get("metadata") or {}).get("name") or ""
             if body_name != name:
                 raise _error(400, "BadRequest", f"the name of the object ({body_name}) does not "

@@ -88,3 +88,9 @@ def test_kubectl_apply_of_a_misspelt_configmap_is_refused(quiet: SimulatedCluste
     assert ('Error from server (BadRequest): error when creating "' in proc.stderr
             and 'ConfigMap in version "v1" cannot be handled as a ConfigMap: strict decoding '
                 'error: unknown field "dta"' in proc.stderr), proc.stderr
+
+
+def test_decoding_comes_before_validation(quiet: SimulatedClusters) -> None:
+    code, _, status = _raw(quiet, "POST", CMS + "?fieldValidation=Strict",
+                           {"metadata": {"name": "Bad_Name"}, "dta": {}})
+    assert code == 400 and status["message"].endswith('unknown field "dta"')
