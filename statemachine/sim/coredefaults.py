@@ -21,8 +21,9 @@ Two sources, applied at different moments, as upstream applies them:
   Updates are never defaulted (a claim created unset stays unset).
 
 What it does not do: Pod defaults (``jobdefaults.py`` has a Job's pod template's), Service IP
-range validation, dual-stack, load balancer status, and the PV controller's retroactive
-assignment of the default class to unbound claims created without one.
+range validation, dual-stack, load balancer status. The PV controller's retroactive assignment
+of the default class to unbound claims created without one is the simulated CDI's
+(``controllers/cdi.py``).
 """
 from __future__ import annotations
 

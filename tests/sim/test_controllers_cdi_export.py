@@ -235,3 +235,19 @@ def test_storage_claims_take_cdi_class_and_profile_modes(
     # spec.pvc is not CDI's to render: the Kubernetes default class, not the virt one.
     assert make("plain", {"pvc": {**size, "accessModes": ["ReadWriteOnce"]}})[
         "storageClassName"] == "standard"
+
+
+def test_an_unbound_claim_without_a_class_gets_the_default_one(
+        shop_clusters: SimulatedClusters) -> None:
+    """The PV controller's retroactive default class; a bound claim keeps having none."""
+    t = shop_clusters.store("target")
+    spec = {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}}
+    t.create("PersistentVolumeClaim", {"metadata": {"name": "old", "namespace": NS},
+                                       "spec": dict(spec)})
+    t.create("PersistentVolumeClaim", {"metadata": {"name": "bound", "namespace": NS},
+                                       "spec": {**spec, "volumeName": "pv-1"},
+                                       "status": {"phase": "Bound"}}, keep_status=True)
+    claim = wait_for(lambda: (c := t.get("PersistentVolumeClaim", NS, "old"))["status"].get(
+        "phase") == "Bound" and c, what="claim bound")
+    assert claim["spec"]["storageClassName"] == "standard"
+    assert "storageClassName" not in t.get("PersistentVolumeClaim", NS, "bound")["spec"]

@@ -29,7 +29,8 @@ Fault injection: ``sim.smrun.io/fail: "true"`` on the DataVolume → ``Failed`` 
 ``Pending`` (``Running=False reason=Error``): the hard failure tests need.
 
 PersistentVolumeClaims not created for a DataVolume are bound on the next tick (Immediate class)
-or when a consumer appears (WaitForFirstConsumer class).
+or when a consumer appears (WaitForFirstConsumer class); an unbound one without a class first
+gets the default class, as the PV controller assigns it retroactively.
 
 The DV's claim is rendered as CDI does (``_pvc_spec``): ``spec.pvc`` as written, with the
 default StorageClass the API server's DefaultStorageClass plugin would name; ``spec.storage`` with
@@ -163,6 +164,18 @@ class PersistentVolumeClaimController(Controller):
             return None
         if (obj.get("status") or {}).get("phase") == "Bound":
             return None
+        spec = obj.get("spec") or {}
+        if spec.get("storageClassName") is None and not spec.get("volumeName") and \
+                coredefaults.BETA_CLASS_ANNOTATION not in annotations_of(obj):
+            # The PV controller's retroactive default class: an unbound claim made without
+            # one gets the default class once there is one, then is provisioned.
+            chosen = _storage_class(ctx, None)
+            if chosen is not None:
+                md = obj["metadata"]
+                ctx.store.mutate("PersistentVolumeClaim", md.get("namespace"), md["name"],
+                                 lambda o: o["spec"].update(
+                                     {"storageClassName": chosen["metadata"]["name"]}))
+                return True
         if _waits_for_consumer(ctx, obj):
             if (obj.get("status") or {}).get("phase") != "Pending":
                 md = obj["metadata"]
