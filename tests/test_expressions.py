@@ -209,3 +209,43 @@ def test_time_after_adds_seconds_to_an_rfc3339_time() -> None:
     assert evaluate("time_after(none, 5)", {}) is None
     # The warm wait's shape: the earlier of the next round and the cutover.
     assert evaluate("([time_after(t, s)] + (['2026-12-01T02:00:00Z'])) | min", ctx) == "2026-12-01T02:00:00Z"
+
+
+@pytest.mark.parametrize("attribute", ["name", "missing", "items", "keys", "get", "values",
+                                       "__class__", "__init__", "mro", "__name__", "copy"])
+@pytest.mark.parametrize("obj", [{"name": "web-1", "items": 3, "values": [1]}, {},
+                                 type("Sub", (dict,), {})(name="x"), ["a"], "text"])
+def test_field_of_a_plain_dict_answers_as_the_sandbox_does(obj: object, attribute: str) -> None:
+    """The environment's fast path for a plain dict's fields (issue 17, tenth session) answers
+    what the sandbox's own ``getattr`` answers: the item when no attribute has the name, the
+    (safe) attribute or the refusal when one does, the same undefined when neither."""
+    from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+    env = expressions._expression_env()
+
+    def answer(getattr_: object) -> object:
+        try:
+            value = getattr_(obj, attribute)  # type: ignore[operator]
+        except Exception as exc:  # noqa: BLE001 - the refusal is part of the answer
+            return ("raised", type(exc), str(exc))
+        if isinstance(value, expressions.Undefined):
+            return ("undefined", type(value), value._undefined_name, value._undefined_obj is obj)
+        return ("value", value)
+
+    fast = answer(env.getattr)
+    slow = answer(lambda o, a: ImmutableSandboxedEnvironment.getattr(env, o, a))
+    assert fast == slow
+    if type(obj) is dict and attribute == "name" and obj:
+        assert fast == ("value", "web-1")
+
+
+def test_expressions_over_dicts_keep_their_answers() -> None:
+    ctx = {"o": {"items": [1, 2], "spec": {"a": 1}}, "vm": {"name": "web-1"}}
+    assert evaluate("o.spec.a", ctx) == 1
+    assert evaluate("o.spec.b", ctx) is None
+    assert evaluate("o.spec.b.c | default('x')", ctx) == "x"
+    assert evaluate("o['items']", ctx) == [1, 2]
+    assert evaluate("o.items is callable", ctx) is True  # the method, as Jinja gives it
+    assert render_string("{{ vm.name }}", ctx) == "web-1"
+    with pytest.raises(TemplateError):
+        render_string("{{ vm.nmae }}", ctx)
