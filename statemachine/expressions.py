@@ -34,6 +34,7 @@ import hashlib
 import json
 import re
 from collections.abc import Callable, Mapping, MutableMapping, Sequence
+from dataclasses import dataclass
 from functools import lru_cache
 from itertools import islice
 from pathlib import Path
@@ -412,6 +413,64 @@ def deterministic_source(source: str, *, expression: bool) -> bool:
     except Exception:  # noqa: BLE001 - reported by the real evaluation, not here
         return False
     return _pure(tree)
+
+
+@dataclass(frozen=True)
+class Uses:
+    """What an expression reads of its context (:func:`expression_uses`): the top-level names,
+    and of ``reads`` and ``values`` the fields it names (``reads.sourceVM``, ``values['x']``);
+    ``None`` for ``reads`` or ``values`` used any other way (``reads | length``, ``values[n]``):
+    then any of them."""
+
+    names: frozenset[str]
+    reads: frozenset[str] | None
+    values: frozenset[str] | None
+
+
+_SPLIT = ("reads", "values")
+
+
+@lru_cache(maxsize=4096)
+def expression_uses(source: str) -> Uses | None:
+    """What the expression ``source`` reads of its context, read from its syntax tree; ``None``
+    when it does not parse or is not deterministic (:func:`deterministic_source`): its result
+    may then change with no change to its context. Conservative: any other use of ``reads`` or
+    ``values`` is all of them, and a name counts whether or not the evaluation reaches it."""
+    if not deterministic_source(source, expression=True):
+        return None
+    try:
+        tree = _expression_env().parse(f"{{{{ {source} }}}}")
+    except Exception:  # noqa: BLE001 - reported by the real evaluation, not here
+        return None
+    names: set[str] = set()
+    fields: dict[str, set[str] | None] = {"reads": set(), "values": set()}
+
+    def visit(node: nodes.Node) -> None:
+        if isinstance(node, (nodes.Getattr, nodes.Getitem)) and isinstance(node.node, nodes.Name) \
+                and node.node.name in _SPLIT:
+            key = node.attr if isinstance(node, nodes.Getattr) else (
+                node.arg.value if isinstance(node.arg, nodes.Const) else None)
+            named = fields[node.node.name]
+            if not isinstance(key, str):
+                fields[node.node.name] = None
+            elif named is not None:
+                named.add(key)
+            if isinstance(node, nodes.Getitem):
+                visit(node.arg)
+            return
+        if isinstance(node, nodes.Name):
+            if node.name in _SPLIT:
+                fields[node.name] = None
+            else:
+                names.add(node.name)
+            return
+        for child in node.iter_child_nodes():
+            visit(child)
+
+    visit(tree)
+    reads, values = fields["reads"], fields["values"]
+    return Uses(frozenset(names), None if reads is None else frozenset(reads),
+                None if values is None else frozenset(values))
 
 
 def _pure(tree: nodes.Template) -> bool:

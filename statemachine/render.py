@@ -46,8 +46,8 @@ from statemachine.context import DEFAULT_RUN_ID, setup_context, vm_context, with
 from statemachine.errors import DefinitionError, SchemaError, TemplateError
 from statemachine.expressions import evaluate, render_text, render_value
 from statemachine.itinerary import Action, Itinerary, ReadSpec, RefSpec, StateSpec
-from statemachine.parameters import (LazyValues, bind_parameters, compute_state_values,
-                                     compute_values, with_values)
+from statemachine.parameters import (LazyValues, ValuesMemo, bind_parameters,
+                                     compute_state_values, compute_values, with_values)
 from statemachine.plan import VM, Plan
 from statemachine.yamlsource import load_all_text
 
@@ -141,19 +141,21 @@ def _read_one(source: ReadSource, spec: ReadSpec, ctx: Mapping[str, Any], where:
 
 def resolve_reads(specs: Iterable[ReadSpec], ctx: Mapping[str, Any], source: ReadSource, *,
                   where: str = "", pending: bool = False,
-                  values_of: Itinerary | None = None, state: str | None = None) -> dict[str, Any]:
+                  values_of: Itinerary | None = None, state: str | None = None,
+                  memo: ValuesMemo | None = None) -> dict[str, Any]:
     """Resolve ``reads`` in order; each read sees the ones before it (``reads.sourceVM``...).
 
     With ``pending`` (state reads), a missing non-optional object is a :class:`PendingRead`
     instead of a :class:`DefinitionError`. The result holds only the reads of ``specs``;
-    ``state`` names the state they belong to, in errors.
+    ``state`` names the state they belong to, in errors. ``memo`` (with ``values_of``): the
+    VM's values computed so far, reused over the reads they do not depend on.
     """
     outer: Mapping[str, Any] = (ctx.get("reads") or {}) if pending else {}
     reads: dict[str, Any] = {}
     for spec in specs:
         local = {**ctx, "reads": {**outer, **reads}}
         if values_of is not None:  # the VM's reads: values over the reads so far
-            local["values"] = LazyValues(values_of, local)
+            local["values"] = LazyValues(values_of, local, memo)
         label = f"{where}reads.{spec.name}"
         if values_of is not None and f"reads.{spec.name}" in values_of.origins:
             label = f"{values_of.origins['reads.' + spec.name]}: reads.{spec.name}"  # a fragment's
@@ -354,21 +356,26 @@ def render_setup(plan: Plan, itinerary: Itinerary, source: ReadSource, *,
 
 
 def resolve_vm_reads(itinerary: Itinerary, ctx: Mapping[str, Any],
-                     source: ReadSource) -> dict[str, Any]:
-    """The itinerary's per-VM ``reads`` for ``ctx`` (errors name the itinerary file)."""
+                     source: ReadSource, memo: ValuesMemo | None = None) -> dict[str, Any]:
+    """The itinerary's per-VM ``reads`` for ``ctx`` (errors name the itinerary file);
+    ``memo``: the VM's :class:`ValuesMemo`, to compute each value once where it can."""
     return resolve_reads(itinerary.reads, ctx, source, where=_where(itinerary),
-                         values_of=itinerary)
+                         values_of=itinerary, memo=memo)
 
 
 def vm_render_context(plan: Plan, itinerary: Itinerary, vm: VM, source: ReadSource, *,
                       run_id: str = DEFAULT_RUN_ID, reads: Mapping[str, Any] | None = None,
-                      servers: Mapping[str, str] | None = None) -> dict[str, Any]:
+                      servers: Mapping[str, str] | None = None,
+                      base: Mapping[str, Any] | None = None,
+                      memo: ValuesMemo | None = None) -> dict[str, Any]:
     """A VM's context before its first state: reads, values, predicates, pending outputs.
-    ``servers``: the clusters' API servers (``clusters.*.server``), when known."""
-    ctx = vm_context(plan, vm, run_id=run_id, servers=servers)
+    ``servers``: the clusters' API servers (``clusters.*.server``), when known. ``base``: the
+    VM's :func:`vm_context` for ``run_id`` and ``servers`` (no reads, outputs or predicates),
+    when the caller has built it: values over its objects are then taken from ``memo``."""
+    ctx = dict(base) if base is not None else vm_context(plan, vm, run_id=run_id, servers=servers)
     if reads is None:
-        reads = resolve_vm_reads(itinerary, ctx, source)
-    values = compute_values(itinerary, {**ctx, "reads": reads})
+        reads = resolve_vm_reads(itinerary, ctx, source, memo)
+    values = compute_values(itinerary, {**ctx, "reads": reads}, memo)
     predicates = _predicates(itinerary, {**ctx, "reads": reads, "values": values})
     ctx = vm_context(plan, vm, reads=reads, outputs=PendingOutputs(), predicates=predicates,
                      run_id=run_id, servers=servers)

@@ -37,7 +37,8 @@ from statemachine.errors import (ClusterError, Forbidden, KindNotServed, RenderB
 from statemachine.itinerary import Itinerary, ReadSpec, StateSpec
 from statemachine.k8s import Cluster, Obj, ObjectRef, RulesReview, copy_obj
 from statemachine.plan import VM, Plan
-from statemachine.parameters import bind_parameters, compute_state_values, with_values
+from statemachine.parameters import (ValuesMemo, bind_parameters, compute_state_values,
+                                     with_values)
 from statemachine.render import for_each_items
 
 if TYPE_CHECKING:
@@ -943,9 +944,13 @@ def _check_vm(plan: Plan, itinerary: Itinerary, vm: VM, source: render.ReadSourc
     run_id = starts.run_id if starts is not None else DEFAULT_RUN_ID
     try:
         outputs = _Outputs()
-        ctx = context.vm_context(plan, vm, outputs=outputs, servers=servers, run_id=run_id)
+        # The VM's values are computed once where their context is the same objects (the reads'
+        # steps, the start's values, the checks' values): parameters.ValuesMemo.
+        memo = ValuesMemo(itinerary)
+        base = context.vm_context(plan, vm, servers=servers, run_id=run_id)
+        ctx = {**base, "outputs": outputs}  # = vm_context(..., outputs=outputs)
         # Resolved once, for rendering and the checks alike (errors worded as render_vm's).
-        reads = render.resolve_vm_reads(itinerary, ctx, source)
+        reads = render.resolve_vm_reads(itinerary, ctx, source, memo)
         # The engine resolves the reads with no outputs: reads that used one are not its own.
         record = starts is not None and not outputs.missed
         # Decision: before a run the manifests are rendered in the run's context (its id and the
@@ -953,9 +958,10 @@ def _check_vm(plan: Plan, itinerary: Itinerary, vm: VM, source: render.ReadSourc
         # the engine would compute at the VM's start (reads with no outputs, no predicates yet).
         # `smrun validate` renders as `smrun render` does (run id "render", no servers).
         start = render.vm_render_context(plan, itinerary, vm, source, run_id=run_id, reads=reads,
-                                         servers=servers if starts is not None else None)
+                                         servers=servers if starts is not None else None,
+                                         base=base if starts is not None else None, memo=memo)
         out.rendered += render.render_vm(plan, itinerary, vm, source, context=start)
-        ctx = with_values(itinerary, {**ctx, "reads": reads})
+        ctx = with_values(itinerary, {**ctx, "reads": reads}, memo)
         for r in itinerary.reads:
             if r.when is not None and not expressions.evaluate(r.when, ctx):
                 continue  # a read switched off for this VM: its name may not even render
