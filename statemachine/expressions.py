@@ -684,8 +684,53 @@ def _render_bounded(template: Any, ctx: Mapping[str, Any]) -> str:
     return "".join(parts)
 
 
+# A template string that is one field path and nothing else (``{{ vm.name }}``, ``{{ item }}``):
+# the names of most object references. Jinja's literals and operators are not field names.
+_FIELD_PATH = re.compile(r"\{\{ *([A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*) *\}\}")
+_NOT_FIELDS = frozenset({"true", "false", "none", "True", "False", "None", "and", "or", "not",
+                         "in", "is", "if", "else"})
+_ABSENT = object()
+
+
+@lru_cache(maxsize=4096)
+def _field_path(source: str) -> tuple[str, ...] | None:
+    match = _FIELD_PATH.fullmatch(source)
+    if match is None:
+        return None
+    path = tuple(match.group(1).split("."))
+    return None if any(part in _NOT_FIELDS for part in path) else path
+
+
+def _plain_string(source: str, ctx: Mapping[str, Any]) -> str | None:
+    """What ``source`` renders to, when that is plain to see; else ``None`` (Jinja renders it).
+    Decision (issue 17, tenth session): every object reference's name and namespace went
+    through Jinja (a new context, the compiled template, the budget), ~80 times per VM in
+    preflight and again on the engine's loop. Two forms are answered here, with Jinja's answer:
+    a text with no ``{`` and no carriage return (no tag, nothing for Jinja to normalise: it
+    renders as written, trailing newline kept), and one field path whose every step is an item
+    of a plain dict (what the environment's ``getattr`` gives there) ending at a string (what
+    ``{{ }}`` prints as it is). Anything else, a missing field (Jinja's error), another type, a
+    dict subclass (``values`` while reads resolve), goes to Jinja."""
+    if len(source) > budget.OUTPUT_CHARS:
+        return None
+    if "{" not in source:
+        return source if "\r" not in source else None
+    path = _field_path(source)
+    if path is None:
+        return None
+    value = ctx.get(path[0], _ABSENT)
+    for part in path[1:]:
+        if type(value) is not dict or part in _DICT_NAMES:
+            return None
+        value = value.get(part, _ABSENT)
+    return value if type(value) is str and len(value) <= budget.OUTPUT_CHARS else None
+
+
 def render_string(source: str, ctx: Mapping[str, Any], *, where: str = "") -> str:
     """Render one template string (a REF field, a message) with strict undefined."""
+    plain = _plain_string(source, ctx)
+    if plain is not None:
+        return plain
     started = budget.begin()
     try:
         return _render_bounded(_compiled_string(source), ctx)
