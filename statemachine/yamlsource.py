@@ -376,6 +376,49 @@ def _check_depth(node: yaml.Node, file: str) -> None:
         stack.extend((child, depth + 1) for child in children)
 
 
+_TAG = "tag:yaml.org,2002:"
+_STR, _MAP, _SEQ = f"{_TAG}str", f"{_TAG}map", f"{_TAG}seq"
+#: The scalar tags whose safe constructors are plain functions of the node's text.
+_SCALARS = frozenset(f"{_TAG}{t}" for t in ("null", "bool", "int", "float", "binary",
+                                             "timestamp", "str"))
+
+
+class _NotPlain(Exception):
+    """A node :func:`_plain` leaves to PyYAML's own constructor."""
+
+
+def _plain(loader: Any, node: yaml.Node) -> Any:
+    """What ``loader.construct_document(node)`` gives, for a document of plain mappings (string
+    or scalar keys, no merge keys), sequences and the standard scalars, whose nodes are each
+    reached once (no alias); raises :class:`_NotPlain` for anything else. Decision (issue 17,
+    tenth session): PyYAML's constructor goes through its bookkeeping (constructed and recursive
+    node tables, a generator per collection) for every node; the rendered manifests of one VM
+    are ~8 documents, parsed in preflight and again when their states run, and construction was
+    half of their parse. The scalars are made by the loader's own constructors."""
+    cls = node.__class__
+    if cls is yaml.ScalarNode:
+        tag = node.tag
+        if tag == _STR:
+            return node.value
+        if tag not in _SCALARS:
+            raise _NotPlain
+        return loader.yaml_constructors[tag](loader, node)
+    if cls is yaml.MappingNode:
+        if node.tag != _MAP:
+            raise _NotPlain
+        out: dict[Any, Any] = {}
+        for key_node, value_node in node.value:
+            if key_node.__class__ is not yaml.ScalarNode or key_node.tag not in _SCALARS:
+                raise _NotPlain  # a merge key, a `=` (value) key, a collection or tagged key
+            out[_plain(loader, key_node)] = _plain(loader, value_node)
+        return out
+    if cls is yaml.SequenceNode:
+        if node.tag != _SEQ:
+            raise _NotPlain
+        return [_plain(loader, item) for item in node.value]
+    raise _NotPlain
+
+
 def load_all_text(text: str, file: str, *, limit: int = MAX_BYTES) -> list[Any]:
     """Every document of ``text`` (rendered templates, hook playbooks, seeds), within the same
     limits as :func:`loads` (size, characters, depth, aliases) but without line numbers or the
@@ -396,6 +439,11 @@ def load_all_text(text: str, file: str, *, limit: int = MAX_BYTES) -> list[Any]:
                     raise SchemaError(str(walk.exceeded), [walk.exceeded])
             else:
                 _check_depth(node, file)
+                try:  # no alias: every node is reached once
+                    out.append(_plain(loader, node))
+                    continue
+                except _NotPlain:
+                    pass
             out.append(loader.construct_document(node))
     except yaml.YAMLError as exc:
         raise _yaml_error(exc, file) from exc

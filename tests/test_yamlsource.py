@@ -132,3 +132,106 @@ def test_a_file_over_the_cap_is_not_read_whole(tmp_path: Path) -> None:
     (tmp_path / "bad.yaml").write_bytes(b"a: 1\nb: \xc3\x28\n")
     with pytest.raises(SchemaError, match=r"bad.yaml:2:4: not UTF-8 text \(byte 0xc3\)"):
         yamlsource.load(tmp_path / "bad.yaml")
+
+
+# -- load_all_text's plain constructor (issue 17, tenth session) ------------------------------
+
+_EDGES = [
+    "a: 1\nb: 1.5\nc: true\nd: ~\ne: yes\nf: 0x1F\ng: 0o17\nh: 1_000\ni: .inf\nj: -.nan\n",
+    "t: 2001-12-14t21:59:43.10-05:00\nd: 2002-12-14\nbin: !!binary aGVsbG8=\n",
+    "s: !!str 12\nn: !!int '7'\nf: !!float 1\nk: 'quoted'\nm: |\n  block\n  text\n",
+    "? [a, b]\n: complex key\n",
+    "base: &b {x: 1}\nderived:\n  <<: {x: 2, y: 3}\n  z: 4\n",
+    "=: value key\n",
+    "set: !!set {a, b}\nomap: !!omap [{a: 1}, {b: 2}]\npairs: !!pairs [{a: 1}, {a: 2}]\n",
+    "dup: 1\ndup: 2\nother: 3\n",
+    "1: int key\n2.5: float key\ntrue: bool key\nnull: null key\n2001-01-01: date key\n",
+    "- a\n- [1, 2, {b: c}]\n- {}\n- []\n- ''\n",
+    "x: !custom 1\n",
+    "x: !!map [1]\n",
+    "---\na: 1\n---\n- 2\n---\n",
+    "",
+    "just a scalar\n",
+    "nested: {a: {b: {c: [1, {d: e}]}}}\n",
+    "odd: 010\nsexagesimal: 1:30\nexp: 1e3\nneg: -0b101\n",
+]
+
+
+def _typed(value: object) -> object:
+    """``value`` with every node's type kept: 1, 1.0 and True compare unequal."""
+    if isinstance(value, dict):
+        return ("dict", [(_typed(k), _typed(v)) for k, v in value.items()])
+    if isinstance(value, (list, tuple, set)):
+        return (type(value).__name__, [_typed(v) for v in value])
+    if isinstance(value, float) and value != value:
+        return ("float", "nan")
+    return (type(value).__name__, value)
+
+
+def _corpus() -> list[str]:
+    root = Path(__file__).resolve().parent.parent
+    texts = list(_EDGES)
+    for folder in ("examples", "itineraries", "tests/data"):
+        for path in sorted((root / folder).rglob("*.yaml")):
+            if path.stat().st_size < 200_000:
+                texts.append(path.read_text(encoding="utf-8", errors="replace"))
+    return texts
+
+
+def test_plain_construction_gives_what_pyyaml_constructs() -> None:
+    """Every document ``load_all_text`` builds without PyYAML's constructor is the one PyYAML's
+    safe constructor builds from the same nodes (same types, same key order); what it leaves
+    (merge keys, tags, complex keys, aliases) PyYAML constructs, errors included."""
+    import yaml
+
+    from statemachine import yamlsource
+
+    loader_cls = yamlsource._FAST or yamlsource._Loader
+    plain_docs = 0
+    for text in _corpus():
+        loader = loader_cls(text)
+        expected: list[object] = []
+        plain: list[object] = []
+        try:
+            while loader.check_node():
+                node = loader.get_node()
+                try:
+                    plain.append(("plain", _typed(yamlsource._plain(loader, node))))
+                    plain_docs += 1
+                except yamlsource._NotPlain:
+                    plain.append(None)
+                try:
+                    expected.append(_typed(loader.construct_document(node)))
+                except yaml.YAMLError as exc:
+                    expected.append(("error", str(exc)))
+        except yaml.YAMLError:
+            continue  # not YAML at all: load_all_text's errors are the parser's, unchanged
+        finally:
+            loader.dispose()
+        for mine, theirs in zip(plain, expected):
+            if mine is not None:
+                assert mine == ("plain", theirs), text[:200]
+        try:
+            got: object = [_typed(d) for d in yamlsource.load_all_text(text, "t.yaml")]
+        except Exception as exc:  # noqa: BLE001 - the same error either way
+            got = ("error", type(exc).__name__)
+        if "*" not in text and all(not (isinstance(e, tuple) and e[0] == "error") for e in expected):
+            assert got == expected, text[:200]
+    assert plain_docs > 50  # the corpus exercises the plain path
+
+
+@pytest.mark.parametrize("text", ["base: &b {x: 1}\nderived:\n  <<: *b\n  z: 4\n",
+                                  "x: !custom 1\n", "=: 1\n", "? [a]\n: 1\n"])
+def test_documents_left_to_pyyaml_load_as_before(text: str) -> None:
+    import yaml
+
+    from statemachine import yamlsource
+    from statemachine.errors import SchemaError as _SchemaError
+
+    try:
+        expected: object = list(yaml.load_all(text, Loader=yaml.SafeLoader))
+    except yaml.YAMLError:
+        with pytest.raises(_SchemaError):
+            yamlsource.load_all_text(text, "t.yaml")
+        return
+    assert yamlsource.load_all_text(text, "t.yaml") == expected
