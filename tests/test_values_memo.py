@@ -36,14 +36,17 @@ def test_uses_names_the_fields_of_reads_and_values_and_the_other_names() -> None
         Uses(frozenset(), frozenset({"vm"}), frozenset({"a"}))
     assert expression_uses("dns_name(vm.name ~ run.id) ~ reads['b'].c ~ values['d']") == \
         Uses(frozenset({"dns_name", "vm", "run"}), frozenset({"b"}), frozenset({"d"}))
+    # a function that reads the context itself (the plan's storage map): nothing can be told
+    assert expression_uses("storage_for(reads.vm.x)") is None
+    assert expression_uses("network_for(n)") is None
     # reads or values as a whole: any of them
     assert expression_uses("reads | length").reads is None  # type: ignore[union-attr]
     assert expression_uses("values[key]") == Uses(frozenset({"key"}), frozenset(), None)
     assert expression_uses("reads[0]").reads is None  # type: ignore[union-attr]
-    # not deterministic, or not an expression: nothing can be told
+    # not deterministic: nothing can be told (one that does not compile is never evaluated
+    # to a value, so whatever it gives is not used)
     assert expression_uses("now() ~ vm.name") is None
     assert expression_uses("values.a | random") is None
-    assert expression_uses("vm.name (") is None
 
 
 class _It:
@@ -182,3 +185,85 @@ def test_preflight_of_the_live_example_is_the_same_with_the_memo_as_without(
         a, b = with_memo.peek(vm.ref, 1e9), without.peek(vm.ref, 1e9)
         assert a is not None and b is not None
         assert (a.reads, a.values, a.predicates) == (b.reads, b.values, b.predicates)
+
+
+def _parsed_uses(source: str) -> Uses | None:
+    """The oracle: what Jinja's own syntax tree says ``source`` reads (its variables, and the
+    fields of reads and values); ``None`` when it does not parse."""
+    from jinja2 import nodes
+
+    try:
+        tree = expressions._expression_env().parse(f"{{{{ {source} }}}}")
+    except Exception:  # noqa: BLE001
+        return None
+    names: set[str] = set()
+    fields: dict[str, set[str] | None] = {"reads": set(), "values": set()}
+
+    def visit(node: Any) -> None:
+        if isinstance(node, (nodes.Getattr, nodes.Getitem)) and isinstance(node.node, nodes.Name) \
+                and node.node.name in fields:
+            key = node.attr if isinstance(node, nodes.Getattr) else (
+                node.arg.value if isinstance(node.arg, nodes.Const) else None)
+            if not isinstance(key, str):
+                fields[node.node.name] = None
+            elif fields[node.node.name] is not None:
+                fields[node.node.name].add(key)  # type: ignore[union-attr]
+            if isinstance(node, nodes.Getitem):
+                visit(node.arg)
+            return
+        if isinstance(node, nodes.Name):
+            if node.name in fields:
+                fields[node.name] = None
+            else:
+                names.add(node.name)
+            return
+        for child in node.iter_child_nodes():
+            visit(child)
+
+    visit(tree)
+    reads, values = fields["reads"], fields["values"]
+    return Uses(frozenset(names), None if reads is None else frozenset(reads),
+                None if values is None else frozenset(values))
+
+
+def _expressions() -> list[str]:
+    from statemachine.itinerary import load_itinerary
+
+    root = Path(__file__).resolve().parent.parent
+    out = [
+        "reads.a.b | default(reads['c']) ~ values.d", "reads['a' ~ 'b']", "reads[x]", "reads . a",
+        "x.reads.y ~ y | reads", "values | length", "x is not sameas y", "not z and (w or v)",
+        "[reads.a, {'k': values.b}] | map(attribute='x') | list", "f(reads=1)", "reads.0.x",
+        "'reads.a' ~ \"values.b\" ~ c", "a if reads.b else values.c", "d['reads']", "e.values()",
+        "range(3) | select('odd') | list", "reads['it\\'s']", "namespace(x=vm.name).x",
+    ]
+    for path in sorted((root / "itineraries").glob("*.yaml")):
+        it = load_itinerary(path)
+        out += [*it.values.values(), *it.predicates.values()]
+        for r in (*it.reads, *it.setup.reads):
+            out += [e for e in (r.when, r.for_each) if e]
+        for check in it.preflight:
+            out += [e for e in (check.when, check.check, check.block_if, check.for_each) if e]
+        for state in (*it.states, *it.setup.states):
+            out += [*state.values.values(), *(e for e in (state.for_each,) if e)]
+            ready = state.readiness
+            if ready is not None:
+                out += [c.expression for c in (ready.ready, ready.failed) if c is not None]
+    return out
+
+
+def test_uses_from_tokens_is_never_less_than_the_syntax_tree_says() -> None:
+    """``expression_uses`` reads tokens, not Jinja's tree: for every expression of the built-in
+    itineraries and the odd forms above, it names at least every variable and field the tree
+    has (a name more only costs a comparison), or gives up (``None``)."""
+    sources = _expressions()
+    assert len(sources) > 100
+    for source in sources:
+        mine, tree = expression_uses(source), _parsed_uses(source)
+        if mine is None:
+            continue
+        assert tree is not None, source
+        assert tree.names <= mine.names, source
+        for field in ("reads", "values"):
+            theirs, ours = getattr(tree, field), getattr(mine, field)
+            assert ours is None or (theirs is not None and theirs <= ours), (source, field)
