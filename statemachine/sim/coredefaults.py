@@ -7,7 +7,9 @@ Two sources, applied at different moments, as upstream applies them:
   write, and on every read from etcd, so every stored object carries them, whoever wrote it.
   The store calls it on every create and write (seeded and controller objects included).
   PersistentVolumeClaim: ``spec.volumeMode: Filesystem``, ``status.phase: Pending``; Secret:
-  ``type: Opaque``; StorageClass: ``reclaimPolicy: Delete``, ``volumeBindingMode: Immediate``;
+  ``type: Opaque`` and ``stringData`` folded into ``data`` (base64; the conversion to the
+  internal type does it, so ``stringData`` is never stored); StorageClass:
+  ``reclaimPolicy: Delete``, ``volumeBindingMode: Immediate``;
   Service: ``type: ClusterIP``, ``sessionAffinity: None``, each port's ``protocol: TCP`` and
   ``targetPort`` (its ``port``), the traffic policies.
 - :func:`allocate_service` is the Service registry's create: cluster IP(s), IP family, node
@@ -27,6 +29,7 @@ of the default class to unbound claims created without one is the simulated CDI'
 """
 from __future__ import annotations
 
+import base64
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -61,6 +64,14 @@ def decode(kind: Kind, obj: Obj, *, status: bool = True) -> None:
         elif kind.kind == "Secret":
             if not obj.get("type"):
                 obj["type"] = "Opaque"
+            plain = obj.pop("stringData", None)
+            if isinstance(plain, dict) and plain:
+                # v1 -> internal conversion: stringData is write-only, folded into data
+                # (base64), its values winning.
+                raw = obj.get("data")
+                data: dict[str, Any] = raw if isinstance(raw, dict) else {}
+                obj["data"] = {**data, **{key: base64.b64encode(str(value).encode()).decode()
+                                          for key, value in plain.items()}}
         elif kind.kind == "Service" and isinstance(obj.get("spec"), dict):
             _service_spec(obj["spec"])
     elif kind.group == "storage.k8s.io" and kind.kind == "StorageClass":

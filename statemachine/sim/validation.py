@@ -493,7 +493,7 @@ def _immutable_data(kind: Kind, old: Obj, new: Obj) -> list[Cause]:
         if new.get("immutable") is not True:
             causes.append(forbidden("immutable", _IMMUTABLE_WHEN_SET))
         if kind.kind == "Secret":
-            # stringData is write-only upstream (folded into data); here it is kept as sent.
+            # stringData is already folded into data (coredefaults.decode).
             if (old.get("data"), old.get("stringData")) != (new.get("data"), new.get("stringData")):
                 causes.append(forbidden("data", _IMMUTABLE_WHEN_SET))
         else:

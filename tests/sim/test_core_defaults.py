@@ -132,3 +132,14 @@ def test_a_service_update_keeps_its_allocations(core: client.CoreV1Api) -> None:
     assert replaced.spec.cluster_ip == svc.spec.cluster_ip
     assert replaced.spec.ports[0].node_port == svc.spec.ports[0].node_port
     assert replaced.spec.ip_families == ["IPv4"]
+
+
+def test_secret_string_data_is_folded_into_data(quiet: SimulatedClusters,
+                                                core: client.CoreV1Api) -> None:
+    secret = core.create_namespaced_secret("default", {
+        "metadata": {"name": "folded"}, "data": {"a": "YQ==", "b": "Yg=="},
+        "stringData": {"b": "two", "c": "three"}})
+    assert secret.string_data is None
+    assert secret.data == {"a": "YQ==", "b": "dHdv", "c": "dGhyZWU="}
+    stored = quiet.store("source").get("Secret", "default", "folded")
+    assert "stringData" not in stored and stored["data"]["c"] == "dGhyZWU="
