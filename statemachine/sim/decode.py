@@ -83,6 +83,12 @@ def _go_syntax_error(exc: json.JSONDecodeError) -> str:
     return f"invalid character {c} {context}" if context else exc.msg
 
 
+def go_json_error(exc: json.JSONDecodeError) -> str:
+    """Go's encoding/json message for a syntax error Python's parser found (for checks that
+    parse JSON held in a field, such as a docker config Secret's)."""
+    return _go_syntax_error(exc)
+
+
 def _parse_json(raw: bytes) -> Any:
     """``json.loads`` with Go's messages in a ``ValueError``."""
     try:

@@ -372,7 +372,38 @@ def _secret_causes(obj: Obj) -> list[Cause]:
         return []
     if stype == "kubernetes.io/ssh-auth":
         return [] if keys.get("ssh-privatekey") else [required("data[ssh-privatekey]")]
-    return [required(fld) for fld, key in _SECRET_KEYS.get(stype, []) if key not in keys]
+    missing = [required(fld) for fld, key in _SECRET_KEYS.get(stype, []) if key not in keys]
+    if missing or stype not in ("kubernetes.io/dockercfg", "kubernetes.io/dockerconfigjson"):
+        return missing
+    # The docker config must be a JSON object (Go unmarshals it into a map).
+    fld, key = _SECRET_KEYS[stype][0]
+    problem = _docker_config_problem(obj, key)
+    return [invalid_value(fld, "<secret contents redacted>", problem)] if problem else []
+
+
+def _docker_config_problem(obj: Obj, key: str) -> str | None:
+    """Go's ``json.Unmarshal`` error for a Secret's docker config, or ``None``."""
+    import base64
+    import binascii
+
+    from statemachine.sim.decode import go_json_error
+    plain = (obj.get("stringData") or {}) if isinstance(obj.get("stringData"), dict) else {}
+    if key in plain:
+        text = str(plain[key])
+    else:
+        try:
+            text = base64.b64decode(str((obj.get("data") or {}).get(key) or ""),
+                                    validate=True).decode()
+        except (binascii.Error, UnicodeDecodeError):
+            return None  # not this rule's to report
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        return go_json_error(exc)
+    if value is None or isinstance(value, dict):
+        return None
+    found = {bool: "bool", str: "string", list: "array"}.get(type(value), "number")
+    return f"json: cannot unmarshal {found} into Go value of type map[string]interface {{}}"
 
 
 def _service_causes(obj: Obj) -> list[Cause]:

@@ -600,3 +600,17 @@ def test_pvc_class_may_be_set_once_and_volume_mode_is_immutable(
     assert body["details"]["causes"][-1] == {
         "reason": "FieldValueInvalid", "field": "volumeMode",
         "message": 'Invalid value: "Block": field is immutable'}
+
+
+def test_docker_config_secrets_must_hold_a_json_object(core: client.CoreV1Api) -> None:
+    def pull(name: str, text: str) -> dict[str, Any]:
+        return {"metadata": {"name": name}, "type": "kubernetes.io/dockerconfigjson",
+                "stringData": {".dockerconfigjson": text}}
+    body = refused(lambda: core.create_namespaced_secret("default", pull("bad", "{auths")))
+    assert body["message"] == (
+        'Secret "bad" is invalid: data[.dockerconfigjson]: Invalid value: "<secret contents '
+        "redacted>\": invalid character 'a' looking for beginning of object key string")
+    body = refused(lambda: core.create_namespaced_secret("default", pull("list", "[]")))
+    assert body["message"].endswith(
+        "json: cannot unmarshal array into Go value of type map[string]interface {}")
+    core.create_namespaced_secret("default", pull("good", '{"auths": {}}'))
