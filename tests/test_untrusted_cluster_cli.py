@@ -9,11 +9,8 @@ from __future__ import annotations
 import base64
 import json
 import shutil
-import socket
-import ssl
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -24,6 +21,7 @@ import yaml
 
 from statemachine.sim.cluster import SimulatedClusters
 from statemachine.sim.tls import ServerCert, make_cert
+from tlsserver import serving_tls
 
 UNKNOWN_CA = ("cluster target: TLS verification of the API server at {server} failed: "
               "certificate signed by an unknown CA; check the certificate-authority-data (or "
@@ -47,32 +45,8 @@ def other_address(logged_sim: SimulatedClusters) -> Iterator[str]:
     127.0.0.1 and localhost only) on an address it is not valid for. It only shakes hands: the
     client must give up during the handshake."""
     assert logged_sim.cert is not None
-    context = logged_sim.cert.server_context()
-    listener = socket.create_server(("127.0.0.2", 0))
-    listener.settimeout(0.2)
-    stop = threading.Event()
-
-    def serve() -> None:
-        while not stop.is_set():
-            try:
-                raw, _ = listener.accept()
-            except TimeoutError:
-                continue
-            try:
-                raw.settimeout(5)
-                with context.wrap_socket(raw, server_side=True) as conn:
-                    conn.recv(1)
-            except (OSError, ssl.SSLError):
-                pass
-            finally:
-                raw.close()
-
-    thread = threading.Thread(target=serve, daemon=True)
-    thread.start()
-    yield f"https://127.0.0.2:{listener.getsockname()[1]}"
-    stop.set()
-    thread.join(5)
-    listener.close()
+    with serving_tls(logged_sim.cert.server_context(), host="127.0.0.2") as port:
+        yield f"https://127.0.0.2:{port}"
 
 
 def _kubeconfig(sim: SimulatedClusters, tmp_path: Path, **target: Any) -> Path:

@@ -13,7 +13,6 @@ import errno
 import http.client
 import socket
 import ssl
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -26,6 +25,7 @@ from statemachine import errors
 from statemachine.k8s import retry
 from statemachine.k8s.errormap import shown_server, transport_cause, translate
 from statemachine.sim.tls import ServerCert, make_cert
+from tlsserver import serving_tls
 
 SERVER = "https://api.east.example:6443"
 
@@ -211,34 +211,9 @@ def certs(tmp_path_factory: pytest.TempPathFactory) -> tuple[ServerCert, ServerC
 @pytest.fixture(scope="module")
 def tls_port(certs: tuple[ServerCert, ServerCert]) -> Iterator[int]:
     """A TLS server on loopback that answers every request 200 (when the client trusts it)."""
-    context = certs[0].server_context()
-    listener = socket.create_server(("127.0.0.1", 0))
-    listener.settimeout(0.2)
-    stop = threading.Event()
-
-    def serve() -> None:
-        while not stop.is_set():
-            try:
-                raw, _ = listener.accept()
-            except TimeoutError:
-                continue
-            try:
-                with context.wrap_socket(raw, server_side=True) as conn:
-                    conn.settimeout(5)
-                    conn.recv(65536)
-                    conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n"
-                                 b"Connection: close\r\n\r\n{}")
-            except (OSError, ssl.SSLError):
-                pass  # the client gave up during the handshake, as it should
-            finally:
-                raw.close()
-
-    thread = threading.Thread(target=serve, daemon=True)
-    thread.start()
-    yield listener.getsockname()[1]
-    stop.set()
-    thread.join(5)
-    listener.close()
+    with serving_tls(certs[0].server_context(), answer=b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n"
+                     b"Connection: close\r\n\r\n{}") as port:
+        yield port
 
 
 def _get(url: str, ca: Path, server_hostname: str | None = None) -> BaseException:
