@@ -1,8 +1,9 @@
 """`smrun run` and `smrun validate` against a cluster whose TLS certificate does not verify, end
-to end (a process of their own, as an admin runs them): the kubeconfig names another CA, or a
-server name the certificate is not valid for. One line naming the cluster and its server, the
-cause and what to check in the kubeconfig; exit 3; no traceback, no retry (a certificate does
-not change between tries), no token, and nothing applied (the target is never asked anything).
+to end (a process of their own, as an admin runs them): the kubeconfig names another CA, a
+server name the certificate is not valid for, or the certificate has expired. One line naming
+the cluster and its server, the cause and what to check; exit 3; no traceback, no retry (a
+certificate does not change between tries), no token, and nothing applied (the target is never
+asked anything).
 """
 from __future__ import annotations
 
@@ -21,11 +22,14 @@ import yaml
 
 from statemachine.sim.cluster import SimulatedClusters
 from statemachine.sim.tls import ServerCert, make_cert
-from tlsserver import serving_tls
+from tlsserver import dated_cert, serving_tls
 
 UNKNOWN_CA = ("cluster target: TLS verification of the API server at {server} failed: "
               "certificate signed by an unknown CA; check the certificate-authority-data (or "
               "certificate-authority) of this cluster in the kubeconfig")
+EXPIRED = ("cluster target: TLS verification of the API server at {server} failed: "
+           "certificate has expired; the server's certificate must be renewed, or this "
+           "machine's clock is wrong")
 WRONG_NAME = ("cluster target: TLS verification of the API server at {server} failed: "
               "certificate is not valid for '{name}'; check the server URL (or tls-server-name) "
               "of this cluster in the kubeconfig")
@@ -128,6 +132,20 @@ def test_a_server_address_the_certificate_is_not_valid_for(
     proc, took = _smrun(tmp_path, "run", _plan(tmp_path, kubeconfig))
     _assert_refused_at_once(logged_sim, tmp_path, proc, took,
                             WRONG_NAME.format(server=other_address, name="127.0.0.2"))
+
+
+def test_an_expired_certificate_is_one_line_exit_3(logged_sim: SimulatedClusters,
+                                                  tmp_path: Path) -> None:
+    """The target's server presents a certificate the kubeconfig trusts, expired since 2020."""
+    (tmp_path / "expired").mkdir()
+    cert = dated_cert(tmp_path / "expired", "20200101000000Z", "20200102000000Z")
+    assert cert is not None
+    with serving_tls(cert.server_context()) as port:
+        server = f"https://127.0.0.1:{port}"
+        kubeconfig = _kubeconfig(logged_sim, tmp_path, server=server, **{
+            "certificate-authority-data": base64.b64encode(cert.pem()).decode()})
+        proc, took = _smrun(tmp_path, "run", _plan(tmp_path, kubeconfig))
+    _assert_refused_at_once(logged_sim, tmp_path, proc, took, EXPIRED.format(server=server))
 
 
 def test_debug_shows_one_try_and_the_library_detail(logged_sim: SimulatedClusters,

@@ -25,7 +25,7 @@ from statemachine import errors
 from statemachine.k8s import retry
 from statemachine.k8s.errormap import shown_server, transport_cause, translate
 from statemachine.sim.tls import ServerCert, make_cert
-from tlsserver import serving_tls
+from tlsserver import dated_cert, serving_tls
 
 SERVER = "https://api.east.example:6443"
 
@@ -264,3 +264,28 @@ def test_real_certificate_failures(certs: tuple[ServerCert, ServerCert], tls_por
         f"cluster target: TLS verification of the API server at {server} failed: {cause}; "), \
         str(mapped)
     assert hint in str(mapped)
+
+
+@pytest.mark.parametrize(("dates", "cause", "hint"), [
+    (("20200101000000Z", "20200102000000Z"), "certificate has expired",
+     "must be renewed, or this machine's clock is wrong"),
+    (("20990101000000Z", "20990102000000Z"), "certificate is not yet valid",
+     "this machine's clock is wrong"),
+], ids=["expired", "not-yet-valid"])
+def test_real_certificates_out_of_their_dates(tmp_path: Path, dates: tuple[str, str], cause: str,
+                                              hint: str) -> None:
+    """A server whose certificate the client trusts, but not on this date: urllib3's own
+    failure, translated."""
+    cert = dated_cert(tmp_path, *dates)
+    if cert is None:
+        pytest.skip("no openssl command")
+    with serving_tls(cert.server_context()) as port:
+        server = f"https://127.0.0.1:{port}"
+        mapped = translate(_get(server + "/version", cert.cert_path), cluster="target",
+                           server=server)
+    assert type(mapped) is errors.ClusterNotTrusted, mapped
+    assert str(mapped).startswith(
+        f"cluster target: TLS verification of the API server at {server} failed: {cause}; "), \
+        str(mapped)
+    assert hint in str(mapped), str(mapped)
+    assert mapped.cause == cause
