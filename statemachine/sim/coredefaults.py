@@ -12,8 +12,8 @@ Two sources, applied at different moments, as upstream applies them:
   ``reclaimPolicy: Delete``, ``volumeBindingMode: Immediate``;
   Service: ``type: ClusterIP``, ``sessionAffinity: None``, each port's ``protocol: TCP`` and
   ``targetPort`` (its ``port``), the traffic policies.
-- :func:`allocate_service` is the Service registry's create: cluster IP(s), IP family, node
-  ports. The store calls it on every create.
+- what the Service registry allocates (cluster IPs, IP families, node ports) and its other
+  create and update steps are ``serviceregistry.py``'s.
 - :func:`default_storage_class` is the ``DefaultStorageClass`` admission plugin: on the create
   of a PersistentVolumeClaim through the API (dry runs too) that names no class (neither
   ``spec.storageClassName``, even ``""``, nor the beta annotation
@@ -22,8 +22,8 @@ Two sources, applied at different moments, as upstream applies them:
   ``"true"``, the newest by ``creationTimestamp`` when several are (then by name); none: unset.
   Updates are never defaulted (a claim created unset stays unset).
 
-What it does not do: Pod defaults (``jobdefaults.py`` has a Job's pod template's), Service IP
-range validation, dual-stack, load balancer status. The PV controller's retroactive assignment
+What it does not do: Pod defaults (``jobdefaults.py`` has a Job's pod template's), load
+balancer status. The PV controller's retroactive assignment
 of the default class to unbound claims created without one is the simulated CDI's
 (``controllers/cdi.py``).
 """
@@ -72,8 +72,11 @@ def decode(kind: Kind, obj: Obj, *, status: bool = True) -> None:
                 data: dict[str, Any] = raw if isinstance(raw, dict) else {}
                 obj["data"] = {**data, **{key: base64.b64encode(str(value).encode()).decode()
                                           for key, value in plain.items()}}
-        elif kind.kind == "Service" and isinstance(obj.get("spec"), dict):
-            _service_spec(obj["spec"])
+        elif kind.kind == "Service":
+            if obj.get("spec") is None:  # a Go struct, not a pointer: defaulted even when absent
+                obj["spec"] = {}
+            if isinstance(obj["spec"], dict):
+                _service_spec(obj["spec"])
     elif kind.group == "storage.k8s.io" and kind.kind == "StorageClass":
         if obj.get("reclaimPolicy") is None:
             obj["reclaimPolicy"] = "Delete"
@@ -108,69 +111,6 @@ def _service_spec(spec: Obj) -> None:
         spec["internalTrafficPolicy"] = "Cluster"
     if stype == "LoadBalancer" and spec.get("allocateLoadBalancerNodePorts") is None:
         spec["allocateLoadBalancerNodePorts"] = True
-
-
-SERVICE_CIDR_BASE = (10 << 24) | (96 << 16)  # 10.96.0.0/12, kubeadm's default
-SERVICE_CIDR_SIZE = 1 << 20
-
-
-def _ip(value: int) -> str:
-    return ".".join(str((value >> shift) & 255) for shift in (24, 16, 8, 0))
-
-
-def allocate_service(obj: Obj, services: list[Obj]) -> None:
-    """What the Service registry gives a new Service: a cluster IP from 10.96.0.0/12 (the
-    lowest free one from 10.96.0.10; one it names is kept), ``clusterIPs``, ``ipFamilies``
-    ``[IPv4]`` and ``ipFamilyPolicy: SingleStack``; a NodePort/LoadBalancer port a node port
-    from 30000-32767. ExternalName services get none of it."""
-    spec = obj.get("spec")
-    if not isinstance(spec, dict) or spec.get("type") == "ExternalName":
-        return
-    used_ips = {str(ip) for svc in services for ip in (svc.get("spec") or {}).get(
-        "clusterIPs") or []}
-    ip = spec.get("clusterIP") or ((spec.get("clusterIPs") or [None])[0])
-    if not ip:
-        candidate = 10
-        while _ip(SERVICE_CIDR_BASE + candidate) in used_ips and candidate < SERVICE_CIDR_SIZE:
-            candidate += 1
-        ip = _ip(SERVICE_CIDR_BASE + candidate)
-    spec["clusterIP"] = ip
-    spec.setdefault("clusterIPs", [ip])
-    spec.setdefault("ipFamilies", ["IPv4"])
-    # A headless service without a selector asks for every family the cluster has (one here).
-    spec.setdefault("ipFamilyPolicy", "RequireDualStack" if ip == "None"
-                    and not spec.get("selector") else "SingleStack")
-    if spec.get("type") in ("NodePort", "LoadBalancer"):
-        used_ports = {p.get("nodePort") for svc in services
-                      for p in (svc.get("spec") or {}).get("ports") or [] if isinstance(p, dict)}
-        node_port = 30000
-        for port in spec.get("ports") or []:
-            if isinstance(port, dict) and not port.get("nodePort"):
-                while node_port in used_ports:
-                    node_port += 1
-                port["nodePort"] = node_port
-                used_ports.add(node_port)
-
-
-def keep_service_allocations(new: Obj, old: Obj) -> None:
-    """An update that leaves out what the registry allocated keeps it (upstream's
-    ``patchAllocatedValues`` and IP family carry-over): cluster IPs, IP families and policy,
-    node ports of ports with the same port and protocol, when the type still has them."""
-    spec, before = new.get("spec"), old.get("spec")
-    if not isinstance(spec, dict) or not isinstance(before, dict) or \
-            spec.get("type") == "ExternalName":
-        return
-    for key in ("clusterIP", "clusterIPs", "ipFamilies", "ipFamilyPolicy"):
-        if not spec.get(key) and before.get(key):
-            spec[key] = before[key]
-    if spec.get("type") in ("NodePort", "LoadBalancer"):
-        had = {(p.get("port"), p.get("protocol") or "TCP"): p.get("nodePort")
-               for p in before.get("ports") or [] if isinstance(p, dict)}
-        for port in spec.get("ports") or []:
-            if isinstance(port, dict) and not port.get("nodePort"):
-                kept = had.get((port.get("port"), port.get("protocol") or "TCP"))
-                if kept:
-                    port["nodePort"] = kept
 
 
 def is_default_class(storage_class: Obj) -> bool:

@@ -48,7 +48,8 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from statemachine.errors import Conflict, Invalid, NotFound, PermanentClusterError
-from statemachine.sim import coredefaults, deletion, managedfields, patches, selectors, validation
+from statemachine.sim import (coredefaults, deletion, managedfields, patches, selectors,
+                              serviceregistry, validation)
 from statemachine.sim.history import History
 from statemachine.sim.kinds import Kind, KindRegistry
 
@@ -441,7 +442,8 @@ class Store:
                     raise NotFound(f'namespaces "{ns}" not found', status=404, reason="NotFound")
                 if ns_obj["metadata"].get("deletionTimestamp"):
                     raise deletion.namespace_terminating(k, ns, meta.get("name") or "")
-            if validate:
+            service = k.kind == "Service" and not k.group
+            if validate and not service:
                 validation.check_create(k, new)
             if not meta.get("name"):
                 prefix = meta.get("generateName")
@@ -451,6 +453,14 @@ class Store:
                 meta["name"] = deletion.generate_name(prefix)
             name = meta["name"]
             key = (ns, name)
+            if service:
+                # Upstream's Service registry allocates (beginCreate) before the strategy
+                # validates, so validation sees the decoded object with its cluster IPs and
+                # node ports; both refuse before storage's AlreadyExists.
+                coredefaults.decode(k, new, status=not dry_run)
+                serviceregistry.prepare_create(new, self.peek_list(k), check=validate)
+                if validate:
+                    validation.check_create(k, new)
             if validate and not dry_run:
                 # Storage checks this before it looks for the key, so it wins over a 409.
                 validation.check_create_resource_version(meta)
@@ -462,8 +472,6 @@ class Store:
             # Decoding's defaults; a dry run answers the prepared object, which storage never
             # decoded, so without the status ones.
             coredefaults.decode(k, new, status=not dry_run)
-            if k.kind == "Service" and not k.group:
-                coredefaults.allocate_service(new, self.peek_list(k))
             if k.kind == "Namespace":
                 new.setdefault("status", {"phase": "Active"})
                 spec = new.setdefault("spec", {})
@@ -571,7 +579,7 @@ class Store:
             validation.raise_if(k, name, validation.no_new_finalizers(meta_old, meta))
             coredefaults.decode(k, new)
             if k.kind == "Service" and not k.group:
-                coredefaults.keep_service_allocations(new, old)
+                serviceregistry.prepare_update(new, old, self.peek_list(k), check=validate)
             if validate:
                 checked = dict(new, metadata=dict(meta, uid=body_uid or meta_old.get("uid")))
                 validation.check_update(k, old, checked)

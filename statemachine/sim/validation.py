@@ -10,7 +10,9 @@ kind-specific rules smrun's objects meet (apiserver-fidelity.md §7):
   ``immutable``, Secret ``type``, a Job's selector/template/completions, a PVC's spec (only
   ``resources.requests.storage`` of a bound claim may grow, ``volumeName`` may be set once);
 - kind rules on create and update: a ConfigMap key in both bags, the keys a Secret's type
-  requires, a Service's ports (:func:`_kind_causes`);
+  requires, a Service's spec (``servicevalidation.py``: ports, type, cluster IPs, selector,
+  affinity, traffic policies; on updates cluster IPs that may not change), a PVC's spec
+  (:func:`_kind_causes`);
 - which kinds carry ``metadata.generation`` (:func:`tracks_generation`).
 - storage's refusal of a create that carries a ``resourceVersion`` (500, no reason:
   :func:`check_create_resource_version`).
@@ -21,7 +23,7 @@ them; a Go struct dump (a Job's pod template) is abbreviated, see docs/simulator
 
 What it does not do: schema validation of fields (``openapi.py``), admission webhooks, the
 URL/body identity checks (``apiserver.py`` and ``store.py`` answer those with 400), and
-per-field rules of kinds smrun does not write (Pod spec updates, Service IPs).
+per-field rules of kinds smrun does not write (Pod spec updates).
 """
 from __future__ import annotations
 
@@ -81,6 +83,11 @@ def not_supported(field: str, value: Any, supported: list[str]) -> Cause:
 
 def too_long(field: str, limit: int) -> Cause:
     return ("FieldValueTooLong", field, f"Too long: may not be more than {limit} bytes")
+
+
+def duplicate(field: str, value: Any, shown: str | None = None) -> Cause:
+    """``field.Duplicate`` (``shown``: a Go struct's ``%#v``, already rendered)."""
+    return ("FieldValueDuplicate", field, f"Duplicate value: {shown or go_value(value)}")
 
 
 def invalid(kind_name: str, group: str, name: str, causes: list[Cause]) -> Invalid:
@@ -406,18 +413,6 @@ def _docker_config_problem(obj: Obj, key: str) -> str | None:
     return f"json: cannot unmarshal {found} into Go value of type map[string]interface {{}}"
 
 
-def _service_causes(obj: Obj) -> list[Cause]:
-    """ValidateService's rule that a service other than headless or ExternalName has ports."""
-    raw = obj.get("spec")
-    spec: dict[str, Any] = raw if isinstance(raw, dict) else {}
-    stype = spec.get("type") or "ClusterIP"
-    ips = spec.get("clusterIPs") or [spec.get("clusterIP")]
-    headless = stype == "ClusterIP" and bool(ips) and ips[0] == "None"
-    if not spec.get("ports") and not headless and stype != "ExternalName":
-        return [required("spec.ports")]
-    return []
-
-
 _ACCESS_MODES = ["ReadOnlyMany", "ReadWriteMany", "ReadWriteOnce", "ReadWriteOncePod"]
 
 
@@ -456,7 +451,9 @@ def _kind_causes(kind: Kind, obj: Obj) -> list[Cause]:
     if kind.kind == "Secret":
         return _secret_causes(obj)
     if kind.kind == "Service":
-        return _service_causes(obj)
+        # Imported here: the Service rules build on this module's helpers.
+        from statemachine.sim import servicevalidation
+        return servicevalidation.service_causes(obj)
     if kind.kind == "PersistentVolumeClaim":
         return _pvc_spec_causes(obj)
     return []
@@ -495,6 +492,9 @@ def check_update(kind: Kind, old: Obj, new: Obj) -> None:
         causes += _data_causes(kind, new, old) + _immutable_data(kind, old, new)
     elif kind.group == "batch" and kind.kind == "Job":
         causes += _job_update(old, new)
+    elif not kind.group and kind.kind == "Service":
+        from statemachine.sim import servicevalidation
+        causes += servicevalidation.update_causes(old, new)
     if not kind.group and kind.kind == "PersistentVolumeClaim":
         # ValidatePersistentVolumeClaimUpdate: the new claim's own rules, then the update's.
         causes += _pvc_spec_causes(new) + _pvc_update(old, new)
