@@ -15,7 +15,8 @@ Both share one :class:`~statemachine.sim.controller.SimNetwork`. Seeding order p
 namespaces ``default`` and ``kube-system``; ``statemachine.sim.defaults.base_objects(cluster)`` if
 that module exists (the KubeVirt CR, CA ConfigMaps, ...); then the seed file's objects (a seed
 object replaces a default with the same identity); every namespace they reference is created.
-Seeded objects keep their ``status``. Before all of them, the bootstrap RBAC roles
+Seeded objects keep their ``status``; a seeded ``Bound`` claim gets its PersistentVolume
+(``volumes.seed_volumes``). Before all of them, the bootstrap RBAC roles
 (``rbacdefaults``). Users: ``admin`` (cluster-admin) plus every ``User`` subject
 of a seeded binding, each with its own bearer token per cluster.
 """
@@ -35,7 +36,7 @@ from typing import Any
 
 import yaml
 
-from statemachine.sim import auth, crd, events, rbacdefaults
+from statemachine.sim import auth, crd, events, rbacdefaults, volumes
 from statemachine.sim.apiserver import IDLE_TIMEOUT, ApiServer
 from statemachine.sim.controller import (DEFAULT_TICK, ClusterContext, Runner, SimNetwork,
                                          load_controllers)
@@ -185,6 +186,8 @@ class SimulatedClusters:
         for obj in sorted(objects.values(), key=lambda o: o.get("kind") != "Namespace"):
             if not crd.is_crd(obj):
                 store.create(f"{obj['apiVersion']}/{obj['kind']}", obj, keep_status=True)
+        # Seeded Bound claims get the PersistentVolumes a real cluster would have (volumes.py).
+        volumes.seed_volumes(store)
         users = [auth.ADMIN]
         users += [u for u in auth.users_in(list(objects.values())) if u != auth.ADMIN]
         return users

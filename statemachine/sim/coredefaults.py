@@ -6,7 +6,8 @@ Two sources, applied at different moments, as upstream applies them:
   ``SetDefaults_*`` functions of ``pkg/apis/core/v1`` and ``pkg/apis/storage/v1``): on every
   write, and on every read from etcd, so every stored object carries them, whoever wrote it.
   The store calls it on every create and write (seeded and controller objects included).
-  PersistentVolumeClaim: ``spec.volumeMode: Filesystem``, ``status.phase: Pending``; Secret:
+  PersistentVolumeClaim: ``spec.volumeMode: Filesystem``, ``status.phase: Pending``;
+  PersistentVolume: the same and ``spec.persistentVolumeReclaimPolicy: Retain``; Secret:
   ``type: Opaque`` and ``stringData`` folded into ``data`` (base64; the conversion to the
   internal type does it, so ``stringData`` is never stored); StorageClass:
   ``reclaimPolicy: Delete``, ``volumeBindingMode: Immediate``;
@@ -61,6 +62,8 @@ def decode(kind: Kind, obj: Obj, *, status: bool = True) -> None:
                 current = obj.get("status")
                 if current is None or isinstance(current, dict) and not current.get("phase"):
                     obj["status"] = {**(current or {}), "phase": "Pending"}
+        elif kind.kind == "PersistentVolume":
+            _volume(obj, status)
         elif kind.kind == "Secret":
             if not obj.get("type"):
                 obj["type"] = "Opaque"
@@ -82,6 +85,22 @@ def decode(kind: Kind, obj: Obj, *, status: bool = True) -> None:
             obj["reclaimPolicy"] = "Delete"
         if obj.get("volumeBindingMode") is None:
             obj["volumeBindingMode"] = "Immediate"
+
+
+def _volume(obj: Obj, status: bool) -> None:
+    """``SetDefaults_PersistentVolume``: reclaim policy ``Retain``, volume mode ``Filesystem``,
+    phase ``Pending``."""
+    spec = obj.get("spec")
+    if spec is None:
+        spec = obj["spec"] = {}
+    if isinstance(spec, dict):
+        if not spec.get("persistentVolumeReclaimPolicy"):
+            spec["persistentVolumeReclaimPolicy"] = "Retain"
+        if spec.get("volumeMode") is None:
+            spec["volumeMode"] = "Filesystem"
+    current = obj.get("status")
+    if status and (current is None or isinstance(current, dict) and not current.get("phase")):
+        obj["status"] = {**(current or {}), "phase": "Pending"}
 
 
 def _service_spec(spec: Obj) -> None:
@@ -146,10 +165,18 @@ def default_storage_class(kind: Kind, obj: Obj, classes: list[Obj]) -> None:
 
 def hook(store: Store, inner: Hook) -> Hook:
     """The store's admission hook: the DefaultStorageClass plugin on a create made by an API
-    request (built-in admission plugins mutate before the webhooks), then ``inner``."""
+    request (built-in admission plugins mutate before the webhooks), the
+    StorageObjectInUseProtection plugin's ``kubernetes.io/pv-protection`` finalizer on a
+    PersistentVolume's (decision: not yet its ``kubernetes.io/pvc-protection`` on claims, whose
+    deletion would then wait for their pods), then ``inner``."""
     def run(kind: Kind, new: Obj, old: Obj | None, subresource: str | None) -> None:
-        if old is None and not subresource and not kind.group \
-                and kind.kind == "PersistentVolumeClaim" and admission.in_request():
-            default_storage_class(kind, new, store.peek_list("StorageClass"))
+        if old is None and not subresource and not kind.group and admission.in_request():
+            if kind.kind == "PersistentVolumeClaim":
+                default_storage_class(kind, new, store.peek_list("StorageClass"))
+            elif kind.kind == "PersistentVolume":
+                meta = new.setdefault("metadata", {})
+                fins = meta.get("finalizers") or []
+                if isinstance(fins, list) and "kubernetes.io/pv-protection" not in fins:
+                    meta["finalizers"] = [*fins, "kubernetes.io/pv-protection"]
         inner(kind, new, old, subresource)
     return run

@@ -105,6 +105,45 @@ def _kinds() -> dict[tuple[str, str, str], tuple[str, dict[str, Any]]]:
                 "capacity": _map("Capacity of the bound volume."),
                 "conditions": _list("Observations of the claim's state.",
                                     _obj("A claim condition."))})}),
+        ("", "v1", "PersistentVolume"): ("A piece of storage in the cluster, provisioned "
+                                          "by an administrator or dynamically.", {
+            "spec": _obj("Desired state of the volume.", {
+                "capacity": _map("The volume's capacity (only storage)."),
+                "accessModes": _list("How the volume can be mounted.", _str("")),
+                "claimRef": _obj("The claim bound to the volume.", {
+                    key: _str(f"The claim's {key}.") for key in (
+                        "kind", "namespace", "name", "uid", "apiVersion", "resourceVersion",
+                        "fieldPath")}),
+                "persistentVolumeReclaimPolicy": _str("What happens after the claim is "
+                                                      "released: Retain, Delete or Recycle."),
+                "storageClassName": _str("The StorageClass the volume belongs to."),
+                "mountOptions": _list("Mount options.", _str("")),
+                "volumeMode": _str("Block or Filesystem."),
+                "volumeAttributesClassName": _str("The VolumeAttributesClass of the volume."),
+                "nodeAffinity": _obj("The nodes the volume can be reached from."),
+                "csi": _obj("A volume of an external CSI driver.", {
+                    "driver": _str("The CSI driver's name."),
+                    "volumeHandle": _str("The driver's identifier of the volume."),
+                    "readOnly": _bool("Whether the volume is published read-only."),
+                    "fsType": _str("The filesystem type to mount."),
+                    "volumeAttributes": _map("Driver-specific attributes."),
+                    "controllerPublishSecretRef": _obj("Secret for ControllerPublish."),
+                    "nodeStageSecretRef": _obj("Secret for NodeStage."),
+                    "nodePublishSecretRef": _obj("Secret for NodePublish."),
+                    "controllerExpandSecretRef": _obj("Secret for ControllerExpand."),
+                    "nodeExpandSecretRef": _obj("Secret for NodeExpand.")},
+                    ["driver", "volumeHandle"]),
+                **{source: _obj(f"A {source} volume.") for source in (
+                    "hostPath", "nfs", "local", "iscsi", "fc", "rbd", "cephfs", "glusterfs",
+                    "gcePersistentDisk", "awsElasticBlockStore", "azureDisk", "azureFile",
+                    "cinder", "flexVolume", "flocker", "vsphereVolume", "quobyte",
+                    "photonPersistentDisk", "portworxVolume", "scaleIO", "storageos")}}),
+            "status": _obj("Observed state of the volume.", {
+                "phase": _str("Pending, Available, Bound, Released or Failed."),
+                "message": _str("Why the volume is in its phase, for humans."),
+                "reason": _str("Why the volume is in its phase, in one word."),
+                "lastPhaseTransitionTime": {"type": "string", "format": "date-time",
+                                            "description": "When the phase last changed."}})}),
         ("", "v1", "Pod"): ("A group of containers that run together on a node.", {
             "spec": _obj("Desired state of the pod."),
             "status": _obj("Observed state of the pod.")}),

@@ -151,6 +151,8 @@ KINDS: tuple[Kind, ...] = (
     _k("", "v1", "Secret", "secrets", custom=False),
     _k("", "v1", "PersistentVolumeClaim", "persistentvolumeclaims", status=True, short=("pvc",),
        custom=False),
+    _k("", "v1", "PersistentVolume", "persistentvolumes", namespaced=False, status=True,
+       short=("pv",), custom=False),
     _k("", "v1", "Pod", "pods", status=True, short=("po",), custom=False, categories=_ALL),
     _k("", "v1", "Event", "events", short=("ev",), custom=False),
     _k("", "v1", "Service", "services", status=True, short=("svc",), custom=False,

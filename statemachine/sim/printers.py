@@ -308,9 +308,13 @@ def _pv(obj: Obj, now: _dt.datetime) -> Cells:
     claim_text = f"{claim.get('namespace', '')}/{claim.get('name', '')}" if claim else ""
     phase = "Terminating" if _get(obj, "metadata", "deletionTimestamp") else (
         status.get("phase") or "")
+    # GetPersistentVolumeClass: the beta annotation wins over the field.
+    notes = _get(obj, "metadata", "annotations") or {}
+    storage_class = notes.get("volume.beta.kubernetes.io/storage-class",
+                              spec.get("storageClassName") or "")
     return [_name(obj), str(_get(spec, "capacity", "storage") or "0"),
             _access_modes(spec.get("accessModes")), spec.get("persistentVolumeReclaimPolicy") or "",
-            phase, claim_text, spec.get("storageClassName") or "",
+            phase, claim_text, storage_class,
             spec.get("volumeAttributesClassName") or "<unset>", status.get("reason") or "",
             age(obj, now), spec.get("volumeMode") or "<unset>"]
 

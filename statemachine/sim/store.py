@@ -49,7 +49,7 @@ from typing import Any, Literal
 
 from statemachine.errors import Conflict, Invalid, NotFound, PermanentClusterError
 from statemachine.sim import (coredefaults, deletion, managedfields, patches, selectors,
-                              serviceregistry, validation)
+                              serviceregistry, validation, volumes)
 from statemachine.sim.history import History
 from statemachine.sim.kinds import Kind, KindRegistry
 
@@ -472,6 +472,7 @@ class Store:
             # Decoding's defaults; a dry run answers the prepared object, which storage never
             # decoded, so without the status ones.
             coredefaults.decode(k, new, status=not dry_run)
+            volumes.stamp_phase(k, new, None)
             if k.kind == "Namespace":
                 new.setdefault("status", {"phase": "Active"})
                 spec = new.setdefault("spec", {})
@@ -583,6 +584,7 @@ class Store:
             if validate:
                 checked = dict(new, metadata=dict(meta, uid=body_uid or meta_old.get("uid")))
                 validation.check_update(k, old, checked)
+        volumes.stamp_phase(k, new, old)
         if self.admission is not None:
             self.admission(k, new, old, subresource)
         meta = new["metadata"]

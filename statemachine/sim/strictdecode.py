@@ -45,6 +45,11 @@ _TOP = ("apiVersion", "kind")
 _RULE = _struct("verbs", "apiGroups", "resources", "resourceNames", "nonResourceURLs")
 _SUBJECT = _struct("kind", "apiGroup", "name", "namespace")
 _ROLE_REF = _struct("apiGroup", "kind", "name")
+#: ``PersistentVolumeSource``'s members (each a struct not spelled out here).
+_PV_SOURCES = ("gcePersistentDisk", "awsElasticBlockStore", "hostPath", "glusterfs", "nfs", "rbd",
+               "iscsi", "cinder", "cephfs", "fc", "flocker", "flexVolume", "azureFile",
+               "vsphereVolume", "quobyte", "azureDisk", "photonPersistentDisk",
+               "portworxVolume", "scaleIO", "local", "storageos", "csi")
 _CONDITION = _struct("type", "status", "lastProbeTime", "lastTransitionTime", "reason",
                      "message")
 
@@ -72,6 +77,14 @@ SHAPES: dict[tuple[str, str], dict[str, Shape]] = {
                        conditions=[_CONDITION],
                        modifyVolumeStatus=_struct("targetVolumeAttributesClassName",
                                                   "status"))),
+    # The volume sources (csi, hostPath, nfs, local, ...) are left open: ``spec`` lists them.
+    ("", "PersistentVolume"): _struct(
+        *_TOP, metadata=_META,
+        spec=_struct(
+            "accessModes", "persistentVolumeReclaimPolicy", "storageClassName", "mountOptions",
+            "volumeMode", "volumeAttributesClassName", "nodeAffinity", *_PV_SOURCES,
+            capacity=MAP, claimRef=_OBJECT_REF),
+        status=_struct("phase", "message", "reason", "lastPhaseTransitionTime")),
     ("", "Pod"): _struct(*_TOP, "spec", "status", metadata=_META),
     ("", "Service"): _struct(*_TOP, "spec", "status", metadata=_META),
     ("", "Node"): _struct(*_TOP, "spec", "status", metadata=_META),

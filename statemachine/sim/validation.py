@@ -12,6 +12,7 @@ kind-specific rules smrun's objects meet (apiserver-fidelity.md §7):
 - kind rules on create and update: a ConfigMap key in both bags, the keys a Secret's type
   requires, a Service's spec (``servicevalidation.py``: ports, type, cluster IPs, selector,
   affinity, traffic policies; on updates cluster IPs that may not change), a PVC's spec
+  and a PersistentVolume's (capacity, access modes, a single volume source)
   (:func:`_kind_causes`);
 - which kinds carry ``metadata.generation`` (:func:`tracks_generation`).
 - storage's refusal of a create that carries a ``resourceVersion`` (500, no reason:
@@ -445,6 +446,75 @@ def _pvc_spec_causes(obj: Obj) -> list[Cause]:
     return causes
 
 
+#: ``PersistentVolumeSource``'s members in the order ValidatePersistentVolumeSpec counts them.
+_PV_SOURCES = ("hostPath", "gcePersistentDisk", "awsElasticBlockStore", "glusterfs", "flocker",
+               "nfs", "rbd", "quobyte", "cephfs", "iscsi", "cinder", "fc", "flexVolume",
+               "azureFile", "vsphereVolume", "photonPersistentDisk", "portworxVolume",
+               "azureDisk", "scaleIO", "local", "storageos", "csi")
+
+
+def _go_resource_list(value: Any) -> str:
+    """``%#v`` of a ``core.ResourceList``: nil, empty, else its keys (the quantities, Go struct
+    dumps, abbreviated to ``{...}``)."""
+    if value is None:
+        return "core.ResourceList(nil)"
+    items = value.items() if isinstance(value, dict) else []
+    return "core.ResourceList{" + ", ".join(
+        f"{go_quote(str(k))}:resource.Quantity{{...}}" for k, _ in sorted(items)) + "}"
+
+
+def _pv_spec_causes(obj: Obj) -> list[Cause]:
+    """ValidatePersistentVolumeSpec's rules on access modes, capacity, volume mode, reclaim
+    policy and the volume source (exactly one; a CSI source's driver and handle); node
+    affinity, class names and the sources' own fields other than CSI's are not checked."""
+    from statemachine.sim.controllers.conditions import parse_quantity
+    raw = obj.get("spec")
+    spec: dict[str, Any] = raw if isinstance(raw, dict) else {}
+    causes: list[Cause] = []
+    modes = spec.get("accessModes") or []
+    if not modes:
+        causes.append(required("spec.accessModes"))
+    causes += [not_supported("spec.accessModes", m, _ACCESS_MODES) for m in modes
+               if m not in _ACCESS_MODES]
+    if "ReadWriteOncePod" in modes and any(m in _ACCESS_MODES and m != "ReadWriteOncePod"
+                                           for m in modes):
+        causes.append(forbidden("spec.accessModes",
+                                "may not use ReadWriteOncePod with other access modes"))
+    capacity = spec.get("capacity")
+    if not capacity:
+        causes.append(required("spec.capacity"))
+    if not isinstance(capacity, dict) or "storage" not in capacity or len(capacity) > 1:
+        causes.append(("FieldValueNotSupported", "spec.capacity",
+                       f"Unsupported value: {_go_resource_list(capacity)}: supported values: "
+                       '"storage"'))
+    for key, qty in sorted((capacity or {}).items() if isinstance(capacity, dict) else []):
+        if parse_quantity(qty) <= 0:
+            causes.append(invalid_value(f"spec.capacity[{key}]", str(qty),
+                                        "must be greater than zero"))
+    mode = spec.get("volumeMode")
+    if mode is not None and mode not in ("Block", "Filesystem"):
+        causes.append(not_supported("spec.volumeMode", mode, ["Block", "Filesystem"]))
+    policy = spec.get("persistentVolumeReclaimPolicy")
+    if policy and policy not in ("Delete", "Recycle", "Retain"):
+        causes.append(not_supported("spec.persistentVolumeReclaimPolicy", policy,
+                                    ["Delete", "Recycle", "Retain"]))
+    found = 0
+    for source in _PV_SOURCES:
+        if spec.get(source) is None:
+            continue
+        if found:
+            causes.append(forbidden(f"spec.{source}", "may not specify more than 1 volume type"))
+            continue
+        found += 1
+        if source == "csi":
+            csi = spec["csi"] if isinstance(spec["csi"], dict) else {}
+            causes += [required(f"spec.csi.{key}") for key in ("driver", "volumeHandle")
+                       if not csi.get(key)]
+    if not found:
+        causes.append(required("spec", "must specify a volume type"))
+    return causes
+
+
 def _kind_causes(kind: Kind, obj: Obj) -> list[Cause]:
     if kind.group:
         return []
@@ -456,6 +526,8 @@ def _kind_causes(kind: Kind, obj: Obj) -> list[Cause]:
         return servicevalidation.service_causes(obj)
     if kind.kind == "PersistentVolumeClaim":
         return _pvc_spec_causes(obj)
+    if kind.kind == "PersistentVolume":
+        return _pv_spec_causes(obj)
     return []
 
 

@@ -23,10 +23,11 @@ def all_controllers() -> list[Controller]:
     from statemachine.sim.controllers.kubevirt import KubeVirtController
     from statemachine.sim.controllers.migration import MigrationController
     from statemachine.sim.controllers.pause import PauseJobController, PausedStartController
+    from statemachine.sim.controllers.pv import PersistentVolumeController
     from statemachine.sim.controllers.vm import VirtualMachineController
     from statemachine.sim.controllers.vmi import VirtualMachineInstanceController
 
     return [KubeVirtController(), VirtualMachineController(), VirtualMachineInstanceController(),
             MigrationController(), DataVolumeController(),
-            PersistentVolumeClaimController(), ExportController(),
+            PersistentVolumeClaimController(), PersistentVolumeController(), ExportController(),
             BackupController(), JobController(), PausedStartController(), PauseJobController()]

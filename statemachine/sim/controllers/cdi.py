@@ -30,7 +30,10 @@ Fault injection: ``sim.smrun.io/fail: "true"`` on the DataVolume → ``Failed`` 
 
 PersistentVolumeClaims not created for a DataVolume are bound on the next tick (Immediate class)
 or when a consumer appears (WaitForFirstConsumer class); an unbound one without a class first
-gets the default class, as the PV controller assigns it retroactively.
+gets the default class, as the PV controller assigns it retroactively. Binding (a DataVolume's
+claim too) provisions a PersistentVolume ``pvc-<claim uid>`` as the PV controller and a CSI
+provisioner do (``statemachine/sim/volumes.py``); a claim naming a volume that does not exist
+stays ``Pending``.
 
 The DV's claim is rendered as CDI does (``_pvc_spec``): ``spec.pvc`` as written, with the
 default StorageClass the API server's DefaultStorageClass plugin would name; ``spec.storage`` with
@@ -48,7 +51,7 @@ import copy
 import math
 from typing import Any
 
-from statemachine.sim import coredefaults, events
+from statemachine.sim import coredefaults, events, volumes
 from statemachine.sim.controller import ClusterContext, Controller
 from statemachine.sim.controllers.conditions import (
     annotations_of, parse_quantity, condition_is, get_condition, set_condition, wants_failure)
@@ -142,16 +145,10 @@ def _waits_for_consumer(ctx: ClusterContext, pvc: Obj) -> bool:
     return True
 
 
-def _bind(ctx: ClusterContext, pvc: Obj) -> None:
-    spec = pvc.get("spec") or {}
-    size = ((spec.get("resources") or {}).get("requests") or {}).get("storage", "1Gi")
-    md = pvc["metadata"]
-    ctx.store.update_status("PersistentVolumeClaim", md.get("namespace"), md["name"], {
-        "phase": "Bound", "accessModes": spec.get("accessModes") or ["ReadWriteOnce"],
-        "capacity": {"storage": size}})
-    if not spec.get("volumeName"):
-        ctx.store.mutate("PersistentVolumeClaim", md.get("namespace"), md["name"],
-                         lambda o: o["spec"].update({"volumeName": f"pvc-{md['uid']}"}))
+def _bind(ctx: ClusterContext, pvc: Obj) -> bool:
+    """Provision and bind the claim as the PV controller and the class's CSI provisioner do
+    (``volumes.provision``); False while it names a volume that does not exist."""
+    return volumes.provision(ctx.store, pvc)
 
 
 class PersistentVolumeClaimController(Controller):
@@ -182,7 +179,7 @@ class PersistentVolumeClaimController(Controller):
                 ctx.store.update_status("PersistentVolumeClaim", md.get("namespace"), md["name"],
                                         {"phase": "Pending"})
             return True
-        _bind(ctx, obj)
+        _bind(ctx, obj)  # a claim naming a missing volume waits for it (resyncs)
         return None
 
 
@@ -221,8 +218,7 @@ class DataVolumeController(Controller):
         elif phase in ("Pending", "WaitForFirstConsumer"):
             if _waits_for_consumer(ctx, pvc):
                 status["phase"] = "WaitForFirstConsumer"
-            else:
-                _bind(ctx, pvc)
+            elif (pvc.get("status") or {}).get("phase") == "Bound" or _bind(ctx, pvc):
                 status["phase"] = "PVCBound"
                 set_condition(status, "Bound", "True", "Bound", f"PVC {name} Bound", style="cdi")
         elif phase == "PVCBound":
