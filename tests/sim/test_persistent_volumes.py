@@ -283,3 +283,22 @@ def test_explain_and_field_selectors(kubectl_of: Kubectl) -> None:
     assert proc.returncode == 1
     assert '"status.phase" is not a known field selector: only "metadata.name", ' \
            '"metadata.namespace"' in proc.stderr
+
+
+def test_the_kubernetes_client_reads_volumes(cluster: SimulatedClusters) -> None:
+    """The official client's typed models take the PVs and bound claims as they are served."""
+    from kubernetes import client, config
+
+    api = config.new_client_from_config(config_file=str(cluster.kubeconfig_path),
+                                        context="source")
+    try:
+        core = client.CoreV1Api(api)
+        volumes = {pv.metadata.name: pv for pv in core.list_persistent_volume().items}
+        claim = core.read_namespaced_persistent_volume_claim("dynamic", NS)
+        pv = volumes[claim.spec.volume_name]
+        assert (pv.spec.claim_ref.uid, pv.spec.csi.driver, pv.status.phase) == (
+            claim.metadata.uid, "sim.smrun.io/hostpath", "Bound")
+        assert pv.status.last_phase_transition_time is not None
+        assert claim.status.capacity == {"storage": "3Gi"}
+    finally:
+        api.close()
