@@ -12,8 +12,8 @@ through the API (dry runs included: the webhooks declare ``sideEffects: None``):
   known run strategy, a template, memory for dedicated CPUs.
 - VirtualMachineInstance create: ``virtualmachineinstances-mutator`` (finalizer
   ``kubevirt.io/foregroundDeleteVirtualMachine``, ``status.phase: Pending`` with its transition
-  timestamp) and ``virtualmachineinstances-create-validator``'s mandatory memory; update: the
-  spec may not change (``virtualmachineinstances-update-validator``; every API user here is a
+  timestamp, ``runtimeUser``, ``guestOSInfo``, ``memory`` and ``currentCPUTopology``) and
+  ``virtualmachineinstances-create-validator``'s mandatory memory; update: the spec may not change (``virtualmachineinstances-update-validator``; every API user here is a
   non-KubeVirt user, the simulated controllers write to the store directly).
 - DataVolume (CDI's ``datavolume-validate``): create is refused when a PVC of its name exists
   that CDI did not make for it, then by the first problem of its spec (:func:`dv_spec_problem`:
@@ -43,6 +43,7 @@ from typing import Any
 
 from statemachine.errors import PermanentClusterError
 from statemachine.sim import admission, jobdefaults
+from statemachine.sim.controllers import vmistatus
 from statemachine.sim.controllers.conditions import parse_quantity
 from statemachine.sim.kinds import Kind
 from statemachine.sim.store import Obj, Store, now_rfc3339
@@ -277,6 +278,10 @@ def mutate_vmi(body: Obj) -> None:
     if VMI_FINALIZER not in fins:
         fins.append(VMI_FINALIZER)
     status = body.setdefault("status", {})
+    if not isinstance(status, dict):
+        status = body["status"] = {}
+    # runtimeUser, guestOSInfo, memory, currentCPUTopology (vmistatus.mutator_fields).
+    status.update(vmistatus.mutator_fields(body.get("spec") or {}))
     status["phase"] = "Pending"
     status["phaseTransitionTimestamps"] = [{"phase": "Pending",
                                             "phaseTransitionTimestamp": now_rfc3339()}]

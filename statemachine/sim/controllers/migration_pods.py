@@ -20,7 +20,7 @@ from __future__ import annotations
 from typing import Any
 
 from statemachine.sim.controller import ClusterContext
-from statemachine.sim.controllers import launchers, pods
+from statemachine.sim.controllers import launchers, pods, vmistatus
 from statemachine.sim.controllers.migration_sync import VMI, mutate_state
 from statemachine.sim.controllers.vmi import node_name
 from statemachine.sim.store import Obj
@@ -98,8 +98,12 @@ def _succeeded(ctx: ClusterContext, vmim: Obj, status: dict[str, Any], vmi: Obj,
         pod = ctx.store.try_get("Pod", ns, target)
         active = {pod["metadata"]["uid"]: target_node} if pod is not None else {}
         mutate_state(ctx, vmi, lambda ms: ms.update({"targetPod": target, "sourcePod": source}))
+        # The target handler reports the migrated domain's interfaces (same MACs) from the
+        # target pod: its IP.
+        moved = {"activePods": active, "interfaces": vmistatus.running_interfaces(
+            vmi, str(((pod or {}).get("status") or {}).get("podIP") or ""), keep_macs=True)}
         ctx.store.mutate(VMI, ns, vname, lambda o: o.setdefault("status", {}).update(
-            {"activePods": active}))
+            {k: v for k, v in moved.items() if v != []}))
     elif which == "source":
         launchers.finish(ctx, vmi, launchers.current_name(ctx, vmi))
     else:

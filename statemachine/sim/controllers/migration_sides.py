@@ -13,6 +13,7 @@ from __future__ import annotations
 from typing import Any
 
 from statemachine.sim.controller import ClusterContext
+from statemachine.sim.controllers import vmistatus
 from statemachine.sim.controllers.conditions import now, remove_condition, set_condition
 from statemachine.sim.controllers.migration_sync import VMI, mutate_state
 from statemachine.sim.controllers.vmi import RECEIVER_ANNOTATION, claim_names, node_name
@@ -163,6 +164,11 @@ def target_step(ctx: ClusterContext, vmim: Obj, status: dict[str, Any], vmi: Obj
     if phase == "Scheduling":
         node, pod = node_name(ctx, receiver=True), _pod(vmi, ctx.name, "02")
         uid, md = vmim["metadata"]["uid"], vmi["metadata"]
+        # The VMI controller's Scheduling/Scheduled writes for the target pod (lifecycle §8.1
+        # step 13): qosClass, launcher image, primary interface, volumes with their claims.
+        target_pod = ctx.store.peek("Pod", md.get("namespace"), pod)
+        scheduled = {**vmistatus.scheduling_fields(target_pod),
+                     **vmistatus.scheduled_fields(ctx, vmi)}
 
         def handoff(o: Obj) -> None:
             st = o.setdefault("status", {})
@@ -174,6 +180,7 @@ def target_step(ctx: ClusterContext, vmim: Obj, status: dict[str, Any], vmi: Obj
                  "virtualMachineInstanceUID": md["uid"], "domainName": md["name"],
                  "domainNamespace": md.get("namespace")})
             st["phase"], st["nodeName"] = "Scheduled", node
+            st.update(scheduled)
             o["metadata"].setdefault("labels", {})["kubevirt.io/migrationTargetNodeName"] = node
         _set_vmi(ctx, vmi, handoff)
         return "Scheduled"
@@ -202,8 +209,14 @@ def target_step(ctx: ClusterContext, vmim: Obj, status: dict[str, Any], vmi: Obj
 
 def target_complete(ctx: ClusterContext, vmi: Obj) -> None:
     """The target handler finishes the migration: domain ready, ``completed``, VMI Running,
-    receiver annotation and target-node label removed (§1.6 step 19)."""
+    receiver annotation and target-node label removed (§1.6 step 19); the handler's report of the
+    domain now running in the target pod (interfaces with that pod's IP, disk targets…)."""
     node = node_name(ctx, receiver=True)
+    pod = str(((_state(vmi).get("targetState") or {}).get("pod")) or _pod(vmi, ctx.name, "02"))
+    ns = str(vmi["metadata"].get("namespace") or "")
+    source_uid = str((_state(vmi).get("sourceState") or {}).get("virtualMachineInstanceUID") or "")
+    handler = vmistatus.handler_fields(ctx, vmi, dict(vmi.get("status") or {}),
+                                       vmistatus.pod_ip(ctx, ns, pod), mac_seed=source_uid)
 
     def finish(o: Obj) -> None:
         st = o.setdefault("status", {})
@@ -214,6 +227,8 @@ def target_complete(ctx: ClusterContext, vmi: Obj) -> None:
         ms.setdefault("targetState", {}).update({"domainDetected": True,
                                                  "domainReadyTimestamp": stamp})
         st["phase"], st["nodeName"] = "Running", node
+        st.update(handler)
+        # Decentralized migrations copy every volume (migratedVolumes): always block migration.
         st["migrationMethod"], st["migrationTransport"] = "BlockMigration", "Unix"
         set_condition(st, "Ready", "True")
         (o["metadata"].get("annotations") or {}).pop(RECEIVER_ANNOTATION, None)

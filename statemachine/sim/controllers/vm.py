@@ -39,6 +39,7 @@ from typing import Any
 from statemachine.errors import ClusterError
 from statemachine.sim import events, webhooks
 from statemachine.sim.controller import ClusterContext, Controller
+from statemachine.sim.controllers import vmistatus
 from statemachine.sim.controllers.conditions import annotations_of, get_condition, set_condition
 from statemachine.sim.controllers.vmi import (
     FINAL_PHASES, RECEIVER_ANNOTATION, VM_FINALIZER, is_receiver)
@@ -267,7 +268,8 @@ class VirtualMachineController(Controller):
             "finalizers": [VM_FINALIZER],
             "ownerReferences": [{"apiVersion": "kubevirt.io/v1", "kind": "VirtualMachine",
                                  "name": md["name"], "uid": md["uid"], "controller": True,
-                                 "blockOwnerDeletion": True}]}, "spec": spec}
+                                 "blockOwnerDeletion": True}]}, "spec": spec,
+            "status": {"virtualMachineRevisionName": vmistatus.revision_name(vm)}}
         webhooks.mutate_vmi(body)
         try:
             webhooks.validate_vmi_create(body)

@@ -10,6 +10,12 @@ seeded VMI) gets one at once. Events (kubevirt-fidelity.md §5.2-5.3): ``Success
 virtualmachine-controller), ``Created`` and ``Started`` (virt-handler) on the way up;
 ``ShuttingDown`` and ``Stopped`` on deletion, then ``SuccessfulDelete`` for the pod.
 
+The other status fields come from ``vmistatus.py``, written with the phase change they belong to:
+``qosClass`` and ``launcherContainerImageVersion`` at ``Scheduling``, the primary interface, the
+volumes' claim info and ``migrationTransport`` at ``Scheduled``, the handler's report (interfaces
+with the pod's IP, disk targets, ``migrationMethod``, ``selinuxContext``, ``machine``) at
+``Running``; a seeded running VMI gets whatever it lacks once.
+
 Receiver VMIs (annotation ``kubevirt.io/create-migration-target: "true"``): ``Pending`` (or ``""``)
 ``→ WaitingForSync`` only; every later phase belongs to the decentralized migration (``migration.py``), which moves the
 VMI as the target pod appears and the migration completes or fails.
@@ -25,7 +31,7 @@ from __future__ import annotations
 from typing import Any
 
 from statemachine.sim.controller import ClusterContext, Controller
-from statemachine.sim.controllers import launchers
+from statemachine.sim.controllers import launchers, vmistatus
 from statemachine.sim.controllers.conditions import (
     annotations_of, get_condition, remove_condition, set_condition)
 from statemachine.sim.store import Obj
@@ -111,12 +117,18 @@ class VirtualMachineInstanceController(Controller):
             elif nxt == "Scheduling":
                 set_condition(status, "Ready", "False", "GuestNotRunning",
                               "Guest VM is not reported as running")
-                launchers.create(ctx, obj, launchers.current_name(ctx, obj))
+                pod = launchers.current_name(ctx, obj)
+                launchers.create(ctx, obj, pod)
+                status.update(vmistatus.scheduling_fields(ctx.store.peek("Pod", ns, pod)))
             elif nxt == "Scheduled":
                 status["nodeName"] = node_name(ctx)
                 status["activePods"] = launchers.schedule(
                     ctx, obj, launchers.current_name(ctx, obj), status["nodeName"])
+                status.update(vmistatus.scheduled_fields(ctx, obj))
             else:
+                # virt-handler's first report of the running domain, once.
+                ip = vmistatus.pod_ip(ctx, ns or "", launchers.current_name(ctx, obj))
+                status.update(vmistatus.handler_fields(ctx, obj, status, ip))
                 self._running_status(ctx, obj, status)
             ctx.store.update_status("VirtualMachineInstance", ns, name, status, copy=False)
             if nxt == "Running":
@@ -136,6 +148,7 @@ class VirtualMachineInstanceController(Controller):
                 status["activePods"] = launchers.running_since_start(
                     ctx, obj, pod, str(status.get("nodeName") or node_name(ctx)))
             self._running_status(ctx, obj, status)
+            vmistatus.fill_missing(ctx, obj, status, pod)
             if status != before:
                 ctx.store.update_status("VirtualMachineInstance", ns, name, status, copy=False)
         return None
@@ -153,12 +166,6 @@ class VirtualMachineInstanceController(Controller):
             set_condition(status, "DataVolumesReady", "True", "AllDVsReady")
         else:
             remove_condition(status, "DataVolumesReady")
-        status.setdefault("migrationTransport", "Unix")
-        status.setdefault("interfaces", [{"name": "default", "ipAddress": "10.244.0.10",
-                                          "infoSource": "domain"}])
-        status.setdefault("volumeStatus", [{"name": v.get("name"), "target": f"vd{chr(97 + i)}"}
-                                           for i, v in enumerate(spec.get("volumes") or [])])
-        status.setdefault("qosClass", "Burstable")
 
     def _deleting(self, ctx: ClusterContext, vmi: Obj, phase: str) -> bool | None:
         md = vmi["metadata"]
@@ -179,6 +186,7 @@ class VirtualMachineInstanceController(Controller):
             return True
         for pod in launchers.owned(ctx, vmi):
             launchers.delete(ctx, vmi, pod)
+        vmistatus.forget(ctx, vmi)
         if md.get("finalizers"):
             ctx.store.mutate("VirtualMachineInstance", ns, name,
                              lambda o: o["metadata"].pop("finalizers", None))
