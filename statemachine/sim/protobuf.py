@@ -1,7 +1,7 @@
 """Decoding of Kubernetes protobuf request bodies (``application/vnd.kubernetes.protobuf``).
 
 kubectl's typed clientset sends built-in kinds as protobuf: ``kubectl create configmap|secret|
-namespace|serviceaccount|role|rolebinding|...``, ``kubectl create token``, ``kubectl auth can-i``
+namespace|serviceaccount|service|role|rolebinding|...``, ``kubectl create token``, ``kubectl auth can-i``
 and ``kubectl auth whoami``. A body is the magic ``k8s\\x00`` followed by a ``runtime.Unknown``
 (typeMeta{apiVersion=1, kind=2}, raw=2, contentEncoding=3, contentType=4) whose ``raw`` is the
 object's message (apiserver-fidelity.md §11). :func:`decode_object` turns it into the dict the JSON
@@ -41,6 +41,7 @@ class Unsupported(DecodeError):
 
 
 # A field's type: "string", "bytes", "bool", "int", "time", "fields" (FieldsV1: raw JSON),
+# "intstr" (IntOrString: a number or a string),
 # "map:string", "map:bytes", a message name from MESSAGES; a leading "[]" makes it repeated, a
 # trailing "?" marks a Go pointer field, whose zero value is kept (it was sent on purpose).
 _META = ("metadata", "ObjectMeta")
@@ -74,6 +75,23 @@ MESSAGES: dict[str, dict[int, tuple[str, str]]] = {
     "ServiceAccount": {1: _META, 2: ("secrets", "[]ObjectReference"),
                        3: ("imagePullSecrets", "[]LocalObjectReference"),
                        4: ("automountServiceAccountToken", "bool?")},
+    "Service": {1: _META, 2: ("spec", "ServiceSpec")},  # status (3) is the server's
+    "ServiceSpec": {1: ("ports", "[]ServicePort"), 2: ("selector", "map:string"),
+                    3: ("clusterIP", "string"), 4: ("type", "string"),
+                    5: ("externalIPs", "[]string"), 7: ("sessionAffinity", "string"),
+                    8: ("loadBalancerIP", "string"), 9: ("loadBalancerSourceRanges", "[]string"),
+                    10: ("externalName", "string"), 11: ("externalTrafficPolicy", "string"),
+                    12: ("healthCheckNodePort", "int"), 13: ("publishNotReadyAddresses", "bool"),
+                    14: ("sessionAffinityConfig", "SessionAffinityConfig"),
+                    17: ("ipFamilyPolicy", "string?"), 18: ("clusterIPs", "[]string"),
+                    19: ("ipFamilies", "[]string"), 20: ("allocateLoadBalancerNodePorts", "bool?"),
+                    21: ("loadBalancerClass", "string?"), 22: ("internalTrafficPolicy", "string?"),
+                    23: ("trafficDistribution", "string?")},
+    "ServicePort": {1: ("name", "string"), 2: ("protocol", "string"), 3: ("port", "int"),
+                    4: ("targetPort", "intstr"), 5: ("nodePort", "int"),
+                    6: ("appProtocol", "string?")},
+    "SessionAffinityConfig": {1: ("clientIP", "ClientIPConfig")},
+    "ClientIPConfig": {1: ("timeoutSeconds", "int?")},
     "ObjectReference": {1: ("kind", "string"), 2: ("namespace", "string"), 3: ("name", "string"),
                         4: ("uid", "string"), 5: ("apiVersion", "string"),
                         6: ("resourceVersion", "string"), 7: ("fieldPath", "string")},
@@ -122,6 +140,7 @@ MESSAGES: dict[str, dict[int, tuple[str, str]]] = {
     "Unknown": {1: ("typeMeta", "TypeMeta"), 2: ("raw", "raw"), 3: ("contentEncoding", "string"),
                 4: ("contentType", "string")},
     "TypeMeta": {1: ("apiVersion", "string"), 2: ("kind", "string")},
+    "IntOrString": {1: ("type", "int"), 2: ("intVal", "int"), 3: ("strVal", "string")},
     "Time": {1: ("seconds", "int"), 2: ("nanos", "int")},
     "MapEntry": {1: ("key", "raw"), 2: ("value", "raw")},
     "FieldsV1": {1: ("raw", "raw")},
@@ -216,6 +235,10 @@ def _scalar(ftype: str, value: int | bytes) -> Any:
         return bool(value) if ftype == "bool" else _signed(value)
     if ftype == "time":
         return _time(_raw(value))
+    if ftype == "intstr":
+        # intstr.IntOrString is a number or a string in JSON, as its type (1: string) says.
+        both = decode_message(_raw(value), "IntOrString")
+        return both.get("strVal", "") if both.get("type") == 1 else both.get("intVal", 0)
     if ftype == "fields":
         inner = decode_message(_raw(value), "FieldsV1")
         try:

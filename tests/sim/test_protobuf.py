@@ -67,6 +67,26 @@ def test_configmap_decodes_as_its_json() -> None:
                    "data": {"k": "v"}, "binaryData": {"bin": "AP8="}, "immutable": False}
 
 
+def test_service_decodes_with_int_or_string_target_ports() -> None:
+    def port(name: str, number: int, target: bytes) -> bytes:
+        return _len(1, name) + _len(2, "TCP") + _int(3, number) + _len(4, target) + _int(5, 0)
+    spec = (_len(1, port("http", 80, _int(1, 0) + _int(2, 8080) + _len(3, ""))) +
+            _len(1, port("web", 81, _int(1, 1) + _int(2, 0) + _len(3, "web"))) +
+            _len(1, port("same", 82, b"")) +  # an unset targetPort: the zero IntOrString
+            _entry(2, "app", "demo") + _len(3, "None") + _len(4, "ClusterIP") +
+            _len(17, "SingleStack") + _int(13, 0))
+    obj = protobuf.decode_object(_envelope("v1", "Service", _len(1, _len(1, "web")) +
+                                           _len(2, spec)), lookup("v1", "Service"))
+    assert obj == {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "web"},
+                   "spec": {"ports": [{"name": "http", "protocol": "TCP", "port": 80,
+                                       "targetPort": 8080},
+                                      {"name": "web", "protocol": "TCP", "port": 81,
+                                       "targetPort": "web"},
+                                      {"name": "same", "protocol": "TCP", "port": 82}],
+                            "selector": {"app": "demo"}, "clusterIP": "None",
+                            "type": "ClusterIP", "ipFamilyPolicy": "SingleStack"}}
+
+
 def test_negative_ints_fixed_fields_and_review_messages() -> None:
     spec = _len(1, _len(1, "ns") + _len(2, "get") + _len(5, "pods") + _len(6, "log") +
                 _len(8, _len(1, "spec.nodeName=n1")))

@@ -288,3 +288,23 @@ def test_kubectl_apply_of_a_service_twice(quiet: SimulatedClusters, kube: Kubect
     assert "spec.ports[0].name: Required value" in done.stderr
     stored = quiet.store("source").get("Service", "default", "web")
     assert [p["name"] for p in stored["spec"]["ports"]] == ["http", "metrics"]
+
+
+def test_kubectl_create_service_and_its_refusals(kube: Kubectl) -> None:
+    done = kube("create", "service", "nodeport", "web", "--tcp=80:8080", check=False)
+    assert done.returncode == 0, done.stderr
+    done = kube("get", "service", "web", "-o", "json")
+    spec = json.loads(done.stdout)["spec"]
+    assert spec["ports"][0]["name"] == "80-8080" and spec["ports"][0]["targetPort"] == 8080
+    assert 30000 <= spec["ports"][0]["nodePort"] <= 32767
+    done = kube("create", "service", "clusterip", "fixed", "--tcp=80",
+                f"--clusterip={spec['clusterIP']}", check=False)
+    assert done.returncode != 0
+    # kubectl create service sends protobuf and words the error its own way.
+    assert done.stderr == (
+        'error: failed to create ClusterIP service: Service "fixed" is invalid: spec.clusterIPs: '
+        f'Invalid value: []string{{"{spec["clusterIP"]}"}}: failed to allocate IP '
+        f'{spec["clusterIP"]}: provided IP is already allocated\n')
+    kube("create", "service", "externalname", "ext", "--external-name=db.example.com")
+    ext = json.loads(kube("get", "service", "ext", "-o", "json").stdout)["spec"]
+    assert ext["type"] == "ExternalName" and "clusterIP" not in ext and "ipFamilies" not in ext
