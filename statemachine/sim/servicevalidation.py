@@ -515,3 +515,85 @@ def update_causes(old: Obj, new: Obj) -> list[Cause]:
             _int(before.get("healthCheckNodePort")) != _int(spec.get("healthCheckNodePort")):
         causes.append(forbidden("spec.healthCheckNodePort", "field is immutable"))
     return causes
+
+# --------------------------------------------------------------------------- Go's JSON types
+
+# A Service's spec as Go's JSON decoder types it: a Go type name (as reflect prints it) and its
+# shape: "string", "int32", "bool", "intstr" (IntOrString), ("struct", {json name: type}),
+# ("list", element type), ("map", value type).
+GoType = tuple[str, Any]
+_STR: GoType = ("string", "string")
+_STRS: GoType = ("[]string", ("list", _STR))
+_I32: GoType = ("int32", "int32")
+_BOOL: GoType = ("bool", "bool")
+_PORT: GoType = ("v1.ServicePort", ("struct", {
+    "name": _STR, "protocol": ("v1.Protocol", "string"), "appProtocol": _STR, "port": _I32,
+    "targetPort": ("intstr.IntOrString", "intstr"), "nodePort": _I32}))
+_SPEC: GoType = ("v1.ServiceSpec", ("struct", {
+    "ports": ("[]v1.ServicePort", ("list", _PORT)),
+    "selector": ("map[string]string", ("map", _STR)),
+    "clusterIP": _STR, "clusterIPs": _STRS, "type": ("v1.ServiceType", "string"),
+    "externalIPs": _STRS, "sessionAffinity": ("v1.ServiceAffinity", "string"),
+    "loadBalancerIP": _STR, "loadBalancerSourceRanges": _STRS, "externalName": _STR,
+    "externalTrafficPolicy": ("v1.ServiceExternalTrafficPolicy", "string"),
+    "healthCheckNodePort": _I32, "publishNotReadyAddresses": _BOOL,
+    "sessionAffinityConfig": ("v1.SessionAffinityConfig", ("struct", {
+        "clientIP": ("v1.ClientIPConfig", ("struct", {"timeoutSeconds": _I32}))})),
+    "ipFamilies": ("[]v1.IPFamily", ("list", ("v1.IPFamily", "string"))),
+    "ipFamilyPolicy": ("v1.IPFamilyPolicy", "string"),
+    "allocateLoadBalancerNodePorts": _BOOL, "loadBalancerClass": _STR,
+    "internalTrafficPolicy": ("v1.ServiceInternalTrafficPolicy", "string"),
+    "trafficDistribution": _STR}))
+
+
+def _json_kind(value: Any) -> str:
+    """How Go's ``UnmarshalTypeError`` names a JSON value of the wrong type."""
+    if isinstance(value, bool):
+        return "bool"
+    if isinstance(value, (int, float)):
+        return "number"
+    if isinstance(value, list):
+        return "array"
+    return "object" if isinstance(value, dict) else "string"
+
+
+def _type_problem(value: Any, go: GoType, struct: str, path: str) -> tuple[str, str, str, str] | None:
+    """The first ``(found, struct, path, go type)`` Go's decoder reports under ``value``."""
+    name, shape = go
+    if value is None:
+        return None  # null decodes to the zero value
+    if shape in ("string", "bool"):
+        ok = isinstance(value, str) if shape == "string" else isinstance(value, bool)
+        return None if ok else (_json_kind(value), struct, path, name)
+    if shape in ("int32", "intstr"):
+        if shape == "intstr" and isinstance(value, str):
+            return None
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            return (_json_kind(value), struct, path, "int32")
+        if isinstance(value, float) or not -2 ** 31 <= value < 2 ** 31:
+            return (f"number {value}", struct, path, "int32")
+        return None
+    if isinstance(shape, tuple) and shape[0] == "struct":
+        if not isinstance(value, dict):
+            return (_json_kind(value), struct, path, name)
+        inner = name.split(".")[-1]
+        for key, item in value.items():
+            field = shape[1].get(key)
+            if field is not None:
+                problem = _type_problem(item, field, inner, f"{path}.{key}")
+                if problem:
+                    return problem
+        return None
+    if not isinstance(value, list if shape[0] == "list" else dict):
+        return (_json_kind(value), struct, path, name)
+    for item in (value if isinstance(value, list) else value.values()):
+        problem = _type_problem(item, shape[1], struct, path)
+        if problem:
+            return problem
+    return None
+
+
+def spec_type_problem(body: Obj) -> tuple[str, str, str, str] | None:
+    """What Go's JSON decoder refuses first in a Service's ``spec`` (a quoted ``port: "80"``:
+    ``("string", "ServicePort", "spec.ports.port", "int32")``), or ``None``."""
+    return _type_problem(body.get("spec"), _SPEC, "Service", "spec")

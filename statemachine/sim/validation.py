@@ -691,7 +691,8 @@ _GO_JSON_NAMES = {bool: "bool", int: "number", float: "number", list: "array", d
 def decode_problem(kind: Kind, body: Obj) -> str | None:
     """The error Go's JSON decoder meets first in a built-in kind's body, for the string maps
     smrun writes (ConfigMap/Secret data, labels, annotations): a YAML ``1`` or ``true`` left
-    unquoted. ``None`` when they decode; custom resources are not typed this way.
+    unquoted; and a Service's spec (``servicevalidation.spec_type_problem``: a quoted port
+    number). ``None`` when they decode; custom resources are not typed this way.
 
     Upstream answers 400 ``BadRequest``: ``<Kind> in version "<v>" cannot be handled as a
     <Kind>: json: cannot unmarshal number into Go struct field ConfigMap.data of type string``
@@ -716,6 +717,11 @@ def decode_problem(kind: Kind, body: Obj) -> str | None:
             if item is not None and not isinstance(item, str):
                 return _unmarshal(kind, _GO_JSON_NAMES.get(type(item), "string"), struct, path,
                                   go_type)
+    if kind.kind == "Service" and not kind.group:
+        from statemachine.sim import servicevalidation
+        problem = servicevalidation.spec_type_problem(body)
+        if problem:
+            return _unmarshal(kind, *problem)
     return None
 
 

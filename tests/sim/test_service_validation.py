@@ -13,6 +13,7 @@ from kubernetes import client
 from statemachine.sim.cluster import SimulatedClusters
 from tests.sim.conftest import Kubectl
 from tests.sim.refusals import refused
+from tests.sim.test_admission import _raw
 
 PORT_RANGE = "must be between 1 and 65535, inclusive"
 INVALID_IP = "must be a valid IP address, (e.g. 10.9.8.7 or 2001:db8::ffff)"
@@ -308,3 +309,58 @@ def test_kubectl_create_service_and_its_refusals(kube: Kubectl) -> None:
     kube("create", "service", "externalname", "ext", "--external-name=db.example.com")
     ext = json.loads(kube("get", "service", "ext", "-o", "json").stdout)["spec"]
     assert ext["type"] == "ExternalName" and "clusterIP" not in ext and "ipFamilies" not in ext
+
+
+def test_server_side_apply_of_a_service_and_its_change_of_type(kube: Kubectl) -> None:
+    doc: dict[str, Any] = {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "web"},
+                           "spec": {"type": "NodePort", "selector": {"app": "web"},
+                                    "ports": [{"name": "http", "port": 80}]}}
+    for port in (80, 8080):
+        doc["spec"]["ports"][0]["port"] = port
+        done = kube("apply", "--server-side", "-f", "-", input=json.dumps(doc), check=False)
+        assert done.returncode == 0, done.stderr
+    spec = json.loads(kube("get", "service", "web", "-o", "json").stdout)["spec"]
+    assert spec["ports"][0]["port"] == 8080 and spec["ports"][0]["nodePort"] >= 30000
+    # Becoming ExternalName drops the allocated IP and node port.
+    doc["spec"] = {"type": "ExternalName", "externalName": "db.example.com"}
+    done = kube("apply", "--server-side", "-f", "-", input=json.dumps(doc), check=False)
+    assert done.returncode == 0, done.stderr
+    spec = json.loads(kube("get", "service", "web", "-o", "json").stdout)["spec"]
+    assert spec["type"] == "ExternalName" and "clusterIP" not in spec
+    doc["spec"] = {"type": "ClusterIP", "clusterIP": "10.96.300.1", "ports": [{"port": 80}]}
+    done = kube("apply", "--server-side", "-f", "-", input=json.dumps(doc), check=False)
+    assert done.returncode != 0
+    assert ('The Service "web" is invalid: spec.clusterIPs[0]: Invalid value: "10.96.300.1": '
+            f"{INVALID_IP}") in done.stderr
+
+
+def test_spec_values_of_the_wrong_json_type_are_bad_requests(quiet: SimulatedClusters,
+                                                             kube: Kubectl) -> None:
+    prefix = 'Service in version "v1" cannot be handled as a Service: json: cannot unmarshal'
+    cases = [
+        ({"ports": [{"port": "80"}]},
+         "string into Go struct field ServicePort.spec.ports.port of type int32"),
+        ({"ports": [{"port": 80, "targetPort": True}]},
+         "bool into Go struct field ServicePort.spec.ports.targetPort of type int32"),
+        ({"ports": [{"port": 80.5}]},
+         "number 80.5 into Go struct field ServicePort.spec.ports.port of type int32"),
+        ({"type": 1, "ports": [{"port": 80}]},
+         "number into Go struct field ServiceSpec.spec.type of type v1.ServiceType"),
+        ({"ports": {"port": 80}},
+         "object into Go struct field ServiceSpec.spec.ports of type []v1.ServicePort"),
+        ({"selector": {"app": 1}, "ports": [{"port": 80}]},
+         "number into Go struct field ServiceSpec.spec.selector of type string"),
+        ({"sessionAffinityConfig": {"clientIP": {"timeoutSeconds": "1"}}},
+         "string into Go struct field ClientIPConfig.spec.sessionAffinityConfig.clientIP."
+         "timeoutSeconds of type int32")]
+    for spec, message in cases:
+        code, _, body = _raw(quiet, "POST", "/api/v1/namespaces/default/services",
+                             _svc("web", **spec))
+        assert (code, body["reason"], body["message"]) == (
+            400, "BadRequest", f"{prefix} {message}"), spec
+    doc = {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "web"},
+           "spec": {"ports": [{"port": "80"}]}}
+    done = kube("apply", "-f", "-", input=json.dumps(doc), check=False)
+    assert done.returncode != 0
+    assert (f"{prefix} string into Go struct field ServicePort.spec.ports.port of type int32"
+            in done.stderr)
