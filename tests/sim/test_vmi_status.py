@@ -7,7 +7,7 @@
   ``Running``; after a local or a decentralized migration, the target pod's IP and the same MAC;
 - the fields the VMI mutating webhook sets on create (``runtimeUser``, ``guestOSInfo``,
   ``memory``, ``currentCPUTopology``), also on a dry run, and the VM controller's
-  ``virtualMachineRevisionName``;
+  ``virtualMachineRevisionName``; an instancetype's CPU and memory on the VMI a VM starts;
 - the handler's ``migrationMethod``, ``selinuxContext``, ``machine``, the controller's
   ``qosClass`` and ``launcherContainerImageVersion``, and the same fields on a seeded running VMI.
 """
@@ -248,3 +248,43 @@ def test_decentralized_target_reports_its_pod_ip_and_the_source_mac(
     assert iface["mac"] == source_iface["mac"]  # the migrated domain keeps its MAC
     assert target["volumeStatus"] == [{"name": "root", "target": "vda"}]
     assert target["migrationMethod"] == "BlockMigration"
+
+
+INSTANCETYPE = {"apiVersion": "instancetype.kubevirt.io/v1beta1",
+                "kind": "VirtualMachineClusterInstancetype", "metadata": {"name": "u1.medium"},
+                "spec": {"cpu": {"guest": 2}, "memory": {"guest": "4Gi"}}}
+PREFERENCE = {"apiVersion": "instancetype.kubevirt.io/v1beta1",
+              "kind": "VirtualMachinePreference", "metadata": {"name": "cores", "namespace": NS},
+              "spec": {"cpu": {"preferredCPUTopology": "cores"}}}
+
+
+def test_an_instancetype_gives_the_vmi_its_cpu_and_memory(sim: SimulatedClusters,
+                                                          kubectl: Kubectl) -> None:
+    """A VM without memory of its own starts with its instancetype's (it was refused: no
+    memory requested); the VMI's spec, annotations and status show it."""
+    s = sim.store("source")
+    s.create("VirtualMachineClusterInstancetype", INSTANCETYPE)
+    vm = {"apiVersion": "kubevirt.io/v1", "kind": "VirtualMachine",
+          "metadata": {"name": "sized", "namespace": NS},
+          "spec": {"runStrategy": "Always", "instancetype": {"name": "u1.medium"},
+                   "template": {"spec": {"domain": {"devices": {}}}}}}
+    s.create("VirtualMachine", vm)
+    wait_for(lambda: get_json(kubectl, "vmi", "sized")["status"]["phase"] == "Running",
+             what="VMI of an instancetype VM Running")
+    vmi = get_json(kubectl, "vmi", "sized")
+    assert vmi["metadata"]["annotations"]["kubevirt.io/cluster-instancetype-name"] == "u1.medium"
+    assert vmi["spec"]["domain"]["memory"]["guest"] == "4Gi"
+    assert vmi["spec"]["domain"]["cpu"] == {"sockets": 2, "cores": 1, "threads": 1}
+    assert vmi["status"]["memory"] == {"guestAtBoot": "4Gi", "guestCurrent": "4Gi",
+                                       "guestRequested": "4Gi"}
+    assert vmi["status"]["currentCPUTopology"] == {"sockets": 2, "cores": 1, "threads": 1}
+    # a namespaced preference for cores puts the vCPUs there
+    s.create("VirtualMachinePreference", PREFERENCE)
+    vm2 = json.loads(json.dumps(vm))
+    vm2["metadata"]["name"] = "cored"
+    vm2["spec"]["preference"] = {"name": "cores", "kind": "VirtualMachinePreference"}
+    s.create("VirtualMachine", vm2)
+    wait_for(lambda: get_json(kubectl, "vmi", "cored")["status"].get("currentCPUTopology"))
+    vmi = get_json(kubectl, "vmi", "cored")
+    assert vmi["status"]["currentCPUTopology"] == {"sockets": 1, "cores": 2, "threads": 1}
+    assert vmi["metadata"]["annotations"]["kubevirt.io/preference-name"] == "cores"

@@ -29,8 +29,12 @@ Events (component ``virtualmachine-controller``, kubevirt-fidelity.md §5.1): ``
 when a VMI is created, ``SuccessfulDelete`` (with the VMI's uid) when one is deleted,
 ``FailedCreate``.
 
+The new VMI gets the instancetype's CPU and memory and the instancetype/preference annotations
+(``instancetype.py``), and ``status.virtualMachineRevisionName``.
+
 The controller watches VMs and VMIs (a VMI event reconciles its owner VM). What it does not do:
-ControllerRevisions, instancetype expansion, restart-required detection, crash-loop backoff.
+ControllerRevisions, instancetype conflicts and preference device defaults, restart-required
+detection, crash-loop backoff.
 """
 from __future__ import annotations
 
@@ -39,7 +43,7 @@ from typing import Any
 from statemachine.errors import ClusterError
 from statemachine.sim import events, webhooks
 from statemachine.sim.controller import ClusterContext, Controller
-from statemachine.sim.controllers import vmistatus
+from statemachine.sim.controllers import instancetype, vmistatus
 from statemachine.sim.controllers.conditions import annotations_of, get_condition, set_condition
 from statemachine.sim.controllers.vmi import (
     FINAL_PHASES, RECEIVER_ANNOTATION, VM_FINALIZER, is_receiver)
@@ -262,6 +266,7 @@ class VirtualMachineController(Controller):
         firmware.setdefault("uuid", md["uid"])
         domain["firmware"] = firmware
         spec["domain"] = domain
+        instancetype.apply(ctx, vm, spec, notes)
         body = {"metadata": {
             "name": md["name"], "namespace": md.get("namespace"),
             "labels": dict(tmd.get("labels") or {}), "annotations": notes,
