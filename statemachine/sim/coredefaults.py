@@ -12,7 +12,8 @@ Two sources, applied at different moments, as upstream applies them:
   internal type does it, so ``stringData`` is never stored); StorageClass:
   ``reclaimPolicy: Delete``, ``volumeBindingMode: Immediate``;
   Service: ``type: ClusterIP``, ``sessionAffinity: None``, each port's ``protocol: TCP`` and
-  ``targetPort`` (its ``port``), the traffic policies.
+  ``targetPort`` (its ``port``), the traffic policies, and ``status: {loadBalancer: {}}`` (Go
+  writes the empty structs).
 - what the Service registry allocates (cluster IPs, IP families, node ports) and its other
   create and update steps are ``serviceregistry.py``'s.
 - :func:`default_storage_class` is the ``DefaultStorageClass`` admission plugin: on the create
@@ -80,6 +81,11 @@ def decode(kind: Kind, obj: Obj, *, status: bool = True) -> None:
                 obj["spec"] = {}
             if isinstance(obj["spec"], dict):
                 _service_spec(obj["spec"])
+            # ServiceStatus and its LoadBalancerStatus are structs, which Go's encoder always
+            # writes: every Service reads back with "status": {"loadBalancer": {}} at least.
+            current = obj.get("status")
+            if current is None or isinstance(current, dict) and current.get("loadBalancer") is None:
+                obj["status"] = {**(current or {}), "loadBalancer": {}}
     elif kind.group == "storage.k8s.io" and kind.kind == "StorageClass":
         if obj.get("reclaimPolicy") is None:
             obj["reclaimPolicy"] = "Delete"

@@ -108,6 +108,8 @@ def test_service_defaults_and_allocation(core: client.CoreV1Api) -> None:
     assert (spec.ports[0].protocol, spec.ports[0].target_port) == ("TCP", 80)
     assert spec.cluster_ip.startswith("10.96.") and spec.cluster_ips == [spec.cluster_ip]
     assert (spec.ip_families, spec.ip_family_policy) == (["IPv4"], "SingleStack")
+    # Go writes the empty status structs, so clients can read status.loadBalancer.ingress.
+    assert svc.status.load_balancer is not None and svc.status.load_balancer.ingress is None
     other = core.create_namespaced_service("default", {"metadata": {"name": "api"}, "spec": {
         "type": "NodePort", "ports": [{"port": 443, "targetPort": "https"}]}})
     assert other.spec.cluster_ip != spec.cluster_ip

@@ -364,3 +364,21 @@ def test_spec_values_of_the_wrong_json_type_are_bad_requests(quiet: SimulatedClu
     assert done.returncode != 0
     assert (f"{prefix} string into Go struct field ServicePort.spec.ports.port of type int32"
             in done.stderr)
+
+
+def test_every_service_reads_back_with_an_empty_load_balancer_status(
+        quiet: SimulatedClusters, kube: Kubectl) -> None:
+    kube("create", "service", "clusterip", "web", "--tcp=80")
+    got = json.loads(kube("get", "service", "web", "-o", "json",
+                          "--show-managed-fields").stdout)
+    assert got["status"] == {"loadBalancer": {}}
+    # Not a field anyone manages: status is reset by the strategy.
+    assert all("f:status" not in (m.get("fieldsV1") or {})
+               for m in got["metadata"]["managedFields"])
+    dry = json.loads(kube("create", "service", "clusterip", "dry", "--tcp=80", "--dry-run=server",
+                          "-o", "json").stdout)
+    assert dry["status"] == {"loadBalancer": {}}
+    quiet.store("source").create("Service", {"metadata": {"name": "seeded", "namespace": "default"},
+                                             "spec": {"ports": [{"port": 80}]}})
+    assert quiet.store("source").get("Service", "default", "seeded")["status"] == {
+        "loadBalancer": {}}
