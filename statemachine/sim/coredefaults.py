@@ -13,7 +13,7 @@ Two sources, applied at different moments, as upstream applies them:
   ``reclaimPolicy: Delete``, ``volumeBindingMode: Immediate``;
   Service: ``type: ClusterIP``, ``sessionAffinity: None``, each port's ``protocol: TCP`` and
   ``targetPort`` (its ``port``), the traffic policies, and ``status: {loadBalancer: {}}`` (Go
-  writes the empty structs).
+  writes the empty structs), an ingress IP's ``ipMode: VIP``.
 - what the Service registry allocates (cluster IPs, IP families, node ports) and its other
   create and update steps are ``serviceregistry.py``'s.
 - :func:`default_storage_class` is the ``DefaultStorageClass`` admission plugin: on the create
@@ -85,7 +85,13 @@ def decode(kind: Kind, obj: Obj, *, status: bool = True) -> None:
             # writes: every Service reads back with "status": {"loadBalancer": {}} at least.
             current = obj.get("status")
             if current is None or isinstance(current, dict) and current.get("loadBalancer") is None:
-                obj["status"] = {**(current or {}), "loadBalancer": {}}
+                obj["status"] = current = {**(current or {}), "loadBalancer": {}}
+            ingress = (current.get("loadBalancer") or {}).get("ingress") if isinstance(
+                current, dict) and isinstance(current.get("loadBalancer"), dict) else None
+            for entry in ingress if isinstance(ingress, list) else []:
+                # The LoadBalancerIPMode default: an ingress IP is a VIP unless it says Proxy.
+                if isinstance(entry, dict) and entry.get("ip") and entry.get("ipMode") is None:
+                    entry["ipMode"] = "VIP"
     elif kind.group == "storage.k8s.io" and kind.kind == "StorageClass":
         if obj.get("reclaimPolicy") is None:
             obj["reclaimPolicy"] = "Delete"

@@ -516,6 +516,38 @@ def update_causes(old: Obj, new: Obj) -> list[Cause]:
         causes.append(forbidden("spec.healthCheckNodePort", "field is immutable"))
     return causes
 
+def status_causes(obj: Obj) -> list[Cause]:
+    """``ValidateLoadBalancerStatus`` on a status write: ingress only on LoadBalancer services
+    (the ``AllowServiceLBStatusOnNonLB`` gate is off), each entry's ``ip`` valid and then with an
+    ``ipMode`` (``VIP`` by default) of Proxy or VIP, a ``hostname`` a DNS-1123 subdomain and not
+    an IP."""
+    status = obj.get("status")
+    lb = status.get("loadBalancer") if isinstance(status, dict) else None
+    ingress = _list(lb.get("ingress")) if isinstance(lb, dict) else []
+    path = "status.loadBalancer.ingress"
+    if ingress and _spec(obj).get("type") != "LoadBalancer":
+        return [forbidden(path, "may only be used when `spec.type` is 'LoadBalancer'")]
+    causes: list[Cause] = []
+    for i, entry in enumerate(e if isinstance(e, dict) else {} for e in ingress):
+        ip, mode, host = entry.get("ip") or "", entry.get("ipMode"), entry.get("hostname") or ""
+        if ip and parse_ip(str(ip)) is None:
+            causes.append(invalid_value(f"{path}[{i}].ip", ip, INVALID_IP))
+        if mode is None:
+            if ip:
+                causes.append(required(f"{path}[{i}].ipMode", "must be specified when `ip` is set"))
+        elif not ip:
+            causes.append(forbidden(f"{path}[{i}].ipMode", "may not be specified when `ip` is "
+                                                           "not set"))
+        elif mode not in ("Proxy", "VIP"):
+            causes.append(not_supported(f"{path}[{i}].ipMode", mode, ["Proxy", "VIP"]))
+        if host:
+            causes += [invalid_value(f"{path}[{i}].hostname", host, m)
+                       for m in dns1123_subdomain(str(host))]
+            if parse_ip(str(host)) is not None:
+                causes.append(invalid_value(f"{path}[{i}].hostname", host,
+                                            "must be a DNS name, not an IP address"))
+    return causes
+
 # --------------------------------------------------------------------------- Go's JSON types
 
 # A Service's spec as Go's JSON decoder types it: a Go type name (as reflect prints it) and its

@@ -553,6 +553,8 @@ class Store:
             else:
                 new.pop("status", None)
             coredefaults.decode(k, new)
+            if validate and k.kind == "Service" and not k.group:
+                validation.raise_if(k, name, validation.service_status_causes(new))
         else:
             new = clone({**body, "status": None} if k.status_subresource and "status" in body
                         else body)

@@ -575,6 +575,13 @@ def check_update(kind: Kind, old: Obj, new: Obj) -> None:
     raise_if(kind, name, causes)
 
 
+def service_status_causes(obj: Obj) -> list[Cause]:
+    """``ValidateServiceStatusUpdate``'s load balancer status rules (a write of
+    ``services/status``; ``servicevalidation.status_causes``)."""
+    from statemachine.sim import servicevalidation
+    return servicevalidation.status_causes(obj)
+
+
 def no_new_finalizers(old_meta: Mapping[str, Any], new_meta: Mapping[str, Any]) -> list[Cause]:
     """Once an object is being deleted its finalizers may only go away (every writer)."""
     if not old_meta.get("deletionTimestamp"):

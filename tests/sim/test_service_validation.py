@@ -382,3 +382,28 @@ def test_every_service_reads_back_with_an_empty_load_balancer_status(
                                              "spec": {"ports": [{"port": 80}]}})
     assert quiet.store("source").get("Service", "default", "seeded")["status"] == {
         "loadBalancer": {}}
+
+
+def test_load_balancer_status_writes(core: client.CoreV1Api) -> None:
+    core.create_namespaced_service("default", _svc("web", ports=[{"port": 80}]))
+    ingress = {"status": {"loadBalancer": {"ingress": [{"ip": "192.0.2.10"}]}}}
+    body = refused(lambda: core.patch_namespaced_service_status("web", "default", ingress))
+    assert body["message"] == ('Service "web" is invalid: status.loadBalancer.ingress: '
+                               "Forbidden: may only be used when `spec.type` is 'LoadBalancer'")
+    core.create_namespaced_service("default", _svc("lb", type="LoadBalancer",
+                                                   ports=[{"port": 80}]))
+    done = core.patch_namespaced_service_status("lb", "default", ingress)
+    assert done.status.load_balancer.ingress[0].ip_mode == "VIP"  # defaulted
+    bad = {"status": {"loadBalancer": {"ingress": [
+        {"ip": "192.0.2.300"}, {"hostname": "10.0.0.1", "ipMode": "Proxy"},
+        {"ip": "192.0.2.11", "ipMode": "Tunnel"}]}}}
+    body = refused(lambda: core.patch_namespaced_service_status("lb", "default", bad))
+    assert _causes(body) == [
+        ("FieldValueInvalid", "status.loadBalancer.ingress[0].ip",
+         f'Invalid value: "192.0.2.300": {INVALID_IP}'),
+        ("FieldValueForbidden", "status.loadBalancer.ingress[1].ipMode",
+         "Forbidden: may not be specified when `ip` is not set"),
+        ("FieldValueInvalid", "status.loadBalancer.ingress[1].hostname",
+         'Invalid value: "10.0.0.1": must be a DNS name, not an IP address'),
+        ("FieldValueNotSupported", "status.loadBalancer.ingress[2].ipMode",
+         'Unsupported value: "Tunnel": supported values: "Proxy", "VIP"')]
