@@ -12,7 +12,8 @@ Each cluster gets a :class:`~statemachine.sim.store.Store`, an
 :class:`~statemachine.sim.apiserver.ApiServer` on its own random loopback port, and a controller
 :class:`~statemachine.sim.controller.Runner` (controllers from ``statemachine.sim.controllers``).
 Both share one :class:`~statemachine.sim.controller.SimNetwork`. Seeding order per cluster: the
-namespaces ``default`` and ``kube-system``; ``statemachine.sim.defaults.base_objects(cluster)`` if
+namespaces ``default`` and ``kube-system`` and the ``default/kubernetes`` Service (10.96.0.1);
+``statemachine.sim.defaults.base_objects(cluster)`` if
 that module exists (the KubeVirt CR, CA ConfigMaps, ...); then the seed file's objects (a seed
 object replaces a default with the same identity); every namespace they reference is created.
 Seeded objects keep their ``status``; a seeded ``Bound`` claim gets its PersistentVolume
@@ -59,6 +60,16 @@ def _identity(obj: Mapping[str, Any]) -> tuple[str, str, str, str]:
     meta = obj.get("metadata") or {}
     return (obj.get("apiVersion", ""), obj.get("kind", ""), meta.get("namespace") or "",
             meta.get("name", ""))
+
+
+#: ``default/kubernetes``, which kube-apiserver creates and keeps: the first IP of the service
+#: range (so a Service naming 10.96.0.1 is refused as already allocated), port 443 to 6443.
+KUBERNETES_SERVICE: dict[str, Any] = {
+    "metadata": {"name": "kubernetes", "namespace": "default",
+                 "labels": {"component": "apiserver", "provider": "kubernetes"}},
+    "spec": {"clusterIP": "10.96.0.1", "clusterIPs": ["10.96.0.1"],
+             "ports": [{"name": "https", "port": 443, "protocol": "TCP", "targetPort": 6443}],
+             "sessionAffinity": "None", "type": "ClusterIP"}}
 
 
 class SimulatedClusters:
@@ -183,6 +194,9 @@ class SimulatedClusters:
         for ns in namespaces:
             if ("v1", "Namespace", "", ns) not in objects:
                 store.create("Namespace", {"metadata": {"name": ns}})
+        if ("v1", "Service", "default", "kubernetes") not in objects:
+            # kube-apiserver's own Service, which holds the range's first IP.
+            store.create("Service", KUBERNETES_SERVICE, manager="kube-apiserver")
         for obj in sorted(objects.values(), key=lambda o: o.get("kind") != "Namespace"):
             if not crd.is_crd(obj):
                 store.create(f"{obj['apiVersion']}/{obj['kind']}", obj, keep_status=True)

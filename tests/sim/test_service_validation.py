@@ -407,3 +407,14 @@ def test_load_balancer_status_writes(core: client.CoreV1Api) -> None:
          'Invalid value: "10.0.0.1": must be a DNS name, not an IP address'),
         ("FieldValueNotSupported", "status.loadBalancer.ingress[2].ipMode",
          'Unsupported value: "Tunnel": supported values: "Proxy", "VIP"')]
+
+
+def test_the_kubernetes_service_holds_the_first_ip(core: client.CoreV1Api) -> None:
+    svc = core.read_namespaced_service("kubernetes", "default")
+    assert (svc.spec.cluster_ip, svc.spec.ports[0].port, svc.spec.ports[0].target_port) == (
+        "10.96.0.1", 443, 6443)
+    assert svc.metadata.labels == {"component": "apiserver", "provider": "kubernetes"}
+    assert svc.metadata.managed_fields[0].manager == "kube-apiserver"
+    body = _create(core, _svc("api", clusterIP="10.96.0.1", ports=[{"port": 80}]))
+    assert body["details"]["causes"][0]["message"].endswith(
+        "failed to allocate IP 10.96.0.1: provided IP is already allocated")
