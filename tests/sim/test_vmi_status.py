@@ -9,7 +9,8 @@
   ``memory``, ``currentCPUTopology``), also on a dry run, and the VM controller's
   ``virtualMachineRevisionName``; an instancetype's CPU and memory on the VMI a VM starts;
 - the handler's ``migrationMethod``, ``selinuxContext``, ``machine``, the controller's
-  ``qosClass`` and ``launcherContainerImageVersion``, and the same fields on a seeded running VMI.
+  ``qosClass`` and ``launcherContainerImageVersion``, and the same fields on a seeded running VMI;
+- ``phaseTransitionTimestamps``: every phase a VMI enters, once.
 """
 from __future__ import annotations
 
@@ -174,6 +175,11 @@ def test_interfaces_and_volumes_through_the_phases(sim: SimulatedClusters,
     assert status["virtualMachineRevisionName"] == (
         f"revision-start-vm-{vm['metadata']['uid']}-{vm['metadata']['generation']}")
     assert status["runtimeUser"] == 107 and status["guestOSInfo"] == {}
+    # every phase entered, once, in order (SetVMIPhaseTransitionTimestamp)
+    assert [p["phase"] for p in status["phaseTransitionTimestamps"]] == [
+        "Pending", "Scheduling", "Scheduled", "Running"]
+    assert all(p["phaseTransitionTimestamp"].endswith("Z")
+               for p in status["phaseTransitionTimestamps"])
 
 
 VMI_YAML = """
@@ -248,6 +254,8 @@ def test_decentralized_target_reports_its_pod_ip_and_the_source_mac(
     assert iface["mac"] == source_iface["mac"]  # the migrated domain keeps its MAC
     assert target["volumeStatus"] == [{"name": "root", "target": "vda"}]
     assert target["migrationMethod"] == "BlockMigration"
+    assert [p["phase"] for p in target["phaseTransitionTimestamps"]] == [
+        "Pending", "WaitingForSync", "Scheduling", "Scheduled", "Running"]
 
 
 INSTANCETYPE = {"apiVersion": "instancetype.kubevirt.io/v1beta1",

@@ -36,8 +36,13 @@ def _pod(vmi: Obj, cluster: str, suffix: str) -> str:
 
 
 def _set_vmi(ctx: ClusterContext, vmi: Obj, change: Any) -> None:
+    """Apply ``change`` to the stored VMI; a phase it enters gets its transition timestamp."""
     md = vmi["metadata"]
-    ctx.store.mutate(VMI, md.get("namespace"), md["name"], change, copy=False)  # result dropped
+
+    def changed(o: Obj) -> None:
+        change(o)
+        vmistatus.stamp_phase(o.setdefault("status", {}))
+    ctx.store.mutate(VMI, md.get("namespace"), md["name"], changed, copy=False)  # result dropped
 
 
 # ---------------------------------------------------------------------------- source side

@@ -106,6 +106,7 @@ class VirtualMachineInstanceController(Controller):
                 status["phase"] = "WaitingForSync"
                 set_condition(status, "Ready", "False", "PodNotExists",
                               "virt-launcher pod has not yet been scheduled")
+                vmistatus.stamp_phase(status)
                 ctx.store.update_status("VirtualMachineInstance", ns, name, status, copy=False)
             return None  # the migration controller owns the rest
         if phase in _NEXT:
@@ -130,6 +131,7 @@ class VirtualMachineInstanceController(Controller):
                 ip = vmistatus.pod_ip(ctx, ns or "", launchers.current_name(ctx, obj))
                 status.update(vmistatus.handler_fields(ctx, obj, status, ip))
                 self._running_status(ctx, obj, status)
+            vmistatus.stamp_phase(status)
             ctx.store.update_status("VirtualMachineInstance", ns, name, status, copy=False)
             if nxt == "Running":
                 launchers.handler_event(ctx, obj, "Normal", "Created",
@@ -175,6 +177,7 @@ class VirtualMachineInstanceController(Controller):
             status["phase"] = "Succeeded"
             set_condition(status, "Ready", "False", "PodTerminating",
                           "virt-launcher pod is terminating")
+            vmistatus.stamp_phase(status)
             ctx.store.update_status("VirtualMachineInstance", ns, name, status, copy=False)
             if phase == "Running":
                 launchers.handler_event(ctx, vmi, "Normal", "ShuttingDown",

@@ -27,6 +27,7 @@ moment, and the callers write them with the phase change they belong to (never o
   needed), disk targets on ``volumeStatus``, ``migrationMethod`` (``checkVolumesForMigration``),
   ``selinuxContext: none`` (no SELinux on the simulated nodes) and ``machine.type``, the expanded
   alias the launcher's QEMU reports.
+- :func:`stamp_phase` — ``phaseTransitionTimestamps``: every phase the VMI enters, once.
 - :func:`fill_missing` — the same fields for a VMI that skipped those moments (a seeded running
   VMI), filled only where absent, so a resync writes nothing.
 
@@ -48,7 +49,7 @@ from typing import Any
 
 from statemachine.sim.controller import ClusterContext
 from statemachine.sim.controllers.conditions import parse_quantity
-from statemachine.sim.store import Obj
+from statemachine.sim.store import Obj, now_rfc3339
 
 #: ``status.runtimeUser`` of a non-root VMI (KubeVirt's ``markAsNonroot``; ``Root`` FG off).
 RUNTIME_USER = 107
@@ -116,6 +117,17 @@ def revision_name(vm: Obj) -> str:
     """``status.virtualMachineRevisionName`` of a VMI the VM controller creates."""
     md = vm["metadata"]
     return f"revision-start-vm-{md['uid']}-{md.get('generation', 1)}"
+
+
+def stamp_phase(status: dict[str, Any]) -> None:
+    """Record the time ``status`` entered its phase, once per phase, as every KubeVirt writer
+    does on a phase change (``SetVMIPhaseTransitionTimestamp``: a phase already listed, e.g. a
+    target back in ``WaitingForSync``, is not listed again)."""
+    phase = status.get("phase")
+    stamps = list(status.get("phaseTransitionTimestamps") or [])
+    if phase and not any(s.get("phase") == phase for s in stamps):
+        stamps.append({"phase": phase, "phaseTransitionTimestamp": now_rfc3339()})
+        status["phaseTransitionTimestamps"] = stamps
 
 
 # ---------------------------------------------------------------------- VMI controller
