@@ -44,22 +44,28 @@ seed describes a cluster that existed before smrun looked, so every claim it say
 gets what a real cluster would have: a claim without ``spec.volumeName`` is treated as
 dynamically provisioned (PV ``pvc-<uid>``, the claim's ``volumeName`` and annotations as above);
 a claim naming a volume the seed does not contain gets a PV of that name, pre-bound to it (the
-claim gets ``bind-completed`` only); a claim naming a PV the seed contains keeps both as its author
-wrote them, except that the PV's ``claimRef`` gets the claim's uid (which no seed can know) and
-the claim ``bind-completed``, as the PV controller's ``bind`` completes a pre-bound pair. A bound claim's status ``accessModes``/``capacity`` are filled from its PV where
-the seed left them out; a capacity the seed gives sizes the PV.
+claim gets ``bind-completed`` only); a claim naming a PV the seed contains keeps both as its
+author wrote them, except that the PV's ``claimRef`` gets the claim's uid (which no seed can
+know) and the claim ``bind-completed``, as the PV controller's ``bind`` completes a pre-bound
+pair. A bound claim's status ``accessModes``/``capacity`` are filled from its PV where the seed
+left them out; a capacity the seed gives sizes the PV.
+
+Events on the claim, as ``kubectl describe pvc`` shows them: ``WaitForFirstConsumer`` (once,
+``waiting_for_consumer``) and ``ExternalProvisioning`` from ``persistentvolume-controller``,
+``Provisioning`` and ``ProvisioningSucceeded`` from ``<driver>_csi-provisioner-0_<uid>``.
 
 What it does not do: matching unbound claims against existing ``Available`` PVs
 (``findMatchingVolume``: a claim naming no volume is always provisioned), topology,
 ``volume.kubernetes.io/selected-node``, the claim's ``kubernetes.io/pvc-protection`` finalizer,
-the provisioning events (``ExternalProvisioning``, ``Provisioning``, ``ProvisioningSucceeded``),
-expansion, ``Recycle``, claims whose class does not exist (provisioned by the default driver
-rather than left ``Pending``).
+repeated events (upstream records ``ExternalProvisioning`` and ``WaitForFirstConsumer`` on
+every sync), expansion, ``Recycle``, claims whose class does not exist (provisioned by the
+default driver rather than left ``Pending``).
 """
 from __future__ import annotations
 
 import random
 import time
+import uuid
 from typing import TYPE_CHECKING, Any
 
 from statemachine.sim import managedfields
@@ -91,6 +97,15 @@ PROVISIONER_MANAGER = "csi-provisioner"
 CONTROLLER_MANAGER = "kube-controller-manager"
 # external-provisioner's identity: its start time in ms, a random number, the driver.
 _IDENTITY = f"{int(time.time() * 1000)}-{random.randint(1000, 9999)}"
+#: The Events' components: the PV controller's, and external-provisioner's
+#: ``<driver>_<its pod>_<its uid>`` (the pod's name is the simulator's choice).
+CONTROLLER_COMPONENT = "persistentvolume-controller"
+PROVISIONER_POD = "csi-provisioner-0"
+_PROVISIONER_UID = str(uuid.uuid4())
+EXTERNAL_PROVISIONING = (
+    "Waiting for a volume to be created either by the external provisioner '{}' or manually by "
+    "the system administrator. If volume creation is delayed, please verify that the "
+    "provisioner is running and correctly registered.")
 
 
 def volume_name(claim: Obj) -> str:
@@ -174,14 +189,35 @@ def provision(store: Store, claim: Obj) -> bool:
     if named and pv is None:
         return False
     if pv is None:
+        from statemachine.sim import events  # events imports the store, which imports us
         sc = _class_of(store, claim)
+        body = new_volume(claim, sc, volume_name(claim))
+        driver = body["metadata"]["annotations"][PROVISIONED_BY]
+        md = claim["metadata"]
+        events.record(store, claim, "Normal", "ExternalProvisioning", EXTERNAL_PROVISIONING.format(
+            driver), component=CONTROLLER_COMPONENT)
+        provisioner = f"{driver}_{PROVISIONER_POD}_{_PROVISIONER_UID}"
+        events.record(store, claim, "Normal", "Provisioning",
+                      f'External provisioner is provisioning volume for claim '
+                      f'"{md.get("namespace")}/{md["name"]}"', component=provisioner)
         with managedfields.acting_as(PROVISIONER_MANAGER):
-            pv = store.create(PV, new_volume(claim, sc, volume_name(claim)), keep_status=True)
-        driver = pv["metadata"]["annotations"][PROVISIONED_BY]
+            pv = store.create(PV, body, keep_status=True)
+        events.record(store, claim, "Normal", "ProvisioningSucceeded",
+                      f"Successfully provisioned volume {pv['metadata']['name']}",
+                      component=provisioner)
         bind(store, pv, claim, provisioner=driver)
     else:
         bind(store, pv, claim)
     return True
+
+
+def waiting_for_consumer(store: Store, claim: Obj) -> None:
+    """The PV controller's event on a claim whose class binds on first consumer while none
+    exists (recorded once per claim by the callers; upstream repeats it on every sync)."""
+    from statemachine.sim import events
+    events.record(store, claim, "Normal", "WaitForFirstConsumer",
+                  "waiting for first consumer to be created before binding",
+                  component=CONTROLLER_COMPONENT)
 
 
 def bind(store: Store, pv: Obj, claim: Obj, *, provisioner: str = "") -> None:

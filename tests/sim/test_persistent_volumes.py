@@ -302,3 +302,37 @@ def test_the_kubernetes_client_reads_volumes(cluster: SimulatedClusters) -> None
         assert claim.status.capacity == {"storage": "3Gi"}
     finally:
         api.close()
+
+
+def _claim_events(store: Store, name: str) -> list[tuple[str, str, str]]:
+    evs = store.list("Event", NS, field_selector=f"involvedObject.name={name}")
+    evs.sort(key=lambda e: e["metadata"]["name"])  # named by creation time (ns)
+    return [(e["reason"], e["source"]["component"], e["message"]) for e in evs]
+
+
+def test_provisioning_events(cluster: SimulatedClusters) -> None:
+    """What ``kubectl describe pvc`` lists: WaitForFirstConsumer once while a WFFC claim has no
+    consumer, then ExternalProvisioning, Provisioning and ProvisioningSucceeded."""
+    s = cluster.store("source")
+    s.create("PersistentVolumeClaim", _claim("later", storageClassName="local-wffc"))
+    wait_for(lambda: _claim_events(s, "later"), what="the WaitForFirstConsumer event")
+    cluster.settle(timeout=1)  # the claim keeps waiting (requeued), the event is not repeated
+    claim = s.get("PersistentVolumeClaim", NS, "later")
+    assert claim["status"]["phase"] == "Pending" and not claim["spec"].get("volumeName")
+    s.mutate("PersistentVolumeClaim", NS, "later", lambda o: o["metadata"].setdefault(
+        "annotations", {}).update({"cdi.kubevirt.io/storage.bind.immediate.requested": "true"}))
+    pv = _bound_claim(s, "later")["spec"]["volumeName"]
+    driver = "sim.smrun.io/hostpath"
+    got = _claim_events(s, "later")
+    assert [(reason, component.split("_")[0]) for reason, component, _ in got] == [
+        ("WaitForFirstConsumer", "persistentvolume-controller"),
+        ("ExternalProvisioning", "persistentvolume-controller"),
+        ("Provisioning", driver), ("ProvisioningSucceeded", driver)]
+    assert got[0][2] == "waiting for first consumer to be created before binding"
+    assert got[1][2] == (
+        f"Waiting for a volume to be created either by the external provisioner '{driver}' or "
+        "manually by the system administrator. If volume creation is delayed, please verify "
+        "that the provisioner is running and correctly registered.")
+    assert got[2][2] == f'External provisioner is provisioning volume for claim "{NS}/later"'
+    assert got[3][2] == f"Successfully provisioned volume {pv}"
+    assert got[2][1] == got[3][1] and got[2][1].startswith(f"{driver}_csi-provisioner-0_")

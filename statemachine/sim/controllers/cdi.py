@@ -151,6 +151,14 @@ def _bind(ctx: ClusterContext, pvc: Obj) -> bool:
     return volumes.provision(ctx.store, pvc)
 
 
+def _report_waiting(ctx: ClusterContext, pvc: Obj) -> None:
+    """The PV controller's WaitForFirstConsumer event, once per claim."""
+    seen: set[str] = ctx.state.setdefault("claims-waiting-reported", set())
+    if pvc["metadata"]["uid"] not in seen:
+        seen.add(pvc["metadata"]["uid"])
+        volumes.waiting_for_consumer(ctx.store, pvc)
+
+
 class PersistentVolumeClaimController(Controller):
     """Binds PVCs that no DataVolume manages (see module docstring)."""
 
@@ -178,6 +186,7 @@ class PersistentVolumeClaimController(Controller):
                 md = obj["metadata"]
                 ctx.store.update_status("PersistentVolumeClaim", md.get("namespace"), md["name"],
                                         {"phase": "Pending"})
+            _report_waiting(ctx, obj)
             return True
         _bind(ctx, obj)  # a claim naming a missing volume waits for it (resyncs)
         return None
@@ -218,6 +227,7 @@ class DataVolumeController(Controller):
         elif phase in ("Pending", "WaitForFirstConsumer"):
             if _waits_for_consumer(ctx, pvc):
                 status["phase"] = "WaitForFirstConsumer"
+                _report_waiting(ctx, pvc)
             elif (pvc.get("status") or {}).get("phase") == "Bound" or _bind(ctx, pvc):
                 status["phase"] = "PVCBound"
                 set_condition(status, "Bound", "True", "Bound", f"PVC {name} Bound", style="cdi")
