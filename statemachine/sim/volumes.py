@@ -13,7 +13,8 @@ user, chose the volume) ``pv.kubernetes.io/bound-by-controller: "yes"``, then th
 :func:`provision` does all of it in one step (one tick of the simulated controllers), writing in
 upstream's order: PV, claim, claim status. A claim that names a volume (``spec.volumeName``) is
 bound to that PV when it exists (no ``bound-by-controller`` on the claim; on the PV when its
-``claimRef`` had to be set) and stays ``Pending`` while it does not.
+``claimRef`` had to be set) and stays ``Pending`` while it does not; a claim that names none is
+bound to a PV pre-bound to it by its ``claimRef`` (:func:`prebound`) before one is provisioned.
 
 The PV, as external-provisioner v5 writes it (:func:`new_volume`): annotations
 ``pv.kubernetes.io/provisioned-by: <driver>`` and the empty
@@ -47,15 +48,16 @@ a claim naming a volume the seed does not contain gets a PV of that name, pre-bo
 claim gets ``bind-completed`` only); a claim naming a PV the seed contains keeps both as its
 author wrote them, except that the PV's ``claimRef`` gets the claim's uid (which no seed can
 know) and the claim ``bind-completed``, as the PV controller's ``bind`` completes a pre-bound
-pair. A bound claim's status ``accessModes``/``capacity`` are filled from its PV where the seed
-left them out; a capacity the seed gives sizes the PV.
+pair; a claim naming none that a seeded PV's ``claimRef`` names is bound to that PV (its
+``volumeName`` set, ``bound-by-controller``). A bound claim's status ``accessModes``/``capacity``
+are filled from its PV where the seed left them out; a capacity the seed gives sizes the PV.
 
 Events on the claim, as ``kubectl describe pvc`` shows them: ``WaitForFirstConsumer`` (once,
 ``waiting_for_consumer``) and ``ExternalProvisioning`` from ``persistentvolume-controller``,
 ``Provisioning`` and ``ProvisioningSucceeded`` from ``<driver>_csi-provisioner-0_<uid>``.
 
-What it does not do: matching unbound claims against existing ``Available`` PVs
-(``findMatchingVolume``: a claim naming no volume is always provisioned), topology,
+What it does not do: matching unbound claims against other ``Available`` PVs by size, modes
+and class (the rest of ``findMatchingVolume``: such a claim is provisioned), topology,
 ``volume.kubernetes.io/selected-node``, the claim's ``kubernetes.io/pvc-protection`` finalizer,
 repeated events (upstream records ``ExternalProvisioning`` and ``WaitForFirstConsumer`` on
 every sync), expansion, ``Recycle``, claims whose class does not exist (provisioned by the
@@ -185,7 +187,7 @@ def provision(store: Store, claim: Obj) -> bool:
     """Give an unbound ``claim`` its volume and bind both (see the module doc). False when the
     claim names a volume that does not exist (it stays Pending)."""
     named = (claim.get("spec") or {}).get("volumeName")
-    pv = store.peek(PV, None, named) if named else None
+    pv = store.peek(PV, None, named) if named else prebound(store, claim)
     if named and pv is None:
         return False
     if pv is None:
@@ -209,6 +211,20 @@ def provision(store: Store, claim: Obj) -> bool:
     else:
         bind(store, pv, claim)
     return True
+
+
+def prebound(store: Store, claim: Obj) -> Obj | None:
+    """A PV whose ``claimRef`` names ``claim`` (by namespace and name; its uid, when set, the
+    claim's) and that is not being deleted: ``findMatchingVolume``'s first choice, taken before
+    anything is provisioned."""
+    md = claim["metadata"]
+    for pv in store.peek_list(PV):
+        ref = (pv.get("spec") or {}).get("claimRef") or {}
+        if (ref.get("name"), ref.get("namespace")) == (md["name"], md.get("namespace")) \
+                and ref.get("uid") in (None, "", md["uid"]) \
+                and not pv["metadata"].get("deletionTimestamp"):
+            return pv
+    return None
 
 
 def waiting_for_consumer(store: Store, claim: Obj) -> None:
@@ -316,7 +332,7 @@ def seed_volumes(store: Store) -> None:
         if (claim.get("status") or {}).get("phase") != "Bound":
             continue
         named = (claim.get("spec") or {}).get("volumeName")
-        pv = store.peek(PV, None, named) if named else None
+        pv = store.peek(PV, None, named) if named else prebound(store, claim)
         if pv is not None:
             # The author's pair: uids are the server's, so the PV's reference is completed
             # with the claim's (bind), and the claim's status filled from the PV.

@@ -47,6 +47,12 @@ SEED = {"source": [
               "nfs": {"server": "nfs.example.com", "path": "/own"},
               "claimRef": {"namespace": NS, "name": "own"}},
      "status": {"phase": "Bound"}},
+    _bound("chosen", storageClassName="standard"),
+    {"apiVersion": "v1", "kind": "PersistentVolume", "metadata": {"name": "pv-chosen"},
+     "spec": {"capacity": {"storage": "3Gi"}, "accessModes": ["ReadWriteOnce"],
+              "storageClassName": "standard",
+              "csi": {"driver": "sim.smrun.io/hostpath", "volumeHandle": "chosen"},
+              "claimRef": {"namespace": NS, "name": "chosen"}}},
 ]}
 
 
@@ -107,7 +113,13 @@ def test_seeded_bound_claims_get_their_volumes(cluster: SimulatedClusters) -> No
     assert "csi" not in own_pv["spec"]
     assert own_pv["spec"]["claimRef"]["uid"] == own["metadata"]["uid"]  # completed
     assert own_pv["status"]["phase"] == "Bound"
-    assert len(s.list("PersistentVolume")) == 3
+    # A claim naming no volume, with a seeded PV pre-bound to it by claimRef: that one.
+    chosen = s.get("PersistentVolumeClaim", NS, "chosen")
+    assert chosen["spec"]["volumeName"] == "pv-chosen"
+    assert chosen["metadata"]["annotations"] == {
+        "pv.kubernetes.io/bind-completed": "yes", "pv.kubernetes.io/bound-by-controller": "yes"}
+    assert s.get("PersistentVolume", None, "pv-chosen")["status"]["phase"] == "Bound"
+    assert len(s.list("PersistentVolume")) == 4
 
 
 def test_kubectl_get_pv_and_pvc_columns(cluster: SimulatedClusters, kubectl_of: Kubectl) -> None:
@@ -241,8 +253,20 @@ def test_static_volumes(cluster: SimulatedClusters, kubectl_of: Kubectl) -> None
     assert pv["metadata"]["annotations"] == {"pv.kubernetes.io/bound-by-controller": "yes"}
     assert pv["status"]["phase"] == "Bound"
     s.create("PersistentVolumeClaim", _claim("waits", volumeName="nowhere"))
+    # A PV pre-bound to a claim by its claimRef is that claim's, before anything is provisioned.
+    s.create("PersistentVolume", {"metadata": {"name": "reserved"}, "spec": {
+        "capacity": {"storage": "2Gi"}, "accessModes": ["ReadWriteOnce"],
+        "nfs": {"server": "nfs.example.com", "path": "/r"},
+        "claimRef": {"namespace": NS, "name": "reserving"}}})
+    s.create("PersistentVolumeClaim", _claim("reserving", storageClassName=""))
+    assert _bound_claim(s, "reserving")["spec"]["volumeName"] == "reserved"
+    assert s.get("PersistentVolume", None, "reserved")["spec"]["claimRef"]["uid"] == \
+        s.get("PersistentVolumeClaim", NS, "reserving")["metadata"]["uid"]
     cluster.settle()
     assert s.get("PersistentVolumeClaim", NS, "waits")["status"]["phase"] == "Pending"
+    assert not [pv for pv in s.list("PersistentVolume")
+                if pv["spec"]["claimRef"]["name"] in ("waits", "reserving")
+                and pv["metadata"]["name"] != "reserved"]
 
 
 @pytest.mark.parametrize(("spec", "causes"), [
