@@ -32,9 +32,12 @@ def vm_name(i: int) -> str:
     return f"vm-{i:05d}"
 
 
-def _vm_spec(name: str, group: int) -> Obj:
+def _vm_spec(name: str, group: int, applied: bool = False) -> Obj:
+    """The VM template's spec, or with ``applied`` the VMI's: CPU and memory come from the
+    instancetype alone (KubeVirt refuses a template that sets a field its instancetype owns)."""
+    sized = {"cpu": {"sockets": 1, "cores": 1, "threads": 1}, "memory": {"guest": "2Gi"}}
     return {
-        "domain": {"memory": {"guest": "1Gi"}, "devices": {
+        "domain": {**(sized if applied else {}), "devices": {
             "disks": [{"name": "root", "disk": {"bus": "virtio"}},
                       {"name": "config", "disk": {"bus": "virtio"}},
                       {"name": "tls", "disk": {"bus": "virtio"}}],
@@ -75,7 +78,7 @@ def _vm_objects(i: int) -> list[Obj]:
         {"apiVersion": "kubevirt.io/v1", "kind": "VirtualMachineInstance",
          "metadata": {"name": name, "namespace": NAMESPACE,
                       "labels": {"app": "bench", "kubevirt.io/nodeName": "source-node01"}},
-         "spec": _vm_spec(name, group),
+         "spec": _vm_spec(name, group, applied=True),
          "status": {"phase": "Running", "nodeName": "source-node01",
                     "conditions": _CONDITIONS}},
     ]
