@@ -43,7 +43,7 @@ from typing import Any
 
 from statemachine.errors import PermanentClusterError
 from statemachine.sim import admission, jobdefaults
-from statemachine.sim.controllers import vmistatus
+from statemachine.sim.controllers import instancetype, vmistatus
 from statemachine.sim.controllers.conditions import parse_quantity
 from statemachine.sim.kinds import Kind
 from statemachine.sim.store import Obj, Store, now_rfc3339
@@ -113,7 +113,7 @@ def hook(store: Store, schema_admission: Hook) -> Hook:
         if old is None:
             admit_create(store, kind, new)
         else:
-            admit_update(kind, old, new)
+            admit_update(store, kind, old, new)
     return run
 
 
@@ -131,7 +131,7 @@ def admit_create(store: Store, kind: Kind, body: Obj) -> None:
         mutate_migration(body)
         validate_migration_create(store, ns, body)
     elif kind.kind == "VirtualMachine":
-        validate_vm(body)
+        validate_vm(body, store)
     elif kind.kind == "VirtualMachineInstance":
         mutate_vmi(body)
         validate_vmi_create(body)
@@ -139,13 +139,13 @@ def admit_create(store: Store, kind: Kind, body: Obj) -> None:
         validate_dv_create(store, ns, body)
 
 
-def admit_update(kind: Kind, old: Obj, new: Obj) -> None:
+def admit_update(store: Store, kind: Kind, old: Obj, new: Obj) -> None:
     """Validate an update of a watched kind (``new`` is the would-be object). Raises
     :class:`Denied`."""
     if kind.kind == "VirtualMachineInstanceMigration":
         validate_migration_update(old, new)
     elif kind.kind == "VirtualMachine":
-        validate_vm(new)
+        validate_vm(new, store)
     elif kind.kind == "DataVolume":
         validate_dv_update(old, new)
     elif kind.kind == "VirtualMachineInstance":
@@ -228,9 +228,17 @@ def validate_migration_update(old: Obj, new: Obj) -> None:
 
 
 # ---------------------------------------------------------------------- VMs and VMIs
-def validate_vm(vm: Obj) -> None:
+def validate_vm(vm: Obj, store: Store | None = None) -> None:
+    """``virtualmachine-validator``: first the instancetype's conflicts (the admitter answers
+    with those alone), then the spec's rules."""
     if (vm.get("metadata") or {}).get("deletionTimestamp"):
         return
+    if store is not None:
+        clashes = instancetype.conflicts(store, vm)
+        if clashes:
+            raise _causes(VM_VALIDATOR, [_cause(
+                "FieldValueInvalid", f"VM field(s) {path} conflicts with selected instance type",
+                path) for path in clashes])
     spec = vm.get("spec") or {}
     causes = []
     if "running" in spec and spec.get("running") is not None and spec.get("runStrategy"):

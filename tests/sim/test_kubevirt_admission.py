@@ -278,3 +278,74 @@ def test_datavolume_clone_without_size_and_valid_imports_are_admitted(
     body = _dv("http")
     body["spec"]["source"] = {"http": {"url": "https://images.sim.smrun.io/disk.img"}}
     api.create_namespaced_custom_object(*dvs, body)
+
+
+# -- instancetype conflicts (kubevirt-fidelity.md §3.2; pkg/instancetype/apply, conflict) --------
+SMALL = {"apiVersion": "instancetype.kubevirt.io/v1beta1",
+         "kind": "VirtualMachineClusterInstancetype", "metadata": {"name": "small"},
+         "spec": {"cpu": {"guest": 2}, "memory": {"guest": "2Gi"},
+                  "annotations": {"team": "web"}}}
+
+
+def conflict(path: str) -> dict[str, str]:
+    return {"reason": "FieldValueInvalid", "field": path,
+            "message": f"VM field(s) {path} conflicts with selected instance type"}
+
+
+def sized_vm(name: str, domain: dict[str, Any], **template_meta: Any) -> dict[str, Any]:
+    body = vm(name, memory=False, runStrategy="Halted",
+              instancetype={"name": "small", "kind": "VirtualMachineClusterInstancetype"})
+    body["spec"]["template"]["spec"]["domain"].update(domain)
+    if template_meta:
+        body["spec"]["template"]["metadata"] = template_meta
+    return body
+
+
+def test_a_template_field_the_instancetype_owns_is_refused(sim: SimulatedClusters,
+                                                           kubectl: Callable[..., Any]) -> None:
+    """Memory reports its first clash only, CPU every one, annotations with a different value
+    each; on create, dry run and update; nothing is stored."""
+    sim.store("source").create("VirtualMachineClusterInstancetype", SMALL)
+    api = custom_api(sim)
+    cases = [
+        ({"memory": {"guest": "1Gi"}, "resources": {"requests": {"memory": "1Gi"}}}, {},
+         ["spec.template.spec.domain.memory.guest"]),
+        ({"cpu": {"sockets": 2, "threads": 1}, "resources": {"limits": {"cpu": "2"}}}, {},
+         ["spec.template.spec.domain.resources.limits.cpu", "spec.template.spec.domain.cpu.sockets",
+          "spec.template.spec.domain.cpu.threads"]),
+        ({}, {"annotations": {"team": "db"}}, ["annotations.team"]),
+    ]
+    for domain, meta, paths in cases:
+        for kw in ({}, {"dry_run": "All"}):
+            body = refused(lambda: api.create_namespaced_custom_object(
+                GROUP, VERSION, NS, "virtualmachines", sized_vm("clash", domain, **meta), **kw))
+            assert (body["code"], body["reason"]) == (422, "Invalid"), body
+            assert body["details"]["causes"] == [conflict(p) for p in paths]
+            assert body["message"] == (
+                'admission webhook "virtualmachine-validator.kubevirt.io" denied the request: '
+                + ", ".join(f"VM field(s) {p} conflicts with selected instance type"
+                            for p in paths))
+    assert sim.store("source").try_get("VirtualMachine", NS, "clash") is None
+    # The same annotation value, a model the instancetype does not set: no conflict.
+    api.create_namespaced_custom_object(GROUP, VERSION, NS, "virtualmachines", sized_vm(
+        "fits", {"cpu": {"model": "host-passthrough"}}, annotations={"team": "web"}))
+    proc = kubectl("patch", "vm", "fits", "--type", "merge", "-p",
+                   '{"spec":{"template":{"spec":{"domain":{"memory":{"guest":"4Gi"}}}}}}',
+                   check=False)
+    assert proc.returncode != 0
+    assert ("VM field(s) spec.template.spec.domain.memory.guest conflicts with selected "
+            "instance type") in proc.stderr
+
+
+def test_an_instancetype_that_cannot_be_found_is_not_checked(sim: SimulatedClusters) -> None:
+    """Upstream's admitter only logs a failed lookup: a missing instancetype, or one named
+    through a revision (the sim serves no ControllerRevisions), lets the VM in."""
+    api = custom_api(sim)
+    missing = sized_vm("missing", {"memory": {"guest": "1Gi"}})
+    api.create_namespaced_custom_object(GROUP, VERSION, NS, "virtualmachines", missing)
+    sim.store("source").create("VirtualMachineClusterInstancetype", SMALL)
+    revision = sized_vm("revision", {"memory": {"guest": "1Gi"}})
+    revision["spec"]["instancetype"]["revisionName"] = "revision-small-1"
+    api.create_namespaced_custom_object(GROUP, VERSION, NS, "virtualmachines", revision)
+    for name in ("missing", "revision"):
+        assert sim.store("source").try_get("VirtualMachine", NS, name) is not None

@@ -11,9 +11,11 @@ Applied here: ``cpu.guest`` as the topology the preference's ``preferredCPUTopol
 ``cpu.dedicatedCPUPlacement``, ``cpu.maxSockets``; ``memory.guest``, ``hugepages``, ``maxGuest``
 and the pod's memory request lowered by ``overcommitPercent``.
 
-Decision: upstream refuses a VM whose template sets a field its instancetype owns (a conflict);
-the sim does not check conflicts (the admission of such VMs is not simulated either), so a field
-the template already sets is kept rather than refused. Preferences' device defaults (disk bus,
+VM admission refuses a VM whose template sets a field its instancetype owns (:func:`conflicts`,
+as ``ApplyToVMI``'s ``validate*`` steps find them), so the VMs the controller starts have none;
+should one be stored anyway (a seed), the template's value is kept. An instancetype that is not
+found, or one named through a ``revisionName`` (the sim serves no ControllerRevisions), is not
+checked: upstream's admitter only logs a failed lookup. Preferences' device defaults (disk bus,
 interface model…) are not applied.
 """
 from __future__ import annotations
@@ -23,7 +25,7 @@ from typing import Any
 
 from statemachine.sim.controller import ClusterContext
 from statemachine.sim.controllers.conditions import parse_quantity
-from statemachine.sim.store import Obj
+from statemachine.sim.store import Obj, Store
 
 _NAMESPACED = {"instancetype": ("VirtualMachineInstancetype", "virtualmachineinstancetype"),
                "preference": ("VirtualMachinePreference", "virtualmachinepreference")}
@@ -36,6 +38,10 @@ _ANNOTATIONS = {("instancetype", False): "kubevirt.io/instancetype-name",
 
 
 def _find(ctx: ClusterContext, vm: Obj, field: str) -> tuple[dict[str, Any] | None, str]:
+    return _find_in(ctx.store, vm, field)
+
+
+def _find_in(store: Store, vm: Obj, field: str) -> tuple[dict[str, Any] | None, str]:
     """The referenced object's spec (``None`` when not referenced or missing) and the annotation
     naming it; an empty ``kind`` means the cluster kind (``find/spec.go``)."""
     ref = (vm.get("spec") or {}).get(field) or {}
@@ -43,8 +49,9 @@ def _find(ctx: ClusterContext, vm: Obj, field: str) -> tuple[dict[str, Any] | No
         return None, ""
     kind = str(ref.get("kind") or "").lower().rstrip("s")
     namespaced = kind == _NAMESPACED[field][1]
-    found = ctx.store.peek(_NAMESPACED[field][0], vm["metadata"].get("namespace"), ref["name"]) \
-        if namespaced else ctx.store.peek(_CLUSTER[field], None, ref["name"])
+    found = store.peek(_NAMESPACED[field][0], (vm.get("metadata") or {}).get("namespace"),
+                       ref["name"]) if namespaced else store.peek(_CLUSTER[field], None,
+                                                                  ref["name"])
     if found is None:
         return None, ""
     return (found.get("spec") or {}), _ANNOTATIONS[(field, not namespaced)]
@@ -105,3 +112,73 @@ def apply(ctx: ClusterContext, vm: Obj, spec: dict[str, Any], annotations: dict[
     for key in ("hugepages", "maxGuest"):
         if key in it_memory and key not in memory:
             memory[key] = copy.deepcopy(it_memory[key])
+
+
+_BASE = "spec.template.spec"
+
+
+def conflicts(store: Store, vm: Obj) -> list[str]:
+    """The field paths of ``vm``'s template that its instancetype owns, in the order upstream's
+    VM admitter reports them (``ApplyToVMI``: node selector, scheduler name, CPU, memory, I/O
+    threads, I/O thread policy, launch security, GPUs, host devices, then the template's
+    annotations); empty when there is no instancetype to check against (see the module's
+    docstring). CPU reports every field it finds; memory only the first."""
+    ref = (vm.get("spec") or {}).get("instancetype") or {}
+    if ref.get("revisionName"):
+        return []
+    instancetype, _ = _find_in(store, vm, "instancetype")
+    if instancetype is None:
+        return []
+    template = (vm.get("spec") or {}).get("template") or {}
+    spec = template.get("spec") or {}
+    domain = spec.get("domain") or {}
+    resources = domain.get("resources") or {}
+    requests, limits = resources.get("requests") or {}, resources.get("limits") or {}
+    cpu, memory = domain.get("cpu") or {}, domain.get("memory") or {}
+    devices = domain.get("devices") or {}
+    it_cpu, it_memory = instancetype.get("cpu") or {}, instancetype.get("memory") or {}
+    found: list[str] = []
+    if instancetype.get("nodeSelector") is not None and spec.get("nodeSelector") is not None:
+        found.append(f"{_BASE}.nodeSelector")
+    if instancetype.get("schedulerName") and spec.get("schedulerName"):
+        found.append(f"{_BASE}.schedulerName")
+    found += [f"{_BASE}.domain.{path}" for path, clash in (
+        ("resources.requests.cpu", "cpu" in requests),
+        ("resources.limits.cpu", "cpu" in limits),
+        ("cpu.sockets", bool(cpu.get("sockets"))),
+        ("cpu.cores", bool(cpu.get("cores"))),
+        ("cpu.threads", bool(cpu.get("threads"))),
+        ("cpu.model", bool(cpu.get("model")) and it_cpu.get("model") is not None),
+        ("cpu.dedicatedCPUPlacement", bool(cpu.get("dedicatedCPUPlacement"))
+         and it_cpu.get("dedicatedCPUPlacement") is not None),
+        ("cpu.isolateEmulatorThread", bool(cpu.get("isolateEmulatorThread"))
+         and it_cpu.get("isolateEmulatorThread") is not None),
+        ("cpu.numa", cpu.get("numa") is not None and it_cpu.get("numa") is not None),
+        ("cpu.realtime", cpu.get("realtime") is not None and it_cpu.get("realtime") is not None),
+    ) if clash]
+    memory_clash = next((path for path, clash in (
+        ("memory.guest", memory.get("guest") is not None),
+        ("memory.hugepages", memory.get("hugepages") is not None
+         and it_memory.get("hugepages") is not None),
+        ("memory.maxGuest", memory.get("maxGuest") is not None
+         and it_memory.get("maxGuest") is not None),
+        ("resources.requests.memory", "memory" in requests),
+        ("resources.limits.memory", "memory" in limits),
+    ) if clash), None)
+    if memory_clash is not None:
+        found.append(f"{_BASE}.domain.{memory_clash}")
+    pool = (instancetype.get("ioThreads") or {}).get("supplementalPoolThreadCount")
+    if pool is not None and (domain.get("ioThreads") or {}).get(
+            "supplementalPoolThreadCount") is not None:
+        found.append(f"{_BASE}.domain.ioThreads.supplementalPoolThreadCount")
+    for key in ("ioThreadsPolicy", "launchSecurity"):
+        if instancetype.get(key) is not None and domain.get(key) is not None:
+            found.append(f"{_BASE}.domain.{key}")
+    for key in ("gpus", "hostDevices"):
+        if instancetype.get(key) and devices.get(key):
+            found.append(f"{_BASE}.domain.devices.{key}")
+    annotations = (template.get("metadata") or {}).get("annotations") or {}
+    found += [f"annotations.{key}" for key, value in
+              sorted((instancetype.get("annotations") or {}).items())
+              if key in annotations and annotations[key] != value]
+    return found
