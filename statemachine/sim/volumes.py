@@ -21,8 +21,8 @@ The PV, as external-provisioner v5 writes it (:func:`new_volume`): annotations
 ``volume.kubernetes.io/provisioner-deletion-secret-name``/``-namespace``; finalizers
 ``external-provisioner.volume.kubernetes.io/finalizer`` (Delete policy only: the provisioner
 deletes the backing volume before the object goes) and ``kubernetes.io/pv-protection`` (the
-StorageObjectInUseProtection admission plugin's); ``spec.capacity.storage`` the claim's request,
-as written (CDI's claims ask for a byte count: the PV says the same), the claim's access and
+StorageObjectInUseProtection admission plugin's); ``spec.capacity.storage`` the claim's request
+as the driver's byte count in binary SI (CDI's 10737418240 is ``10Gi``), the claim's access and
 volume modes, the class's name, ``reclaimPolicy`` (default ``Delete``) and ``mountOptions``;
 ``spec.csi`` with the class's provisioner as driver, the PV name as ``volumeHandle`` (what
 hostpath-style drivers answer), ``fsType`` only when the class's
@@ -151,6 +151,11 @@ def new_volume(claim: Obj, storage_class: Obj | None, name: str) -> Obj:
     policy = str(sc.get("reclaimPolicy") or "Delete")
     size = ((claim.get("status") or {}).get("capacity") or {}).get("storage") or (
         (spec.get("resources") or {}).get("requests") or {}).get("storage") or "1Gi"
+    # The driver answers CreateVolume with a byte count, which external-provisioner writes as
+    # a binary-SI quantity (bytesToQuantity): CDI's 10737418240 becomes 10Gi. Imported here:
+    # the controllers' package imports the store, which imports this module.
+    from statemachine.sim.controllers.conditions import binary_si, parse_quantity
+    size = binary_si(parse_quantity(size)) if parse_quantity(size) > 0 else size
     mode = spec.get("volumeMode") or "Filesystem"
     csi: Obj = {"driver": driver, "volumeHandle": name}
     fstype = (sc.get("parameters") or {}).get(FSTYPE_PARAMETER)

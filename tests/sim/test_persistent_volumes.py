@@ -195,6 +195,22 @@ def test_a_datavolume_claim_gets_a_volume_of_its_size(cluster: SimulatedClusters
         "external-provisioner.volume.kubernetes.io/finalizer", "kubernetes.io/pv-protection"]
 
 
+def test_a_volumes_capacity_is_the_drivers_byte_count_in_binary_si(
+        cluster: SimulatedClusters) -> None:
+    """A Block DataVolume's claim asks for its size in bytes (CDI renders 10737418240); the
+    provisioner writes the volume's size as a binary-SI quantity, and the claim's status shows
+    the volume's."""
+    s = cluster.store("source")
+    s.create("DataVolume", {"metadata": {"name": "raw", "namespace": NS},
+                            "spec": {"source": {"blank": {}},
+                                     "storage": {"resources": {"requests": {"storage": "10Gi"}},
+                                                 "volumeMode": "Block"}}})
+    claim = _bound_claim(s, "raw")
+    assert claim["spec"]["resources"]["requests"]["storage"] == "10737418240"
+    pv = s.get("PersistentVolume", None, claim["spec"]["volumeName"])
+    assert pv["spec"]["capacity"] == claim["status"]["capacity"] == {"storage": "10Gi"}
+
+
 def _phases(store: Store, name: str) -> Callable[[], list[str]]:
     seen: list[str] = []
 

@@ -127,6 +127,16 @@ def parse_quantity(value: Any) -> int:
         return 0
 
 
+def binary_si(value: int) -> str:
+    """``value`` bytes as Go's ``resource.NewQuantity(value, BinarySI).String()`` writes it: the
+    largest of Ki…Ei that divides it exactly (10737418240 is ``10Gi``), else the plain number."""
+    for suffix in ("Ei", "Pi", "Ti", "Gi", "Mi", "Ki"):
+        factor = 1 << (10 * ("KMGTPE".index(suffix[0]) + 1))
+        if value and value % factor == 0:
+            return f"{value // factor}{suffix}"
+    return str(value)
+
+
 def event(ctx_store: Any, involved: Mapping[str, Any], reason: str, message: str,
           etype: str = "Normal") -> None:
     """Record an Event of virt-controller about ``involved`` (see ``statemachine.sim.events``)."""
