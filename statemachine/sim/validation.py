@@ -417,6 +417,22 @@ def _docker_config_problem(obj: Obj, key: str) -> str | None:
 _ACCESS_MODES = ["ReadOnlyMany", "ReadWriteMany", "ReadWriteOnce", "ReadWriteOncePod"]
 
 
+def _access_mode_causes(spec: dict[str, Any], missing: str = "") -> list[Cause]:
+    """The access-mode rules claims and volumes share: at least one (``missing`` is the claim's
+    detail; a volume's Required has none), each a known mode, ReadWriteOncePod alone."""
+    modes = spec.get("accessModes") or []
+    causes: list[Cause] = []
+    if not modes:
+        causes.append(required("spec.accessModes", missing))
+    causes += [not_supported("spec.accessModes", m, _ACCESS_MODES) for m in modes
+               if m not in _ACCESS_MODES]
+    if "ReadWriteOncePod" in modes and any(m in _ACCESS_MODES and m != "ReadWriteOncePod"
+                                           for m in modes):
+        causes.append(forbidden("spec.accessModes",
+                                "may not use ReadWriteOncePod with other access modes"))
+    return causes
+
+
 def _pvc_spec_causes(obj: Obj) -> list[Cause]:
     """ValidatePersistentVolumeClaimSpec's rules on access modes, the storage request and the
     volume mode (selectors, class names and data sources are not checked here)."""
@@ -425,15 +441,7 @@ def _pvc_spec_causes(obj: Obj) -> list[Cause]:
     raw = obj.get("spec")
     spec: dict[str, Any] = raw if isinstance(raw, dict) else {}
     causes: list[Cause] = []
-    modes = spec.get("accessModes") or []
-    if not modes:
-        causes.append(required("spec.accessModes", "at least 1 access mode is required"))
-    causes += [not_supported("spec.accessModes", m, _ACCESS_MODES) for m in modes
-               if m not in _ACCESS_MODES]
-    if "ReadWriteOncePod" in modes and any(m in _ACCESS_MODES and m != "ReadWriteOncePod"
-                                           for m in modes):
-        causes.append(forbidden("spec.accessModes",
-                                "may not use ReadWriteOncePod with other access modes"))
+    causes += _access_mode_causes(spec, "at least 1 access mode is required")
     requests = (spec.get("resources") or {}).get("requests") or {}
     if "storage" not in requests:
         causes.append(required("spec.resources[storage]"))
@@ -471,15 +479,7 @@ def _pv_spec_causes(obj: Obj) -> list[Cause]:
     raw = obj.get("spec")
     spec: dict[str, Any] = raw if isinstance(raw, dict) else {}
     causes: list[Cause] = []
-    modes = spec.get("accessModes") or []
-    if not modes:
-        causes.append(required("spec.accessModes"))
-    causes += [not_supported("spec.accessModes", m, _ACCESS_MODES) for m in modes
-               if m not in _ACCESS_MODES]
-    if "ReadWriteOncePod" in modes and any(m in _ACCESS_MODES and m != "ReadWriteOncePod"
-                                           for m in modes):
-        causes.append(forbidden("spec.accessModes",
-                                "may not use ReadWriteOncePod with other access modes"))
+    causes += _access_mode_causes(spec)
     capacity = spec.get("capacity")
     if not capacity:
         causes.append(required("spec.capacity"))
