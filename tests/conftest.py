@@ -73,8 +73,10 @@ def run_kubectl(sim: SimulatedClusters, cache_dir: Path, *args: str, context: st
     return proc
 
 
-@pytest.fixture
-def kubectl(sim: SimulatedClusters, tmp_path: Path) -> Callable[..., subprocess.CompletedProcess[str]]:
+def kubectl_for(sim: SimulatedClusters,
+                tmp_path: Path) -> Callable[..., subprocess.CompletedProcess[str]]:
+    """kubectl bound to ``sim`` (:func:`run_kubectl`'s keywords), with a cache dir under
+    ``tmp_path``; skips the test where kubectl is not installed."""
     if not Path(KUBECTL).exists():
         pytest.skip("kubectl is not installed (.ci/run installs it)")
     cache = tmp_path / "kubectl-cache"
@@ -83,6 +85,11 @@ def kubectl(sim: SimulatedClusters, tmp_path: Path) -> Callable[..., subprocess.
     def run(*args: str, **kw: Any) -> subprocess.CompletedProcess[str]:
         return run_kubectl(sim, cache, *args, **kw)
     return run
+
+
+@pytest.fixture
+def kubectl(sim: SimulatedClusters, tmp_path: Path) -> Callable[..., subprocess.CompletedProcess[str]]:
+    return kubectl_for(sim, tmp_path)
 
 
 @pytest.fixture

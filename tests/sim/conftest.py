@@ -10,7 +10,6 @@ from __future__ import annotations
 import subprocess
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 from kubernetes import client, config
@@ -18,7 +17,7 @@ from lightkube import Client as LightClient
 from lightkube import KubeConfig
 
 from statemachine.sim.cluster import SimulatedClusters
-from tests.conftest import KUBECTL, run_kubectl
+from tests.conftest import kubectl_for
 
 Kubectl = Callable[..., subprocess.CompletedProcess[str]]
 
@@ -51,11 +50,4 @@ def light(quiet: SimulatedClusters) -> LightClient:
 
 @pytest.fixture
 def kube(quiet: SimulatedClusters, tmp_path: Path) -> Kubectl:
-    if not Path(KUBECTL).exists():
-        pytest.skip("kubectl is not installed (.ci/run installs it)")
-    cache = tmp_path / "kubectl-cache"
-    cache.mkdir(exist_ok=True)
-
-    def run(*args: str, **kw: Any) -> subprocess.CompletedProcess[str]:
-        return run_kubectl(quiet, cache, *args, **kw)
-    return run
+    return kubectl_for(quiet, tmp_path)

@@ -15,7 +15,7 @@ import pytest
 from polling import wait_for
 from statemachine.sim.cluster import SimulatedClusters
 from statemachine.sim.store import Store, StoreEvent
-from tests.conftest import KUBECTL, run_kubectl
+from tests.conftest import kubectl_for
 
 Kubectl = Callable[..., subprocess.CompletedProcess[str]]
 NS = "shop"
@@ -63,14 +63,7 @@ def cluster(make_sim: Callable[..., SimulatedClusters]) -> SimulatedClusters:
 
 @pytest.fixture
 def kubectl_of(cluster: SimulatedClusters, tmp_path: Path) -> Kubectl:
-    if not Path(KUBECTL).exists():
-        pytest.skip("kubectl is not installed (.ci/run installs it)")
-    cache = tmp_path / "kubectl-cache"
-    cache.mkdir(exist_ok=True)
-
-    def run(*args: str, **kw: Any) -> subprocess.CompletedProcess[str]:
-        return run_kubectl(cluster, cache, *args, **kw)
-    return run
+    return kubectl_for(cluster, tmp_path)
 
 
 def _bound_claim(store: Store, name: str) -> dict[str, Any]:
