@@ -131,6 +131,7 @@ def admit_create(store: Store, kind: Kind, body: Obj) -> None:
         mutate_migration(body)
         validate_migration_create(store, ns, body)
     elif kind.kind == "VirtualMachine":
+        mutate_vm(body, create=True)
         validate_vm(body, store)
     elif kind.kind == "VirtualMachineInstance":
         mutate_vmi(body)
@@ -145,6 +146,7 @@ def admit_update(store: Store, kind: Kind, old: Obj, new: Obj) -> None:
     if kind.kind == "VirtualMachineInstanceMigration":
         validate_migration_update(old, new)
     elif kind.kind == "VirtualMachine":
+        mutate_vm(new, create=False)
         validate_vm(new, store)
     elif kind.kind == "DataVolume":
         validate_dv_update(old, new)
@@ -228,6 +230,30 @@ def validate_migration_update(old: Obj, new: Obj) -> None:
 
 
 # ---------------------------------------------------------------------- VMs and VMIs
+def mutate_vm(vm: Obj, *, create: bool) -> None:
+    """``virtualmachines-mutator`` (vm-mutator.go, defaults.go): on create a random firmware
+    ``uuid`` and ``serial`` where the template has none; on create and update the template's
+    ``architecture`` (amd64) and machine type (the cluster default, q35) where empty."""
+    template = (vm.get("spec") or {}).get("template")
+    if not isinstance(template, dict):
+        return
+    spec = template.setdefault("spec", {})
+    if not isinstance(spec, dict):
+        return
+    domain = spec.setdefault("domain", {})
+    if not isinstance(domain, dict):
+        return
+    if create:
+        firmware = domain.setdefault("firmware", {})
+        if isinstance(firmware, dict):
+            firmware.setdefault("uuid", str(uuid.uuid4()))
+            firmware.setdefault("serial", str(uuid.uuid4()))
+    spec.setdefault("architecture", "amd64")
+    machine = domain.setdefault("machine", {})
+    if isinstance(machine, dict) and not machine.get("type"):
+        machine["type"] = "q35"
+
+
 def validate_vm(vm: Obj, store: Store | None = None) -> None:
     """``virtualmachine-validator``: first the instancetype's conflicts (the admitter answers
     with those alone), then the spec's rules."""

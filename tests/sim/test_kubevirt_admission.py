@@ -349,3 +349,35 @@ def test_an_instancetype_that_cannot_be_found_is_not_checked(sim: SimulatedClust
     api.create_namespaced_custom_object(GROUP, VERSION, NS, "virtualmachines", revision)
     for name in ("missing", "revision"):
         assert sim.store("source").try_get("VirtualMachine", NS, name) is not None
+
+
+def test_the_vm_mutator_gives_a_new_vm_its_firmware_ids_and_defaults(
+        sim: SimulatedClusters) -> None:
+    """On create: a random firmware uuid and serial where the template has none (one it names
+    is kept, so a copied VM keeps its guest identity), architecture amd64 and machine type q35
+    where empty; on update only the last two, so the ids never change."""
+    import uuid as uuidlib
+    api = custom_api(sim)
+    made = api.create_namespaced_custom_object(GROUP, VERSION, NS, "virtualmachines",
+                                               vm("fresh", runStrategy="Halted"))
+    spec = made["spec"]["template"]["spec"]
+    firmware = spec["domain"]["firmware"]
+    assert uuidlib.UUID(firmware["uuid"]).version == 4 and uuidlib.UUID(firmware["serial"])
+    assert firmware["uuid"] != firmware["serial"]
+    assert (spec["architecture"], spec["domain"]["machine"]) == ("amd64", {"type": "q35"})
+    copied = vm("copied", runStrategy="Halted")
+    domain = copied["spec"]["template"]["spec"]["domain"]
+    domain["firmware"] = {"uuid": "5d307ca9-b3ef-428c-8861-06e72d69f223"}
+    domain["machine"] = {"type": "pc-q35-rhel9.6.0"}
+    kept = api.create_namespaced_custom_object(GROUP, VERSION, NS, "virtualmachines", copied)
+    assert kept["spec"]["template"]["spec"]["domain"]["firmware"]["uuid"] == \
+        "5d307ca9-b3ef-428c-8861-06e72d69f223"
+    assert kept["spec"]["template"]["spec"]["domain"]["machine"] == {"type": "pc-q35-rhel9.6.0"}
+    # Update: a template replaced without the ids gets machine type and architecture back,
+    # and no new firmware ids.
+    made["spec"]["template"]["spec"] = {"domain": {"devices": {}, "memory": {"guest": "1Gi"}}}
+    updated = api.replace_namespaced_custom_object(GROUP, VERSION, NS, "virtualmachines",
+                                                   "fresh", made)
+    spec = updated["spec"]["template"]["spec"]
+    assert "firmware" not in spec["domain"]
+    assert (spec["architecture"], spec["domain"]["machine"]) == ("amd64", {"type": "q35"})
