@@ -155,7 +155,8 @@ def new_volume(claim: Obj, storage_class: Obj | None, name: str) -> Obj:
     # a binary-SI quantity (bytesToQuantity): CDI's 10737418240 becomes 10Gi. Imported here:
     # the controllers' package imports the store, which imports this module.
     from statemachine.sim.controllers.conditions import binary_si, parse_quantity
-    size = binary_si(parse_quantity(size)) if parse_quantity(size) > 0 else size
+    size_bytes = parse_quantity(size)
+    size = binary_si(size_bytes) if size_bytes > 0 else size
     mode = spec.get("volumeMode") or "Filesystem"
     csi: Obj = {"driver": driver, "volumeHandle": name}
     fstype = (sc.get("parameters") or {}).get(FSTYPE_PARAMETER)

@@ -173,14 +173,19 @@ def test_binding_provisions_a_volume(cluster: SimulatedClusters, kubectl_of: Kub
     assert "csi-provisioner" in managers
 
 
+def _blank_datavolume(store: Store, name: str, size: str,
+                      mode: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """A blank DataVolume of ``size`` and volume ``mode``: its claim once bound, and the PV."""
+    store.create("DataVolume", {"metadata": {"name": name, "namespace": NS},
+                                "spec": {"source": {"blank": {}},
+                                         "storage": {"resources": {"requests": {"storage": size}},
+                                                     "volumeMode": mode}}})
+    claim = _bound_claim(store, name)
+    return claim, store.get("PersistentVolume", None, claim["spec"]["volumeName"])
+
+
 def test_a_datavolume_claim_gets_a_volume_of_its_size(cluster: SimulatedClusters) -> None:
-    s = cluster.store("source")
-    s.create("DataVolume", {"metadata": {"name": "disk", "namespace": NS},
-                            "spec": {"source": {"blank": {}},
-                                     "storage": {"resources": {"requests": {"storage": "1Gi"}},
-                                                 "volumeMode": "Filesystem"}}})
-    claim = _bound_claim(s, "disk")
-    pv = s.get("PersistentVolume", None, claim["spec"]["volumeName"])
+    claim, pv = _blank_datavolume(cluster.store("source"), "disk", "1Gi", "Filesystem")
     asked = claim["spec"]["resources"]["requests"]["storage"]
     assert asked == "1132797625"  # CDI's overhead-inflated byte count
     assert pv["spec"]["capacity"] == claim["status"]["capacity"] == {"storage": asked}
@@ -193,14 +198,8 @@ def test_a_volumes_capacity_is_the_drivers_byte_count_in_binary_si(
     """A Block DataVolume's claim asks for its size in bytes (CDI renders 10737418240); the
     provisioner writes the volume's size as a binary-SI quantity, and the claim's status shows
     the volume's."""
-    s = cluster.store("source")
-    s.create("DataVolume", {"metadata": {"name": "raw", "namespace": NS},
-                            "spec": {"source": {"blank": {}},
-                                     "storage": {"resources": {"requests": {"storage": "10Gi"}},
-                                                 "volumeMode": "Block"}}})
-    claim = _bound_claim(s, "raw")
+    claim, pv = _blank_datavolume(cluster.store("source"), "raw", "10Gi", "Block")
     assert claim["spec"]["resources"]["requests"]["storage"] == "10737418240"
-    pv = s.get("PersistentVolume", None, claim["spec"]["volumeName"])
     assert pv["spec"]["capacity"] == claim["status"]["capacity"] == {"storage": "10Gi"}
 
 

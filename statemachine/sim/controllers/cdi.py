@@ -145,12 +145,6 @@ def _waits_for_consumer(ctx: ClusterContext, pvc: Obj) -> bool:
     return True
 
 
-def _bind(ctx: ClusterContext, pvc: Obj) -> bool:
-    """Provision and bind the claim as the PV controller and the class's CSI provisioner do
-    (``volumes.provision``); False while it names a volume that does not exist."""
-    return volumes.provision(ctx.store, pvc)
-
-
 def _report_waiting(ctx: ClusterContext, pvc: Obj) -> None:
     """The PV controller's WaitForFirstConsumer event, once per claim."""
     seen: set[str] = ctx.state.setdefault("claims-waiting-reported", set())
@@ -188,7 +182,9 @@ class PersistentVolumeClaimController(Controller):
                                         {"phase": "Pending"})
             _report_waiting(ctx, obj)
             return True
-        _bind(ctx, obj)  # a claim naming a missing volume waits for it (resyncs)
+        # Provisioned and bound as the PV controller and the class's CSI provisioner do; a
+        # claim naming a missing volume waits for it (resyncs).
+        volumes.provision(ctx.store, obj)
         return None
 
 
@@ -228,7 +224,7 @@ class DataVolumeController(Controller):
             if _waits_for_consumer(ctx, pvc):
                 status["phase"] = "WaitForFirstConsumer"
                 _report_waiting(ctx, pvc)
-            elif (pvc.get("status") or {}).get("phase") == "Bound" or _bind(ctx, pvc):
+            elif (pvc.get("status") or {}).get("phase") == "Bound" or volumes.provision(ctx.store, pvc):
                 status["phase"] = "PVCBound"
                 set_condition(status, "Bound", "True", "Bound", f"PVC {name} Bound", style="cdi")
         elif phase == "PVCBound":

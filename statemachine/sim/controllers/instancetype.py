@@ -37,11 +37,7 @@ _ANNOTATIONS = {("instancetype", False): "kubevirt.io/instancetype-name",
                 ("preference", True): "kubevirt.io/cluster-preference-name"}
 
 
-def _find(ctx: ClusterContext, vm: Obj, field: str) -> tuple[dict[str, Any] | None, str]:
-    return _find_in(ctx.store, vm, field)
-
-
-def _find_in(store: Store, vm: Obj, field: str) -> tuple[dict[str, Any] | None, str]:
+def _find(store: Store, vm: Obj, field: str) -> tuple[dict[str, Any] | None, str]:
     """The referenced object's spec (``None`` when not referenced or missing) and the annotation
     naming it; an empty ``kind`` means the cluster kind (``find/spec.go``)."""
     ref = (vm.get("spec") or {}).get(field) or {}
@@ -84,8 +80,8 @@ def _topology(vcpus: int, preference: dict[str, Any]) -> dict[str, int]:
 def apply(ctx: ClusterContext, vm: Obj, spec: dict[str, Any], annotations: dict[str, str]) -> None:
     """Apply the VM's instancetype and preference to the VMI ``spec`` (a copy the caller owns) and
     add their annotations to ``annotations``."""
-    instancetype, it_note = _find(ctx, vm, "instancetype")
-    preference, pref_note = _find(ctx, vm, "preference")
+    instancetype, it_note = _find(ctx.store, vm, "instancetype")
+    preference, pref_note = _find(ctx.store, vm, "preference")
     names = {"instancetype": it_note, "preference": pref_note}
     for field, note in names.items():
         if note:
@@ -126,7 +122,7 @@ def conflicts(store: Store, vm: Obj) -> list[str]:
     ref = (vm.get("spec") or {}).get("instancetype") or {}
     if ref.get("revisionName"):
         return []
-    instancetype, _ = _find_in(store, vm, "instancetype")
+    instancetype, _ = _find(store, vm, "instancetype")
     if instancetype is None:
         return []
     template = (vm.get("spec") or {}).get("template") or {}
